@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Install everything the integration tests need, cached under $STRATUS_CACHE
+# (default ~/.cache/stratus). Idempotent: each step is skipped when its output exists.
+#   - kcat (Debian package kcat, or kafkacat on older releases)
+#   - a Python venv at $CACHE/venv with confluent-kafka, kafka-python, pytest
+#   - Apache Kafka jars (clients, tools, server) at $CACHE/kafka-$KAFKA_VERSION/lib
+# Works non-interactively (CI=true, no stdin).
+set -euo pipefail
+
+CACHE="${STRATUS_CACHE:-$HOME/.cache/stratus}"
+# Newest 4.x for which Maven Central serves every artifact we need (kafka-tools 4.4.0 is not served).
+KAFKA_VERSION="${KAFKA_VERSION:-4.3.1}"
+SLF4J_VERSION=2.0.17
+LOG4J_VERSION=2.25.4
+export DEBIAN_FRONTEND=noninteractive
+mkdir -p "$CACHE"
+
+log() { echo "install-test-deps: $*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo -n "$@"; else
+    log "need root for: $*"; return 1; fi
+}
+
+# --- kcat -------------------------------------------------------------------
+if command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1; then
+  log "kcat: present"
+else
+  log "kcat: installing from apt"
+  as_root apt-get update -qq </dev/null
+  as_root apt-get install -y -qq kcat </dev/null || as_root apt-get install -y -qq kafkacat </dev/null
+fi
+if ! command -v kcat >/dev/null 2>&1 && command -v kafkacat >/dev/null 2>&1; then
+  mkdir -p "$CACHE/bin"
+  ln -sf "$(command -v kafkacat)" "$CACHE/bin/kcat"
+fi
+
+# --- Python venv --------------------------------------------------------------
+VENV="$CACHE/venv"
+PY_STAMP="$VENV/.stratus-deps-v3"
+if [ -f "$PY_STAMP" ]; then
+  log "python venv: present ($VENV)"
+else
+  PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+  log "python venv: creating with $PYTHON"
+  rm -rf "$VENV"
+  if ! "$PYTHON" -m venv "$VENV"; then
+    log "python venv: installing python3-venv"
+    as_root apt-get update -qq </dev/null
+    as_root apt-get install -y -qq python3-venv </dev/null
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip </dev/null
+  "$VENV/bin/pip" install -q --disable-pip-version-check \
+    'confluent-kafka>=2.6' 'kafka-python>=2.0.3' 'pytest>=8' 'pytest-timeout>=2' lz4 zstandard </dev/null
+  "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest; print("confluent-kafka", confluent_kafka.version(), "librdkafka", confluent_kafka.libversion()[0])'
+  touch "$PY_STAMP"
+fi
+
+# --- Apache Kafka jars ----------------------------------------------------------
+KDIR="$CACHE/kafka-$KAFKA_VERSION"
+if [ -f "$KDIR/.complete" ]; then
+  log "kafka $KAFKA_VERSION jars: present ($KDIR/lib)"
+else
+  command -v mvn >/dev/null || { log "mvn not found (apt-get install maven)"; exit 1; }
+  command -v java >/dev/null || { log "java not found (apt-get install openjdk-17-jdk-headless)"; exit 1; }
+  log "kafka $KAFKA_VERSION jars: fetching with maven"
+  rm -rf "$KDIR"
+  mkdir -p "$KDIR/build" "$KDIR/lib" "$KDIR/config"
+  cat > "$KDIR/build/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>io.stratus.test</groupId>
+  <artifactId>kafka-dist</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-clients</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-server</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-storage</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>$SLF4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-1.2-api</artifactId><version>$LOG4J_VERSION</version></dependency>
+  </dependencies>
+</project>
+POM
+  if ! (cd "$KDIR/build" && mvn -B -ntp -Dstyle.color=never -Dmaven.repo.local="$CACHE/m2" dependency:copy-dependencies \
+      -DoutputDirectory="$KDIR/lib" -DincludeScope=runtime </dev/null >"$KDIR/build/mvn.log" 2>&1); then
+    tail -40 "$KDIR/build/mvn.log" >&2; log "maven failed"; exit 1
+  fi
+  # Quiet logging for CLI tools and the reference broker: warnings to stderr only.
+  cat > "$KDIR/config/log4j2.properties" <<'LOG'
+status = warn
+appender.stderr.type = Console
+appender.stderr.name = STDERR
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = STDERR
+LOG
+  n=$(ls "$KDIR/lib" | wc -l)
+  [ "$n" -gt 10 ] || { log "maven copied only $n jars"; exit 1; }
+  rm -rf "$KDIR/build" "$CACHE/m2"  # the jars are copied out; the maven repo is not needed
+  touch "$KDIR/.complete"
+  log "kafka $KAFKA_VERSION jars: $n jars in $KDIR/lib"
+fi
+log "done (cache: $CACHE)"

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The one command that installs the test dependencies and runs every check and test:
+#   install-test-deps, cargo build, cargo fmt --check, cargo clippy -D warnings, cargo test,
+#   then the real-client suite (pytest tests/clients) against the freshly built broker.
+# Every step runs (unless it depends on a failed build); exits non-zero if any step failed.
+#
+#   scripts/test.sh [pytest args...]     e.g. scripts/test.sh -k kcat
+# Environment:
+#   STRATUS_CACHE        dependency cache (default ~/.cache/stratus)
+#   CARGO_TARGET_DIR     shared cargo target dir (the broker binary is taken from it)
+#   STRATUS_TEST_TARGET  stratus (default) or kafka (the reference broker; cargo steps still run)
+#   STRATUS_SKIP_CARGO=1 skip the cargo steps (e.g. to check the suite against Kafka)
+set -uo pipefail
+
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$REPO"
+CACHE="${STRATUS_CACHE:-$HOME/.cache/stratus}"
+export STRATUS_CACHE="$CACHE"
+FAILED=()
+START=$(date +%s)
+
+step() {
+  local name="$1"; shift
+  echo
+  echo "=== $name: $* ==="
+  local t0=$(date +%s)
+  if "$@"; then
+    echo "=== $name: ok ($(( $(date +%s) - t0 ))s) ==="
+    return 0
+  fi
+  echo "=== $name: FAILED ($(( $(date +%s) - t0 ))s) ==="
+  FAILED+=("$name")
+  return 1
+}
+
+step install scripts/install-test-deps.sh </dev/null || { echo "cannot continue without test dependencies"; exit 1; }
+[ -d "$CACHE/bin" ] && export PATH="$PATH:$CACHE/bin"
+
+BUILD_OK=1
+if [ "${STRATUS_SKIP_CARGO:-0}" != 1 ]; then
+  step build cargo build || BUILD_OK=0
+  step fmt cargo fmt --all -- --check
+  if [ "$BUILD_OK" = 1 ]; then
+    step clippy cargo clippy --all-targets -- -D warnings
+    step cargo-test cargo test
+  fi
+fi
+
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$REPO/$TARGET_DIR" ;; esac
+export STRATUS_BIN="${STRATUS_BIN:-$TARGET_DIR/debug/stratus}"
+
+if [ "${STRATUS_TEST_TARGET:-stratus}" = stratus ] && [ "$BUILD_OK" != 1 ]; then
+  echo "=== clients: skipped (the broker did not build) ==="
+  FAILED+=("clients (not run)")
+else
+  step clients "$CACHE/venv/bin/pytest" tests/clients -q -rfEs -p no:cacheprovider "$@"
+fi
+
+echo
+if [ ${#FAILED[@]} -gt 0 ]; then
+  echo "scripts/test.sh: FAILED steps: ${FAILED[*]} (total $(( $(date +%s) - START ))s)"
+  exit 1
+fi
+echo "scripts/test.sh: all steps passed (total $(( $(date +%s) - START ))s)"

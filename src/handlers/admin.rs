@@ -1,0 +1,319 @@
+//! Topic administration, DeleteRecords, producer ids and cluster descriptions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError as Code;
+
+use crate::broker::Broker;
+use crate::partition::Location;
+use crate::topic_config;
+
+fn text(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// CreateTopics.
+pub async fn create_topics(
+    broker: &Arc<Broker>,
+    req: CreateTopicsRequest,
+    v: i16,
+) -> CreateTopicsResponse {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for t in &req.topics {
+        *counts.entry(t.name.0.to_string()).or_default() += 1;
+    }
+    let mut resp = CreateTopicsResponse::default();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut r = CreatableTopicResult::default().with_name(t.name.clone());
+        let result = if counts.get(&name).copied().unwrap_or(0) > 1 {
+            Err((
+                Code::InvalidRequest,
+                format!("Create topic request contains duplicate topic {name}"),
+            ))
+        } else {
+            let configs: BTreeMap<String, String> = t
+                .configs
+                .iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                .collect();
+            let (partitions, rf) = if t.assignments.is_empty() {
+                (t.num_partitions, t.replication_factor)
+            } else if t.num_partitions != -1 || t.replication_factor != -1 {
+                (0, 0)
+            } else {
+                let rf = t.assignments[0].broker_ids.len() as i16;
+                (t.assignments.len() as i32, rf.max(1))
+            };
+            if partitions == 0 {
+                Err((
+                    Code::InvalidRequest,
+                    "Both numPartitions or replicationFactor and replicasAssignments were set."
+                        .into(),
+                ))
+            } else {
+                broker
+                    .create_topic(&name, partitions, rf, configs, req.validate_only)
+                    .await
+            }
+        };
+        match result {
+            Ok(topic) => {
+                if v >= 5 {
+                    r.num_partitions = topic.partitions.len() as i32;
+                    r.replication_factor = topic.replication_factor;
+                    r.configs = Some(
+                        topic_config::TOPIC_CONFIGS
+                            .iter()
+                            .filter_map(|d| {
+                                let (value, source) = topic_config::resolve(
+                                    d.name,
+                                    &topic.configs,
+                                    &broker.settings,
+                                )?;
+                                Some(
+                                    CreatableTopicConfigs::default()
+                                        .with_name(text(d.name))
+                                        .with_value(Some(text(value)))
+                                        .with_config_source(source as i8),
+                                )
+                            })
+                            .collect(),
+                    );
+                }
+                if v >= 7 {
+                    r.topic_id = topic.id;
+                }
+            }
+            Err((code, msg)) => {
+                r.error_code = code.code();
+                r.error_message = Some(text(msg));
+            }
+        }
+        resp.topics.push(r);
+    }
+    resp
+}
+
+/// DeleteTopics (by name, or by id from v6).
+pub async fn delete_topics(
+    broker: &Arc<Broker>,
+    req: DeleteTopicsRequest,
+    v: i16,
+) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<String>, uuid::Uuid)> = if v >= 6 {
+        req.topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        req.topic_names
+            .iter()
+            .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+            .collect()
+    };
+    let mut resp = DeleteTopicsResponse::default();
+    for (name, id) in targets {
+        let topic = match &name {
+            Some(n) => broker.topic(n),
+            None => broker.topic_by_id(&id),
+        };
+        let mut r =
+            DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(text(n))));
+        if v >= 6 {
+            r.topic_id = id;
+        }
+        match topic {
+            None => {
+                let code = if name.is_none() {
+                    Code::UnknownTopicId
+                } else {
+                    Code::UnknownTopicOrPartition
+                };
+                r.error_code = code.code();
+            }
+            Some(t) => {
+                if v >= 6 {
+                    r.topic_id = t.id;
+                    r.name = Some(TopicName(text(t.name.to_string())));
+                }
+                if let Err((code, msg)) = broker.delete_topic(&t).await {
+                    r.error_code = code.code();
+                    if v >= 5 {
+                        r.error_message = Some(text(msg));
+                    }
+                }
+            }
+        }
+        resp.responses.push(r);
+    }
+    resp
+}
+
+/// CreatePartitions.
+pub async fn create_partitions(
+    broker: &Arc<Broker>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut resp = CreatePartitionsResponse::default();
+    for t in req.topics {
+        let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        let result = match broker.topic(t.name.0.as_str()) {
+            None => Err((
+                Code::UnknownTopicOrPartition,
+                format!("The topic '{}' does not exist.", t.name.0),
+            )),
+            Some(topic) => {
+                broker
+                    .create_partitions(&topic, t.count, req.validate_only)
+                    .await
+            }
+        };
+        if let Err((code, msg)) = result {
+            r.error_code = code.code();
+            r.error_message = Some(text(msg));
+        }
+        resp.results.push(r);
+    }
+    resp
+}
+
+/// DeleteRecords.
+pub async fn delete_records(
+    broker: &Arc<Broker>,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let mut resp = DeleteRecordsResponse::default();
+    for t in req.topics {
+        let topic = broker.topic(t.name.0.as_str());
+        let mut out = DeleteRecordsTopicResult::default().with_name(t.name.clone());
+        for dp in t.partitions {
+            let mut r = DeleteRecordsPartitionResult::default()
+                .with_partition_index(dp.partition_index)
+                .with_low_watermark(-1);
+            let p = topic
+                .as_ref()
+                .and_then(|tp| tp.partitions.get(usize::try_from(dp.partition_index).ok()?));
+            match p {
+                None => r.error_code = Code::UnknownTopicOrPartition.code(),
+                Some(p) => match crate::maintenance::delete_records(broker, p, dp.offset).await {
+                    Ok(low) => r.low_watermark = low,
+                    Err(e) => r.error_code = e.code(),
+                },
+            }
+            out.partitions.push(r);
+        }
+        resp.topics.push(out);
+    }
+    resp
+}
+
+/// InitProducerId for idempotent producers (transactions are not served yet).
+pub async fn init_producer_id(
+    broker: &Arc<Broker>,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let resp = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty())
+    {
+        return resp.with_error_code(Code::UnsupportedVersion.code());
+    }
+    // KIP-360: a known producer may bump its epoch instead of taking a new id.
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        return resp
+            .with_producer_id(req.producer_id)
+            .with_producer_epoch(req.producer_epoch + 1);
+    }
+    match broker.allocate_producer_id().await {
+        Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => resp.with_error_code(e.code()),
+    }
+}
+
+/// DescribeCluster.
+pub fn describe_cluster(
+    broker: &Arc<Broker>,
+    _req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let l = &broker.settings.advertised[0];
+    DescribeClusterResponse::default()
+        .with_cluster_id(text(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.settings.node_id))
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(broker.settings.node_id))
+            .with_host(text(l.host.clone()))
+            .with_port(l.port as i32)
+            .with_rack(broker.settings.rack.clone().map(text))])
+}
+
+/// DescribeLogDirs: one log dir, the object store, with each partition's stored bytes.
+pub fn describe_log_dirs(
+    broker: &Arc<Broker>,
+    req: DescribeLogDirsRequest,
+    v: i16,
+) -> DescribeLogDirsResponse {
+    let wanted: Option<HashMap<String, Vec<i32>>> = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.topic.0.to_string(), t.partitions))
+            .collect()
+    });
+    let mut result = DescribeLogDirsResult::default()
+        .with_log_dir(text(broker.settings.object_store_url.clone()));
+    for topic in broker.topics() {
+        let filter = match &wanted {
+            Some(w) => match w.get(topic.name.as_ref()) {
+                Some(ps) => Some(ps),
+                None => continue,
+            },
+            None => None,
+        };
+        let mut out =
+            DescribeLogDirsTopic::default().with_name(TopicName(text(topic.name.to_string())));
+        for p in &topic.partitions {
+            if filter.is_some_and(|f| !f.contains(&p.index)) {
+                continue;
+            }
+            let size: u64 = {
+                let s = p.state();
+                let sealed: u64 = s.segments.iter().map(|g| g.data_len).sum();
+                let tail: u64 = s
+                    .tail
+                    .iter()
+                    .map(|c| match &c.location {
+                        Location::Pending(b) => b.len() as u64,
+                        Location::Wal { len, .. } => *len,
+                    })
+                    .sum();
+                sealed + tail
+            };
+            out.partitions.push(
+                DescribeLogDirsPartition::default()
+                    .with_partition_index(p.index)
+                    .with_partition_size(size as i64),
+            );
+        }
+        result.topics.push(out);
+    }
+    let _ = v;
+    DescribeLogDirsResponse::default().with_results(vec![result])
+}

@@ -1,0 +1,133 @@
+//! Fetch: long polling (min_bytes / max_wait), per-partition and total byte limits, stored
+//! batch bytes handed out as they are.
+//!
+//! Fetch sessions (KIP-227): this broker declines to create sessions (it answers session
+//! id 0, as Kafka does when its session cache is full), so clients keep sending full
+//! fetch requests. An unknown session id gets FETCH_SESSION_ID_NOT_FOUND.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError as Code;
+use tokio::time::Instant;
+
+use crate::broker::Broker;
+use crate::read;
+
+/// Handles Fetch.
+pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, v: i16) -> FetchResponse {
+    if v >= 7 && req.session_id != 0 {
+        return FetchResponse::default().with_error_code(Code::FetchSessionIdNotFound.code());
+    }
+    let cap = broker.settings.fetch_max_wait_cap_ms;
+    let wait = Duration::from_millis((req.max_wait_ms.max(0) as u64).min(cap));
+    let deadline = Instant::now() + wait;
+    let mut committed = broker.wal.committed.subscribe();
+    loop {
+        committed.mark_unchanged();
+        let (resp, bytes, error) = fetch_once(broker, &req, v).await;
+        if bytes >= req.min_bytes.max(0) as usize || error || Instant::now() >= deadline {
+            return resp;
+        }
+        if tokio::time::timeout_at(deadline, committed.changed())
+            .await
+            .is_err()
+        {
+            // Timed out: answer with what is there now.
+            return fetch_once(broker, &req, v).await.0;
+        }
+    }
+}
+
+async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchResponse, usize, bool) {
+    let read_committed = req.isolation_level == 1;
+    let mut budget = if v >= 3 && req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    let mut total = 0usize;
+    let mut error = false;
+    let mut resp = FetchResponse::default();
+    for t in &req.topics {
+        let topic = if v >= 13 {
+            broker.topic_by_id(&t.topic_id)
+        } else {
+            broker.topic(t.topic.0.as_str())
+        };
+        let mut out = FetchableTopicResponse::default();
+        if v >= 13 {
+            out.topic_id = t.topic_id;
+        } else {
+            out.topic = t.topic.clone();
+        }
+        for fp in &t.partitions {
+            let mut pd = PartitionData::default()
+                .with_partition_index(fp.partition)
+                .with_high_watermark(-1);
+            if v >= 4 {
+                pd.aborted_transactions = read_committed.then(Vec::new);
+            }
+            let partition = topic.as_ref().and_then(|tp| {
+                usize::try_from(fp.partition)
+                    .ok()
+                    .and_then(|i| tp.partitions.get(i))
+            });
+            let Some(p) = partition else {
+                let unknown = if v >= 13 && topic.is_none() {
+                    Code::UnknownTopicId
+                } else {
+                    Code::UnknownTopicOrPartition
+                };
+                pd.error_code = unknown.code();
+                error = true;
+                out.partitions.push(pd);
+                continue;
+            };
+            let epoch = p.state().leader_epoch;
+            let w = read::watermarks(p);
+            pd.high_watermark = w.high_watermark;
+            if v >= 4 {
+                pd.last_stable_offset = w.high_watermark;
+            }
+            if v >= 5 {
+                pd.log_start_offset = w.log_start;
+            }
+            if v >= 9 && fp.current_leader_epoch >= 0 && fp.current_leader_epoch != epoch {
+                let code = if fp.current_leader_epoch < epoch {
+                    Code::FencedLeaderEpoch
+                } else {
+                    Code::UnknownLeaderEpoch
+                };
+                pd.error_code = code.code();
+                error = true;
+                out.partitions.push(pd);
+                continue;
+            }
+            let max = (fp.partition_max_bytes.max(0) as usize).min(budget);
+            let records = if max == 0 && total > 0 {
+                Ok(Bytes::new())
+            } else {
+                read::read(broker, p, fp.fetch_offset, max.max(1)).await
+            };
+            match records {
+                Ok(r) => {
+                    total += r.len();
+                    budget = budget.saturating_sub(r.len());
+                    pd.records = Some(r);
+                }
+                Err(e) => {
+                    pd.error_code = e.code();
+                    pd.records = Some(Bytes::new());
+                    error = true;
+                }
+            }
+            out.partitions.push(pd);
+        }
+        resp.responses.push(out);
+    }
+    (resp, total, error)
+}

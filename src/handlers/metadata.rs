@@ -1,0 +1,131 @@
+//! Metadata: brokers, topics and partitions, with auto-creation by config.
+//!
+//! Durability comes from the object store, not from replicas, so every partition reports
+//! this broker as its leader and as its only replica and in-sync replica, whatever
+//! replication factor the topic was created with.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError as Code;
+use uuid::Uuid;
+
+use crate::broker::{Broker, Topic};
+
+/// Handles Metadata.
+pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, v: i16) -> MetadataResponse {
+    let node = broker.settings.node_id;
+    let mut resp = MetadataResponse::default()
+        .with_brokers(brokers(broker, v))
+        .with_controller_id(BrokerId(if v >= 1 { node } else { -1 }));
+    if v >= 2 {
+        resp.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+    }
+    let allow_auto = v < 4 || req.allow_auto_topic_creation;
+    let requested = match req.topics {
+        None => None,
+        Some(t) if v == 0 && t.is_empty() => None,
+        Some(t) => Some(t),
+    };
+    let Some(requested) = requested else {
+        resp.topics = broker
+            .topics()
+            .iter()
+            .map(|t| topic_entry(broker, t, v))
+            .collect();
+        return resp;
+    };
+    for t in requested {
+        let entry = match (&t.name, t.topic_id) {
+            (Some(name), _) => by_name(broker, name.0.as_str(), allow_auto, v).await,
+            (None, id) if !id.is_nil() => match broker.topic_by_id(&id) {
+                Some(topic) => topic_entry(broker, &topic, v),
+                None => error_entry(None, id, Code::UnknownTopicId),
+            },
+            (None, _) => error_entry(None, Uuid::nil(), Code::InvalidRequest),
+        };
+        resp.topics.push(entry);
+    }
+    resp
+}
+
+async fn by_name(
+    broker: &Arc<Broker>,
+    name: &str,
+    allow_auto: bool,
+    v: i16,
+) -> MetadataResponseTopic {
+    if let Some(t) = broker.topic(name) {
+        return topic_entry(broker, &t, v);
+    }
+    if let Err((code, _)) = crate::broker::validate_topic_name(name) {
+        return error_entry(Some(name), Uuid::nil(), code);
+    }
+    if !(allow_auto && broker.settings.auto_create_topics) {
+        return error_entry(Some(name), Uuid::nil(), Code::UnknownTopicOrPartition);
+    }
+    match broker
+        .create_topic(name, -1, -1, BTreeMap::new(), false)
+        .await
+    {
+        Ok(t) => topic_entry(broker, &t, v),
+        // Created concurrently by another request.
+        Err((Code::TopicAlreadyExists, _)) => match broker.topic(name) {
+            Some(t) => topic_entry(broker, &t, v),
+            None => error_entry(Some(name), Uuid::nil(), Code::LeaderNotAvailable),
+        },
+        Err(_) => error_entry(Some(name), Uuid::nil(), Code::LeaderNotAvailable),
+    }
+}
+
+/// This broker as Metadata lists it.
+pub fn brokers(broker: &Broker, v: i16) -> Vec<MetadataResponseBroker> {
+    let l = &broker.settings.advertised[0];
+    let mut b = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(broker.settings.node_id))
+        .with_host(StrBytes::from_string(l.host.clone()))
+        .with_port(l.port as i32);
+    if v >= 1 {
+        b.rack = broker.settings.rack.clone().map(StrBytes::from_string);
+    }
+    vec![b]
+}
+
+fn error_entry(name: Option<&str>, id: Uuid, code: Code) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code.code())
+        .with_name(name.map(|n| TopicName(StrBytes::from_string(n.to_string()))))
+        .with_topic_id(id)
+}
+
+fn topic_entry(broker: &Broker, t: &Topic, v: i16) -> MetadataResponseTopic {
+    let node = BrokerId(broker.settings.node_id);
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|p| {
+            let epoch = p.state().leader_epoch;
+            let mut e = MetadataResponsePartition::default()
+                .with_partition_index(p.index)
+                .with_leader_id(node)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node]);
+            if v >= 7 {
+                e.leader_epoch = epoch;
+            }
+            e
+        })
+        .collect();
+    let mut entry = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.to_string()))))
+        .with_partitions(partitions);
+    if v >= 10 {
+        entry.topic_id = t.id;
+    }
+    entry
+}

@@ -1,0 +1,135 @@
+//! ListOffsets and OffsetForLeaderEpoch.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+};
+use kafka_protocol::ResponseError as Code;
+
+use crate::broker::{Broker, Topic};
+use crate::partition::Partition;
+use crate::read;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+fn partition_of(topic: &Option<Arc<Topic>>, index: i32) -> Option<&Arc<Partition>> {
+    let t = topic.as_ref()?;
+    t.partitions.get(usize::try_from(index).ok()?)
+}
+
+fn check_epoch(p: &Partition, current: i32) -> Result<(), Code> {
+    let epoch = p.state().leader_epoch;
+    if current < 0 || current == epoch {
+        Ok(())
+    } else if current < epoch {
+        Err(Code::FencedLeaderEpoch)
+    } else {
+        Err(Code::UnknownLeaderEpoch)
+    }
+}
+
+/// Handles ListOffsets.
+pub async fn list_offsets(
+    broker: &Arc<Broker>,
+    req: ListOffsetsRequest,
+    v: i16,
+) -> ListOffsetsResponse {
+    let mut resp = ListOffsetsResponse::default();
+    for t in req.topics {
+        let topic = broker.topic(t.name.0.as_str());
+        let mut out = ListOffsetsTopicResponse::default().with_name(t.name.clone());
+        for lp in t.partitions {
+            let mut r = ListOffsetsPartitionResponse::default()
+                .with_partition_index(lp.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1);
+            let result = match partition_of(&topic, lp.partition_index) {
+                None => Err(Code::UnknownTopicOrPartition),
+                Some(p) => {
+                    match check_epoch(p, if v >= 4 { lp.current_leader_epoch } else { -1 }) {
+                        Err(c) => Err(c),
+                        Ok(()) => lookup(broker, p, lp.timestamp).await,
+                    }
+                }
+            };
+            match result {
+                Ok((offset, ts, epoch)) => {
+                    r.offset = offset;
+                    r.timestamp = ts;
+                    if v >= 4 {
+                        r.leader_epoch = epoch;
+                    }
+                }
+                Err(c) => r.error_code = c.code(),
+            }
+            out.partitions.push(r);
+        }
+        resp.topics.push(out);
+    }
+    resp
+}
+
+async fn lookup(broker: &Broker, p: &Partition, ts: i64) -> Result<(i64, i64, i32), Code> {
+    let w = read::watermarks(p);
+    let epoch_of = |o: i64| p.state().epoch_of(o);
+    match ts {
+        LATEST => Ok((w.high_watermark, -1, p.state().leader_epoch)),
+        EARLIEST | EARLIEST_LOCAL => Ok((w.log_start, -1, epoch_of(w.log_start))),
+        LATEST_TIERED => Ok((-1, -1, -1)),
+        MAX_TIMESTAMP => match read::max_timestamp(broker, p).await {
+            Ok(Some((o, t))) => Ok((o, t, epoch_of(o))),
+            Ok(None) => Ok((-1, -1, -1)),
+            Err(e) => Err(e.kafka()),
+        },
+        t if t >= 0 => match read::offset_for_timestamp(broker, p, t).await {
+            Ok(Some((o, found))) => Ok((o, found, epoch_of(o))),
+            Ok(None) => Ok((-1, -1, -1)),
+            Err(e) => Err(e.kafka()),
+        },
+        _ => Err(Code::InvalidRequest),
+    }
+}
+
+/// Handles OffsetForLeaderEpoch.
+pub fn offset_for_leader_epoch(
+    broker: &Arc<Broker>,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let mut resp = OffsetForLeaderEpochResponse::default();
+    for t in req.topics {
+        let topic = broker.topic(t.topic.0.as_str());
+        let mut out = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
+        for lp in t.partitions {
+            let mut r = EpochEndOffset::default()
+                .with_partition(lp.partition)
+                .with_leader_epoch(-1)
+                .with_end_offset(-1);
+            match partition_of(&topic, lp.partition) {
+                None => r.error_code = Code::UnknownTopicOrPartition.code(),
+                Some(p) => match check_epoch(p, lp.current_leader_epoch) {
+                    Err(c) => r.error_code = c.code(),
+                    Ok(()) => {
+                        let (epoch, end) = p.state().epoch_end(lp.leader_epoch);
+                        r.leader_epoch = epoch;
+                        r.end_offset = end;
+                    }
+                },
+            }
+            out.partitions.push(r);
+        }
+        resp.topics.push(out);
+    }
+    resp
+}

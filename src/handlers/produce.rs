@@ -1,0 +1,162 @@
+//! Produce: validate, append in order, answer once the data is durable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::ResponseError as Code;
+
+use super::ResponseFuture;
+use crate::batch;
+use crate::broker::Broker;
+use crate::error::Error;
+use crate::maintenance::now_ms;
+
+/// A partition's index, what happened to its batches, and its log start offset.
+type PartitionOutcome = (i32, Outcome, i64);
+
+enum Outcome {
+    Failed(Code),
+    Pending {
+        base_offset: i64,
+        seq: u64,
+        append_time: i64,
+    },
+}
+
+/// Appends every partition's batches now and returns the future of the response.
+pub async fn start(
+    broker: Arc<Broker>,
+    req: ProduceRequest,
+    v: i16,
+    correlation_id: i32,
+) -> ResponseFuture {
+    let acks = req.acks;
+    let mut results: Vec<(TopicProduceResponse, Vec<PartitionOutcome>)> = Vec::new();
+    for t in req.topic_data {
+        let topic = if v >= 13 {
+            broker.topic_by_id(&t.topic_id)
+        } else {
+            broker.topic(t.name.0.as_str())
+        };
+        let mut head = TopicProduceResponse::default();
+        if v >= 13 {
+            head.topic_id = t.topic_id;
+        } else {
+            head.name = t.name.clone();
+        }
+        let unknown = if v >= 13 {
+            Code::UnknownTopicId
+        } else {
+            Code::UnknownTopicOrPartition
+        };
+        let mut parts = Vec::with_capacity(t.partition_data.len());
+        for pd in t.partition_data {
+            if !matches!(acks, -1..=1) {
+                parts.push((pd.index, Outcome::Failed(Code::InvalidRequiredAcks), -1));
+                continue;
+            }
+            let Some(topic) = topic.as_ref() else {
+                parts.push((pd.index, Outcome::Failed(unknown), -1));
+                continue;
+            };
+            let Some(partition) = usize::try_from(pd.index)
+                .ok()
+                .and_then(|i| topic.partitions.get(i))
+            else {
+                parts.push((pd.index, Outcome::Failed(Code::UnknownTopicOrPartition), -1));
+                continue;
+            };
+            let log_start = partition.state().log_start;
+            let outcome = append(&broker, topic, partition, pd.records).await;
+            parts.push((pd.index, outcome, log_start));
+        }
+        results.push((head, parts));
+    }
+    if acks == 0 {
+        return Box::pin(async { None });
+    }
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    Box::pin(async move {
+        let mut resp = ProduceResponse::default();
+        for (mut head, parts) in results {
+            for (index, outcome, log_start) in parts {
+                let mut r = PartitionProduceResponse::default().with_index(index);
+                match outcome {
+                    Outcome::Failed(code) => {
+                        r.error_code = code.code();
+                        r.base_offset = -1;
+                    }
+                    Outcome::Pending {
+                        base_offset,
+                        seq,
+                        append_time,
+                    } => {
+                        match tokio::time::timeout(timeout, broker.wal.wait(seq)).await {
+                            Ok(Ok(())) => r.base_offset = base_offset,
+                            Ok(Err(e)) => {
+                                r.error_code = e.code();
+                                r.base_offset = -1;
+                            }
+                            Err(_) => {
+                                r.error_code = Code::RequestTimedOut.code();
+                                r.base_offset = -1;
+                            }
+                        }
+                        r.log_append_time_ms = append_time;
+                    }
+                }
+                if v >= 5 {
+                    r.log_start_offset = log_start;
+                }
+                head.partition_responses.push(r);
+            }
+            resp.responses.push(head);
+        }
+        super::encode(
+            ApiKey::Produce,
+            v,
+            correlation_id,
+            &ResponseKind::Produce(resp),
+        )
+    })
+}
+
+async fn append(
+    broker: &Broker,
+    topic: &crate::broker::Topic,
+    partition: &Arc<crate::partition::Partition>,
+    records: Option<bytes::Bytes>,
+) -> Outcome {
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return Outcome::Failed(Code::InvalidRecord);
+    };
+    let batches = match batch::validate(&records) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::debug!(topic = %topic.name, error = %e, "refused produce");
+            return Outcome::Failed(Error::from(e).kafka());
+        }
+    };
+    let max = broker.config_i64(topic, "max.message.bytes");
+    if batches.iter().any(|b| b.bytes.len() as i64 > max) {
+        return Outcome::Failed(Code::MessageTooLarge);
+    }
+    if batches
+        .iter()
+        .any(|b| b.is_transactional() || b.is_control())
+    {
+        // Transactions are not served yet; InitProducerId refuses transactional ids.
+        return Outcome::Failed(Code::InvalidTxnState);
+    }
+    let append_time = broker.log_append_time(topic).then(now_ms);
+    match broker.wal.append(partition, &batches, append_time).await {
+        Ok(p) => Outcome::Pending {
+            base_offset: p.base_offset,
+            seq: p.seq,
+            append_time: append_time.unwrap_or(-1),
+        },
+        Err(e) => Outcome::Failed(e.kafka()),
+    }
+}

@@ -1,0 +1,75 @@
+//! Stratus: a Kafka-compatible broker whose log lives in object storage.
+//!
+//! The produce path reads as the modules do: [`server`] (listeners, framing) →
+//! [`handlers`] (one file per API family) → [`partition`] (offsets, idempotence) →
+//! [`wal`] (one object per flush, one metadata commit) → [`objects`]; sealed [`segment`]s
+//! and [`maintenance`] (sealing, retention); reads go through [`read`] and [`cache`].
+//! [`meta`] is the metadata store; [`config`] the settings.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod broker;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod maintenance;
+pub mod meta;
+pub mod objects;
+pub mod partition;
+pub mod read;
+pub mod segment;
+pub mod server;
+pub mod topic_config;
+pub mod wal;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub use broker::Broker;
+pub use config::Settings;
+
+/// Runs a broker until `cancel`: binds its listeners, then serves. Returns the bound
+/// addresses through `bound` as soon as they are known.
+pub async fn run(
+    settings: Settings,
+    cancel: CancellationToken,
+    bound: Option<tokio::sync::oneshot::Sender<Vec<std::net::SocketAddr>>>,
+) -> anyhow::Result<()> {
+    let broker = Broker::open(settings).await?;
+    let listeners = server::bind(&broker).await?;
+    if let Some(tx) = bound {
+        let addrs = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        let _ = tx.send(addrs);
+    }
+    let wal_cancel = CancellationToken::new();
+    let wal = tokio::spawn(broker.wal.clone().run(wal_cancel.clone()));
+    let upkeep = tokio::spawn(maintenance::run(broker.clone(), cancel.clone()));
+    let mut servers = Vec::new();
+    for l in listeners {
+        servers.push(tokio::spawn(server::serve(
+            broker.clone(),
+            l,
+            cancel.clone(),
+        )));
+    }
+    cancel.cancelled().await;
+    for s in servers {
+        let _ = s.await;
+    }
+    // Connections are closing: flush what they appended, then stop the WAL.
+    wal_cancel.cancel();
+    let _ = wal.await;
+    let _ = upkeep.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Keeps `Arc` in the public surface for embedding.
+pub type SharedBroker = Arc<Broker>;

@@ -1,0 +1,101 @@
+//! The `stratus` binary.
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use stratus::config::{self, Settings};
+
+/// A Kafka-compatible broker whose log lives in object storage.
+#[derive(Parser, Debug)]
+#[command(name = "stratus", version, after_help = config::help_text())]
+struct Cli {
+    /// A properties file with settings (Kafka's server.properties names).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Directory for metadata, the local object store and the cache (data.dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// Listeners, comma-separated: PLAINTEXT://HOST:PORT (listeners).
+    #[arg(long, value_name = "LIST")]
+    listeners: Option<String>,
+    /// Any setting, key=value; repeatable. Wins over the file and the environment.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let mut pairs = Vec::new();
+    if let Some(f) = &cli.config {
+        pairs.extend(config::read_properties(f)?);
+    }
+    pairs.extend(config::env_pairs(std::env::vars()));
+    for s in &cli.set {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--set expects key=value, got '{s}'"))?;
+        pairs.push((k.to_string(), v.to_string()));
+    }
+    if let Some(d) = &cli.data_dir {
+        pairs.push(("data.dir".into(), d.clone()));
+    }
+    if let Some(l) = &cli.listeners {
+        pairs.push(("listeners".into(), l.clone()));
+    }
+    Ok(Settings::from_pairs(pairs)?)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let settings = match settings(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stratus: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stratus: cannot start runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            on_signal.cancel();
+        });
+        stratus::run(settings, cancel, None).await
+    });
+    if let Err(e) = result {
+        eprintln!("stratus: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,154 @@
+//! The conformance suite every metadata backend must pass unchanged.
+//! It panics on the first violated guarantee (it is called from tests).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Compare, MetaStore, Op, MAX_TXN_OPS};
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// Runs every check against a store whose keys under `conf/` are free.
+pub async fn run_all(store: &dyn MetaStore) {
+    get_put_range(store).await;
+    transactions(store).await;
+    watches(store).await;
+    leases(store).await;
+}
+
+async fn get_put_range(store: &dyn MetaStore) {
+    assert!(store.get("conf/a/missing").await.unwrap().is_none());
+    store.put("conf/a/1", b("one")).await.unwrap();
+    store.put("conf/a/2", b("two")).await.unwrap();
+    store.put("conf/b/1", b("other")).await.unwrap();
+    let v1 = store.get("conf/a/1").await.unwrap().unwrap();
+    assert_eq!(v1.value, b("one"));
+    let all = store.range("conf/a/").await.unwrap();
+    let keys: Vec<_> = all.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec!["conf/a/1", "conf/a/2"],
+        "range is by prefix, in key order"
+    );
+    store.put("conf/a/1", b("uno")).await.unwrap();
+    let v1b = store.get("conf/a/1").await.unwrap().unwrap();
+    assert!(v1b.mod_revision > v1.mod_revision, "revisions increase");
+}
+
+async fn transactions(store: &dyn MetaStore) {
+    let cur = store.get("conf/a/2").await.unwrap().unwrap();
+    // A failed compare applies nothing.
+    let applied = store
+        .txn(
+            vec![Compare::Revision(
+                "conf/a/2".into(),
+                Some(cur.mod_revision + 1000),
+            )],
+            vec![
+                Op::Put("conf/t/x".into(), b("x"), None),
+                Op::Delete("conf/a/2".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(!applied);
+    assert!(store.get("conf/t/x").await.unwrap().is_none());
+    assert!(store.get("conf/a/2").await.unwrap().is_some());
+    // A holding compare applies every op.
+    let applied = store
+        .txn(
+            vec![
+                Compare::Revision("conf/a/2".into(), Some(cur.mod_revision)),
+                Compare::Revision("conf/t/absent".into(), None),
+                Compare::Value("conf/b/1".into(), Some(b("other"))),
+            ],
+            vec![
+                Op::Put("conf/t/x".into(), b("x"), None),
+                Op::Delete("conf/a/2".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(applied);
+    assert_eq!(store.get("conf/t/x").await.unwrap().unwrap().value, b("x"));
+    assert!(store.get("conf/a/2").await.unwrap().is_none());
+    // Create-if-absent is a compare on absence.
+    let again = store
+        .txn(
+            vec![Compare::Revision("conf/t/x".into(), None)],
+            vec![Op::Put("conf/t/x".into(), b("y"), None)],
+        )
+        .await
+        .unwrap();
+    assert!(!again);
+    // Too many operations are refused, not truncated.
+    let ops = (0..=MAX_TXN_OPS)
+        .map(|i| Op::Put(format!("conf/big/{i}"), b("v"), None))
+        .collect();
+    assert!(store.txn(vec![], ops).await.is_err());
+    assert!(store.range("conf/big/").await.unwrap().is_empty());
+}
+
+async fn watches(store: &dyn MetaStore) {
+    let mut rx = store.watch("conf/w/");
+    store.put("conf/x/ignored", b("1")).await.unwrap();
+    store.put("conf/w/k", b("v")).await.unwrap();
+    store
+        .txn(vec![], vec![Op::Delete("conf/w/k".into())])
+        .await
+        .unwrap();
+    let e1 = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (e1.key.as_str(), e1.value.clone()),
+        ("conf/w/k", Some(b("v")))
+    );
+    let e2 = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e2.key.as_str(), e2.value), ("conf/w/k", None));
+    assert!(e2.revision > e1.revision);
+}
+
+async fn leases(store: &dyn MetaStore) {
+    let lease = store.grant_lease(Duration::from_secs(2)).await.unwrap();
+    store
+        .txn(
+            vec![],
+            vec![Op::Put("conf/l/a".into(), b("1"), Some(lease))],
+        )
+        .await
+        .unwrap();
+    store.keep_alive(lease).await.unwrap();
+    assert!(store.get("conf/l/a").await.unwrap().is_some());
+    store.revoke_lease(lease).await.unwrap();
+    assert!(
+        store.get("conf/l/a").await.unwrap().is_none(),
+        "revoking deletes the lease's keys"
+    );
+    let short = store.grant_lease(Duration::from_secs(1)).await.unwrap();
+    store
+        .txn(
+            vec![],
+            vec![Op::Put("conf/l/b".into(), b("1"), Some(short))],
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.get("conf/l/b").await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an expired lease deletes its keys"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(store.keep_alive(short).await.is_err());
+}

@@ -1,0 +1,350 @@
+//! Embedded metadata backend: a crash-safe redb file, for the single-node default.
+//!
+//! Each stored value is prefixed with a 16-byte header: the mod revision and the lease id
+//! (0 for none). Leases live in memory: they cannot outlive this process, so keys written
+//! under a lease are deleted when the store is opened again.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::mpsc;
+
+use super::{Compare, LeaseId, MetaError, MetaStore, Op, Versioned, WatchEvent, MAX_TXN_OPS};
+
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const REV: TableDefinition<&str, u64> = TableDefinition::new("revision");
+const WATCH_QUEUE: usize = 4096;
+
+/// The embedded store.
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    watchers: Mutex<Vec<(String, mpsc::Sender<WatchEvent>)>>,
+    leases: Mutex<HashMap<LeaseId, (Duration, Instant)>>,
+    next_lease: Mutex<LeaseId>,
+}
+
+fn err(e: impl std::fmt::Display) -> MetaError {
+    MetaError::Unavailable(e.to_string())
+}
+
+fn decode(raw: &[u8]) -> Option<(u64, LeaseId, Bytes)> {
+    if raw.len() < 16 {
+        return None;
+    }
+    let rev = u64::from_be_bytes(raw[0..8].try_into().ok()?);
+    let lease = i64::from_be_bytes(raw[8..16].try_into().ok()?);
+    Some((rev, lease, Bytes::copy_from_slice(&raw[16..])))
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file; deletes keys of leases from an earlier process.
+    pub fn open(path: &Path) -> Result<Self, MetaError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let db = Database::create(path).map_err(err)?;
+        let w = db.begin_write().map_err(err)?;
+        {
+            let mut kv = w.open_table(KV).map_err(err)?;
+            w.open_table(REV).map_err(err)?;
+            let stale: Vec<String> = kv
+                .iter()
+                .map_err(err)?
+                .filter_map(|e| e.ok())
+                .filter(|(_, v)| decode(v.value()).is_some_and(|(_, l, _)| l != 0))
+                .map(|(k, _)| k.value().to_string())
+                .collect();
+            for k in stale {
+                kv.remove(k.as_str()).map_err(err)?;
+            }
+        }
+        w.commit().map_err(err)?;
+        let inner = Arc::new(Inner {
+            db,
+            watchers: Mutex::new(Vec::new()),
+            leases: Mutex::new(HashMap::new()),
+            next_lease: Mutex::new(1),
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let expired: Vec<LeaseId> = {
+                    let leases = inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+                    leases
+                        .iter()
+                        .filter(|(_, (ttl, last))| last.elapsed() > *ttl)
+                        .map(|(id, _)| *id)
+                        .collect()
+                };
+                for id in expired {
+                    let inner = inner.clone();
+                    let _ = tokio::task::spawn_blocking(move || inner.revoke(id)).await;
+                }
+            }
+        });
+        Ok(EmbeddedStore { inner })
+    }
+}
+
+impl Inner {
+    fn apply(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
+        let w = self.db.begin_write().map_err(err)?;
+        let mut events = Vec::new();
+        {
+            let mut kv = w.open_table(KV).map_err(err)?;
+            for c in &compares {
+                let ok = match c {
+                    Compare::Revision(k, want) => {
+                        let cur = kv
+                            .get(k.as_str())
+                            .map_err(err)?
+                            .and_then(|v| decode(v.value()));
+                        cur.map(|(r, _, _)| r) == *want
+                    }
+                    Compare::Value(k, want) => {
+                        let cur = kv
+                            .get(k.as_str())
+                            .map_err(err)?
+                            .and_then(|v| decode(v.value()));
+                        cur.map(|(_, _, v)| v) == *want
+                    }
+                };
+                if !ok {
+                    return Ok(false);
+                }
+            }
+            if ops.is_empty() {
+                return Ok(true);
+            }
+            let mut revt = w.open_table(REV).map_err(err)?;
+            let rev = revt
+                .get("rev")
+                .map_err(err)?
+                .map(|v| v.value())
+                .unwrap_or(0)
+                + 1;
+            revt.insert("rev", rev).map_err(err)?;
+            for op in ops {
+                match op {
+                    Op::Put(k, v, lease) => {
+                        let mut raw = Vec::with_capacity(16 + v.len());
+                        raw.extend_from_slice(&rev.to_be_bytes());
+                        raw.extend_from_slice(&lease.unwrap_or(0).to_be_bytes());
+                        raw.extend_from_slice(&v);
+                        kv.insert(k.as_str(), raw.as_slice()).map_err(err)?;
+                        events.push(WatchEvent {
+                            key: k,
+                            value: Some(v),
+                            revision: rev,
+                        });
+                    }
+                    Op::Delete(k) => {
+                        if kv.remove(k.as_str()).map_err(err)?.is_some() {
+                            events.push(WatchEvent {
+                                key: k,
+                                value: None,
+                                revision: rev,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        w.commit().map_err(err)?;
+        self.notify(events);
+        Ok(true)
+    }
+
+    fn notify(&self, events: Vec<WatchEvent>) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        // A watcher whose queue is full is dropped: it sees its channel close and must
+        // re-read with `range` instead of silently missing an event.
+        watchers.retain(|(prefix, tx)| {
+            events
+                .iter()
+                .filter(|e| e.key.starts_with(prefix.as_str()))
+                .all(|e| tx.try_send(e.clone()).is_ok())
+        });
+    }
+
+    fn revoke(&self, id: LeaseId) -> Result<(), MetaError> {
+        if self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+            .is_none()
+        {
+            return Err(MetaError::LeaseNotFound(id));
+        }
+        let keys: Vec<String> = {
+            let r = self.db.begin_read().map_err(err)?;
+            let kv = r.open_table(KV).map_err(err)?;
+            kv.iter()
+                .map_err(err)?
+                .filter_map(|e| e.ok())
+                .filter(|(_, v)| decode(v.value()).is_some_and(|(_, l, _)| l == id))
+                .map(|(k, _)| k.value().to_string())
+                .collect()
+        };
+        self.apply(vec![], keys.into_iter().map(Op::Delete).collect())
+            .map(|_| ())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, MetaError> + Send + 'static,
+) -> Result<T, MetaError> {
+    tokio::task::spawn_blocking(f).await.map_err(err)?
+}
+
+#[async_trait]
+impl MetaStore for EmbeddedStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, MetaError> {
+        let inner = self.inner.clone();
+        let key = key.to_string();
+        blocking(move || {
+            let r = inner.db.begin_read().map_err(err)?;
+            let kv = r.open_table(KV).map_err(err)?;
+            Ok(kv
+                .get(key.as_str())
+                .map_err(err)?
+                .and_then(|v| decode(v.value()))
+                .map(|(rev, _, value)| Versioned {
+                    value,
+                    mod_revision: rev,
+                }))
+        })
+        .await
+    }
+
+    async fn range(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetaError> {
+        let inner = self.inner.clone();
+        let prefix = prefix.to_string();
+        blocking(move || {
+            let r = inner.db.begin_read().map_err(err)?;
+            let kv = r.open_table(KV).map_err(err)?;
+            let mut out = Vec::new();
+            for e in kv.range(prefix.as_str()..).map_err(err)? {
+                let (k, v) = e.map_err(err)?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                if let Some((rev, _, value)) = decode(v.value()) {
+                    out.push((
+                        k.value().to_string(),
+                        Versioned {
+                            value,
+                            mod_revision: rev,
+                        },
+                    ));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
+        if compares.len() + ops.len() > MAX_TXN_OPS {
+            return Err(MetaError::TooLarge(format!(
+                "{} operations in one transaction",
+                compares.len() + ops.len()
+            )));
+        }
+        let inner = self.inner.clone();
+        blocking(move || inner.apply(compares, ops)).await
+    }
+
+    fn watch(&self, prefix: &str) -> mpsc::Receiver<WatchEvent> {
+        let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+        self.inner
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((prefix.to_string(), tx));
+        rx
+    }
+
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, MetaError> {
+        let id = {
+            let mut next = self
+                .inner
+                .next_lease
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *next += 1;
+            *next
+        };
+        self.inner
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, (ttl, Instant::now()));
+        Ok(id)
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), MetaError> {
+        let mut leases = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        match leases.get_mut(&lease) {
+            Some((_, last)) => {
+                *last = Instant::now();
+                Ok(())
+            }
+            None => Err(MetaError::LeaseNotFound(lease)),
+        }
+    }
+
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), MetaError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.revoke(lease)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_passes_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap();
+        crate::meta::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn survives_reopen_and_drops_leased_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        {
+            let store = EmbeddedStore::open(&path).unwrap();
+            store.put("a", Bytes::from_static(b"1")).await.unwrap();
+            let l = store.grant_lease(Duration::from_secs(60)).await.unwrap();
+            store
+                .txn(
+                    vec![],
+                    vec![Op::Put("b".into(), Bytes::from_static(b"2"), Some(l))],
+                )
+                .await
+                .unwrap();
+        }
+        let store = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(
+            store.get("a").await.unwrap().unwrap().value,
+            Bytes::from_static(b"1")
+        );
+        assert!(store.get("b").await.unwrap().is_none());
+    }
+}

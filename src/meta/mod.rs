@@ -1,0 +1,103 @@
+//! The metadata store: a small key-value trait with two backends (embedded here, etcd for
+//! clusters), and typed repositories on top (`repo`).
+//!
+//! Every method documents its guarantees; `conformance` is one test suite that every
+//! backend must pass unchanged.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub mod conformance;
+pub mod embedded;
+pub mod repo;
+
+/// A value with the revision at which it was last modified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The stored bytes.
+    pub value: Bytes,
+    /// Store-wide revision of the last write to this key (strictly increasing per write).
+    pub mod_revision: u64,
+}
+
+/// A condition a transaction checks before it applies its operations.
+#[derive(Debug, Clone)]
+pub enum Compare {
+    /// The key's mod revision equals this (`None`: the key does not exist).
+    Revision(String, Option<u64>),
+    /// The key exists and holds exactly these bytes (`None`: the key does not exist).
+    Value(String, Option<Bytes>),
+}
+
+/// A write inside a transaction.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Set a key; with a lease, the key is deleted when the lease expires or is revoked.
+    Put(String, Bytes, Option<LeaseId>),
+    /// Delete a key (no error if absent).
+    Delete(String),
+}
+
+/// A lease handle.
+pub type LeaseId = i64;
+
+/// A change seen by a watcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// The key.
+    pub key: String,
+    /// New value, or `None` for a deletion.
+    pub value: Option<Bytes>,
+    /// Revision of the change.
+    pub revision: u64,
+}
+
+/// Errors of a metadata store. All are retriable unless said otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The store could not be reached or failed; the operation may not have applied.
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+    /// The lease is unknown or expired.
+    #[error("lease {0} not found")]
+    LeaseNotFound(LeaseId),
+    /// A request over the store's limits (ops per transaction, value size).
+    #[error("metadata request too large: {0}")]
+    TooLarge(String),
+}
+
+/// Most operations one transaction may hold: etcd's default `--max-txn-ops`.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// A key-value metadata store.
+///
+/// Guarantees every backend gives: a successful write is durable before the call returns;
+/// `txn` is atomic (all compares hold and all ops apply, or nothing applies); revisions
+/// increase with every write; reads see every write that returned before they started.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Reads one key.
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, MetaError>;
+    /// Reads every key that starts with `prefix`, in key order.
+    async fn range(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetaError>;
+    /// Applies `ops` atomically if every compare holds; returns whether it applied.
+    /// At most [`MAX_TXN_OPS`] compares plus ops.
+    async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError>;
+    /// Subscribes to changes of keys under `prefix` made after this call.
+    fn watch(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<WatchEvent>;
+    /// Grants a lease that expires `ttl` after its last keep-alive.
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, MetaError>;
+    /// Renews a lease.
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), MetaError>;
+    /// Revokes a lease now, deleting its keys.
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), MetaError>;
+
+    /// Sets one key unconditionally.
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), MetaError> {
+        self.txn(vec![], vec![Op::Put(key.to_string(), value, None)])
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,159 @@
+//! Typed records kept in the metadata store, and their keys. Shared by every backend.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::{MetaError, MetaStore, Versioned};
+
+/// Key of the cluster id.
+pub const CLUSTER_ID: &str = "cluster/id";
+/// Key of the next free producer-id block.
+pub const PRODUCER_IDS: &str = "producer_ids/next";
+/// Prefix of topic records.
+pub const TOPICS: &str = "topics/";
+
+/// Key of a topic record.
+pub fn topic_key(name: &str) -> String {
+    format!("{TOPICS}{name}")
+}
+/// Prefix of a topic's partition records.
+pub fn partitions_prefix(topic_id: &str) -> String {
+    format!("partitions/{topic_id}/")
+}
+/// Key of a partition record.
+pub fn partition_key(topic_id: &str, partition: i32) -> String {
+    format!("partitions/{topic_id}/{partition:06}")
+}
+/// Prefix of a broker's WAL index entries.
+pub fn wal_prefix(node: i32) -> String {
+    format!("wal/{node}/")
+}
+/// Key of one WAL index entry.
+pub fn wal_key(node: i32, seq: u64) -> String {
+    format!("wal/{node}/{seq:020}")
+}
+/// Key of a broker's assignment version: every WAL commit compares it, and whoever takes a
+/// partition away from the broker bumps it, so a fenced broker can never commit.
+pub fn assignment_key(node: i32) -> String {
+    format!("brokers/{node}/assignment")
+}
+
+/// A topic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopicRecord {
+    /// Topic id (UUID text).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor as requested (reported in Metadata; durability is the object store's).
+    pub replication_factor: i16,
+    /// Topic-level config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A sealed segment object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SegmentRef {
+    /// Object key.
+    pub key: String,
+    /// First offset in it.
+    pub base_offset: i64,
+    /// One past its last offset.
+    pub end_offset: i64,
+    /// Bytes of record batches (the index follows them in the object).
+    pub data_len: u64,
+    /// Total object size.
+    pub size: u64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+}
+
+/// An idempotent batch, as producer state remembers it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProducerBatch {
+    /// Producer id.
+    pub pid: i64,
+    /// Producer epoch.
+    pub epoch: i16,
+    /// First sequence.
+    pub first_seq: i32,
+    /// Last sequence.
+    pub last_seq: i32,
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+}
+
+/// Durable state of a partition, folded from the WAL index when data is sealed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PartitionRecord {
+    /// First offset a consumer can read.
+    pub log_start_offset: i64,
+    /// Everything below this offset is in `segments`.
+    pub sealed_end: i64,
+    /// Sealed segments, in offset order.
+    pub segments: Vec<SegmentRef>,
+    /// Leader epochs and the offset each started at, in order.
+    pub epochs: Vec<(i32, i64)>,
+    /// Producer state as of `sealed_end` (last batches of each producer).
+    pub producers: Vec<ProducerBatch>,
+}
+
+/// One partition's bytes inside a WAL object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WalRange {
+    /// Topic id.
+    pub topic_id: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset.
+    pub base_offset: i64,
+    /// One past the last offset.
+    pub end_offset: i64,
+    /// Byte position in the object.
+    pub pos: u64,
+    /// Byte length.
+    pub len: u64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+    /// Idempotent batches in the range, to rebuild producer state without reading data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub producers: Vec<ProducerBatch>,
+}
+
+/// The index entry committed for one WAL object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WalEntry {
+    /// Object key.
+    pub object: String,
+    /// Ranges by partition.
+    pub ranges: Vec<WalRange>,
+}
+
+/// Serializes a record.
+pub fn encode<T: Serialize>(v: &T) -> Bytes {
+    // Serializing these plain structs cannot fail.
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// Deserializes a record, naming the key in the error.
+pub fn decode<T: DeserializeOwned>(key: &str, v: &Versioned) -> Result<T, MetaError> {
+    serde_json::from_slice(&v.value)
+        .map_err(|e| MetaError::Unavailable(format!("corrupt record at {key}: {e}")))
+}
+
+/// Reads and decodes one record.
+pub async fn load<T: DeserializeOwned>(
+    store: &dyn MetaStore,
+    key: &str,
+) -> Result<Option<(T, u64)>, MetaError> {
+    match store.get(key).await? {
+        Some(v) => Ok(Some((decode(key, &v)?, v.mod_revision))),
+        None => Ok(None),
+    }
+}

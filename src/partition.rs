@@ -1,0 +1,467 @@
+//! A partition owned by this broker: offsets, high watermark, idempotent producer state and
+//! the map of where its data lives (sealed segments, then WAL ranges, then pending bytes).
+//!
+//! Offsets are assigned under the partition lock and the stamped batches are handed to the
+//! WAL buffer under the same lock, so WAL order is offset order. The high watermark moves
+//! only when the WAL object holding the data and its index entry are committed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError as Code;
+
+use crate::batch::{self, Batch};
+use crate::meta::repo::{PartitionRecord, ProducerBatch, SegmentRef};
+
+/// How many batches per producer are remembered for duplicate detection (Kafka's 5).
+const PRODUCER_BATCHES: usize = 5;
+
+/// Where a run of offsets is stored.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// Appended, not yet committed: not readable.
+    Pending(Bytes),
+    /// Committed inside a WAL object.
+    Wal {
+        /// Object key.
+        object: Arc<str>,
+        /// Object size.
+        object_size: u64,
+        /// Position of the range.
+        pos: u64,
+        /// Length of the range.
+        len: u64,
+    },
+}
+
+/// Offsets `[base, end)` beyond the sealed segments.
+#[derive(Debug, Clone)]
+pub struct TailChunk {
+    /// First offset.
+    pub base: i64,
+    /// One past the last offset.
+    pub end: i64,
+    /// Largest timestamp.
+    pub max_timestamp: i64,
+    /// Where it is.
+    pub location: Location,
+    /// When it was appended (drives segment.ms).
+    pub created: Instant,
+}
+
+impl TailChunk {
+    fn len(&self) -> u64 {
+        match &self.location {
+            Location::Pending(b) => b.len() as u64,
+            Location::Wal { len, .. } => *len,
+        }
+    }
+}
+
+/// Mutable state of a partition.
+#[derive(Debug, Default)]
+pub struct PartitionState {
+    /// First readable offset.
+    pub log_start: i64,
+    /// Next offset to assign (log end offset, pending data included).
+    pub next_offset: i64,
+    /// Everything below is committed and readable.
+    pub high_watermark: i64,
+    /// Current leader epoch.
+    pub leader_epoch: i32,
+    /// Leader epochs and their start offsets.
+    pub epochs: Vec<(i32, i64)>,
+    /// Sealed segments.
+    pub segments: Vec<SegmentRef>,
+    /// Everything below is in `segments`.
+    pub sealed_end: i64,
+    /// Data beyond `sealed_end`.
+    pub tail: VecDeque<TailChunk>,
+    /// Last batches of each idempotent producer.
+    pub producers: HashMap<i64, VecDeque<ProducerBatch>>,
+    /// Set once the topic is deleted: every later request fails.
+    pub deleted: bool,
+}
+
+/// What an append did.
+#[derive(Debug)]
+pub enum Appended {
+    /// New data at `base_offset`; `bytes` are the stamped batches.
+    New {
+        /// First offset assigned.
+        base_offset: i64,
+        /// One past the last.
+        end_offset: i64,
+        /// Stamped batches, concatenated.
+        bytes: Bytes,
+        /// Largest timestamp.
+        max_timestamp: i64,
+        /// Idempotent batches in it.
+        producers: Vec<ProducerBatch>,
+    },
+    /// A retry of a batch already written at `base_offset`.
+    Duplicate {
+        /// Where the original is.
+        base_offset: i64,
+    },
+}
+
+/// A partition of a topic.
+#[derive(Debug)]
+pub struct Partition {
+    /// Topic id.
+    pub topic_id: Arc<str>,
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Index.
+    pub index: i32,
+    state: Mutex<PartitionState>,
+    /// Serializes read-modify-write of the partition record (seal, retention, delete).
+    pub record_lock: tokio::sync::Mutex<()>,
+}
+
+impl Partition {
+    /// A partition recovered (or created) from its durable record.
+    pub fn new(topic_id: Arc<str>, topic: Arc<str>, index: i32, rec: &PartitionRecord) -> Self {
+        let mut producers: HashMap<i64, VecDeque<ProducerBatch>> = HashMap::new();
+        for b in &rec.producers {
+            remember(&mut producers, *b);
+        }
+        let state = PartitionState {
+            log_start: rec.log_start_offset,
+            next_offset: rec.sealed_end,
+            high_watermark: rec.sealed_end,
+            leader_epoch: rec.epochs.last().map(|e| e.0).unwrap_or(0),
+            epochs: rec.epochs.clone(),
+            segments: rec.segments.clone(),
+            sealed_end: rec.sealed_end,
+            tail: VecDeque::new(),
+            producers,
+            deleted: false,
+        };
+        Partition {
+            topic_id,
+            topic,
+            index,
+            state: Mutex::new(state),
+            record_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Locks the state. A poisoned lock is recovered: every critical section leaves the
+    /// state consistent before anything that can panic.
+    pub fn state(&self) -> MutexGuard<'_, PartitionState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a committed WAL range found at recovery.
+    pub fn recover_range(&self, chunk: TailChunk, producers: &[ProducerBatch]) {
+        let mut s = self.state();
+        if chunk.end <= s.sealed_end || chunk.end <= s.next_offset {
+            return;
+        }
+        s.next_offset = chunk.end;
+        s.high_watermark = chunk.end;
+        for b in producers {
+            remember(&mut s.producers, *b);
+        }
+        s.tail.push_back(chunk);
+    }
+
+    /// Snapshot of the durable record.
+    pub fn record(&self) -> PartitionRecord {
+        let s = self.state();
+        PartitionRecord {
+            log_start_offset: s.log_start,
+            sealed_end: s.sealed_end,
+            segments: s.segments.clone(),
+            epochs: s.epochs.clone(),
+            producers: s
+                .producers
+                .values()
+                .flatten()
+                .filter(|b| b.last_offset < s.sealed_end)
+                .copied()
+                .collect(),
+        }
+    }
+}
+
+fn remember(producers: &mut HashMap<i64, VecDeque<ProducerBatch>>, b: ProducerBatch) {
+    let q = producers.entry(b.pid).or_default();
+    if q.back().is_some_and(|last| last.epoch != b.epoch) {
+        q.clear();
+    }
+    q.push_back(b);
+    while q.len() > PRODUCER_BATCHES {
+        q.pop_front();
+    }
+}
+
+fn next_seq(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+impl PartitionState {
+    /// Checks idempotence, assigns offsets and stamps the batches. Nothing changes on error.
+    pub fn append(
+        &mut self,
+        batches: &[Batch],
+        log_append_time: Option<i64>,
+    ) -> Result<Appended, Code> {
+        if self.deleted {
+            return Err(Code::UnknownTopicOrPartition);
+        }
+        let first = &batches[0];
+        if first.producer_id >= 0 {
+            if let Some(dup) = self.check_sequence(first)? {
+                return Ok(Appended::Duplicate { base_offset: dup });
+            }
+        }
+        let base_offset = self.next_offset;
+        let mut next = base_offset;
+        let mut out = bytes::BytesMut::new();
+        let mut max_timestamp = i64::MIN;
+        let mut producers = Vec::new();
+        for b in batches {
+            if b.producer_id != first.producer_id {
+                return Err(Code::InvalidRecord);
+            }
+            out.extend_from_slice(&batch::stamp(b, next, self.leader_epoch, log_append_time));
+            max_timestamp = max_timestamp.max(log_append_time.unwrap_or(b.max_timestamp));
+            if b.producer_id >= 0 {
+                producers.push(ProducerBatch {
+                    pid: b.producer_id,
+                    epoch: b.producer_epoch,
+                    first_seq: b.base_sequence,
+                    last_seq: b.last_sequence(),
+                    base_offset: next,
+                    last_offset: next + b.last_offset_delta as i64,
+                });
+            }
+            next += b.last_offset_delta as i64 + 1;
+        }
+        for p in &producers {
+            remember(&mut self.producers, *p);
+        }
+        self.next_offset = next;
+        let bytes = out.freeze();
+        self.tail.push_back(TailChunk {
+            base: base_offset,
+            end: next,
+            max_timestamp,
+            location: Location::Pending(bytes.clone()),
+            created: Instant::now(),
+        });
+        Ok(Appended::New {
+            base_offset,
+            end_offset: next,
+            bytes,
+            max_timestamp,
+            producers,
+        })
+    }
+
+    /// Kafka's sequence rules; `Some(offset)` for a duplicate of a remembered batch.
+    fn check_sequence(&self, b: &Batch) -> Result<Option<i64>, Code> {
+        let Some(q) = self.producers.get(&b.producer_id) else {
+            // Unknown producer (new, or its state expired with retention): any sequence.
+            return Ok(None);
+        };
+        let Some(last) = q.back() else {
+            return Ok(None);
+        };
+        if b.producer_epoch < last.epoch {
+            return Err(Code::InvalidProducerEpoch);
+        }
+        if b.producer_epoch > last.epoch {
+            return if b.base_sequence == 0 {
+                Ok(None)
+            } else {
+                Err(Code::OutOfOrderSequenceNumber)
+            };
+        }
+        let last_seq = b.last_sequence();
+        if let Some(d) = q
+            .iter()
+            .find(|p| p.first_seq == b.base_sequence && p.last_seq == last_seq)
+        {
+            return Ok(Some(d.base_offset));
+        }
+        if b.base_sequence != next_seq(last.last_seq) {
+            return Err(Code::OutOfOrderSequenceNumber);
+        }
+        Ok(None)
+    }
+
+    /// Marks pending data up to `end` committed in a WAL object and moves the high watermark.
+    pub fn commit(&mut self, end: i64, object: &Arc<str>, object_size: u64, pos: u64, len: u64) {
+        if self.deleted || end <= self.high_watermark {
+            return;
+        }
+        let base = self.high_watermark;
+        let mut max_timestamp = i64::MIN;
+        let mut created = Instant::now();
+        let mut first_pending = None;
+        for (i, c) in self.tail.iter().enumerate() {
+            if matches!(c.location, Location::Pending(_)) && c.base >= base && c.end <= end {
+                first_pending.get_or_insert(i);
+                max_timestamp = max_timestamp.max(c.max_timestamp);
+                created = created.min(c.created);
+            }
+        }
+        let Some(first) = first_pending else { return };
+        let count = self
+            .tail
+            .iter()
+            .skip(first)
+            .take_while(|c| matches!(c.location, Location::Pending(_)) && c.end <= end)
+            .count();
+        self.tail.drain(first..first + count);
+        self.tail.insert(
+            first,
+            TailChunk {
+                base,
+                end,
+                max_timestamp,
+                location: Location::Wal {
+                    object: object.clone(),
+                    object_size,
+                    pos,
+                    len,
+                },
+                created,
+            },
+        );
+        self.high_watermark = end;
+    }
+
+    /// Forgets everything not committed (a flush failed): the log ends at the high
+    /// watermark again and producer state forgets the lost batches.
+    pub fn truncate_to_committed(&mut self) {
+        let hw = self.high_watermark;
+        self.tail
+            .retain(|c| !matches!(c.location, Location::Pending(_)));
+        self.next_offset = hw;
+        for q in self.producers.values_mut() {
+            q.retain(|b| b.base_offset < hw);
+        }
+        self.producers.retain(|_, q| !q.is_empty());
+    }
+
+    /// Committed bytes not yet sealed, and when the oldest of them was appended.
+    pub fn unsealed(&self) -> (u64, Option<Instant>) {
+        let mut bytes = 0;
+        let mut oldest = None::<Instant>;
+        for c in self.tail.iter().filter(|c| c.end <= self.high_watermark) {
+            bytes += c.len();
+            oldest = Some(oldest.map_or(c.created, |o| o.min(c.created)));
+        }
+        (bytes, oldest)
+    }
+
+    /// Kafka's answer to OffsetForLeaderEpoch for `epoch`: the epoch found and its end
+    /// offset (the start of the next larger epoch, or the high watermark for the latest);
+    /// `(-1, -1)` when the epoch is undefined or newer than the latest.
+    pub fn epoch_end(&self, epoch: i32) -> (i32, i64) {
+        let Some(latest) = self.epochs.last() else {
+            return (-1, -1);
+        };
+        if epoch < 0 {
+            return (-1, -1);
+        }
+        if epoch == latest.0 {
+            return (epoch, self.high_watermark);
+        }
+        let Some(higher) = self.epochs.iter().find(|e| e.0 > epoch) else {
+            return (-1, -1);
+        };
+        let floor = self.epochs.iter().rev().find(|e| e.0 <= epoch);
+        let end = higher.1.min(self.high_watermark);
+        (floor.map(|f| f.0).unwrap_or(epoch), end)
+    }
+
+    /// The leader epoch under which `offset` was written.
+    pub fn epoch_of(&self, offset: i64) -> i32 {
+        self.epochs
+            .iter()
+            .rev()
+            .find(|e| e.1 <= offset)
+            .map(|e| e.0)
+            .unwrap_or(self.leader_epoch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::tests::make_batch;
+
+    fn part() -> Partition {
+        Partition::new(
+            Arc::from("id"),
+            Arc::from("t"),
+            0,
+            &PartitionRecord::default(),
+        )
+    }
+
+    fn appended(r: Result<Appended, Code>) -> (i64, i64) {
+        match r.unwrap() {
+            Appended::New {
+                base_offset,
+                end_offset,
+                ..
+            } => (base_offset, end_offset),
+            Appended::Duplicate { base_offset } => (base_offset, -1),
+        }
+    }
+
+    #[test]
+    fn idempotent_sequences() {
+        let p = part();
+        let mut s = p.state();
+        let b1 = crate::batch::validate(&make_batch(3, 9, 0, 1)).unwrap();
+        let b2 = crate::batch::validate(&make_batch(2, 9, 3, 1)).unwrap();
+        assert_eq!(appended(s.append(&b1, None)), (0, 3));
+        assert_eq!(appended(s.append(&b2, None)), (3, 5));
+        assert_eq!(
+            appended(s.append(&b1, None)),
+            (0, -1),
+            "a retry is acked at its offset"
+        );
+        let gap = crate::batch::validate(&make_batch(1, 9, 9, 1)).unwrap();
+        assert_eq!(
+            s.append(&gap, None).unwrap_err(),
+            Code::OutOfOrderSequenceNumber
+        );
+        assert_eq!(s.next_offset, 5);
+        let anon = crate::batch::validate(&make_batch(1, -1, -1, 1)).unwrap();
+        assert_eq!(appended(s.append(&anon, None)), (5, 6));
+    }
+
+    #[test]
+    fn commit_and_truncate() {
+        let p = part();
+        let mut s = p.state();
+        let b = crate::batch::validate(&make_batch(2, 4, 0, 1)).unwrap();
+        s.append(&b, None).unwrap();
+        let b2 = crate::batch::validate(&make_batch(2, 4, 2, 1)).unwrap();
+        s.append(&b2, None).unwrap();
+        let obj: Arc<str> = Arc::from("wal/1/x");
+        s.commit(2, &obj, 100, 0, 10);
+        assert_eq!(s.high_watermark, 2);
+        assert_eq!(s.tail.len(), 2);
+        s.truncate_to_committed();
+        assert_eq!(s.next_offset, 2);
+        assert_eq!(s.tail.len(), 1);
+        // The lost batch is forgotten, so its retry is written again.
+        assert_eq!(appended(s.append(&b2, None)), (2, 4));
+    }
+}

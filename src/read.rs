@@ -1,0 +1,302 @@
+//! The read path: from an offset, find the sealed segment or WAL range that holds it and
+//! hand out the stored batch bytes, through the block cache. Nothing is re-encoded.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::ResponseError as Code;
+
+use crate::batch::{self, HEADER_LEN};
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::meta::repo::SegmentRef;
+use crate::partition::{Location, Partition};
+use crate::segment::{self, IndexEntry};
+
+/// Bytes read ahead when a read starts (the block cache reads whole blocks anyway).
+const MIN_WINDOW: u64 = 64 * 1024;
+const MAX_SOURCES: usize = 64;
+
+enum Source {
+    Segment(SegmentRef),
+    Wal {
+        object: Arc<str>,
+        object_size: u64,
+        pos: u64,
+        len: u64,
+        max_timestamp: i64,
+    },
+}
+
+impl Source {
+    fn max_timestamp(&self) -> i64 {
+        match self {
+            Source::Segment(g) => g.max_timestamp,
+            Source::Wal { max_timestamp, .. } => *max_timestamp,
+        }
+    }
+}
+
+/// Offsets of a partition as reads see them.
+#[derive(Debug, Clone, Copy)]
+pub struct Watermarks {
+    /// First readable offset.
+    pub log_start: i64,
+    /// High watermark.
+    pub high_watermark: i64,
+}
+
+/// Current watermarks.
+pub fn watermarks(p: &Partition) -> Watermarks {
+    let s = p.state();
+    Watermarks {
+        log_start: s.log_start,
+        high_watermark: s.high_watermark,
+    }
+}
+
+fn sources_from(p: &Partition, offset: i64) -> Result<(Vec<Source>, i64)> {
+    let s = p.state();
+    if s.deleted {
+        return Err(Error::Kafka(Code::UnknownTopicOrPartition));
+    }
+    if offset < s.log_start || offset > s.high_watermark {
+        return Err(Error::Kafka(Code::OffsetOutOfRange));
+    }
+    let hw = s.high_watermark;
+    let first = s.segments.partition_point(|g| g.end_offset <= offset);
+    let mut out: Vec<Source> = s.segments[first..]
+        .iter()
+        .take(MAX_SOURCES)
+        .map(|g| Source::Segment(g.clone()))
+        .collect();
+    for c in s.tail.iter().filter(|c| c.end > offset && c.base < hw) {
+        if out.len() >= MAX_SOURCES {
+            break;
+        }
+        if let Location::Wal {
+            object,
+            object_size,
+            pos,
+            len,
+        } = &c.location
+        {
+            out.push(Source::Wal {
+                object: object.clone(),
+                object_size: *object_size,
+                pos: *pos,
+                len: *len,
+                max_timestamp: c.max_timestamp,
+            });
+        }
+    }
+    Ok((out, hw))
+}
+
+/// Reads whole batches from `offset`, at most `max_bytes` unless the first batch alone is
+/// larger (then exactly that batch, as Kafka does), never beyond the high watermark.
+pub async fn read(broker: &Broker, p: &Partition, offset: i64, max_bytes: usize) -> Result<Bytes> {
+    let (sources, hw) = sources_from(p, offset)?;
+    if offset >= hw {
+        return Ok(Bytes::new());
+    }
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut taken = 0usize;
+    for src in &sources {
+        let (key, size, start, end) = match src {
+            Source::Segment(g) => {
+                let index = index_of(broker, g).await?;
+                let pos = segment::position_of_offset(&index, offset);
+                (Arc::from(g.key.as_str()), g.size, pos, g.data_len)
+            }
+            Source::Wal {
+                object,
+                object_size,
+                pos,
+                len,
+                ..
+            } => (object.clone(), *object_size, *pos, pos + len),
+        };
+        let done = scan(broker, &key, size, start, end, |b| {
+            if b.base_offset >= hw {
+                return Step::Stop;
+            }
+            if b.last_offset() < offset {
+                return Step::Skip;
+            }
+            if taken > 0 && taken + b.bytes.len() > max_bytes {
+                return Step::Stop;
+            }
+            taken += b.bytes.len();
+            out.push(b.bytes.clone());
+            if taken >= max_bytes {
+                Step::Stop
+            } else {
+                Step::Continue
+            }
+        })
+        .await?;
+        if done {
+            break;
+        }
+    }
+    Ok(concat(out))
+}
+
+fn concat(parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.into_iter().next().unwrap_or_default(),
+        _ => {
+            let mut b = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+            for p in parts {
+                b.extend_from_slice(&p);
+            }
+            b.freeze()
+        }
+    }
+}
+
+enum Step {
+    Skip,
+    Continue,
+    Stop,
+}
+
+/// Visits the batches stored in `[start, end)` of an object. Returns whether the visitor
+/// stopped.
+async fn scan(
+    broker: &Broker,
+    key: &Arc<str>,
+    size: u64,
+    start: u64,
+    end: u64,
+    mut visit: impl FnMut(&batch::Batch) -> Step,
+) -> Result<bool> {
+    let mut pos = start;
+    let mut window = MIN_WINDOW;
+    while pos < end {
+        let bytes = broker
+            .cache
+            .read(key, size, pos..(pos + window).min(end))
+            .await?;
+        let mut consumed = 0u64;
+        for b in batch::stored(&bytes) {
+            consumed += b.bytes.len() as u64;
+            match visit(&b) {
+                Step::Skip | Step::Continue => {}
+                Step::Stop => return Ok(true),
+            }
+        }
+        if consumed == 0 {
+            // A batch larger than the window: read exactly that batch next.
+            if bytes.len() < HEADER_LEN {
+                return Err(corrupt(key));
+            }
+            let len = i32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            if len <= 0 || pos + 12 + len as u64 > end {
+                return Err(corrupt(key));
+            }
+            window = 12 + len as u64;
+            continue;
+        }
+        pos += consumed;
+        window = MIN_WINDOW;
+    }
+    Ok(false)
+}
+
+fn corrupt(key: &str) -> Error {
+    tracing::error!(object = key, "stored batch is corrupt");
+    Error::Kafka(Code::KafkaStorageError)
+}
+
+async fn index_of(broker: &Broker, g: &SegmentRef) -> Result<Arc<Vec<IndexEntry>>> {
+    let key: Arc<str> = Arc::from(g.key.as_str());
+    if let Some(i) = broker.indexes.get(&key).await {
+        return Ok(i);
+    }
+    let tail = broker.cache.read(&key, g.size, g.data_len..g.size).await?;
+    let index = segment::parse_index(&tail).ok_or_else(|| corrupt(&g.key))?;
+    broker.indexes.insert(key, index.clone()).await;
+    Ok(index)
+}
+
+/// The first offset whose record timestamp is at least `ts`, with that timestamp.
+pub async fn offset_for_timestamp(
+    broker: &Broker,
+    p: &Partition,
+    ts: i64,
+) -> Result<Option<(i64, i64)>> {
+    let start = watermarks(p).log_start;
+    let (sources, hw) = sources_from(p, start)?;
+    for src in sources.iter().filter(|s| s.max_timestamp() >= ts) {
+        let found = find_in_source(broker, src, hw, |b| b.max_timestamp >= ts, |r| r >= ts).await?;
+        if let Some((o, t)) = found {
+            return Ok(Some((o.max(start), t)));
+        }
+    }
+    Ok(None)
+}
+
+/// The offset and timestamp of the record with the largest timestamp.
+pub async fn max_timestamp(broker: &Broker, p: &Partition) -> Result<Option<(i64, i64)>> {
+    let start = watermarks(p).log_start;
+    let (sources, hw) = sources_from(p, start)?;
+    let Some(best) = sources.iter().map(Source::max_timestamp).max() else {
+        return Ok(None);
+    };
+    for src in sources.iter().filter(|s| s.max_timestamp() == best) {
+        if let Some(found) =
+            find_in_source(broker, src, hw, |b| b.max_timestamp == best, |r| r == best).await?
+        {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+async fn find_in_source(
+    broker: &Broker,
+    src: &Source,
+    hw: i64,
+    batch_matches: impl Fn(&batch::Batch) -> bool,
+    record_matches: impl Fn(i64) -> bool,
+) -> Result<Option<(i64, i64)>> {
+    let (key, size, start, end): (Arc<str>, u64, u64, u64) = match src {
+        Source::Segment(g) => (Arc::from(g.key.as_str()), g.size, 0, g.data_len),
+        Source::Wal {
+            object,
+            object_size,
+            pos,
+            len,
+            ..
+        } => (object.clone(), *object_size, *pos, pos + len),
+    };
+    let mut hit = None;
+    scan(broker, &key, size, start, end, |b| {
+        if b.base_offset >= hw {
+            return Step::Stop;
+        }
+        if batch_matches(b) {
+            hit = Some(b.clone());
+            return Step::Stop;
+        }
+        Step::Continue
+    })
+    .await?;
+    let Some(b) = hit else { return Ok(None) };
+    const LOG_APPEND_TIME: i16 = 1 << 3;
+    if b.attributes & LOG_APPEND_TIME != 0 {
+        return Ok(Some((b.base_offset, b.max_timestamp)));
+    }
+    let mut bytes = b.bytes.clone();
+    let set = RecordBatchDecoder::decode(&mut bytes).map_err(|_| corrupt(&key))?;
+    Ok(set
+        .records
+        .iter()
+        .find(|r| record_matches(r.timestamp))
+        .map(|r| (r.offset, r.timestamp))
+        .or(Some((b.base_offset, b.max_timestamp))))
+}

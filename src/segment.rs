@@ -1,0 +1,153 @@
+//! Sealed segment objects: record batches in Kafka's format, then a sparse offset and
+//! time index, then a footer (`count: u32`, magic `STRSEG01`).
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::batch;
+
+const MAGIC: &[u8; 8] = b"STRSEG01";
+/// An index entry every this many bytes of batches (Kafka's index.interval.bytes).
+const INDEX_INTERVAL: u64 = 4096;
+const ENTRY_LEN: usize = 24;
+/// Footer length.
+pub const FOOTER_LEN: usize = 12;
+
+/// One index entry: the batch starting at `pos` has base offset `offset`; every batch
+/// before it has timestamps at most `max_timestamp_before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Base offset of the batch at `pos`.
+    pub offset: i64,
+    /// Byte position.
+    pub pos: u64,
+    /// Largest timestamp of all earlier batches.
+    pub max_timestamp_before: i64,
+}
+
+/// A built segment object.
+pub struct Built {
+    /// The object.
+    pub body: Bytes,
+    /// Bytes of batches.
+    pub data_len: u64,
+    /// First offset.
+    pub base_offset: i64,
+    /// One past the last offset.
+    pub end_offset: i64,
+    /// Largest timestamp.
+    pub max_timestamp: i64,
+}
+
+/// Builds a segment from stored batches (in offset order).
+pub fn build(data: &[Bytes]) -> Option<Built> {
+    let total: usize = data.iter().map(Bytes::len).sum();
+    let mut body = BytesMut::with_capacity(total + total / 100 + FOOTER_LEN);
+    let mut index = Vec::new();
+    let mut last_indexed: Option<u64> = None;
+    let mut max_ts = -1i64;
+    let mut base = None;
+    let mut end = 0;
+    for chunk in data {
+        for b in batch::stored(chunk) {
+            let pos = body.len() as u64;
+            if last_indexed.is_none_or(|l| pos - l >= INDEX_INTERVAL) {
+                index.push(IndexEntry {
+                    offset: b.base_offset,
+                    pos,
+                    max_timestamp_before: max_ts,
+                });
+                last_indexed = Some(pos);
+            }
+            base.get_or_insert(b.base_offset);
+            end = b.last_offset() + 1;
+            max_ts = max_ts.max(b.max_timestamp);
+            body.extend_from_slice(&b.bytes);
+        }
+    }
+    let base_offset = base?;
+    let data_len = body.len() as u64;
+    for e in &index {
+        body.put_i64(e.offset);
+        body.put_u64(e.pos);
+        body.put_i64(e.max_timestamp_before);
+    }
+    body.put_u32(index.len() as u32);
+    body.extend_from_slice(MAGIC);
+    Some(Built {
+        body: body.freeze(),
+        data_len,
+        base_offset,
+        end_offset: end,
+        max_timestamp: max_ts,
+    })
+}
+
+/// Parses the index part of a segment (the bytes from `data_len` to the end).
+pub fn parse_index(tail: &Bytes) -> Option<Arc<Vec<IndexEntry>>> {
+    if tail.len() < FOOTER_LEN || &tail[tail.len() - 8..] != MAGIC {
+        return None;
+    }
+    let n = u32::from_be_bytes(tail[tail.len() - 12..tail.len() - 8].try_into().ok()?) as usize;
+    if n.checked_mul(ENTRY_LEN)? + FOOTER_LEN != tail.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let e = &tail[i * ENTRY_LEN..(i + 1) * ENTRY_LEN];
+        out.push(IndexEntry {
+            offset: i64::from_be_bytes(e[0..8].try_into().ok()?),
+            pos: u64::from_be_bytes(e[8..16].try_into().ok()?),
+            max_timestamp_before: i64::from_be_bytes(e[16..24].try_into().ok()?),
+        });
+    }
+    Some(Arc::new(out))
+}
+
+/// Position to start reading for `offset`.
+pub fn position_of_offset(index: &[IndexEntry], offset: i64) -> u64 {
+    let i = index.partition_point(|e| e.offset <= offset);
+    index.get(i.saturating_sub(1)).map(|e| e.pos).unwrap_or(0)
+}
+
+/// Position to start looking for the first timestamp >= `ts`.
+pub fn position_of_timestamp(index: &[IndexEntry], ts: i64) -> u64 {
+    let i = index.partition_point(|e| e.max_timestamp_before < ts);
+    index.get(i.saturating_sub(1)).map(|e| e.pos).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::tests::make_batch;
+
+    #[test]
+    fn build_and_index() {
+        let mut chunks = Vec::new();
+        let mut off = 0;
+        for i in 0..200 {
+            let b = crate::batch::validate(&make_batch(10, -1, -1, 1000 + i)).unwrap();
+            chunks.push(crate::batch::stamp(&b[0], off, 0, None));
+            off += 10;
+        }
+        let built = build(&chunks).unwrap();
+        assert_eq!(
+            (built.base_offset, built.end_offset, built.max_timestamp),
+            (0, 2000, 1199)
+        );
+        let idx = parse_index(&built.body.slice(built.data_len as usize..)).unwrap();
+        assert!(idx.len() > 1);
+        let pos = position_of_offset(&idx, 1234);
+        let first = crate::batch::stored(&built.body.slice(pos as usize..built.data_len as usize))
+            .next()
+            .unwrap();
+        assert!(first.base_offset <= 1234 && first.base_offset > 1234 - 200);
+        let tpos = position_of_timestamp(&idx, 1150);
+        let b = crate::batch::stored(&built.body.slice(tpos as usize..))
+            .next()
+            .unwrap();
+        assert!(b.max_timestamp <= 1150);
+        assert!(parse_index(&Bytes::from_static(b"garbage")).is_none());
+    }
+}

@@ -1,0 +1,143 @@
+//! Listeners and connections: framing, bounds, and the per-connection pipeline.
+//!
+//! A connection task reads whole frames (refusing, before buffering, any frame larger than
+//! `socket.request.max.bytes`), decodes the header and hands the request to `handlers`.
+//! Produce requests are appended at once, in arrival order, and their responses wait for
+//! durability; a writer task sends responses strictly in request order, so several
+//! produce requests of one connection share a WAL flush.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use crate::handlers::{self, ResponseFuture};
+
+/// Requests of one connection being processed or awaiting their turn to respond.
+const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
+
+/// Binds every listener; returns their bound addresses.
+pub async fn bind(broker: &Broker) -> std::io::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for l in &broker.settings.listeners {
+        let listener = TcpListener::bind((l.host.as_str(), l.port)).await?;
+        info!(listener = %l.name, addr = %listener.local_addr()?, "listening");
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// Accepts connections until cancelled.
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, cancel: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(broker.settings.max_connections.max(1)));
+    loop {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let (socket, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = socket.set_nodelay(true);
+        let broker = broker.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            connection(broker, socket, peer, cancel).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(
+    broker: Arc<Broker>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    cancel: CancellationToken,
+) {
+    let (mut rd, wr) = socket.into_split();
+    let (tx, mut rx) = mpsc::channel::<ResponseFuture>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let writer = tokio::spawn(async move {
+        let mut wr = BufWriter::new(wr);
+        while let Some(fut) = rx.recv().await {
+            let Some(resp) = fut.await else { continue };
+            let ok = async {
+                wr.write_all(&(resp.len() as u32).to_be_bytes()).await?;
+                wr.write_all(&resp).await?;
+                if rx.is_empty() {
+                    wr.flush().await?;
+                }
+                std::io::Result::Ok(())
+            }
+            .await;
+            if ok.is_err() {
+                return;
+            }
+        }
+        let _ = wr.flush().await;
+    });
+    let max = broker.settings.socket_request_max_bytes;
+    loop {
+        let frame = tokio::select! {
+            _ = cancel.cancelled() => break,
+            f = read_frame(&mut rd, max) => f,
+        };
+        let frame = match frame {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                warn!(%peer, error = %e, "closing connection");
+                break;
+            }
+        };
+        match handlers::dispatch(&broker, frame).await {
+            Ok(fut) => {
+                if tx.send(fut).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                warn!(%peer, error = %e, "closing connection: undecodable request");
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+    debug!(%peer, "connection closed");
+}
+
+/// Reads one frame; `None` on a clean end of stream.
+async fn read_frame(
+    rd: &mut (impl AsyncReadExt + Unpin),
+    max: usize,
+) -> std::io::Result<Option<Bytes>> {
+    let mut len = [0u8; 4];
+    match rd.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = i32::from_be_bytes(len);
+    if len < 0 || len as usize > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("request of {len} bytes is larger than socket.request.max.bytes ({max})"),
+        ));
+    }
+    let mut buf = BytesMut::zeroed(len as usize);
+    rd.read_exact(&mut buf).await?;
+    Ok(Some(buf.freeze()))
+}

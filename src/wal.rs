@@ -1,0 +1,451 @@
+//! The write-ahead log: one buffer for every partition of the broker, flushed as ONE
+//! object per flush, then committed with ONE metadata transaction of constant size. Only
+//! after the commit do the partitions' high watermarks move and producers get their acks.
+//!
+//! Object format: each partition's batches, contiguous, then a JSON footer (the same
+//! [`WalEntry`] the index holds), its length (u32) and the magic `STRWAL01`.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use indexmap::IndexMap;
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::batch::Batch;
+use crate::cache::BlockCache;
+use crate::error::{Error, Result};
+use crate::meta::repo::{self, ProducerBatch, WalEntry, WalRange};
+use crate::meta::{Compare, MetaStore, Op};
+use crate::objects::Objects;
+use crate::partition::{Appended, Partition};
+
+const MAGIC: &[u8; 8] = b"STRWAL01";
+const PUT_ATTEMPTS: u32 = 5;
+const FAILED_REMEMBERED: usize = 256;
+
+struct Entry {
+    partition: Arc<Partition>,
+    end: i64,
+    bytes: Bytes,
+    max_timestamp: i64,
+    producers: Vec<ProducerBatch>,
+    _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Default)]
+struct Buffer {
+    seq: u64,
+    entries: Vec<Entry>,
+    bytes: usize,
+    first_at: Option<Instant>,
+    poisoned: bool,
+}
+
+/// Progress of flushes: every sequence up to `done` is finished, and those in `failed`
+/// failed (their data was not committed and is forgotten).
+#[derive(Debug, Clone, Default)]
+pub struct FlushStatus {
+    /// Highest finished flush.
+    pub done: u64,
+    /// Recently failed flushes.
+    pub failed: VecDeque<u64>,
+}
+
+/// Settings of the WAL.
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    /// This broker.
+    pub node_id: i32,
+    /// Unique per process start; part of object names so that no name is reused.
+    pub incarnation: u64,
+    /// Longest linger before a flush.
+    pub flush_interval: Duration,
+    /// Flush when this many bytes are buffered.
+    pub flush_bytes: usize,
+    /// Backpressure bound.
+    pub max_buffer_bytes: usize,
+}
+
+/// A WAL index entry still naming unsealed data.
+#[derive(Debug, Clone)]
+pub struct LiveEntry {
+    /// Object key.
+    pub object: String,
+    /// Unsealed ranges: (topic id, partition) → end offset.
+    pub remaining: BTreeMap<(String, i32), i64>,
+}
+
+/// The WAL.
+pub struct Wal {
+    cfg: WalConfig,
+    meta: Arc<dyn MetaStore>,
+    objects: Arc<Objects>,
+    cache: Arc<BlockCache>,
+    buffer: Mutex<Buffer>,
+    wake: Notify,
+    memory: Arc<Semaphore>,
+    status: watch::Sender<FlushStatus>,
+    /// Bumped after every commit: long-polling fetches wait on it.
+    pub committed: watch::Sender<u64>,
+    /// Revision of this broker's assignment key that every commit compares.
+    assignment_revision: Mutex<u64>,
+    /// WAL index entries that still name unsealed data, by sequence.
+    pub live: Mutex<BTreeMap<u64, LiveEntry>>,
+    healthy: AtomicBool,
+}
+
+/// Result of handing batches to the WAL.
+pub struct Pending {
+    /// First offset of the batches (or of the original, for a duplicate).
+    pub base_offset: i64,
+    /// The flush that makes them durable.
+    pub seq: u64,
+}
+
+impl Wal {
+    /// Creates the WAL; `next_seq` follows the highest committed index entry.
+    pub fn new(
+        cfg: WalConfig,
+        meta: Arc<dyn MetaStore>,
+        objects: Arc<Objects>,
+        cache: Arc<BlockCache>,
+        next_seq: u64,
+        assignment_revision: u64,
+    ) -> Self {
+        let max = cfg.max_buffer_bytes.clamp(1 << 20, Semaphore::MAX_PERMITS);
+        Wal {
+            memory: Arc::new(Semaphore::new(max)),
+            cfg,
+            meta,
+            objects,
+            cache,
+            buffer: Mutex::new(Buffer {
+                seq: next_seq,
+                ..Default::default()
+            }),
+            wake: Notify::new(),
+            status: watch::Sender::new(FlushStatus {
+                done: next_seq.saturating_sub(1),
+                failed: VecDeque::new(),
+            }),
+            committed: watch::Sender::new(0),
+            assignment_revision: Mutex::new(assignment_revision),
+            live: Mutex::new(BTreeMap::new()),
+            healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// Whether the last flush succeeded.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Validated batches → offsets under the partition lock → the WAL buffer. Waits for
+    /// buffer space first (backpressure).
+    pub async fn append(
+        &self,
+        partition: &Arc<Partition>,
+        batches: &[Batch],
+        log_append_time: Option<i64>,
+    ) -> Result<Pending> {
+        let size: usize = batches.iter().map(|b| b.bytes.len()).sum();
+        let permits = size.clamp(1, self.cfg.max_buffer_bytes.max(1 << 20)) as u32;
+        let permit = self
+            .memory
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| Error::NotDurable("broker shutting down".into()))?;
+        let mut state = partition.state();
+        let mut buf = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        if buf.poisoned {
+            return Err(Error::NotDurable("a WAL flush failed".into()));
+        }
+        let seq = buf.seq;
+        let base_offset = match state.append(batches, log_append_time)? {
+            Appended::Duplicate { base_offset } => base_offset,
+            Appended::New {
+                base_offset,
+                end_offset,
+                bytes,
+                max_timestamp,
+                producers,
+            } => {
+                buf.bytes += bytes.len();
+                buf.first_at.get_or_insert_with(Instant::now);
+                buf.entries.push(Entry {
+                    partition: partition.clone(),
+                    end: end_offset,
+                    bytes,
+                    max_timestamp,
+                    producers,
+                    _permit: permit,
+                });
+                base_offset
+            }
+        };
+        drop(buf);
+        drop(state);
+        self.wake.notify_one();
+        Ok(Pending { base_offset, seq })
+    }
+
+    /// Waits until flush `seq` is finished; an error if it failed.
+    pub async fn wait(&self, seq: u64) -> Result<()> {
+        let mut rx = self.status.subscribe();
+        let st = rx
+            .wait_for(|s| s.done >= seq)
+            .await
+            .map_err(|_| Error::NotDurable("broker shutting down".into()))?;
+        if st.failed.contains(&seq) {
+            return Err(Error::NotDurable(format!("WAL flush {seq} failed")));
+        }
+        Ok(())
+    }
+
+    /// The flush loop; runs until `cancel`, then flushes what is buffered once more.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let empty = self.lock_buffer().entries.is_empty();
+            if empty {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = cancel.cancelled() => return,
+                }
+                continue;
+            }
+            self.linger().await;
+            let (seq, entries) = {
+                let mut buf = self.lock_buffer();
+                let seq = buf.seq;
+                buf.seq += 1;
+                buf.bytes = 0;
+                buf.first_at = None;
+                (seq, std::mem::take(&mut buf.entries))
+            };
+            if entries.is_empty() {
+                continue;
+            }
+            match self.flush(seq, &entries).await {
+                Ok(()) => {
+                    self.healthy.store(true, Ordering::Relaxed);
+                    self.finish(seq, false);
+                    self.committed.send_modify(|c| *c += 1);
+                }
+                Err(e) => {
+                    warn!(seq, error=%e, "wal flush failed; unacknowledged data is dropped and producers retry");
+                    self.healthy.store(false, Ordering::Relaxed);
+                    self.abandon(seq, &entries);
+                }
+            }
+        }
+    }
+
+    fn lock_buffer(&self) -> std::sync::MutexGuard<'_, Buffer> {
+        self.buffer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn linger(&self) {
+        let interval = self.cfg.flush_interval;
+        if interval.is_zero() {
+            return;
+        }
+        loop {
+            let (first, bytes) = {
+                let b = self.lock_buffer();
+                (b.first_at, b.bytes)
+            };
+            let Some(first) = first else { return };
+            let deadline = first + interval;
+            if bytes >= self.cfg.flush_bytes || Instant::now() >= deadline {
+                return;
+            }
+            let _ = tokio::time::timeout(deadline - Instant::now(), self.wake.notified()).await;
+        }
+    }
+
+    fn finish(&self, seq: u64, failed: bool) {
+        self.status.send_modify(|s| {
+            s.done = s.done.max(seq);
+            if failed {
+                s.failed.push_back(seq);
+                while s.failed.len() > FAILED_REMEMBERED {
+                    s.failed.pop_front();
+                }
+            }
+        });
+    }
+
+    async fn flush(&self, seq: u64, entries: &[Entry]) -> Result<()> {
+        let started = Instant::now();
+        let object = format!(
+            "wal/{}/{:016x}-{:020}.wal",
+            self.cfg.node_id, self.cfg.incarnation, seq
+        );
+        let (body, entry) = build_object(&object, entries);
+        let size = body.len() as u64;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.objects.put_new(&object, body.clone()).await {
+                Ok(()) => break,
+                Err(e) if attempt < PUT_ATTEMPTS => {
+                    warn!(object, attempt, error=%e, "wal object put failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.commit_index(seq, &entry).await?;
+        let key: Arc<str> = Arc::from(object.as_str());
+        self.cache.insert_object(&key, &body).await;
+        let mut remaining = BTreeMap::new();
+        for r in &entry.ranges {
+            if let Some(e) = entries.iter().find(|e| {
+                e.partition.topic_id.as_ref() == r.topic_id && e.partition.index == r.partition
+            }) {
+                e.partition
+                    .state()
+                    .commit(r.end_offset, &key, size, r.pos, r.len);
+            }
+            remaining.insert((r.topic_id.clone(), r.partition), r.end_offset);
+        }
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq, LiveEntry { object, remaining });
+        debug!(
+            seq,
+            bytes = size,
+            partitions = entry.ranges.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "wal flushed"
+        );
+        Ok(())
+    }
+
+    /// One transaction: this broker still holds its assignment, and the entry is new.
+    async fn commit_index(&self, seq: u64, entry: &WalEntry) -> Result<()> {
+        let key = repo::wal_key(self.cfg.node_id, seq);
+        let value = repo::encode(entry);
+        let assignment = *self
+            .assignment_revision
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let res = self
+                .meta
+                .txn(
+                    vec![
+                        Compare::Revision(repo::assignment_key(self.cfg.node_id), Some(assignment)),
+                        Compare::Revision(key.clone(), None),
+                    ],
+                    vec![Op::Put(key.clone(), value.clone(), None)],
+                )
+                .await;
+            match res {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    // Applied by an earlier attempt whose answer was lost, or fenced.
+                    if let Ok(Some(v)) = self.meta.get(&key).await {
+                        if v.value == value {
+                            return Ok(());
+                        }
+                    }
+                    return Err(Error::NotDurable("fenced: assignment changed".into()));
+                }
+                Err(e) if attempt < PUT_ATTEMPTS => {
+                    warn!(seq, attempt, error=%e, "wal commit failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A flush failed: forget its data and everything appended after it, so offsets stay
+    /// contiguous, and fail every waiting producer with a retriable error.
+    fn abandon(&self, seq: u64, entries: &[Entry]) {
+        let mut affected: Vec<Arc<Partition>> =
+            entries.iter().map(|e| e.partition.clone()).collect();
+        {
+            let mut buf = self.lock_buffer();
+            buf.poisoned = true;
+            affected.extend(buf.entries.iter().map(|e| e.partition.clone()));
+        }
+        let mut seen = HashSet::new();
+        for p in affected {
+            if seen.insert(Arc::as_ptr(&p)) {
+                p.state().truncate_to_committed();
+            }
+        }
+        let open = {
+            let mut buf = self.lock_buffer();
+            let open = buf.seq;
+            buf.entries.clear();
+            buf.bytes = 0;
+            buf.first_at = None;
+            buf.seq += 1;
+            buf.poisoned = false;
+            open
+        };
+        self.finish(seq, true);
+        self.finish(open, true);
+    }
+}
+
+fn build_object(object: &str, entries: &[Entry]) -> (Bytes, WalEntry) {
+    let mut groups: IndexMap<*const Partition, Vec<&Entry>> = IndexMap::new();
+    for e in entries {
+        groups.entry(Arc::as_ptr(&e.partition)).or_default().push(e);
+    }
+    let total: usize = entries.iter().map(|e| e.bytes.len()).sum();
+    let mut body = BytesMut::with_capacity(total + 256 + 128 * groups.len());
+    let mut ranges = Vec::with_capacity(groups.len());
+    for group in groups.values() {
+        let pos = body.len() as u64;
+        for e in group {
+            body.extend_from_slice(&e.bytes);
+        }
+        let p = &group[0].partition;
+        let base = batch_base(&group[0].bytes);
+        ranges.push(WalRange {
+            topic_id: p.topic_id.to_string(),
+            partition: p.index,
+            base_offset: base,
+            end_offset: group.last().map(|e| e.end).unwrap_or(base),
+            pos,
+            len: body.len() as u64 - pos,
+            max_timestamp: group.iter().map(|e| e.max_timestamp).max().unwrap_or(-1),
+            producers: group
+                .iter()
+                .flat_map(|e| e.producers.iter().copied())
+                .collect(),
+        });
+    }
+    let entry = WalEntry {
+        object: object.to_string(),
+        ranges,
+    };
+    let footer = repo::encode(&entry);
+    body.extend_from_slice(&footer);
+    body.put_u32(footer.len() as u32);
+    body.extend_from_slice(MAGIC);
+    (body.freeze(), entry)
+}
+
+fn batch_base(b: &Bytes) -> i64 {
+    if b.len() < 8 {
+        return 0;
+    }
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    i64::from_be_bytes(a)
+}

@@ -1,0 +1,287 @@
+"""Fixtures for the real-client integration tests.
+
+The broker under test is chosen by STRATUS_TEST_TARGET:
+  stratus (default)  ${STRATUS_BIN:-<repo>/target/debug/stratus}
+  kafka              the reference Apache Kafka started by scripts/run-kafka.sh
+Each broker runs as a child process on a free loopback port with a fresh data dir and is
+stopped by PID when its fixture ends.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENTS_DIR = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("STRATUS_CACHE", Path.home() / ".cache" / "stratus"))
+TARGET = os.environ.get("STRATUS_TEST_TARGET", "stratus")
+_TARGET_DIR = REPO / os.environ.get("CARGO_TARGET_DIR", "target")  # absolute stays absolute
+STRATUS_BIN = Path(os.environ.get("STRATUS_BIN", _TARGET_DIR / "debug" / "stratus"))
+KEEP_LOGS = os.environ.get("STRATUS_TEST_KEEP") == "1"
+
+# Settings that only Stratus understands; never passed to the reference broker.
+STRATUS_ONLY_SETTINGS = {"wal.flush.interval.ms"}
+# Settings the reference broker needs to behave like Stratus in tests (ignored for Stratus).
+KAFKA_ONLY_SETTINGS = {
+    "log.segment.delete.delay.ms": "0",
+    "log.initial.task.delay.ms": "0",
+}
+
+if TARGET not in ("stratus", "kafka"):
+    raise pytest.UsageError(f"STRATUS_TEST_TARGET must be stratus or kafka, not {TARGET!r}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "crash: kill -9 crash-recovery tests (slow)")
+    config.addinivalue_line("markers", "stratus_only: needs Stratus internals; skipped on kafka")
+    config.addinivalue_line("filterwarnings", "ignore:(read|open)_text is deprecated:DeprecationWarning")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TARGET == "kafka" and item.get_closest_marker("stratus_only"):
+            item.add_marker(pytest.mark.skip(reason="needs Stratus internals (target is kafka)"))
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(180))
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Broker:
+    """One broker process (Stratus or reference Kafka) with its own data dir and port."""
+
+    def __init__(self, settings=None, name="broker"):
+        self.target = TARGET
+        self.settings = dict(settings or {})
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"stratus-test-{name}-"))
+        self.data_dir = self.tmp / "data"
+        self.data_dir.mkdir()
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.proc = None
+        self.log_path = self.tmp / "broker.log"
+        self._log = None
+        self.starts = 0
+
+    # -- process control ------------------------------------------------------
+    def command(self):
+        if self.target == "stratus":
+            if not STRATUS_BIN.exists():
+                pytest.fail(f"Stratus binary not found at {STRATUS_BIN} (cargo build, or set STRATUS_BIN)")
+            cmd = [str(STRATUS_BIN), "--data-dir", str(self.data_dir),
+                   "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}"]
+            for k, v in self.settings.items():
+                cmd += ["--set", f"{k}={v}"]
+            return cmd
+        kafka_dirs = sorted(CACHE.glob("kafka-*/lib"))
+        if not kafka_dirs:
+            pytest.fail(f"no Kafka jars under {CACHE} (run scripts/install-test-deps.sh)")
+        cmd = [str(REPO / "scripts" / "run-kafka.sh"), "--foreground",
+               "--data-dir", str(self.data_dir), "--port", str(self.port),
+               "--controller-port", str(self.controller_port)]
+        settings = dict(KAFKA_ONLY_SETTINGS)
+        settings.update({k: v for k, v in self.settings.items() if k not in STRATUS_ONLY_SETTINGS})
+        for k, v in settings.items():
+            cmd += ["--set", f"{k}={v}"]
+        return cmd
+
+    def start(self, timeout=60):
+        assert self.proc is None or self.proc.poll() is not None, "broker already running"
+        self._log = open(self.log_path, "ab")
+        self._log.write(f"\n=== start #{self.starts + 1} at {time.time():.3f} ===\n".encode())
+        self._log.flush()
+        # STRATUS_* variables can name broker settings; only the explicit ones apply in tests
+        env = {k: v for k, v in os.environ.items()
+               if not (self.target == "stratus" and k.startswith("STRATUS_"))}
+        env.setdefault("RUST_BACKTRACE", "1")
+        self.stopped_by_us = False
+        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env, cwd=self.tmp)
+        self.starts += 1
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout):
+        """Ready = the port accepts connections and a Metadata request is answered."""
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.proc.returncode} during startup\n{self.log_tail()}")
+            if port_open(self.port):
+                try:
+                    admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 2000})
+                    md = admin.list_topics(timeout=2)
+                    if md.brokers:
+                        return
+                except KafkaException as e:  # not ready yet
+                    last = e
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"broker not ready on {self.bootstrap} within {timeout}s ({last})\n{self.log_tail()}")
+
+    def kill(self, sig=signal.SIGKILL):
+        """Kill the broker process by PID and wait for it to exit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.stopped_by_us = True
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def stop(self):
+        self.kill(signal.SIGTERM)
+
+    def died(self):
+        """Exit code if the process ended without being stopped by the tests, else None."""
+        if self.proc is not None and self.proc.poll() is not None and not self.stopped_by_us:
+            return self.proc.returncode
+        return None
+
+    def restart(self, timeout=60):
+        self.stop()
+        return self.start(timeout)
+
+    def cleanup(self, keep=False):
+        self.stop()
+        if not keep and not KEEP_LOGS:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def log_tail(self, n=60):
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no broker log)"
+        return f"--- last {n} lines of {self.log_path} ---\n" + "\n".join(lines[-n:])
+
+    # -- helpers for tests ------------------------------------------------------
+    def admin(self, **conf):
+        return AdminClient({"bootstrap.servers": self.bootstrap, **conf})
+
+    def objects_dir(self):
+        return self.data_dir / "objects"
+
+    def segment_files(self, topic, topic_id, partition):
+        """Sealed segment files of one partition: Stratus .seg objects or Kafka .log files."""
+        if self.target == "kafka":
+            return sorted((self.data_dir / "logs" / f"{topic}-{partition}").glob("*.log"))
+        for name in topic_id_names(topic_id):
+            d = self.objects_dir() / "topics" / name / str(partition)
+            if d.exists():
+                return sorted(d.glob("*.seg"))
+        return []
+
+
+def topic_id_names(topic_id):
+    """The spellings of a topic id a directory may use: Kafka base64, hex, hyphenated UUID."""
+    names = [str(topic_id)]
+    try:
+        msb = topic_id.get_most_significant_bits() & (2**64 - 1)
+        lsb = topic_id.get_least_significant_bits() & (2**64 - 1)
+        u = uuid.UUID(int=(msb << 64) | lsb)
+        names += [u.hex, str(u)]
+    except AttributeError:
+        pass
+    return names
+
+
+@pytest.fixture(scope="session")
+def session_broker(request):
+    """The broker shared by most tests (tests use unique topic names)."""
+    b = Broker({"auto.create.topics.enable": "true", "num.partitions": "1"}, name="session")
+    b.start()
+    failed_before = request.session.testsfailed
+    yield b
+    failed = request.session.testsfailed > failed_before
+    b.cleanup(keep=failed)
+    if failed:
+        print(f"\nsession broker log kept at {b.log_path}", file=sys.stderr)
+
+
+@pytest.fixture
+def broker(session_broker):
+    """The session broker; a test during which it died gets an error (and it is restarted)."""
+    if session_broker.died() is not None:
+        session_broker.start()
+    yield session_broker
+    rc = session_broker.died()
+    if rc is not None:
+        pytest.fail(f"broker process exited with {rc} during this test\n{session_broker.log_tail(40)}")
+
+
+@pytest.fixture
+def make_broker(request):
+    """Factory for a dedicated broker with its own settings (stopped after the test)."""
+    made = []
+
+    def make(settings=None, start=True):
+        b = Broker(settings, name=re.sub(r"\W+", "-", request.node.name)[:40])
+        made.append(b)
+        return b.start() if start else b
+
+    yield make
+    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    died = [(b, b.died()) for b in made if b.died() is not None]
+    for b in made:
+        if failed or died:
+            print(f"\nbroker log kept at {b.log_path}\n{b.log_tail(40)}", file=sys.stderr)
+        b.cleanup(keep=failed or bool(died))
+    if died:
+        pytest.fail(f"broker process exited with {died[0][1]} during this test\n{died[0][0].log_tail(40)}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def topic(request):
+    """A unique topic name for this test."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name).strip("-")[:60]
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def bootstrap(broker):
+    return broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_home():
+    homes = sorted(CACHE.glob("kafka-*/lib"))
+    if not homes:
+        pytest.skip(f"no Kafka jars under {CACHE} (run scripts/install-test-deps.sh)")
+    return homes[-1].parent
