@@ -207,8 +207,19 @@ pub async fn forget_topic_in_wal(broker: &Broker, topic_id: &str) {
 async fn retention(broker: &Broker) {
     let now = now_ms();
     for topic in broker.topics() {
-        let ms = broker.config_i64(&topic, "retention.ms");
-        let bytes = broker.config_i64(&topic, "retention.bytes");
+        let deletes =
+            crate::topic_config::resolve("cleanup.policy", &topic.configs, &broker.settings)
+                .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "delete"));
+        // A compact-only topic keeps everything (compaction itself is not done yet);
+        // DeleteRecords still applies.
+        let (ms, bytes) = if deletes {
+            (
+                broker.config_i64(&topic, "retention.ms"),
+                broker.config_i64(&topic, "retention.bytes"),
+            )
+        } else {
+            (-1, -1)
+        };
         for p in &topic.partitions {
             if let Err(e) = apply_retention(broker, p, now, ms, bytes).await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed; will retry");

@@ -20,7 +20,7 @@ def test_kafka_python_produce_and_assign_consume(broker, topic, codec):
         admin.close()
 
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type=codec,
-                             linger_ms=10, request_timeout_ms=10000)
+                             linger_ms=10, request_timeout_ms=10000, max_in_flight_requests_per_connection=1)
     futures = [producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), partition=i % 2,
                              headers=[("n", str(i).encode())]) for i in range(200)]
     producer.flush(timeout=30)

@@ -30,7 +30,8 @@ def kcat(bootstrap, *args, input=None, timeout=30):
 def test_kcat_produce_keys_headers_and_consume_exactly(broker, topic):
     create_topic(broker.admin(), topic)
     lines = [f"key-{i}:value {i} with spaces" for i in range(20)] + [":no-key", "k-empty:"]
-    kcat(broker.bootstrap, "-P", "-t", topic, "-p", "0", "-K:", "-H", "trace=abc123", "-H", "app=kcat",
+    kcat(broker.bootstrap, "-P", "-X", "max.in.flight=1", "-t", topic, "-p", "0", "-K:",
+         "-H", "trace=abc123", "-H", "app=kcat",
          input=("\n".join(lines) + "\n").encode())
 
     out = kcat(broker.bootstrap, "-C", "-e", "-o", "beginning", "-t", topic, "-p", "0",
@@ -52,7 +53,7 @@ def test_kcat_produce_keys_headers_and_consume_exactly(broker, topic):
 
 def test_kcat_consume_from_offset_and_end(broker, topic):
     create_topic(broker.admin(), topic)
-    kcat(broker.bootstrap, "-P", "-t", topic, "-p", "0",
+    kcat(broker.bootstrap, "-P", "-X", "max.in.flight=1", "-t", topic, "-p", "0",
          input="".join(f"m{i}\n" for i in range(10)).encode())
     out = kcat(broker.bootstrap, "-C", "-e", "-o", "6", "-t", topic, "-p", "0", "-f", "%o:%s\n")
     assert out.decode().splitlines() == [f"{i}:m{i}" for i in range(6, 10)]
@@ -82,7 +83,7 @@ def test_kcat_metadata_lists_topic(broker, topic):
 def test_kcat_compression_codec(broker, topic, codec):
     create_topic(broker.admin(), topic)
     lines = [f"{codec} line {i} " + "x" * (i % 50) for i in range(300)]
-    kcat(broker.bootstrap, "-P", "-t", topic, "-p", "0", "-X", f"compression.codec={codec}",
+    kcat(broker.bootstrap, "-P", "-X", "max.in.flight=1", "-t", topic, "-p", "0", "-X", f"compression.codec={codec}",
          "-X", "linger.ms=20", input=("\n".join(lines) + "\n").encode())
     out = kcat(broker.bootstrap, "-C", "-e", "-o", "beginning", "-t", topic, "-p", "0",
                "-X", "check.crcs=true", "-f", "%o %s\n")

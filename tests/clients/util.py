@@ -36,7 +36,10 @@ def wait_for_leaders(admin, name, partitions, timeout=20):
 
 
 def producer(bootstrap, **conf):
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **conf})
+    """A librdkafka producer. One request in flight keeps the order even when a request is
+    retried (e.g. NOT_LEADER right after topic creation) without needing idempotence."""
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
+                     "max.in.flight.requests.per.connection": 1, **conf})
 
 
 def consumer(bootstrap, **conf):
