@@ -93,9 +93,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> anyhow::Result<Resp
         }
         bail!("unsupported version {version} of {api:?} (supported {min}-{max})");
     }
-    let mut buf = frame;
-    let header = RequestHeader::decode(&mut buf, api.request_header_version(version))?;
-    let request = RequestKind::decode(api, &mut buf, version)?;
+    let (header, request) = decode_request(frame)?;
     let broker = broker.clone();
     if let RequestKind::Produce(req) = request {
         return Ok(produce::start(broker, req, version, correlation_id).await);
@@ -104,6 +102,28 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> anyhow::Result<Resp
         let resp = handle(&broker, &header, request, version).await;
         encode(api, version, correlation_id, &resp)
     }))
+}
+
+/// Decodes a whole request frame (header and body) of a supported API and version.
+pub fn decode_request(frame: Bytes) -> anyhow::Result<(RequestHeader, RequestKind)> {
+    if frame.len() < 8 {
+        bail!(
+            "frame of {} bytes is shorter than a request header",
+            frame.len()
+        );
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let Some((api, min, max)) = supported(key) else {
+        bail!("unsupported api key {key}");
+    };
+    if version < min || version > max {
+        bail!("unsupported version {version} of {api:?}");
+    }
+    let mut buf = frame;
+    let header = RequestHeader::decode(&mut buf, api.request_header_version(version))?;
+    let request = RequestKind::decode(api, &mut buf, version)?;
+    Ok((header, request))
 }
 
 async fn handle(
