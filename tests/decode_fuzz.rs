@@ -1,7 +1,7 @@
 //! Random and mutated request frames fed to the request decoder: no panic, no abort.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use proptest::prelude::*;
 
