@@ -1,0 +1,71 @@
+// Consume throughput with the Kafka Java consumer, like Kafka's ConsumerPerformance but with
+// assign() instead of subscribe(): Stratus has no group coordinator yet, and ConsumerPerformance
+// always joins a group. Same consumer settings as ConsumerPerformance's defaults
+// (ByteArrayDeserializer, max.partition.fetch.bytes = 1 MiB, receive.buffer.bytes = 2 MiB, no
+// auto commit). Run as a single-file source program:
+//   java -cp "$KAFKA_HOME/lib/*" AssignConsumerPerf.java BOOTSTRAP TOPIC NUM_RECORDS [TIMEOUT_MS]
+// Assigns every partition of TOPIC from the beginning and polls until NUM_RECORDS records (or
+// no record for TIMEOUT_MS). Prints one line:
+//   RESULT records=N bytes=B seconds=S MBps=X recps=Y first_record_ms=F
+// seconds runs from the first poll() to the last record; first_record_ms is the wait for the
+// first record (metadata, first fetch).
+
+import java.time.Duration;
+import java.util.*;
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.common.PartitionInfo;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+
+public class AssignConsumerPerf {
+    public static void main(String[] args) throws Exception {
+        if (args.length < 3) {
+            System.err.println("usage: AssignConsumerPerf BOOTSTRAP TOPIC NUM_RECORDS [TIMEOUT_MS]");
+            System.exit(2);
+        }
+        String bootstrap = args[0], topic = args[1];
+        long want = Long.parseLong(args[2]);
+        long timeoutMs = args.length > 3 ? Long.parseLong(args[3]) : 10000;
+
+        Properties cp = new Properties();
+        cp.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        cp.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        cp.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        cp.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        cp.put(ConsumerConfig.MAX_PARTITION_FETCH_BYTES_CONFIG, 1048576);
+        cp.put(ConsumerConfig.RECEIVE_BUFFER_CONFIG, 2097152);
+        cp.put(ConsumerConfig.CLIENT_ID_CONFIG, "bench-consumer");
+
+        long records = 0, bytes = 0;
+        long start, first = -1, last;
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(cp)) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (PartitionInfo p : consumer.partitionsFor(topic)) tps.add(new TopicPartition(topic, p.partition()));
+            consumer.assign(tps);
+            consumer.seekToBeginning(tps);
+            start = System.nanoTime();
+            last = start;
+            while (records < want) {
+                ConsumerRecords<byte[], byte[]> batch = consumer.poll(Duration.ofMillis(100));
+                long now = System.nanoTime();
+                if (batch.isEmpty()) {
+                    if ((now - last) / 1_000_000 > timeoutMs) {
+                        System.err.println("WARNING: no record for " + timeoutMs + " ms; stopping at " + records);
+                        break;
+                    }
+                    continue;
+                }
+                if (first < 0) first = now;
+                for (ConsumerRecord<byte[], byte[]> r : batch) {
+                    records++;
+                    bytes += r.serializedValueSize() + Math.max(0, r.serializedKeySize());
+                }
+                last = now;
+            }
+        }
+        double secs = (last - start) / 1e9;
+        System.out.printf(Locale.ROOT, "RESULT records=%d bytes=%d seconds=%.3f MBps=%.2f recps=%.1f first_record_ms=%.1f%n",
+            records, bytes, secs, bytes / 1048576.0 / secs, records / secs,
+            first < 0 ? -1.0 : (first - start) / 1e6);
+    }
+}

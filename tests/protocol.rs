@@ -1,0 +1,379 @@
+//! Wire-level tests against an in-process broker: every advertised version answers, and
+//! bad input gets Kafka's answer (or a closed connection) without hurting the broker.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+struct TestBroker {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn start(extra: &[(&str, &str)]) -> TestBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pairs = vec![
+        (
+            "listeners".to_string(),
+            "PLAINTEXT://127.0.0.1:0".to_string(),
+        ),
+        ("data.dir".to_string(), dir.path().display().to_string()),
+        ("object.store.url".to_string(), "memory://".to_string()),
+        ("cache.disk.bytes".to_string(), "0".to_string()),
+    ];
+    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let settings = stratus::Settings::from_pairs(pairs).unwrap();
+    let cancel = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let c = cancel.clone();
+    tokio::spawn(async move { stratus::run(settings, c, Some(tx)).await.unwrap() });
+    let addrs = rx.await.unwrap();
+    // Advertised port 0 is fine for these tests: they never follow Metadata.
+    TestBroker {
+        addr: addrs[0],
+        cancel,
+        _dir: dir,
+    }
+}
+
+async fn send_raw(s: &mut TcpStream, frame: &[u8]) -> Option<Bytes> {
+    s.write_all(&(frame.len() as u32).to_be_bytes())
+        .await
+        .ok()?;
+    s.write_all(frame).await.ok()?;
+    read_frame(s).await
+}
+
+async fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut len))
+        .await
+        .ok()?
+        .ok()?;
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).await.ok()?;
+    Some(Bytes::from(buf))
+}
+
+async fn call<Req: Encodable + HeaderVersionOf, Resp: Decodable>(
+    s: &mut TcpStream,
+    api: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Resp {
+    let mut buf = BytesMut::new();
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(42)
+        .with_client_id(Some(StrBytes::from_static_str("test")));
+    header
+        .encode(&mut buf, api.request_header_version(version))
+        .unwrap();
+    req.encode(&mut buf, version).unwrap();
+    let mut resp = send_raw(s, &buf).await.expect("a response");
+    let h = ResponseHeader::decode(&mut resp, api.response_header_version(version)).unwrap();
+    assert_eq!(h.correlation_id, 42);
+    Resp::decode(&mut resp, version).unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"))
+}
+
+/// Marker so `call` takes only request types.
+trait HeaderVersionOf {}
+impl<T: kafka_protocol::protocol::Request> HeaderVersionOf for T {}
+
+fn batch(values: &[&str], magic: i8) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1000 + i as i64,
+            key: None,
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: magic,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn produce_req(topic: &str, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records)),
+            ])])
+}
+
+async fn produce_code(s: &mut TcpStream, topic: &str, records: Bytes) -> (i16, i64) {
+    let resp: ProduceResponse = call(s, ApiKey::Produce, 9, &produce_req(topic, records)).await;
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+#[tokio::test]
+async fn every_advertised_version_answers() {
+    let b = start(&[]).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    for v in 0..=4 {
+        let r: ApiVersionsResponse = call(
+            &mut s,
+            ApiKey::ApiVersions,
+            v,
+            &ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("t"))
+                .with_client_software_version(StrBytes::from_static_str("1")),
+        )
+        .await;
+        assert_eq!(r.error_code, 0);
+        assert!(r.api_keys.iter().any(|k| k.api_key == ApiKey::Fetch as i16));
+    }
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("vt")))
+            .with_num_partitions(2)
+            .with_replication_factor(3)]);
+    let r: CreateTopicsResponse = call(&mut s, ApiKey::CreateTopics, 7, &create).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(r.topics[0].num_partitions, 2);
+    for v in 0..=12 {
+        let mut req = MetadataRequest::default();
+        if v >= 1 {
+            req.topics = Some(vec![metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("vt"))))]);
+        }
+        let r: MetadataResponse = call(&mut s, ApiKey::Metadata, v, &req).await;
+        let t = r
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "vt"))
+            .unwrap();
+        assert_eq!((t.error_code, t.partitions.len()), (0, 2), "metadata v{v}");
+    }
+    let md: MetadataResponse = call(
+        &mut s,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .await;
+    let topic_id = md.topics[0].topic_id;
+    assert!(!topic_id.is_nil());
+    let mut offset = 0;
+    for v in 3..=13 {
+        let (code, base) = {
+            let mut req = produce_req("vt", batch(&["a", "b"], 2));
+            if v >= 13 {
+                req.topic_data[0].name = TopicName::default();
+                req.topic_data[0].topic_id = topic_id;
+            }
+            let resp: ProduceResponse = call(&mut s, ApiKey::Produce, v, &req).await;
+            let p = &resp.responses[0].partition_responses[0];
+            (p.error_code, p.base_offset)
+        };
+        assert_eq!((code, base), (0, offset), "produce v{v}");
+        offset += 2;
+    }
+    for v in 4..=17 {
+        let mut req = FetchRequest::default()
+            .with_max_wait_ms(10)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("vt")))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(3)
+                    .with_partition_max_bytes(1 << 20)])]);
+        if v >= 13 {
+            req.topics[0].topic = TopicName::default();
+            req.topics[0].topic_id = topic_id;
+        }
+        let r: FetchResponse = call(&mut s, ApiKey::Fetch, v, &req).await;
+        let p = &r.responses[0].partitions[0];
+        assert_eq!((p.error_code, p.high_watermark), (0, offset), "fetch v{v}");
+        let mut records = p.records.clone().unwrap();
+        let sets = RecordBatchDecoder::decode_all(&mut records).unwrap();
+        let offsets: Vec<i64> = sets
+            .iter()
+            .flat_map(|s| s.records.iter().map(|r| r.offset))
+            .collect();
+        assert!(
+            offsets[0] <= 3,
+            "fetch v{v} starts at the batch holding offset 3"
+        );
+        assert_eq!(
+            offsets.last(),
+            Some(&(offset - 1)),
+            "fetch v{v} reads to the end"
+        );
+        assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1));
+    }
+    for v in 1..=9 {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("vt")))
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1),
+                ])]);
+        let r: ListOffsetsResponse = call(&mut s, ApiKey::ListOffsets, v, &req).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.offset), (0, offset), "list offsets v{v}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_api_versions_version_gets_v0_error() {
+    let b = start(&[]).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let mut f = BytesMut::new();
+    f.put_i16(ApiKey::ApiVersions as i16);
+    f.put_i16(99);
+    f.put_i32(5);
+    f.put_i16(-1);
+    let mut resp = send_raw(&mut s, &f)
+        .await
+        .expect("an answer, not a closed connection");
+    let h = ResponseHeader::decode(&mut resp, 0).unwrap();
+    assert_eq!(h.correlation_id, 5);
+    let r = ApiVersionsResponse::decode(&mut resp, 0).unwrap();
+    assert_eq!(r.error_code, 35, "UNSUPPORTED_VERSION");
+    assert!(r
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
+}
+
+#[tokio::test]
+async fn bad_frames_close_only_their_connection() {
+    let b = start(&[("socket.request.max.bytes", "1000")]).await;
+    // Oversize: refused from the length prefix alone.
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    s.write_all(&100_000u32.to_be_bytes()).await.unwrap();
+    assert!(
+        read_frame(&mut s).await.is_none(),
+        "oversize frame closes the connection"
+    );
+    // Undecodable body.
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    assert!(
+        send_raw(&mut s, &[0, 3, 0, 9, 0, 0, 0, 1, 0xff, 0xff, 0x7f])
+            .await
+            .is_none()
+    );
+    // Unknown API key.
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    assert!(send_raw(&mut s, &[0x7f, 0, 0, 0, 0, 0, 0, 1])
+        .await
+        .is_none());
+    // The broker still serves.
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let r: ApiVersionsResponse = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        0,
+        &ApiVersionsRequest::default(),
+    )
+    .await;
+    assert_eq!(r.error_code, 0);
+}
+
+#[tokio::test]
+async fn bad_batches_get_kafka_errors() {
+    let b = start(&[
+        ("auto.create.topics.enable", "false"),
+        ("message.max.bytes", "200"),
+    ])
+    .await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("bad")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let _: CreateTopicsResponse = call(&mut s, ApiKey::CreateTopics, 4, &create).await;
+    let good = batch(&["x"], 2);
+    let mut corrupt = BytesMut::from(&good[..]);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    assert_eq!(
+        produce_code(&mut s, "bad", corrupt.freeze()).await.0,
+        2,
+        "CORRUPT_MESSAGE"
+    );
+    let mut v1 = BytesMut::from(&good[..]);
+    v1[16] = 1;
+    assert_eq!(
+        produce_code(&mut s, "bad", v1.freeze()).await.0,
+        43,
+        "UNSUPPORTED_FOR_MESSAGE_FORMAT"
+    );
+    let big = "y".repeat(300);
+    assert_eq!(
+        produce_code(&mut s, "bad", batch(&[&big], 2)).await.0,
+        10,
+        "MESSAGE_TOO_LARGE"
+    );
+    assert_eq!(
+        produce_code(&mut s, "nope", good.clone()).await.0,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(
+        produce_code(&mut s, "bad", good.slice(..good.len() - 3))
+            .await
+            .0,
+        2,
+        "truncated batch"
+    );
+    assert_eq!(
+        produce_code(&mut s, "bad", good).await,
+        (0, 0),
+        "nothing bad was written"
+    );
+}
