@@ -93,15 +93,16 @@ impl Broker {
         std::fs::create_dir_all(&settings.data_dir)?;
         let meta: Arc<dyn MetaStore> =
             Arc::new(EmbeddedStore::open(&settings.data_dir.join("meta.redb"))?);
-        Self::open_with(settings, meta).await
+        let objects = Arc::new(Objects::from_url(&settings.object_store_url)?);
+        Self::open_with(settings, meta, objects).await
     }
 
-    /// Opens with a given metadata store.
+    /// Opens with given stores.
     pub async fn open_with(
         settings: Settings,
         meta: Arc<dyn MetaStore>,
+        objects: Arc<Objects>,
     ) -> anyhow::Result<Arc<Broker>> {
-        let objects = Arc::new(Objects::from_url(&settings.object_store_url)?);
         let cache = Arc::new(BlockCache::new(
             objects.clone(),
             settings.cache_block_bytes,
@@ -311,6 +312,12 @@ impl Broker {
             "recovered"
         );
         Ok(())
+    }
+
+    /// The address advertised to clients of listener `index`.
+    pub fn advertised(&self, index: usize) -> &crate::config::Listener {
+        let a = &self.settings.advertised;
+        a.get(index).unwrap_or(&a[0])
     }
 
     /// A topic by name.

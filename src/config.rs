@@ -48,6 +48,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("cache.disk.bytes", "1073741824", "Size of the local-disk block cache under <data.dir>/cache (0 disables it)."),
     s("cache.block.bytes", "1048576", "Size of a cached block; reads from the object store are ranged GETs of whole blocks (read-ahead)."),
     s("seal.check.interval.ms", "1000", "How often partitions are checked for data to seal into segments."),
+    s("producer.id.expiration.ms", "86400000", "Idempotent producers idle this long are forgotten (their next batch starts a new sequence)."),
     s("fetch.max.wait.cap.ms", "30000", "Upper bound on a Fetch's max_wait_ms."),
 ];
 
@@ -96,7 +97,7 @@ pub struct Settings {
     pub explicit: std::collections::BTreeSet<String>,
     /// Listeners to bind.
     pub listeners: Vec<Listener>,
-    /// Listeners to advertise.
+    /// The address advertised for each listener (same order as `listeners`).
     pub advertised: Vec<Listener>,
     /// This broker's id.
     pub node_id: i32,
@@ -138,6 +139,8 @@ pub struct Settings {
     pub seal_check_interval_ms: u64,
     /// Fetch wait cap.
     pub fetch_max_wait_cap_ms: u64,
+    /// Idle producer expiry.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Settings {
@@ -167,10 +170,11 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let get = |k: &str| raw.get(k).cloned().unwrap_or_default();
         let listeners = parse_listeners("listeners", &get("listeners"))?;
-        let advertised = match get("advertised.listeners").as_str() {
-            "" => listeners.clone(),
+        let given = match get("advertised.listeners").as_str() {
+            "" => Vec::new(),
             v => parse_listeners("advertised.listeners", v)?,
         };
+        let advertised = advertise(&listeners, &given);
         let data_dir = PathBuf::from(get("data.dir"));
         let object_store_url = match get("object.store.url").as_str() {
             "" => format!("file://{}", absolute(&data_dir.join("objects")).display()),
@@ -222,6 +226,10 @@ impl Settings {
                 &get("seal.check.interval.ms"),
             )?,
             fetch_max_wait_cap_ms: num("fetch.max.wait.cap.ms", &get("fetch.max.wait.cap.ms"))?,
+            producer_id_expiration_ms: positive::<i64>(
+                "producer.id.expiration.ms",
+                &get("producer.id.expiration.ms"),
+            )?,
             listeners,
             advertised,
             data_dir,
@@ -235,6 +243,35 @@ impl Settings {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.raw.get(key).map(String::as_str)
     }
+}
+
+/// The address to advertise for each bound listener: the advertised listener of the same
+/// name, else the listener itself; a wildcard host becomes this machine's host name, as
+/// clients cannot connect to 0.0.0.0.
+fn advertise(listeners: &[Listener], given: &[Listener]) -> Vec<Listener> {
+    listeners
+        .iter()
+        .map(|l| {
+            let mut a = given
+                .iter()
+                .find(|g| g.name == l.name)
+                .cloned()
+                .unwrap_or_else(|| l.clone());
+            if a.host == "0.0.0.0" || a.host == "::" || a.host.is_empty() {
+                a.host = host_name();
+            }
+            a
+        })
+        .collect()
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Reads a Java-style properties file: `key=value` lines, `#` and `!` comments.
@@ -383,6 +420,26 @@ mod tests {
         .unwrap();
         assert_eq!(s.listeners.len(), 2);
         assert_eq!(s.listeners[1].host, "0.0.0.0");
+        assert_ne!(
+            s.advertised[1].host, "0.0.0.0",
+            "a wildcard is never advertised"
+        );
+        let a = Settings::from_pairs(vec![
+            (
+                "listeners".into(),
+                "INTERNAL://127.0.0.1:1,EXTERNAL://0.0.0.0:2".into(),
+            ),
+            (
+                "advertised.listeners".into(),
+                "EXTERNAL://kafka.example.com:9094".into(),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(a.advertised[0].host, "127.0.0.1");
+        assert_eq!(
+            (a.advertised[1].host.as_str(), a.advertised[1].port),
+            ("kafka.example.com", 9094)
+        );
         assert_eq!(s.num_partitions, 3);
         assert!(Settings::from_pairs(vec![("nope".into(), "1".into())]).is_err());
         assert!(Settings::from_pairs(vec![("num.partitions".into(), "0".into())]).is_err());

@@ -22,6 +22,7 @@ pub mod partition;
 pub mod read;
 pub mod segment;
 pub mod server;
+pub mod testing;
 pub mod topic_config;
 pub mod wal;
 
@@ -32,6 +33,9 @@ use tokio_util::sync::CancellationToken;
 pub use broker::Broker;
 pub use config::Settings;
 
+/// How long shutdown waits for connections to answer their last requests.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs a broker until `cancel`: binds its listeners, then serves. Returns the bound
 /// addresses through `bound` as soon as they are known.
 pub async fn run(
@@ -40,6 +44,15 @@ pub async fn run(
     bound: Option<tokio::sync::oneshot::Sender<Vec<std::net::SocketAddr>>>,
 ) -> anyhow::Result<()> {
     let broker = Broker::open(settings).await?;
+    serve(broker, cancel, bound).await
+}
+
+/// Serves an opened broker until `cancel` (see [`run`]).
+pub async fn serve(
+    broker: Arc<Broker>,
+    cancel: CancellationToken,
+    bound: Option<tokio::sync::oneshot::Sender<Vec<std::net::SocketAddr>>>,
+) -> anyhow::Result<()> {
     let listeners = server::bind(&broker).await?;
     if let Some(tx) = bound {
         let addrs = listeners
@@ -51,19 +64,29 @@ pub async fn run(
     let wal_cancel = CancellationToken::new();
     let wal = tokio::spawn(broker.wal.clone().run(wal_cancel.clone()));
     let upkeep = tokio::spawn(maintenance::run(broker.clone(), cancel.clone()));
+    let connections = tokio_util::task::TaskTracker::new();
     let mut servers = Vec::new();
-    for l in listeners {
+    for (i, l) in listeners.into_iter().enumerate() {
         servers.push(tokio::spawn(server::serve(
             broker.clone(),
             l,
+            i,
             cancel.clone(),
+            connections.clone(),
         )));
     }
     cancel.cancelled().await;
     for s in servers {
         let _ = s.await;
     }
-    // Connections are closing: flush what they appended, then stop the WAL.
+    // Connections stop reading and answer what they have, which needs the WAL running.
+    connections.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period");
+    }
     wal_cancel.cancel();
     let _ = wal.await;
     let _ = upkeep.await;

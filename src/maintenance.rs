@@ -221,6 +221,8 @@ async fn retention(broker: &Broker) {
             (-1, -1)
         };
         for p in &topic.partitions {
+            p.state()
+                .expire_producers(now, broker.settings.producer_id_expiration_ms);
             if let Err(e) = apply_retention(broker, p, now, ms, bytes).await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed; will retry");
             }

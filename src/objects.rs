@@ -81,6 +81,16 @@ impl Objects {
         })
     }
 
+    /// Uses a given store (tests inject faults this way). No local fsync is done.
+    pub fn from_store(store: Arc<dyn ObjectStore>) -> Self {
+        Objects {
+            store,
+            local_root: None,
+            synced_dirs: Mutex::new(HashSet::new()),
+            metrics: ObjectMetrics::default(),
+        }
+    }
+
     /// Writes an object that must never be overwritten (`PutMode::Create`). Returns once
     /// the object is durable.
     pub async fn put_new(&self, key: &str, data: Bytes) -> Result<(), ObjectError> {

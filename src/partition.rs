@@ -225,6 +225,7 @@ impl PartitionState {
             }
         }
         let base_offset = self.next_offset;
+        let now_ms = crate::maintenance::now_ms();
         let mut next = base_offset;
         let mut out = bytes::BytesMut::new();
         let mut max_timestamp = i64::MIN;
@@ -243,6 +244,7 @@ impl PartitionState {
                     last_seq: b.last_sequence(),
                     base_offset: next,
                     last_offset: next + b.last_offset_delta as i64,
+                    appended_ms: now_ms,
                 });
             }
             next += b.last_offset_delta as i64 + 1;
@@ -353,6 +355,18 @@ impl PartitionState {
             q.retain(|b| b.base_offset < hw);
         }
         self.producers.retain(|_, q| !q.is_empty());
+    }
+
+    /// Forgets producers whose last append is older than `max_age_ms` (Kafka's
+    /// `producer.id.expiration.ms`), so that state does not grow with every producer ever
+    /// seen. Returns how many were forgotten.
+    pub fn expire_producers(&mut self, now_ms: i64, max_age_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, q| {
+            q.back()
+                .is_some_and(|b| b.appended_ms == 0 || b.appended_ms >= now_ms - max_age_ms)
+        });
+        before - self.producers.len()
     }
 
     /// Committed bytes not yet sealed, and when the oldest of them was appended.

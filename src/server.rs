@@ -14,10 +14,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
-use crate::handlers::{self, ResponseFuture};
+use crate::handlers::{self, ResponseFuture, Session};
 
 /// Requests of one connection being processed or awaiting their turn to respond.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
@@ -33,8 +34,15 @@ pub async fn bind(broker: &Broker) -> std::io::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-/// Accepts connections until cancelled.
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, cancel: CancellationToken) {
+/// Accepts connections until cancelled; connection tasks join `tracker`.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    index: usize,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let session = Session { listener: index };
     let limit = Arc::new(Semaphore::new(broker.settings.max_connections.max(1)));
     loop {
         let permit = tokio::select! {
@@ -54,8 +62,8 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, cancel: Cancellat
         let _ = socket.set_nodelay(true);
         let broker = broker.clone();
         let cancel = cancel.clone();
-        tokio::spawn(async move {
-            connection(broker, socket, peer, cancel).await;
+        tracker.spawn(async move {
+            connection(broker, session, socket, peer, cancel).await;
             drop(permit);
         });
     }
@@ -63,6 +71,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, cancel: Cancellat
 
 async fn connection(
     broker: Arc<Broker>,
+    session: Session,
     socket: TcpStream,
     peer: SocketAddr,
     cancel: CancellationToken,
@@ -102,7 +111,7 @@ async fn connection(
                 break;
             }
         };
-        match handlers::dispatch(&broker, frame).await {
+        match handlers::dispatch(&broker, session, frame).await {
             Ok(fut) => {
                 if tx.send(fut).await.is_err() {
                     break;

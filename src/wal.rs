@@ -294,6 +294,11 @@ impl Wal {
             attempt += 1;
             match self.objects.put_new(&object, body.clone()).await {
                 Ok(()) => break,
+                // An earlier attempt wrote it and its answer was lost: the name is unique
+                // to this process and sequence, so the object is ours.
+                Err(crate::objects::ObjectError::Store(object_store::Error::AlreadyExists {
+                    ..
+                })) if attempt > 1 => break,
                 Err(e) if attempt < PUT_ATTEMPTS => {
                     warn!(object, attempt, error=%e, "wal object put failed; retrying");
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
@@ -330,6 +335,11 @@ impl Wal {
     }
 
     /// One transaction: this broker still holds its assignment, and the entry is new.
+    ///
+    /// An error from the store leaves the outcome unknown, so this retries (with backoff)
+    /// until the answer is definite: guessing "not committed" could reuse offsets that a
+    /// commit did take. Meanwhile producers time out and retry, and the bounded buffer
+    /// holds the rest back.
     async fn commit_index(&self, seq: u64, entry: &WalEntry) -> Result<()> {
         let key = repo::wal_key(self.cfg.node_id, seq);
         let value = repo::encode(entry);
@@ -337,9 +347,9 @@ impl Wal {
             .assignment_revision
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let mut attempt = 0;
+        let mut delay = Duration::from_millis(20);
+        let mut warned = false;
         loop {
-            attempt += 1;
             let res = self
                 .meta
                 .txn(
@@ -350,23 +360,23 @@ impl Wal {
                     vec![Op::Put(key.clone(), value.clone(), None)],
                 )
                 .await;
-            match res {
+            let err = match res {
                 Ok(true) => return Ok(()),
-                Ok(false) => {
-                    // Applied by an earlier attempt whose answer was lost, or fenced.
-                    if let Ok(Some(v)) = self.meta.get(&key).await {
-                        if v.value == value {
-                            return Ok(());
-                        }
-                    }
-                    return Err(Error::NotDurable("fenced: assignment changed".into()));
-                }
-                Err(e) if attempt < PUT_ATTEMPTS => {
-                    warn!(seq, attempt, error=%e, "wal commit failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                }
-                Err(e) => return Err(e.into()),
+                Ok(false) => match self.meta.get(&key).await {
+                    // Applied by an earlier attempt whose answer was lost.
+                    Ok(Some(v)) if v.value == value => return Ok(()),
+                    Ok(_) => return Err(Error::NotDurable("fenced: assignment changed".into())),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if !warned {
+                warn!(seq, error = %err, "wal commit failed; retrying until the metadata store answers");
+                warned = true;
             }
+            self.healthy.store(false, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
 

@@ -253,9 +253,10 @@ pub async fn init_producer_id(
 /// DescribeCluster.
 pub fn describe_cluster(
     broker: &Arc<Broker>,
+    session: super::Session,
     _req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let l = &broker.settings.advertised[0];
+    let l = broker.advertised(session.listener);
     DescribeClusterResponse::default()
         .with_cluster_id(text(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.settings.node_id))

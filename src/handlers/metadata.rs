@@ -15,13 +15,19 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as Code;
 use uuid::Uuid;
 
+use super::Session;
 use crate::broker::{Broker, Topic};
 
 /// Handles Metadata.
-pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, v: i16) -> MetadataResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    session: Session,
+    req: MetadataRequest,
+    v: i16,
+) -> MetadataResponse {
     let node = broker.settings.node_id;
     let mut resp = MetadataResponse::default()
-        .with_brokers(brokers(broker, v))
+        .with_brokers(brokers(broker, session, v))
         .with_controller_id(BrokerId(if v >= 1 { node } else { -1 }));
     if v >= 2 {
         resp.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
@@ -84,8 +90,8 @@ async fn by_name(
 }
 
 /// This broker as Metadata lists it.
-pub fn brokers(broker: &Broker, v: i16) -> Vec<MetadataResponseBroker> {
-    let l = &broker.settings.advertised[0];
+pub fn brokers(broker: &Broker, session: Session, v: i16) -> Vec<MetadataResponseBroker> {
+    let l = broker.advertised(session.listener);
     let mut b = MetadataResponseBroker::default()
         .with_node_id(BrokerId(broker.settings.node_id))
         .with_host(StrBytes::from_string(l.host.clone()))

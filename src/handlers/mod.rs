@@ -20,6 +20,13 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 
+/// What a handler knows of the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    /// Index of the listener (in `listeners`) the client connected to.
+    pub listener: usize,
+}
+
 /// The response of one request, ready when its work is done; `None` sends nothing
 /// (acks=0 produce).
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
@@ -73,7 +80,11 @@ pub fn encode(
 
 /// Decodes one request frame and starts it. Produce appends happen before this returns,
 /// so they keep the connection's order; everything else runs when its response is due.
-pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> anyhow::Result<ResponseFuture> {
+pub async fn dispatch(
+    broker: &Arc<Broker>,
+    session: Session,
+    frame: Bytes,
+) -> anyhow::Result<ResponseFuture> {
     if frame.len() < 8 {
         bail!(
             "frame of {} bytes is shorter than a request header",
@@ -99,7 +110,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> anyhow::Result<Resp
         return Ok(produce::start(broker, req, version, correlation_id).await);
     }
     Ok(Box::pin(async move {
-        let resp = handle(&broker, &header, request, version).await;
+        let resp = handle(&broker, session, &header, request, version).await;
         encode(api, version, correlation_id, &resp)
     }))
 }
@@ -128,6 +139,7 @@ pub fn decode_request(frame: Bytes) -> anyhow::Result<(RequestHeader, RequestKin
 
 async fn handle(
     broker: &Arc<Broker>,
+    session: Session,
     header: &RequestHeader,
     req: RequestKind,
     v: i16,
@@ -135,7 +147,9 @@ async fn handle(
     let _ = header;
     match req {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, v)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, v).await),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(broker, session, r, v).await)
+        }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, v).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(offsets::list_offsets(broker, r, v).await)
@@ -159,7 +173,7 @@ async fn handle(
             ResponseKind::InitProducerId(admin::init_producer_id(broker, r).await)
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(admin::describe_cluster(broker, r))
+            ResponseKind::DescribeCluster(admin::describe_cluster(broker, session, r))
         }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(admin::describe_log_dirs(broker, r, v))

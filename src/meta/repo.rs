@@ -87,6 +87,10 @@ pub struct ProducerBatch {
     pub base_offset: i64,
     /// Offset of the last record.
     pub last_offset: i64,
+    /// Broker time of the append (ms); producers idle longer than
+    /// `producer.id.expiration.ms` are forgotten.
+    #[serde(default)]
+    pub appended_ms: i64,
 }
 
 /// Durable state of a partition, folded from the WAL index when data is sealed.

@@ -77,6 +77,10 @@ class Broker:
     def __init__(self, settings=None, name="broker"):
         self.target = TARGET
         self.settings = dict(settings or {})
+        if TARGET == "stratus" and not STRATUS_BIN.exists():
+            pytest.fail(f"Stratus binary not found at {STRATUS_BIN} (cargo build, or set STRATUS_BIN)")
+        if TARGET == "kafka" and not sorted(CACHE.glob("kafka-*/lib")):
+            pytest.fail(f"no Kafka jars under {CACHE} (run scripts/install-test-deps.sh)")
         self.tmp = Path(tempfile.mkdtemp(prefix=f"stratus-test-{name}-"))
         self.data_dir = self.tmp / "data"
         self.data_dir.mkdir()
@@ -91,16 +95,11 @@ class Broker:
     # -- process control ------------------------------------------------------
     def command(self):
         if self.target == "stratus":
-            if not STRATUS_BIN.exists():
-                pytest.fail(f"Stratus binary not found at {STRATUS_BIN} (cargo build, or set STRATUS_BIN)")
             cmd = [str(STRATUS_BIN), "--data-dir", str(self.data_dir),
                    "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}"]
             for k, v in self.settings.items():
                 cmd += ["--set", f"{k}={v}"]
             return cmd
-        kafka_dirs = sorted(CACHE.glob("kafka-*/lib"))
-        if not kafka_dirs:
-            pytest.fail(f"no Kafka jars under {CACHE} (run scripts/install-test-deps.sh)")
         cmd = [str(REPO / "scripts" / "run-kafka.sh"), "--foreground",
                "--data-dir", str(self.data_dir), "--port", str(self.port),
                "--controller-port", str(self.controller_port)]

@@ -189,3 +189,35 @@ def test_idempotent_producer_in_order_without_duplicates(broker, topic):
         vals = [int(m.value()) for m in got if m.partition() == part]
         assert vals == list(range(part, n, 3)), f"partition {part} out of order"
     assert not consume_quiet(broker.bootstrap, [tp(topic, q, n // 3) for q in range(3)], wait=1.0)
+
+
+def test_long_poll_fetch_returns_as_soon_as_data_arrives(broker, topic):
+    create_topic(broker.admin(), topic)
+    c = consumer(broker.bootstrap, **{"enable.partition.eof": True, "fetch.wait.max.ms": 5000,
+                                      "fetch.min.bytes": 1})
+    p = producer(broker.bootstrap, **{"linger.ms": 0})
+    produce_sync(p, topic, [{"value": b"warm-up", "partition": 0}])  # connections and metadata ready
+    try:
+        c.assign([tp(topic, 0, 1)])
+
+        def at_eof():
+            m = c.poll(0.2)
+            return m is not None and m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF
+
+        wait_for(at_eof, 15, what="partition EOF")
+        time.sleep(0.5)  # the consumer now waits in a long-poll Fetch
+        latencies = []
+        for i in range(3):
+            t0 = time.time()
+            produce_sync(p, topic, [{"value": f"wake-{i}".encode(), "partition": 0}])
+            m = None
+            while time.time() - t0 < 10:
+                m = c.poll(0.05)
+                if m is not None and m.error() is None:
+                    break
+            assert m is not None and m.error() is None and m.value() == f"wake-{i}".encode()
+            latencies.append(time.time() - t0)
+        print(f"produce-to-consume latencies: {[round(x, 3) for x in latencies]}")
+        assert max(latencies) < 1.5, f"a waiting Fetch was not woken by new data: {latencies}"
+    finally:
+        c.close()

@@ -1,0 +1,216 @@
+//! Fault injection for tests: an object store and a metadata store that fail, or lose
+//! the answer to a request that did succeed, when told to.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+use crate::meta::{Compare, LeaseId, MetaError, MetaStore, Op, Versioned, WatchEvent};
+
+/// What the next requests of a kind do.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Requests that fail without doing anything.
+    pub fail: AtomicU32,
+    /// Requests that succeed but answer with an error.
+    pub lose_answer: AtomicU32,
+}
+
+impl Faults {
+    /// Makes the next `n` requests fail (`u32::MAX`: until healed).
+    pub fn fail_next(&self, n: u32) {
+        self.fail.store(n, Ordering::SeqCst);
+    }
+    /// Makes the next `n` requests succeed but answer with an error.
+    pub fn lose_next_answers(&self, n: u32) {
+        self.lose_answer.store(n, Ordering::SeqCst);
+    }
+    /// Back to normal.
+    pub fn heal(&self) {
+        self.fail.store(0, Ordering::SeqCst);
+        self.lose_answer.store(0, Ordering::SeqCst);
+    }
+    fn take(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                0 => None,
+                u32::MAX => Some(u32::MAX),
+                n => Some(n - 1),
+            })
+            .is_ok()
+    }
+    fn should_fail(&self) -> bool {
+        Self::take(&self.fail)
+    }
+    fn should_lose(&self) -> bool {
+        Self::take(&self.lose_answer)
+    }
+}
+
+/// An object store whose PUTs and GETs can be made to fail.
+pub struct FaultyObjectStore {
+    inner: Arc<dyn ObjectStore>,
+    /// Faults of PUT requests.
+    pub puts: Arc<Faults>,
+    /// Faults of GET requests.
+    pub gets: Arc<Faults>,
+}
+
+impl FaultyObjectStore {
+    /// Wraps a store.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        FaultyObjectStore {
+            inner,
+            puts: Arc::default(),
+            gets: Arc::default(),
+        }
+    }
+}
+
+fn injected() -> object_store::Error {
+    object_store::Error::Generic {
+        store: "faulty",
+        source: "injected fault".into(),
+    }
+}
+
+impl fmt::Debug for FaultyObjectStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyObjectStore")
+    }
+}
+impl fmt::Display for FaultyObjectStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyObjectStore")
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyObjectStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        if self.puts.should_fail() {
+            return Err(injected());
+        }
+        let r = self.inner.put_opts(location, payload, opts).await?;
+        if self.puts.should_lose() {
+            return Err(injected());
+        }
+        Ok(r)
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        if self.gets.should_fail() {
+            return Err(injected());
+        }
+        self.inner.get_opts(location, options).await
+    }
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        if self.gets.should_fail() {
+            return Err(injected());
+        }
+        self.inner.get_ranges(location, ranges).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A metadata store whose transactions can be made to fail.
+pub struct FaultyMetaStore {
+    inner: Arc<dyn MetaStore>,
+    /// Faults of transactions.
+    pub txns: Arc<Faults>,
+}
+
+impl FaultyMetaStore {
+    /// Wraps a store.
+    pub fn new(inner: Arc<dyn MetaStore>) -> Self {
+        FaultyMetaStore {
+            inner,
+            txns: Arc::default(),
+        }
+    }
+}
+
+fn unavailable() -> MetaError {
+    MetaError::Unavailable("injected fault".into())
+}
+
+#[async_trait]
+impl MetaStore for FaultyMetaStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, MetaError> {
+        self.inner.get(key).await
+    }
+    async fn range(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetaError> {
+        self.inner.range(prefix).await
+    }
+    async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
+        if self.txns.should_fail() {
+            return Err(unavailable());
+        }
+        let r = self.inner.txn(compares, ops).await?;
+        if self.txns.should_lose() {
+            return Err(unavailable());
+        }
+        Ok(r)
+    }
+    fn watch(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<WatchEvent> {
+        self.inner.watch(prefix)
+    }
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, MetaError> {
+        self.inner.grant_lease(ttl).await
+    }
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), MetaError> {
+        self.inner.keep_alive(lease).await
+    }
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), MetaError> {
+        self.inner.revoke_lease(lease).await
+    }
+}

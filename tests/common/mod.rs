@@ -1,0 +1,173 @@
+//! A raw Kafka client for wire-level tests, and an in-process broker to point it at.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    cancel: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+pub fn settings(dir: &std::path::Path, extra: &[(&str, &str)]) -> stratus::Settings {
+    let mut pairs = vec![
+        (
+            "listeners".to_string(),
+            "PLAINTEXT://127.0.0.1:0".to_string(),
+        ),
+        ("data.dir".to_string(), dir.display().to_string()),
+        ("object.store.url".to_string(), "memory://".to_string()),
+        ("cache.disk.bytes".to_string(), "0".to_string()),
+    ];
+    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    stratus::Settings::from_pairs(pairs).unwrap()
+}
+
+/// Serves an opened broker in this process.
+pub async fn serve(broker: std::sync::Arc<stratus::Broker>, dir: tempfile::TempDir) -> TestBroker {
+    let cancel = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let c = cancel.clone();
+    tokio::spawn(async move { stratus::serve(broker, c, Some(tx)).await.unwrap() });
+    let addrs = rx.await.unwrap();
+    TestBroker {
+        addr: addrs[0],
+        cancel,
+        _dir: dir,
+    }
+}
+
+pub async fn start(extra: &[(&str, &str)]) -> TestBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = stratus::Broker::open(settings(dir.path(), extra))
+        .await
+        .unwrap();
+    serve(broker, dir).await
+}
+
+pub async fn send_raw(s: &mut TcpStream, frame: &[u8]) -> Option<Bytes> {
+    s.write_all(&(frame.len() as u32).to_be_bytes())
+        .await
+        .ok()?;
+    s.write_all(frame).await.ok()?;
+    read_frame(s).await
+}
+
+pub async fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut len))
+        .await
+        .ok()?
+        .ok()?;
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).await.ok()?;
+    Some(Bytes::from(buf))
+}
+
+pub async fn call<Req: Encodable + HeaderVersionOf, Resp: Decodable>(
+    s: &mut TcpStream,
+    api: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Resp {
+    let mut buf = BytesMut::new();
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(42)
+        .with_client_id(Some(StrBytes::from_static_str("test")));
+    header
+        .encode(&mut buf, api.request_header_version(version))
+        .unwrap();
+    req.encode(&mut buf, version).unwrap();
+    let mut resp = send_raw(s, &buf).await.expect("a response");
+    let h = ResponseHeader::decode(&mut resp, api.response_header_version(version)).unwrap();
+    assert_eq!(h.correlation_id, 42);
+    Resp::decode(&mut resp, version).unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"))
+}
+
+/// Marker so `call` takes only request types.
+pub trait HeaderVersionOf {}
+impl<T: kafka_protocol::protocol::Request> HeaderVersionOf for T {}
+
+pub fn batch(values: &[&str], magic: i8) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1000 + i as i64,
+            key: None,
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: magic,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+pub fn produce_req(topic: &str, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records)),
+            ])])
+}
+
+pub async fn produce_code(s: &mut TcpStream, topic: &str, records: Bytes) -> (i16, i64) {
+    let resp: ProduceResponse = call(s, ApiKey::Produce, 9, &produce_req(topic, records)).await;
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+pub async fn create_topic(s: &mut TcpStream, name: &str, partitions: i32) {
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)]);
+    let r: CreateTopicsResponse = call(s, ApiKey::CreateTopics, 7, &create).await;
+    assert_eq!(r.topics[0].error_code, 0, "create topic {name}");
+}

@@ -1,0 +1,125 @@
+//! Object-store and metadata-store faults: never an acknowledgement for data that is not
+//! durable, retriable errors while a store is down, and recovery by itself afterwards.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use stratus::meta::embedded::EmbeddedStore;
+use stratus::objects::Objects;
+use stratus::testing::{FaultyMetaStore, FaultyObjectStore};
+use tokio::net::TcpStream;
+
+async fn latest(s: &mut TcpStream) -> i64 {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("f")))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-1),
+            ])]);
+    let r: ListOffsetsResponse = call(s, ApiKey::ListOffsets, 5, &req).await;
+    r.topics[0].partitions[0].offset
+}
+
+async fn all_values(s: &mut TcpStream) -> Vec<(i64, String)> {
+    let req = FetchRequest::default()
+        .with_max_wait_ms(10)
+        .with_max_bytes(1 << 20)
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("f")))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = call(s, ApiKey::Fetch, 11, &req).await;
+    let mut records = r.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    RecordBatchDecoder::decode_all(&mut records)
+        .unwrap()
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(|r| {
+            (
+                r.offset,
+                String::from_utf8_lossy(&r.value.unwrap_or_default()).to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn store_faults_never_ack_lost_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = Arc::new(FaultyObjectStore::new(Arc::new(
+        object_store::memory::InMemory::new(),
+    )));
+    let meta = Arc::new(FaultyMetaStore::new(Arc::new(
+        EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap(),
+    )));
+    let (puts, txns) = (objects.puts.clone(), meta.txns.clone());
+    let settings = settings(dir.path(), &[("wal.flush.interval.ms", "1")]);
+    let broker = stratus::Broker::open_with(settings, meta, Arc::new(Objects::from_store(objects)))
+        .await
+        .unwrap();
+    let b = serve(broker, dir).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    create_topic(&mut s, "f", 1).await;
+    assert_eq!(produce_code(&mut s, "f", batch(&["a"], 2)).await, (0, 0));
+
+    // Every PUT fails: the producer gets a retriable error, nothing becomes visible.
+    puts.fail_next(u32::MAX);
+    let (code, _) = produce_code(&mut s, "f", batch(&["lost"], 2)).await;
+    assert_eq!(
+        code, 56,
+        "KAFKA_STORAGE_ERROR while the object store is down"
+    );
+    assert_eq!(latest(&mut s).await, 1, "the high watermark did not move");
+    puts.heal();
+    assert_eq!(
+        produce_code(&mut s, "f", batch(&["b"], 2)).await,
+        (0, 1),
+        "offsets stay contiguous"
+    );
+
+    // A PUT that succeeded but whose answer was lost is retried and acknowledged once.
+    puts.lose_next_answers(1);
+    assert_eq!(produce_code(&mut s, "f", batch(&["c"], 2)).await, (0, 2));
+
+    // A metadata commit that applied but answered with an error is not applied twice.
+    txns.lose_next_answers(2);
+    assert_eq!(produce_code(&mut s, "f", batch(&["d"], 2)).await, (0, 3));
+
+    // The metadata store is down for longer than the produce timeout: the producer times
+    // out (retriable), and the commit goes through once the store is back.
+    txns.fail_next(u32::MAX);
+    let req = produce_req("f", batch(&["e"], 2)).with_timeout_ms(300);
+    let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &req).await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 7,
+        "REQUEST_TIMED_OUT"
+    );
+    assert_eq!(latest(&mut s).await, 4, "nothing visible before the commit");
+    txns.heal();
+    assert_eq!(produce_code(&mut s, "f", batch(&["f"], 2)).await, (0, 5));
+
+    let values = all_values(&mut s).await;
+    let want: Vec<(i64, String)> = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as i64, v.to_string()))
+        .collect();
+    assert_eq!(
+        values, want,
+        "every acknowledged record once, in order, and no lost one"
+    );
+}
