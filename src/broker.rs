@@ -82,6 +82,8 @@ pub struct Broker {
     topic_lock: tokio::sync::Mutex<()>,
     /// When the broker started.
     pub started: Instant,
+    /// The group coordinator.
+    pub groups: Arc<crate::group::Coordinator>,
 }
 
 /// A refused admin request: the Kafka error and a message for the client.
@@ -152,7 +154,13 @@ impl Broker {
             next_seq,
             assignment_rev,
         ));
+        let groups = crate::group::Coordinator::open(
+            meta.clone(),
+            crate::group::GroupSettings::from(&settings),
+        )
+        .await?;
         let broker = Arc::new(Broker {
+            groups,
             settings,
             meta,
             objects,

@@ -49,6 +49,12 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("cache.block.bytes", "1048576", "Size of a cached block; reads from the object store are ranged GETs of whole blocks (read-ahead)."),
     s("seal.check.interval.ms", "1000", "How often partitions are checked for data to seal into segments."),
     s("producer.id.expiration.ms", "86400000", "Idempotent producers idle this long are forgotten (their next batch starts a new sequence)."),
+    s("group.min.session.timeout.ms", "6000", "Smallest session timeout a group member may ask for."),
+    s("group.max.session.timeout.ms", "1800000", "Largest session timeout a group member may ask for."),
+    s("group.initial.rebalance.delay.ms", "3000", "A new group waits this long for more members before its first rebalance completes."),
+    s("group.max.size", "2147483647", "Members a consumer group may have."),
+    s("offsets.retention.minutes", "10080", "Committed offsets of an empty group are deleted after this."),
+    s("offset.metadata.max.bytes", "4096", "Largest metadata string of a committed offset."),
     s("fetch.max.wait.cap.ms", "30000", "Upper bound on a Fetch's max_wait_ms."),
 ];
 
@@ -141,6 +147,18 @@ pub struct Settings {
     pub fetch_max_wait_cap_ms: u64,
     /// Idle producer expiry.
     pub producer_id_expiration_ms: i64,
+    /// Group session timeout bounds.
+    pub group_min_session_timeout_ms: u64,
+    /// Group session timeout bounds.
+    pub group_max_session_timeout_ms: u64,
+    /// First-rebalance delay.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Group size bound.
+    pub group_max_size: usize,
+    /// Offsets retention.
+    pub offsets_retention_minutes: u64,
+    /// Offset metadata bound.
+    pub offset_metadata_max_bytes: usize,
 }
 
 impl Settings {
@@ -226,6 +244,27 @@ impl Settings {
                 &get("seal.check.interval.ms"),
             )?,
             fetch_max_wait_cap_ms: num("fetch.max.wait.cap.ms", &get("fetch.max.wait.cap.ms"))?,
+            group_min_session_timeout_ms: num(
+                "group.min.session.timeout.ms",
+                &get("group.min.session.timeout.ms"),
+            )?,
+            group_max_session_timeout_ms: num(
+                "group.max.session.timeout.ms",
+                &get("group.max.session.timeout.ms"),
+            )?,
+            group_initial_rebalance_delay_ms: num(
+                "group.initial.rebalance.delay.ms",
+                &get("group.initial.rebalance.delay.ms"),
+            )?,
+            group_max_size: positive::<i64>("group.max.size", &get("group.max.size"))? as usize,
+            offsets_retention_minutes: positive::<u64>(
+                "offsets.retention.minutes",
+                &get("offsets.retention.minutes"),
+            )?,
+            offset_metadata_max_bytes: num(
+                "offset.metadata.max.bytes",
+                &get("offset.metadata.max.bytes"),
+            )?,
             producer_id_expiration_ms: positive::<i64>(
                 "producer.id.expiration.ms",
                 &get("producer.id.expiration.ms"),

@@ -14,6 +14,7 @@ pub mod broker;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod group;
 pub mod handlers;
 pub mod maintenance;
 pub mod meta;
@@ -64,6 +65,7 @@ pub async fn serve(
     let wal_cancel = CancellationToken::new();
     let wal = tokio::spawn(broker.wal.clone().run(wal_cancel.clone()));
     let upkeep = tokio::spawn(maintenance::run(broker.clone(), cancel.clone()));
+    let coordinator = tokio::spawn(broker.groups.clone().run(cancel.clone()));
     let connections = tokio_util::task::TaskTracker::new();
     let mut servers = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
@@ -90,6 +92,7 @@ pub async fn serve(
     wal_cancel.cancel();
     let _ = wal.await;
     let _ = upkeep.await;
+    let _ = coordinator.await;
     tracing::info!("stopped");
     Ok(())
 }

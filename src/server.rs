@@ -42,7 +42,6 @@ pub async fn serve(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let session = Session { listener: index };
     let limit = Arc::new(Semaphore::new(broker.settings.max_connections.max(1)));
     loop {
         let permit = tokio::select! {
@@ -62,6 +61,10 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let broker = broker.clone();
         let cancel = cancel.clone();
+        let session = Session {
+            listener: index,
+            peer,
+        };
         tracker.spawn(async move {
             connection(broker, session, socket, peer, cancel).await;
             drop(permit);

@@ -1,0 +1,504 @@
+//! The group coordinator: consumer groups (classic protocol) and their committed offsets.
+//!
+//! Group state lives in memory under one lock and is persisted to the metadata store
+//! (`groups/<id>`) whenever its membership or assignment changes; committed offsets live
+//! in [`offsets::OffsetStore`]. A group's coordinator is chosen by [`shard_of`] its id, so
+//! that a cluster can spread shards over brokers; a single broker owns every shard.
+
+pub mod classic;
+pub mod offsets;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError as Code;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::config::Settings;
+use crate::error::Result;
+use crate::meta::{repo, MetaStore, Op};
+use classic::{Group, Join, JoinResult, Joined, Limits, Member, State, SyncResult};
+use offsets::{Change, OffsetStore};
+
+/// Prefix of group records.
+pub const GROUPS: &str = "groups/";
+/// Number of coordinator shards group ids hash into.
+pub const SHARDS: u32 = 64;
+const TICK: Duration = Duration::from_millis(100);
+
+/// The shard of a group id (FNV-1a): stable across brokers and versions.
+pub fn shard_of(group: &str) -> u32 {
+    let mut h: u32 = 0x811c9dc5;
+    for b in group.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x01000193);
+    }
+    h % SHARDS
+}
+
+/// Settings of the coordinator.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupSettings {
+    /// Smallest session timeout a member may ask for.
+    pub min_session: Duration,
+    /// Largest session timeout.
+    pub max_session: Duration,
+    /// Limits the state machine applies.
+    pub limits: Limits,
+    /// Offsets of an empty group expire after this.
+    pub offsets_retention: Duration,
+    /// Largest metadata string of a committed offset.
+    pub max_metadata: usize,
+}
+
+impl GroupSettings {
+    /// From the broker settings.
+    pub fn from(s: &Settings) -> Self {
+        GroupSettings {
+            min_session: Duration::from_millis(s.group_min_session_timeout_ms),
+            max_session: Duration::from_millis(s.group_max_session_timeout_ms),
+            limits: Limits {
+                initial_delay: Duration::from_millis(s.group_initial_rebalance_delay_ms),
+                max_size: s.group_max_size,
+            },
+            offsets_retention: Duration::from_secs(s.offsets_retention_minutes * 60),
+            max_metadata: s.offset_metadata_max_bytes,
+        }
+    }
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    /// State name.
+    pub state: &'static str,
+    /// Protocol type.
+    pub protocol_type: String,
+    /// Chosen protocol.
+    pub protocol: String,
+    /// Members: id, instance id, client id, host, metadata, assignment.
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+/// The coordinator.
+pub struct Coordinator {
+    settings: GroupSettings,
+    /// Committed offsets.
+    pub offsets: Arc<OffsetStore>,
+    groups: Mutex<HashMap<String, Group>>,
+    persist: mpsc::Sender<(String, Option<Bytes>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    generation: i32,
+    leader: Option<String>,
+    members: Vec<MemberSnapshot>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MemberSnapshot {
+    id: String,
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_ms: u64,
+    rebalance_ms: u64,
+    protocols: Vec<(String, Vec<u8>)>,
+    assignment: Vec<u8>,
+}
+
+fn group_key(id: &str) -> String {
+    format!("{GROUPS}{}", id.replace('%', "%25").replace('/', "%2F"))
+}
+
+impl Coordinator {
+    /// Loads groups and offsets; starts the persister.
+    pub async fn open(meta: Arc<dyn MetaStore>, settings: GroupSettings) -> Result<Arc<Self>> {
+        let offsets = OffsetStore::open(meta.clone()).await?;
+        let mut groups = HashMap::new();
+        for (k, v) in meta.range(GROUPS).await? {
+            let snap: Snapshot = repo::decode(&k, &v)?;
+            let id = k[GROUPS.len()..].replace("%2F", "/").replace("%25", "%");
+            groups.insert(id.clone(), restore(&id, snap));
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(persist(meta, rx));
+        Ok(Arc::new(Coordinator {
+            settings,
+            offsets,
+            groups: Mutex::new(groups),
+            persist: tx,
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// JoinGroup.
+    pub async fn join(&self, group: &str, j: Join) -> JoinResult {
+        if group.is_empty() {
+            return JoinResult::error(Code::InvalidGroupId, &j.member_id);
+        }
+        if j.session_timeout < self.settings.min_session
+            || j.session_timeout > self.settings.max_session
+        {
+            return JoinResult::error(Code::InvalidSessionTimeout, &j.member_id);
+        }
+        if j.protocol_type.is_empty() || j.protocols.is_empty() {
+            return JoinResult::error(Code::InconsistentGroupProtocol, &j.member_id);
+        }
+        let new_id = format!("{}-{}", j.client_id, uuid::Uuid::new_v4());
+        let member_id = j.member_id.clone();
+        let joined = {
+            let mut groups = self.lock();
+            let g = groups
+                .entry(group.to_string())
+                .or_insert_with(|| Group::new(group));
+            g.join(j, self.settings.limits, new_id)
+        };
+        match joined {
+            Joined::Now(r) => r,
+            Joined::Later(rx) => rx
+                .await
+                .unwrap_or_else(|_| JoinResult::error(Code::RebalanceInProgress, &member_id)),
+        }
+    }
+
+    /// SyncGroup.
+    pub async fn sync(
+        &self,
+        group: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
+        let waiting = {
+            let mut groups = self.lock();
+            let Some(g) = groups.get_mut(group) else {
+                return SyncResult::error(Code::UnknownMemberId);
+            };
+            g.sync(member_id, instance_id, generation, assignments)
+        };
+        match waiting {
+            Err(now) => now,
+            Ok(rx) => rx
+                .await
+                .unwrap_or_else(|_| SyncResult::error(Code::RebalanceInProgress)),
+        }
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), Code> {
+        let mut groups = self.lock();
+        let g = groups.get_mut(group).ok_or(Code::UnknownMemberId)?;
+        g.heartbeat(member_id, instance_id, generation)
+    }
+
+    /// LeaveGroup: one result per member.
+    pub fn leave(
+        &self,
+        group: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Result<(), Code>>, Code> {
+        let mut groups = self.lock();
+        let g = groups.get_mut(group).ok_or(Code::UnknownMemberId)?;
+        Ok(members
+            .iter()
+            .map(|(m, i)| g.leave(m, i.as_deref(), self.settings.limits))
+            .collect())
+    }
+
+    /// Whether an OffsetCommit from this member may commit now (Kafka's rules).
+    pub fn check_commit(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), Code> {
+        let groups = self.lock();
+        let Some(g) = groups.get(group) else {
+            return if generation < 0 {
+                Ok(())
+            } else {
+                Err(Code::IllegalGeneration)
+            };
+        };
+        if generation < 0 && g.state == State::Empty {
+            return Ok(());
+        }
+        if g.state == State::CompletingRebalance {
+            return Err(Code::RebalanceInProgress);
+        }
+        g.check_member(member_id, instance_id)?;
+        if generation != g.generation {
+            return Err(Code::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Largest metadata string a committed offset may carry.
+    pub fn max_metadata(&self) -> usize {
+        self.settings.max_metadata
+    }
+
+    /// Commits offsets durably.
+    pub async fn commit(&self, changes: Vec<Change>) -> Result<()> {
+        self.offsets.apply(changes).await
+    }
+
+    /// Every group: id, protocol type, state.
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        let groups = self.lock();
+        let mut out: Vec<_> = groups
+            .values()
+            .map(|g| {
+                (
+                    g.id.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state.name(),
+                )
+            })
+            .collect();
+        for id in self.offsets.group_ids() {
+            if !groups.contains_key(&id) {
+                out.push((id, String::new(), State::Empty.name()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// A group's description, `None` if unknown.
+    pub fn describe(&self, group: &str) -> Option<GroupView> {
+        let groups = self.lock();
+        let Some(g) = groups.get(group) else {
+            return self.offsets.has_group(group).then(|| GroupView {
+                state: State::Empty.name(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            });
+        };
+        let protocol = g.protocol.clone().unwrap_or_default();
+        let show = g.state == State::Stable;
+        Some(GroupView {
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: if show {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: g
+                .members
+                .values()
+                .map(|m| {
+                    (
+                        m.id.clone(),
+                        m.instance_id.clone(),
+                        m.client_id.clone(),
+                        m.client_host.clone(),
+                        if show {
+                            m.metadata(&protocol)
+                        } else {
+                            Bytes::new()
+                        },
+                        if show {
+                            m.assignment.clone()
+                        } else {
+                            Bytes::new()
+                        },
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// Whether a group has members consuming (for OffsetDelete): the topics its members'
+    /// assignments name are not known to the broker, so any member counts.
+    pub fn is_active(&self, group: &str) -> bool {
+        self.lock()
+            .get(group)
+            .is_some_and(|g| !g.members.is_empty())
+    }
+
+    /// DeleteGroups: only empty groups.
+    pub async fn delete(&self, group: &str) -> Result<(), Code> {
+        {
+            let mut groups = self.lock();
+            match groups.get(group) {
+                Some(g) if !g.members.is_empty() => return Err(Code::NonEmptyGroup),
+                Some(_) => {
+                    groups.remove(group);
+                }
+                None if !self.offsets.has_group(group) => return Err(Code::GroupIdNotFound),
+                None => {}
+            }
+        }
+        let _ = self.persist.send((group.to_string(), None)).await;
+        self.offsets
+            .delete_group(group)
+            .await
+            .map_err(|e| e.kafka())
+    }
+
+    /// Expires sessions, completes rebalances at their deadline, persists changes, and
+    /// expires offsets of empty groups; until cancelled.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_expiry = Instant::now();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            let mut writes = Vec::new();
+            {
+                let mut groups = self.lock();
+                for g in groups.values_mut() {
+                    g.expire(now, self.settings.limits);
+                    if g.dirty {
+                        g.dirty = false;
+                        writes.push((g.id.clone(), Some(repo::encode(&snapshot(g)))));
+                    }
+                }
+            }
+            for w in writes {
+                if self.persist.send(w).await.is_err() {
+                    return;
+                }
+            }
+            if last_expiry.elapsed() >= Duration::from_secs(60) {
+                last_expiry = Instant::now();
+                self.expire_offsets().await;
+            }
+        }
+    }
+
+    async fn expire_offsets(&self) {
+        let cutoff =
+            crate::maintenance::now_ms() - self.settings.offsets_retention.as_millis() as i64;
+        let empty: Vec<String> = {
+            let groups = self.lock();
+            self.offsets
+                .group_ids()
+                .into_iter()
+                .filter(|id| groups.get(id).is_none_or(|g| g.state == State::Empty))
+                .collect()
+        };
+        for id in empty {
+            let old = self.offsets.older_than(&id, cutoff);
+            if !old.is_empty() {
+                if let Err(e) = self.offsets.apply(old).await {
+                    warn!(group = %id, error = %e, "offset expiry failed; will retry");
+                }
+            }
+        }
+    }
+}
+
+fn snapshot(g: &Group) -> Snapshot {
+    Snapshot {
+        protocol_type: g.protocol_type.clone(),
+        protocol: g.protocol.clone(),
+        generation: g.generation,
+        leader: g.leader.clone(),
+        members: if g.state == State::Stable {
+            g.members
+                .values()
+                .map(|m| MemberSnapshot {
+                    id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_ms: m.session_timeout.as_millis() as u64,
+                    rebalance_ms: m.rebalance_timeout.as_millis() as u64,
+                    protocols: m
+                        .protocols
+                        .iter()
+                        .map(|(n, b)| (n.clone(), b.to_vec()))
+                        .collect(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect()
+        } else {
+            // A group in a rebalance restarts empty-handed: members rejoin.
+            Vec::new()
+        },
+    }
+}
+
+fn restore(id: &str, s: Snapshot) -> Group {
+    let mut g = Group::new(id);
+    g.protocol_type = s.protocol_type;
+    g.generation = s.generation;
+    if s.members.is_empty() {
+        return g;
+    }
+    g.protocol = s.protocol;
+    g.leader = s.leader;
+    g.state = State::Stable;
+    let now = Instant::now();
+    for m in s.members {
+        if let Some(inst) = &m.instance_id {
+            g.static_ids.insert(inst.clone(), m.id.clone());
+        }
+        g.members.insert(
+            m.id.clone(),
+            Member {
+                id: m.id,
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout: Duration::from_millis(m.session_ms),
+                rebalance_timeout: Duration::from_millis(m.rebalance_ms),
+                protocols: m
+                    .protocols
+                    .into_iter()
+                    .map(|(n, b)| (n, Bytes::from(b)))
+                    .collect(),
+                assignment: Bytes::from(m.assignment),
+                // Members get a full session to reach the restarted coordinator.
+                last_heartbeat: now,
+                join_waiter: None,
+                sync_waiter: None,
+            },
+        );
+    }
+    g
+}
+
+/// Writes group records in the order they changed.
+async fn persist(meta: Arc<dyn MetaStore>, mut rx: mpsc::Receiver<(String, Option<Bytes>)>) {
+    while let Some((id, value)) = rx.recv().await {
+        let op = match value {
+            Some(v) => Op::Put(group_key(&id), v, None),
+            None => Op::Delete(group_key(&id)),
+        };
+        let mut delay = Duration::from_millis(50);
+        while let Err(e) = meta.txn(vec![], vec![op.clone()]).await {
+            warn!(group = %id, error = %e, "group state not persisted; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+}

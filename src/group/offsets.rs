@@ -1,0 +1,269 @@
+//! Committed offsets: kept in memory for reads, made durable in the metadata store in
+//! batches. A commit is acknowledged only after its batch is committed, and a commit storm
+//! becomes a few transactions (one key per group and topic, at most
+//! [`MAX_TXN_OPS`] keys each), not one write per request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::error::{Error, Result};
+use crate::meta::{repo, MetaStore, Op, MAX_TXN_OPS};
+
+/// Prefix of committed-offset records: `offsets/<group>/<topic>`.
+pub const OFFSETS: &str = "offsets/";
+const QUEUE: usize = 1024;
+
+/// One committed offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    /// The offset.
+    pub offset: i64,
+    /// Leader epoch of the last consumed record, or -1.
+    pub leader_epoch: i32,
+    /// Client metadata.
+    pub metadata: String,
+    /// Broker time of the commit (ms).
+    pub commit_ms: i64,
+}
+
+type TopicOffsets = BTreeMap<i32, Committed>;
+type GroupOffsets = BTreeMap<String, TopicOffsets>;
+
+/// A change to apply: `Some` sets, `None` deletes.
+pub type Change = (String, String, i32, Option<Committed>);
+
+struct Request {
+    changes: Vec<Change>,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// The offsets of every group.
+pub struct OffsetStore {
+    meta: Arc<dyn MetaStore>,
+    groups: Mutex<HashMap<String, GroupOffsets>>,
+    queue: mpsc::Sender<Request>,
+}
+
+fn key(group: &str, topic: &str) -> String {
+    // Group ids may hold any character; keep the key unambiguous.
+    format!("{OFFSETS}{}/{topic}", escape(group))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('%', "%25").replace('/', "%2F")
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("%2F", "/").replace("%25", "%")
+}
+
+impl OffsetStore {
+    /// Loads every committed offset and starts the batching task.
+    pub async fn open(meta: Arc<dyn MetaStore>) -> Result<Arc<Self>> {
+        let mut groups: HashMap<String, GroupOffsets> = HashMap::new();
+        for (k, v) in meta.range(OFFSETS).await? {
+            let rest = &k[OFFSETS.len()..];
+            let Some((g, topic)) = rest.split_once('/') else {
+                continue;
+            };
+            let offsets: TopicOffsets = repo::decode(&k, &v)?;
+            groups
+                .entry(unescape(g))
+                .or_default()
+                .insert(topic.to_string(), offsets);
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let store = Arc::new(OffsetStore {
+            meta,
+            groups: Mutex::new(groups),
+            queue: tx,
+        });
+        tokio::spawn(Self::run(Arc::downgrade(&store), rx));
+        Ok(store)
+    }
+
+    fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, GroupOffsets>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies changes durably; returns once they are committed.
+    pub async fn apply(&self, changes: Vec<Change>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let (done, rx) = oneshot::channel();
+        self.queue
+            .send(Request { changes, done })
+            .await
+            .map_err(|_| Error::NotDurable("offset store stopped".into()))?;
+        rx.await
+            .map_err(|_| Error::NotDurable("offset store stopped".into()))?
+    }
+
+    async fn run(store: std::sync::Weak<Self>, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+                if batch.len() >= QUEUE {
+                    break;
+                }
+            }
+            let Some(store) = store.upgrade() else { return };
+            let result = store.commit(&batch).await;
+            for r in batch {
+                let _ = r.done.send(match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(Error::NotDurable(e.to_string())),
+                });
+            }
+        }
+    }
+
+    /// Writes the new value of every (group, topic) the batch touches.
+    async fn commit(&self, batch: &[Request]) -> Result<()> {
+        let mut touched: BTreeMap<(String, String), TopicOffsets> = BTreeMap::new();
+        {
+            let groups = self.groups();
+            for r in batch {
+                for (g, t, p, c) in &r.changes {
+                    let entry = touched.entry((g.clone(), t.clone())).or_insert_with(|| {
+                        groups
+                            .get(g)
+                            .and_then(|go| go.get(t))
+                            .cloned()
+                            .unwrap_or_default()
+                    });
+                    match c {
+                        Some(c) => entry.insert(*p, c.clone()),
+                        None => entry.remove(p),
+                    };
+                }
+            }
+        }
+        let ops: Vec<Op> = touched
+            .iter()
+            .map(|((g, t), offsets)| {
+                if offsets.is_empty() {
+                    Op::Delete(key(g, t))
+                } else {
+                    Op::Put(key(g, t), repo::encode(offsets), None)
+                }
+            })
+            .collect();
+        for chunk in ops.chunks(MAX_TXN_OPS) {
+            if let Err(e) = self.meta.txn(vec![], chunk.to_vec()).await {
+                warn!(error = %e, "offset commit failed");
+                return Err(e.into());
+            }
+        }
+        let mut groups = self.groups();
+        for ((g, t), offsets) in touched {
+            let go = groups.entry(g.clone()).or_default();
+            if offsets.is_empty() {
+                go.remove(&t);
+            } else {
+                go.insert(t, offsets);
+            }
+            if go.is_empty() {
+                groups.remove(&g);
+            }
+        }
+        Ok(())
+    }
+
+    /// The committed offset of one partition.
+    pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
+        self.groups()
+            .get(group)?
+            .get(topic)?
+            .get(&partition)
+            .cloned()
+    }
+
+    /// Every committed offset of a group: topic → partition → offset.
+    pub fn group(&self, group: &str) -> GroupOffsets {
+        self.groups().get(group).cloned().unwrap_or_default()
+    }
+
+    /// Whether a group has any committed offset.
+    pub fn has_group(&self, group: &str) -> bool {
+        self.groups().contains_key(group)
+    }
+
+    /// Groups that have committed offsets.
+    pub fn group_ids(&self) -> Vec<String> {
+        self.groups().keys().cloned().collect()
+    }
+
+    /// Deletes every offset of a group.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        let changes: Vec<Change> = self
+            .group(group)
+            .into_iter()
+            .flat_map(|(t, ps)| {
+                let g = group.to_string();
+                ps.into_keys().map(move |p| (g.clone(), t.clone(), p, None))
+            })
+            .collect();
+        self.apply(changes).await
+    }
+
+    /// Offsets of `group` committed before `cutoff_ms` (for expiry of empty groups).
+    pub fn older_than(&self, group: &str, cutoff_ms: i64) -> Vec<Change> {
+        self.group(group)
+            .into_iter()
+            .flat_map(|(t, ps)| {
+                let g = group.to_string();
+                ps.into_iter()
+                    .filter(move |(_, c)| c.commit_ms < cutoff_ms)
+                    .map(move |(p, _)| (g.clone(), t.clone(), p, None))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::embedded::EmbeddedStore;
+
+    fn c(offset: i64) -> Option<Committed> {
+        Some(Committed {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_ms: 1,
+        })
+    }
+
+    #[tokio::test]
+    async fn commits_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.redb");
+        {
+            let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&path).unwrap());
+            let s = OffsetStore::open(meta).await.unwrap();
+            let many: Vec<_> = (0..300)
+                .map(|i| s.apply(vec![("g/1".into(), format!("t{i}"), 0, c(i))]))
+                .collect();
+            for r in futures::future::join_all(many).await {
+                r.unwrap();
+            }
+            s.apply(vec![("g/1".into(), "t5".into(), 0, None)])
+                .await
+                .unwrap();
+        }
+        let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&path).unwrap());
+        let s = OffsetStore::open(meta).await.unwrap();
+        assert_eq!(s.get("g/1", "t7", 0).unwrap().offset, 7);
+        assert!(s.get("g/1", "t5", 0).is_none());
+        assert_eq!(s.group("g/1").len(), 299);
+        s.delete_group("g/1").await.unwrap();
+        assert!(!s.has_group("g/1"));
+    }
+}

@@ -1,0 +1,539 @@
+//! Group APIs: FindCoordinator, the classic protocol (JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup), committed offsets (OffsetCommit, OffsetFetch, OffsetDelete) and group
+//! administration (ListGroups, DescribeGroups, DeleteGroups).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError as Code;
+
+use super::Session;
+use crate::broker::Broker;
+use crate::group::classic::Join;
+use crate::group::offsets::{Change, Committed};
+
+/// A partition and its commit error.
+type PartitionResult = (i32, Option<Code>);
+/// Partition, committed offset, leader epoch, metadata.
+type FetchedOffset = (i32, i64, i32, String);
+
+fn text(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+fn code(r: Result<(), Code>) -> i16 {
+    r.err().map(|c| c.code()).unwrap_or(0)
+}
+
+/// FindCoordinator: this broker coordinates every group (and answers for transactional
+/// ids, whose requests it then refuses).
+pub fn find_coordinator(
+    broker: &Arc<Broker>,
+    session: Session,
+    req: FindCoordinatorRequest,
+    v: i16,
+) -> FindCoordinatorResponse {
+    let l = broker.advertised(session.listener);
+    let node = BrokerId(broker.settings.node_id);
+    let bad_type = !(0..=1).contains(&req.key_type);
+    if v >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .iter()
+            .map(|k| {
+                let e = CoordinatorEntry::default().with_key(k.clone());
+                if bad_type {
+                    e.with_error_code(Code::InvalidRequest.code())
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                } else {
+                    e.with_node_id(node)
+                        .with_host(text(l.host.clone()))
+                        .with_port(l.port as i32)
+                }
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    if bad_type {
+        return FindCoordinatorResponse::default()
+            .with_error_code(Code::InvalidRequest.code())
+            .with_node_id(BrokerId(-1))
+            .with_port(-1);
+    }
+    FindCoordinatorResponse::default()
+        .with_node_id(node)
+        .with_host(text(l.host.clone()))
+        .with_port(l.port as i32)
+}
+
+/// JoinGroup.
+pub async fn join_group(
+    broker: &Arc<Broker>,
+    session: Session,
+    client_id: &str,
+    req: JoinGroupRequest,
+    v: i16,
+) -> JoinGroupResponse {
+    let session_timeout = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
+    let rebalance_timeout = if v >= 1 {
+        Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64)
+    } else {
+        session_timeout
+    };
+    let j = Join {
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+        client_id: client_id.to_string(),
+        client_host: format!("/{}", session.peer.ip()),
+        session_timeout,
+        rebalance_timeout,
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
+        require_known_member_id: v >= 4,
+    };
+    let r = broker.groups.join(req.group_id.0.as_str(), j).await;
+    let mut resp = JoinGroupResponse::default()
+        .with_error_code(r.error.map(|c| c.code()).unwrap_or(0))
+        .with_generation_id(r.generation)
+        .with_protocol_name(Some(text(r.protocol.clone().unwrap_or_default())))
+        .with_leader(text(r.leader.clone()))
+        .with_member_id(text(r.member_id.clone()))
+        .with_members(
+            r.members
+                .iter()
+                .map(|(id, inst, meta)| {
+                    let mut m = JoinGroupResponseMember::default()
+                        .with_member_id(text(id.clone()))
+                        .with_metadata(meta.clone());
+                    if v >= 5 {
+                        m.group_instance_id = inst.clone().map(text);
+                    }
+                    m
+                })
+                .collect(),
+        );
+    if v >= 7 {
+        resp.protocol_type = r.protocol_type.map(text);
+    }
+    if v < 7 && r.error.is_some() {
+        resp.protocol_name = Some(text(""));
+    }
+    resp
+}
+
+/// SyncGroup.
+pub async fn sync_group(broker: &Arc<Broker>, req: SyncGroupRequest, v: i16) -> SyncGroupResponse {
+    if v >= 5 {
+        // The protocol names, when given, must match the group's.
+        let view = broker.groups.describe(req.group_id.0.as_str());
+        if let Some(view) = view {
+            let pt_bad = req.protocol_type.as_ref().is_some_and(|p| {
+                !view.protocol_type.is_empty() && p.as_str() != view.protocol_type
+            });
+            if pt_bad {
+                return SyncGroupResponse::default()
+                    .with_error_code(Code::InconsistentGroupProtocol.code());
+            }
+        }
+    }
+    let assignments = req
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+        .collect();
+    let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
+    let r = broker
+        .groups
+        .sync(
+            req.group_id.0.as_str(),
+            req.member_id.as_str(),
+            instance.as_deref(),
+            req.generation_id,
+            assignments,
+        )
+        .await;
+    let mut resp = SyncGroupResponse::default()
+        .with_error_code(r.error.map(|c| c.code()).unwrap_or(0))
+        .with_assignment(r.assignment);
+    if v >= 5 {
+        resp.protocol_type = r.protocol_type.map(text);
+        resp.protocol_name = r.protocol.map(text);
+    }
+    resp
+}
+
+/// Heartbeat.
+pub fn heartbeat(broker: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
+    let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
+    let r = broker.groups.heartbeat(
+        req.group_id.0.as_str(),
+        req.member_id.as_str(),
+        instance.as_deref(),
+        req.generation_id,
+    );
+    HeartbeatResponse::default().with_error_code(code(r))
+}
+
+/// LeaveGroup (one member before v3, a batch after).
+pub fn leave_group(broker: &Arc<Broker>, req: LeaveGroupRequest, v: i16) -> LeaveGroupResponse {
+    let members: Vec<(String, Option<String>)> = if v >= 3 {
+        req.members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|s| s.to_string()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    match broker.groups.leave(req.group_id.0.as_str(), &members) {
+        Err(c) => LeaveGroupResponse::default().with_error_code(c.code()),
+        Ok(results) if v < 3 => LeaveGroupResponse::default().with_error_code(code(results[0])),
+        Ok(results) => LeaveGroupResponse::default().with_members(
+            members
+                .iter()
+                .zip(results)
+                .map(|((m, i), r)| {
+                    MemberResponse::default()
+                        .with_member_id(text(m.clone()))
+                        .with_group_instance_id(i.clone().map(text))
+                        .with_error_code(code(r))
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// OffsetCommit.
+pub async fn offset_commit(
+    broker: &Arc<Broker>,
+    req: OffsetCommitRequest,
+    v: i16,
+) -> OffsetCommitResponse {
+    let group = req.group_id.0.to_string();
+    let instance = if v >= 7 {
+        req.group_instance_id.as_ref().map(|s| s.to_string())
+    } else {
+        None
+    };
+    let allowed = broker.groups.check_commit(
+        &group,
+        req.generation_id_or_member_epoch,
+        req.member_id.as_str(),
+        instance.as_deref(),
+    );
+    let now = crate::maintenance::now_ms();
+    let max_meta = broker.groups.max_metadata();
+    let mut changes: Vec<Change> = Vec::new();
+    let mut results: Vec<(TopicName, Vec<PartitionResult>)> = Vec::new();
+    for t in &req.topics {
+        let topic = broker.topic(t.name.0.as_str());
+        let mut parts = Vec::new();
+        for p in &t.partitions {
+            let meta = p
+                .committed_metadata
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            let err = if let Err(c) = allowed {
+                Some(c)
+            } else if topic.as_ref().is_none_or(|tp| {
+                p.partition_index < 0 || p.partition_index as usize >= tp.partitions.len()
+            }) {
+                Some(Code::UnknownTopicOrPartition)
+            } else if meta.len() > max_meta {
+                Some(Code::OffsetMetadataTooLarge)
+            } else {
+                changes.push((
+                    group.clone(),
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    Some(Committed {
+                        offset: p.committed_offset,
+                        leader_epoch: if v >= 6 { p.committed_leader_epoch } else { -1 },
+                        metadata: meta,
+                        commit_ms: now,
+                    }),
+                ));
+                None
+            };
+            parts.push((p.partition_index, err));
+        }
+        results.push((t.name.clone(), parts));
+    }
+    let stored = broker.groups.commit(changes).await;
+    let mut resp = OffsetCommitResponse::default();
+    for (name, parts) in results {
+        let partitions = parts
+            .into_iter()
+            .map(|(i, err)| {
+                let c = err.or_else(|| stored.as_ref().err().map(|e| e.kafka()));
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(i)
+                    .with_error_code(c.map(|c| c.code()).unwrap_or(0))
+            })
+            .collect();
+        resp.topics.push(
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions),
+        );
+    }
+    resp
+}
+
+fn fetched(broker: &Broker, group: &str, topic: &str, partition: i32) -> (i64, i32, String) {
+    match broker.groups.offsets.get(group, topic, partition) {
+        Some(c) => (c.offset, c.leader_epoch, c.metadata),
+        None => (-1, -1, String::new()),
+    }
+}
+
+/// The committed offsets of one group: the topics asked for, or every one (`None`).
+fn group_offsets(
+    broker: &Broker,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Vec<(String, Vec<FetchedOffset>)> {
+    let topics = topics.unwrap_or_else(|| {
+        broker
+            .groups
+            .offsets
+            .group(group)
+            .into_iter()
+            .map(|(t, ps)| (t, ps.into_keys().collect()))
+            .collect()
+    });
+    topics
+        .into_iter()
+        .map(|(t, ps)| {
+            let parts = ps
+                .into_iter()
+                .map(|p| {
+                    let (o, e, m) = fetched(broker, group, &t, p);
+                    (p, o, e, m)
+                })
+                .collect();
+            (t, parts)
+        })
+        .collect()
+}
+
+/// OffsetFetch (one group before v8, several after).
+pub fn offset_fetch(broker: &Arc<Broker>, req: OffsetFetchRequest, v: i16) -> OffsetFetchResponse {
+    if v >= 8 {
+        let groups = req
+            .groups
+            .iter()
+            .map(|g| {
+                let topics = g.topics.as_ref().map(|ts| {
+                    ts.iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                        .collect()
+                });
+                let offsets = group_offsets(broker, g.group_id.0.as_str(), topics);
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_topics(
+                        offsets
+                            .into_iter()
+                            .map(|(t, ps)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(text(t)))
+                                    .with_partitions(
+                                        ps.into_iter()
+                                            .map(|(p, o, e, m)| {
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(o)
+                                                    .with_committed_leader_epoch(e)
+                                                    .with_metadata(Some(text(m)))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let topics = req.topics.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+            .collect()
+    });
+    let offsets = group_offsets(broker, req.group_id.0.as_str(), topics);
+    OffsetFetchResponse::default().with_topics(
+        offsets
+            .into_iter()
+            .map(|(t, ps)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(text(t)))
+                    .with_partitions(
+                        ps.into_iter()
+                            .map(|(p, o, e, m)| {
+                                let mut r = OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(o)
+                                    .with_metadata(Some(text(m)));
+                                if v >= 5 {
+                                    r.committed_leader_epoch = e;
+                                }
+                                r
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// OffsetDelete: not for topics an active group consumes.
+pub async fn offset_delete(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group = req.group_id.0.to_string();
+    if broker.groups.describe(&group).is_none() {
+        return OffsetDeleteResponse::default().with_error_code(Code::GroupIdNotFound.code());
+    }
+    let active = broker.groups.is_active(&group);
+    let mut changes = Vec::new();
+    let mut resp = OffsetDeleteResponse::default();
+    for t in &req.topics {
+        let mut out = OffsetDeleteResponseTopic::default().with_name(t.name.clone());
+        for p in &t.partitions {
+            let err = if active {
+                Some(Code::GroupSubscribedToTopic)
+            } else {
+                changes.push((group.clone(), t.name.0.to_string(), p.partition_index, None));
+                None
+            };
+            out.partitions.push(
+                OffsetDeleteResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(err.map(|c| c.code()).unwrap_or(0)),
+            );
+        }
+        resp.topics.push(out);
+    }
+    if let Err(e) = broker.groups.commit(changes).await {
+        return OffsetDeleteResponse::default().with_error_code(e.code());
+    }
+    resp
+}
+
+/// ListGroups, with state (v4) and type (v5) filters.
+pub fn list_groups(broker: &Arc<Broker>, req: ListGroupsRequest, v: i16) -> ListGroupsResponse {
+    let states: Vec<String> = req
+        .states_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let types: Vec<String> = req
+        .types_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let groups = broker
+        .groups
+        .list()
+        .into_iter()
+        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_ascii_lowercase()))
+        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .map(|(id, pt, state)| {
+            let mut g = ListedGroup::default()
+                .with_group_id(GroupId(text(id)))
+                .with_protocol_type(text(pt));
+            if v >= 4 {
+                g.group_state = text(state);
+            }
+            if v >= 5 {
+                g.group_type = text("classic");
+            }
+            g
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+/// DescribeGroups.
+pub fn describe_groups(
+    broker: &Arc<Broker>,
+    req: DescribeGroupsRequest,
+    v: i16,
+) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .iter()
+        .map(|id| {
+            let d = DescribedGroup::default().with_group_id(id.clone());
+            match broker.groups.describe(id.0.as_str()) {
+                None if v >= 6 => d
+                    .with_error_code(Code::GroupIdNotFound.code())
+                    .with_group_state(text("Dead"))
+                    .with_error_message(Some(text(format!("Group {} not found.", id.0.as_str())))),
+                None => d.with_group_state(text("Dead")),
+                Some(g) => d
+                    .with_group_state(text(g.state))
+                    .with_protocol_type(text(g.protocol_type))
+                    .with_protocol_data(text(g.protocol))
+                    .with_members(
+                        g.members
+                            .into_iter()
+                            .map(|(mid, inst, client, host, meta, assign)| {
+                                let mut m = DescribedGroupMember::default()
+                                    .with_member_id(text(mid))
+                                    .with_client_id(text(client))
+                                    .with_client_host(text(host))
+                                    .with_member_metadata(meta)
+                                    .with_member_assignment(assign);
+                                if v >= 4 {
+                                    m.group_instance_id = inst.map(text);
+                                }
+                                m
+                            })
+                            .collect(),
+                    ),
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// DeleteGroups.
+pub async fn delete_groups(broker: &Arc<Broker>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::new();
+    for g in &req.groups_names {
+        let r = broker.groups.delete(g.0.as_str()).await;
+        results.push(
+            kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
+                .with_group_id(g.clone())
+                .with_error_code(code(r)),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
