@@ -53,6 +53,8 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("group.max.session.timeout.ms", "1800000", "Largest session timeout a group member may ask for."),
     s("group.initial.rebalance.delay.ms", "3000", "A new group waits this long for more members before its first rebalance completes."),
     s("group.max.size", "2147483647", "Members a consumer group may have."),
+    s("group.consumer.session.timeout.ms", "45000", "Session timeout of members of consumer-protocol (KIP-848) groups."),
+    s("group.consumer.heartbeat.interval.ms", "5000", "Heartbeat interval given to members of consumer-protocol groups."),
     s("offsets.retention.minutes", "10080", "Committed offsets of an empty group are deleted after this."),
     s("offset.metadata.max.bytes", "4096", "Largest metadata string of a committed offset."),
     s("fetch.max.wait.cap.ms", "30000", "Upper bound on a Fetch's max_wait_ms."),
@@ -159,6 +161,10 @@ pub struct Settings {
     pub offsets_retention_minutes: u64,
     /// Offset metadata bound.
     pub offset_metadata_max_bytes: usize,
+    /// KIP-848 session timeout.
+    pub group_consumer_session_timeout_ms: u64,
+    /// KIP-848 heartbeat interval.
+    pub group_consumer_heartbeat_interval_ms: u64,
 }
 
 impl Settings {
@@ -264,6 +270,14 @@ impl Settings {
             offset_metadata_max_bytes: num(
                 "offset.metadata.max.bytes",
                 &get("offset.metadata.max.bytes"),
+            )?,
+            group_consumer_session_timeout_ms: positive::<u64>(
+                "group.consumer.session.timeout.ms",
+                &get("group.consumer.session.timeout.ms"),
+            )?,
+            group_consumer_heartbeat_interval_ms: positive::<u64>(
+                "group.consumer.heartbeat.interval.ms",
+                &get("group.consumer.heartbeat.interval.ms"),
             )?,
             producer_id_expiration_ms: positive::<i64>(
                 "producer.id.expiration.ms",

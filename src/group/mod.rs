@@ -5,7 +5,9 @@
 //! in [`offsets::OffsetStore`]. A group's coordinator is chosen by [`shard_of`] its id, so
 //! that a cluster can spread shards over brokers; a single broker owns every shard.
 
+pub mod assignor;
 pub mod classic;
+pub mod consumer;
 pub mod offsets;
 
 use std::collections::HashMap;
@@ -23,6 +25,7 @@ use crate::config::Settings;
 use crate::error::Result;
 use crate::meta::{repo, MetaStore, Op};
 use classic::{Group, Join, JoinResult, Joined, Limits, Member, State, SyncResult};
+use consumer::{Answer, ConsumerGroup, Heartbeat, TopicInfo};
 use offsets::{Change, OffsetStore};
 
 /// Prefix of group records.
@@ -54,6 +57,10 @@ pub struct GroupSettings {
     pub offsets_retention: Duration,
     /// Largest metadata string of a committed offset.
     pub max_metadata: usize,
+    /// Session timeout of consumer-protocol members.
+    pub consumer_session: Duration,
+    /// Heartbeat interval told to consumer-protocol members.
+    pub consumer_heartbeat: Duration,
 }
 
 impl GroupSettings {
@@ -68,6 +75,8 @@ impl GroupSettings {
             },
             offsets_retention: Duration::from_secs(s.offsets_retention_minutes * 60),
             max_metadata: s.offset_metadata_max_bytes,
+            consumer_session: Duration::from_millis(s.group_consumer_session_timeout_ms),
+            consumer_heartbeat: Duration::from_millis(s.group_consumer_heartbeat_interval_ms),
         }
     }
 }
@@ -90,8 +99,21 @@ pub struct Coordinator {
     settings: GroupSettings,
     /// Committed offsets.
     pub offsets: Arc<OffsetStore>,
-    groups: Mutex<HashMap<String, Group>>,
+    groups: Mutex<Groups>,
     persist: mpsc::Sender<(String, Option<Bytes>)>,
+}
+
+/// Every group, by protocol.
+#[derive(Default)]
+struct Groups {
+    classic: HashMap<String, Group>,
+    consumer: HashMap<String, ConsumerGroup>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Persisted {
+    Classic(Snapshot),
+    Consumer(ConsumerGroup),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -123,11 +145,18 @@ impl Coordinator {
     /// Loads groups and offsets; starts the persister.
     pub async fn open(meta: Arc<dyn MetaStore>, settings: GroupSettings) -> Result<Arc<Self>> {
         let offsets = OffsetStore::open(meta.clone()).await?;
-        let mut groups = HashMap::new();
+        let mut groups = Groups::default();
         for (k, v) in meta.range(GROUPS).await? {
-            let snap: Snapshot = repo::decode(&k, &v)?;
             let id = k[GROUPS.len()..].replace("%2F", "/").replace("%25", "%");
-            groups.insert(id.clone(), restore(&id, snap));
+            match repo::decode(&k, &v)? {
+                Persisted::Classic(snap) => {
+                    groups.classic.insert(id.clone(), restore(&id, snap));
+                }
+                Persisted::Consumer(mut g) => {
+                    g.restart_sessions();
+                    groups.consumer.insert(id, g);
+                }
+            }
         }
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(persist(meta, rx));
@@ -139,7 +168,7 @@ impl Coordinator {
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
+    fn lock(&self) -> MutexGuard<'_, Groups> {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -160,7 +189,14 @@ impl Coordinator {
         let member_id = j.member_id.clone();
         let joined = {
             let mut groups = self.lock();
+            if let Some(cg) = groups.consumer.get(group) {
+                if !cg.members.is_empty() {
+                    return JoinResult::error(Code::InconsistentGroupProtocol, &member_id);
+                }
+                groups.consumer.remove(group);
+            }
             let g = groups
+                .classic
                 .entry(group.to_string())
                 .or_insert_with(|| Group::new(group));
             g.join(j, self.settings.limits, new_id)
@@ -184,7 +220,7 @@ impl Coordinator {
     ) -> SyncResult {
         let waiting = {
             let mut groups = self.lock();
-            let Some(g) = groups.get_mut(group) else {
+            let Some(g) = groups.classic.get_mut(group) else {
                 return SyncResult::error(Code::UnknownMemberId);
             };
             g.sync(member_id, instance_id, generation, assignments)
@@ -206,7 +242,7 @@ impl Coordinator {
         generation: i32,
     ) -> Result<(), Code> {
         let mut groups = self.lock();
-        let g = groups.get_mut(group).ok_or(Code::UnknownMemberId)?;
+        let g = groups.classic.get_mut(group).ok_or(Code::UnknownMemberId)?;
         g.heartbeat(member_id, instance_id, generation)
     }
 
@@ -217,7 +253,7 @@ impl Coordinator {
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<(), Code>>, Code> {
         let mut groups = self.lock();
-        let g = groups.get_mut(group).ok_or(Code::UnknownMemberId)?;
+        let g = groups.classic.get_mut(group).ok_or(Code::UnknownMemberId)?;
         Ok(members
             .iter()
             .map(|(m, i)| g.leave(m, i.as_deref(), self.settings.limits))
@@ -233,7 +269,10 @@ impl Coordinator {
         instance_id: Option<&str>,
     ) -> Result<(), Code> {
         let groups = self.lock();
-        let Some(g) = groups.get(group) else {
+        if let Some(cg) = groups.consumer.get(group) {
+            return cg.check_commit(member_id, generation);
+        }
+        let Some(g) = groups.classic.get(group) else {
             return if generation < 0 {
                 Ok(())
             } else {
@@ -253,6 +292,42 @@ impl Coordinator {
         Ok(())
     }
 
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub fn consumer_heartbeat(&self, group: &str, hb: Heartbeat, topics: &[TopicInfo]) -> Answer {
+        if group.is_empty() {
+            return Answer {
+                error: Some(Code::InvalidGroupId),
+                ..Default::default()
+            };
+        }
+        let mut groups = self.lock();
+        if let Some(g) = groups.classic.get(group) {
+            if !g.members.is_empty() {
+                // Online migration of a live classic group is not supported.
+                return Answer {
+                    error: Some(Code::GroupIdNotFound),
+                    member_id: hb.member_id,
+                    epoch: -1,
+                    assignment: None,
+                };
+            }
+            // An empty classic group is upgraded.
+            groups.classic.remove(group);
+        }
+        let g = groups.consumer.entry(group.to_string()).or_default();
+        g.heartbeat(hb, topics, self.settings.limits.max_size)
+    }
+
+    /// Heartbeat interval for consumer-protocol members.
+    pub fn consumer_heartbeat_interval(&self) -> Duration {
+        self.settings.consumer_heartbeat
+    }
+
+    /// A consumer-protocol group, for ConsumerGroupDescribe.
+    pub fn consumer_group(&self, group: &str) -> Option<ConsumerGroup> {
+        self.lock().consumer.get(group).cloned()
+    }
+
     /// Largest metadata string a committed offset may carry.
     pub fn max_metadata(&self) -> usize {
         self.settings.max_metadata
@@ -264,21 +339,26 @@ impl Coordinator {
     }
 
     /// Every group: id, protocol type, state.
-    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
         let groups = self.lock();
         let mut out: Vec<_> = groups
+            .classic
             .values()
             .map(|g| {
                 (
                     g.id.clone(),
                     g.protocol_type.clone().unwrap_or_default(),
                     g.state.name(),
+                    "classic",
                 )
             })
             .collect();
+        for (id, g) in &groups.consumer {
+            out.push((id.clone(), "consumer".to_string(), g.state(), "consumer"));
+        }
         for id in self.offsets.group_ids() {
-            if !groups.contains_key(&id) {
-                out.push((id, String::new(), State::Empty.name()));
+            if !groups.classic.contains_key(&id) && !groups.consumer.contains_key(&id) {
+                out.push((id, String::new(), State::Empty.name(), "classic"));
             }
         }
         out.sort();
@@ -288,7 +368,28 @@ impl Coordinator {
     /// A group's description, `None` if unknown.
     pub fn describe(&self, group: &str) -> Option<GroupView> {
         let groups = self.lock();
-        let Some(g) = groups.get(group) else {
+        if let Some(cg) = groups.consumer.get(group) {
+            return Some(GroupView {
+                state: cg.state(),
+                protocol_type: "consumer".into(),
+                protocol: cg.assignor.clone(),
+                members: cg
+                    .members
+                    .values()
+                    .map(|m| {
+                        (
+                            m.id.clone(),
+                            m.instance_id.clone(),
+                            m.client_id.clone(),
+                            m.client_host.clone(),
+                            Bytes::new(),
+                            Bytes::new(),
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        let Some(g) = groups.classic.get(group) else {
             return self.offsets.has_group(group).then(|| GroupView {
                 state: State::Empty.name(),
                 protocol_type: String::new(),
@@ -334,19 +435,28 @@ impl Coordinator {
     /// Whether a group has members consuming (for OffsetDelete): the topics its members'
     /// assignments name are not known to the broker, so any member counts.
     pub fn is_active(&self, group: &str) -> bool {
-        self.lock()
+        let groups = self.lock();
+        groups
+            .classic
             .get(group)
             .is_some_and(|g| !g.members.is_empty())
+            || groups
+                .consumer
+                .get(group)
+                .is_some_and(|g| !g.members.is_empty())
     }
 
     /// DeleteGroups: only empty groups.
     pub async fn delete(&self, group: &str) -> Result<(), Code> {
         {
             let mut groups = self.lock();
-            match groups.get(group) {
-                Some(g) if !g.members.is_empty() => return Err(Code::NonEmptyGroup),
-                Some(_) => {
-                    groups.remove(group);
+            let classic = groups.classic.get(group).map(|g| g.members.is_empty());
+            let consumer = groups.consumer.get(group).map(|g| g.members.is_empty());
+            match classic.or(consumer) {
+                Some(false) => return Err(Code::NonEmptyGroup),
+                Some(true) => {
+                    groups.classic.remove(group);
+                    groups.consumer.remove(group);
                 }
                 None if !self.offsets.has_group(group) => return Err(Code::GroupIdNotFound),
                 None => {}
@@ -374,11 +484,24 @@ impl Coordinator {
             let mut writes = Vec::new();
             {
                 let mut groups = self.lock();
-                for g in groups.values_mut() {
+                for g in groups.classic.values_mut() {
                     g.expire(now, self.settings.limits);
                     if g.dirty {
                         g.dirty = false;
-                        writes.push((g.id.clone(), Some(repo::encode(&snapshot(g)))));
+                        writes.push((
+                            g.id.clone(),
+                            Some(repo::encode(&Persisted::Classic(snapshot(g)))),
+                        ));
+                    }
+                }
+                for (id, g) in groups.consumer.iter_mut() {
+                    g.expire(now, self.settings.consumer_session);
+                    if g.dirty {
+                        g.dirty = false;
+                        writes.push((
+                            id.clone(),
+                            Some(repo::encode(&Persisted::Consumer(g.clone()))),
+                        ));
                     }
                 }
             }
@@ -402,7 +525,13 @@ impl Coordinator {
             self.offsets
                 .group_ids()
                 .into_iter()
-                .filter(|id| groups.get(id).is_none_or(|g| g.state == State::Empty))
+                .filter(|id| {
+                    groups
+                        .classic
+                        .get(id)
+                        .is_none_or(|g| g.state == State::Empty)
+                        && groups.consumer.get(id).is_none_or(|g| g.members.is_empty())
+                })
                 .collect()
         };
         for id in empty {

@@ -462,9 +462,11 @@ pub fn list_groups(broker: &Arc<Broker>, req: ListGroupsRequest, v: i16) -> List
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_ascii_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-        .map(|(id, pt, state)| {
+        .filter(|(_, _, state, _)| {
+            states.is_empty() || states.contains(&state.to_ascii_lowercase())
+        })
+        .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+        .map(|(id, pt, state, kind)| {
             let mut g = ListedGroup::default()
                 .with_group_id(GroupId(text(id)))
                 .with_protocol_type(text(pt));
@@ -472,7 +474,7 @@ pub fn list_groups(broker: &Arc<Broker>, req: ListGroupsRequest, v: i16) -> List
                 g.group_state = text(state);
             }
             if v >= 5 {
-                g.group_type = text("classic");
+                g.group_type = text(kind);
             }
             g
         })
@@ -536,4 +538,160 @@ pub async fn delete_groups(broker: &Arc<Broker>, req: DeleteGroupsRequest) -> De
         );
     }
     DeleteGroupsResponse::default().with_results(results)
+}
+
+fn topic_snapshot(broker: &Broker) -> Vec<crate::group::consumer::TopicInfo> {
+    broker
+        .topics()
+        .iter()
+        .map(|t| (t.name.to_string(), t.id, t.partitions.len() as i32))
+        .collect()
+}
+
+/// ConsumerGroupHeartbeat (KIP-848).
+pub fn consumer_group_heartbeat(
+    broker: &Arc<Broker>,
+    session: Session,
+    client_id: &str,
+    req: ConsumerGroupHeartbeatRequest,
+    v: i16,
+) -> ConsumerGroupHeartbeatResponse {
+    use kafka_protocol::messages::consumer_group_heartbeat_response::{
+        Assignment, TopicPartitions,
+    };
+    let mut member_id = req.member_id.to_string();
+    if member_id.is_empty() {
+        if v >= 1 || req.member_epoch != 0 {
+            return ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(Code::InvalidRequest.code())
+                .with_error_message(Some(text("MemberId can't be empty.")));
+        }
+        member_id = uuid::Uuid::new_v4().to_string();
+    }
+    let hb = crate::group::consumer::Heartbeat {
+        member_id,
+        epoch: req.member_epoch,
+        instance_id: req.instance_id.as_ref().map(|s| s.to_string()),
+        rack_id: req.rack_id.as_ref().map(|s| s.to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        topics: req
+            .subscribed_topic_names
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| t.0.to_string()).collect()),
+        regex: req.subscribed_topic_regex.as_ref().map(|s| s.to_string()),
+        assignor: req.server_assignor.as_ref().map(|s| s.to_string()),
+        owned: req.topic_partitions.as_ref().map(|tps| {
+            tps.iter()
+                .flat_map(|tp| tp.partitions.iter().map(move |p| (tp.topic_id, *p)))
+                .collect()
+        }),
+        client_id: client_id.to_string(),
+        client_host: format!("/{}", session.peer.ip()),
+    };
+    let topics = topic_snapshot(broker);
+    let a = broker
+        .groups
+        .consumer_heartbeat(req.group_id.0.as_str(), hb, &topics);
+    let mut resp = ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(a.error.map(|c| c.code()).unwrap_or(0))
+        .with_member_id(Some(text(a.member_id)))
+        .with_member_epoch(a.epoch)
+        .with_heartbeat_interval_ms(broker.groups.consumer_heartbeat_interval().as_millis() as i32);
+    if let Some(set) = a.assignment {
+        let mut by_topic: std::collections::BTreeMap<uuid::Uuid, Vec<i32>> = Default::default();
+        for (t, p) in set {
+            by_topic.entry(t).or_default().push(p);
+        }
+        resp.assignment = Some(
+            Assignment::default().with_topic_partitions(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        TopicPartitions::default()
+                            .with_topic_id(t)
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    resp
+}
+
+/// ConsumerGroupDescribe (KIP-848).
+pub fn consumer_group_describe(
+    broker: &Arc<Broker>,
+    req: ConsumerGroupDescribeRequest,
+    v: i16,
+) -> ConsumerGroupDescribeResponse {
+    use kafka_protocol::messages::consumer_group_describe_response::{
+        Assignment, DescribedGroup as Described, Member, TopicPartitions,
+    };
+    let assignment = |set: &std::collections::BTreeSet<(uuid::Uuid, i32)>| {
+        let mut by_topic: std::collections::BTreeMap<uuid::Uuid, Vec<i32>> = Default::default();
+        for (t, p) in set {
+            by_topic.entry(*t).or_default().push(*p);
+        }
+        Assignment::default().with_topic_partitions(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    let name = broker
+                        .topic_by_id(&t)
+                        .map(|x| x.name.to_string())
+                        .unwrap_or_default();
+                    TopicPartitions::default()
+                        .with_topic_id(t)
+                        .with_topic_name(TopicName(text(name)))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        )
+    };
+    let groups = req
+        .group_ids
+        .iter()
+        .map(|id| {
+            let d = Described::default().with_group_id(id.clone());
+            let Some(g) = broker.groups.consumer_group(id.0.as_str()) else {
+                return d
+                    .with_error_code(Code::GroupIdNotFound.code())
+                    .with_error_message(Some(text(format!("Group {} not found.", id.0.as_str()))));
+            };
+            d.with_group_state(text(g.state()))
+                .with_group_epoch(g.epoch)
+                .with_assignment_epoch(g.assignment_epoch)
+                .with_assignor_name(text(g.assignor.clone()))
+                .with_members(
+                    g.members
+                        .values()
+                        .map(|m| {
+                            let mut out = Member::default()
+                                .with_member_id(text(m.id.clone()))
+                                .with_instance_id(m.instance_id.clone().map(text))
+                                .with_rack_id(m.rack_id.clone().map(text))
+                                .with_member_epoch(m.epoch)
+                                .with_client_id(text(m.client_id.clone()))
+                                .with_client_host(text(m.client_host.clone()))
+                                .with_subscribed_topic_names(
+                                    m.topics
+                                        .iter()
+                                        .map(|t| TopicName(text(t.clone())))
+                                        .collect(),
+                                )
+                                .with_subscribed_topic_regex(m.regex.clone().map(text))
+                                .with_assignment(assignment(&m.assigned))
+                                .with_target_assignment(assignment(
+                                    &g.target.get(&m.id).cloned().unwrap_or_default(),
+                                ));
+                            if v >= 1 {
+                                out.member_type = 1;
+                            }
+                            out
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }
