@@ -147,6 +147,7 @@ impl Broker {
                 flush_interval: Duration::from_millis(settings.wal_flush_interval_ms),
                 flush_bytes: settings.wal_flush_bytes,
                 max_buffer_bytes: settings.wal_buffer_max_bytes,
+                max_in_flight: settings.wal_max_in_flight,
             },
             meta.clone(),
             objects.clone(),

@@ -43,6 +43,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("log.cleanup.policy", "delete", "Default cleanup.policy of topics (only delete is supported)."),
     s("wal.flush.interval.ms", "", "Longest wait for more data before a WAL object is written. Default: 2 (file), 0 (memory), 100 (s3)."),
     s("wal.flush.bytes", "8388608", "A WAL object is written as soon as this many bytes are buffered."),
+    s("wal.max.in.flight", "4", "WAL objects being written at once; their commits still apply in order."),
     s("wal.buffer.max.bytes", "67108864", "Produce bytes buffered or in flight to the object store before producers wait (backpressure)."),
     s("cache.memory.bytes", "268435456", "Size of the in-memory block cache for reads of WAL and segment objects."),
     s("cache.disk.bytes", "1073741824", "Size of the local-disk block cache under <data.dir>/cache (0 disables it)."),
@@ -137,6 +138,8 @@ pub struct Settings {
     pub wal_flush_bytes: usize,
     /// Backpressure bound.
     pub wal_buffer_max_bytes: usize,
+    /// Concurrent WAL PUTs.
+    pub wal_max_in_flight: usize,
     /// Memory cache bytes.
     pub cache_memory_bytes: u64,
     /// Disk cache bytes.
@@ -242,6 +245,8 @@ impl Settings {
             wal_flush_interval_ms,
             wal_flush_bytes: num("wal.flush.bytes", &get("wal.flush.bytes"))?,
             wal_buffer_max_bytes: num("wal.buffer.max.bytes", &get("wal.buffer.max.bytes"))?,
+            wal_max_in_flight: positive::<i64>("wal.max.in.flight", &get("wal.max.in.flight"))?
+                as usize,
             cache_memory_bytes: num("cache.memory.bytes", &get("cache.memory.bytes"))?,
             cache_disk_bytes: num("cache.disk.bytes", &get("cache.disk.bytes"))?,
             cache_block_bytes: positive::<u64>("cache.block.bytes", &get("cache.block.bytes"))?,

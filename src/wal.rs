@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use indexmap::IndexMap;
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -21,7 +21,7 @@ use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::meta::repo::{self, ProducerBatch, WalEntry, WalRange};
 use crate::meta::{Compare, MetaStore, Op};
-use crate::objects::Objects;
+use crate::objects::{ObjectError, Objects};
 use crate::partition::{Appended, Partition};
 
 const MAGIC: &[u8; 8] = b"STRWAL01";
@@ -37,6 +37,20 @@ struct Entry {
     _permit: OwnedSemaphorePermit,
 }
 
+/// A flush whose object is being written.
+struct Flush {
+    seq: u64,
+    /// Held until the flush finishes: their permits bound the bytes in flight.
+    _entries: Vec<Entry>,
+    body: Bytes,
+    entry: WalEntry,
+    /// The partition of each range of `entry`, in the same order.
+    partitions: Vec<Arc<Partition>>,
+}
+
+/// The PUT of a flush's object.
+type Put = tokio::task::JoinHandle<Result<(), ObjectError>>;
+
 #[derive(Default)]
 struct Buffer {
     seq: u64,
@@ -44,6 +58,8 @@ struct Buffer {
     bytes: usize,
     first_at: Option<Instant>,
     poisoned: bool,
+    /// Flushes taken from the buffer and not yet finished.
+    in_flight: usize,
 }
 
 /// Progress of flushes: every sequence up to `done` is finished, and those in `failed`
@@ -69,6 +85,8 @@ pub struct WalConfig {
     pub flush_bytes: usize,
     /// Backpressure bound.
     pub max_buffer_bytes: usize,
+    /// WAL objects being written at once.
+    pub max_in_flight: usize,
 }
 
 /// A WAL index entry still naming unsealed data.
@@ -209,38 +227,101 @@ impl Wal {
     }
 
     /// The flush loop; runs until `cancel`, then flushes what is buffered once more.
+    ///
+    /// Two stages: this one takes the buffer, builds the object and starts its PUT; the
+    /// committer commits finished PUTs strictly in sequence order. Up to
+    /// `max_in_flight` objects are in flight, so a slow PUT does not stop the next
+    /// flush from starting.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let (tx, rx) = mpsc::channel::<(Flush, Put)>(self.cfg.max_in_flight.max(1));
+        let committer = tokio::spawn(self.clone().commit_loop(rx));
         loop {
             let empty = self.lock_buffer().entries.is_empty();
             if empty {
                 tokio::select! {
                     _ = self.wake.notified() => {}
-                    _ = cancel.cancelled() => return,
+                    _ = cancel.cancelled() => break,
                 }
                 continue;
             }
             self.linger().await;
-            let (seq, entries) = {
-                let mut buf = self.lock_buffer();
-                let seq = buf.seq;
-                buf.seq += 1;
-                buf.bytes = 0;
-                buf.first_at = None;
-                (seq, std::mem::take(&mut buf.entries))
-            };
-            if entries.is_empty() {
+            let Some((seq, entries)) = self.take() else {
+                // Poisoned: the committer is failing what is in flight.
+                tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
+            };
+            let object = format!(
+                "wal/{}/{:016x}-{:020}.wal",
+                self.cfg.node_id, self.cfg.incarnation, seq
+            );
+            let (body, entry, partitions) = build_object(&object, &entries);
+            let put = tokio::spawn(put_with_retries(self.objects.clone(), object, body.clone()));
+            let flush = Flush {
+                seq,
+                _entries: entries,
+                body,
+                entry,
+                partitions,
+            };
+            if tx.send((flush, put)).await.is_err() {
+                break;
             }
-            match self.flush(seq, &entries).await {
+        }
+        drop(tx);
+        let _ = committer.await;
+    }
+
+    /// Takes the buffer for a flush, unless a failure is being cleaned up.
+    fn take(&self) -> Option<(u64, Vec<Entry>)> {
+        let mut buf = self.lock_buffer();
+        if buf.poisoned || buf.entries.is_empty() {
+            return None;
+        }
+        let seq = buf.seq;
+        buf.seq += 1;
+        buf.bytes = 0;
+        buf.first_at = None;
+        buf.in_flight += 1;
+        Some((seq, std::mem::take(&mut buf.entries)))
+    }
+
+    async fn commit_loop(self: Arc<Self>, mut rx: mpsc::Receiver<(Flush, Put)>) {
+        // Partitions to truncate once every flush taken before a failure has failed too.
+        let mut failing: Option<Vec<Arc<Partition>>> = None;
+        while let Some((f, put)) = rx.recv().await {
+            let result = match (&failing, put.await) {
+                (Some(_), _) => Err(Error::NotDurable("an earlier WAL flush failed".into())),
+                (None, Ok(Ok(()))) => self.commit(&f).await,
+                (None, Ok(Err(e))) => Err(e.into()),
+                (None, Err(e)) => Err(Error::NotDurable(e.to_string())),
+            };
+            match result {
                 Ok(()) => {
                     self.healthy.store(true, Ordering::Relaxed);
-                    self.finish(seq, false);
+                    self.finish(f.seq, false);
                     self.committed.send_modify(|c| *c += 1);
                 }
                 Err(e) => {
-                    warn!(seq, error=%e, "wal flush failed; unacknowledged data is dropped and producers retry");
-                    self.healthy.store(false, Ordering::Relaxed);
-                    self.abandon(seq, &entries);
+                    if failing.is_none() {
+                        warn!(seq = f.seq, error = %e, "wal flush failed; unacknowledged data is dropped and producers retry");
+                        self.healthy.store(false, Ordering::Relaxed);
+                        self.lock_buffer().poisoned = true;
+                        failing = Some(Vec::new());
+                    }
+                    if let Some(parts) = failing.as_mut() {
+                        parts.extend(f.partitions.iter().cloned());
+                    }
+                    self.finish(f.seq, true);
+                }
+            }
+            let idle = {
+                let mut buf = self.lock_buffer();
+                buf.in_flight -= 1;
+                buf.in_flight == 0
+            };
+            if idle {
+                if let Some(parts) = failing.take() {
+                    self.abandon(parts);
                 }
             }
         }
@@ -281,54 +362,28 @@ impl Wal {
         });
     }
 
-    async fn flush(&self, seq: u64, entries: &[Entry]) -> Result<()> {
-        let started = Instant::now();
-        let object = format!(
-            "wal/{}/{:016x}-{:020}.wal",
-            self.cfg.node_id, self.cfg.incarnation, seq
-        );
-        let (body, entry) = build_object(&object, entries);
-        let size = body.len() as u64;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.objects.put_new(&object, body.clone()).await {
-                Ok(()) => break,
-                // An earlier attempt wrote it and its answer was lost: the name is unique
-                // to this process and sequence, so the object is ours.
-                Err(crate::objects::ObjectError::Store(object_store::Error::AlreadyExists {
-                    ..
-                })) if attempt > 1 => break,
-                Err(e) if attempt < PUT_ATTEMPTS => {
-                    warn!(object, attempt, error=%e, "wal object put failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        self.commit_index(seq, &entry).await?;
-        let key: Arc<str> = Arc::from(object.as_str());
-        self.cache.insert_object(&key, &body).await;
+    /// Commits a flush whose object is durable, then makes its data visible.
+    async fn commit(&self, f: &Flush) -> Result<()> {
+        self.commit_index(f.seq, &f.entry).await?;
+        let key: Arc<str> = Arc::from(f.entry.object.as_str());
+        let size = f.body.len() as u64;
+        self.cache.insert_object(&key, &f.body).await;
         let mut remaining = BTreeMap::new();
-        for r in &entry.ranges {
-            if let Some(e) = entries.iter().find(|e| {
-                e.partition.topic_id.as_ref() == r.topic_id && e.partition.index == r.partition
-            }) {
-                e.partition
-                    .state()
-                    .commit(r.end_offset, &key, size, r.pos, r.len);
-            }
+        for (r, p) in f.entry.ranges.iter().zip(&f.partitions) {
+            p.state().commit(r.end_offset, &key, size, r.pos, r.len);
             remaining.insert((r.topic_id.clone(), r.partition), r.end_offset);
         }
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(seq, LiveEntry { object, remaining });
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            f.seq,
+            LiveEntry {
+                object: f.entry.object.clone(),
+                remaining,
+            },
+        );
         debug!(
-            seq,
+            seq = f.seq,
             bytes = size,
-            partitions = entry.ranges.len(),
-            ms = started.elapsed().as_millis() as u64,
+            partitions = f.entry.ranges.len(),
             "wal flushed"
         );
         Ok(())
@@ -380,38 +435,33 @@ impl Wal {
         }
     }
 
-    /// A flush failed: forget its data and everything appended after it, so offsets stay
-    /// contiguous, and fail every waiting producer with a retriable error.
-    fn abandon(&self, seq: u64, entries: &[Entry]) {
-        let mut affected: Vec<Arc<Partition>> =
-            entries.iter().map(|e| e.partition.clone()).collect();
-        {
+    /// Flushes failed and nothing taken before is still in flight: forget their data and
+    /// everything appended after it, so offsets stay contiguous, and fail every waiting
+    /// producer with a retriable error. The buffer stays poisoned (appends refused) until
+    /// the partitions are truncated.
+    fn abandon(&self, mut affected: Vec<Arc<Partition>>) {
+        let open = {
             let mut buf = self.lock_buffer();
-            buf.poisoned = true;
             affected.extend(buf.entries.iter().map(|e| e.partition.clone()));
-        }
+            let open = buf.seq;
+            buf.entries.clear();
+            buf.bytes = 0;
+            buf.first_at = None;
+            buf.seq += 1;
+            open
+        };
         let mut seen = HashSet::new();
         for p in affected {
             if seen.insert(Arc::as_ptr(&p)) {
                 p.state().truncate_to_committed();
             }
         }
-        let open = {
-            let mut buf = self.lock_buffer();
-            let open = buf.seq;
-            buf.entries.clear();
-            buf.bytes = 0;
-            buf.first_at = None;
-            buf.seq += 1;
-            buf.poisoned = false;
-            open
-        };
-        self.finish(seq, true);
         self.finish(open, true);
+        self.lock_buffer().poisoned = false;
     }
 }
 
-fn build_object(object: &str, entries: &[Entry]) -> (Bytes, WalEntry) {
+fn build_object(object: &str, entries: &[Entry]) -> (Bytes, WalEntry, Vec<Arc<Partition>>) {
     let mut groups: IndexMap<*const Partition, Vec<&Entry>> = IndexMap::new();
     for e in entries {
         groups.entry(Arc::as_ptr(&e.partition)).or_default().push(e);
@@ -419,12 +469,14 @@ fn build_object(object: &str, entries: &[Entry]) -> (Bytes, WalEntry) {
     let total: usize = entries.iter().map(|e| e.bytes.len()).sum();
     let mut body = BytesMut::with_capacity(total + 256 + 128 * groups.len());
     let mut ranges = Vec::with_capacity(groups.len());
+    let mut partitions = Vec::with_capacity(groups.len());
     for group in groups.values() {
         let pos = body.len() as u64;
         for e in group {
             body.extend_from_slice(&e.bytes);
         }
         let p = &group[0].partition;
+        partitions.push(p.clone());
         let base = batch_base(&group[0].bytes);
         ranges.push(WalRange {
             topic_id: p.topic_id.to_string(),
@@ -448,7 +500,31 @@ fn build_object(object: &str, entries: &[Entry]) -> (Bytes, WalEntry) {
     body.extend_from_slice(&footer);
     body.put_u32(footer.len() as u32);
     body.extend_from_slice(MAGIC);
-    (body.freeze(), entry)
+    (body.freeze(), entry, partitions)
+}
+
+async fn put_with_retries(
+    objects: Arc<Objects>,
+    object: String,
+    body: Bytes,
+) -> Result<(), ObjectError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match objects.put_new(&object, body.clone()).await {
+            Ok(()) => return Ok(()),
+            // An earlier attempt wrote it and its answer was lost: the name is unique to
+            // this process and sequence, so the object is ours.
+            Err(ObjectError::Store(object_store::Error::AlreadyExists { .. })) if attempt > 1 => {
+                return Ok(())
+            }
+            Err(e) if attempt < PUT_ATTEMPTS => {
+                warn!(object, attempt, error = %e, "wal object put failed; retrying");
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn batch_base(b: &Bytes) -> i64 {
