@@ -144,6 +144,21 @@ impl ConsumerGroup {
     /// Handles a ConsumerGroupHeartbeat.
     pub fn heartbeat(&mut self, hb: Heartbeat, topics: &[TopicInfo], max_size: usize) -> Answer {
         let now = Instant::now();
+        if hb.epoch == -2 {
+            // A static member leaving for a while: its partitions stay reserved for it
+            // until its session times out, so a quick restart moves nothing.
+            if let Some(m) = self.members.get_mut(&hb.member_id) {
+                if m.instance_id.is_some() {
+                    m.last_heartbeat = now;
+                    return Answer {
+                        error: None,
+                        member_id: hb.member_id,
+                        epoch: -2,
+                        assignment: None,
+                    };
+                }
+            }
+        }
         if hb.epoch == -1 || hb.epoch == -2 {
             if self.members.remove(&hb.member_id).is_some() {
                 self.bump();
@@ -472,5 +487,41 @@ mod tests {
         assert_eq!(g.state(), "Stable");
         let stale = g.heartbeat(hb("b", 999, None), &topics, 100);
         assert_eq!(stale.error, Some(Code::FencedMemberEpoch));
+    }
+
+    #[test]
+    fn static_member_comes_back_to_its_partitions() {
+        let t = Uuid::new_v4();
+        let topics = vec![("t".to_string(), t, 4)];
+        let mut g = ConsumerGroup::default();
+        let mut join = |g: &mut ConsumerGroup, id: &str, inst: &str| {
+            let mut h = hb(id, 0, None);
+            h.instance_id = Some(inst.into());
+            g.heartbeat(h, &topics, 100)
+        };
+        let a = join(&mut g, "a1", "A");
+        let a_parts = a.assignment.unwrap();
+        g.heartbeat(hb("a1", a.epoch, Some(&a_parts)), &topics, 100);
+        let b = join(&mut g, "b1", "B");
+        let kept = g
+            .heartbeat(hb("a1", a.epoch, Some(&a_parts)), &topics, 100)
+            .assignment
+            .unwrap();
+        g.heartbeat(hb("a1", a.epoch, Some(&kept)), &topics, 100);
+        let b_parts = g
+            .heartbeat(hb("b1", b.epoch, Some(&BTreeSet::new())), &topics, 100)
+            .assignment
+            .unwrap();
+        assert_eq!(b_parts.len(), 2);
+        // B restarts: leaves with -2, comes back under a new member id.
+        let left = g.heartbeat(hb("b1", -2, None), &topics, 100);
+        assert_eq!(left.epoch, -2);
+        let back = join(&mut g, "b2", "B");
+        assert_eq!(
+            back.assignment.unwrap(),
+            b_parts,
+            "same partitions, nothing moved"
+        );
+        assert!(!g.members.contains_key("b1"));
     }
 }
