@@ -494,7 +494,7 @@ mod tests {
         let t = Uuid::new_v4();
         let topics = vec![("t".to_string(), t, 4)];
         let mut g = ConsumerGroup::default();
-        let mut join = |g: &mut ConsumerGroup, id: &str, inst: &str| {
+        let join = |g: &mut ConsumerGroup, id: &str, inst: &str| {
             let mut h = hb(id, 0, None);
             h.instance_id = Some(inst.into());
             g.heartbeat(h, &topics, 100)
