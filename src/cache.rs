@@ -39,7 +39,10 @@ impl BlockCache {
         disk_dir: PathBuf,
         disk_bytes: u64,
     ) -> Self {
+        // LRU, not moka's default TinyLFU: fresh WAL blocks are read next by consumers
+        // of the tail, and a frequency filter would refuse to admit them.
         let memory = Cache::builder()
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .weigher(|_k: &BlockKey, v: &Bytes| v.len().min(u32::MAX as usize) as u32)
             .max_capacity(memory_bytes)
             .build();

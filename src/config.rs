@@ -46,7 +46,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("wal.max.in.flight", "4", "WAL objects being written at once; their commits still apply in order."),
     s("wal.buffer.max.bytes", "67108864", "Produce bytes buffered or in flight to the object store before producers wait (backpressure)."),
     s("cache.memory.bytes", "268435456", "Size of the in-memory block cache for reads of WAL and segment objects."),
-    s("cache.disk.bytes", "1073741824", "Size of the local-disk block cache under <data.dir>/cache (0 disables it)."),
+    s("cache.disk.bytes", "", "Size of the local-disk block cache under <data.dir>/cache (0 disables it). Default: 0 for file:// stores (their objects are local already), 1073741824 otherwise."),
     s("cache.block.bytes", "1048576", "Size of a cached block; reads from the object store are ranged GETs of whole blocks (read-ahead)."),
     s("seal.check.interval.ms", "1000", "How often partitions are checked for data to seal into segments."),
     s("producer.id.expiration.ms", "86400000", "Idempotent producers idle this long are forgotten (their next batch starts a new sequence)."),
@@ -248,7 +248,11 @@ impl Settings {
             wal_max_in_flight: positive::<i64>("wal.max.in.flight", &get("wal.max.in.flight"))?
                 as usize,
             cache_memory_bytes: num("cache.memory.bytes", &get("cache.memory.bytes"))?,
-            cache_disk_bytes: num("cache.disk.bytes", &get("cache.disk.bytes"))?,
+            cache_disk_bytes: match get("cache.disk.bytes").as_str() {
+                "" if object_store_url.starts_with("file:") => 0,
+                "" => 1 << 30,
+                v => num("cache.disk.bytes", v)?,
+            },
             cache_block_bytes: positive::<u64>("cache.block.bytes", &get("cache.block.bytes"))?,
             seal_check_interval_ms: positive::<u64>(
                 "seal.check.interval.ms",
