@@ -84,6 +84,8 @@ pub struct Broker {
     pub started: Instant,
     /// The group coordinator.
     pub groups: Arc<crate::group::Coordinator>,
+    /// Bytes of requests read and not yet answered (`queued.max.request.bytes`).
+    pub request_memory: Arc<tokio::sync::Semaphore>,
 }
 
 /// A refused admin request: the Kafka error and a message for the client.
@@ -161,6 +163,9 @@ impl Broker {
         )
         .await?;
         let broker = Arc::new(Broker {
+            request_memory: Arc::new(tokio::sync::Semaphore::new(
+                settings.queued_max_request_bytes,
+            )),
             groups,
             settings,
             meta,

@@ -33,6 +33,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("delete.topic.enable", "true", "Allow DeleteTopics."),
     s("message.max.bytes", "1048588", "Largest record batch a topic accepts unless max.message.bytes says otherwise."),
     s("socket.request.max.bytes", "104857600", "Largest request frame; larger ones are refused before they are read."),
+    s("queued.max.request.bytes", "536870912", "Bytes of requests read and not yet answered, over all connections; more wait (backpressure)."),
     s("max.connections", "10000", "Connections accepted at once; more wait in the accept queue."),
     s("log.retention.ms", "604800000", "Default retention.ms of topics (-1: keep forever)."),
     s("log.retention.bytes", "-1", "Default retention.bytes of topics (-1: no size limit)."),
@@ -130,6 +131,8 @@ pub struct Settings {
     pub socket_request_max_bytes: usize,
     /// Connection bound.
     pub max_connections: usize,
+    /// Request bytes buffered broker-wide.
+    pub queued_max_request_bytes: usize,
     /// Retention check interval.
     pub retention_check_interval_ms: u64,
     /// WAL linger.
@@ -238,6 +241,11 @@ impl Settings {
                 &get("socket.request.max.bytes"),
             )? as usize,
             max_connections: num("max.connections", &get("max.connections"))?,
+            queued_max_request_bytes: positive::<i64>(
+                "queued.max.request.bytes",
+                &get("queued.max.request.bytes"),
+            )?
+            .clamp(1 << 20, u32::MAX as i64) as usize,
             retention_check_interval_ms: num(
                 "log.retention.check.interval.ms",
                 &get("log.retention.check.interval.ms"),

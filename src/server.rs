@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -104,9 +104,9 @@ async fn connection(
     loop {
         let frame = tokio::select! {
             _ = cancel.cancelled() => break,
-            f = read_frame(&mut rd, max) => f,
+            f = read_frame(&mut rd, max, &broker.request_memory, broker.settings.queued_max_request_bytes) => f,
         };
-        let frame = match frame {
+        let (frame, permit) = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -116,6 +116,13 @@ async fn connection(
         };
         match handlers::dispatch(&broker, session, frame).await {
             Ok(fut) => {
+                // The request's bytes count against queued.max.request.bytes until it is
+                // answered.
+                let fut: ResponseFuture = Box::pin(async move {
+                    let resp = fut.await;
+                    drop(permit);
+                    resp
+                });
                 if tx.send(fut).await.is_err() {
                     break;
                 }
@@ -131,11 +138,14 @@ async fn connection(
     debug!(%peer, "connection closed");
 }
 
-/// Reads one frame; `None` on a clean end of stream.
+/// Reads one frame; `None` on a clean end of stream. The frame's size is taken from
+/// `memory` before its body is read, so buffered requests are bounded broker-wide.
 async fn read_frame(
     rd: &mut (impl AsyncReadExt + Unpin),
     max: usize,
-) -> std::io::Result<Option<Bytes>> {
+    memory: &Arc<Semaphore>,
+    memory_total: usize,
+) -> std::io::Result<Option<(Bytes, OwnedSemaphorePermit)>> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {
         Ok(_) => {}
@@ -149,7 +159,13 @@ async fn read_frame(
             format!("request of {len} bytes is larger than socket.request.max.bytes ({max})"),
         ));
     }
+    let permits = (len as usize).clamp(1, memory_total) as u32;
+    let permit = memory
+        .clone()
+        .acquire_many_owned(permits)
+        .await
+        .map_err(|_| std::io::Error::other("broker shutting down"))?;
     let mut buf = BytesMut::zeroed(len as usize);
     rd.read_exact(&mut buf).await?;
-    Ok(Some(buf.freeze()))
+    Ok(Some((buf.freeze(), permit)))
 }
