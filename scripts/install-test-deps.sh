@@ -4,6 +4,8 @@
 #   - kcat (Debian package kcat, or kafkacat on older releases)
 #   - a Python venv at $CACHE/venv with confluent-kafka, kafka-python, pytest
 #   - Apache Kafka jars (clients, tools, server) at $CACHE/kafka-$KAFKA_VERSION/lib
+#   - the franz-go group consumer (tests/clients/go/groupconsumer) built to $CACHE/bin
+#   - kafkajs (npm) in $CACHE/node_modules
 # Works non-interactively (CI=true, no stdin).
 set -euo pipefail
 
@@ -108,5 +110,44 @@ LOG
   rm -rf "$KDIR/build" "$CACHE/m2"  # the jars are copied out; the maven repo is not needed
   touch "$KDIR/.complete"
   log "kafka $KAFKA_VERSION jars: $n jars in $KDIR/lib"
+fi
+# --- franz-go group consumer (Go) ---------------------------------------------------
+# Built from tests/clients/go/groupconsumer (go.mod/go.sum pin franz-go); rebuilt when its
+# sources change. Modules and build cache are kept under $CACHE/go.
+GO_SRC="$(cd "$(dirname "$0")/.." && pwd)/tests/clients/go/groupconsumer"
+FRANZ_BIN="$CACHE/bin/franz-group-consumer"
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="$PATH:/usr/local/go/bin"; fi
+GO_OK=1
+if ! command -v go >/dev/null 2>&1; then
+  log "go not found: skipping the franz-go group consumer (its tests will fail; franz-go needs go >= 1.26)"
+  GO_OK=0
+fi
+[ "$GO_OK" = 1 ] && GO_HASH="$(cat "$GO_SRC"/go.mod "$GO_SRC"/go.sum "$GO_SRC"/*.go | sha256sum | cut -c1-16)"
+if [ "$GO_OK" != 1 ]; then
+  :
+elif [ -x "$FRANZ_BIN" ] && [ "$(cat "$FRANZ_BIN.src" 2>/dev/null)" = "$GO_HASH" ]; then
+  log "franz-go group consumer: present ($FRANZ_BIN)"
+else
+  log "franz-go group consumer: building"
+  mkdir -p "$CACHE/bin" "$CACHE/go"
+  (cd "$GO_SRC" && GOFLAGS="-mod=readonly -modcacherw" GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" \
+     GOTOOLCHAIN=local go build -o "$FRANZ_BIN.tmp" . </dev/null)
+  mv "$FRANZ_BIN.tmp" "$FRANZ_BIN"
+  echo "$GO_HASH" > "$FRANZ_BIN.src"
+fi
+
+# --- kafkajs (Node) ------------------------------------------------------------------
+KAFKAJS_VERSION=2.2.4
+if [ -f "$CACHE/node_modules/kafkajs/package.json" ] && \
+   grep -q "\"version\": \"$KAFKAJS_VERSION\"" "$CACHE/node_modules/kafkajs/package.json"; then
+  log "kafkajs: present ($CACHE/node_modules)"
+else
+  if ! command -v npm >/dev/null 2>&1; then
+    log "npm: installing from apt"
+    as_root apt-get update -qq </dev/null
+    as_root apt-get install -y -qq nodejs npm </dev/null
+  fi
+  log "kafkajs $KAFKAJS_VERSION: installing with npm"
+  npm install --prefix "$CACHE" --no-audit --no-fund --no-save --silent "kafkajs@$KAFKAJS_VERSION" </dev/null
 fi
 log "done (cache: $CACHE)"

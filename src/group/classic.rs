@@ -54,6 +54,8 @@ pub struct JoinResult {
     pub member_id: String,
     /// For the leader: every member's id, instance id and metadata.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// The leader need not assign (KIP-814: a static leader came back to a stable group).
+    pub skip_assignment: bool,
 }
 
 impl JoinResult {
@@ -182,6 +184,8 @@ pub struct Join {
     pub protocols: Vec<(String, Bytes)>,
     /// The client can take MEMBER_ID_REQUIRED (JoinGroup v4+).
     pub require_known_member_id: bool,
+    /// The client can take SkipAssignment (JoinGroup v9+, KIP-814).
+    pub supports_skip_assignment: bool,
 }
 
 /// Settings of the group coordinator that the state machine uses.
@@ -337,6 +341,19 @@ impl Group {
             State::Stable | State::CompletingRebalance if !was_leader && !changed => {
                 Joined::Now(self.join_result(&new_id, false))
             }
+            // A static leader back in a stable group keeps the current assignment and nobody
+            // else notices. With KIP-814 (v9+) it is told it leads but need not assign;
+            // older clients are answered as followers, naming the old leader id, so that
+            // they do not compute a new assignment either.
+            State::Stable if was_leader && !changed => {
+                let mut r = self.join_result(&new_id, j.supports_skip_assignment);
+                if j.supports_skip_assignment {
+                    r.skip_assignment = true;
+                } else {
+                    r.leader = old.clone();
+                }
+                Joined::Now(r)
+            }
             _ => {
                 self.prepare_rebalance(limits);
                 self.wait_join(&new_id)
@@ -422,6 +439,7 @@ impl Group {
             } else {
                 Vec::new()
             },
+            skip_assignment: false,
         }
     }
 

@@ -112,6 +112,7 @@ pub async fn join_group(
             .map(|p| (p.name.to_string(), p.metadata.clone()))
             .collect(),
         require_known_member_id: v >= 4,
+        supports_skip_assignment: v >= 9,
     };
     let r = broker.groups.join(req.group_id.0.as_str(), j).await;
     let mut resp = JoinGroupResponse::default()
@@ -136,6 +137,9 @@ pub async fn join_group(
         );
     if v >= 7 {
         resp.protocol_type = r.protocol_type.map(text);
+    }
+    if v >= 9 {
+        resp.skip_assignment = r.skip_assignment;
     }
     if v < 7 && r.error.is_some() {
         resp.protocol_name = Some(text(""));

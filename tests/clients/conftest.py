@@ -227,6 +227,57 @@ def session_broker(request):
         print(f"\nsession broker log kept at {b.log_path}", file=sys.stderr)
 
 
+# Broker settings for consumer-group tests: no initial rebalance delay (Stratus defaults to
+# Kafka's 3000 ms), so a group forms as soon as its members have joined; KIP-848
+# (group.protocol=consumer) session timeouts and heartbeat intervals live on the broker, and
+# Kafka's defaults (45 s session, 5 s heartbeat) would make the tests slow.
+GROUP_SETTINGS = {
+    "auto.create.topics.enable": "false",
+    "group.initial.rebalance.delay.ms": "0",
+    "group.consumer.session.timeout.ms": "6000",
+    "group.consumer.heartbeat.interval.ms": "1000",
+}
+# Kafka refuses a consumer-protocol session timeout / heartbeat interval below these minimums;
+# Stratus has no such settings (and rejects settings it does not know).
+GROUP_KAFKA_ONLY_SETTINGS = {
+    "group.consumer.min.session.timeout.ms": "6000",
+    "group.consumer.min.heartbeat.interval.ms": "1000",
+}
+
+
+def group_settings(extra=None):
+    """Broker settings for a group test on the current target, plus `extra`."""
+    settings = dict(GROUP_SETTINGS)
+    if TARGET == "kafka":
+        settings.update(GROUP_KAFKA_ONLY_SETTINGS)
+    settings.update(extra or {})
+    return settings
+
+
+@pytest.fixture(scope="session")
+def session_group_broker(request):
+    """A broker shared by the consumer-group tests (unique topic and group names per test)."""
+    b = Broker(group_settings(), name="groups")
+    b.start()
+    failed_before = request.session.testsfailed
+    yield b
+    failed = request.session.testsfailed > failed_before
+    b.cleanup(keep=failed)
+    if failed:
+        print(f"\ngroup broker log kept at {b.log_path}", file=sys.stderr)
+
+
+@pytest.fixture
+def group_broker(session_group_broker):
+    """The shared group broker; a test during which it died gets an error (and it is restarted)."""
+    if session_group_broker.died() is not None:
+        session_group_broker.start()
+    yield session_group_broker
+    rc = session_group_broker.died()
+    if rc is not None:
+        pytest.fail(f"broker process exited with {rc} during this test\n{session_group_broker.log_tail(40)}")
+
+
 @pytest.fixture
 def broker(session_broker):
     """The session broker; a test during which it died gets an error (and it is restarted)."""
