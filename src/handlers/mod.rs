@@ -101,24 +101,13 @@ pub async fn dispatch(
     session: Session,
     frame: Bytes,
 ) -> anyhow::Result<ResponseFuture> {
-    if frame.len() < 8 {
-        bail!(
-            "frame of {} bytes is shorter than a request header",
-            frame.len()
-        );
-    }
-    let key = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let Some((api, min, max)) = supported(key) else {
-        bail!("unsupported api key {key}");
-    };
-    if version < min || version > max {
+    let (api, version, correlation_id) = peek(&frame)?;
+    if !supports(api, version) {
         if api == ApiKey::ApiVersions {
             let resp = api_versions::unsupported_version(correlation_id);
             return Ok(Box::pin(async move { Some(resp) }));
         }
-        bail!("unsupported version {version} of {api:?} (supported {min}-{max})");
+        bail!("unsupported version {version} of {api:?}");
     }
     let (header, request) = decode_request(frame)?;
     let broker = broker.clone();
@@ -131,8 +120,9 @@ pub async fn dispatch(
     }))
 }
 
-/// Decodes a whole request frame (header and body) of a supported API and version.
-pub fn decode_request(frame: Bytes) -> anyhow::Result<(RequestHeader, RequestKind)> {
+/// The API key, version and correlation id at the start of a frame; an error for a
+/// short frame or an API this broker does not serve.
+fn peek(frame: &Bytes) -> anyhow::Result<(ApiKey, i16, i32)> {
     if frame.len() < 8 {
         bail!(
             "frame of {} bytes is shorter than a request header",
@@ -141,10 +131,21 @@ pub fn decode_request(frame: Bytes) -> anyhow::Result<(RequestHeader, RequestKin
     }
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let Some((api, min, max)) = supported(key) else {
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Some((api, _, _)) = supported(key) else {
         bail!("unsupported api key {key}");
     };
-    if version < min || version > max {
+    Ok((api, version, correlation_id))
+}
+
+fn supports(api: ApiKey, version: i16) -> bool {
+    supported(api as i16).is_some_and(|(_, min, max)| (min..=max).contains(&version))
+}
+
+/// Decodes a whole request frame (header and body) of a supported API and version.
+pub fn decode_request(frame: Bytes) -> anyhow::Result<(RequestHeader, RequestKind)> {
+    let (api, version, _) = peek(&frame)?;
+    if !supports(api, version) {
         bail!("unsupported version {version} of {api:?}");
     }
     let mut buf = frame;
