@@ -72,6 +72,8 @@ impl BlockCache {
     }
 
     /// Inserts the blocks of an object just written, so that reads of fresh data hit memory.
+    /// Each block is a copy: a slice would keep the whole object alive while the cache
+    /// counts one block of it.
     pub async fn insert_object(&self, key: &Arc<str>, data: &Bytes) {
         let mut start = 0u64;
         while start < data.len() as u64 {
@@ -79,7 +81,7 @@ impl BlockCache {
             self.memory
                 .insert(
                     (key.clone(), start / self.block),
-                    data.slice(start as usize..end as usize),
+                    Bytes::copy_from_slice(&data[start as usize..end as usize]),
                 )
                 .await;
             start = end;

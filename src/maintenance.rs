@@ -50,7 +50,7 @@ async fn seal_due(broker: &Broker) {
             let (bytes, oldest) = p.state().unsealed();
             let old = oldest.is_some_and(|t| t.elapsed().as_millis() >= seg_ms);
             if bytes > 0 && (bytes >= seg_bytes || old) {
-                if let Err(e) = seal(broker, p).await {
+                if let Err(e) = seal(broker, p, seg_bytes).await {
                     warn!(topic = %p.topic, partition = p.index, error = %e, "sealing failed; will retry");
                 }
             }
@@ -59,14 +59,23 @@ async fn seal_due(broker: &Broker) {
     collect_wal_garbage(broker).await;
 }
 
-/// Seals every committed WAL range of `p` into one segment object.
-pub async fn seal(broker: &Broker, p: &Partition) -> Result<()> {
+/// Seals the oldest committed WAL ranges of `p`, about `max_bytes` of them, into one
+/// segment object.
+pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> {
     let _record = p.record_lock.lock().await;
     let chunks: Vec<_> = {
         let s = p.state();
+        let mut total = 0u64;
         s.tail
             .iter()
             .take_while(|c| c.end <= s.high_watermark && matches!(c.location, Location::Wal { .. }))
+            .take_while(|c| {
+                let first = total == 0;
+                if let Location::Wal { len, .. } = &c.location {
+                    total += len;
+                }
+                first || total <= max_bytes
+            })
             .cloned()
             .collect()
     };
@@ -136,8 +145,6 @@ pub async fn seal(broker: &Broker, p: &Partition) -> Result<()> {
             )],
         )
         .await?;
-    let key_arc: Arc<str> = Arc::from(key.as_str());
-    broker.cache.insert_object(&key_arc, &built.body).await;
     {
         let mut s = p.state();
         s.segments.push(seg);

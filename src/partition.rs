@@ -308,23 +308,30 @@ impl PartitionState {
             return;
         }
         let base = self.high_watermark;
-        let mut max_timestamp = i64::MIN;
-        let mut created = Instant::now();
-        let mut first_pending = None;
-        for (i, c) in self.tail.iter().enumerate() {
-            if matches!(c.location, Location::Pending(_)) && c.base >= base && c.end <= end {
-                first_pending.get_or_insert(i);
-                max_timestamp = max_timestamp.max(c.max_timestamp);
-                created = created.min(c.created);
-            }
-        }
-        let Some(first) = first_pending else { return };
+        // Pending chunks are the last ones of the tail: find the first of them from the
+        // back, so a commit costs what it commits, not the length of the unsealed tail.
+        let pending = self
+            .tail
+            .iter()
+            .rev()
+            .take_while(|c| matches!(c.location, Location::Pending(_)))
+            .count();
+        let first = self.tail.len() - pending;
         let count = self
             .tail
             .iter()
             .skip(first)
-            .take_while(|c| matches!(c.location, Location::Pending(_)) && c.end <= end)
+            .take_while(|c| c.end <= end)
             .count();
+        if count == 0 {
+            return;
+        }
+        let mut max_timestamp = i64::MIN;
+        let mut created = Instant::now();
+        for c in self.tail.range(first..first + count) {
+            max_timestamp = max_timestamp.max(c.max_timestamp);
+            created = created.min(c.created);
+        }
         self.tail.drain(first..first + count);
         self.tail.insert(
             first,

@@ -109,6 +109,10 @@ async fn connection(
         let (frame, permit) = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break,
+            Err(e) if is_disconnect(&e) => {
+                debug!(%peer, error = %e, "client went away");
+                break;
+            }
             Err(e) => {
                 warn!(%peer, error = %e, "closing connection");
                 break;
@@ -168,4 +172,13 @@ async fn read_frame(
     let mut buf = BytesMut::zeroed(len as usize);
     rd.read_exact(&mut buf).await?;
     Ok(Some((buf.freeze(), permit)))
+}
+
+/// A client that closed or reset its connection: routine, not worth a warning.
+fn is_disconnect(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
 }
