@@ -6,9 +6,10 @@
 //   java -cp "$KAFKA_HOME/lib/*" AssignConsumerPerf.java BOOTSTRAP TOPIC NUM_RECORDS [TIMEOUT_MS]
 // Assigns every partition of TOPIC from the beginning and polls until NUM_RECORDS records (or
 // no record for TIMEOUT_MS). Prints one line:
-//   RESULT records=N bytes=B seconds=S MBps=X recps=Y first_record_ms=F
+//   RESULT records=N bytes=B seconds=S MBps=X recps=Y first_record_ms=F steady_MBps=Z
 // seconds runs from the first poll() to the last record; first_record_ms is the wait for the
-// first record (metadata, first fetch).
+// first record (metadata, first fetch); steady_MBps covers the last two thirds of the records
+// (after the JIT has warmed up).
 
 import java.time.Duration;
 import java.util.*;
@@ -37,7 +38,7 @@ public class AssignConsumerPerf {
         cp.put(ConsumerConfig.CLIENT_ID_CONFIG, "bench-consumer");
 
         long records = 0, bytes = 0;
-        long start, first = -1, last;
+        long start, first = -1, last, third = -1, thirdBytes = 0;
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(cp)) {
             List<TopicPartition> tps = new ArrayList<>();
             for (PartitionInfo p : consumer.partitionsFor(topic)) tps.add(new TopicPartition(topic, p.partition()));
@@ -60,12 +61,18 @@ public class AssignConsumerPerf {
                     records++;
                     bytes += r.serializedValueSize() + Math.max(0, r.serializedKeySize());
                 }
+                if (third < 0 && records >= want / 3) {
+                    third = now;
+                    thirdBytes = bytes;
+                }
                 last = now;
             }
         }
         double secs = (last - start) / 1e9;
-        System.out.printf(Locale.ROOT, "RESULT records=%d bytes=%d seconds=%.3f MBps=%.2f recps=%.1f first_record_ms=%.1f%n",
+        double steadySecs = third < 0 ? 0 : (last - third) / 1e9;
+        System.out.printf(Locale.ROOT, "RESULT records=%d bytes=%d seconds=%.3f MBps=%.2f recps=%.1f first_record_ms=%.1f steady_MBps=%.2f%n",
             records, bytes, secs, bytes / 1048576.0 / secs, records / secs,
-            first < 0 ? -1.0 : (first - start) / 1e6);
+            first < 0 ? -1.0 : (first - start) / 1e6,
+            steadySecs > 0 ? (bytes - thirdBytes) / 1048576.0 / steadySecs : 0.0);
     }
 }

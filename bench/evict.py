@@ -5,7 +5,7 @@ It syncs, then calls posix_fadvise(POSIX_FADV_DONTNEED) on each file, which evic
 file's clean pages without privileges and without touching anyone else's page cache (the
 machine may be shared). With BENCH_DROP_CACHES=1 it first also tries the global
 `echo 3 > /proc/sys/vm/drop_caches`. Prints one line:
-    EVICT files=N bytes=B resident_before=X resident_after=Y drop_caches=skipped|ok|denied
+    EVICT files=N bytes=B allocated=A resident_before=X resident_after=Y drop_caches=skipped|ok|denied
 (resident_* from mincore(2), in bytes).
 """
 import ctypes
@@ -57,7 +57,10 @@ def main():
         except OSError:
             continue
         try:
-            before += resident(fd, os.fstat(fd).st_size)
+            st = os.fstat(fd)
+            # cap at the allocated size: mincore counts mapped pages of sparse holes too
+            # (Kafka preallocates its index files)
+            before += min(resident(fd, st.st_size), st.st_blocks * 512)
         finally:
             os.close(fd)
     os.sync()
@@ -69,21 +72,23 @@ def main():
             dropped = "ok"
         except OSError:
             dropped = "denied"
-    n = total = after = 0
+    n = total = alloc = after = 0
     for p in paths:
         try:
             fd = os.open(p, os.O_RDONLY)
         except OSError:
             continue
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size = st.st_size
+            alloc += st.st_blocks * 512
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            after += resident(fd, size)
+            after += min(resident(fd, size), st.st_blocks * 512)
             n += 1
             total += size
         finally:
             os.close(fd)
-    print(f"EVICT files={n} bytes={total} resident_before={before} resident_after={after} drop_caches={dropped}")
+    print(f"EVICT files={n} bytes={total} allocated={alloc} resident_before={before} resident_after={after} drop_caches={dropped}")
 
 
 if __name__ == "__main__":
