@@ -159,7 +159,6 @@ pub struct Group {
     pub rebalance_deadline: Option<Instant>,
     /// A new group waits this long for more members before its first assignment.
     pub initial_delay_until: Option<Instant>,
-
     /// Set when the persisted form changed.
     pub dirty: bool,
 }
@@ -388,9 +387,14 @@ impl Group {
                 sync_waiter: None,
             },
         );
-        // Members joining during a new group's initial delay do not extend it: Kafka 4's
-        // coordinator completes a new group's first join when the delay ends.
-        if self.state != State::PreparingRebalance {
+        if self.state == State::PreparingRebalance {
+            if let Some(until) = self.initial_delay_until {
+                // Each member joining a new group extends the wait, within the deadline.
+                let next = Instant::now() + limits.initial_delay;
+                let cap = self.rebalance_deadline.unwrap_or(next);
+                self.initial_delay_until = Some(next.min(cap).max(until));
+            }
+        } else {
             self.prepare_rebalance(limits);
         }
         self.wait_join(&id)
@@ -456,7 +460,6 @@ impl Group {
         self.rebalance_deadline = Some(now + timeout);
         self.initial_delay_until = (self.state == State::Empty && !limits.initial_delay.is_zero())
             .then(|| (now + limits.initial_delay).min(now + timeout));
-
         self.state = State::PreparingRebalance;
     }
 
