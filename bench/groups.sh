@@ -9,8 +9,8 @@
 # cooperative-sticky assignor, and consumer / KIP-848), bench/GroupBench.java runs
 # BENCH_CONSUMERS consumers in one JVM on a BENCH_PARTITIONS-partition topic and measures:
 #   stable_ms      from the first subscribe until every partition is owned by exactly one
-#                  consumer and the shares are even (both brokers delay a new group's first
-#                  rebalance by group.initial.rebalance.delay.ms = 3000 ms for classic)
+#                  consumer and the shares are even (both brokers run with
+#                  group.initial.rebalance.delay.ms=0, as scripts/run-kafka.sh sets for Kafka)
 #   rebalance_ms   from one consumer's close() until the others own every partition again
 #   commits_per_s  synchronous OffsetCommits per second from all consumers together
 # Prints a table with Stratus ÷ Kafka and writes it to bench/results/groups.md.
@@ -52,7 +52,9 @@ start_broker() { # name port -> sets PID
   if [ "$name" = kafka ]; then
     PID=$("$REPO/scripts/run-kafka.sh" --data-dir "$WORK/kafka" --port "$port" --controller-port "$(free_port)" | tail -1)
   else
-    "$STRATUS_BIN" --data-dir "$WORK/stratus" --listeners "PLAINTEXT://127.0.0.1:$port" >"$WORK/stratus.log" 2>&1 &
+    # scripts/run-kafka.sh gives Kafka group.initial.rebalance.delay.ms=0: the same here.
+    "$STRATUS_BIN" --data-dir "$WORK/stratus" --listeners "PLAINTEXT://127.0.0.1:$port" \
+      --set group.initial.rebalance.delay.ms=0 >"$WORK/stratus.log" 2>&1 &
     PID=$!
   fi
   wait_port "$port" || { echo "$name did not start" >&2; exit 1; }
