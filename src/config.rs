@@ -37,7 +37,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("max.connections", "10000", "Connections accepted at once; more wait in the accept queue."),
     s("log.retention.ms", "604800000", "Default retention.ms of topics (-1: keep forever)."),
     s("log.retention.bytes", "-1", "Default retention.bytes of topics (-1: no size limit)."),
-    s("log.segment.bytes", "134217728", "Default segment.bytes: a partition's unsealed data is sealed into a segment object at this size."),
+    s("log.segment.bytes", "33554432", "Default segment.bytes: a partition's unsealed data is sealed into a segment object at this size."),
     s("log.roll.ms", "3600000", "Default segment.ms: unsealed data older than this is sealed into a segment object."),
     s("log.retention.check.interval.ms", "300000", "How often retention runs."),
     s("log.message.timestamp.type", "CreateTime", "Default message.timestamp.type of topics."),

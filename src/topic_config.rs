@@ -121,7 +121,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     d(
         "segment.bytes",
         Some("log.segment.bytes"),
-        "134217728",
+        "33554432",
         Kind::Int(14),
     ),
     d("segment.index.bytes", None, "10485760", Kind::Int(4)),
