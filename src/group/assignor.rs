@@ -33,14 +33,19 @@ pub fn assign(
     }
 }
 
+/// Every member with no partitions yet.
+fn nothing_for(members: &[MemberSpec<'_>]) -> BTreeMap<String, BTreeSet<Tp>> {
+    members
+        .iter()
+        .map(|m| (m.id.to_string(), BTreeSet::new()))
+        .collect()
+}
+
 fn range(
     members: &[MemberSpec<'_>],
     partitions: &BTreeMap<Uuid, i32>,
 ) -> BTreeMap<String, BTreeSet<Tp>> {
-    let mut out: BTreeMap<String, BTreeSet<Tp>> = members
-        .iter()
-        .map(|m| (m.id.to_string(), BTreeSet::new()))
-        .collect();
+    let mut out = nothing_for(members);
     for (topic, count) in partitions {
         let mut subs: Vec<&str> = members
             .iter()
@@ -72,10 +77,7 @@ fn uniform(
     members: &[MemberSpec<'_>],
     partitions: &BTreeMap<Uuid, i32>,
 ) -> BTreeMap<String, BTreeSet<Tp>> {
-    let mut out: BTreeMap<String, BTreeSet<Tp>> = members
-        .iter()
-        .map(|m| (m.id.to_string(), BTreeSet::new()))
-        .collect();
+    let mut out = nothing_for(members);
     let all: Vec<Tp> = partitions
         .iter()
         .flat_map(|(t, n)| (0..*n).map(move |p| (*t, p)))
