@@ -184,9 +184,20 @@ impl Wal {
         if buf.poisoned {
             return Err(Error::NotDurable("a WAL flush failed".into()));
         }
-        let seq = buf.seq;
+        let mut seq = buf.seq;
         let base_offset = match state.append(batches, log_append_time)? {
-            Appended::Duplicate { base_offset } => base_offset,
+            // A retry: wait for the flush that holds the original, never for an open
+            // buffer that may stay empty. Committed already: nothing to wait for. Else it
+            // is in the open buffer (non-empty, so it will flush) or in a flush already
+            // taken, all of which commit no later than `seq - 1`.
+            Appended::Duplicate { base_offset } => {
+                if base_offset < state.high_watermark {
+                    seq = 0;
+                } else if buf.entries.is_empty() {
+                    seq = buf.seq.saturating_sub(1);
+                }
+                base_offset
+            }
             Appended::New {
                 base_offset,
                 end_offset,
