@@ -6,6 +6,8 @@
 #   - Apache Kafka jars (clients, tools, server) at $CACHE/kafka-$KAFKA_VERSION/lib
 #   - the franz-go group consumer (tests/clients/go/groupconsumer) built to $CACHE/bin
 #   - kafkajs (npm) in $CACHE/node_modules
+#   - MinIO (minio) and etcd (etcd, etcdctl) built from Go modules to $CACHE/bin
+#     (start them with scripts/run-minio.sh and scripts/run-etcd.sh)
 # Works non-interactively (CI=true, no stdin).
 set -euo pipefail
 
@@ -14,6 +16,11 @@ CACHE="${STRATUS_CACHE:-$HOME/.cache/stratus}"
 KAFKA_VERSION="${KAFKA_VERSION:-4.3.1}"
 SLF4J_VERSION=2.0.17
 LOG4J_VERSION=2.25.4
+# MinIO publishes no semver tags the module proxy lists; this is the pseudo-version that
+# `go list -m github.com/minio/minio@latest` resolved to (master of 2026-02-12).
+MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
+# etcd server + etcdctl; must match the requires in scripts/etcd-wrapper/go.mod (checked below).
+ETCD_VERSION=v3.7.3
 export DEBIAN_FRONTEND=noninteractive
 mkdir -p "$CACHE"
 
@@ -134,6 +141,54 @@ else
      GOTOOLCHAIN=local go build -o "$FRANZ_BIN.tmp" . </dev/null)
   mv "$FRANZ_BIN.tmp" "$FRANZ_BIN"
   echo "$GO_HASH" > "$FRANZ_BIN.src"
+fi
+
+# --- MinIO (Go) ------------------------------------------------------------------------
+# `go install module@version` builds with MinIO's own go.mod/go.sum (it has no replace
+# directives). Cold: ~5 min and ~1.3 GiB of modules under $CACHE/go/mod; binary ~150 MB.
+MINIO_BIN="$CACHE/bin/minio"
+if [ "$GO_OK" != 1 ]; then
+  log "go not found: skipping MinIO (object-store tests will fail)"
+elif [ -x "$MINIO_BIN" ] && [ "$(cat "$MINIO_BIN.version" 2>/dev/null)" = "$MINIO_VERSION" ]; then
+  log "minio: present ($MINIO_BIN)"
+else
+  log "minio $MINIO_VERSION: building (takes several minutes)"
+  mkdir -p "$CACHE/bin" "$CACHE/go"
+  rm -rf "$CACHE/go/gobin"
+  GOFLAGS="-modcacherw" GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOBIN="$CACHE/go/gobin" \
+    GOTOOLCHAIN=local go install "github.com/minio/minio@$MINIO_VERSION" </dev/null
+  mv "$CACHE/go/gobin/minio" "$MINIO_BIN"
+  rmdir "$CACHE/go/gobin"
+  echo "$MINIO_VERSION" > "$MINIO_BIN.version"
+fi
+
+# --- etcd + etcdctl (Go) ---------------------------------------------------------------
+# etcd's modules carry replace directives, so `go install go.etcd.io/etcd/server/v3@v` is
+# refused; scripts/etcd-wrapper (go.mod/go.sum pin the version) builds both binaries.
+# Rebuilt when the wrapper's sources change. Cold: ~1 min (+~10 s of module downloads).
+ETCD_SRC="$(cd "$(dirname "$0")" && pwd)/etcd-wrapper"
+ETCD_BIN="$CACHE/bin/etcd"
+ETCDCTL_BIN="$CACHE/bin/etcdctl"
+if [ "$GO_OK" != 1 ]; then
+  log "go not found: skipping etcd (metadata-store tests will fail)"
+else
+  for m in server etcdctl; do
+    grep -q "go.etcd.io/etcd/$m/v3 $ETCD_VERSION\$" "$ETCD_SRC/go.mod" || {
+      log "scripts/etcd-wrapper/go.mod does not require go.etcd.io/etcd/$m/v3 $ETCD_VERSION"; exit 1; }
+  done
+  ETCD_HASH="$(cat "$ETCD_SRC"/go.mod "$ETCD_SRC"/go.sum "$ETCD_SRC"/*/*.go | sha256sum | cut -c1-16)"
+  if [ -x "$ETCD_BIN" ] && [ -x "$ETCDCTL_BIN" ] && [ "$(cat "$ETCD_BIN.src" 2>/dev/null)" = "$ETCD_HASH" ]; then
+    log "etcd: present ($ETCD_BIN, $ETCDCTL_BIN)"
+  else
+    log "etcd $ETCD_VERSION: building etcd and etcdctl"
+    mkdir -p "$CACHE/bin" "$CACHE/go"
+    (cd "$ETCD_SRC" && export GOFLAGS="-mod=readonly -modcacherw" GOMODCACHE="$CACHE/go/mod" \
+       GOCACHE="$CACHE/go/build" GOTOOLCHAIN=local &&
+     go build -o "$ETCD_BIN.tmp" ./etcd </dev/null && go build -o "$ETCDCTL_BIN.tmp" ./etcdctl </dev/null)
+    mv "$ETCD_BIN.tmp" "$ETCD_BIN"
+    mv "$ETCDCTL_BIN.tmp" "$ETCDCTL_BIN"
+    echo "$ETCD_HASH" > "$ETCD_BIN.src"
+  fi
 fi
 
 # --- kafkajs (Node) ------------------------------------------------------------------

@@ -42,7 +42,22 @@ if [ "${STRATUS_SKIP_CARGO:-0}" != 1 ]; then
   step fmt cargo fmt --all -- --check
   if [ "$BUILD_OK" = 1 ]; then
     step clippy cargo clippy --all-targets -- -D warnings
-    step cargo-test cargo test
+    # A real etcd for the metadata-store conformance suite (src/meta/etcd.rs).
+    ETCD_TMP="$(mktemp -d)"
+    ETCD_PORT="$("$CACHE/venv/bin/python" -c 'import socket
+for _ in range(100):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p + 1)); t.close(); print(p); break
+    except OSError:
+        t.close()')"
+    ETCD_LOG_LEVEL=warn scripts/run-etcd.sh "$ETCD_TMP/data" "$ETCD_PORT" >"$ETCD_TMP/etcd.log" 2>&1 </dev/null &
+    ETCD_PID=$!
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$ETCD_PORT/health" >/dev/null && break; sleep 0.1; done
+    STRATUS_TEST_ETCD="127.0.0.1:$ETCD_PORT" STRATUS_REQUIRE_ETCD=1 step cargo-test cargo test
+    kill "$ETCD_PID" 2>/dev/null; wait "$ETCD_PID" 2>/dev/null
+    rm -rf "$ETCD_TMP"
   fi
 fi
 

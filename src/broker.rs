@@ -12,14 +12,22 @@ use uuid::Uuid;
 use crate::cache::BlockCache;
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::membership::Membership;
+use crate::cluster::{Fence, View};
 use crate::meta::embedded::EmbeddedStore;
-use crate::meta::repo::{self, PartitionRecord, TopicRecord, WalEntry};
-use crate::meta::{Compare, MetaStore, Op, MAX_TXN_OPS};
+use crate::meta::etcd::EtcdStore;
+use crate::meta::repo::{self, ControllerRecord, Registration, TopicRecord};
+use crate::meta::{Compare, MetaStore, Op};
 use crate::objects::Objects;
-use crate::partition::{Location, Partition, TailChunk};
+use crate::partition::Partition;
 use crate::segment::IndexEntry;
 use crate::topic_config;
-use crate::wal::{LiveEntry, Wal, WalConfig};
+use crate::wal::{Wal, WalConfig};
+
+pub use crate::topics::validate_topic_name;
 
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: i32 = 10_000;
@@ -43,7 +51,7 @@ pub struct Topic {
 }
 
 impl Topic {
-    fn record(&self) -> TopicRecord {
+    pub(crate) fn record(&self) -> TopicRecord {
         TopicRecord {
             id: self.id_text.to_string(),
             name: self.name.to_string(),
@@ -55,9 +63,9 @@ impl Topic {
 }
 
 #[derive(Default)]
-struct Topics {
-    by_name: HashMap<String, Arc<Topic>>,
-    by_id: HashMap<Uuid, Arc<Topic>>,
+pub(crate) struct Topics {
+    pub(crate) by_name: HashMap<String, Arc<Topic>>,
+    pub(crate) by_id: HashMap<Uuid, Arc<Topic>>,
 }
 
 /// The broker.
@@ -76,27 +84,43 @@ pub struct Broker {
     pub indexes: moka::future::Cache<Arc<str>, Arc<Vec<IndexEntry>>>,
     /// Cluster id.
     pub cluster_id: String,
-    topics: RwLock<Topics>,
+    pub(crate) topics: RwLock<Topics>,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
-    /// Serializes topic creation and deletion.
-    topic_lock: tokio::sync::Mutex<()>,
+    /// Serializes topic creation, deletion and re-reads of the topic records.
+    pub(crate) topic_lock: tokio::sync::Mutex<()>,
     /// When the broker started.
     pub started: Instant,
     /// The group coordinator.
     pub groups: Arc<crate::group::Coordinator>,
     /// Bytes of requests read and not yet answered (`queued.max.request.bytes`).
     pub request_memory: Arc<tokio::sync::Semaphore>,
+    /// What this broker owns, and the compare its writes carry.
+    pub fence: Arc<Fence>,
+    /// Every live broker and every owner.
+    pub view: watch::Sender<Arc<View>>,
+    /// This broker's registration.
+    pub membership: Arc<Membership>,
+    /// Serializes changes of ownership.
+    pub(crate) ownership_lock: tokio::sync::Mutex<()>,
+    /// Stops the cluster tasks (after the listeners and the WAL).
+    pub(crate) cluster_cancel: CancellationToken,
 }
 
 /// A refused admin request: the Kafka error and a message for the client.
 pub type AdminError = (Code, String);
 
 impl Broker {
-    /// Opens the stores and recovers every partition from the metadata store.
+    /// Opens the stores named by the settings, joins the cluster and takes what it is
+    /// assigned.
     pub async fn open(settings: Settings) -> anyhow::Result<Arc<Broker>> {
         std::fs::create_dir_all(&settings.data_dir)?;
-        let meta: Arc<dyn MetaStore> =
-            Arc::new(EmbeddedStore::open(&settings.data_dir.join("meta.redb"))?);
+        let meta: Arc<dyn MetaStore> = match settings.metadata_url.as_str() {
+            "" | "embedded" => Arc::new(EmbeddedStore::open(&settings.data_dir.join("meta.redb"))?),
+            url => Arc::new(
+                EtcdStore::connect(url, Duration::from_millis(settings.metadata_timeout_ms))
+                    .await?,
+            ),
+        };
         let objects = Arc::new(Objects::from_url(&settings.object_store_url)?);
         Self::open_with(settings, meta, objects).await
     }
@@ -123,23 +147,21 @@ impl Broker {
                     vec![Op::Put(repo::CLUSTER_ID.into(), id.clone().into(), None)],
                 )
                 .await?;
-                id
+                match meta.get(repo::CLUSTER_ID).await? {
+                    Some(v) => String::from_utf8_lossy(&v.value).to_string(),
+                    None => id,
+                }
             }
         };
         let node = settings.node_id;
-        // Take the assignment: any earlier incarnation of this broker can no longer commit.
         let incarnation = rand_u64();
-        let akey = repo::assignment_key(node);
-        meta.put(&akey, incarnation.to_string().into()).await?;
-        let assignment_rev = meta
-            .get(&akey)
+        let fence = Arc::new(Fence::new(node, incarnation));
+        let next_seq = meta
+            .range(&repo::wal_prefix(node))
             .await?
-            .map(|v| v.mod_revision)
-            .unwrap_or_default();
-        let wal_entries = meta.range(&repo::wal_prefix(node)).await?;
-        let next_seq = wal_entries
-            .last()
-            .and_then(|(k, _)| k.rsplit('/').next()?.parse::<u64>().ok())
+            .iter()
+            .filter_map(|(k, _)| repo::wal_seq(k))
+            .max()
             .map(|s| s + 1)
             .unwrap_or(1);
         let wal = Arc::new(Wal::new(
@@ -155,13 +177,32 @@ impl Broker {
             objects.clone(),
             cache.clone(),
             next_seq,
-            assignment_rev,
+            fence.clone(),
         ));
         let groups = crate::group::Coordinator::open(
             meta.clone(),
+            fence.clone(),
             crate::group::GroupSettings::from(&settings),
         )
         .await?;
+        let registration = Registration {
+            node,
+            incarnation,
+            listeners: settings
+                .listeners
+                .iter()
+                .zip(&settings.advertised)
+                .map(|(l, a)| (l.name.clone(), a.host.clone(), a.port))
+                .collect(),
+            rack: settings.rack.clone(),
+            admin: settings.admin_listener.clone(),
+            leaving: false,
+        };
+        let membership = Arc::new(Membership::new(
+            meta.clone(),
+            registration,
+            Duration::from_millis(settings.broker_session_timeout_ms),
+        ));
         let broker = Arc::new(Broker {
             request_memory: Arc::new(tokio::sync::Semaphore::new(
                 settings.queued_max_request_bytes,
@@ -178,160 +219,164 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             topic_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            fence,
+            view: watch::Sender::new(Arc::new(View::default())),
+            membership,
+            ownership_lock: tokio::sync::Mutex::new(()),
+            cluster_cancel: CancellationToken::new(),
         });
-        broker.recover(wal_entries).await?;
+        broker.sync_topics().await?;
+        broker.join().await?;
         Ok(broker)
     }
 
-    async fn recover(&self, wal_entries: Vec<(String, crate::meta::Versioned)>) -> Result<()> {
+    /// Registers, starts the cluster tasks (keep-alive, view, controller campaign,
+    /// ownership), and waits until the controller has answered this incarnation.
+    async fn join(self: &Arc<Self>) -> anyhow::Result<()> {
         let started = Instant::now();
-        let mut records: HashMap<String, PartitionRecord> = HashMap::new();
-        for (k, v) in self.meta.range("partitions/").await? {
-            records.insert(k.clone(), repo::decode(&k, &v)?);
-        }
-        let mut topics = Topics::default();
-        for (k, v) in self.meta.range(repo::TOPICS).await? {
-            let rec: TopicRecord = repo::decode(&k, &v)?;
-            let Ok(id) = Uuid::parse_str(&rec.id) else {
-                warn!(key = k, "topic record with a bad id skipped");
-                continue;
-            };
-            let id_text: Arc<str> = Arc::from(rec.id.as_str());
-            let name: Arc<str> = Arc::from(rec.name.as_str());
-            let partitions = (0..rec.partitions)
-                .map(|i| {
-                    let r = records
-                        .remove(&repo::partition_key(&rec.id, i))
-                        .unwrap_or_default();
-                    Arc::new(Partition::new(id_text.clone(), name.clone(), i, &r))
-                })
-                .collect();
-            let topic = Arc::new(Topic {
-                id,
-                id_text,
-                name,
-                partitions,
-                replication_factor: rec.replication_factor,
-                configs: rec.configs,
-            });
-            topics.by_id.insert(id, topic.clone());
-            topics.by_name.insert(rec.name, topic);
-        }
-        // Partition records left by an interrupted topic deletion.
-        for (k, r) in records {
-            self.meta.txn(vec![], vec![Op::Delete(k)]).await?;
-            for s in r.segments {
-                self.objects.delete(&s.key).await?;
+        self.membership.register().await?;
+        let cancel = self.cluster_cancel.clone();
+        tokio::spawn(self.membership.clone().keep_alive(cancel.clone()));
+        tokio::spawn(crate::cluster::watch_view(
+            self.meta.clone(),
+            self.view.clone(),
+            Duration::from_secs(10),
+            cancel.clone(),
+        ));
+        let membership = self.membership.clone();
+        tokio::spawn(crate::cluster::controller::run(
+            self.meta.clone(),
+            ControllerRecord {
+                node: self.settings.node_id,
+                incarnation: self.fence.incarnation(),
+            },
+            move || membership.lease(),
+            Duration::from_secs(5),
+            cancel.clone(),
+        ));
+        // Wait (bounded) for the first assignment naming this incarnation, so that a
+        // single broker serves its partitions from the first request.
+        let deadline = Instant::now()
+            + Duration::from_millis(self.settings.broker_session_timeout_ms.max(1000) * 2);
+        loop {
+            let synced = crate::cluster::ownership::sync(self).await.is_ok();
+            if synced && self.fence.get().assignment.incarnation == self.fence.incarnation() {
+                break;
             }
-        }
-        // The unsealed tail: WAL ranges beyond each partition's sealed end.
-        let mut live = BTreeMap::new();
-        let mut freed = Vec::new();
-        for (k, v) in wal_entries {
-            let entry: WalEntry = repo::decode(&k, &v)?;
-            let seq = k
-                .rsplit('/')
-                .next()
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0);
-            let object: Arc<str> = Arc::from(entry.object.as_str());
-            let size = entry
-                .ranges
-                .iter()
-                .map(|r| r.pos + r.len)
-                .max()
-                .unwrap_or(0);
-            let mut remaining = BTreeMap::new();
-            for r in &entry.ranges {
-                let Some(t) = Uuid::parse_str(&r.topic_id)
-                    .ok()
-                    .and_then(|id| topics.by_id.get(&id))
-                else {
-                    continue;
-                };
-                let Some(p) = t.partitions.get(r.partition as usize) else {
-                    continue;
-                };
-                if r.end_offset <= p.state().sealed_end {
-                    continue;
-                }
-                p.recover_range(
-                    TailChunk {
-                        base: r.base_offset,
-                        end: r.end_offset,
-                        max_timestamp: r.max_timestamp,
-                        location: Location::Wal {
-                            object: object.clone(),
-                            // Reads stay within ranges, which end before the footer.
-                            object_size: size,
-                            pos: r.pos,
-                            len: r.len,
-                        },
-                        created: Instant::now(),
-                    },
-                    &r.producers,
-                );
-                remaining.insert((r.topic_id.clone(), r.partition), r.end_offset);
+            if Instant::now() >= deadline {
+                warn!("no assignment from the controller yet; serving what comes later");
+                break;
             }
-            if remaining.is_empty() {
-                freed.push((k, entry.object));
-            } else {
-                live.insert(
-                    seq,
-                    LiveEntry {
-                        object: entry.object,
-                        remaining,
-                    },
-                );
-            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        *self.wal.live.lock().unwrap_or_else(|p| p.into_inner()) = live;
-        for (k, object) in freed {
-            self.meta.txn(vec![], vec![Op::Delete(k)]).await?;
-            self.objects.delete(&object).await?;
-        }
-        // A new leader epoch for every partition, starting at its log end.
-        let all: Vec<Arc<Partition>> = topics
-            .by_id
-            .values()
-            .flat_map(|t| t.partitions.iter().cloned())
-            .collect();
-        let count = all.len();
-        for p in &all {
-            let mut s = p.state();
-            s.leader_epoch += 1;
-            let (epoch, end) = (s.leader_epoch, s.next_offset);
-            s.epochs.push((epoch, end));
-            if s.epochs.len() > 1000 {
-                s.epochs.remove(0);
-            }
-        }
-        for chunk in all.chunks(MAX_TXN_OPS) {
-            let ops = chunk
-                .iter()
-                .map(|p| {
-                    Op::Put(
-                        repo::partition_key(&p.topic_id, p.index),
-                        repo::encode(&p.record()),
-                        None,
-                    )
-                })
-                .collect();
-            self.meta.txn(vec![], ops).await?;
-        }
-        *self.topics.write().unwrap_or_else(|p| p.into_inner()) = topics;
+        tokio::spawn(crate::cluster::ownership::run(self.clone(), cancel));
         info!(
-            partitions = count,
+            node = self.settings.node_id,
+            partitions = self.fence.get().assignment.partitions.len(),
             ms = started.elapsed().as_millis() as u64,
-            "recovered"
+            "joined the cluster"
         );
         Ok(())
+    }
+
+    /// SIGTERM: marks this broker as leaving, so the controller moves its partitions and
+    /// shards to the others, and waits (up to `controlled.shutdown.timeout.ms`) until it
+    /// owns nothing — or at once if no other broker can take them.
+    pub async fn hand_off(&self) {
+        let started = Instant::now();
+        if let Err(e) = self.membership.leave().await {
+            warn!(error = %e, "could not announce the shutdown; partitions move when the lease expires");
+            return;
+        }
+        let deadline =
+            started + Duration::from_millis(self.settings.controlled_shutdown_timeout_ms);
+        let me = self.settings.node_id;
+        let mut changed = self.fence.changed.subscribe();
+        loop {
+            let owned = self.fence.get();
+            if owned.assignment.partitions.is_empty() && owned.assignment.shards.is_empty() {
+                info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "handed everything off"
+                );
+                return;
+            }
+            let others = {
+                let v = self.view.borrow();
+                v.brokers
+                    .iter()
+                    .any(|(n, r)| *n != me && !r.leaving && !v.drained.contains(n))
+            };
+            if !others || Instant::now() >= deadline {
+                if others {
+                    warn!("hand-off timed out; the rest moves when the lease ends");
+                }
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), changed.changed()).await;
+        }
     }
 
     /// The address advertised to clients of listener `index`.
     pub fn advertised(&self, index: usize) -> &crate::config::Listener {
         let a = &self.settings.advertised;
         a.get(index).unwrap_or(&a[0])
+    }
+
+    /// Live brokers with their address on listener `index` (matched by listener name):
+    /// (node, host, port, rack). This broker is always listed.
+    pub fn live_brokers(&self, index: usize) -> Vec<(i32, String, u16, Option<String>)> {
+        let name = self
+            .settings
+            .listeners
+            .get(index)
+            .map(|l| l.name.clone())
+            .unwrap_or_default();
+        let view = self.view.borrow().clone();
+        let me = self.settings.node_id;
+        let mut out: Vec<_> = view
+            .brokers
+            .iter()
+            .filter(|(n, _)| **n != me)
+            .filter_map(|(n, r)| {
+                let l = r
+                    .listeners
+                    .iter()
+                    .find(|l| l.0 == name)
+                    .or(r.listeners.first())?;
+                Some((*n, l.1.clone(), l.2, r.rack.clone()))
+            })
+            .collect();
+        let a = self.advertised(index);
+        out.push((me, a.host.clone(), a.port, self.settings.rack.clone()));
+        out.sort_by_key(|b| b.0);
+        out
+    }
+
+    /// The live owner of a partition and its epoch: this broker if it owns it, else what
+    /// the cluster view says.
+    pub fn owner_of(&self, p: &Partition) -> Option<(i32, i32)> {
+        let local = p.state().owner_epoch.map(|e| (self.settings.node_id, e));
+        let seen = self.view.borrow().owner(&p.topic_id, p.index);
+        match (local, seen) {
+            (Some(l), Some(s)) if s.1 > l.1 => Some(s),
+            (Some(l), _) => Some(l),
+            (None, Some(s)) if s.0 != self.settings.node_id => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The live coordinator of a group shard.
+    pub fn coordinator_of(&self, shard: u32) -> Option<i32> {
+        if self.groups.owns_shard(shard) {
+            return Some(self.settings.node_id);
+        }
+        self.view
+            .borrow()
+            .shard_owners
+            .get(&shard)
+            .map(|o| o.0)
+            .filter(|n| *n != self.settings.node_id)
     }
 
     /// A topic by name.
@@ -355,7 +400,7 @@ impl Broker {
         self.topics.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn install(&self, topic: Arc<Topic>) {
+    pub(crate) fn install(&self, topic: Arc<Topic>) {
         let mut t = self.topics.write().unwrap_or_else(|p| p.into_inner());
         t.by_id.insert(topic.id, topic.clone());
         t.by_name.insert(topic.name.to_string(), topic);
@@ -372,220 +417,40 @@ impl Broker {
             .is_some_and(|(v, _)| v == "LogAppendTime")
     }
 
-    /// Creates a topic (or only validates the request).
-    pub async fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, AdminError> {
-        validate_topic_name(name)?;
-        let partitions = if partitions == -1 {
-            self.settings.num_partitions
-        } else {
-            partitions
-        };
-        if partitions <= 0 || partitions > MAX_PARTITIONS {
-            return Err((
-                Code::InvalidPartitions,
-                format!("Number of partitions must be between 1 and {MAX_PARTITIONS}."),
-            ));
-        }
-        let replication_factor = match replication_factor {
-            -1 => self.settings.default_replication_factor,
-            r if r <= 0 => {
-                return Err((
-                    Code::InvalidReplicationFactor,
-                    "Replication factor must be larger than 0.".into(),
-                ))
-            }
-            r => r,
-        };
-        for (k, v) in &configs {
-            topic_config::validate(k, v).map_err(|m| (Code::InvalidConfig, m))?;
-        }
-        let _guard = self.topic_lock.lock().await;
-        if self.topic(name).is_some() {
-            return Err((
-                Code::TopicAlreadyExists,
-                format!("Topic '{name}' already exists."),
-            ));
-        }
-        let id = Uuid::new_v4();
-        let id_text: Arc<str> = Arc::from(id.to_string().as_str());
-        let name_arc: Arc<str> = Arc::from(name);
-        let parts = (0..partitions)
-            .map(|i| {
-                let rec = PartitionRecord {
-                    epochs: vec![(0, 0)],
-                    ..Default::default()
-                };
-                Arc::new(Partition::new(id_text.clone(), name_arc.clone(), i, &rec))
-            })
-            .collect();
-        let topic = Arc::new(Topic {
-            id,
-            id_text,
-            name: name_arc,
-            partitions: parts,
-            replication_factor,
-            configs,
-        });
-        if validate_only {
-            return Ok(topic);
-        }
-        let key = repo::topic_key(name);
-        let applied = self
-            .meta
-            .txn(
-                vec![Compare::Revision(key.clone(), None)],
-                vec![Op::Put(key, repo::encode(&topic.record()), None)],
-            )
-            .await
-            .map_err(storage)?;
-        if !applied {
-            return Err((
-                Code::TopicAlreadyExists,
-                format!("Topic '{name}' already exists."),
-            ));
-        }
-        self.install(topic.clone());
-        info!(topic = name, partitions, "created topic");
-        Ok(topic)
-    }
-
-    /// Deletes a topic: its records first, then its objects.
-    pub async fn delete_topic(&self, topic: &Arc<Topic>) -> Result<(), AdminError> {
-        if !self.settings.delete_topic_enable {
-            return Err((
-                Code::TopicDeletionDisabled,
-                "Topic deletion is disabled.".into(),
-            ));
-        }
-        let _guard = self.topic_lock.lock().await;
-        self.meta
-            .txn(vec![], vec![Op::Delete(repo::topic_key(&topic.name))])
-            .await
-            .map_err(storage)?;
-        {
-            let mut t = self.topics.write().unwrap_or_else(|p| p.into_inner());
-            t.by_id.remove(&topic.id);
-            t.by_name.remove(topic.name.as_ref());
-        }
-        let mut segments = Vec::new();
-        for p in &topic.partitions {
-            let _rl = p.record_lock.lock().await;
-            let mut s = p.state();
-            s.deleted = true;
-            segments.append(&mut s.segments);
-        }
-        let keys: Vec<Op> = (0..topic.partitions.len() as i32)
-            .map(|i| Op::Delete(repo::partition_key(&topic.id_text, i)))
-            .collect();
-        for chunk in keys.chunks(MAX_TXN_OPS) {
-            self.meta
-                .txn(vec![], chunk.to_vec())
-                .await
-                .map_err(storage)?;
-        }
-        for s in segments {
-            if let Err(e) = self.objects.delete(&s.key).await {
-                warn!(object = s.key, error=%e, "segment of deleted topic not deleted");
-            }
-        }
-        crate::maintenance::forget_topic_in_wal(self, &topic.id_text).await;
-        info!(topic = %topic.name, "deleted topic");
-        Ok(())
-    }
-
-    /// Grows a topic to `count` partitions.
-    pub async fn create_partitions(
-        &self,
-        topic: &Arc<Topic>,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), AdminError> {
-        let current = topic.partitions.len() as i32;
-        if count <= current {
-            return Err((
-                Code::InvalidPartitions,
-                format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
-            ));
-        }
-        if count > MAX_PARTITIONS {
-            return Err((
-                Code::InvalidPartitions,
-                format!("At most {MAX_PARTITIONS} partitions."),
-            ));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let _guard = self.topic_lock.lock().await;
-        let mut parts = topic.partitions.clone();
-        for i in current..count {
-            let rec = PartitionRecord {
-                epochs: vec![(0, 0)],
-                ..Default::default()
-            };
-            parts.push(Arc::new(Partition::new(
-                topic.id_text.clone(),
-                topic.name.clone(),
-                i,
-                &rec,
-            )));
-        }
-        self.replace_topic(topic, parts, topic.configs.clone())
-            .await
-    }
-
-    /// Replaces a topic's config overrides.
-    pub async fn set_topic_configs(
-        &self,
-        topic: &Arc<Topic>,
-        configs: BTreeMap<String, String>,
-    ) -> Result<(), AdminError> {
-        let _guard = self.topic_lock.lock().await;
-        let current = self.topic(&topic.name).unwrap_or_else(|| topic.clone());
-        self.replace_topic(&current, current.partitions.clone(), configs)
-            .await
-    }
-
-    async fn replace_topic(
-        &self,
-        topic: &Arc<Topic>,
-        partitions: Vec<Arc<Partition>>,
-        configs: BTreeMap<String, String>,
-    ) -> Result<(), AdminError> {
-        let new = Arc::new(Topic {
-            id: topic.id,
-            id_text: topic.id_text.clone(),
-            name: topic.name.clone(),
-            partitions,
-            replication_factor: topic.replication_factor,
-            configs,
-        });
-        self.meta
-            .put(&repo::topic_key(&topic.name), repo::encode(&new.record()))
-            .await
-            .map_err(storage)?;
-        self.install(new);
-        Ok(())
-    }
-
     /// Writes a partition's durable record (the caller holds its `record_lock`), with
-    /// extra operations in the same transaction.
+    /// extra operations in the same transaction. Fenced: it applies only while this broker
+    /// owns the partition at the epoch its state was taken under; otherwise
+    /// NOT_LEADER_OR_FOLLOWER and nothing is written.
     pub async fn persist_partition(&self, p: &Partition, extra: Vec<Op>) -> Result<()> {
-        let mut ops = vec![Op::Put(
-            repo::partition_key(&p.topic_id, p.index),
-            repo::encode(&p.record()),
-            None,
-        )];
-        ops.extend(extra);
-        self.meta.txn(vec![], ops).await?;
-        Ok(())
+        let rec = p.record();
+        self.write_partition_record(p, &rec, extra).await
+    }
+
+    /// Writes `rec` as the partition's record, fenced as [`Broker::persist_partition`].
+    pub async fn write_partition_record(
+        &self,
+        p: &Partition,
+        rec: &crate::meta::repo::PartitionRecord,
+        extra: Vec<Op>,
+    ) -> Result<()> {
+        let epoch = p.state().owner_epoch;
+        let mut owned = self.fence.get();
+        for _ in 0..3 {
+            if epoch.is_none() || owned.epoch(&p.topic_id, p.index) != epoch {
+                break;
+            }
+            let mut ops = vec![Op::Put(
+                repo::partition_key(&p.topic_id, p.index),
+                repo::encode(rec),
+                None,
+            )];
+            ops.extend(extra.iter().cloned());
+            if self.meta.txn(vec![self.fence.compare(&owned)], ops).await? {
+                return Ok(());
+            }
+            owned = self.fence.refresh(self.meta.as_ref()).await?;
+        }
+        Err(Error::Kafka(Code::NotLeaderOrFollower))
     }
 
     /// A new producer id; ids are reserved from the metadata store in blocks.
@@ -623,37 +488,6 @@ impl Broker {
         ids.0 += 1;
         Ok(id)
     }
-}
-
-fn storage(e: impl std::fmt::Display) -> AdminError {
-    (Code::KafkaStorageError, e.to_string())
-}
-
-impl From<Error> for AdminError {
-    fn from(e: Error) -> Self {
-        (e.kafka(), e.to_string())
-    }
-}
-
-/// Kafka's topic name rules.
-pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
-    let bad = |m: &str| Err((Code::InvalidTopicException, m.to_string()));
-    if name.is_empty() {
-        return bad("Topic name is illegal, it can't be empty");
-    }
-    if name == "." || name == ".." {
-        return bad("Topic name cannot be \".\" or \"..\"");
-    }
-    if name.len() > 249 {
-        return bad("Topic name is illegal, it can't be longer than 249 characters");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
-    {
-        return bad("Topic name is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'");
-    }
-    Ok(())
 }
 
 fn rand_u64() -> u64 {

@@ -26,6 +26,11 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("node.id", "1", "This broker's id."),
     s("broker.rack", "", "Rack (zone) of this broker, reported in Metadata."),
     s("data.dir", "./stratus-data", "Directory for embedded metadata, the local object store and the disk cache."),
+    s("metadata.store.url", "embedded", "Metadata store: embedded (a file under data.dir; one broker) or etcd://HOST:PORT[,HOST:PORT...][/namespace] for a cluster. etcd credentials come from ETCD_USERNAME / ETCD_PASSWORD."),
+    s("metadata.request.timeout.ms", "5000", "Deadline of one metadata-store request; a store that does not answer gives retriable errors."),
+    s("broker.session.timeout.ms", "6000", "Lease of a broker's registration: a broker silent this long loses its partitions to the others."),
+    s("admin.listener", "", "HOST:PORT of the gRPC admin API (stratus admin, the operator). Empty: not served."),
+    s("controlled.shutdown.timeout.ms", "30000", "On SIGTERM, longest wait for the controller to move this broker's partitions away."),
     s("object.store.url", "", "Object store URL: file:///path, s3://bucket/prefix, memory://. Default: file://<data.dir>/objects."),
     s("num.partitions", "1", "Partitions of auto-created topics and of CreateTopics with -1."),
     s("default.replication.factor", "1", "Replication factor reported for topics created with -1 (durability comes from the object store)."),
@@ -117,6 +122,16 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Object store URL.
     pub object_store_url: String,
+    /// Metadata store URL (`embedded` or `etcd://...`).
+    pub metadata_url: String,
+    /// Deadline of one metadata request.
+    pub metadata_timeout_ms: u64,
+    /// Registration lease.
+    pub broker_session_timeout_ms: u64,
+    /// Admin API address.
+    pub admin_listener: Option<String>,
+    /// SIGTERM hand-off bound.
+    pub controlled_shutdown_timeout_ms: u64,
     /// Partitions for auto-created topics.
     pub num_partitions: i32,
     /// Reported replication factor default.
@@ -223,6 +238,20 @@ impl Settings {
         };
         let rack = Some(get("broker.rack")).filter(|r| !r.is_empty());
         Ok(Settings {
+            metadata_url: get("metadata.store.url"),
+            metadata_timeout_ms: positive::<u64>(
+                "metadata.request.timeout.ms",
+                &get("metadata.request.timeout.ms"),
+            )?,
+            broker_session_timeout_ms: positive::<u64>(
+                "broker.session.timeout.ms",
+                &get("broker.session.timeout.ms"),
+            )?,
+            admin_listener: Some(get("admin.listener")).filter(|a| !a.is_empty()),
+            controlled_shutdown_timeout_ms: num(
+                "controlled.shutdown.timeout.ms",
+                &get("controlled.shutdown.timeout.ms"),
+            )?,
             node_id: num("node.id", &get("node.id"))?,
             rack,
             num_partitions: positive("num.partitions", &get("num.partitions"))?,

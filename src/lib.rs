@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod broker;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod group;
@@ -25,6 +26,7 @@ pub mod segment;
 pub mod server;
 pub mod testing;
 pub mod topic_config;
+pub mod topics;
 pub mod wal;
 
 use std::sync::Arc;
@@ -55,6 +57,20 @@ pub async fn serve(
     bound: Option<tokio::sync::oneshot::Sender<Vec<std::net::SocketAddr>>>,
 ) -> anyhow::Result<()> {
     let listeners = server::bind(&broker).await?;
+    let admin = match &broker.settings.admin_listener {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("admin.listener {addr}: {e}"))?;
+            tracing::info!(addr = %l.local_addr()?, "admin API listening");
+            Some(tokio::spawn(cluster::admin::serve(
+                broker.clone(),
+                l,
+                broker.cluster_cancel.clone(),
+            )))
+        }
+        None => None,
+    };
     if let Some(tx) = bound {
         let addrs = listeners
             .iter()
@@ -78,6 +94,7 @@ pub async fn serve(
         )));
     }
     cancel.cancelled().await;
+    broker.hand_off().await;
     for s in servers {
         let _ = s.await;
     }
@@ -93,6 +110,11 @@ pub async fn serve(
     let _ = wal.await;
     let _ = upkeep.await;
     let _ = coordinator.await;
+    broker.cluster_cancel.cancel();
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
+    broker.membership.deregister().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -26,6 +26,20 @@ struct Cli {
     /// Any setting, key=value; repeatable. Wins over the file and the environment.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Administers a running cluster through a broker's admin API (admin.listener).
+    Admin {
+        /// HOST:PORT of any broker's admin listener.
+        #[arg(long, default_value = "127.0.0.1:9644", env = "STRATUS_ADMIN")]
+        server: String,
+        #[command(subcommand)]
+        command: stratus::cluster::cli::AdminCommand,
+    },
 }
 
 fn settings(cli: &Cli) -> anyhow::Result<Settings> {
@@ -50,7 +64,10 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Admin { server, command }) = cli.command.take() {
+        std::process::exit(admin(&server, command));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -103,4 +120,27 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+fn admin(server: &str, command: stratus::cluster::cli::AdminCommand) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stratus admin: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(stratus::cluster::cli::run(server, command)) {
+        Ok(out) => {
+            print!("{out}");
+            0
+        }
+        Err(e) => {
+            eprintln!("stratus admin: {e:#}");
+            1
+        }
+    }
 }

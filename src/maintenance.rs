@@ -1,6 +1,7 @@
 //! Background upkeep of the log: sealing WAL ranges into segment objects, deleting WAL
 //! objects once every range in them is sealed, retention, and DeleteRecords.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,12 +32,21 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
     ));
     let retention_every = Duration::from_millis(broker.settings.retention_check_interval_ms.max(1));
     let mut retention_tick = tokio::time::interval(retention_every);
+    let mut gc_tick = tokio::time::interval(Duration::from_millis(
+        (broker.settings.seal_check_interval_ms * 5).max(1000),
+    ));
+    gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     seal_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     retention_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = seal_tick.tick() => seal_due(&broker).await,
+            _ = gc_tick.tick() => {
+                if let Err(e) = collect_wal_garbage(&broker).await {
+                    warn!(error = %e, "wal garbage collection failed; will retry");
+                }
+            }
             _ = retention_tick.tick() => retention(&broker).await,
         }
     }
@@ -47,7 +57,13 @@ async fn seal_due(broker: &Broker) {
         let seg_bytes = broker.config_i64(&topic, "segment.bytes").max(1) as u64;
         let seg_ms = broker.config_i64(&topic, "segment.ms").max(1) as u128;
         for p in &topic.partitions {
-            let (bytes, oldest) = p.state().unsealed();
+            let (bytes, oldest) = {
+                let s = p.state();
+                if s.owner_epoch.is_none() {
+                    continue;
+                }
+                s.unsealed()
+            };
             let old = oldest.is_some_and(|t| t.elapsed().as_millis() >= seg_ms);
             if bytes > 0 && (bytes >= seg_bytes || old) {
                 if let Err(e) = seal(broker, p, seg_bytes).await {
@@ -56,7 +72,6 @@ async fn seal_due(broker: &Broker) {
             }
         }
     }
-    collect_wal_garbage(broker).await;
 }
 
 /// Seals the oldest committed WAL ranges of `p`, about `max_bytes` of them, into one
@@ -134,81 +149,127 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
             .copied()
             .collect()
     };
-    broker
-        .meta
-        .txn(
-            vec![],
-            vec![Op::Put(
-                repo::partition_key(&p.topic_id, p.index),
-                repo::encode(&rec),
-                None,
-            )],
-        )
-        .await?;
+    if let Err(e) = broker.write_partition_record(p, &rec, vec![]).await {
+        // Not ours any more (or the store failed): nothing references the segment.
+        let _ = broker.objects.delete(&key).await;
+        return Err(e);
+    }
     {
         let mut s = p.state();
         s.segments.push(seg);
         s.sealed_end = built.end_offset;
         s.tail.retain(|c| c.end > built.end_offset);
     }
-    let mut live = broker.wal.live.lock().unwrap_or_else(|p| p.into_inner());
-    let id = (p.topic_id.to_string(), p.index);
-    for e in live.values_mut() {
-        if e.remaining
-            .get(&id)
-            .is_some_and(|end| *end <= built.end_offset)
-        {
-            e.remaining.remove(&id);
-        }
-    }
     debug!(topic = %p.topic, partition = p.index, base = built.base_offset, end = built.end_offset, bytes = size, "sealed segment");
     Ok(())
 }
 
-/// Deletes WAL index entries and objects whose every range is sealed.
-pub async fn collect_wal_garbage(broker: &Broker) {
-    let freed: Vec<(u64, String)> = {
-        let live = broker.wal.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.iter()
-            .filter(|(_, e)| e.remaining.is_empty())
-            .map(|(s, e)| (*s, e.object.clone()))
-            .take(MAX_TXN_OPS)
-            .collect()
-    };
-    if freed.is_empty() {
-        return;
-    }
+/// Deletes WAL index entries, then their objects, once every range in them is sealed
+/// (or belongs to a deleted topic). Each broker collects its own entries; the controller
+/// also collects those of brokers that are gone. Evidence comes from the store (or from
+/// the state of partitions this broker owns), read after the entries: the sealed end only
+/// grows, so an entry judged sealed stays sealed.
+pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
     let node = broker.settings.node_id;
-    let ops = freed
-        .iter()
-        .map(|(s, _)| Op::Delete(repo::wal_key(node, *s)))
+    let view = broker.view.borrow().clone();
+    let controller = view.controller == Some(node);
+    let prefix = if controller {
+        "wal/".to_string()
+    } else {
+        repo::wal_prefix(node)
+    };
+    let entries: Vec<_> = broker
+        .meta
+        .range(&prefix)
+        .await?
+        .into_iter()
+        .filter(|(k, _)| {
+            let owner = k
+                .split('/')
+                .nth(1)
+                .and_then(|n| n.parse::<i32>().ok())
+                .unwrap_or(node);
+            owner == node || !view.brokers.contains_key(&owner)
+        })
         .collect();
-    if let Err(e) = broker.meta.txn(vec![], ops).await {
-        warn!(error = %e, "wal index cleanup failed; will retry");
-        return;
+    if entries.is_empty() {
+        return Ok(());
     }
-    {
-        let mut live = broker.wal.live.lock().unwrap_or_else(|p| p.into_inner());
-        for (s, _) in &freed {
-            live.remove(s);
+    let mut topics = HashSet::new();
+    for (k, v) in broker.meta.range(repo::TOPICS).await? {
+        topics.insert(repo::decode::<repo::TopicRecord>(&k, &v)?.id);
+    }
+    let mut sealed: HashMap<String, i64> = HashMap::new();
+    let mut freed = Vec::new();
+    for (k, v) in entries {
+        let entry: repo::WalEntry = repo::decode(&k, &v)?;
+        let mut done = true;
+        for r in &entry.ranges {
+            if !topics.contains(&r.topic_id) {
+                continue;
+            }
+            let name = repo::partition_name(&r.topic_id, r.partition);
+            let end = match sealed.get(&name) {
+                Some(e) => *e,
+                None => {
+                    let e = sealed_end(broker, &r.topic_id, r.partition).await?;
+                    sealed.insert(name, e);
+                    e
+                }
+            };
+            if r.end_offset > end {
+                done = false;
+                break;
+            }
+        }
+        if done {
+            let size = entry
+                .ranges
+                .iter()
+                .map(|r| r.pos + r.len)
+                .max()
+                .unwrap_or(0);
+            freed.push((k, entry.object, size));
         }
     }
-    for (_, object) in freed {
-        if let Err(e) = broker.objects.delete(&object).await {
-            warn!(object, error = %e, "wal object not deleted");
+    for chunk in freed.chunks(MAX_TXN_OPS) {
+        let ops = chunk
+            .iter()
+            .map(|(k, _, _)| Op::Delete(k.clone()))
+            .collect();
+        broker.meta.txn(vec![], ops).await?;
+        for (_, object, size) in chunk {
+            broker
+                .cache
+                .forget_object(&Arc::from(object.as_str()), *size)
+                .await;
+            if let Err(e) = broker.objects.delete(object).await {
+                warn!(object, error = %e, "wal object not deleted");
+            }
         }
     }
+    Ok(())
 }
 
-/// Forgets a deleted topic's ranges in the WAL index, so their objects can go.
-pub async fn forget_topic_in_wal(broker: &Broker, topic_id: &str) {
-    {
-        let mut live = broker.wal.live.lock().unwrap_or_else(|p| p.into_inner());
-        for e in live.values_mut() {
-            e.remaining.retain(|(t, _), _| t != topic_id);
+/// Everything below this offset of a partition is in sealed segments.
+async fn sealed_end(broker: &Broker, topic_id: &str, partition: i32) -> Result<i64> {
+    let local = uuid::Uuid::parse_str(topic_id)
+        .ok()
+        .and_then(|id| broker.topic_by_id(&id))
+        .and_then(|t| t.partitions.get(partition as usize).cloned());
+    if let Some(p) = local {
+        let s = p.state();
+        if s.owner_epoch.is_some() {
+            return Ok(s.sealed_end);
         }
     }
-    collect_wal_garbage(broker).await;
+    let key = repo::partition_key(topic_id, partition);
+    Ok(
+        repo::load::<repo::PartitionRecord>(broker.meta.as_ref(), &key)
+            .await?
+            .map(|(r, _)| r.sealed_end)
+            .unwrap_or(0),
+    )
 }
 
 async fn retention(broker: &Broker) {
@@ -228,6 +289,9 @@ async fn retention(broker: &Broker) {
             (-1, -1)
         };
         for p in &topic.partitions {
+            if p.state().owner_epoch.is_none() {
+                continue;
+            }
             p.state()
                 .expire_producers(now, broker.settings.producer_id_expiration_ms);
             if let Err(e) = apply_retention(broker, p, now, ms, bytes).await {
@@ -274,17 +338,7 @@ pub async fn apply_retention(
     let mut rec = p.record();
     let dropped: Vec<SegmentRef> = rec.segments.drain(..drop).collect();
     rec.log_start_offset = new_start;
-    broker
-        .meta
-        .txn(
-            vec![],
-            vec![Op::Put(
-                repo::partition_key(&p.topic_id, p.index),
-                repo::encode(&rec),
-                None,
-            )],
-        )
-        .await?;
+    broker.write_partition_record(p, &rec, vec![]).await?;
     {
         let mut s = p.state();
         s.segments.drain(..drop);
@@ -307,6 +361,7 @@ pub async fn delete_records(broker: &Broker, p: &Partition, offset: i64) -> Resu
         let _record = p.record_lock.lock().await;
         let target = {
             let mut s = p.state();
+            s.check_owner()?;
             let hw = s.high_watermark;
             let target = if offset == -1 { hw } else { offset };
             if target < 0 || target > hw {

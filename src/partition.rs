@@ -83,6 +83,9 @@ pub struct PartitionState {
     pub producers: HashMap<i64, VecDeque<ProducerBatch>>,
     /// Set once the topic is deleted: every later request fails.
     pub deleted: bool,
+    /// The epoch at which this broker owns the partition; `None`: another broker does
+    /// (writes and reads get NOT_LEADER_OR_FOLLOWER).
+    pub owner_epoch: Option<i32>,
 }
 
 /// What an append did.
@@ -123,29 +126,13 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// A partition recovered (or created) from its durable record.
+    /// A partition this broker does not own (yet).
     pub fn new(topic_id: Arc<str>, topic: Arc<str>, index: i32, rec: &PartitionRecord) -> Self {
-        let mut producers: HashMap<i64, VecDeque<ProducerBatch>> = HashMap::new();
-        for b in &rec.producers {
-            remember(&mut producers, *b);
-        }
-        let state = PartitionState {
-            log_start: rec.log_start_offset,
-            next_offset: rec.sealed_end,
-            high_watermark: rec.sealed_end,
-            leader_epoch: rec.epochs.last().map(|e| e.0).unwrap_or(0),
-            epochs: rec.epochs.clone(),
-            segments: rec.segments.clone(),
-            sealed_end: rec.sealed_end,
-            tail: VecDeque::new(),
-            producers,
-            deleted: false,
-        };
         Partition {
             topic_id,
             topic,
             index,
-            state: Mutex::new(state),
+            state: Mutex::new(PartitionState::from_record(rec)),
             record_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -156,36 +143,25 @@ impl Partition {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a committed WAL range found at recovery.
-    pub fn recover_range(&self, chunk: TailChunk, producers: &[ProducerBatch]) {
-        let mut s = self.state();
-        if chunk.end <= s.sealed_end || chunk.end <= s.next_offset {
-            return;
-        }
-        s.next_offset = chunk.end;
-        s.high_watermark = chunk.end;
-        for b in producers {
-            remember(&mut s.producers, *b);
-        }
-        s.tail.push_back(chunk);
-    }
-
     /// Snapshot of the durable record.
     pub fn record(&self) -> PartitionRecord {
-        let s = self.state();
-        PartitionRecord {
-            log_start_offset: s.log_start,
-            sealed_end: s.sealed_end,
-            segments: s.segments.clone(),
-            epochs: s.epochs.clone(),
-            producers: s
-                .producers
-                .values()
-                .flatten()
-                .filter(|b| b.last_offset < s.sealed_end)
-                .copied()
-                .collect(),
-        }
+        self.state().record()
+    }
+
+    /// Takes ownership with a freshly recovered state.
+    pub fn install(&self, state: PartitionState) {
+        let mut s = self.state();
+        let deleted = s.deleted;
+        *s = state;
+        s.deleted = deleted;
+    }
+
+    /// Gives ownership up: writes are refused from now on, and what is not committed is
+    /// forgotten (the WAL commit leaves it out).
+    pub fn release(&self) {
+        let mut s = self.state();
+        s.owner_epoch = None;
+        s.truncate_to_committed();
     }
 }
 
@@ -209,15 +185,75 @@ fn next_seq(seq: i32) -> i32 {
 }
 
 impl PartitionState {
+    /// State from a durable record: everything sealed, nothing owned yet.
+    pub fn from_record(rec: &PartitionRecord) -> Self {
+        let mut producers: HashMap<i64, VecDeque<ProducerBatch>> = HashMap::new();
+        for b in &rec.producers {
+            remember(&mut producers, *b);
+        }
+        PartitionState {
+            log_start: rec.log_start_offset,
+            next_offset: rec.sealed_end,
+            high_watermark: rec.sealed_end,
+            leader_epoch: rec.epochs.last().map(|e| e.0).unwrap_or(0),
+            epochs: rec.epochs.clone(),
+            segments: rec.segments.clone(),
+            sealed_end: rec.sealed_end,
+            tail: VecDeque::new(),
+            producers,
+            deleted: false,
+            owner_epoch: None,
+        }
+    }
+
+    /// Adds a committed WAL range found at recovery.
+    pub fn recover_range(&mut self, chunk: TailChunk, producers: &[ProducerBatch]) {
+        if chunk.end <= self.sealed_end || chunk.end <= self.next_offset {
+            return;
+        }
+        self.next_offset = chunk.end;
+        self.high_watermark = chunk.end;
+        for b in producers {
+            remember(&mut self.producers, *b);
+        }
+        self.tail.push_back(chunk);
+    }
+
+    /// Snapshot of the durable record.
+    pub fn record(&self) -> PartitionRecord {
+        PartitionRecord {
+            log_start_offset: self.log_start,
+            sealed_end: self.sealed_end,
+            segments: self.segments.clone(),
+            epochs: self.epochs.clone(),
+            producers: self
+                .producers
+                .values()
+                .flatten()
+                .filter(|b| b.last_offset < self.sealed_end)
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// NOT_LEADER_OR_FOLLOWER unless this broker owns the partition.
+    pub fn check_owner(&self) -> Result<(), Code> {
+        if self.deleted {
+            return Err(Code::UnknownTopicOrPartition);
+        }
+        if self.owner_epoch.is_none() {
+            return Err(Code::NotLeaderOrFollower);
+        }
+        Ok(())
+    }
+
     /// Checks idempotence, assigns offsets and stamps the batches. Nothing changes on error.
     pub fn append(
         &mut self,
         batches: &[Batch],
         log_append_time: Option<i64>,
     ) -> Result<Appended, Code> {
-        if self.deleted {
-            return Err(Code::UnknownTopicOrPartition);
-        }
+        self.check_owner()?;
         let first = &batches[0];
         if first.producer_id >= 0 {
             if let Some(dup) = self.check_sequence(first)? {
@@ -425,12 +461,14 @@ mod tests {
     use crate::batch::tests::make_batch;
 
     fn part() -> Partition {
-        Partition::new(
+        let p = Partition::new(
             Arc::from("id"),
             Arc::from("t"),
             0,
             &PartitionRecord::default(),
-        )
+        );
+        p.state().owner_epoch = Some(0);
+        p
     }
 
     fn appended(r: Result<Appended, Code>) -> (i64, i64) {

@@ -5,7 +5,7 @@
 //! Object format: each partition's batches, contiguous, then a JSON footer (the same
 //! [`WalEntry`] the index holds), its length (u32) and the magic `STRWAL01`.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use crate::batch::Batch;
 use crate::cache::BlockCache;
+use crate::cluster::Fence;
 use crate::error::{Error, Result};
 use crate::meta::repo::{self, ProducerBatch, WalEntry, WalRange};
 use crate::meta::{Compare, MetaStore, Op};
@@ -30,6 +31,9 @@ const FAILED_REMEMBERED: usize = 256;
 
 struct Entry {
     partition: Arc<Partition>,
+    /// The owner epoch the data was appended under: it commits only if the broker still
+    /// owns the partition at that epoch.
+    epoch: i32,
     end: i64,
     bytes: Bytes,
     max_timestamp: i64,
@@ -44,8 +48,8 @@ struct Flush {
     _entries: Vec<Entry>,
     body: Bytes,
     entry: WalEntry,
-    /// The partition of each range of `entry`, in the same order.
-    partitions: Vec<Arc<Partition>>,
+    /// The partition of each range of `entry`, and its epoch, in the same order.
+    partitions: Vec<(Arc<Partition>, i32)>,
 }
 
 /// The PUT of a flush's object.
@@ -89,15 +93,6 @@ pub struct WalConfig {
     pub max_in_flight: usize,
 }
 
-/// A WAL index entry still naming unsealed data.
-#[derive(Debug, Clone)]
-pub struct LiveEntry {
-    /// Object key.
-    pub object: String,
-    /// Unsealed ranges: (topic id, partition) → end offset.
-    pub remaining: BTreeMap<(String, i32), i64>,
-}
-
 /// The WAL.
 pub struct Wal {
     cfg: WalConfig,
@@ -110,10 +105,8 @@ pub struct Wal {
     status: watch::Sender<FlushStatus>,
     /// Bumped after every commit: long-polling fetches wait on it.
     pub committed: watch::Sender<u64>,
-    /// Revision of this broker's assignment key that every commit compares.
-    assignment_revision: Mutex<u64>,
-    /// WAL index entries that still name unsealed data, by sequence.
-    pub live: Mutex<BTreeMap<u64, LiveEntry>>,
+    /// What this broker owns: every commit compares its revision.
+    fence: Arc<Fence>,
     healthy: AtomicBool,
 }
 
@@ -121,6 +114,10 @@ pub struct Wal {
 pub struct Pending {
     /// First offset of the batches (or of the original, for a duplicate).
     pub base_offset: i64,
+    /// One past the last offset that must be committed for the ack.
+    pub end_offset: i64,
+    /// The owner epoch they were appended under.
+    pub epoch: i32,
     /// The flush that makes them durable.
     pub seq: u64,
 }
@@ -133,7 +130,7 @@ impl Wal {
         objects: Arc<Objects>,
         cache: Arc<BlockCache>,
         next_seq: u64,
-        assignment_revision: u64,
+        fence: Arc<Fence>,
     ) -> Self {
         let max = cfg.max_buffer_bytes.clamp(1 << 20, Semaphore::MAX_PERMITS);
         Wal {
@@ -152,8 +149,7 @@ impl Wal {
                 failed: VecDeque::new(),
             }),
             committed: watch::Sender::new(0),
-            assignment_revision: Mutex::new(assignment_revision),
-            live: Mutex::new(BTreeMap::new()),
+            fence,
             healthy: AtomicBool::new(true),
         }
     }
@@ -185,6 +181,8 @@ impl Wal {
             return Err(Error::NotDurable("a WAL flush failed".into()));
         }
         let mut seq = buf.seq;
+        let epoch = state.leader_epoch;
+        let end;
         let base_offset = match state.append(batches, log_append_time)? {
             // A retry: wait for the flush that holds the original, never for an open
             // buffer that may stay empty. Committed already: nothing to wait for. Else it
@@ -196,6 +194,7 @@ impl Wal {
                 } else if buf.entries.is_empty() {
                     seq = buf.seq.saturating_sub(1);
                 }
+                end = base_offset + 1;
                 base_offset
             }
             Appended::New {
@@ -207,8 +206,10 @@ impl Wal {
             } => {
                 buf.bytes += bytes.len();
                 buf.first_at.get_or_insert_with(Instant::now);
+                end = end_offset;
                 buf.entries.push(Entry {
                     partition: partition.clone(),
+                    epoch,
                     end: end_offset,
                     bytes,
                     max_timestamp,
@@ -221,7 +222,12 @@ impl Wal {
         drop(buf);
         drop(state);
         self.wake.notify_one();
-        Ok(Pending { base_offset, seq })
+        Ok(Pending {
+            base_offset,
+            end_offset: end,
+            epoch,
+            seq,
+        })
     }
 
     /// Waits until flush `seq` is finished; an error if it failed.
@@ -320,7 +326,7 @@ impl Wal {
                         failing = Some(Vec::new());
                     }
                     if let Some(parts) = failing.as_mut() {
-                        parts.extend(f.partitions.iter().cloned());
+                        parts.extend(f.partitions.iter().map(|(p, _)| p.clone()));
                     }
                     self.finish(f.seq, true);
                 }
@@ -373,71 +379,94 @@ impl Wal {
         });
     }
 
-    /// Commits a flush whose object is durable, then makes its data visible.
+    /// Commits a flush whose object is durable, then makes its data visible: the ranges of
+    /// partitions still owned at the epoch they were appended under.
     async fn commit(&self, f: &Flush) -> Result<()> {
-        self.commit_index(f.seq, &f.entry).await?;
+        let committed = self.commit_index(f).await?;
         let key: Arc<str> = Arc::from(f.entry.object.as_str());
         let size = f.body.len() as u64;
-        self.cache.insert_object(&key, &f.body).await;
-        let mut remaining = BTreeMap::new();
-        for (r, p) in f.entry.ranges.iter().zip(&f.partitions) {
-            p.state().commit(r.end_offset, &key, size, r.pos, r.len);
-            remaining.insert((r.topic_id.clone(), r.partition), r.end_offset);
+        if committed.is_empty() {
+            // Nothing in it is still ours: the object is garbage.
+            if let Err(e) = self.objects.delete(&f.entry.object).await {
+                debug!(object = f.entry.object, error = %e, "unused wal object not deleted");
+            }
+            return Ok(());
         }
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            f.seq,
-            LiveEntry {
-                object: f.entry.object.clone(),
-                remaining,
-            },
-        );
+        self.cache.insert_object(&key, &f.body).await;
+        for i in &committed {
+            let (r, (p, _)) = (&f.entry.ranges[*i], &f.partitions[*i]);
+            p.state().commit(r.end_offset, &key, size, r.pos, r.len);
+        }
         debug!(
             seq = f.seq,
             bytes = size,
-            partitions = f.entry.ranges.len(),
+            partitions = committed.len(),
             "wal flushed"
         );
         Ok(())
     }
 
-    /// One transaction: this broker still holds its assignment, and the entry is new.
+    /// One transaction: the entry is new, and this broker's assignment is the one the
+    /// ranges were filtered against. Returns the indexes of the committed ranges.
     ///
-    /// An error from the store leaves the outcome unknown, so this retries (with backoff)
-    /// until the answer is definite: guessing "not committed" could reuse offsets that a
-    /// commit did take. Meanwhile producers time out and retry, and the bounded buffer
-    /// holds the rest back.
-    async fn commit_index(&self, seq: u64, entry: &WalEntry) -> Result<()> {
-        let key = repo::wal_key(self.cfg.node_id, seq);
-        let value = repo::encode(entry);
-        let assignment = *self
-            .assignment_revision
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+    /// A compare that fails means the assignment changed: it is re-read, and the ranges
+    /// of partitions lost meanwhile are left out. An error from the store leaves the
+    /// outcome unknown, so this retries (with backoff) until the answer is definite:
+    /// guessing "not committed" could reuse offsets that a commit did take. Meanwhile
+    /// producers time out and retry, and the bounded buffer holds the rest back.
+    async fn commit_index(&self, f: &Flush) -> Result<Vec<usize>> {
+        let key = repo::wal_key(self.cfg.node_id, f.seq, self.cfg.incarnation);
+        let mut owned = self.fence.get();
         let mut delay = Duration::from_millis(20);
         let mut warned = false;
         loop {
+            let keep: Vec<usize> = (0..f.entry.ranges.len())
+                .filter(|i| {
+                    let (p, epoch) = &f.partitions[*i];
+                    owned.epoch(&p.topic_id, p.index) == Some(*epoch)
+                })
+                .collect();
+            if keep.is_empty() {
+                return Ok(keep);
+            }
+            let entry = WalEntry {
+                object: f.entry.object.clone(),
+                ranges: keep.iter().map(|i| f.entry.ranges[*i].clone()).collect(),
+            };
             let res = self
                 .meta
                 .txn(
                     vec![
-                        Compare::Revision(repo::assignment_key(self.cfg.node_id), Some(assignment)),
+                        self.fence.compare(&owned),
                         Compare::Revision(key.clone(), None),
                     ],
-                    vec![Op::Put(key.clone(), value.clone(), None)],
+                    vec![Op::Put(key.clone(), repo::encode(&entry), None)],
                 )
                 .await;
             let err = match res {
-                Ok(true) => return Ok(()),
+                Ok(true) => return Ok(keep),
                 Ok(false) => match self.meta.get(&key).await {
-                    // Applied by an earlier attempt whose answer was lost.
-                    Ok(Some(v)) if v.value == value => return Ok(()),
-                    Ok(_) => return Err(Error::NotDurable("fenced: assignment changed".into())),
+                    // Applied by an earlier attempt whose answer was lost (the key is
+                    // unique to this process): what it holds is what was committed.
+                    Ok(Some(v)) => {
+                        let done: WalEntry = repo::decode(&key, &v)?;
+                        return Ok((0..f.entry.ranges.len())
+                            .filter(|i| done.ranges.contains(&f.entry.ranges[*i]))
+                            .collect());
+                    }
+                    Ok(None) => match self.fence.refresh(self.meta.as_ref()).await {
+                        Ok(o) => {
+                            owned = o;
+                            continue;
+                        }
+                        Err(e) => e,
+                    },
                     Err(e) => e,
                 },
                 Err(e) => e,
             };
             if !warned {
-                warn!(seq, error = %err, "wal commit failed; retrying until the metadata store answers");
+                warn!(seq = f.seq, error = %err, "wal commit failed; retrying until the metadata store answers");
                 warned = true;
             }
             self.healthy.store(false, Ordering::Relaxed);
@@ -472,10 +501,15 @@ impl Wal {
     }
 }
 
-fn build_object(object: &str, entries: &[Entry]) -> (Bytes, WalEntry, Vec<Arc<Partition>>) {
-    let mut groups: IndexMap<*const Partition, Vec<&Entry>> = IndexMap::new();
+fn build_object(object: &str, entries: &[Entry]) -> (Bytes, WalEntry, Vec<(Arc<Partition>, i32)>) {
+    // One range per partition and epoch (a partition moved away and back within one
+    // buffer has data under two epochs; only the current one can commit).
+    let mut groups: IndexMap<(*const Partition, i32), Vec<&Entry>> = IndexMap::new();
     for e in entries {
-        groups.entry(Arc::as_ptr(&e.partition)).or_default().push(e);
+        groups
+            .entry((Arc::as_ptr(&e.partition), e.epoch))
+            .or_default()
+            .push(e);
     }
     let total: usize = entries.iter().map(|e| e.bytes.len()).sum();
     let mut body = BytesMut::with_capacity(total + 256 + 128 * groups.len());
@@ -487,7 +521,7 @@ fn build_object(object: &str, entries: &[Entry]) -> (Bytes, WalEntry, Vec<Arc<Pa
             body.extend_from_slice(&e.bytes);
         }
         let p = &group[0].partition;
-        partitions.push(p.clone());
+        partitions.push((p.clone(), group[0].epoch));
         let base = batch_base(&group[0].bytes);
         ranges.push(WalRange {
             topic_id: p.topic_id.to_string(),

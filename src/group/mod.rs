@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::cluster::Fence;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::meta::{repo, MetaStore, Op};
@@ -97,6 +98,9 @@ pub struct GroupView {
 /// The coordinator.
 pub struct Coordinator {
     settings: GroupSettings,
+    meta: Arc<dyn MetaStore>,
+    /// Shards this broker coordinates, and their epochs.
+    shards: Mutex<std::collections::BTreeMap<u32, i32>>,
     /// Committed offsets.
     pub offsets: Arc<OffsetStore>,
     groups: Mutex<Groups>,
@@ -138,34 +142,112 @@ struct MemberSnapshot {
 }
 
 fn group_key(id: &str) -> String {
-    format!("{GROUPS}{}", id.replace('%', "%25").replace('/', "%2F"))
+    format!(
+        "{}{}",
+        group_prefix(shard_of(id)),
+        id.replace('%', "%25").replace('/', "%2F")
+    )
+}
+
+fn group_prefix(shard: u32) -> String {
+    format!("{GROUPS}{shard:02}/")
 }
 
 impl Coordinator {
-    /// Loads groups and offsets; starts the persister.
-    pub async fn open(meta: Arc<dyn MetaStore>, settings: GroupSettings) -> Result<Arc<Self>> {
-        let offsets = OffsetStore::open(meta.clone()).await?;
-        let mut groups = Groups::default();
-        for (k, v) in meta.range(GROUPS).await? {
-            let id = k[GROUPS.len()..].replace("%2F", "/").replace("%25", "%");
-            match repo::decode(&k, &v)? {
-                Persisted::Classic(snap) => {
-                    groups.classic.insert(id.clone(), restore(&id, snap));
+    /// A coordinator of no shard yet; starts the persister. Writes compare `fence`.
+    pub async fn open(
+        meta: Arc<dyn MetaStore>,
+        fence: Arc<Fence>,
+        settings: GroupSettings,
+    ) -> Result<Arc<Self>> {
+        let offsets = OffsetStore::open(meta.clone(), Some(fence.clone()));
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(persist(meta.clone(), fence, rx));
+        Ok(Arc::new(Coordinator {
+            settings,
+            meta,
+            shards: Mutex::new(Default::default()),
+            offsets,
+            groups: Mutex::new(Groups::default()),
+            persist: tx,
+        }))
+    }
+
+    /// Whether this broker coordinates `group` now.
+    pub fn owns(&self, group: &str) -> bool {
+        self.owns_shard(shard_of(group))
+    }
+
+    /// Whether this broker coordinates a shard now.
+    pub fn owns_shard(&self, shard: u32) -> bool {
+        self.shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&shard)
+    }
+
+    /// Takes up the shards assigned (loading their groups and offsets) and drops the
+    /// others.
+    pub async fn set_shards(&self, assigned: &std::collections::BTreeMap<u32, i32>) {
+        let current = self
+            .shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (s, e) in &current {
+            if assigned.get(s) != Some(e) {
+                self.shards
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(s);
+                let mut g = self.lock();
+                g.classic.retain(|id, _| shard_of(id) != *s);
+                g.consumer.retain(|id, _| shard_of(id) != *s);
+                drop(g);
+                self.offsets.unload_shard(*s);
+            }
+        }
+        for (s, e) in assigned {
+            if current.get(s) == Some(e) {
+                continue;
+            }
+            match self.load_shard(*s).await {
+                Ok(()) => {
+                    self.shards
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(*s, *e);
                 }
-                Persisted::Consumer(mut g) => {
-                    g.restart_sessions();
-                    groups.consumer.insert(id, g);
+                Err(err) => {
+                    warn!(shard = s, error = %err, "coordinator shard not loaded; will retry")
                 }
             }
         }
-        let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(persist(meta, rx));
-        Ok(Arc::new(Coordinator {
-            settings,
-            offsets,
-            groups: Mutex::new(groups),
-            persist: tx,
-        }))
+    }
+
+    async fn load_shard(&self, shard: u32) -> Result<()> {
+        self.offsets.load_shard(shard).await?;
+        let prefix = group_prefix(shard);
+        let mut classic = HashMap::new();
+        let mut consumer = HashMap::new();
+        for (k, v) in self.meta.range(&prefix).await? {
+            let id = k[prefix.len()..].replace("%2F", "/").replace("%25", "%");
+            match repo::decode(&k, &v)? {
+                Persisted::Classic(snap) => {
+                    classic.insert(id.clone(), restore(&id, snap));
+                }
+                Persisted::Consumer(mut g) => {
+                    g.restart_sessions();
+                    consumer.insert(id, g);
+                }
+            }
+        }
+        let mut g = self.lock();
+        g.classic.retain(|id, _| shard_of(id) != shard);
+        g.consumer.retain(|id, _| shard_of(id) != shard);
+        g.classic.extend(classic);
+        g.consumer.extend(consumer);
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Groups> {
@@ -616,18 +698,31 @@ fn restore(id: &str, s: Snapshot) -> Group {
     g
 }
 
-/// Writes group records in the order they changed.
-async fn persist(meta: Arc<dyn MetaStore>, mut rx: mpsc::Receiver<(String, Option<Bytes>)>) {
+/// Writes group records in the order they changed, while this broker coordinates them.
+async fn persist(
+    meta: Arc<dyn MetaStore>,
+    fence: Arc<Fence>,
+    mut rx: mpsc::Receiver<(String, Option<Bytes>)>,
+) {
     while let Some((id, value)) = rx.recv().await {
         let op = match value {
             Some(v) => Op::Put(group_key(&id), v, None),
             None => Op::Delete(group_key(&id)),
         };
         let mut delay = Duration::from_millis(50);
-        while let Err(e) = meta.txn(vec![], vec![op.clone()]).await {
-            warn!(group = %id, error = %e, "group state not persisted; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
+        let shard = [shard_of(&id)];
+        loop {
+            match offsets::fenced_txn(&meta, Some(&fence), &shard, std::slice::from_ref(&op)).await
+            {
+                Ok(()) => break,
+                // Another broker coordinates the group now; its state is that broker's.
+                Err(crate::error::Error::Kafka(_)) => break,
+                Err(e) => {
+                    warn!(group = %id, error = %e, "group state not persisted; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
         }
     }
 }

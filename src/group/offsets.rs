@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
+use crate::cluster::Fence;
 use crate::error::{Error, Result};
 use crate::meta::{repo, MetaStore, Op, MAX_TXN_OPS};
 
-/// Prefix of committed-offset records: `offsets/<group>/<topic>`.
+/// Prefix of committed-offset records: `offsets/<shard>/<group>/<topic>`.
 pub const OFFSETS: &str = "offsets/";
 const QUEUE: usize = 1024;
 
@@ -44,13 +45,22 @@ struct Request {
 /// The offsets of every group.
 pub struct OffsetStore {
     meta: Arc<dyn MetaStore>,
+    fence: Option<Arc<Fence>>,
     groups: Mutex<HashMap<String, GroupOffsets>>,
     queue: mpsc::Sender<Request>,
 }
 
 fn key(group: &str, topic: &str) -> String {
     // Group ids may hold any character; keep the key unambiguous.
-    format!("{OFFSETS}{}/{topic}", escape(group))
+    format!(
+        "{}{}/{topic}",
+        shard_prefix(super::shard_of(group)),
+        escape(group)
+    )
+}
+
+fn shard_prefix(shard: u32) -> String {
+    format!("{OFFSETS}{shard:02}/")
 }
 
 fn escape(s: &str) -> String {
@@ -62,28 +72,44 @@ fn unescape(s: &str) -> String {
 }
 
 impl OffsetStore {
-    /// Loads every committed offset and starts the batching task.
-    pub async fn open(meta: Arc<dyn MetaStore>) -> Result<Arc<Self>> {
-        let mut groups: HashMap<String, GroupOffsets> = HashMap::new();
-        for (k, v) in meta.range(OFFSETS).await? {
-            let rest = &k[OFFSETS.len()..];
+    /// An empty store (shards are loaded as they are assigned) and its batching task.
+    /// Writes compare `fence` (none: unfenced, for tests).
+    pub fn open(meta: Arc<dyn MetaStore>, fence: Option<Arc<Fence>>) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let store = Arc::new(OffsetStore {
+            meta,
+            fence,
+            groups: Mutex::new(HashMap::new()),
+            queue: tx,
+        });
+        tokio::spawn(Self::run(Arc::downgrade(&store), rx));
+        store
+    }
+
+    /// Loads the committed offsets of one coordinator shard.
+    pub async fn load_shard(&self, shard: u32) -> Result<()> {
+        let prefix = shard_prefix(shard);
+        let mut loaded: HashMap<String, GroupOffsets> = HashMap::new();
+        for (k, v) in self.meta.range(&prefix).await? {
+            let rest = &k[prefix.len()..];
             let Some((g, topic)) = rest.split_once('/') else {
                 continue;
             };
             let offsets: TopicOffsets = repo::decode(&k, &v)?;
-            groups
+            loaded
                 .entry(unescape(g))
                 .or_default()
                 .insert(topic.to_string(), offsets);
         }
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let store = Arc::new(OffsetStore {
-            meta,
-            groups: Mutex::new(groups),
-            queue: tx,
-        });
-        tokio::spawn(Self::run(Arc::downgrade(&store), rx));
-        Ok(store)
+        let mut groups = self.groups();
+        groups.retain(|g, _| super::shard_of(g) != shard);
+        groups.extend(loaded);
+        Ok(())
+    }
+
+    /// Forgets the offsets of a shard this broker no longer coordinates.
+    pub fn unload_shard(&self, shard: u32) {
+        self.groups().retain(|g, _| super::shard_of(g) != shard);
     }
 
     fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, GroupOffsets>> {
@@ -118,6 +144,7 @@ impl OffsetStore {
             for r in batch {
                 let _ = r.done.send(match &result {
                     Ok(()) => Ok(()),
+                    Err(Error::Kafka(c)) => Err(Error::Kafka(*c)),
                     Err(e) => Err(Error::NotDurable(e.to_string())),
                 });
             }
@@ -155,10 +182,11 @@ impl OffsetStore {
                 }
             })
             .collect();
-        for chunk in ops.chunks(MAX_TXN_OPS) {
-            if let Err(e) = self.meta.txn(vec![], chunk.to_vec()).await {
+        let shards: Vec<u32> = touched.keys().map(|(g, _)| super::shard_of(g)).collect();
+        for chunk in ops.chunks(MAX_TXN_OPS - 1) {
+            if let Err(e) = fenced_txn(&self.meta, self.fence.as_deref(), &shards, chunk).await {
                 warn!(error = %e, "offset commit failed");
-                return Err(e.into());
+                return Err(e);
             }
         }
         let mut groups = self.groups();
@@ -227,6 +255,39 @@ impl OffsetStore {
     }
 }
 
+/// A write for groups of `shards`: applies only while this broker coordinates every one of
+/// them at the epoch it has; else NOT_COORDINATOR and nothing is written.
+pub async fn fenced_txn(
+    meta: &Arc<dyn MetaStore>,
+    fence: Option<&Fence>,
+    shards: &[u32],
+    ops: &[Op],
+) -> Result<()> {
+    let Some(fence) = fence else {
+        meta.txn(vec![], ops.to_vec()).await?;
+        return Ok(());
+    };
+    let mut owned = fence.get();
+    let epochs: Vec<Option<i32>> = shards
+        .iter()
+        .map(|s| owned.assignment.shards.get(s).copied())
+        .collect();
+    for _ in 0..3 {
+        let same = shards
+            .iter()
+            .zip(&epochs)
+            .all(|(s, e)| e.is_some() && owned.assignment.shards.get(s).copied() == *e);
+        if !same {
+            break;
+        }
+        if meta.txn(vec![fence.compare(&owned)], ops.to_vec()).await? {
+            return Ok(());
+        }
+        owned = fence.refresh(meta.as_ref()).await?;
+    }
+    Err(Error::Kafka(kafka_protocol::ResponseError::NotCoordinator))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,7 +308,7 @@ mod tests {
         let path = dir.path().join("m.redb");
         {
             let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&path).unwrap());
-            let s = OffsetStore::open(meta).await.unwrap();
+            let s = OffsetStore::open(meta, None);
             let many: Vec<_> = (0..300)
                 .map(|i| s.apply(vec![("g/1".into(), format!("t{i}"), 0, c(i))]))
                 .collect();
@@ -259,7 +320,8 @@ mod tests {
                 .unwrap();
         }
         let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&path).unwrap());
-        let s = OffsetStore::open(meta).await.unwrap();
+        let s = OffsetStore::open(meta, None);
+        s.load_shard(super::super::shard_of("g/1")).await.unwrap();
         assert_eq!(s.get("g/1", "t7", 0).unwrap().offset, 7);
         assert!(s.get("g/1", "t5", 0).is_none());
         assert_eq!(s.group("g/1").len(), 299);

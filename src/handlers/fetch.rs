@@ -87,7 +87,22 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
                 out.partitions.push(pd);
                 continue;
             };
-            let epoch = p.state().leader_epoch;
+            let owned = {
+                let s = p.state();
+                s.check_owner().map(|_| s.leader_epoch)
+            };
+            let epoch = match owned {
+                Ok(e) => e,
+                Err(code) => {
+                    pd.error_code = code.code();
+                    pd.high_watermark = -1;
+                    pd.last_stable_offset = -1;
+                    pd.log_start_offset = -1;
+                    error = true;
+                    out.partitions.push(pd);
+                    continue;
+                }
+            };
             let w = read::watermarks(p);
             pd.high_watermark = w.high_watermark;
             if v >= 4 {

@@ -42,46 +42,62 @@ fn code(r: Result<(), Code>) -> i16 {
     r.err().map(|c| c.code()).unwrap_or(0)
 }
 
-/// FindCoordinator: this broker coordinates every group (and answers for transactional
-/// ids, whose requests it then refuses).
+/// FindCoordinator: the broker that owns the group's coordinator shard (transactional
+/// ids are answered with this broker, whose transaction requests then refuse them).
 pub fn find_coordinator(
     broker: &Arc<Broker>,
     session: Session,
     req: FindCoordinatorRequest,
     v: i16,
 ) -> FindCoordinatorResponse {
-    let l = broker.advertised(session.listener);
-    let node = BrokerId(broker.settings.node_id);
     let bad_type = !(0..=1).contains(&req.key_type);
+    let live = broker.live_brokers(session.listener);
+    let locate = |key: &str| -> Result<(i32, String, i32), Code> {
+        if bad_type {
+            return Err(Code::InvalidRequest);
+        }
+        let node = if req.key_type == 0 {
+            broker
+                .coordinator_of(crate::group::shard_of(key))
+                .ok_or(Code::CoordinatorNotAvailable)?
+        } else {
+            broker.settings.node_id
+        };
+        live.iter()
+            .find(|b| b.0 == node)
+            .map(|b| (b.0, b.1.clone(), b.2 as i32))
+            .ok_or(Code::CoordinatorNotAvailable)
+    };
     if v >= 4 {
         let coordinators = req
             .coordinator_keys
             .iter()
             .map(|k| {
                 let e = CoordinatorEntry::default().with_key(k.clone());
-                if bad_type {
-                    e.with_error_code(Code::InvalidRequest.code())
+                match locate(k.as_str()) {
+                    Ok((node, host, port)) => e
+                        .with_node_id(BrokerId(node))
+                        .with_host(text(host))
+                        .with_port(port),
+                    Err(code) => e
+                        .with_error_code(code.code())
                         .with_node_id(BrokerId(-1))
-                        .with_port(-1)
-                } else {
-                    e.with_node_id(node)
-                        .with_host(text(l.host.clone()))
-                        .with_port(l.port as i32)
+                        .with_port(-1),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    if bad_type {
-        return FindCoordinatorResponse::default()
-            .with_error_code(Code::InvalidRequest.code())
+    match locate(req.key.as_str()) {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node))
+            .with_host(text(host))
+            .with_port(port),
+        Err(code) => FindCoordinatorResponse::default()
+            .with_error_code(code.code())
             .with_node_id(BrokerId(-1))
-            .with_port(-1);
+            .with_port(-1),
     }
-    FindCoordinatorResponse::default()
-        .with_node_id(node)
-        .with_host(text(l.host.clone()))
-        .with_port(l.port as i32)
 }
 
 /// JoinGroup.

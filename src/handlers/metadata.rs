@@ -1,8 +1,10 @@
 //! Metadata: brokers, topics and partitions, with auto-creation by config.
 //!
-//! Durability comes from the object store, not from replicas, so every partition reports
-//! this broker as its leader and as its only replica and in-sync replica, whatever
-//! replication factor the topic was created with.
+//! Every live broker is listed; each partition's leader is its owner and its leader epoch
+//! the owner's epoch. Durability comes from the object store, not from replicas, so the
+//! owner is the only replica and in-sync replica, whatever replication factor the topic
+//! was created with. A partition without a live owner (a move in progress) answers
+//! LEADER_NOT_AVAILABLE, which clients retry.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +27,11 @@ pub async fn handle(
     req: MetadataRequest,
     v: i16,
 ) -> MetadataResponse {
-    let node = broker.settings.node_id;
+    let node = broker
+        .view
+        .borrow()
+        .controller
+        .unwrap_or(broker.settings.node_id);
     let mut resp = MetadataResponse::default()
         .with_brokers(brokers(broker, session, v))
         .with_controller_id(BrokerId(if v >= 1 { node } else { -1 }));
@@ -89,17 +95,22 @@ async fn by_name(
     }
 }
 
-/// This broker as Metadata lists it.
+/// Every live broker as Metadata lists it: its address on the listener the client used.
 pub fn brokers(broker: &Broker, session: Session, v: i16) -> Vec<MetadataResponseBroker> {
-    let l = broker.advertised(session.listener);
-    let mut b = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(broker.settings.node_id))
-        .with_host(StrBytes::from_string(l.host.clone()))
-        .with_port(l.port as i32);
-    if v >= 1 {
-        b.rack = broker.settings.rack.clone().map(StrBytes::from_string);
-    }
-    vec![b]
+    broker
+        .live_brokers(session.listener)
+        .into_iter()
+        .map(|(node, host, port, rack)| {
+            let mut b = MetadataResponseBroker::default()
+                .with_node_id(BrokerId(node))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port as i32);
+            if v >= 1 {
+                b.rack = rack.map(StrBytes::from_string);
+            }
+            b
+        })
+        .collect()
 }
 
 fn error_entry(name: Option<&str>, id: Uuid, code: Code) -> MetadataResponseTopic {
@@ -110,19 +121,27 @@ fn error_entry(name: Option<&str>, id: Uuid, code: Code) -> MetadataResponseTopi
 }
 
 fn topic_entry(broker: &Broker, t: &Topic, v: i16) -> MetadataResponseTopic {
-    let node = BrokerId(broker.settings.node_id);
     let partitions = t
         .partitions
         .iter()
         .map(|p| {
-            let epoch = p.state().leader_epoch;
-            let mut e = MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node]);
-            if v >= 7 {
-                e.leader_epoch = epoch;
+            let mut e = MetadataResponsePartition::default().with_partition_index(p.index);
+            match broker.owner_of(p) {
+                Some((node, epoch)) => {
+                    e.leader_id = BrokerId(node);
+                    e.replica_nodes = vec![BrokerId(node)];
+                    e.isr_nodes = vec![BrokerId(node)];
+                    if v >= 7 {
+                        e.leader_epoch = epoch;
+                    }
+                }
+                None => {
+                    e.error_code = Code::LeaderNotAvailable.code();
+                    e.leader_id = BrokerId(-1);
+                    if v >= 7 {
+                        e.leader_epoch = -1;
+                    }
+                }
             }
             e
         })

@@ -15,6 +15,7 @@ use crate::broker::Broker;
 pub mod admin;
 pub mod api_versions;
 pub mod configs;
+pub mod coordination;
 pub mod fetch;
 pub mod groups;
 pub mod metadata;
@@ -162,6 +163,21 @@ async fn handle(
     v: i16,
 ) -> ResponseKind {
     let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
+    if let Some(refused) = coordination::refuse(broker, &req, v) {
+        return refused;
+    }
+    let mut resp = route(broker, session, client_id, req, v).await;
+    coordination::mark(broker, &mut resp);
+    resp
+}
+
+async fn route(
+    broker: &Arc<Broker>,
+    session: Session,
+    client_id: &str,
+    req: RequestKind,
+    v: i16,
+) -> ResponseKind {
     match req {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, v)),
         RequestKind::Metadata(r) => {

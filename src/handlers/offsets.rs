@@ -30,6 +30,7 @@ fn partition_of(topic: &Option<Arc<Topic>>, index: i32) -> Option<&Arc<Partition
 }
 
 fn check_epoch(p: &Partition, current: i32) -> Result<(), Code> {
+    p.state().check_owner()?;
     let epoch = p.state().leader_epoch;
     if current < 0 || current == epoch {
         Ok(())

@@ -19,7 +19,10 @@ type PartitionOutcome = (i32, Outcome, i64);
 enum Outcome {
     Failed(Code),
     Pending {
+        partition: Arc<crate::partition::Partition>,
         base_offset: i64,
+        end_offset: i64,
+        epoch: i32,
         seq: u64,
         append_time: i64,
     },
@@ -89,12 +92,23 @@ pub async fn start(
                         r.base_offset = -1;
                     }
                     Outcome::Pending {
+                        partition,
                         base_offset,
+                        end_offset,
+                        epoch,
                         seq,
                         append_time,
                     } => {
                         match tokio::time::timeout(timeout, broker.wal.wait(seq)).await {
-                            Ok(Ok(())) => r.base_offset = base_offset,
+                            Ok(Ok(())) if committed(&partition, end_offset, epoch) => {
+                                r.base_offset = base_offset
+                            }
+                            Ok(Ok(())) => {
+                                // Ownership moved before the commit: not written here;
+                                // the client retries with the new owner.
+                                r.error_code = Code::NotLeaderOrFollower.code();
+                                r.base_offset = -1;
+                            }
                             Ok(Err(e)) => {
                                 r.error_code = e.code();
                                 r.base_offset = -1;
@@ -153,10 +167,20 @@ async fn append(
     let append_time = broker.log_append_time(topic).then(now_ms);
     match broker.wal.append(partition, &batches, append_time).await {
         Ok(p) => Outcome::Pending {
+            partition: partition.clone(),
             base_offset: p.base_offset,
+            end_offset: p.end_offset,
+            epoch: p.epoch,
             seq: p.seq,
             append_time: append_time.unwrap_or(-1),
         },
         Err(e) => Outcome::Failed(e.kafka()),
     }
+}
+
+/// Whether data up to `end` appended under `epoch` is committed: the broker still owns the
+/// partition at that epoch and the high watermark passed it.
+fn committed(p: &crate::partition::Partition, end: i64, epoch: i32) -> bool {
+    let s = p.state();
+    s.owner_epoch == Some(epoch) && s.high_watermark >= end
 }

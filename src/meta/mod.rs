@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 pub mod conformance;
 pub mod embedded;
+pub mod etcd;
 pub mod repo;
 
 /// A value with the revision at which it was last modified.

@@ -30,14 +30,82 @@ pub fn partition_key(topic_id: &str, partition: i32) -> String {
 pub fn wal_prefix(node: i32) -> String {
     format!("wal/{node}/")
 }
-/// Key of one WAL index entry.
-pub fn wal_key(node: i32, seq: u64) -> String {
-    format!("wal/{node}/{seq:020}")
+/// Key of one WAL index entry: the sequence, then the incarnation, so that no two
+/// processes ever write the same key.
+pub fn wal_key(node: i32, seq: u64, incarnation: u64) -> String {
+    format!("wal/{node}/{seq:020}-{incarnation:016x}")
 }
-/// Key of a broker's assignment version: every WAL commit compares it, and whoever takes a
-/// partition away from the broker bumps it, so a fenced broker can never commit.
+/// The sequence of a WAL index key.
+pub fn wal_seq(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.split('-').next()?.parse().ok()
+}
+/// Prefix of everything about brokers.
+pub const BROKERS: &str = "brokers/";
+/// Key of a broker's assignment: the partitions and coordinator shards it owns, at which
+/// epochs. Only the controller writes it; every write the broker makes for what it owns
+/// (WAL commits, seals, offsets, groups) compares its revision, so a broker that lost
+/// anything can never commit with a stale view.
 pub fn assignment_key(node: i32) -> String {
     format!("brokers/{node}/assignment")
+}
+/// Key of a broker's registration, under its lease: present while the broker is alive.
+pub fn registration_key(node: i32) -> String {
+    format!("brokers/{node}/registration")
+}
+/// Key that marks a broker drained: the controller gives it nothing.
+pub fn drain_key(node: i32) -> String {
+    format!("brokers/{node}/drain")
+}
+/// Key of the elected controller, under its lease.
+pub const CONTROLLER: &str = "cluster/controller";
+/// Key of the last leader epoch the controller handed out (epochs are cluster-wide and
+/// only grow, so every partition's epochs grow with each move).
+pub const EPOCH: &str = "cluster/epoch";
+
+/// A partition named in an assignment: `<topic-id>:<partition>`.
+pub fn partition_name(topic_id: &str, partition: i32) -> String {
+    format!("{topic_id}:{partition}")
+}
+
+/// A live broker, as it registers itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Registration {
+    /// Node id.
+    pub node: i32,
+    /// Unique per process start.
+    pub incarnation: u64,
+    /// Advertised Kafka listeners: (name, host, port).
+    pub listeners: Vec<(String, String, u16)>,
+    /// `broker.rack`.
+    #[serde(default)]
+    pub rack: Option<String>,
+    /// Admin API address, if served.
+    #[serde(default)]
+    pub admin: Option<String>,
+    /// Set while the broker shuts down: it is handing everything off.
+    #[serde(default)]
+    pub leaving: bool,
+}
+
+/// What a broker owns, written by the controller.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Assignment {
+    /// The broker incarnation this was computed for; another incarnation owns nothing.
+    pub incarnation: u64,
+    /// Owned partitions (`<topic-id>:<partition>`) and their leader epochs.
+    pub partitions: BTreeMap<String, i32>,
+    /// Owned group-coordinator shards and their epochs.
+    #[serde(default)]
+    pub shards: BTreeMap<u32, i32>,
+}
+
+/// The elected controller.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ControllerRecord {
+    /// Node id.
+    pub node: i32,
+    /// Its incarnation.
+    pub incarnation: u64,
 }
 
 /// A topic.

@@ -74,9 +74,10 @@ def port_open(port):
 class Broker:
     """One broker process (Stratus or reference Kafka) with its own data dir and port."""
 
-    def __init__(self, settings=None, name="broker"):
+    def __init__(self, settings=None, name="broker", env=None):
         self.target = TARGET
         self.settings = dict(settings or {})
+        self.extra_env = dict(env or {})
         if TARGET == "stratus" and not STRATUS_BIN.exists():
             pytest.fail(f"Stratus binary not found at {STRATUS_BIN} (cargo build, or set STRATUS_BIN)")
         if TARGET == "kafka" and not sorted(CACHE.glob("kafka-*/lib")):
@@ -118,6 +119,7 @@ class Broker:
         env = {k: v for k, v in os.environ.items()
                if not (self.target == "stratus" and k.startswith("STRATUS_"))}
         env.setdefault("RUST_BACKTRACE", "1")
+        env.update(self.extra_env)
         self.stopped_by_us = False
         self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=self.tmp)
@@ -335,3 +337,39 @@ def kafka_home():
     if not homes:
         pytest.skip(f"no Kafka jars under {CACHE} (run scripts/install-test-deps.sh)")
     return homes[-1].parent
+
+
+# -- cluster: real etcd and MinIO, several Stratus brokers as processes ----------------------
+from cluster_infra import Infra, Cluster  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def infra():
+    """etcd and MinIO (built by install-test-deps.sh), started once for the session."""
+    if TARGET != "stratus":
+        pytest.skip("cluster tests run against Stratus")
+    i = Infra(CACHE)
+    try:
+        i.start()
+        yield i
+    finally:
+        i.stop()
+
+
+@pytest.fixture
+def cluster(infra, request):
+    """Three brokers over the session's etcd and MinIO, each test in its own namespace."""
+    made = []
+
+    def make(n=3, settings=None):
+        c = Cluster(infra, n, settings, name=re.sub(r"\W+", "-", request.node.name)[:30])
+        made.append(c)
+        return c.start()
+
+    yield make
+    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    for c in made:
+        if failed:
+            for b in c.brokers:
+                print(f"\nbroker {b.node_id} log kept at {b.log_path}\n{b.log_tail(30)}", file=sys.stderr)
+        c.cleanup(keep=failed)

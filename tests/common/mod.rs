@@ -29,6 +29,11 @@ impl Drop for TestBroker {
 }
 
 pub fn settings(dir: &std::path::Path, extra: &[(&str, &str)]) -> stratus::Settings {
+    // RUST_LOG=debug shows the broker's log in failing tests.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let mut pairs = vec![
         (
             "listeners".to_string(),

@@ -1,0 +1,272 @@
+//! The gRPC admin API (`proto/admin.proto`), served by every broker on `admin.listener`.
+//! Every call works on any broker: reads come from the metadata store, and changes are
+//! metadata transactions that compare what they read (see [`super::controller::apply`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::controller;
+use crate::broker::Broker;
+use crate::meta::repo;
+use crate::meta::Op;
+
+/// Generated messages and services.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("stratus.admin.v1");
+}
+
+use pb::admin_server::{Admin, AdminServer};
+use pb::*;
+
+/// The service.
+pub struct AdminService {
+    broker: Arc<Broker>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(e.to_string())
+}
+
+impl AdminService {
+    async fn view(&self) -> Result<super::View, Status> {
+        super::read_view(self.broker.meta.as_ref())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Waits until `node` owns nothing (or `timeout`); returns what it still owns.
+    async fn wait_empty(&self, node: i32, timeout: Duration) -> Result<(u32, u32), Status> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let view = self.view().await?;
+            let (p, s) = view
+                .assignments
+                .get(&node)
+                .map(|(a, _)| (a.partitions.len() as u32, a.shards.len() as u32))
+                .unwrap_or((0, 0));
+            if (p == 0 && s == 0) || Instant::now() >= deadline {
+                return Ok((p, s));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn cluster_status(
+        &self,
+        _req: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let view = self.view().await?;
+        let topics = self.broker.topics();
+        let partitions: u32 = topics.iter().map(|t| t.partitions.len() as u32).sum();
+        let assigned = view.owners.len() as u32;
+        let mut nodes: Vec<i32> = view.brokers.keys().copied().collect();
+        nodes.extend(view.assignments.keys());
+        nodes.sort_unstable();
+        nodes.dedup();
+        let brokers = nodes
+            .into_iter()
+            .map(|n| {
+                let r = view.brokers.get(&n);
+                let a = view.assignments.get(&n).map(|(a, _)| a);
+                let live = r.is_some_and(|r| a.is_none_or(|a| a.incarnation == r.incarnation));
+                BrokerStatus {
+                    node_id: n,
+                    rack: r.and_then(|r| r.rack.clone()).unwrap_or_default(),
+                    listeners: r
+                        .map(|r| {
+                            r.listeners
+                                .iter()
+                                .map(|(name, h, p)| format!("{name}://{h}:{p}"))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    admin_address: r.and_then(|r| r.admin.clone()).unwrap_or_default(),
+                    alive: r.is_some(),
+                    draining: view.drained.contains(&n) || r.is_some_and(|r| r.leaving),
+                    partitions: if live {
+                        a.map_or(0, |a| a.partitions.len() as u32)
+                    } else {
+                        0
+                    },
+                    coordinator_shards: if live {
+                        a.map_or(0, |a| a.shards.len() as u32)
+                    } else {
+                        0
+                    },
+                    incarnation: r.map(|r| r.incarnation).unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(Response::new(ClusterStatusResponse {
+            cluster_id: self.broker.cluster_id.clone(),
+            controller_id: view.controller.unwrap_or(-1),
+            brokers,
+            topics: topics.len() as u32,
+            partitions,
+            unassigned_partitions: partitions.saturating_sub(assigned),
+            coordinator_shards: view.shard_owners.len() as u32,
+        }))
+    }
+
+    async fn list_partitions(
+        &self,
+        req: Request<ListPartitionsRequest>,
+    ) -> Result<Response<ListPartitionsResponse>, Status> {
+        let want = req.into_inner().topic;
+        let view = self.view().await?;
+        let mut out = Vec::new();
+        for t in self.broker.topics() {
+            if !want.is_empty() && *t.name != *want {
+                continue;
+            }
+            for i in 0..t.partitions.len() as i32 {
+                let (owner, epoch) = view.owner(&t.id_text, i).unwrap_or((-1, -1));
+                out.push(PartitionOwner {
+                    topic: t.name.to_string(),
+                    partition: i,
+                    owner,
+                    leader_epoch: epoch,
+                });
+            }
+        }
+        if !want.is_empty() && out.is_empty() {
+            return Err(Status::not_found(format!("no topic '{want}'")));
+        }
+        Ok(Response::new(ListPartitionsResponse { partitions: out }))
+    }
+
+    async fn drain_broker(
+        &self,
+        req: Request<DrainBrokerRequest>,
+    ) -> Result<Response<DrainBrokerResponse>, Status> {
+        let r = req.into_inner();
+        self.broker
+            .meta
+            .txn(
+                vec![],
+                vec![Op::Put(repo::drain_key(r.node_id), "drain".into(), None)],
+            )
+            .await
+            .map_err(unavailable)?;
+        info!(node = r.node_id, "drain requested");
+        let timeout = Duration::from_millis(if r.wait {
+            r.timeout_ms.max(1) as u64
+        } else {
+            0
+        });
+        let (p, s) = self.wait_empty(r.node_id, timeout).await?;
+        Ok(Response::new(DrainBrokerResponse {
+            remaining_partitions: p,
+            remaining_shards: s,
+        }))
+    }
+
+    async fn undrain_broker(
+        &self,
+        req: Request<UndrainBrokerRequest>,
+    ) -> Result<Response<UndrainBrokerResponse>, Status> {
+        let node = req.into_inner().node_id;
+        self.broker
+            .meta
+            .txn(vec![], vec![Op::Delete(repo::drain_key(node))])
+            .await
+            .map_err(unavailable)?;
+        info!(node, "drain lifted");
+        Ok(Response::new(UndrainBrokerResponse {}))
+    }
+
+    async fn move_partition(
+        &self,
+        req: Request<MovePartitionRequest>,
+    ) -> Result<Response<MovePartitionResponse>, Status> {
+        let r = req.into_inner();
+        let topic = self
+            .broker
+            .topic(&r.topic)
+            .ok_or_else(|| Status::not_found(format!("no topic '{}'", r.topic)))?;
+        if r.partition < 0 || r.partition as usize >= topic.partitions.len() {
+            return Err(Status::not_found(format!(
+                "topic '{}' has no partition {}",
+                r.topic, r.partition
+            )));
+        }
+        let view = self.view().await?;
+        let eligible = view.brokers.get(&r.to_node_id).is_some_and(|b| !b.leaving)
+            && !view.drained.contains(&r.to_node_id);
+        if !eligible {
+            return Err(Status::failed_precondition(format!(
+                "broker {} is not live, or is draining",
+                r.to_node_id
+            )));
+        }
+        let name = repo::partition_name(&topic.id_text, r.partition);
+        controller::apply(
+            self.broker.meta.as_ref(),
+            None,
+            false,
+            vec![(name, r.to_node_id)],
+        )
+        .await
+        .map_err(Status::unavailable)?;
+        let view = self.view().await?;
+        match view.owner(&topic.id_text, r.partition) {
+            Some((node, epoch)) if node == r.to_node_id => {
+                info!(
+                    topic = r.topic,
+                    partition = r.partition,
+                    to = node,
+                    epoch,
+                    "partition moved"
+                );
+                Ok(Response::new(MovePartitionResponse {
+                    leader_epoch: epoch,
+                }))
+            }
+            _ => Err(Status::aborted("the partition did not move; try again")),
+        }
+    }
+
+    async fn rebalance(
+        &self,
+        _req: Request<RebalanceRequest>,
+    ) -> Result<Response<RebalanceResponse>, Status> {
+        let changed = controller::apply(self.broker.meta.as_ref(), None, true, Vec::new())
+            .await
+            .map_err(Status::unavailable)?;
+        Ok(Response::new(RebalanceResponse {
+            moved_partitions: changed.partitions as u32,
+            moved_shards: changed.shards as u32,
+        }))
+    }
+}
+
+/// Serves the admin API on `addr` until `cancel`.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: tokio::net::TcpListener,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let incoming = tokio_stream_from(listener);
+    tonic::transport::Server::builder()
+        .add_service(AdminServer::new(AdminService { broker }))
+        .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+fn tokio_stream_from(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(listener, |l| async move {
+        let r = l.accept().await.map(|(s, _)| s);
+        Some((r, l))
+    })
+}

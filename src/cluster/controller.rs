@@ -1,0 +1,265 @@
+//! The controller: one broker, elected through the metadata store (a key under its lease),
+//! writes every broker's assignment. A round reads brokers, assignments and topics, plans
+//! (see [`super::placement`]) and writes what changed in ONE transaction that compares the
+//! controller key (a deposed controller cannot write) and every assignment it read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::placement::{self, Input, Member};
+use super::read_view;
+use crate::group::SHARDS;
+use crate::meta::repo::{self, ControllerRecord, PartitionRecord, TopicRecord};
+use crate::meta::{Compare, LeaseId, MetaError, MetaStore, Op, MAX_TXN_OPS};
+
+/// What a round changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// Partitions that got a new owner or epoch.
+    pub partitions: usize,
+    /// Shards that got a new owner or epoch.
+    pub shards: usize,
+}
+
+/// One placement round: reads, plans, writes. `controller` is the record to compare (the
+/// caller believes it is the controller), or `None` for an admin request applied by any
+/// broker (then it compares the controller key as read, so it races no one).
+pub async fn round(
+    meta: &dyn MetaStore,
+    me: Option<&ControllerRecord>,
+    rebalance: bool,
+    moves: Vec<(String, i32)>,
+) -> Result<Option<Changed>, MetaError> {
+    let view = read_view(meta).await?;
+    let controller = meta.get(repo::CONTROLLER).await?;
+    if let Some(me) = me {
+        let holds = controller
+            .as_ref()
+            .and_then(|v| serde_json::from_slice::<ControllerRecord>(&v.value).ok())
+            .is_some_and(|c| &c == me);
+        if !holds {
+            return Ok(None);
+        }
+    }
+    let mut partitions = BTreeSet::new();
+    for (k, v) in meta.range(repo::TOPICS).await? {
+        let t: TopicRecord = repo::decode(&k, &v)?;
+        for i in 0..t.partitions {
+            partitions.insert(repo::partition_name(&t.id, i));
+        }
+    }
+    let epoch_rec = meta.get(repo::EPOCH).await?;
+    let last_epoch = match &epoch_rec {
+        Some(v) => std::str::from_utf8(&v.value)
+            .ok()
+            .and_then(|s| s.parse::<i32>().ok())
+            .unwrap_or(0),
+        None => highest_recorded_epoch(meta).await?,
+    };
+    let members = view
+        .brokers
+        .iter()
+        .map(|(n, r)| {
+            (
+                *n,
+                Member {
+                    incarnation: r.incarnation,
+                    eligible: !r.leaving && !view.drained.contains(n),
+                },
+            )
+        })
+        .collect();
+    let input = Input {
+        members,
+        current: view
+            .assignments
+            .iter()
+            .map(|(n, (a, _))| (*n, a.clone()))
+            .collect(),
+        partitions,
+        shards: SHARDS,
+        epoch: last_epoch + 1,
+        rebalance,
+        moves,
+    };
+    let planned = placement::plan(&input);
+    let mut changed = Changed::default();
+    let mut compares = vec![
+        Compare::Value(
+            repo::CONTROLLER.into(),
+            controller.as_ref().map(|v| v.value.clone()),
+        ),
+        Compare::Revision(
+            repo::EPOCH.into(),
+            epoch_rec.as_ref().map(|v| v.mod_revision),
+        ),
+    ];
+    let mut ops = Vec::new();
+    for (node, a) in &planned {
+        let current = view.assignments.get(node);
+        if current.is_some_and(|(c, _)| c == a) {
+            continue;
+        }
+        changed.partitions += a
+            .partitions
+            .iter()
+            .filter(|(p, e)| current.and_then(|(c, _)| c.partitions.get(*p)) != Some(e))
+            .count();
+        changed.shards += a
+            .shards
+            .iter()
+            .filter(|(s, e)| current.and_then(|(c, _)| c.shards.get(*s)) != Some(e))
+            .count();
+        compares.push(Compare::Revision(
+            repo::assignment_key(*node),
+            current.map(|(_, r)| *r),
+        ));
+        ops.push(Op::Put(repo::assignment_key(*node), repo::encode(a), None));
+    }
+    if ops.is_empty() {
+        return Ok(Some(changed));
+    }
+    ops.push(Op::Put(
+        repo::EPOCH.into(),
+        (last_epoch + 1).to_string().into(),
+        None,
+    ));
+    if compares.len() + ops.len() > MAX_TXN_OPS {
+        return Err(MetaError::TooLarge(format!(
+            "{} brokers changed in one round",
+            ops.len() - 1
+        )));
+    }
+    if meta.txn(compares, ops).await? {
+        info!(
+            epoch = last_epoch + 1,
+            partitions = changed.partitions,
+            shards = changed.shards,
+            "assignments written"
+        );
+        Ok(Some(changed))
+    } else {
+        debug!("placement raced another write; next round");
+        Ok(None)
+    }
+}
+
+/// Leader epochs handed out before the epoch key existed (an upgrade from a single-node
+/// store): the new epochs must be above all of them.
+async fn highest_recorded_epoch(meta: &dyn MetaStore) -> Result<i32, MetaError> {
+    let mut max = 0;
+    for (k, v) in meta.range("partitions/").await? {
+        if let Ok(r) = repo::decode::<PartitionRecord>(&k, &v) {
+            if let Some(e) = r.epochs.last() {
+                max = max.max(e.0);
+            }
+        }
+    }
+    Ok(max)
+}
+
+/// Campaigns for the controller key while alive; while holding it, runs rounds on every
+/// change of brokers or topics, on requests, and every `period`.
+pub async fn run(
+    meta: Arc<dyn MetaStore>,
+    me: ControllerRecord,
+    lease: impl Fn() -> Option<LeaseId> + Send + 'static,
+    period: Duration,
+    cancel: CancellationToken,
+) {
+    let mut leading = false;
+    let mut eligible_before: Option<BTreeSet<i32>> = None;
+    loop {
+        let mut brokers = meta.watch(repo::BROKERS);
+        let mut topics = meta.watch(repo::TOPICS);
+        let mut control = meta.watch(repo::CONTROLLER);
+        if !leading {
+            if let Some(l) = lease() {
+                let won = meta
+                    .txn(
+                        vec![Compare::Revision(repo::CONTROLLER.into(), None)],
+                        vec![Op::Put(repo::CONTROLLER.into(), repo::encode(&me), Some(l))],
+                    )
+                    .await;
+                if matches!(won, Ok(true)) {
+                    info!(node = me.node, "elected controller");
+                    leading = true;
+                    eligible_before = None;
+                }
+            }
+        }
+        if leading {
+            let eligible = read_view(meta.as_ref()).await.ok().map(|v| {
+                v.brokers
+                    .iter()
+                    .filter(|(n, r)| !r.leaving && !v.drained.contains(n))
+                    .map(|(n, _)| *n)
+                    .collect::<BTreeSet<i32>>()
+            });
+            // A broker that joined gets a share of the work.
+            let joined = match (&eligible_before, &eligible) {
+                (Some(before), Some(now)) => now.iter().any(|n| !before.contains(n)),
+                _ => false,
+            };
+            match round(meta.as_ref(), Some(&me), joined, Vec::new()).await {
+                Ok(Some(_)) => eligible_before = eligible,
+                Ok(None) => {
+                    if !holds(meta.as_ref(), &me).await {
+                        info!(node = me.node, "no longer controller");
+                        leading = false;
+                    }
+                }
+                Err(e) => warn!(error = %e, "placement round failed; retrying"),
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+            _ = brokers.recv() => {}
+            _ = topics.recv() => {}
+            _ = control.recv() => {}
+        }
+        // Coalesce bursts (a restart re-registers and re-assigns at once).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Applies an admin request (rebalance, moves) from any broker, with a few retries against
+/// concurrent writes: every write compares what it read, so a request and the controller
+/// never undo each other silently.
+pub async fn apply(
+    meta: &dyn MetaStore,
+    me: Option<&ControllerRecord>,
+    rebalance: bool,
+    moves: Vec<(String, i32)>,
+) -> Result<Changed, String> {
+    for _ in 0..10 {
+        match round(meta, me, rebalance, moves.clone()).await {
+            Ok(Some(c)) => return Ok(c),
+            Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err("the placement kept changing under the request; try again".into())
+}
+
+async fn holds(meta: &dyn MetaStore, me: &ControllerRecord) -> bool {
+    match repo::load::<ControllerRecord>(meta, repo::CONTROLLER).await {
+        Ok(Some((c, _))) => &c == me,
+        Ok(None) => false,
+        // Unknown: keep trying as controller; every write compares anyway.
+        Err(_) => true,
+    }
+}
+
+/// Partitions in an assignment map by node, for status output.
+pub fn counts(view: &super::View) -> BTreeMap<i32, (usize, usize)> {
+    view.assignments
+        .iter()
+        .map(|(n, (a, _))| (*n, (a.partitions.len(), a.shards.len())))
+        .collect()
+}

@@ -1,0 +1,232 @@
+//! The cluster: brokers register under a lease, one is elected controller and assigns
+//! partitions and coordinator shards to live brokers, each with an epoch. A move is one
+//! metadata transaction; the new owner recovers the unsealed tail from the WAL index, and
+//! no data is copied.
+//!
+//! - [`Fence`]: what this broker owns, and the compare that every write it makes for what
+//!   it owns carries (the revision of its assignment key);
+//! - [`View`]: every live broker and every owner, from watching `brokers/`;
+//! - `membership`: registration and keep-alive; `controller`: election and placement;
+//!   `ownership`: applying this broker's assignment (recover what it gains, drop what it
+//!   loses).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::meta::repo::{self, Assignment, ControllerRecord, Registration};
+use crate::meta::{Compare, MetaError, MetaStore};
+
+pub mod admin;
+pub mod cli;
+pub mod controller;
+pub mod membership;
+pub mod ownership;
+pub mod placement;
+
+/// This broker's assignment as last seen, with the revision of its key.
+#[derive(Debug, Clone, Default)]
+pub struct Owned {
+    /// Mod revision of `brokers/<node>/assignment` (0: none yet).
+    pub revision: u64,
+    /// What this incarnation owns (empty if the key names another incarnation).
+    pub assignment: Assignment,
+}
+
+impl Owned {
+    /// Epoch at which a partition is owned.
+    pub fn epoch(&self, topic_id: &str, partition: i32) -> Option<i32> {
+        self.assignment
+            .partitions
+            .get(&repo::partition_name(topic_id, partition))
+            .copied()
+    }
+}
+
+/// What this broker owns, shared by every writer.
+pub struct Fence {
+    node: i32,
+    incarnation: u64,
+    current: Mutex<Arc<Owned>>,
+    /// Bumped whenever `current` changes.
+    pub changed: watch::Sender<u64>,
+}
+
+impl Fence {
+    /// A fence that owns nothing yet.
+    pub fn new(node: i32, incarnation: u64) -> Self {
+        Fence {
+            node,
+            incarnation,
+            current: Mutex::new(Arc::new(Owned::default())),
+            changed: watch::Sender::new(0),
+        }
+    }
+
+    /// This broker's incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The current view.
+    pub fn get(&self) -> Arc<Owned> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The compare a write for `owned` must carry.
+    pub fn compare(&self, owned: &Owned) -> Compare {
+        Compare::Revision(
+            repo::assignment_key(self.node),
+            (owned.revision > 0).then_some(owned.revision),
+        )
+    }
+
+    /// Installs an assignment read at `revision`, if newer than the current one.
+    pub fn update(&self, revision: u64, a: Assignment) -> Arc<Owned> {
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if revision > cur.revision {
+            let assignment = if a.incarnation == self.incarnation {
+                a
+            } else {
+                Assignment::default()
+            };
+            *cur = Arc::new(Owned {
+                revision,
+                assignment,
+            });
+            self.changed.send_modify(|c| *c += 1);
+        }
+        cur.clone()
+    }
+
+    /// Re-reads the assignment key (after a write failed its compare).
+    pub async fn refresh(&self, meta: &dyn MetaStore) -> Result<Arc<Owned>, MetaError> {
+        let key = repo::assignment_key(self.node);
+        match repo::load::<Assignment>(meta, &key).await? {
+            Some((a, rev)) => Ok(self.update(rev, a)),
+            None => Ok(self.get()),
+        }
+    }
+}
+
+/// The cluster as this broker sees it.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Live brokers.
+    pub brokers: BTreeMap<i32, Registration>,
+    /// Drained brokers.
+    pub drained: Vec<i32>,
+    /// Every assignment key.
+    pub assignments: BTreeMap<i32, (Assignment, u64)>,
+    /// The controller.
+    pub controller: Option<i32>,
+    /// Partition (`<topic-id>:<p>`) → (owner, epoch), for live owners only.
+    pub owners: HashMap<String, (i32, i32)>,
+    /// Shard → (owner, epoch), for live owners only.
+    pub shard_owners: HashMap<u32, (i32, i32)>,
+}
+
+impl View {
+    /// Owner and epoch of a partition.
+    pub fn owner(&self, topic_id: &str, partition: i32) -> Option<(i32, i32)> {
+        self.owners
+            .get(&repo::partition_name(topic_id, partition))
+            .copied()
+    }
+}
+
+/// Reads `brokers/` and the controller key into a [`View`].
+pub async fn read_view(meta: &dyn MetaStore) -> Result<View, MetaError> {
+    let mut view = View::default();
+    for (k, v) in meta.range(repo::BROKERS).await? {
+        let mut parts = k[repo::BROKERS.len()..].splitn(2, '/');
+        let (Some(node), Some(what)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(node) = node.parse::<i32>() else {
+            continue;
+        };
+        match what {
+            "registration" => {
+                if let Ok(r) = repo::decode::<Registration>(&k, &v) {
+                    view.brokers.insert(node, r);
+                }
+            }
+            "assignment" => {
+                if let Ok(a) = repo::decode::<Assignment>(&k, &v) {
+                    view.assignments.insert(node, (a, v.mod_revision));
+                }
+            }
+            "drain" => view.drained.push(node),
+            _ => {}
+        }
+    }
+    if let Some((c, _)) = repo::load::<ControllerRecord>(meta, repo::CONTROLLER).await? {
+        view.controller = Some(c.node);
+    }
+    for (node, (a, _)) in &view.assignments {
+        let live = view
+            .brokers
+            .get(node)
+            .is_some_and(|r| r.incarnation == a.incarnation);
+        if !live {
+            continue;
+        }
+        for (p, e) in &a.partitions {
+            view.owners.insert(p.clone(), (*node, *e));
+        }
+        for (s, e) in &a.shards {
+            view.shard_owners.insert(*s, (*node, *e));
+        }
+    }
+    Ok(view)
+}
+
+/// Keeps `view` current: re-reads on every change under `brokers/` and `cluster/`, and
+/// at least every `resync` (a watch may end; the store may have been away).
+pub async fn watch_view(
+    meta: Arc<dyn MetaStore>,
+    view: watch::Sender<Arc<View>>,
+    resync: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let mut brokers = meta.watch(repo::BROKERS);
+        let mut cluster = meta.watch("cluster/");
+        match read_view(meta.as_ref()).await {
+            Ok(v) => {
+                view.send_replace(Arc::new(v));
+            }
+            Err(e) => warn!(error = %e, "cluster view not refreshed; retrying"),
+        }
+        let deadline = tokio::time::sleep(resync);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = &mut deadline => break,
+                e = brokers.recv() => if e.is_none() { break },
+                e = cluster.recv() => if e.is_none() { break },
+            }
+            // Coalesce a burst of changes into one re-read.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while brokers.try_recv().is_ok() || cluster.try_recv().is_ok() {}
+            match read_view(meta.as_ref()).await {
+                Ok(v) => {
+                    view.send_replace(Arc::new(v));
+                }
+                Err(e) => {
+                    warn!(error = %e, "cluster view not refreshed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Applying this broker's assignment: partitions it loses stop taking writes at once (and
+//! their uncommitted data is dropped: the WAL commit filters it out); partitions it gains
+//! are recovered from the metadata store — the partition record, then every committed WAL
+//! range beyond its sealed end, from any broker's WAL — and then take writes at the new
+//! epoch. Nothing is copied: the tail stays in the WAL objects where it was written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Owned;
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::meta::repo::{self, Assignment, PartitionRecord, WalEntry, WalRange};
+use crate::meta::{Op, MAX_TXN_OPS};
+use crate::partition::{Location, Partition, PartitionState, TailChunk};
+
+/// Follows this broker's assignment key until `cancel`.
+pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
+    let key = repo::assignment_key(broker.settings.node_id);
+    loop {
+        let mut events = broker.meta.watch(&key);
+        let mut fence_changed = broker.fence.changed.subscribe();
+        if let Err(e) = sync(&broker).await {
+            warn!(error = %e, "assignment not applied; retrying");
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = events.recv() => {}
+            _ = fence_changed.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Reads the assignment and applies it.
+pub async fn sync(broker: &Arc<Broker>) -> Result<()> {
+    let owned = broker.fence.refresh(broker.meta.as_ref()).await?;
+    apply(broker, &owned).await
+}
+
+/// Makes the partitions' and shards' ownership match `owned`.
+pub async fn apply(broker: &Arc<Broker>, owned: &Owned) -> Result<()> {
+    let _serial = broker.ownership_lock.lock().await;
+    let known = |a: &Assignment| {
+        a.partitions.keys().all(|name| {
+            name.split_once(':')
+                .and_then(|(t, _)| uuid::Uuid::parse_str(t).ok())
+                .is_some_and(|id| broker.topic_by_id(&id).is_some())
+        })
+    };
+    if !known(&owned.assignment) {
+        // A topic created on another broker that this one has not seen yet.
+        broker.sync_topics().await?;
+    }
+    let mut gain = Vec::new();
+    let mut lost = 0;
+    for topic in broker.topics() {
+        for p in &topic.partitions {
+            let want = owned.epoch(&p.topic_id, p.index);
+            let have = p.state().owner_epoch;
+            if have.is_some() && have != want {
+                p.release();
+                lost += 1;
+            }
+            if let Some(e) = want {
+                if have != want {
+                    gain.push((p.clone(), e));
+                }
+            }
+        }
+    }
+    if !gain.is_empty() {
+        let started = Instant::now();
+        let n = gain.len();
+        acquire(broker, owned, gain).await?;
+        info!(
+            partitions = n,
+            ms = started.elapsed().as_millis() as u64,
+            "took ownership"
+        );
+    }
+    if lost > 0 {
+        info!(partitions = lost, "gave up ownership");
+    }
+    broker.groups.set_shards(&owned.assignment.shards).await;
+    Ok(())
+}
+
+/// Recovers partitions from the metadata store and starts taking writes for them.
+async fn acquire(broker: &Broker, owned: &Owned, gain: Vec<(Arc<Partition>, i32)>) -> Result<()> {
+    // WAL ranges first, then partition records: a range missing from the index was sealed
+    // before it went, so the record read after shows it sealed.
+    let mut ranges: HashMap<String, Vec<(WalRange, Arc<str>, u64)>> = gain
+        .iter()
+        .map(|(p, _)| (repo::partition_name(&p.topic_id, p.index), Vec::new()))
+        .collect();
+    for (k, v) in broker.meta.range("wal/").await? {
+        let entry: WalEntry = repo::decode(&k, &v)?;
+        let object: Arc<str> = Arc::from(entry.object.as_str());
+        let size = entry
+            .ranges
+            .iter()
+            .map(|r| r.pos + r.len)
+            .max()
+            .unwrap_or(0);
+        for r in entry.ranges {
+            if let Some(list) = ranges.get_mut(&repo::partition_name(&r.topic_id, r.partition)) {
+                list.push((r, object.clone(), size));
+            }
+        }
+    }
+    for chunk in gain.chunks(MAX_TXN_OPS - 1) {
+        let mut states = Vec::with_capacity(chunk.len());
+        let mut ops = Vec::with_capacity(chunk.len());
+        for (p, epoch) in chunk {
+            let key = repo::partition_key(&p.topic_id, p.index);
+            let rec: PartitionRecord = repo::load(broker.meta.as_ref(), &key)
+                .await?
+                .map(|(r, _)| r)
+                .unwrap_or_else(|| PartitionRecord {
+                    epochs: vec![],
+                    ..Default::default()
+                });
+            let mut list = ranges
+                .remove(&repo::partition_name(&p.topic_id, p.index))
+                .unwrap_or_default();
+            list.sort_by_key(|(r, _, _)| r.base_offset);
+            let state = rebuild(p, &rec, &list, *epoch);
+            ops.push(Op::Put(key, repo::encode(&state.record()), None));
+            states.push((p.clone(), state));
+        }
+        let applied = broker
+            .meta
+            .txn(vec![broker.fence.compare(owned)], ops)
+            .await?;
+        if !applied {
+            // The assignment changed again; the next round applies the newer one.
+            return Err(Error::Kafka(
+                kafka_protocol::ResponseError::NotLeaderOrFollower,
+            ));
+        }
+        for (p, state) in states {
+            p.install(state);
+        }
+    }
+    Ok(())
+}
+
+/// A partition's state from its record and the committed WAL ranges past its sealed end.
+fn rebuild(
+    p: &Partition,
+    rec: &PartitionRecord,
+    ranges: &[(WalRange, Arc<str>, u64)],
+    epoch: i32,
+) -> PartitionState {
+    let mut s = PartitionState::from_record(rec);
+    for (r, object, size) in ranges {
+        if r.end_offset <= s.next_offset {
+            continue;
+        }
+        if r.base_offset != s.next_offset {
+            warn!(topic = %p.topic, partition = p.index, expected = s.next_offset, found = r.base_offset,
+                "gap in the committed WAL ranges; the partition continues after it");
+        }
+        s.recover_range(
+            TailChunk {
+                base: r.base_offset,
+                end: r.end_offset,
+                max_timestamp: r.max_timestamp,
+                location: Location::Wal {
+                    object: object.clone(),
+                    object_size: *size,
+                    pos: r.pos,
+                    len: r.len,
+                },
+                created: Instant::now(),
+            },
+            &r.producers,
+        );
+    }
+    s.leader_epoch = epoch;
+    if s.epochs.last().map(|e| e.0) != Some(epoch) {
+        let start = s.next_offset;
+        s.epochs.push((epoch, start));
+        if s.epochs.len() > 1000 {
+            s.epochs.remove(0);
+        }
+    }
+    s.owner_epoch = Some(epoch);
+    s
+}

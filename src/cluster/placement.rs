@@ -1,0 +1,414 @@
+//! Where partitions and coordinator shards go: a pure function from what the controller
+//! reads (live brokers, current assignments, existing partitions) to the assignments it
+//! writes. Every unit that lands somewhere new gets the new epoch.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::meta::repo::Assignment;
+
+/// A registered broker as placement sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// Whether it may take units (not draining, not leaving).
+    pub eligible: bool,
+}
+
+/// What the controller read.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    /// Registered brokers.
+    pub members: BTreeMap<i32, Member>,
+    /// Every assignment key, by node.
+    pub current: BTreeMap<i32, Assignment>,
+    /// Every existing partition (`<topic-id>:<partition>`).
+    pub partitions: BTreeSet<String>,
+    /// Number of coordinator shards.
+    pub shards: u32,
+    /// Epoch given to every unit placed by this round.
+    pub epoch: i32,
+    /// Also even out the load.
+    pub rebalance: bool,
+    /// Explicit moves: partition → node.
+    pub moves: Vec<(String, i32)>,
+}
+
+/// Unit of placement: a partition or a shard.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Unit {
+    Partition(String),
+    Shard(u32),
+}
+
+impl Unit {
+    fn topic(&self) -> &str {
+        match self {
+            Unit::Partition(p) => p.split(':').next().unwrap_or(""),
+            Unit::Shard(_) => "",
+        }
+    }
+    fn is_shard(&self) -> bool {
+        matches!(self, Unit::Shard(_))
+    }
+}
+
+/// The assignments to write: one for every node that has a key or is registered. A
+/// node that is not registered (or registered as another incarnation) owns nothing.
+pub fn plan(input: &Input) -> BTreeMap<i32, Assignment> {
+    let eligible: Vec<i32> = input
+        .members
+        .iter()
+        .filter(|(_, m)| m.eligible)
+        .map(|(n, _)| *n)
+        .collect();
+    // unit → (node, epoch) as things stand, only for valid holders.
+    let mut held: BTreeMap<Unit, (i32, i32)> = BTreeMap::new();
+    // Units a re-started broker held: they go back to it (new epoch).
+    let mut sticky: BTreeMap<Unit, i32> = BTreeMap::new();
+    let exists = |u: &Unit| match u {
+        Unit::Partition(p) => input.partitions.contains(p),
+        Unit::Shard(s) => *s < input.shards,
+    };
+    for (node, a) in &input.current {
+        let units = a
+            .partitions
+            .iter()
+            .map(|(p, e)| (Unit::Partition(p.clone()), *e))
+            .chain(a.shards.iter().map(|(s, e)| (Unit::Shard(*s), *e)));
+        let member = input.members.get(node);
+        for (u, e) in units {
+            if !exists(&u) {
+                continue;
+            }
+            match member {
+                Some(m)
+                    if m.incarnation == a.incarnation && (m.eligible || eligible.is_empty()) =>
+                {
+                    held.insert(u, (*node, e));
+                }
+                Some(m) if m.incarnation == a.incarnation => {}
+                Some(m) if m.eligible => {
+                    sticky.insert(u, *node);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut placed: BTreeMap<Unit, (i32, i32)> = held.clone();
+    let mut load = Load::new(&eligible);
+    for (u, (n, _)) in &placed {
+        load.add(*n, u);
+    }
+    let all_units = input
+        .partitions
+        .iter()
+        .map(|p| Unit::Partition(p.clone()))
+        .chain((0..input.shards).map(Unit::Shard));
+    for u in all_units {
+        if placed.contains_key(&u) {
+            continue;
+        }
+        let target = match sticky.get(&u) {
+            Some(n) => Some(*n),
+            None => load.least(&u),
+        };
+        if let Some(n) = target {
+            load.add(n, &u);
+            placed.insert(u, (n, input.epoch));
+        }
+    }
+    for (p, to) in &input.moves {
+        let u = Unit::Partition(p.clone());
+        if !eligible.contains(to) || !exists(&u) {
+            continue;
+        }
+        if let Some((from, _)) = placed.get(&u).copied() {
+            if from == *to {
+                continue;
+            }
+            load.remove(from, &u);
+        }
+        load.add(*to, &u);
+        placed.insert(u, (*to, input.epoch));
+    }
+    if input.rebalance {
+        for shards in [false, true] {
+            while let Some((from, to)) = load.imbalance(shards) {
+                let Some(u) = placed
+                    .iter()
+                    .filter(|(u, (n, _))| *n == from && u.is_shard() == shards)
+                    .map(|(u, _)| u.clone())
+                    .max_by_key(|u| (load.topic_count(from, u.topic()), u.clone()))
+                else {
+                    break;
+                };
+                load.remove(from, &u);
+                load.add(to, &u);
+                placed.insert(u, (to, input.epoch));
+            }
+        }
+    }
+    let mut out: BTreeMap<i32, Assignment> = BTreeMap::new();
+    for (node, a) in &input.current {
+        out.insert(
+            *node,
+            Assignment {
+                incarnation: input
+                    .members
+                    .get(node)
+                    .map(|m| m.incarnation)
+                    .unwrap_or(a.incarnation),
+                ..Default::default()
+            },
+        );
+    }
+    for (node, m) in &input.members {
+        out.entry(*node).or_default().incarnation = m.incarnation;
+    }
+    for (u, (n, e)) in placed {
+        let a = out.entry(n).or_default();
+        match u {
+            Unit::Partition(p) => {
+                a.partitions.insert(p, e);
+            }
+            Unit::Shard(s) => {
+                a.shards.insert(s, e);
+            }
+        }
+    }
+    out
+}
+
+/// Units per eligible node, overall and per topic.
+struct Load {
+    total: BTreeMap<i32, (usize, usize)>,
+    per_topic: BTreeMap<(i32, String), usize>,
+}
+
+impl Load {
+    fn new(eligible: &[i32]) -> Self {
+        Load {
+            total: eligible.iter().map(|n| (*n, (0, 0))).collect(),
+            per_topic: BTreeMap::new(),
+        }
+    }
+    fn slot(&mut self, n: i32, u: &Unit) -> Option<&mut usize> {
+        let t = self.total.get_mut(&n)?;
+        Some(if u.is_shard() { &mut t.1 } else { &mut t.0 })
+    }
+    fn add(&mut self, n: i32, u: &Unit) {
+        if let Some(c) = self.slot(n, u) {
+            *c += 1;
+            *self
+                .per_topic
+                .entry((n, u.topic().to_string()))
+                .or_default() += 1;
+        }
+    }
+    fn remove(&mut self, n: i32, u: &Unit) {
+        if let Some(c) = self.slot(n, u) {
+            *c = c.saturating_sub(1);
+            if let Some(t) = self.per_topic.get_mut(&(n, u.topic().to_string())) {
+                *t = t.saturating_sub(1);
+            }
+        }
+    }
+    fn topic_count(&self, n: i32, topic: &str) -> usize {
+        self.per_topic
+            .get(&(n, topic.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+    fn count(&self, n: i32, shards: bool) -> usize {
+        self.total
+            .get(&n)
+            .map(|t| if shards { t.1 } else { t.0 })
+            .unwrap_or(0)
+    }
+    /// The eligible node with the fewest units of this topic, then overall.
+    fn least(&self, u: &Unit) -> Option<i32> {
+        self.total
+            .keys()
+            .min_by_key(|n| {
+                (
+                    self.topic_count(**n, u.topic()),
+                    self.count(**n, u.is_shard()),
+                    **n,
+                )
+            })
+            .copied()
+    }
+    /// (most loaded, least loaded) if they differ by more than one.
+    fn imbalance(&self, shards: bool) -> Option<(i32, i32)> {
+        let max = self
+            .total
+            .keys()
+            .max_by_key(|n| (self.count(**n, shards), -**n))?;
+        let min = self
+            .total
+            .keys()
+            .min_by_key(|n| (self.count(**n, shards), **n))?;
+        (self.count(*max, shards) > self.count(*min, shards) + 1).then_some((*max, *min))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(topic: &str, n: i32) -> BTreeSet<String> {
+        (0..n).map(|i| format!("{topic}:{i}")).collect()
+    }
+
+    fn members(nodes: &[(i32, u64)]) -> BTreeMap<i32, Member> {
+        nodes
+            .iter()
+            .map(|(n, inc)| {
+                (
+                    *n,
+                    Member {
+                        incarnation: *inc,
+                        eligible: true,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn counts(out: &BTreeMap<i32, Assignment>) -> Vec<(i32, usize, usize)> {
+        out.iter()
+            .map(|(n, a)| (*n, a.partitions.len(), a.shards.len()))
+            .collect()
+    }
+
+    #[test]
+    fn spreads_each_topic_and_the_shards() {
+        let mut partitions = parts("a", 6);
+        partitions.extend(parts("b", 3));
+        let input = Input {
+            members: members(&[(1, 10), (2, 20), (3, 30)]),
+            partitions,
+            shards: 64,
+            epoch: 5,
+            ..Default::default()
+        };
+        let out = plan(&input);
+        assert_eq!(counts(&out), vec![(1, 3, 22), (2, 3, 21), (3, 3, 21)]);
+        for a in out.values() {
+            assert_eq!(
+                a.partitions.keys().filter(|p| p.starts_with("a:")).count(),
+                2
+            );
+            assert!(a.partitions.values().all(|e| *e == 5));
+        }
+        assert_eq!(out[&2].incarnation, 20);
+    }
+
+    #[test]
+    fn a_dead_broker_loses_everything_and_a_restarted_one_gets_it_back() {
+        let first = plan(&Input {
+            members: members(&[(1, 10), (2, 20)]),
+            partitions: parts("t", 4),
+            shards: 2,
+            epoch: 1,
+            ..Default::default()
+        });
+        // Broker 2 is gone: its units move to 1 with the new epoch; 1 keeps its epochs.
+        let dead = plan(&Input {
+            members: members(&[(1, 10)]),
+            current: first.clone(),
+            partitions: parts("t", 4),
+            shards: 2,
+            epoch: 2,
+            ..Default::default()
+        });
+        assert_eq!(counts(&dead), vec![(1, 4, 2), (2, 0, 0)]);
+        let moved: Vec<i32> = dead[&1]
+            .partitions
+            .iter()
+            .filter(|(p, _)| first[&2].partitions.contains_key(*p))
+            .map(|(_, e)| *e)
+            .collect();
+        assert_eq!(moved, vec![2, 2]);
+        // Broker 2 restarted fast (new incarnation, old assignment still there): its units
+        // come back to it with a new epoch, and nothing else moves.
+        let again = plan(&Input {
+            members: members(&[(1, 10), (2, 21)]),
+            current: first.clone(),
+            partitions: parts("t", 4),
+            shards: 2,
+            epoch: 3,
+            ..Default::default()
+        });
+        assert_eq!(again[&1], first[&1]);
+        assert_eq!(again[&2].incarnation, 21);
+        assert_eq!(
+            again[&2].partitions.keys().collect::<Vec<_>>(),
+            first[&2].partitions.keys().collect::<Vec<_>>()
+        );
+        assert!(again[&2].partitions.values().all(|e| *e == 3));
+    }
+
+    #[test]
+    fn drain_rebalance_and_moves() {
+        let mut m = members(&[(1, 10), (2, 20)]);
+        let first = plan(&Input {
+            members: m.clone(),
+            partitions: parts("t", 4),
+            shards: 0,
+            epoch: 1,
+            ..Default::default()
+        });
+        m.get_mut(&2).unwrap().eligible = false;
+        let drained = plan(&Input {
+            members: m.clone(),
+            current: first.clone(),
+            partitions: parts("t", 4),
+            epoch: 2,
+            ..Default::default()
+        });
+        assert_eq!(counts(&drained), vec![(1, 4, 0), (2, 0, 0)]);
+        // Alone and leaving: it keeps what it has, there is nowhere to go.
+        m.get_mut(&1).unwrap().eligible = false;
+        let stuck = plan(&Input {
+            members: m.clone(),
+            current: drained.clone(),
+            partitions: parts("t", 4),
+            epoch: 3,
+            ..Default::default()
+        });
+        assert_eq!(stuck, drained);
+        // A third broker joins; a rebalance evens things out.
+        let m = members(&[(1, 10), (2, 20), (3, 30)]);
+        let even = plan(&Input {
+            members: m.clone(),
+            current: drained.clone(),
+            partitions: parts("t", 4),
+            epoch: 4,
+            rebalance: true,
+            ..Default::default()
+        });
+        let c: Vec<usize> = counts(&even).iter().map(|c| c.1).collect();
+        assert_eq!(c.iter().sum::<usize>(), 4);
+        assert!(c.iter().all(|n| (1..=2).contains(n)), "{c:?}");
+        let moved = plan(&Input {
+            members: m,
+            current: even.clone(),
+            partitions: parts("t", 4),
+            epoch: 5,
+            moves: vec![("t:0".into(), 3)],
+            ..Default::default()
+        });
+        assert_eq!(moved[&3].partitions.get("t:0"), Some(&5));
+        // Deleted partitions disappear.
+        let gone = plan(&Input {
+            members: members(&[(1, 10), (2, 20), (3, 30)]),
+            current: moved,
+            partitions: parts("t", 2),
+            epoch: 6,
+            ..Default::default()
+        });
+        assert_eq!(gone.values().map(|a| a.partitions.len()).sum::<usize>(), 2);
+    }
+}

@@ -1,0 +1,332 @@
+//! etcd backend of the metadata store, for clusters (etcd v3 API over gRPC).
+//!
+//! Every key lives under a namespace prefix (`/stratus/` unless the URL names another), so
+//! several clusters may share one etcd. Each call has a deadline: an etcd that does not
+//! answer gives [`MetaError::Unavailable`] (retriable) instead of a hang. Credentials, if
+//! the etcd has auth enabled, come from `ETCD_USERNAME` / `ETCD_PASSWORD`, never from the
+//! command line.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use etcd_client::{
+    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions,
+    Txn, TxnOp, WatchOptions,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::{Compare, LeaseId, MetaError, MetaStore, Op, Versioned, WatchEvent, MAX_TXN_OPS};
+
+const WATCH_QUEUE: usize = 4096;
+
+/// The etcd store.
+pub struct EtcdStore {
+    client: Client,
+    namespace: String,
+    timeout: Duration,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> MetaError {
+    MetaError::Unavailable(e.to_string())
+}
+
+/// Parses `etcd://host:port[,host:port...][/namespace]` into endpoints and namespace.
+pub fn parse_url(url: &str) -> Result<(Vec<String>, String), String> {
+    let rest = url
+        .strip_prefix("etcd://")
+        .ok_or_else(|| format!("'{url}' is not an etcd:// URL"))?;
+    let (hosts, ns) = match rest.split_once('/') {
+        Some((h, ns)) if !ns.trim_matches('/').is_empty() => {
+            (h, format!("/{}/", ns.trim_matches('/')))
+        }
+        Some((h, _)) => (h, "/stratus/".to_string()),
+        None => (rest, "/stratus/".to_string()),
+    };
+    let endpoints: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("http://{h}"))
+        .collect();
+    if endpoints.is_empty() {
+        return Err(format!("'{url}' names no etcd endpoint"));
+    }
+    Ok((endpoints, ns))
+}
+
+impl EtcdStore {
+    /// Connects to etcd. The connection is lazy: an etcd that is down now makes calls
+    /// fail (retriably) until it is back, and the store reconnects by itself.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, MetaError> {
+        let (endpoints, namespace) = parse_url(url).map_err(MetaError::Unavailable)?;
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(10), timeout)
+            .with_keep_alive_while_idle(true);
+        if let (Ok(user), Ok(password)) = (
+            std::env::var("ETCD_USERNAME"),
+            std::env::var("ETCD_PASSWORD"),
+        ) {
+            opts = opts.with_user(user, password);
+        }
+        let client = Client::connect(endpoints, Some(opts))
+            .await
+            .map_err(unavailable)?;
+        Ok(EtcdStore {
+            client,
+            namespace,
+            timeout,
+        })
+    }
+
+    fn key(&self, k: &str) -> String {
+        format!("{}{k}", self.namespace)
+    }
+
+    fn strip<'a>(&self, k: &'a [u8]) -> Option<&'a str> {
+        std::str::from_utf8(k)
+            .ok()?
+            .strip_prefix(self.namespace.as_str())
+    }
+
+    async fn deadline<T, E: std::fmt::Display>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, MetaError> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(MetaError::Unavailable(format!(
+                "etcd did not answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+}
+
+fn revision(r: i64) -> u64 {
+    r.max(0) as u64
+}
+
+#[async_trait]
+impl MetaStore for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, MetaError> {
+        let mut kv = self.client.kv_client();
+        let resp = self.deadline(kv.get(self.key(key), None)).await?;
+        Ok(resp.kvs().first().map(|kv| Versioned {
+            value: Bytes::copy_from_slice(kv.value()),
+            mod_revision: revision(kv.mod_revision()),
+        }))
+    }
+
+    async fn range(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetaError> {
+        let mut kv = self.client.kv_client();
+        let resp = self
+            .deadline(kv.get(self.key(prefix), Some(GetOptions::new().with_prefix())))
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                Some((
+                    self.strip(kv.key())?.to_string(),
+                    Versioned {
+                        value: Bytes::copy_from_slice(kv.value()),
+                        mod_revision: revision(kv.mod_revision()),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
+        if compares.len() + ops.len() > MAX_TXN_OPS {
+            return Err(MetaError::TooLarge(format!(
+                "{} compares and ops in one transaction (at most {MAX_TXN_OPS})",
+                compares.len() + ops.len()
+            )));
+        }
+        let when: Vec<EtcdCompare> = compares
+            .into_iter()
+            .map(|c| match c {
+                Compare::Revision(k, rev) => EtcdCompare::mod_revision(
+                    self.key(&k),
+                    CompareOp::Equal,
+                    rev.map(|r| r as i64).unwrap_or(0),
+                ),
+                Compare::Value(k, Some(v)) => {
+                    EtcdCompare::value(self.key(&k), CompareOp::Equal, v.to_vec())
+                }
+                Compare::Value(k, None) => EtcdCompare::version(self.key(&k), CompareOp::Equal, 0),
+            })
+            .collect();
+        let then: Vec<TxnOp> = ops
+            .into_iter()
+            .map(|o| match o {
+                Op::Put(k, v, lease) => TxnOp::put(
+                    self.key(&k),
+                    v.to_vec(),
+                    lease.map(|l| PutOptions::new().with_lease(l)),
+                ),
+                Op::Delete(k) => TxnOp::delete(self.key(&k), None),
+            })
+            .collect();
+        let mut kv = self.client.kv_client();
+        let resp = self
+            .deadline(kv.txn(Txn::new().when(when).and_then(then)))
+            .await?;
+        Ok(resp.succeeded())
+    }
+
+    fn watch(&self, prefix: &str) -> mpsc::Receiver<WatchEvent> {
+        let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+        let mut client = self.client.watch_client();
+        let key = self.key(prefix);
+        let ns = self.namespace.clone();
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            // Ends (closing the channel) when the stream breaks or the receiver is gone:
+            // the watcher then re-reads and watches again, as the trait asks.
+            let stream = tokio::time::timeout(
+                timeout,
+                client.watch(key.clone(), Some(WatchOptions::new().with_prefix())),
+            )
+            .await;
+            let mut stream = match stream {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    debug!(prefix = key, error = %e, "etcd watch not started");
+                    return;
+                }
+                Err(_) => return,
+            };
+            loop {
+                let msg = tokio::select! {
+                    m = stream.message() => m,
+                    _ = tx.closed() => return,
+                };
+                let resp = match msg {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return,
+                    Err(e) => {
+                        debug!(prefix = key, error = %e, "etcd watch ended");
+                        return;
+                    }
+                };
+                if resp.canceled() {
+                    warn!(
+                        prefix = key,
+                        reason = resp.cancel_reason(),
+                        "etcd watch canceled"
+                    );
+                    return;
+                }
+                for ev in resp.events() {
+                    let Some(kv) = ev.kv() else { continue };
+                    let Some(k) = std::str::from_utf8(kv.key())
+                        .ok()
+                        .and_then(|k| k.strip_prefix(ns.as_str()))
+                    else {
+                        continue;
+                    };
+                    let event = WatchEvent {
+                        key: k.to_string(),
+                        value: match ev.event_type() {
+                            EventType::Put => Some(Bytes::copy_from_slice(kv.value())),
+                            EventType::Delete => None,
+                        },
+                        revision: revision(kv.mod_revision()),
+                    };
+                    if tx.try_send(event).is_err() {
+                        // Full or closed: the watcher re-reads, as with the embedded store.
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, MetaError> {
+        let mut lease = self.client.lease_client();
+        let secs = ttl.as_secs_f64().ceil().max(1.0) as i64;
+        let resp = self.deadline(lease.grant(secs, None)).await?;
+        Ok(resp.id())
+    }
+
+    async fn keep_alive(&self, id: LeaseId) -> Result<(), MetaError> {
+        let mut lease = self.client.lease_client();
+        let once = async {
+            let (mut keeper, mut stream) = lease.keep_alive(id).await?;
+            keeper.keep_alive().await?;
+            stream.message().await
+        };
+        match self.deadline(once).await {
+            Ok(Some(r)) if r.ttl() > 0 => Ok(()),
+            Ok(_) => Err(MetaError::LeaseNotFound(id)),
+            Err(MetaError::Unavailable(m)) if m.contains("not found") => {
+                Err(MetaError::LeaseNotFound(id))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn revoke_lease(&self, id: LeaseId) -> Result<(), MetaError> {
+        let mut lease = self.client.lease_client();
+        match self.deadline(lease.revoke(id)).await {
+            Ok(_) => Ok(()),
+            Err(MetaError::Unavailable(m)) if m.contains("not found") => {
+                Err(MetaError::LeaseNotFound(id))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("etcd://127.0.0.1:2379").unwrap(),
+            (
+                vec!["http://127.0.0.1:2379".to_string()],
+                "/stratus/".into()
+            )
+        );
+        assert_eq!(
+            parse_url("etcd://a:1,b:2/prod/kafka/").unwrap(),
+            (
+                vec!["http://a:1".to_string(), "http://b:2".to_string()],
+                "/prod/kafka/".into()
+            )
+        );
+        assert!(parse_url("etcd:///x").is_err());
+        assert!(parse_url("http://a:1").is_err());
+    }
+
+    /// The conformance suite against a real etcd, when `STRATUS_TEST_ETCD` names one
+    /// (scripts/test.sh starts one).
+    #[tokio::test]
+    async fn etcd_passes_conformance() {
+        let Ok(endpoint) = std::env::var("STRATUS_TEST_ETCD") else {
+            assert!(
+                std::env::var("STRATUS_REQUIRE_ETCD").is_err(),
+                "STRATUS_REQUIRE_ETCD is set but STRATUS_TEST_ETCD names no etcd"
+            );
+            eprintln!("STRATUS_TEST_ETCD not set: skipping the etcd conformance run");
+            return;
+        };
+        let ns = uuid::Uuid::new_v4();
+        let store = EtcdStore::connect(
+            &format!("etcd://{endpoint}/conformance-{ns}"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        crate::meta::conformance::run_all(&store).await;
+    }
+}

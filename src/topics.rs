@@ -1,0 +1,330 @@
+//! The topic lifecycle: create, delete, add partitions, alter configs, and re-reading the
+//! topic records that other brokers write.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError as Code;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::broker::{AdminError, Broker, Topic, MAX_PARTITIONS};
+use crate::error::{Error, Result};
+use crate::meta::repo::{self, PartitionRecord, TopicRecord};
+use crate::meta::{Compare, Op, MAX_TXN_OPS};
+use crate::partition::Partition;
+use crate::topic_config;
+
+impl Broker {
+    /// Creates a topic (or only validates the request).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, AdminError> {
+        validate_topic_name(name)?;
+        let partitions = if partitions == -1 {
+            self.settings.num_partitions
+        } else {
+            partitions
+        };
+        if partitions <= 0 || partitions > MAX_PARTITIONS {
+            return Err((
+                Code::InvalidPartitions,
+                format!("Number of partitions must be between 1 and {MAX_PARTITIONS}."),
+            ));
+        }
+        let replication_factor = match replication_factor {
+            -1 => self.settings.default_replication_factor,
+            r if r <= 0 => {
+                return Err((
+                    Code::InvalidReplicationFactor,
+                    "Replication factor must be larger than 0.".into(),
+                ))
+            }
+            r => r,
+        };
+        for (k, v) in &configs {
+            topic_config::validate(k, v).map_err(|m| (Code::InvalidConfig, m))?;
+        }
+        let _guard = self.topic_lock.lock().await;
+        if self.topic(name).is_some() {
+            return Err((
+                Code::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+        }
+        let id = Uuid::new_v4();
+        let id_text: Arc<str> = Arc::from(id.to_string().as_str());
+        let name_arc: Arc<str> = Arc::from(name);
+        let parts = (0..partitions)
+            .map(|i| {
+                let rec = PartitionRecord {
+                    epochs: vec![(0, 0)],
+                    ..Default::default()
+                };
+                Arc::new(Partition::new(id_text.clone(), name_arc.clone(), i, &rec))
+            })
+            .collect();
+        let topic = Arc::new(Topic {
+            id,
+            id_text,
+            name: name_arc,
+            partitions: parts,
+            replication_factor,
+            configs,
+        });
+        if validate_only {
+            return Ok(topic);
+        }
+        let key = repo::topic_key(name);
+        let applied = self
+            .meta
+            .txn(
+                vec![Compare::Revision(key.clone(), None)],
+                vec![Op::Put(key, repo::encode(&topic.record()), None)],
+            )
+            .await
+            .map_err(storage)?;
+        if !applied {
+            return Err((
+                Code::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+        }
+        self.install(topic.clone());
+        info!(topic = name, partitions, "created topic");
+        // Like Kafka's CreateTopics, answer once the partitions have leaders.
+        self.wait_for_owners(&topic, std::time::Duration::from_secs(5))
+            .await;
+        Ok(topic)
+    }
+
+    /// Deletes a topic: its record first (it is gone for every broker from then on), then
+    /// its partition records and segment objects. WAL ranges of the topic are collected
+    /// with the WAL objects.
+    pub async fn delete_topic(&self, topic: &Arc<Topic>) -> Result<(), AdminError> {
+        if !self.settings.delete_topic_enable {
+            return Err((
+                Code::TopicDeletionDisabled,
+                "Topic deletion is disabled.".into(),
+            ));
+        }
+        let _guard = self.topic_lock.lock().await;
+        self.meta
+            .txn(vec![], vec![Op::Delete(repo::topic_key(&topic.name))])
+            .await
+            .map_err(storage)?;
+        self.forget_topic(topic);
+        let records = self
+            .meta
+            .range(&repo::partitions_prefix(&topic.id_text))
+            .await
+            .map_err(storage)?;
+        let mut segments = Vec::new();
+        for (k, v) in &records {
+            if let Ok(r) = repo::decode::<PartitionRecord>(k, v) {
+                segments.extend(r.segments);
+            }
+        }
+        let keys: Vec<Op> = records.into_iter().map(|(k, _)| Op::Delete(k)).collect();
+        for chunk in keys.chunks(MAX_TXN_OPS) {
+            self.meta
+                .txn(vec![], chunk.to_vec())
+                .await
+                .map_err(storage)?;
+        }
+        for s in segments {
+            if let Err(e) = self.objects.delete(&s.key).await {
+                warn!(object = s.key, error=%e, "segment of deleted topic not deleted");
+            }
+        }
+        info!(topic = %topic.name, "deleted topic");
+        Ok(())
+    }
+
+    /// Drops a deleted topic from this broker: every later request for it fails.
+    fn forget_topic(&self, topic: &Topic) {
+        {
+            let mut t = self.topics.write().unwrap_or_else(|p| p.into_inner());
+            if t.by_id.get(&topic.id).is_some_and(|x| x.name == topic.name) {
+                t.by_id.remove(&topic.id);
+                t.by_name.remove(topic.name.as_ref());
+            }
+        }
+        for p in &topic.partitions {
+            let mut s = p.state();
+            s.deleted = true;
+            s.owner_epoch = None;
+        }
+    }
+
+    /// Re-reads every topic record: topics created, grown, reconfigured or deleted by
+    /// other brokers. Partitions keep their state; new ones start unowned.
+    pub async fn sync_topics(&self) -> Result<()> {
+        let _guard = self.topic_lock.lock().await;
+        let mut seen = HashSet::new();
+        for (k, v) in self.meta.range(repo::TOPICS).await? {
+            let rec: TopicRecord = repo::decode(&k, &v)?;
+            let Ok(id) = Uuid::parse_str(&rec.id) else {
+                warn!(key = k, "topic record with a bad id skipped");
+                continue;
+            };
+            seen.insert(id);
+            let current = self.topic_by_id(&id);
+            if let Some(c) = &current {
+                if c.partitions.len() as i32 == rec.partitions && c.configs == rec.configs {
+                    continue;
+                }
+            }
+            let id_text: Arc<str> = Arc::from(rec.id.as_str());
+            let name: Arc<str> = Arc::from(rec.name.as_str());
+            let mut partitions = current
+                .as_ref()
+                .map(|c| c.partitions.clone())
+                .unwrap_or_default();
+            for i in partitions.len() as i32..rec.partitions {
+                partitions.push(Arc::new(Partition::new(
+                    id_text.clone(),
+                    name.clone(),
+                    i,
+                    &PartitionRecord::default(),
+                )));
+            }
+            self.install(Arc::new(Topic {
+                id,
+                id_text,
+                name,
+                partitions,
+                replication_factor: rec.replication_factor,
+                configs: rec.configs,
+            }));
+        }
+        for t in self.topics() {
+            if !seen.contains(&t.id) {
+                self.forget_topic(&t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits (up to `timeout`) until every partition of the topic has a live owner.
+    pub async fn wait_for_owners(&self, topic: &Topic, timeout: std::time::Duration) -> bool {
+        let mut rx = self.view.subscribe();
+        let all = |v: &crate::cluster::View| {
+            (0..topic.partitions.len() as i32).all(|i| v.owner(&topic.id_text, i).is_some())
+        };
+        tokio::time::timeout(timeout, rx.wait_for(|v| all(v)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn create_partitions(
+        &self,
+        topic: &Arc<Topic>,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err((
+                Code::InvalidPartitions,
+                format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
+            ));
+        }
+        if count > MAX_PARTITIONS {
+            return Err((
+                Code::InvalidPartitions,
+                format!("At most {MAX_PARTITIONS} partitions."),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let _guard = self.topic_lock.lock().await;
+        let mut parts = topic.partitions.clone();
+        for i in current..count {
+            let rec = PartitionRecord {
+                epochs: vec![(0, 0)],
+                ..Default::default()
+            };
+            parts.push(Arc::new(Partition::new(
+                topic.id_text.clone(),
+                topic.name.clone(),
+                i,
+                &rec,
+            )));
+        }
+        self.replace_topic(topic, parts, topic.configs.clone())
+            .await
+    }
+
+    /// Replaces a topic's config overrides.
+    pub async fn set_topic_configs(
+        &self,
+        topic: &Arc<Topic>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        let _guard = self.topic_lock.lock().await;
+        let current = self.topic(&topic.name).unwrap_or_else(|| topic.clone());
+        self.replace_topic(&current, current.partitions.clone(), configs)
+            .await
+    }
+
+    async fn replace_topic(
+        &self,
+        topic: &Arc<Topic>,
+        partitions: Vec<Arc<Partition>>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        let new = Arc::new(Topic {
+            id: topic.id,
+            id_text: topic.id_text.clone(),
+            name: topic.name.clone(),
+            partitions,
+            replication_factor: topic.replication_factor,
+            configs,
+        });
+        self.meta
+            .put(&repo::topic_key(&topic.name), repo::encode(&new.record()))
+            .await
+            .map_err(storage)?;
+        self.install(new);
+        Ok(())
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> AdminError {
+    (Code::KafkaStorageError, e.to_string())
+}
+
+impl From<Error> for AdminError {
+    fn from(e: Error) -> Self {
+        (e.kafka(), e.to_string())
+    }
+}
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
+    let bad = |m: &str| Err((Code::InvalidTopicException, m.to_string()));
+    if name.is_empty() {
+        return bad("Topic name is illegal, it can't be empty");
+    }
+    if name == "." || name == ".." {
+        return bad("Topic name cannot be \".\" or \"..\"");
+    }
+    if name.len() > 249 {
+        return bad("Topic name is illegal, it can't be longer than 249 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        return bad("Topic name is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'");
+    }
+    Ok(())
+}

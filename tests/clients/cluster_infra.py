@@ -1,0 +1,177 @@
+"""Real infrastructure for cluster tests: one etcd and one MinIO per session (built by
+scripts/install-test-deps.sh, listening on loopback), and clusters of Stratus brokers as
+processes over them. Every cluster gets its own etcd namespace and bucket prefix, so tests
+never see each other's data. Everything started here is stopped by PID."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ACCESS_KEY = "stratus"
+SECRET_KEY = "stratus-secret"
+BUCKET = "stratus-test"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_pair():
+    """A port whose successor is free too (etcd peer port, MinIO console)."""
+    for _ in range(100):
+        p = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", p + 1))
+            return p
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+def wait_http(url, timeout=60, proc=None, log=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}\n{tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready within {timeout}s\n{tail(log)}")
+
+
+def tail(path, n=30):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
+    except (OSError, TypeError):
+        return ""
+
+
+class Service:
+    """A server process started from one of the scripts/run-*.sh wrappers (which exec)."""
+
+    def __init__(self, name, script, data, port, env=None):
+        self.name, self.script, self.data, self.port = name, script, data, port
+        self.env = dict(os.environ, **(env or {}))
+        self.log = Path(data).parent / f"{name}.log"
+        self.proc = None
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([str(REPO / "scripts" / self.script), str(self.data), str(self.port)],
+                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self.env)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+class Infra:
+    def __init__(self, cache):
+        self.cache = Path(cache)
+        self.tmp = Path(tempfile.mkdtemp(prefix="stratus-infra-"))
+        self.etcd = Service("etcd", "run-etcd.sh", self.tmp / "etcd", free_port_pair(),
+                            env={"ETCD_LOG_LEVEL": "warn"})
+        self.minio = Service("minio", "run-minio.sh", self.tmp / "minio", free_port_pair(),
+                             env={"MINIO_ROOT_USER": ACCESS_KEY, "MINIO_ROOT_PASSWORD": SECRET_KEY})
+
+    @property
+    def etcd_endpoint(self):
+        return f"127.0.0.1:{self.etcd.port}"
+
+    @property
+    def s3_endpoint(self):
+        return f"http://127.0.0.1:{self.minio.port}"
+
+    def start(self):
+        self.etcd.start()
+        self.minio.start()
+        wait_http(f"http://{self.etcd_endpoint}/health", proc=self.etcd.proc, log=self.etcd.log)
+        wait_http(f"{self.s3_endpoint}/minio/health/live", proc=self.minio.proc, log=self.minio.log)
+        self.make_bucket()
+
+    def make_bucket(self):
+        # curl signs the request (SigV4), so no S3 library is needed for this one call.
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT",
+                            "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", f"{ACCESS_KEY}:{SECRET_KEY}",
+                            f"{self.s3_endpoint}/{BUCKET}"], capture_output=True, text=True, check=False)
+        if r.stdout.strip() not in ("200", "409"):
+            raise RuntimeError(f"bucket not created: HTTP {r.stdout} {r.stderr}")
+
+    def restart_etcd(self, down_s=0.0):
+        self.etcd.stop()
+        time.sleep(down_s)
+        self.etcd.start()
+        wait_http(f"http://{self.etcd_endpoint}/health", proc=self.etcd.proc, log=self.etcd.log)
+
+    def restart_minio(self, down_s=0.0):
+        self.minio.stop()
+        time.sleep(down_s)
+        self.minio.start()
+        wait_http(f"{self.s3_endpoint}/minio/health/live", proc=self.minio.proc, log=self.minio.log)
+
+    def stop(self):
+        self.etcd.stop()
+        self.minio.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Cluster:
+    """n Stratus brokers (node ids 1..n) over the infra's etcd and MinIO."""
+
+    def __init__(self, infra, n=3, settings=None, name="cluster"):
+        from conftest import Broker
+        ns = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.infra = infra
+        self.namespace = ns
+        common = {
+            "metadata.store.url": f"etcd://{infra.etcd_endpoint}/{ns}",
+            "object.store.url": f"s3://{BUCKET}/{ns}",
+            "broker.session.timeout.ms": "3000",
+            "group.initial.rebalance.delay.ms": "0",
+            **(settings or {}),
+        }
+        env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+               "AWS_ENDPOINT": infra.s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+               "RUST_LOG": "info"}
+        self.brokers = []
+        for i in range(1, n + 1):
+            b = Broker({**common, "node.id": str(i)}, name=f"{name}-{i}", env=env)
+            b.node_id = i
+            self.brokers.append(b)
+
+    @property
+    def bootstrap(self):
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    def start(self):
+        for b in self.brokers:
+            b.start()
+        return self
+
+    def broker(self, node_id):
+        return self.brokers[node_id - 1]
+
+    def cleanup(self, keep=False):
+        for b in self.brokers:
+            b.cleanup(keep=keep)

@@ -1,0 +1,223 @@
+"""Stratus as a cluster: three brokers as processes over a real etcd and a real MinIO.
+
+- partitions spread over every broker, and clients follow them;
+- chaos: kill -9 brokers (and restart etcd and MinIO) under idempotent acks=all producers:
+  every acknowledged record is read exactly once per partition, in order;
+- a zombie (SIGSTOP past its lease) never gets a late write acknowledged or seen;
+- SIGTERM hands partitions off: producers see only retriable errors and lose nothing.
+A checker compares the producers' ack logs with what is consumed and prints the counts.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka.admin import AdminClient
+
+from conftest import CLIENTS_DIR
+from test_crash import parse_log
+from util import consumer, create_topic, producer, tp, wait_for
+
+PARTITIONS = 12
+
+
+def leaders(bootstrap, topic):
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    t = md.topics[topic]
+    return {p.id: p.leader for p in t.partitions.values()}, sorted(md.brokers)
+
+
+def read_everything(bootstrap, topic, partitions, timeout=90):
+    """Every record of every partition, from the log start to the high watermark."""
+    c = consumer(bootstrap)
+    try:
+        ends = {p: c.get_watermark_offsets(tp(topic, p), timeout=20) for p in range(partitions)}
+        c.assign([tp(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        want = sum(hi - lo for lo, hi in ends.values())
+        out, got = defaultdict(list), 0
+        deadline = time.time() + timeout
+        while got < want and time.time() < deadline:
+            for m in c.consume(num_messages=1000, timeout=0.5):
+                if m.error():
+                    continue
+                out[m.partition()].append((m.offset(), m.value().decode()))
+                got += 1
+        assert got >= want, f"read {got} of {want} records up to the high watermarks {ends}"
+        return ends, out
+    finally:
+        c.close()
+
+
+def check_exactly_once(bootstrap, topic, partitions, acked):
+    """Every acked record is in the log exactly once, at the offset it was acked with, and
+    each partition's offsets are contiguous. Returns a list of problems (empty: fine)."""
+    ends, log = read_everything(bootstrap, topic, partitions)
+    problems = []
+    where = {}
+    dups = 0
+    for p, recs in log.items():
+        offsets = [o for o, _ in recs]
+        lo = ends[p][0]
+        if offsets != list(range(lo, lo + len(recs))):
+            problems.append(f"partition {p}: offsets not contiguous")
+        for o, v in recs:
+            if v in where:
+                dups += 1
+            where[v] = (p, o)
+    missing = [a for a in acked if where.get(a[2]) != (a[0], a[1])]
+    total = sum(len(v) for v in log.values())
+    print(f"checker: acked {len(acked)}, consumed {total}, missing or misplaced {len(missing)}, "
+          f"duplicated {dups}")
+    if missing:
+        problems.append(f"{len(missing)} acknowledged records missing or misplaced, e.g. {missing[:3]}")
+    if dups:
+        problems.append(f"{dups} records appear twice")
+    return problems
+
+
+class Producers:
+    """Idempotent acks=all producer processes (crash_producer.py) logging every ack."""
+
+    def __init__(self, bootstrap, topic, tmp_path, tags=("A", "B"), rate=400):
+        self.tmp, self.stop_file, self.procs = tmp_path, tmp_path / "stop", {}
+        for tag in tags:
+            self.procs[tag] = subprocess.Popen(
+                [sys.executable, str(CLIENTS_DIR / "crash_producer.py"), "--bootstrap", bootstrap,
+                 "--topic", topic, "--tag", tag, "--partitions", str(PARTITIONS),
+                 "--out", str(tmp_path / f"{tag}.log"), "--stop", str(self.stop_file),
+                 "--rate", str(rate)],
+                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{tag}.stderr", "wb"))
+
+    def finish(self):
+        self.stop_file.touch()
+        acked, problems = [], []
+        for tag, proc in self.procs.items():
+            try:
+                proc.wait(timeout=200)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            a, errors, fatal, done = parse_log(self.tmp / f"{tag}.log")
+            print(f"producer {tag}: exit {proc.returncode}, {done}, acked {len(a)}, failed {len(errors)}")
+            acked += a
+            if proc.returncode != 0:
+                problems.append(f"producer {tag} exited {proc.returncode}")
+            if fatal or errors:
+                problems.append(f"producer {tag}: non-retriable failures {(fatal + errors)[:3]}")
+            if len(a) < 100:
+                problems.append(f"producer {tag}: only {len(a)} records acked")
+        return acked, problems
+
+
+def test_partitions_spread_and_clients_follow(cluster, topic):
+    c = cluster(3)
+    create_topic(AdminClient({"bootstrap.servers": c.bootstrap}), topic, partitions=PARTITIONS)
+    owners, brokers = leaders(c.bootstrap, topic)
+    assert brokers == [1, 2, 3], "Metadata lists every broker"
+    assert sorted(set(owners.values())) == [1, 2, 3], f"partitions on every broker: {owners}"
+    assert max(list(owners.values()).count(n) for n in (1, 2, 3)) <= PARTITIONS // 3 + 1
+
+    # A client that knows only one broker reaches all of them.
+    p = producer(c.brokers[0].bootstrap, **{"enable.idempotence": True, "acks": "all"})
+    for i in range(1200):
+        p.produce(topic, value=f"v{i}".encode(), partition=i % PARTITIONS)
+    assert p.flush(60) == 0
+
+    # A group consumer (its coordinator lives on one of the brokers) reads everything once.
+    group = f"g-{topic}"
+    cons = consumer(c.brokers[2].bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
+                                               "enable.auto.commit": False,
+                                               "enable.auto.offset.store": True})
+    cons.subscribe([topic])
+    seen = defaultdict(list)
+    deadline = time.time() + 60
+    while sum(len(v) for v in seen.values()) < 1200 and time.time() < deadline:
+        for m in cons.consume(num_messages=500, timeout=0.5):
+            if not m.error():
+                seen[m.partition()].append(m.value().decode())
+    committed = cons.commit(asynchronous=False)
+    cons.close()
+    assert sum(t.offset for t in committed) == 1200, "offsets committed through the coordinator"
+    values = [v for vs in seen.values() for v in vs]
+    assert sorted(values) == sorted(f"v{i}" for i in range(1200)), "every record exactly once"
+    for part, vs in seen.items():
+        assert [int(v[1:]) for v in vs] == sorted(int(v[1:]) for v in vs), f"partition {part} in order"
+
+
+@pytest.mark.crash
+@pytest.mark.timeout(500)
+def test_chaos_kill9_and_store_restarts(cluster, infra, topic, tmp_path):
+    c = cluster(3)
+    create_topic(AdminClient({"bootstrap.servers": c.bootstrap}), topic, partitions=PARTITIONS)
+    prods = Producers(c.bootstrap, topic, tmp_path)
+    rnd = random.Random()
+    try:
+        time.sleep(3)
+        for k in range(3):
+            victim = c.broker(rnd.choice([1, 2, 3]))
+            victim.kill(signal.SIGKILL)
+            print(f"kill -9 broker {victim.node_id} (#{k + 1})")
+            time.sleep(rnd.uniform(1.0, 5.0))
+            victim.start(timeout=60)
+            time.sleep(2)
+        print("restart etcd")
+        infra.restart_etcd(down_s=1.0)
+        time.sleep(3)
+        print("restart MinIO")
+        infra.restart_minio(down_s=1.0)
+        time.sleep(3)
+    finally:
+        acked, problems = prods.finish()
+    problems += check_exactly_once(c.bootstrap, topic, PARTITIONS, acked)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.crash
+@pytest.mark.timeout(300)
+def test_zombie_broker_never_acks_late_writes(cluster, topic, tmp_path):
+    c = cluster(3)
+    create_topic(AdminClient({"bootstrap.servers": c.bootstrap}), topic, partitions=PARTITIONS)
+    prods = Producers(c.bootstrap, topic, tmp_path)
+    zombie = c.broker(2)
+    try:
+        time.sleep(3)
+        os.kill(zombie.proc.pid, signal.SIGSTOP)
+        # Past its 3 s lease the others take its partitions.
+        wait_for(lambda: 2 not in leaders(c.brokers[0].bootstrap, topic)[0].values(), timeout=30,
+                 what="partitions moved off the stopped broker")
+        time.sleep(2)
+        os.kill(zombie.proc.pid, signal.SIGCONT)
+        time.sleep(5)
+    finally:
+        os.kill(zombie.proc.pid, signal.SIGCONT)
+        acked, problems = prods.finish()
+    problems += check_exactly_once(c.bootstrap, topic, PARTITIONS, acked)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_hands_partitions_off(cluster, topic, tmp_path):
+    c = cluster(3)
+    create_topic(AdminClient({"bootstrap.servers": c.bootstrap}), topic, partitions=PARTITIONS)
+    prods = Producers(c.bootstrap, topic, tmp_path)
+    leaving = c.broker(3)
+    try:
+        time.sleep(3)
+        t0 = time.time()
+        leaving.stop()
+        print(f"broker 3 stopped in {time.time() - t0:.2f}s, exit {leaving.proc.returncode}")
+        assert leaving.proc.returncode == 0
+        owners, brokers = leaders(c.brokers[0].bootstrap, topic)
+        assert 3 not in brokers and 3 not in owners.values(), "deregistered, nothing left on it"
+        assert all(o in (1, 2) for o in owners.values())
+        time.sleep(3)
+    finally:
+        acked, problems = prods.finish()
+    problems += check_exactly_once(c.bootstrap, topic, PARTITIONS, acked)
+    assert not problems, "\n".join(problems)
