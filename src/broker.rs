@@ -104,6 +104,9 @@ pub struct Broker {
     pub(crate) ownership_lock: tokio::sync::Mutex<()>,
     /// Stops the cluster tasks (after the listeners and the WAL).
     pub(crate) cluster_cancel: CancellationToken,
+    /// Read-only index of partitions owned elsewhere (brokers with a rack serve them to
+    /// consumers of that rack).
+    pub replicas: Arc<crate::replica::Replicas>,
 }
 
 /// A refused admin request: the Kafka error and a message for the client.
@@ -224,6 +227,7 @@ impl Broker {
             membership,
             ownership_lock: tokio::sync::Mutex::new(()),
             cluster_cancel: CancellationToken::new(),
+            replicas: Arc::new(crate::replica::Replicas::default()),
         });
         broker.sync_topics().await?;
         broker.join().await?;
@@ -268,6 +272,9 @@ impl Broker {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.settings.rack.is_some() {
+            tokio::spawn(crate::replica::run(self.clone(), cancel.clone()));
         }
         tokio::spawn(crate::cluster::ownership::run(self.clone(), cancel));
         info!(
@@ -364,6 +371,28 @@ impl Broker {
             (None, Some(s)) if s.0 != self.settings.node_id => Some(s),
             _ => None,
         }
+    }
+
+    /// KIP-392: the broker a consumer of `rack` should read a partition from, when it is
+    /// not this one (none if this broker is in that rack, or no live broker is).
+    pub fn preferred_replica(&self, rack: &str, partition: i32) -> Option<i32> {
+        if !self.settings.rack_aware_reads
+            || rack.is_empty()
+            || self.settings.rack.as_deref() == Some(rack)
+        {
+            return None;
+        }
+        let view = self.view.borrow();
+        let in_rack: Vec<i32> = view
+            .brokers
+            .iter()
+            .filter(|(_, r)| r.rack.as_deref() == Some(rack) && !r.leaving)
+            .map(|(n, _)| *n)
+            .collect();
+        if in_rack.is_empty() {
+            return None;
+        }
+        Some(in_rack[partition.rem_euclid(in_rack.len() as i32) as usize])
     }
 
     /// The live coordinator of a group shard.

@@ -30,6 +30,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("metadata.request.timeout.ms", "5000", "Deadline of one metadata-store request; a store that does not answer gives retriable errors."),
     s("broker.session.timeout.ms", "6000", "Lease of a broker's registration: a broker silent this long loses its partitions to the others."),
     s("admin.listener", "", "HOST:PORT of the gRPC admin API (stratus admin, the operator). Empty: not served."),
+    s("replica.selector.class", "org.apache.kafka.common.replica.RackAwareReplicaSelector", "KIP-392: a consumer with client.rack is pointed to a broker of its rack, which serves it from the object store. Empty: consumers always read from the owner."),
     s("controlled.shutdown.timeout.ms", "30000", "On SIGTERM, longest wait for the controller to move this broker's partitions away."),
     s("object.store.url", "", "Object store URL: file:///path, s3://bucket/prefix, memory://. Default: file://<data.dir>/objects."),
     s("num.partitions", "1", "Partitions of auto-created topics and of CreateTopics with -1."),
@@ -132,6 +133,8 @@ pub struct Settings {
     pub admin_listener: Option<String>,
     /// SIGTERM hand-off bound.
     pub controlled_shutdown_timeout_ms: u64,
+    /// Point consumers to a broker of their rack (KIP-392).
+    pub rack_aware_reads: bool,
     /// Partitions for auto-created topics.
     pub num_partitions: i32,
     /// Reported replication factor default.
@@ -248,6 +251,7 @@ impl Settings {
                 &get("broker.session.timeout.ms"),
             )?,
             admin_listener: Some(get("admin.listener")).filter(|a| !a.is_empty()),
+            rack_aware_reads: get("replica.selector.class").contains("RackAware"),
             controlled_shutdown_timeout_ms: num(
                 "controlled.shutdown.timeout.ms",
                 &get("controlled.shutdown.timeout.ms"),

@@ -22,6 +22,7 @@ pub mod meta;
 pub mod objects;
 pub mod partition;
 pub mod read;
+pub mod replica;
 pub mod segment;
 pub mod server;
 pub mod testing;

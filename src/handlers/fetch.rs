@@ -15,7 +15,9 @@ use kafka_protocol::ResponseError as Code;
 use tokio::time::Instant;
 
 use crate::broker::Broker;
+use crate::partition::Partition;
 use crate::read;
+use kafka_protocol::messages::BrokerId;
 
 /// Handles Fetch.
 pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, v: i16) -> FetchResponse {
@@ -40,6 +42,18 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, v: i16) -> FetchRes
             return fetch_once(broker, &req, v).await.0;
         }
     }
+}
+
+fn fail(pd: &mut PartitionData, code: Code) {
+    pd.error_code = code.code();
+    pd.high_watermark = -1;
+    pd.last_stable_offset = -1;
+    pd.log_start_offset = -1;
+}
+
+/// Whether this broker serves reads of partitions it does not own to this client's rack.
+fn serves_rack(broker: &Broker, rack: &kafka_protocol::protocol::StrBytes) -> bool {
+    !rack.is_empty() && broker.settings.rack.as_deref() == Some(rack.as_str())
 }
 
 async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchResponse, usize, bool) {
@@ -91,13 +105,26 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
                 let s = p.state();
                 s.check_owner().map(|_| s.leader_epoch)
             };
-            let epoch = match owned {
-                Ok(e) => e,
+            // Owned here, or a read-only copy for a consumer of this broker's rack.
+            let replica: Partition;
+            let (p, epoch, owner) = match owned {
+                Ok(e) => (p.as_ref(), e, true),
+                Err(Code::NotLeaderOrFollower) if v >= 11 && serves_rack(broker, &req.rack_id) => {
+                    match (broker.replicas.partition(p), broker.owner_of(p)) {
+                        (Some(copy), Some((_, e))) => {
+                            replica = copy;
+                            (&replica, e, false)
+                        }
+                        _ => {
+                            fail(&mut pd, Code::NotLeaderOrFollower);
+                            error = true;
+                            out.partitions.push(pd);
+                            continue;
+                        }
+                    }
+                }
                 Err(code) => {
-                    pd.error_code = code.code();
-                    pd.high_watermark = -1;
-                    pd.last_stable_offset = -1;
-                    pd.log_start_offset = -1;
+                    fail(&mut pd, code);
                     error = true;
                     out.partitions.push(pd);
                     continue;
@@ -122,8 +149,21 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
                 out.partitions.push(pd);
                 continue;
             }
+            if owner && v >= 11 {
+                if let Some(node) = broker.preferred_replica(&req.rack_id, p.index) {
+                    // Never records together with a preferred replica.
+                    pd.preferred_read_replica = BrokerId(node);
+                    pd.records = Some(Bytes::new());
+                    out.partitions.push(pd);
+                    continue;
+                }
+            }
             let max = (fp.partition_max_bytes.max(0) as usize).min(budget);
-            let records = if max == 0 && total > 0 {
+            let behind =
+                !owner && fp.fetch_offset > w.high_watermark && fp.fetch_offset >= w.log_start;
+            let records = if (max == 0 && total > 0) || behind {
+                // A replica that has not seen the newest commit yet answers empty, not
+                // OFFSET_OUT_OF_RANGE (which would make the consumer reset).
                 Ok(Bytes::new())
             } else {
                 read::read(broker, p, fp.fetch_offset, max.max(1)).await

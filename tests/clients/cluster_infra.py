@@ -137,9 +137,11 @@ class Infra:
 
 
 class Cluster:
-    """n Stratus brokers (node ids 1..n) over the infra's etcd and MinIO."""
+    """n Stratus brokers (node ids 1..n) over the infra's etcd and MinIO. With admin=True each
+    broker also serves the admin API (`stratus admin`) on its own loopback port:
+    `admin_ports[node_id]`, `admin_address(node_id)`."""
 
-    def __init__(self, infra, n=3, settings=None, name="cluster"):
+    def __init__(self, infra, n=3, settings=None, name="cluster", admin=False, racks=None):
         from conftest import Broker
         ns = f"{name}-{uuid.uuid4().hex[:8]}"
         self.infra = infra
@@ -155,8 +157,14 @@ class Cluster:
                "AWS_ENDPOINT": infra.s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
                "RUST_LOG": "info"}
         self.brokers = []
+        self.admin_ports = {i: free_port() for i in range(1, n + 1)} if admin else {}
         for i in range(1, n + 1):
-            b = Broker({**common, "node.id": str(i)}, name=f"{name}-{i}", env=env)
+            own = {"node.id": str(i)}
+            if admin:
+                own["admin.listener"] = f"127.0.0.1:{self.admin_ports[i]}"
+            if racks:
+                own["broker.rack"] = racks[i - 1]
+            b = Broker({**common, **own}, name=f"{name}-{i}", env=env)
             b.node_id = i
             self.brokers.append(b)
 
@@ -171,6 +179,9 @@ class Cluster:
 
     def broker(self, node_id):
         return self.brokers[node_id - 1]
+
+    def admin_address(self, node_id):
+        return f"127.0.0.1:{self.admin_ports[node_id]}"
 
     def cleanup(self, keep=False):
         for b in self.brokers:

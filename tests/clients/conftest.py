@@ -361,15 +361,18 @@ def cluster(infra, request):
     """Three brokers over the session's etcd and MinIO, each test in its own namespace."""
     made = []
 
-    def make(n=3, settings=None):
-        c = Cluster(infra, n, settings, name=re.sub(r"\W+", "-", request.node.name)[:30])
+    def make(n=3, settings=None, admin=False, racks=None):
+        c = Cluster(infra, n, settings, name=re.sub(r"\W+", "-", request.node.name)[:30], admin=admin,
+                    racks=racks)
         made.append(c)
         return c.start()
 
     yield make
     failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
     for c in made:
-        if failed:
-            for b in c.brokers:
-                print(f"\nbroker {b.node_id} log kept at {b.log_path}\n{b.log_tail(30)}", file=sys.stderr)
-        c.cleanup(keep=failed)
+        try:
+            if failed:
+                for b in c.brokers:
+                    print(f"\nbroker {b.node_id} log kept at {b.log_path}\n{b.log_tail(30)}", file=sys.stderr)
+        finally:  # stop the brokers even if printing fails (e.g. a closed pipe)
+            c.cleanup(keep=failed)

@@ -10,6 +10,7 @@ A checker compares the producers' ack logs with what is consumed and prints the 
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -221,3 +222,46 @@ def test_sigterm_hands_partitions_off(cluster, topic, tmp_path):
         acked, problems = prods.finish()
     problems += check_exactly_once(c.bootstrap, topic, PARTITIONS, acked)
     assert not problems, "\n".join(problems)
+
+
+def test_consumer_reads_from_a_broker_in_its_rack(cluster, topic):
+    """KIP-392: every broker can serve committed data from the object store, so the owner
+    points a consumer with client.rack to a broker of that rack (preferred read replica),
+    which serves it — also records committed after the consumer moved there."""
+    import io
+    import logging
+    c = cluster(3, {}, racks=["zone-a", "zone-b", "zone-c"])
+    create_topic(AdminClient({"bootstrap.servers": c.bootstrap}), topic, partitions=6)
+    owners, _ = leaders(c.bootstrap, topic)
+    p = producer(c.bootstrap, **{"enable.idempotence": True, "acks": "all"})
+    for i in range(600):
+        p.produce(topic, value=f"v{i}".encode(), partition=i % 6)
+    assert p.flush(60) == 0
+    buf = io.StringIO()
+    log = logging.getLogger(f"rdkafka-{topic}")
+    log.addHandler(logging.StreamHandler(buf))
+    log.setLevel(logging.DEBUG)
+    cons = consumer(c.bootstrap, **{"client.rack": "zone-b", "debug": "fetch", "logger": log})
+    cons.assign([tp(topic, i, OFFSET_BEGINNING) for i in range(6)])
+    seen = defaultdict(list)
+
+    def drain(n, timeout=30):
+        deadline = time.time() + timeout
+        while sum(len(v) for v in seen.values()) < n and time.time() < deadline:
+            for m in cons.consume(num_messages=500, timeout=0.5):
+                if not m.error():
+                    seen[m.partition()].append(int(m.value().decode()[1:]))
+
+    drain(600)
+    for i in range(600, 1200):
+        p.produce(topic, value=f"v{i}".encode(), partition=i % 6)
+    assert p.flush(60) == 0
+    drain(1200)
+    cons.close()
+    for part in range(6):
+        assert seen[part] == list(range(part, 1200, 6)), f"partition {part}: every record once, in order"
+    moved = {int(m.group(1)) for m in re.finditer(
+        r"Topic \S+ \[(\d+)\]: migrating from broker \d+ to 2 .*preferred replica updated", buf.getvalue())}
+    remote = {part for part, owner in owners.items() if owner != 2}
+    assert remote and moved == remote, \
+        f"partitions owned outside zone-b ({sorted(remote)}) are read from broker 2 ({sorted(moved)})"

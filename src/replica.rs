@@ -1,0 +1,193 @@
+//! Reads of partitions this broker does not own (KIP-392, fetch from the closest replica).
+//!
+//! Every broker can read every committed byte: sealed segments are named in the partition
+//! records, and the unsealed tail in the WAL index. A broker with a rack keeps a read-only
+//! index of both, fed by watches on `partitions/` and `wal/` (no data is copied, only the
+//! index entries the owners commit), and serves consumers of its rack from it. The owner
+//! points such consumers here with `preferred_read_replica`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::broker::Broker;
+use crate::meta::repo::{self, PartitionRecord, WalEntry, WalRange};
+use crate::meta::{MetaStore, Versioned};
+use crate::partition::{Location, Partition, PartitionState, TailChunk};
+
+/// One committed WAL range of a partition.
+type Range = (WalRange, Arc<str>, u64);
+
+#[derive(Default)]
+struct Index {
+    records: HashMap<String, PartitionRecord>,
+    /// WAL key → the partitions it has ranges of, and their base offsets.
+    entries: HashMap<String, Vec<(String, i64)>>,
+    /// Partition → its committed WAL ranges by base offset.
+    tails: HashMap<String, BTreeMap<i64, Range>>,
+}
+
+impl Index {
+    fn put_record(&mut self, key: &str, v: &[u8]) {
+        let Some(name) = record_name(key) else { return };
+        if let Ok(r) = serde_json::from_slice::<PartitionRecord>(v) {
+            self.records.insert(name, r);
+        }
+    }
+
+    fn put_wal(&mut self, key: &str, v: &[u8]) {
+        let Ok(e) = serde_json::from_slice::<WalEntry>(v) else {
+            return;
+        };
+        self.delete_wal(key);
+        let object: Arc<str> = Arc::from(e.object.as_str());
+        let size = e.ranges.iter().map(|r| r.pos + r.len).max().unwrap_or(0);
+        let mut names = Vec::with_capacity(e.ranges.len());
+        for r in e.ranges {
+            let name = repo::partition_name(&r.topic_id, r.partition);
+            names.push((name.clone(), r.base_offset));
+            self.tails
+                .entry(name)
+                .or_default()
+                .insert(r.base_offset, (r, object.clone(), size));
+        }
+        self.entries.insert(key.to_string(), names);
+    }
+
+    fn delete_wal(&mut self, key: &str) {
+        let Some(ranges) = self.entries.remove(key) else {
+            return;
+        };
+        for (n, base) in ranges {
+            if let Some(t) = self.tails.get_mut(&n) {
+                t.remove(&base);
+                if t.is_empty() {
+                    self.tails.remove(&n);
+                }
+            }
+        }
+    }
+}
+
+/// `partitions/<topic-id>/<partition>` → `<topic-id>:<partition>`.
+fn record_name(key: &str) -> Option<String> {
+    let rest = key.strip_prefix("partitions/")?;
+    let (t, p) = rest.split_once('/')?;
+    Some(repo::partition_name(t, p.parse::<i32>().ok()?))
+}
+
+/// The read-only index of every partition.
+#[derive(Default)]
+pub struct Replicas {
+    index: Mutex<Index>,
+    ready: std::sync::atomic::AtomicBool,
+}
+
+impl Replicas {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A read-only copy of a partition as its owner committed it (`None` until the index
+    /// is loaded).
+    pub fn partition(&self, p: &Partition) -> Option<Partition> {
+        if !self.ready.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let name = repo::partition_name(&p.topic_id, p.index);
+        let ix = self.lock();
+        let rec = ix.records.get(&name).cloned().unwrap_or_default();
+        let mut s = PartitionState::from_record(&rec);
+        if let Some(tail) = ix.tails.get(&name) {
+            for (r, object, size) in tail.values() {
+                if r.base_offset > s.next_offset {
+                    // A range not yet seen (watch order): stop at the gap.
+                    break;
+                }
+                s.recover_range(
+                    TailChunk {
+                        base: r.base_offset,
+                        end: r.end_offset,
+                        max_timestamp: r.max_timestamp,
+                        location: Location::Wal {
+                            object: object.clone(),
+                            object_size: *size,
+                            pos: r.pos,
+                            len: r.len,
+                        },
+                        created: Instant::now(),
+                    },
+                    &[],
+                );
+            }
+        }
+        drop(ix);
+        let copy = Partition::new(p.topic_id.clone(), p.topic.clone(), p.index, &rec);
+        copy.install(s);
+        Some(copy)
+    }
+}
+
+/// Keeps the index current until `cancel`: loads `partitions/` and `wal/`, then applies
+/// watch events; starts over when a watch ends.
+pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
+    let meta = broker.meta.clone();
+    let replicas = broker.replicas.clone();
+    loop {
+        let mut records = meta.watch("partitions/");
+        let mut wal = meta.watch("wal/");
+        if let Err(e) = load(meta.as_ref(), &replicas).await {
+            warn!(error = %e, "replica index not loaded; retrying");
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            }
+        }
+        replicas
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        loop {
+            let event = tokio::select! {
+                _ = cancel.cancelled() => return,
+                e = records.recv() => e,
+                e = wal.recv() => e,
+            };
+            let Some(e) = event else { break };
+            {
+                let mut ix = replicas.lock();
+                match (&e.value, e.key.starts_with("wal/")) {
+                    (Some(v), true) => ix.put_wal(&e.key, v),
+                    (None, true) => ix.delete_wal(&e.key),
+                    (Some(v), false) => ix.put_record(&e.key, v),
+                    (None, false) => {
+                        if let Some(n) = record_name(&e.key) {
+                            ix.records.remove(&n);
+                        }
+                    }
+                }
+            }
+            // Long-polling fetches wake up on new data here too.
+            broker.wal.committed.send_modify(|c| *c += 1);
+        }
+        debug!("replica index watch ended; reloading");
+    }
+}
+
+async fn load(meta: &dyn MetaStore, replicas: &Replicas) -> Result<(), crate::meta::MetaError> {
+    // WAL entries first: a range missing from them was sealed, and the records read after
+    // show it.
+    let wal: Vec<(String, Versioned)> = meta.range("wal/").await?;
+    let records = meta.range("partitions/").await?;
+    let mut ix = Index::default();
+    for (k, v) in &wal {
+        ix.put_wal(k, &v.value);
+    }
+    for (k, v) in &records {
+        ix.put_record(k, &v.value);
+    }
+    *replicas.lock() = ix;
+    Ok(())
+}
