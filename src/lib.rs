@@ -108,7 +108,13 @@ pub async fn serve(
         tracing::warn!("connections still open after the shutdown grace period");
     }
     wal_cancel.cancel();
-    let _ = wal.await;
+    // A commit waits for the metadata store to answer; a store that is gone for good must
+    // not keep the process: what is not committed was never acknowledged.
+    if tokio::time::timeout(SHUTDOWN_GRACE, wal).await.is_err() {
+        tracing::warn!(
+            "the last WAL flush did not commit in time; its producers were not acknowledged"
+        );
+    }
     let _ = upkeep.await;
     let _ = coordinator.await;
     broker.cluster_cancel.cancel();

@@ -173,6 +173,10 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
             broker.wal.committed.send_modify(|c| *c += 1);
         }
         debug!("replica index watch ended; reloading");
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
     }
 }
 

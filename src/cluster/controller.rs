@@ -216,12 +216,16 @@ pub async fn run(
                 Err(e) => warn!(error = %e, "placement round failed; retrying"),
             }
         }
-        tokio::select! {
+        let closed = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
-            _ = brokers.recv() => {}
-            _ = topics.recv() => {}
-            _ = control.recv() => {}
+            _ = tokio::time::sleep(period) => false,
+            e = brokers.recv() => e.is_none(),
+            e = topics.recv() => e.is_none(),
+            e = control.recv() => e.is_none(),
+        };
+        if closed {
+            // A watch ended (the store is away): back off before watching again.
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         // Coalesce bursts (a restart re-registers and re-assigns at once).
         tokio::time::sleep(Duration::from_millis(50)).await;

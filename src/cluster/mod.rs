@@ -196,14 +196,27 @@ pub async fn watch_view(
     resync: Duration,
     cancel: tokio_util::sync::CancellationToken,
 ) {
+    let mut failing = false;
     loop {
         let mut brokers = meta.watch(repo::BROKERS);
         let mut cluster = meta.watch("cluster/");
         match read_view(meta.as_ref()).await {
             Ok(v) => {
                 view.send_replace(Arc::new(v));
+                failing = false;
             }
-            Err(e) => warn!(error = %e, "cluster view not refreshed; retrying"),
+            Err(e) => {
+                if !failing {
+                    warn!(error = %e, "cluster view not refreshed; retrying");
+                }
+                failing = true;
+                // The store is away: back off instead of spinning on closed watches.
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            }
         }
         let deadline = tokio::time::sleep(resync);
         tokio::pin!(deadline);
@@ -214,6 +227,7 @@ pub async fn watch_view(
                 e = brokers.recv() => if e.is_none() { break },
                 e = cluster.recv() => if e.is_none() { break },
             }
+            failing = false;
             // Coalesce a burst of changes into one re-read.
             tokio::time::sleep(Duration::from_millis(20)).await;
             while brokers.try_recv().is_ok() || cluster.try_recv().is_ok() {}
@@ -222,7 +236,10 @@ pub async fn watch_view(
                     view.send_replace(Arc::new(v));
                 }
                 Err(e) => {
-                    warn!(error = %e, "cluster view not refreshed; retrying");
+                    if !failing {
+                        warn!(error = %e, "cluster view not refreshed; retrying");
+                    }
+                    failing = true;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     break;
                 }

@@ -32,11 +32,14 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
             }
             continue;
         }
-        tokio::select! {
+        let closed = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = events.recv() => {}
-            _ = fence_changed.changed() => {}
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            e = events.recv() => e.is_none(),
+            _ = fence_changed.changed() => false,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => false,
+        };
+        if closed {
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }

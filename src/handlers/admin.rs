@@ -256,15 +256,27 @@ pub fn describe_cluster(
     session: super::Session,
     _req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let l = broker.advertised(session.listener);
+    let controller = broker
+        .view
+        .borrow()
+        .controller
+        .unwrap_or(broker.settings.node_id);
     DescribeClusterResponse::default()
         .with_cluster_id(text(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.settings.node_id))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.settings.node_id))
-            .with_host(text(l.host.clone()))
-            .with_port(l.port as i32)
-            .with_rack(broker.settings.rack.clone().map(text))])
+        .with_controller_id(BrokerId(controller))
+        .with_brokers(
+            broker
+                .live_brokers(session.listener)
+                .into_iter()
+                .map(|(node, host, port, rack)| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(node))
+                        .with_host(text(host))
+                        .with_port(port as i32)
+                        .with_rack(rack.map(text))
+                })
+                .collect(),
+        )
 }
 
 /// DescribeLogDirs: one log dir, the object store, with each partition's stored bytes.

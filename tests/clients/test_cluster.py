@@ -168,10 +168,10 @@ def test_chaos_kill9_and_store_restarts(cluster, infra, topic, tmp_path):
             victim.start(timeout=60)
             time.sleep(2)
         print("restart etcd")
-        infra.restart_etcd(down_s=1.0)
+        infra.restart_etcd(down_s=3.0)
         time.sleep(3)
         print("restart MinIO")
-        infra.restart_minio(down_s=1.0)
+        infra.restart_minio(down_s=5.0)
         time.sleep(3)
     finally:
         acked, problems = prods.finish()
