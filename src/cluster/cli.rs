@@ -149,7 +149,7 @@ pub async fn run(server: &str, cmd: AdminCommand) -> anyhow::Result<String> {
             c.undrain_broker(pb::UndrainBrokerRequest { node_id: node })
                 .await
                 .map_err(status)?;
-            format!("broker {node} takes work again (it gets a share at the next rebalance)\n")
+            format!("broker {node} takes work again (the controller gives it a share now)\n")
         }
         AdminCommand::Move {
             topic,
