@@ -273,6 +273,7 @@ impl Broker {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        tokio::spawn(self.clone().watch_topics(cancel.clone()));
         if self.settings.rack.is_some() {
             tokio::spawn(crate::replica::run(self.clone(), cancel.clone()));
         }

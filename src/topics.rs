@@ -150,8 +150,12 @@ impl Broker {
     fn forget_topic(&self, topic: &Topic) {
         {
             let mut t = self.topics.write().unwrap_or_else(|p| p.into_inner());
-            if t.by_id.get(&topic.id).is_some_and(|x| x.name == topic.name) {
-                t.by_id.remove(&topic.id);
+            t.by_id.remove(&topic.id);
+            // The name may already belong to a topic created again since.
+            if t.by_name
+                .get(topic.name.as_ref())
+                .is_some_and(|x| x.id == topic.id)
+            {
                 t.by_name.remove(topic.name.as_ref());
             }
         }
@@ -203,12 +207,38 @@ impl Broker {
                 configs: rec.configs,
             }));
         }
-        for t in self.topics() {
-            if !seen.contains(&t.id) {
-                self.forget_topic(&t);
-            }
+        let stale: Vec<Arc<Topic>> = self
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_id
+            .values()
+            .filter(|t| !seen.contains(&t.id))
+            .cloned()
+            .collect();
+        for t in stale {
+            self.forget_topic(&t);
         }
         Ok(())
+    }
+
+    /// Follows `topics/` until `cancel`: topics created, grown, reconfigured or deleted on
+    /// other brokers show up here within a watch round trip (and at least every 10 s).
+    pub async fn watch_topics(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        loop {
+            let mut events = self.meta.watch(repo::TOPICS);
+            if let Err(e) = self.sync_topics().await {
+                warn!(error = %e, "topic records not re-read; retrying");
+            }
+            let closed = tokio::select! {
+                _ = cancel.cancelled() => return,
+                e = events.recv() => e.is_none(),
+                _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => false,
+            };
+            // Coalesce bursts; back off when the store is away (the watch ends at once).
+            let pause = if closed { 500 } else { 20 };
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        }
     }
 
     /// Waits (up to `timeout`) until every partition of the topic has a live owner.

@@ -86,11 +86,14 @@ async fn by_name(
         .await
     {
         Ok(t) => topic_entry(broker, &t, v),
-        // Created concurrently by another request.
-        Err((Code::TopicAlreadyExists, _)) => match broker.topic(name) {
-            Some(t) => topic_entry(broker, &t, v),
-            None => error_entry(Some(name), Uuid::nil(), Code::LeaderNotAvailable),
-        },
+        // Created concurrently by another request (maybe on another broker).
+        Err((Code::TopicAlreadyExists, _)) => {
+            let _ = broker.sync_topics().await;
+            match broker.topic(name) {
+                Some(t) => topic_entry(broker, &t, v),
+                None => error_entry(Some(name), Uuid::nil(), Code::LeaderNotAvailable),
+            }
+        }
         Err(_) => error_entry(Some(name), Uuid::nil(), Code::LeaderNotAvailable),
     }
 }

@@ -267,3 +267,39 @@ def test_consumer_reads_from_a_broker_in_its_rack(cluster, topic):
     remote = {part for part, owner in owners.items() if owner != 2}
     assert remote and moved == remote, \
         f"partitions owned outside zone-b ({sorted(remote)}) are read from broker 2 ({sorted(moved)})"
+
+
+def test_every_broker_sees_topic_changes_made_on_another(cluster, topic):
+    """Topics created, reconfigured and deleted through one broker are known to all,
+    including brokers that own none of their partitions."""
+    from confluent_kafka.admin import ConfigResource
+    c = cluster(3)
+    first = AdminClient({"bootstrap.servers": c.brokers[0].bootstrap})
+    create_topic(first, topic, partitions=1)
+
+    def seen_by(b):
+        md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(topic, timeout=10)
+        t = md.topics.get(topic)
+        return t is not None and t.error is None and len(t.partitions) == 1
+
+    for b in c.brokers:
+        wait_for(lambda b=b: seen_by(b), timeout=10, what=f"topic known to broker {b.node_id}")
+    res = ConfigResource("topic", topic, set_config={"retention.ms": "123456"})
+    for f in first.alter_configs([res]).values():
+        f.result(20)
+
+    def retention_on(b):
+        a = AdminClient({"bootstrap.servers": b.bootstrap})
+        got = a.describe_configs([ConfigResource("topic", topic)])
+        cfg = list(got.values())[0].result(20)
+        return cfg["retention.ms"].value
+
+    for b in c.brokers:
+        wait_for(lambda b=b: retention_on(b) == "123456", timeout=10,
+                 what=f"new retention.ms seen by broker {b.node_id}")
+    last = AdminClient({"bootstrap.servers": c.brokers[2].bootstrap})
+    for f in last.delete_topics([topic]).values():
+        f.result(20)
+    for b in c.brokers:
+        wait_for(lambda b=b: topic not in AdminClient({"bootstrap.servers": b.bootstrap})
+                 .list_topics(timeout=10).topics, timeout=10, what=f"topic gone on broker {b.node_id}")
