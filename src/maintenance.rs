@@ -223,12 +223,7 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
             }
         }
         if done {
-            let size = entry
-                .ranges
-                .iter()
-                .map(|r| r.pos + r.len)
-                .max()
-                .unwrap_or(0);
+            let size = entry.data_end();
             freed.push((k, entry.object, size));
         }
     }

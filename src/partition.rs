@@ -52,6 +52,22 @@ pub struct TailChunk {
 }
 
 impl TailChunk {
+    /// A committed WAL range, as recovery finds it in the index.
+    pub fn from_wal(r: &crate::meta::repo::WalRange, object: &Arc<str>, object_size: u64) -> Self {
+        TailChunk {
+            base: r.base_offset,
+            end: r.end_offset,
+            max_timestamp: r.max_timestamp,
+            location: Location::Wal {
+                object: object.clone(),
+                object_size,
+                pos: r.pos,
+                len: r.len,
+            },
+            created: Instant::now(),
+        }
+    }
+
     fn len(&self) -> u64 {
         match &self.location {
             Location::Pending(b) => b.len() as u64,

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use crate::broker::Broker;
 use crate::meta::repo::{self, PartitionRecord, WalEntry, WalRange};
 use crate::meta::{MetaStore, Versioned};
-use crate::partition::{Location, Partition, PartitionState, TailChunk};
+use crate::partition::{Partition, PartitionState, TailChunk};
 
 /// One committed WAL range of a partition.
 type Range = (WalRange, Arc<str>, u64);
@@ -44,7 +44,7 @@ impl Index {
         };
         self.delete_wal(key);
         let object: Arc<str> = Arc::from(e.object.as_str());
-        let size = e.ranges.iter().map(|r| r.pos + r.len).max().unwrap_or(0);
+        let size = e.data_end();
         let mut names = Vec::with_capacity(e.ranges.len());
         for r in e.ranges {
             let name = repo::partition_name(&r.topic_id, r.partition);
@@ -107,21 +107,7 @@ impl Replicas {
                     // A range not yet seen (watch order): stop at the gap.
                     break;
                 }
-                s.recover_range(
-                    TailChunk {
-                        base: r.base_offset,
-                        end: r.end_offset,
-                        max_timestamp: r.max_timestamp,
-                        location: Location::Wal {
-                            object: object.clone(),
-                            object_size: *size,
-                            pos: r.pos,
-                            len: r.len,
-                        },
-                        created: Instant::now(),
-                    },
-                    &[],
-                );
+                s.recover_range(TailChunk::from_wal(r, object, *size), &[]);
             }
         }
         drop(ix);

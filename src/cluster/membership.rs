@@ -43,22 +43,26 @@ impl Membership {
             .clone()
     }
 
-    /// Grants a lease and writes the registration under it.
-    pub async fn register(&self) -> Result<LeaseId, MetaError> {
-        let lease = self.meta.grant_lease(self.ttl).await?;
-        let r = self.registration();
+    async fn put(&self, r: &Registration, lease: LeaseId) -> Result<(), MetaError> {
         self.meta
             .txn(
                 vec![],
                 vec![Op::Put(
                     repo::registration_key(r.node),
-                    repo::encode(&r),
+                    repo::encode(r),
                     Some(lease),
                 )],
             )
-            .await?;
+            .await
+            .map(|_| ())
+    }
+
+    /// Grants a lease and writes the registration under it.
+    pub async fn register(&self) -> Result<LeaseId, MetaError> {
+        let lease = self.meta.grant_lease(self.ttl).await?;
+        self.put(&self.registration(), lease).await?;
         *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease);
-        info!(node = r.node, lease, "registered");
+        info!(node = self.registration().node, lease, "registered");
         Ok(lease)
     }
 
@@ -72,17 +76,7 @@ impl Membership {
         let Some(lease) = self.lease() else {
             return Ok(());
         };
-        self.meta
-            .txn(
-                vec![],
-                vec![Op::Put(
-                    repo::registration_key(r.node),
-                    repo::encode(&r),
-                    Some(lease),
-                )],
-            )
-            .await
-            .map(|_| ())
+        self.put(&r, lease).await
     }
 
     /// Deregisters: revokes the lease, deleting the registration (and the controller key,

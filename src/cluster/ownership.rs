@@ -16,7 +16,7 @@ use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::meta::repo::{self, Assignment, PartitionRecord, WalEntry, WalRange};
 use crate::meta::{Op, MAX_TXN_OPS};
-use crate::partition::{Location, Partition, PartitionState, TailChunk};
+use crate::partition::{Partition, PartitionState, TailChunk};
 
 /// Follows this broker's assignment key until `cancel`.
 pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
@@ -109,12 +109,7 @@ async fn acquire(broker: &Broker, owned: &Owned, gain: Vec<(Arc<Partition>, i32)
     for (k, v) in broker.meta.range("wal/").await? {
         let entry: WalEntry = repo::decode(&k, &v)?;
         let object: Arc<str> = Arc::from(entry.object.as_str());
-        let size = entry
-            .ranges
-            .iter()
-            .map(|r| r.pos + r.len)
-            .max()
-            .unwrap_or(0);
+        let size = entry.data_end();
         for r in entry.ranges {
             if let Some(list) = ranges.get_mut(&repo::partition_name(&r.topic_id, r.partition)) {
                 list.push((r, object.clone(), size));
@@ -174,21 +169,7 @@ fn rebuild(
             warn!(topic = %p.topic, partition = p.index, expected = s.next_offset, found = r.base_offset,
                 "gap in the committed WAL ranges; the partition continues after it");
         }
-        s.recover_range(
-            TailChunk {
-                base: r.base_offset,
-                end: r.end_offset,
-                max_timestamp: r.max_timestamp,
-                location: Location::Wal {
-                    object: object.clone(),
-                    object_size: *size,
-                    pos: r.pos,
-                    len: r.len,
-                },
-                created: Instant::now(),
-            },
-            &r.producers,
-        );
+        s.recover_range(TailChunk::from_wal(r, object, *size), &r.producers);
     }
     s.leader_epoch = epoch;
     if s.epochs.last().map(|e| e.0) != Some(epoch) {

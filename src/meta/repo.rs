@@ -207,6 +207,13 @@ pub struct WalEntry {
     pub ranges: Vec<WalRange>,
 }
 
+impl WalEntry {
+    /// Where the ranges end in the object (the footer follows; reads never reach it).
+    pub fn data_end(&self) -> u64 {
+        self.ranges.iter().map(|r| r.pos + r.len).max().unwrap_or(0)
+    }
+}
+
 /// Serializes a record.
 pub fn encode<T: Serialize>(v: &T) -> Bytes {
     // Serializing these plain structs cannot fail.

@@ -151,12 +151,96 @@ def test_partitions_spread_and_clients_follow(cluster, topic):
         assert [int(v[1:]) for v in vs] == sorted(int(v[1:]) for v in vs), f"partition {part} in order"
 
 
+class GroupWatch:
+    """Auto-committing group members (librdkafka, in threads) and a watcher that polls the
+    group's committed offsets all along (kafka-python: librdkafka's admin client aborts when
+    requests time out during the outages)."""
+
+    def __init__(self, bootstrap, topic, members=2):
+        from test_groups_crash import Background
+        self.bootstrap, self.topic, self.group = bootstrap, topic, f"g-{topic}"
+        self.consumed, self.observed = [], []
+        self.threads = [Background(self.watch)] + [Background(self.member) for _ in range(members)]
+        for t in self.threads:
+            t.start()
+
+    def member(self, stop):
+        from confluent_kafka import Consumer
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group,
+                      "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                      "auto.commit.interval.ms": 200, "session.timeout.ms": 10000,
+                      "heartbeat.interval.ms": 1000})
+        c.subscribe([self.topic])
+        try:
+            while not stop.is_set():
+                m = c.poll(0.2)
+                if m is not None and not m.error():
+                    self.consumed.append((m.partition(), m.offset(), m.value().decode()))
+        finally:
+            c.close()
+
+    def watch(self, stop):
+        import logging
+        from kafka import KafkaAdminClient
+        from kafka import TopicPartition as KpTopicPartition
+        from kafka.errors import KafkaError
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        tps = [KpTopicPartition(self.topic, p) for p in range(PARTITIONS)]
+        admin = None
+        while not stop.is_set():
+            try:
+                if admin is None:
+                    admin = KafkaAdminClient(bootstrap_servers=self.bootstrap.split(","),
+                                             request_timeout_ms=3000, reconnect_backoff_max_ms=200)
+                res = admin.list_group_offsets({self.group: tps})[self.group]
+                self.observed.append((time.time(), {tp.partition: res[tp].offset for tp in tps
+                                                    if tp in res and res[tp].offset >= 0}))
+            except (KafkaError, OSError, KeyError):
+                if admin is not None:
+                    admin.close()
+                    admin = None
+            time.sleep(0.2)
+        if admin is not None:
+            admin.close()
+
+    def finish(self, acked):
+        """Waits until every acked record was consumed and the commits reached the end;
+        returns problems, including any committed offset that went backwards."""
+        from group_util import end_offsets, missing
+        problems = []
+        try:
+            wait_for(lambda: not missing(acked, list(self.consumed)), timeout=120, interval=0.5,
+                     what="the group to consume every acknowledged record")
+            ends = end_offsets(acked)
+            wait_for(lambda: self.observed and all(self.observed[-1][1].get(p) == o for p, o in ends.items()),
+                     timeout=60, interval=0.5, what=f"committed offsets to reach {ends}")
+        except AssertionError as e:
+            problems.append(str(e)[:500])
+        for t in self.threads:
+            t.stop.set()
+        for t in self.threads:
+            t.join(60)
+        problems += [f"group thread: {t.error}" for t in self.threads if t.error is not None]
+        last, back = {}, []
+        for t, offs in self.observed:
+            for p, o in offs.items():
+                if p in last and o < last[p]:
+                    back.append(f"partition {p}: committed {last[p]} then {o}")
+                last[p] = o
+        print(f"group: consumed {len(self.consumed)} (at least once), {len(self.observed)} commit "
+              f"snapshots, {len(back)} went backwards")
+        if back:
+            problems.append(f"committed offsets went backwards: {back[:5]}")
+        return problems
+
+
 @pytest.mark.crash
 @pytest.mark.timeout(500)
 def test_chaos_kill9_and_store_restarts(cluster, infra, topic, tmp_path):
     c = cluster(3)
     create_topic(AdminClient({"bootstrap.servers": c.bootstrap}), topic, partitions=PARTITIONS)
     prods = Producers(c.bootstrap, topic, tmp_path)
+    group = GroupWatch(c.bootstrap, topic)
     rnd = random.Random()
     try:
         time.sleep(3)
@@ -175,6 +259,7 @@ def test_chaos_kill9_and_store_restarts(cluster, infra, topic, tmp_path):
         time.sleep(3)
     finally:
         acked, problems = prods.finish()
+    problems += group.finish(acked)
     problems += check_exactly_once(c.bootstrap, topic, PARTITIONS, acked)
     assert not problems, "\n".join(problems)
 
