@@ -1,8 +1,8 @@
 """Stratus as a cluster with other clients and with planned operations (three brokers as
 processes over a real etcd and a real MinIO):
 
-- a Java producer (kafka-console-producer: idempotent, acks=all) writes a 12-partition topic
-  spread over all brokers; a Java group consumer (java/GroupConsumer.java) and a franz-go group
+- a Java producer (kafka-console-producer: idempotent, acks=all) and a franz-go producer
+  write a 12-partition topic spread over all brokers; a Java group consumer (java/GroupConsumer.java) and a franz-go group
   consumer (go/groupconsumer) read it in two groups, each record exactly once, and their
   committed offsets reach the end of every partition;
 - under idempotent acks=all producers, `stratus admin` moves a partition, drains a broker,
@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 from conftest import REPO, STRATUS_BIN
 from group_util import committed_offsets, describe_all, wait_members
 from test_cluster import PARTITIONS, Producers, check_exactly_once, leaders, read_everything
-from test_groups_clients import run_franz
+from test_groups_clients import FRANZ_BIN, run_franz
 from test_groups_java import group_consumer_classes, start_member  # noqa: F401 (fixture)
 from util import create_topic, wait_for
 
@@ -63,16 +63,22 @@ def test_java_and_franz_go_groups_across_brokers(cluster, topic, tmp_path, kafka
             "--command-property", "acks=all", "--command-property", "enable.idempotence=true",
             input="".join(f"k{i}:j-{i}\n" for i in range(RECORDS)))
         print(f"console producer: {time.time() - t0:.1f}s")
+        # franz-go producer (idempotent, acks=all by default) through another broker.
+        r = subprocess.run([str(FRANZ_BIN), "-brokers", c.broker(2).bootstrap, "-topic", topic,
+                            "-produce", str(RECORDS)], capture_output=True, text=True, timeout=90,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0 and r.stdout.strip() == f"PRODUCED {RECORDS}", r.stdout + r.stderr
         ends, log = read_everything(c.bootstrap, topic, PARTITIONS)
         ends = {p: hi for p, (lo, hi) in ends.items()}
         values = Counter(v for recs in log.values() for _, v in recs)
-        assert sorted(values) == sorted(f"j-{i}" for i in range(RECORDS)) and max(values.values()) == 1, \
+        produced = [f"j-{i}" for i in range(RECORDS)] + [f"franz-{i}" for i in range(RECORDS)]
+        assert sorted(values) == sorted(produced) and max(values.values()) == 1, \
             "the log holds every produced record once"
         assert all(ends[p] > 0 for p in range(PARTITIONS)), f"records in every partition: {ends}"
 
         # franz-go, in its own group, through broker 2: reads everything, commits, leaves.
         t0 = time.time()
-        franz = run_franz(c.broker(2).bootstrap, topic, franz_group, RECORDS)
+        franz = run_franz(c.broker(2).bootstrap, topic, franz_group, 2 * RECORDS)
         print(f"franz-go group consumer: {time.time() - t0:.1f}s")
         got = Counter(v for _, _, v in franz)
         assert not [v for v, n in got.items() if n > 1], "franz-go read records twice"

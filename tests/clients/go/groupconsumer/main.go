@@ -7,6 +7,11 @@
 // "R <partition> <offset> <value>" for each. It commits exactly the processed records (never a
 // record it fetched but did not process), synchronously, then leaves the group and prints
 // "DONE <count>". Errors are printed as "ERR ..." on stderr and exit non-zero.
+//
+//	groupconsumer -brokers HOST:PORT -topic T -produce N
+//
+// Produces N records "franz-<i>" (key "k<i>") with franz-go's defaults (idempotent, acks=all)
+// and prints "PRODUCED <n>" once every one is acknowledged.
 package main
 
 import (
@@ -26,7 +31,11 @@ func main() {
 	max := flag.Int("max", 0, "records to process before exiting")
 	idle := flag.Int("idle-ms", 8000, "exit when no record arrived for this long (after the first)")
 	timeout := flag.Int("timeout-ms", 60000, "give up after this long")
+	produce := flag.Int("produce", 0, "produce this many records instead of consuming")
 	flag.Parse()
+	if *produce > 0 {
+		os.Exit(produceRecords(*brokers, *topic, *produce, *timeout))
+	}
 
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(*brokers),
@@ -84,4 +93,34 @@ func main() {
 	lcancel()
 	cl.Close()
 	fmt.Printf("DONE %d\n", len(processed))
+}
+
+func produceRecords(brokers, topic string, n, timeoutMs int) int {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ERR client:", err)
+		return 2
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeoutMs)*time.Millisecond)
+	defer cancel()
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		r := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(fmt.Sprintf("franz-%d", i))}
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) { errs <- err })
+	}
+	failed := 0
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			failed++
+			if failed <= 3 {
+				fmt.Fprintln(os.Stderr, "ERR produce:", err)
+			}
+		}
+	}
+	if failed > 0 {
+		return 1
+	}
+	fmt.Printf("PRODUCED %d\n", n)
+	return 0
 }
