@@ -357,7 +357,7 @@ def test_consumer_reads_from_a_broker_in_its_rack(cluster, topic):
 def test_every_broker_sees_topic_changes_made_on_another(cluster, topic):
     """Topics created, reconfigured and deleted through one broker are known to all,
     including brokers that own none of their partitions."""
-    from confluent_kafka.admin import ConfigResource
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
     c = cluster(3)
     first = AdminClient({"bootstrap.servers": c.brokers[0].bootstrap})
     create_topic(first, topic, partitions=1)
@@ -369,8 +369,9 @@ def test_every_broker_sees_topic_changes_made_on_another(cluster, topic):
 
     for b in c.brokers:
         wait_for(lambda b=b: seen_by(b), timeout=10, what=f"topic known to broker {b.node_id}")
-    res = ConfigResource("topic", topic, set_config={"retention.ms": "123456"})
-    for f in first.alter_configs([res]).values():
+    res = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry("retention.ms", "123456", incremental_operation=AlterConfigOpType.SET)])
+    for f in first.incremental_alter_configs([res]).values():
         f.result(20)
 
     def retention_on(b):

@@ -1,0 +1,145 @@
+//! An in-process cluster: two brokers over one metadata store and one object store. A
+//! partition moved from one to the other keeps every acknowledged record and its offsets;
+//! the old owner refuses writes (NOT_LEADER_OR_FOLLOWER) and Metadata follows the move.
+//! (The process-level tests with etcd, MinIO, kill -9 and SIGSTOP are in
+//! tests/clients/test_cluster.py.)
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use stratus::meta::embedded::EmbeddedStore;
+use stratus::meta::MetaStore;
+use stratus::objects::Objects;
+use tokio::net::TcpStream;
+
+async fn leader(s: &mut TcpStream, topic: &str) -> (i32, i32) {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]));
+    let r: MetadataResponse = call(s, ApiKey::Metadata, 12, &req).await;
+    let p = &r.topics[0].partitions[0];
+    (p.leader_id.0, p.leader_epoch)
+}
+
+async fn values(s: &mut TcpStream, topic: &str) -> Vec<(i64, String)> {
+    let req = FetchRequest::default()
+        .with_max_wait_ms(10)
+        .with_max_bytes(1 << 20)
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = call(s, ApiKey::Fetch, 11, &req).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "fetch from the owner");
+    let mut records = p.records.clone().unwrap_or_default();
+    RecordBatchDecoder::decode_all(&mut records)
+        .unwrap()
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(|r| {
+            (
+                r.offset,
+                String::from_utf8_lossy(&r.value.unwrap_or_default()).to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
+    let meta_dir = tempfile::tempdir().unwrap();
+    let meta: Arc<dyn MetaStore> =
+        Arc::new(EmbeddedStore::open(&meta_dir.path().join("meta.redb")).unwrap());
+    let objects = Arc::new(Objects::from_store(Arc::new(
+        object_store::memory::InMemory::new(),
+    )));
+    let mut brokers = Vec::new();
+    let mut handles = Vec::new();
+    for node in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(
+            dir.path(),
+            &[
+                ("node.id", &node.to_string()),
+                ("wal.flush.interval.ms", "1"),
+            ],
+        );
+        let b = stratus::Broker::open_with(s, meta.clone(), objects.clone())
+            .await
+            .unwrap();
+        handles.push(b.clone());
+        brokers.push(serve(b, dir).await);
+    }
+    let mut conns = Vec::new();
+    for b in &brokers {
+        conns.push(TcpStream::connect(b.addr).await.unwrap());
+    }
+    create_topic(&mut conns[0], "moved", 1).await;
+    let (owner, epoch) = leader(&mut conns[1], "moved").await;
+    assert!(owner == 1 || owner == 2, "an owner is assigned: {owner}");
+    let (from, to) = (owner as usize - 1, 2 - owner as usize);
+    assert_eq!(
+        produce_code(&mut conns[from], "moved", batch(&["a", "b"], 2)).await,
+        (0, 0)
+    );
+    let other = produce_code(&mut conns[to], "moved", batch(&["x"], 2)).await;
+    assert_eq!(
+        other.0, 6,
+        "NOT_LEADER_OR_FOLLOWER from a broker that does not own it"
+    );
+
+    // Move it, as `stratus admin move` does.
+    let topic = handles[0].topic("moved").unwrap();
+    let name = stratus::meta::repo::partition_name(&topic.id_text, 0);
+    stratus::cluster::controller::apply(meta.as_ref(), None, false, vec![(name, to as i32 + 1)])
+        .await
+        .unwrap();
+    let mut moved = false;
+    for _ in 0..100 {
+        let (l, e) = leader(&mut conns[from], "moved").await;
+        if l == to as i32 + 1 && e > epoch {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(moved, "Metadata names the new owner with a higher epoch");
+    let mut refused = false;
+    for _ in 0..100 {
+        if produce_code(&mut conns[from], "moved", batch(&["late"], 2))
+            .await
+            .0
+            == 6
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the old owner refuses writes");
+    let mut ok = (0, -1);
+    for _ in 0..100 {
+        ok = produce_code(&mut conns[to], "moved", batch(&["c"], 2)).await;
+        if ok.0 == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ok, (0, 2), "the new owner continues at the next offset");
+    assert_eq!(
+        values(&mut conns[to], "moved").await,
+        vec![(0, "a".into()), (1, "b".into()), (2, "c".into())],
+        "the new owner serves what the old one committed; nothing refused is visible"
+    );
+}
