@@ -36,6 +36,8 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
         (broker.settings.seal_check_interval_ms * 5).max(1000),
     ));
     gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep_tick = tokio::time::interval(Duration::from_secs(600));
+    sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     seal_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     retention_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -45,6 +47,11 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
             _ = gc_tick.tick() => {
                 if let Err(e) = collect_wal_garbage(&broker).await {
                     warn!(error = %e, "wal garbage collection failed; will retry");
+                }
+            }
+            _ = sweep_tick.tick() => {
+                if let Err(e) = sweep_orphan_wal_objects(&broker, ORPHAN_MIN_AGE_MS).await {
+                    warn!(error = %e, "sweep of uncommitted WAL objects failed; will retry");
                 }
             }
             _ = retention_tick.tick() => retention(&broker).await,
@@ -244,6 +251,63 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How long an unreferenced WAL object is left alone before it may be swept.
+const ORPHAN_MIN_AGE_MS: i64 = 10 * 60 * 1000;
+
+/// The controller deletes WAL objects that no index entry names and that can never be
+/// committed any more: written by an incarnation that is not registered, whose node's
+/// assignment has since been rewritten (so a commit of that incarnation fails its compare),
+/// and older than `min_age_ms`. They are left by crashes between a PUT and its commit.
+/// Objects are listed first, then the index and the assignments are read: an object
+/// committed after the listing was committed by a live incarnation, which is never swept.
+pub async fn sweep_orphan_wal_objects(broker: &Broker, min_age_ms: i64) -> Result<usize> {
+    let node = broker.settings.node_id;
+    if broker.view.borrow().controller != Some(node) {
+        return Ok(0);
+    }
+    let listed = broker.objects.list("wal/").await?;
+    let mut named = HashSet::new();
+    for (k, v) in broker.meta.range("wal/").await? {
+        named.insert(repo::decode::<repo::WalEntry>(&k, &v)?.object);
+    }
+    let view = crate::cluster::read_view(broker.meta.as_ref()).await?;
+    let now = now_ms();
+    let mut swept = 0;
+    for (key, modified) in listed {
+        if named.contains(&key) || now - modified < min_age_ms {
+            continue;
+        }
+        // wal/<node>/<incarnation:016x>-<seq>.wal
+        let mut parts = key.split('/').skip(1);
+        let (Some(n), Some(file)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let (Ok(n), Some(Ok(inc))) = (
+            n.parse::<i32>(),
+            file.split('-').next().map(|i| u64::from_str_radix(i, 16)),
+        ) else {
+            continue;
+        };
+        let registered = view.brokers.get(&n).is_some_and(|r| r.incarnation == inc);
+        let may_commit = view
+            .assignments
+            .get(&n)
+            .is_none_or(|(a, _)| a.incarnation == inc && !a.partitions.is_empty());
+        if registered || may_commit {
+            continue;
+        }
+        broker.objects.delete(&key).await?;
+        swept += 1;
+    }
+    if swept > 0 {
+        info!(
+            objects = swept,
+            "swept WAL objects that were never committed"
+        );
+    }
+    Ok(swept)
 }
 
 /// Everything below this offset of a partition is in sealed segments.

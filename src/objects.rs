@@ -157,6 +157,18 @@ impl Objects {
         Ok(b)
     }
 
+    /// Every object under `prefix`: its key and when it was last modified (ms since the
+    /// epoch).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, ObjectError> {
+        use futures::TryStreamExt;
+        let p = Path::from(prefix);
+        let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(&p)).try_collect().await?;
+        Ok(metas
+            .into_iter()
+            .map(|m| (m.location.to_string(), m.last_modified.timestamp_millis()))
+            .collect())
+    }
+
     /// Deletes an object; a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
         self.metrics.deletes.fetch_add(1, Ordering::Relaxed);

@@ -143,3 +143,80 @@ async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
         "the new owner serves what the old one committed; nothing refused is visible"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_sweeps_only_wal_objects_that_can_never_be_committed() {
+    let meta_dir = tempfile::tempdir().unwrap();
+    let meta: Arc<dyn MetaStore> =
+        Arc::new(EmbeddedStore::open(&meta_dir.path().join("meta.redb")).unwrap());
+    let objects = Arc::new(Objects::from_store(Arc::new(
+        object_store::memory::InMemory::new(),
+    )));
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path(), &[("wal.flush.interval.ms", "1")]);
+    let b = stratus::Broker::open_with(s, meta.clone(), objects.clone())
+        .await
+        .unwrap();
+    let handle = b.clone();
+    let served = serve(b, dir).await;
+    let mut conn = TcpStream::connect(served.addr).await.unwrap();
+    create_topic(&mut conn, "swept", 1).await;
+    assert_eq!(
+        produce_code(&mut conn, "swept", batch(&["kept"], 2)).await,
+        (0, 0)
+    );
+    let inc = handle.fence.incarnation();
+    // Left by a crash of an earlier incarnation of node 1 between a PUT and its commit
+    // (node 1's assignment now names the live incarnation), and one of the live incarnation.
+    let dead = "wal/1/00000000000000ab-00000000000000000007.wal".to_string();
+    let live = format!("wal/1/{inc:016x}-00000000000000099999.wal");
+    for k in [&dead, &live] {
+        objects
+            .put_new(k, bytes::Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+    let before: Vec<String> = objects
+        .list("wal/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
+    let swept = stratus::maintenance::sweep_orphan_wal_objects(&handle, 0)
+        .await
+        .unwrap();
+    let after: Vec<String> = objects
+        .list("wal/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
+    assert_eq!(
+        swept, 1,
+        "only the dead incarnation's object: {before:?} -> {after:?}"
+    );
+    assert!(!after.contains(&dead));
+    assert!(
+        after.contains(&live),
+        "a live incarnation may still commit its objects"
+    );
+    assert_eq!(
+        after.len(),
+        before.len() - 1,
+        "committed WAL objects are kept"
+    );
+    assert_eq!(values(&mut conn, "swept").await, vec![(0, "kept".into())]);
+    // Too young: nothing is swept before the minimum age.
+    objects
+        .put_new(&dead, bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        stratus::maintenance::sweep_orphan_wal_objects(&handle, 60_000)
+            .await
+            .unwrap(),
+        0
+    );
+}
