@@ -12,7 +12,6 @@ use std::time::Duration;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use stratus::meta::embedded::EmbeddedStore;
 use stratus::meta::MetaStore;
 use stratus::objects::Objects;
@@ -28,42 +27,20 @@ async fn leader(s: &mut TcpStream, topic: &str) -> (i32, i32) {
     (p.leader_id.0, p.leader_epoch)
 }
 
-async fn values(s: &mut TcpStream, topic: &str) -> Vec<(i64, String)> {
-    let req = FetchRequest::default()
-        .with_max_wait_ms(10)
-        .with_max_bytes(1 << 20)
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![fetch_request::FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.into())))
-            .with_partitions(vec![fetch_request::FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20)])]);
-    let r: FetchResponse = call(s, ApiKey::Fetch, 11, &req).await;
-    let p = &r.responses[0].partitions[0];
-    assert_eq!(p.error_code, 0, "fetch from the owner");
-    let mut records = p.records.clone().unwrap_or_default();
-    RecordBatchDecoder::decode_all(&mut records)
-        .unwrap()
-        .into_iter()
-        .flat_map(|set| set.records)
-        .map(|r| {
-            (
-                r.offset,
-                String::from_utf8_lossy(&r.value.unwrap_or_default()).to_string(),
-            )
-        })
-        .collect()
+/// One metadata store and one bucket, shared by the brokers of a test.
+fn shared_stores() -> (tempfile::TempDir, Arc<dyn MetaStore>, Arc<Objects>) {
+    let dir = tempfile::tempdir().unwrap();
+    let meta: Arc<dyn MetaStore> =
+        Arc::new(EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap());
+    let objects = Arc::new(Objects::from_store(Arc::new(
+        object_store::memory::InMemory::new(),
+    )));
+    (dir, meta, objects)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
-    let meta_dir = tempfile::tempdir().unwrap();
-    let meta: Arc<dyn MetaStore> =
-        Arc::new(EmbeddedStore::open(&meta_dir.path().join("meta.redb")).unwrap());
-    let objects = Arc::new(Objects::from_store(Arc::new(
-        object_store::memory::InMemory::new(),
-    )));
+    let (_meta_dir, meta, objects) = shared_stores();
     let mut brokers = Vec::new();
     let mut handles = Vec::new();
     for node in [1, 2] {
@@ -138,7 +115,7 @@ async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
     }
     assert_eq!(ok, (0, 2), "the new owner continues at the next offset");
     assert_eq!(
-        values(&mut conns[to], "moved").await,
+        fetch_values(&mut conns[to], "moved").await,
         vec![(0, "a".into()), (1, "b".into()), (2, "c".into())],
         "the new owner serves what the old one committed; nothing refused is visible"
     );
@@ -146,12 +123,7 @@ async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_sweeps_only_wal_objects_that_can_never_be_committed() {
-    let meta_dir = tempfile::tempdir().unwrap();
-    let meta: Arc<dyn MetaStore> =
-        Arc::new(EmbeddedStore::open(&meta_dir.path().join("meta.redb")).unwrap());
-    let objects = Arc::new(Objects::from_store(Arc::new(
-        object_store::memory::InMemory::new(),
-    )));
+    let (_meta_dir, meta, objects) = shared_stores();
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path(), &[("wal.flush.interval.ms", "1")]);
     let b = stratus::Broker::open_with(s, meta.clone(), objects.clone())
@@ -207,7 +179,10 @@ async fn the_controller_sweeps_only_wal_objects_that_can_never_be_committed() {
         before.len() - 1,
         "committed WAL objects are kept"
     );
-    assert_eq!(values(&mut conn, "swept").await, vec![(0, "kept".into())]);
+    assert_eq!(
+        fetch_values(&mut conn, "swept").await,
+        vec![(0, "kept".into())]
+    );
     // Too young: nothing is swept before the minimum age.
     objects
         .put_new(&dead, bytes::Bytes::from_static(b"x"))

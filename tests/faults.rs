@@ -8,7 +8,6 @@ use std::sync::Arc;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use stratus::meta::embedded::EmbeddedStore;
 use stratus::objects::Objects;
 use stratus::testing::{FaultyMetaStore, FaultyObjectStore};
@@ -26,35 +25,6 @@ async fn latest(s: &mut TcpStream) -> i64 {
             ])]);
     let r: ListOffsetsResponse = call(s, ApiKey::ListOffsets, 5, &req).await;
     r.topics[0].partitions[0].offset
-}
-
-async fn all_values(s: &mut TcpStream) -> Vec<(i64, String)> {
-    let req = FetchRequest::default()
-        .with_max_wait_ms(10)
-        .with_max_bytes(1 << 20)
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![fetch_request::FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_static_str("f")))
-            .with_partitions(vec![fetch_request::FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20)])]);
-    let r: FetchResponse = call(s, ApiKey::Fetch, 11, &req).await;
-    let mut records = r.responses[0].partitions[0]
-        .records
-        .clone()
-        .unwrap_or_default();
-    RecordBatchDecoder::decode_all(&mut records)
-        .unwrap()
-        .into_iter()
-        .flat_map(|set| set.records)
-        .map(|r| {
-            (
-                r.offset,
-                String::from_utf8_lossy(&r.value.unwrap_or_default()).to_string(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -112,7 +82,7 @@ async fn store_faults_never_ack_lost_data() {
     txns.heal();
     assert_eq!(produce_code(&mut s, "f", batch(&["f"], 2)).await, (0, 5));
 
-    let values = all_values(&mut s).await;
+    let values = fetch_values(&mut s, "f").await;
     let want: Vec<(i64, String)> = ["a", "b", "c", "d", "e", "f"]
         .iter()
         .enumerate()

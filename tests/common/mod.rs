@@ -176,3 +176,32 @@ pub async fn create_topic(s: &mut TcpStream, name: &str, partitions: i32) {
     let r: CreateTopicsResponse = call(s, ApiKey::CreateTopics, 7, &create).await;
     assert_eq!(r.topics[0].error_code, 0, "create topic {name}");
 }
+
+/// Every record of partition 0 of `topic` from offset 0: (offset, value).
+pub async fn fetch_values(s: &mut TcpStream, topic: &str) -> Vec<(i64, String)> {
+    let req = FetchRequest::default()
+        .with_max_wait_ms(10)
+        .with_max_bytes(1 << 20)
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = call(s, ApiKey::Fetch, 11, &req).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "fetch {topic}");
+    let mut records = p.records.clone().unwrap_or_default();
+    kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records)
+        .unwrap()
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(|r| {
+            (
+                r.offset,
+                String::from_utf8_lossy(&r.value.unwrap_or_default()).to_string(),
+            )
+        })
+        .collect()
+}
