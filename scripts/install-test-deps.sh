@@ -31,6 +31,13 @@ as_root() {
     log "need root for: $*"; return 1; fi
 }
 
+# --- curl (health checks of etcd and MinIO, the test bucket) ----------------------------
+if ! command -v curl >/dev/null 2>&1; then
+  log "curl: installing from apt"
+  as_root apt-get update -qq </dev/null
+  as_root apt-get install -y -qq curl </dev/null
+fi
+
 # --- kcat -------------------------------------------------------------------
 if command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1; then
   log "kcat: present"
