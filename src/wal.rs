@@ -48,6 +48,8 @@ struct Flush {
     _entries: Vec<Entry>,
     body: Bytes,
     entry: WalEntry,
+    /// `entry` encoded (the object's footer): the index value when every range commits.
+    index: Bytes,
     /// The partition of each range of `entry`, and its epoch, in the same order.
     partitions: Vec<(Arc<Partition>, i32)>,
 }
@@ -271,13 +273,14 @@ impl Wal {
                 "wal/{}/{:016x}-{:020}.wal",
                 self.cfg.node_id, self.cfg.incarnation, seq
             );
-            let (body, entry, partitions) = build_object(&object, &entries);
+            let (body, entry, index, partitions) = build_object(&object, &entries);
             let put = tokio::spawn(put_with_retries(self.objects.clone(), object, body.clone()));
             let flush = Flush {
                 seq,
                 _entries: entries,
                 body,
                 entry,
+                index,
                 partitions,
             };
             if tx.send((flush, put)).await.is_err() {
@@ -429,9 +432,13 @@ impl Wal {
             if keep.is_empty() {
                 return Ok(keep);
             }
-            let entry = WalEntry {
-                object: f.entry.object.clone(),
-                ranges: keep.iter().map(|i| f.entry.ranges[*i].clone()).collect(),
+            let value = if keep.len() == f.entry.ranges.len() {
+                f.index.clone()
+            } else {
+                repo::encode(&WalEntry {
+                    object: f.entry.object.clone(),
+                    ranges: keep.iter().map(|i| f.entry.ranges[*i].clone()).collect(),
+                })
             };
             let res = self
                 .meta
@@ -440,7 +447,7 @@ impl Wal {
                         self.fence.compare(&owned),
                         Compare::Revision(key.clone(), None),
                     ],
-                    vec![Op::Put(key.clone(), repo::encode(&entry), None)],
+                    vec![Op::Put(key.clone(), value, None)],
                 )
                 .await;
             let err = match res {
@@ -501,7 +508,11 @@ impl Wal {
     }
 }
 
-fn build_object(object: &str, entries: &[Entry]) -> (Bytes, WalEntry, Vec<(Arc<Partition>, i32)>) {
+/// The object body, its index entry (also encoded: the footer), and each range's partition
+/// and epoch.
+type Built = (Bytes, WalEntry, Bytes, Vec<(Arc<Partition>, i32)>);
+
+fn build_object(object: &str, entries: &[Entry]) -> Built {
     // One range per partition and epoch (a partition moved away and back within one
     // buffer has data under two epochs; only the current one can commit).
     let mut groups: IndexMap<(*const Partition, i32), Vec<&Entry>> = IndexMap::new();
@@ -545,7 +556,7 @@ fn build_object(object: &str, entries: &[Entry]) -> (Bytes, WalEntry, Vec<(Arc<P
     body.extend_from_slice(&footer);
     body.put_u32(footer.len() as u32);
     body.extend_from_slice(MAGIC);
-    (body.freeze(), entry, partitions)
+    (body.freeze(), entry, footer, partitions)
 }
 
 async fn put_with_retries(

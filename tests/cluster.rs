@@ -27,6 +27,12 @@ async fn leader(s: &mut TcpStream, topic: &str) -> (i32, i32) {
     (p.leader_id.0, p.leader_epoch)
 }
 
+/// Keys of every WAL object in the bucket.
+async fn wal_objects(objects: &Objects) -> Vec<String> {
+    let listed = objects.list("wal/").await.unwrap();
+    listed.into_iter().map(|o| o.0).collect()
+}
+
 /// One metadata store and one bucket, shared by the brokers of a test.
 fn shared_stores() -> (tempfile::TempDir, Arc<dyn MetaStore>, Arc<Objects>) {
     let dir = tempfile::tempdir().unwrap();
@@ -148,23 +154,11 @@ async fn the_controller_sweeps_only_wal_objects_that_can_never_be_committed() {
             .await
             .unwrap();
     }
-    let before: Vec<String> = objects
-        .list("wal/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.0)
-        .collect();
+    let before = wal_objects(&objects).await;
     let swept = stratus::maintenance::sweep_orphan_wal_objects(&handle, 0)
         .await
         .unwrap();
-    let after: Vec<String> = objects
-        .list("wal/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.0)
-        .collect();
+    let after = wal_objects(&objects).await;
     assert_eq!(
         swept, 1,
         "only the dead incarnation's object: {before:?} -> {after:?}"

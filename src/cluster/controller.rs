@@ -3,7 +3,7 @@
 //! (see [`super::placement`]) and writes what changed in ONE transaction that compares the
 //! controller key (a deposed controller cannot write) and every assignment it read.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -258,12 +258,4 @@ async fn holds(meta: &dyn MetaStore, me: &ControllerRecord) -> bool {
         // Unknown: keep trying as controller; every write compares anyway.
         Err(_) => true,
     }
-}
-
-/// Partitions in an assignment map by node, for status output.
-pub fn counts(view: &super::View) -> BTreeMap<i32, (usize, usize)> {
-    view.assignments
-        .iter()
-        .map(|(n, (a, _))| (*n, (a.partitions.len(), a.shards.len())))
-        .collect()
 }

@@ -54,6 +54,17 @@ def wait_http(url, timeout=60, proc=None, log=None):
     raise RuntimeError(f"{url} not ready within {timeout}s\n{tail(log)}")
 
 
+def stop_process(proc, sig):
+    """Signal a running child process by PID, wait for it, SIGKILL it after 30 s."""
+    if proc is not None and proc.poll() is None:
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
 def tail(path, n=30):
     try:
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
@@ -77,13 +88,7 @@ class Service:
                                          env=self.env)
 
     def stop(self, sig=signal.SIGTERM):
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, sig)
 
 
 class Infra:

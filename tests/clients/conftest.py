@@ -150,12 +150,7 @@ class Broker:
         """Kill the broker process by PID and wait for it to exit."""
         if self.proc is not None and self.proc.poll() is None:
             self.stopped_by_us = True
-            os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+            stop_process(self.proc, sig)
         if self._log:
             self._log.close()
             self._log = None
@@ -340,7 +335,7 @@ def kafka_home():
 
 
 # -- cluster: real etcd and MinIO, several Stratus brokers as processes ----------------------
-from cluster_infra import Infra, Cluster  # noqa: E402
+from cluster_infra import Infra, Cluster, stop_process  # noqa: E402
 
 
 @pytest.fixture(scope="session")
