@@ -160,7 +160,7 @@ class Cluster:
         }
         env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
                "AWS_ENDPOINT": infra.s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
-               "RUST_LOG": "info"}
+               "RUST_LOG": os.environ.get("STRATUS_TEST_RUST_LOG", "info")}
         self.brokers = []
         self.admin_ports = {i: free_port() for i in range(1, n + 1)} if admin else {}
         for i in range(1, n + 1):
