@@ -24,6 +24,7 @@ use crate::meta::{Compare, MetaStore, Op};
 use crate::objects::Objects;
 use crate::partition::Partition;
 use crate::segment::IndexEntry;
+use crate::supervisor::Supervisor;
 use crate::topic_config;
 use crate::wal::{Wal, WalConfig};
 
@@ -107,6 +108,8 @@ pub struct Broker {
     /// Read-only index of partitions owned elsewhere (brokers with a rack serve them to
     /// consumers of that rack).
     pub replicas: Arc<crate::replica::Replicas>,
+    /// The critical background tasks; the broker stops when one of them does.
+    pub supervisor: Arc<Supervisor>,
 }
 
 /// A refused admin request: the Kafka error and a message for the client.
@@ -182,7 +185,9 @@ impl Broker {
             next_seq,
             fence.clone(),
         ));
+        let supervisor = Arc::new(Supervisor::default());
         let groups = crate::group::Coordinator::open(
+            &supervisor,
             meta.clone(),
             fence.clone(),
             crate::group::GroupSettings::from(&settings),
@@ -228,6 +233,7 @@ impl Broker {
             ownership_lock: tokio::sync::Mutex::new(()),
             cluster_cancel: CancellationToken::new(),
             replicas: Arc::new(crate::replica::Replicas::default()),
+            supervisor,
         });
         broker.sync_topics().await?;
         broker.join().await?;
@@ -240,24 +246,37 @@ impl Broker {
         let started = Instant::now();
         self.membership.register().await?;
         let cancel = self.cluster_cancel.clone();
-        tokio::spawn(self.membership.clone().keep_alive(cancel.clone()));
-        tokio::spawn(crate::cluster::watch_view(
-            self.meta.clone(),
-            self.view.clone(),
-            Duration::from_secs(10),
+        let tasks = &self.supervisor;
+        tasks.spawn(
+            "lease keep-alive",
             cancel.clone(),
-        ));
+            self.membership.clone().keep_alive(cancel.clone()),
+        );
+        tasks.spawn(
+            "cluster view",
+            cancel.clone(),
+            crate::cluster::watch_view(
+                self.meta.clone(),
+                self.view.clone(),
+                Duration::from_secs(10),
+                cancel.clone(),
+            ),
+        );
         let membership = self.membership.clone();
-        tokio::spawn(crate::cluster::controller::run(
-            self.meta.clone(),
-            ControllerRecord {
-                node: self.settings.node_id,
-                incarnation: self.fence.incarnation(),
-            },
-            move || membership.lease(),
-            Duration::from_secs(5),
+        tasks.spawn(
+            "controller",
             cancel.clone(),
-        ));
+            crate::cluster::controller::run(
+                self.meta.clone(),
+                ControllerRecord {
+                    node: self.settings.node_id,
+                    incarnation: self.fence.incarnation(),
+                },
+                move || membership.lease(),
+                Duration::from_secs(5),
+                cancel.clone(),
+            ),
+        );
         // Wait (bounded) for the first assignment naming this incarnation, so that a
         // single broker serves its partitions from the first request.
         let deadline = Instant::now()
@@ -273,11 +292,23 @@ impl Broker {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::spawn(self.clone().watch_topics(cancel.clone()));
+        tasks.spawn(
+            "topic watch",
+            cancel.clone(),
+            self.clone().watch_topics(cancel.clone()),
+        );
         if self.settings.rack.is_some() {
-            tokio::spawn(crate::replica::run(self.clone(), cancel.clone()));
+            tasks.spawn(
+                "replica index",
+                cancel.clone(),
+                crate::replica::run(self.clone(), cancel.clone()),
+            );
         }
-        tokio::spawn(crate::cluster::ownership::run(self.clone(), cancel));
+        tasks.spawn(
+            "ownership",
+            cancel.clone(),
+            crate::cluster::ownership::run(self.clone(), cancel),
+        );
         info!(
             node = self.settings.node_id,
             partitions = self.fence.get().assignment.partitions.len(),

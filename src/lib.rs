@@ -25,6 +25,7 @@ pub mod read;
 pub mod replica;
 pub mod segment;
 pub mod server;
+pub mod supervisor;
 pub mod testing;
 pub mod topic_config;
 pub mod topics;
@@ -58,17 +59,21 @@ pub async fn serve(
     bound: Option<tokio::sync::oneshot::Sender<Vec<std::net::SocketAddr>>>,
 ) -> anyhow::Result<()> {
     let listeners = server::bind(&broker).await?;
+    let tasks = broker.supervisor.clone();
     let admin = match &broker.settings.admin_listener {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("admin.listener {addr}: {e}"))?;
             tracing::info!(addr = %l.local_addr()?, "admin API listening");
-            Some(tokio::spawn(cluster::admin::serve(
-                broker.clone(),
-                l,
-                broker.cluster_cancel.clone(),
-            )))
+            let until = broker.cluster_cancel.clone();
+            let admin = cluster::admin::serve(broker.clone(), l, until.clone());
+            let failed = tasks.clone();
+            Some(tasks.spawn("admin API", until, async move {
+                if let Err(e) = admin.await {
+                    failed.fail("admin API", format!("{e:#}"));
+                }
+            }))
         }
         None => None,
     };
@@ -80,21 +85,43 @@ pub async fn serve(
         let _ = tx.send(addrs);
     }
     let wal_cancel = CancellationToken::new();
-    let wal = tokio::spawn(broker.wal.clone().run(wal_cancel.clone()));
-    let upkeep = tokio::spawn(maintenance::run(broker.clone(), cancel.clone()));
-    let coordinator = tokio::spawn(broker.groups.clone().run(cancel.clone()));
+    let wal = tasks.spawn(
+        "wal",
+        wal_cancel.clone(),
+        broker.wal.clone().run(wal_cancel.clone()),
+    );
+    let upkeep = tasks.spawn(
+        "upkeep",
+        cancel.clone(),
+        maintenance::run(broker.clone(), cancel.clone()),
+    );
+    let coordinator = tasks.spawn(
+        "group coordinator",
+        cancel.clone(),
+        broker.groups.clone().run(cancel.clone()),
+    );
     let connections = tokio_util::task::TaskTracker::new();
     let mut servers = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
-        servers.push(tokio::spawn(server::serve(
-            broker.clone(),
-            l,
-            i,
+        servers.push(tasks.spawn(
+            "listener",
             cancel.clone(),
-            connections.clone(),
-        )));
+            server::serve(broker.clone(), l, i, cancel.clone(), connections.clone()),
+        ));
     }
-    cancel.cancelled().await;
+    let failure = tokio::select! {
+        _ = cancel.cancelled() => None,
+        f = tasks.failed() => Some(f),
+    };
+    if let Some(f) = failure {
+        // No hand-off: a broker missing a critical task cannot be trusted to finish one.
+        // What it did not commit was never acknowledged; the lease expires and the
+        // partitions move (or the restarted process takes them back).
+        cancel.cancel();
+        wal_cancel.cancel();
+        broker.cluster_cancel.cancel();
+        return Err(anyhow::anyhow!("{f}; stopping"));
+    }
     broker.hand_off().await;
     for s in servers {
         let _ = s.await;
@@ -122,6 +149,9 @@ pub async fn serve(
         let _ = a.await;
     }
     broker.membership.deregister().await;
+    if let Some(f) = tasks.failure() {
+        return Err(anyhow::anyhow!("{f} during shutdown"));
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -74,6 +74,7 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    abort_on_panic();
     let settings = match settings(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -105,6 +106,19 @@ fn main() {
         eprintln!("stratus: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// A panic anywhere stops the process: a task that died (the WAL, a connection holding a
+/// lock, a coordinator) would otherwise leave a broker that accepts connections and never
+/// answers. The standard hook prints "thread '…' panicked at …" (and a backtrace with
+/// RUST_BACKTRACE=1); the log line names what stopped; the exit status is SIGABRT's.
+fn abort_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        tracing::error!(panic = %info, "a task panicked; aborting the broker");
+        std::process::abort();
+    }));
 }
 
 async fn shutdown_signal() {

@@ -7,9 +7,11 @@
 //! produce requests of one connection share a WAL flush.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -19,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::handlers::{self, ResponseFuture, Session};
+use crate::supervisor::panic_message;
 
 /// Requests of one connection being processed or awaiting their turn to respond.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
@@ -66,7 +69,18 @@ pub async fn serve(
             peer,
         };
         tracker.spawn(async move {
-            connection(broker, session, socket, peer, cancel).await;
+            // A panic here is a bug (input must never cause one): the binary aborts on it
+            // (main.rs); embedded, the supervisor stops the broker all the same.
+            let tasks = broker.supervisor.clone();
+            let served = AssertUnwindSafe(connection(broker, session, socket, peer, cancel))
+                .catch_unwind()
+                .await;
+            if let Err(panic) = served {
+                tasks.fail(
+                    "connection",
+                    format!("it panicked: {}", panic_message(&*panic)),
+                );
+            }
             drop(permit);
         });
     }

@@ -14,7 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use indexmap::IndexMap;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::batch::Batch;
 use crate::cache::BlockCache;
@@ -253,13 +253,16 @@ impl Wal {
     /// flush from starting.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let (tx, rx) = mpsc::channel::<(Flush, Put)>(self.cfg.max_in_flight.max(1));
-        let committer = tokio::spawn(self.clone().commit_loop(rx));
+        let mut committer = tokio::spawn(self.clone().commit_loop(rx));
         loop {
             let empty = self.lock_buffer().entries.is_empty();
             if empty {
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = cancel.cancelled() => break,
+                    // The committer only ends when this loop drops its sender: anything
+                    // else is its panic, which is the WAL's.
+                    done = &mut committer => return propagate_panic(done),
                 }
                 continue;
             }
@@ -288,7 +291,7 @@ impl Wal {
             }
         }
         drop(tx);
-        let _ = committer.await;
+        propagate_panic(committer.await);
     }
 
     /// Takes the buffer for a flush, unless a failure is being cleaned up.
@@ -429,6 +432,14 @@ impl Wal {
                     owned.epoch(&p.topic_id, p.index) == Some(*epoch)
                 })
                 .collect();
+            if keep.len() < f.entry.ranges.len() {
+                // A zombie's or a moved partition's data: never acknowledged, never seen.
+                info!(
+                    seq = f.seq,
+                    fenced = f.entry.ranges.len() - keep.len(),
+                    "wal ranges fenced out: their partitions moved to another owner or epoch"
+                );
+            }
             if keep.is_empty() {
                 return Ok(keep);
             }
@@ -590,4 +601,13 @@ fn batch_base(b: &Bytes) -> i64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);
     i64::from_be_bytes(a)
+}
+
+/// Re-raises a sub-task's panic in the task that awaited it (whose supervisor reports it).
+fn propagate_panic(done: std::result::Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
 }

@@ -93,3 +93,43 @@ async fn store_faults_never_ack_lost_data() {
         "every acknowledged record once, in order, and no lost one"
     );
 }
+
+/// A critical task that panics stops the broker: `serve` returns an error naming the
+/// task, and the listener no longer accepts connections (never a half-alive broker).
+#[tokio::test]
+async fn a_panicking_critical_task_stops_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = stratus::Broker::open(settings(dir.path(), &[]))
+        .await
+        .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let served = tokio::spawn(stratus::serve(broker.clone(), cancel.clone(), Some(tx)));
+    let addr = rx.await.unwrap()[0];
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    create_topic(&mut s, "alive", 1).await;
+
+    broker
+        .supervisor
+        .spawn("wal", tokio_util::sync::CancellationToken::new(), async {
+            panic!("injected by the test")
+        });
+    let result = tokio::time::timeout(std::time::Duration::from_secs(10), served)
+        .await
+        .expect("serve returns soon after the panic")
+        .expect("serve itself does not panic");
+    let err = result.expect_err("serve reports the failure").to_string();
+    assert!(
+        err.contains("'wal'") && err.contains("injected by the test"),
+        "{err}"
+    );
+    let mut closed = false;
+    for _ in 0..50 {
+        if TcpStream::connect(addr).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(closed, "the listener closes once the broker stopped");
+}

@@ -25,6 +25,7 @@ use crate::cluster::Fence;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::meta::{repo, MetaStore, Op};
+use crate::supervisor::Supervisor;
 use classic::{Group, Join, JoinResult, Joined, Limits, Member, State, SyncResult};
 use consumer::{Answer, ConsumerGroup, Heartbeat, TopicInfo};
 use offsets::{Change, OffsetStore};
@@ -156,13 +157,15 @@ fn group_prefix(shard: u32) -> String {
 impl Coordinator {
     /// A coordinator of no shard yet; starts the persister. Writes compare `fence`.
     pub async fn open(
+        tasks: &Arc<Supervisor>,
         meta: Arc<dyn MetaStore>,
         fence: Arc<Fence>,
         settings: GroupSettings,
     ) -> Result<Arc<Self>> {
-        let offsets = OffsetStore::open(meta.clone(), Some(fence.clone()));
+        let offsets = OffsetStore::open(tasks, meta.clone(), Some(fence.clone()));
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(persist(meta.clone(), fence, rx));
+        // Ends when the coordinator (the only sender) is dropped.
+        tasks.spawn_owned("group state writer", persist(meta.clone(), fence, rx));
         Ok(Arc::new(Coordinator {
             settings,
             meta,

@@ -13,6 +13,7 @@ use tracing::warn;
 use crate::cluster::Fence;
 use crate::error::{Error, Result};
 use crate::meta::{repo, MetaStore, Op, MAX_TXN_OPS};
+use crate::supervisor::Supervisor;
 
 /// Prefix of committed-offset records: `offsets/<shard>/<group>/<topic>`.
 pub const OFFSETS: &str = "offsets/";
@@ -74,7 +75,11 @@ fn unescape(s: &str) -> String {
 impl OffsetStore {
     /// An empty store (shards are loaded as they are assigned) and its batching task.
     /// Writes compare `fence` (none: unfenced, for tests).
-    pub fn open(meta: Arc<dyn MetaStore>, fence: Option<Arc<Fence>>) -> Arc<Self> {
+    pub fn open(
+        tasks: &Arc<Supervisor>,
+        meta: Arc<dyn MetaStore>,
+        fence: Option<Arc<Fence>>,
+    ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let store = Arc::new(OffsetStore {
             meta,
@@ -82,7 +87,8 @@ impl OffsetStore {
             groups: Mutex::new(HashMap::new()),
             queue: tx,
         });
-        tokio::spawn(Self::run(Arc::downgrade(&store), rx));
+        // Ends when the store (the only sender) is dropped.
+        tasks.spawn_owned("offset writer", Self::run(Arc::downgrade(&store), rx));
         store
     }
 
@@ -308,7 +314,7 @@ mod tests {
         let path = dir.path().join("m.redb");
         {
             let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&path).unwrap());
-            let s = OffsetStore::open(meta, None);
+            let s = OffsetStore::open(&Arc::default(), meta, None);
             let many: Vec<_> = (0..300)
                 .map(|i| s.apply(vec![("g/1".into(), format!("t{i}"), 0, c(i))]))
                 .collect();
@@ -320,7 +326,7 @@ mod tests {
                 .unwrap();
         }
         let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&path).unwrap());
-        let s = OffsetStore::open(meta, None);
+        let s = OffsetStore::open(&Arc::default(), meta, None);
         s.load_shard(super::super::shard_of("g/1")).await.unwrap();
         assert_eq!(s.get("g/1", "t7", 0).unwrap().offset, 7);
         assert!(s.get("g/1", "t5", 0).is_none());

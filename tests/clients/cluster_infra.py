@@ -123,17 +123,20 @@ class Infra:
         if r.stdout.strip() not in ("200", "409"):
             raise RuntimeError(f"bucket not created: HTTP {r.stdout} {r.stderr}")
 
-    def restart_etcd(self, down_s=0.0):
-        self.etcd.stop()
-        time.sleep(down_s)
-        self.etcd.start()
-        wait_http(f"http://{self.etcd_endpoint}/health", proc=self.etcd.proc, log=self.etcd.log)
+    def restart_etcd(self, down_s=0.0, sig=signal.SIGTERM):
+        self._restart(self.etcd, f"http://{self.etcd_endpoint}/health", down_s, sig)
 
-    def restart_minio(self, down_s=0.0):
-        self.minio.stop()
+    def restart_minio(self, down_s=0.0, sig=signal.SIGTERM):
+        self._restart(self.minio, f"{self.s3_endpoint}/minio/health/live", down_s, sig)
+
+    def _restart(self, service, health, down_s, sig):
+        """Stops a service with `sig` (it must be running), keeps it down, starts it again."""
+        if service.proc is None or service.proc.poll() is not None:
+            raise AssertionError(f"{service.name} is not running before the fault")
+        service.stop(sig)
         time.sleep(down_s)
-        self.minio.start()
-        wait_http(f"{self.s3_endpoint}/minio/health/live", proc=self.minio.proc, log=self.minio.log)
+        service.start()
+        wait_http(health, proc=service.proc, log=service.log)
 
     def stop(self):
         self.etcd.stop()
@@ -187,6 +190,11 @@ class Cluster:
 
     def admin_address(self, node_id):
         return f"127.0.0.1:{self.admin_ports[node_id]}"
+
+    def assert_healthy(self):
+        """Fails the test at once if a broker died on its own or logged a panic."""
+        for b in self.brokers:
+            b.assert_healthy()
 
     def cleanup(self, keep=False):
         for b in self.brokers:

@@ -92,6 +92,7 @@ class Broker:
         self.log_path = self.tmp / "broker.log"
         self._log = None
         self.starts = 0
+        self._log_checked = 0  # bytes of the log already searched for panics
 
     # -- process control ------------------------------------------------------
     def command(self):
@@ -163,6 +164,42 @@ class Broker:
         if self.proc is not None and self.proc.poll() is not None and not self.stopped_by_us:
             return self.proc.returncode
         return None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def new_panics(self):
+        """Lines saying "panicked at" that appeared in the log since the last call."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_checked)
+                text = f.read()
+        except OSError:
+            return []
+        self._log_checked += len(text)
+        return [l for l in text.decode(errors="replace").splitlines() if "panicked at" in l]
+
+    def problems(self):
+        """What went wrong with this broker since the last call: it exited without being
+        stopped by the test, or its log says a thread panicked."""
+        out = []
+        rc = self.died()
+        if rc is not None:
+            out.append(f"{self.name_for_errors()} exited with {rc} without being stopped by the test")
+        panics = self.new_panics()
+        if panics:
+            out.append(f"{self.name_for_errors()} log has {len(panics)} panic(s): {panics[:3]}")
+        return out
+
+    def name_for_errors(self):
+        node = getattr(self, "node_id", None)
+        return f"broker {node}" if node is not None else f"broker {self.bootstrap}"
+
+    def assert_healthy(self):
+        """Fails the test at once if the broker died on its own or panicked."""
+        problems = self.problems()
+        if problems:
+            pytest.fail("\n".join(problems) + "\n" + self.log_tail(40))
 
     def restart(self, timeout=60):
         self.stop()
@@ -264,26 +301,26 @@ def session_group_broker(request):
         print(f"\ngroup broker log kept at {b.log_path}", file=sys.stderr)
 
 
+def _shared(b):
+    """A shared broker for one test: restarted if an earlier test left it dead; the test fails
+    if the broker exits on its own or logs a panic while it runs."""
+    if not b.alive():
+        b.start()
+    b.new_panics()  # what earlier tests left in the log was reported by them
+    yield b
+    b.assert_healthy()
+
+
 @pytest.fixture
 def group_broker(session_group_broker):
-    """The shared group broker; a test during which it died gets an error (and it is restarted)."""
-    if session_group_broker.died() is not None:
-        session_group_broker.start()
-    yield session_group_broker
-    rc = session_group_broker.died()
-    if rc is not None:
-        pytest.fail(f"broker process exited with {rc} during this test\n{session_group_broker.log_tail(40)}")
+    """The shared group broker (see _shared)."""
+    yield from _shared(session_group_broker)
 
 
 @pytest.fixture
 def broker(session_broker):
-    """The session broker; a test during which it died gets an error (and it is restarted)."""
-    if session_broker.died() is not None:
-        session_broker.start()
-    yield session_broker
-    rc = session_broker.died()
-    if rc is not None:
-        pytest.fail(f"broker process exited with {rc} during this test\n{session_broker.log_tail(40)}")
+    """The session broker (see _shared)."""
+    yield from _shared(session_broker)
 
 
 @pytest.fixture
@@ -298,13 +335,27 @@ def make_broker(request):
 
     yield make
     failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
-    died = [(b, b.died()) for b in made if b.died() is not None]
+    problems = stop_and_check(made)
     for b in made:
-        if failed or died:
+        if failed or problems:
             print(f"\nbroker log kept at {b.log_path}\n{b.log_tail(40)}", file=sys.stderr)
-        b.cleanup(keep=failed or bool(died))
-    if died:
-        pytest.fail(f"broker process exited with {died[0][1]} during this test\n{died[0][0].log_tail(40)}")
+        b.cleanup(keep=failed or bool(problems))
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+def stop_and_check(brokers):
+    """Stops the brokers (SIGTERM) and returns what went wrong with them during the test:
+    one that exited on its own, logged a panic, or did not shut down cleanly."""
+    problems = []
+    for b in brokers:
+        ran = b.alive()
+        early = b.died()
+        b.stop()
+        problems += b.problems()
+        if early is None and ran and b.target == "stratus" and b.proc.returncode != 0:
+            problems.append(f"{b.name_for_errors()} exited with {b.proc.returncode} on SIGTERM")
+    return problems
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -330,7 +381,7 @@ def bootstrap(broker):
 def kafka_home():
     homes = sorted(CACHE.glob("kafka-*/lib"))
     if not homes:
-        pytest.skip(f"no Kafka jars under {CACHE} (run scripts/install-test-deps.sh)")
+        pytest.fail(f"no Kafka jars under {CACHE} (run scripts/install-test-deps.sh)")
     return homes[-1].parent
 
 
@@ -364,10 +415,13 @@ def cluster(infra, request):
 
     yield make
     failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    problems = stop_and_check([b for c in made for b in c.brokers])
     for c in made:
         try:
-            if failed:
+            if failed or problems:
                 for b in c.brokers:
                     print(f"\nbroker {b.node_id} log kept at {b.log_path}\n{b.log_tail(30)}", file=sys.stderr)
-        finally:  # stop the brokers even if printing fails (e.g. a closed pipe)
-            c.cleanup(keep=failed)
+        finally:  # remove the data even if printing fails (e.g. a closed pipe)
+            c.cleanup(keep=failed or bool(problems))
+    if problems:
+        pytest.fail("\n".join(problems))

@@ -15,14 +15,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING
 from confluent_kafka.admin import AdminClient
 
 from conftest import CLIENTS_DIR
-from test_crash import parse_log
+from test_crash import (DELETING_BROKER, DELETING_TOPIC, RETENTION_MS, check_log, finish_producers,
+                        start_producers, stop_retention)
 from util import consumer, create_topic, producer, tp, wait_for
 
 PARTITIONS = 12
@@ -35,85 +36,46 @@ def leaders(bootstrap, topic):
 
 
 def read_everything(bootstrap, topic, partitions, timeout=90):
-    """Every record of every partition, from the log start to the high watermark."""
+    """Every record of every partition, from the log start to the high watermark, and the
+    leader epochs the records were written under, per partition."""
     c = consumer(bootstrap)
     try:
         ends = {p: c.get_watermark_offsets(tp(topic, p), timeout=20) for p in range(partitions)}
         c.assign([tp(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         want = sum(hi - lo for lo, hi in ends.values())
-        out, got = defaultdict(list), 0
+        out, epochs, got = defaultdict(list), defaultdict(set), 0
         deadline = time.time() + timeout
         while got < want and time.time() < deadline:
             for m in c.consume(num_messages=1000, timeout=0.5):
                 if m.error():
                     continue
                 out[m.partition()].append((m.offset(), m.value().decode()))
+                epochs[m.partition()].add(m.leader_epoch())
                 got += 1
         assert got >= want, f"read {got} of {want} records up to the high watermarks {ends}"
-        return ends, out
+        return ends, out, epochs
     finally:
         c.close()
 
 
-def check_exactly_once(bootstrap, topic, partitions, acked):
-    """Every acked record is in the log exactly once, at the offset it was acked with, and
-    each partition's offsets are contiguous. Returns a list of problems (empty: fine)."""
-    ends, log = read_everything(bootstrap, topic, partitions)
-    problems = []
-    where = {}
-    dups = 0
-    for p, recs in log.items():
-        offsets = [o for o, _ in recs]
-        lo = ends[p][0]
-        if offsets != list(range(lo, lo + len(recs))):
-            problems.append(f"partition {p}: offsets not contiguous")
-        for o, v in recs:
-            if v in where:
-                dups += 1
-            where[v] = (p, o)
-    missing = [a for a in acked if where.get(a[2]) != (a[0], a[1])]
-    total = sum(len(v) for v in log.values())
-    print(f"checker: acked {len(acked)}, consumed {total}, missing or misplaced {len(missing)}, "
-          f"duplicated {dups}")
-    if missing:
-        problems.append(f"{len(missing)} acknowledged records missing or misplaced, e.g. {missing[:3]}")
-    if dups:
-        problems.append(f"{dups} records appear twice")
-    return problems
+def check_topic(bootstrap, topic, logs, retention_ms=None, checked_at=None):
+    """check_log (test_crash.py) over everything the topic holds. Returns (problems, leader
+    epochs per partition, {partition: (log start, high watermark)})."""
+    ends, log, epochs = read_everything(bootstrap, topic, PARTITIONS)
+    return check_log(ends, log, logs, retention_ms, checked_at), epochs, ends
 
 
 class Producers:
     """Idempotent acks=all producer processes (crash_producer.py) logging every ack."""
 
     def __init__(self, bootstrap, topic, tmp_path, tags=("A", "B"), rate=400):
-        self.tmp, self.stop_file, self.procs = tmp_path, tmp_path / "stop", {}
-        for tag in tags:
-            self.procs[tag] = subprocess.Popen(
-                [sys.executable, str(CLIENTS_DIR / "crash_producer.py"), "--bootstrap", bootstrap,
-                 "--topic", topic, "--tag", tag, "--partitions", str(PARTITIONS),
-                 "--out", str(tmp_path / f"{tag}.log"), "--stop", str(self.stop_file),
-                 "--rate", str(rate)],
-                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{tag}.stderr", "wb"))
+        self.tmp = tmp_path
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        self.procs = start_producers(bootstrap, topic, tmp_path, tags, PARTITIONS, rate)
 
     def finish(self):
-        self.stop_file.touch()
-        acked, problems = [], []
-        for tag, proc in self.procs.items():
-            try:
-                proc.wait(timeout=200)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            a, errors, fatal, done = parse_log(self.tmp / f"{tag}.log")
-            print(f"producer {tag}: exit {proc.returncode}, {done}, acked {len(a)}, failed {len(errors)}")
-            acked += a
-            if proc.returncode != 0:
-                problems.append(f"producer {tag} exited {proc.returncode}")
-            if fatal or errors:
-                problems.append(f"producer {tag}: non-retriable failures {(fatal + errors)[:3]}")
-            if len(a) < 100:
-                problems.append(f"producer {tag}: only {len(a)} records acked")
-        return acked, problems
+        """Stops them; returns ({tag: ProducerLog}, problems)."""
+        return finish_producers(self.procs, self.tmp, min_acked=100)
 
 
 def test_partitions_spread_and_clients_follow(cluster, topic):
@@ -159,17 +121,23 @@ class GroupWatch:
     def __init__(self, bootstrap, topic, members=2):
         from test_groups_crash import Background
         self.bootstrap, self.topic, self.group = bootstrap, topic, f"g-{topic}"
-        self.consumed, self.observed = [], []
+        self.consumed, self.observed, self.commit_acks = [], [], []
         self.threads = [Background(self.watch)] + [Background(self.member) for _ in range(members)]
         for t in self.threads:
             t.start()
 
     def member(self, stop):
         from confluent_kafka import Consumer
+
+        def on_commit(err, parts):
+            if err is None:
+                now = time.time()
+                self.commit_acks.extend((now, p.partition, p.offset) for p in parts
+                                        if p.error is None and p.offset >= 0)
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group,
                       "auto.offset.reset": "earliest", "enable.auto.commit": True,
                       "auto.commit.interval.ms": 200, "session.timeout.ms": 10000,
-                      "heartbeat.interval.ms": 1000})
+                      "heartbeat.interval.ms": 1000, "on_commit": on_commit})
         c.subscribe([self.topic])
         try:
             while not stop.is_set():
@@ -193,8 +161,9 @@ class GroupWatch:
                     admin = KafkaAdminClient(bootstrap_servers=self.bootstrap.split(","),
                                              request_timeout_ms=3000, reconnect_backoff_max_ms=200)
                 res = admin.list_group_offsets({self.group: tps})[self.group]
-                self.observed.append((time.time(), {tp.partition: res[tp].offset for tp in tps
-                                                    if tp in res and res[tp].offset >= 0}))
+                # Every partition, None where no offset is committed: one that vanishes is a loss.
+                self.observed.append((time.time(), {tp.partition: (res[tp].offset if tp in res and res[tp].offset >= 0
+                                                                   else None) for tp in tps}))
             except (KafkaError, OSError, KeyError):
                 if admin is not None:
                     admin.close()
@@ -203,9 +172,10 @@ class GroupWatch:
         if admin is not None:
             admin.close()
 
-    def finish(self, acked):
+    def finish(self, acked, faults):
         """Waits until every acked record was consumed and the commits reached the end;
-        returns problems, including any committed offset that went backwards."""
+        returns problems: a committed offset that went backwards or vanished, or a commit
+        acknowledged before a fault (start, end, what) that is not there after it."""
         from group_util import end_offsets, missing
         problems = []
         try:
@@ -224,66 +194,164 @@ class GroupWatch:
         last, back = {}, []
         for t, offs in self.observed:
             for p, o in offs.items():
-                if p in last and o < last[p]:
-                    back.append(f"partition {p}: committed {last[p]} then {o}")
-                last[p] = o
-        print(f"group: consumed {len(self.consumed)} (at least once), {len(self.observed)} commit "
-              f"snapshots, {len(back)} went backwards")
+                if o is not None and p in last and o < last[p]:
+                    back.append(f"partition {p}: committed {last[p]} then {o} at {t:.3f}")
+                if o is not None:
+                    last[p] = o
+                elif p in last:
+                    back.append(f"partition {p}: committed offset {last[p]} vanished at {t:.3f}")
+        lost = []
+        for start, end, what in faults:
+            before = {}
+            for t, p, o in self.commit_acks:
+                if t < start:
+                    before[p] = max(before.get(p, -1), o)
+            after = next((offs for t, offs in self.observed if t > end + 0.5), None)
+            if not before or after is None:
+                problems.append(f"{what}: no commit acknowledged before it, or none observed after it")
+                continue
+            gone = {p: (o, after.get(p)) for p, o in before.items() if after.get(p) is None or after[p] < o}
+            if gone:
+                lost.append(f"{what}: {{partition: (acked, after)}} {gone}")
+        print(f"group: consumed {len(self.consumed)} (at least once), {len(self.commit_acks)} commits acked, "
+              f"{len(self.observed)} commit snapshots, {len(back)} went backwards or vanished, "
+              f"{len(lost)} faults lost acknowledged commits")
         if back:
-            problems.append(f"committed offsets went backwards: {back[:5]}")
+            problems.append(f"committed offsets went backwards or vanished: {back[:5]}")
+        if lost:
+            problems.append(f"acknowledged commits lost: {lost[:5]}")
         return problems
 
 
+def assert_faults_happened(counts, want):
+    print("faults performed: " + ", ".join(f"{k} x{v}" for k, v in counts.items()))
+    assert counts == want, f"faults performed {dict(counts)}, planned {want}"
+
+
+# The chaos topic seals about twice a second (WAL objects are then collected); a second topic
+# also loses its segments to retention, so kill -9 lands in all the code that deletes objects.
+SEALING_TOPIC = {k: v for k, v in DELETING_TOPIC.items() if k != "retention.ms"}
+BROKER_KILLS = 3
+STORE_FAULTS = [("etcd", signal.SIGTERM, 3.0), ("minio", signal.SIGTERM, 5.0),
+                ("etcd", signal.SIGKILL, 3.0), ("minio", signal.SIGKILL, 5.0)]
+
+
 @pytest.mark.crash
-@pytest.mark.timeout(500)
+@pytest.mark.timeout(600)
 def test_chaos_kill9_and_store_restarts(cluster, infra, topic, tmp_path):
-    c = cluster(3)
-    create_topic(AdminClient({"bootstrap.servers": c.bootstrap}), topic, partitions=PARTITIONS)
-    prods = Producers(c.bootstrap, topic, tmp_path)
+    c = cluster(3, DELETING_BROKER)
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    rtopic = f"{topic}-retained"
+    create_topic(admin, topic, partitions=PARTITIONS, config=SEALING_TOPIC)
+    create_topic(admin, rtopic, partitions=PARTITIONS, config=DELETING_TOPIC)
+    prods = Producers(c.bootstrap, topic, tmp_path / "main")
+    rprods = Producers(c.bootstrap, rtopic, tmp_path / "retained", tags=("R",))
     group = GroupWatch(c.bootstrap, topic)
     rnd = random.Random()
+    faults, done = [], Counter()  # (start, end, what); what was performed
     try:
         time.sleep(3)
-        for k in range(3):
+        for k in range(BROKER_KILLS):
             victim = c.broker(rnd.choice([1, 2, 3]))
+            c.assert_healthy()
+            assert victim.alive(), f"broker {victim.node_id} runs before the kill"
+            t0 = time.time()
             victim.kill(signal.SIGKILL)
+            done["kill -9 broker"] += 1
             print(f"kill -9 broker {victim.node_id} (#{k + 1})")
             time.sleep(rnd.uniform(1.0, 5.0))
             victim.start(timeout=60)
+            faults.append((t0, time.time(), f"kill -9 broker {victim.node_id}"))
             time.sleep(2)
-        print("restart etcd")
-        infra.restart_etcd(down_s=3.0)
-        time.sleep(3)
-        print("restart MinIO")
-        infra.restart_minio(down_s=5.0)
-        time.sleep(3)
+        for name, sig, down in STORE_FAULTS:
+            c.assert_healthy()
+            how = "kill -9" if sig == signal.SIGKILL else "SIGTERM"
+            print(f"{how} {name}, down {down}s")
+            t0 = time.time()
+            (infra.restart_etcd if name == "etcd" else infra.restart_minio)(down_s=down, sig=sig)
+            done[f"{how} {name}"] += 1
+            faults.append((t0, time.time(), f"{how} {name}"))
+            time.sleep(3)
+        c.assert_healthy()
     finally:
-        acked, problems = prods.finish()
-    problems += group.finish(acked)
-    problems += check_exactly_once(c.bootstrap, topic, PARTITIONS, acked)
+        logs, problems = prods.finish()
+        rlogs, rproblems = rprods.finish()
+    problems += rproblems
+    last_fault = faults[-1][1] if faults else time.time()
+    after = {tag: plog.acks_after(last_fault) for tag, plog in {**logs, **rlogs}.items()}
+    print(f"acks after the last fault, per producer: {after}")
+    if not all(after.values()):
+        problems.append(f"a producer got no ack after the last fault: {after}")
+    acked = [a for plog in logs.values() for a in plog.acked]
+    problems += group.finish(acked, faults)
+    found, epochs, _ = check_topic(c.bootstrap, topic, logs.values())
+    problems += found
+    moved = {p: sorted(e) for p, e in epochs.items() if len(e) > 1}
+    print(f"partitions written under more than one leader epoch: {len(moved)} of {PARTITIONS}")
+    if not moved:
+        problems.append(f"no partition changed leader epoch: {dict(epochs)}")
+    checked_at = time.time()
+    stop_retention(admin, rtopic)
+    found, _, ends = check_topic(c.bootstrap, rtopic, rlogs.values(), RETENTION_MS, checked_at)
+    problems += found
+    starts = {p: lo for p, (lo, _) in ends.items()}
+    print(f"retained topic log starts: {starts}")
+    if not all(lo > 0 for lo in starts.values()):
+        problems.append(f"retention deleted nothing from some partition of {rtopic}: {starts}")
+    assert_faults_happened(done, {"kill -9 broker": BROKER_KILLS, "SIGTERM etcd": 1, "SIGTERM minio": 1,
+                                  "kill -9 etcd": 1, "kill -9 minio": 1})
     assert not problems, "\n".join(problems)
 
 
+ZOMBIE_ATTEMPTS = 3
+
+
 @pytest.mark.crash
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(400)
 def test_zombie_broker_never_acks_late_writes(cluster, topic, tmp_path):
+    """A broker stopped past its lease (SIGSTOP) wakes up with produce requests it read
+    before; it writes them, its commit is fenced, and none of them is acked or seen. The
+    pause is repeated until the zombie's log shows such a fenced write."""
     c = cluster(3)
     create_topic(AdminClient({"bootstrap.servers": c.bootstrap}), topic, partitions=PARTITIONS)
     prods = Producers(c.bootstrap, topic, tmp_path)
     zombie = c.broker(2)
+    fenced, pauses = [], 0
     try:
         time.sleep(3)
-        os.kill(zombie.proc.pid, signal.SIGSTOP)
-        # Past its 3 s lease the others take its partitions.
-        wait_for(lambda: 2 not in leaders(c.brokers[0].bootstrap, topic)[0].values(), timeout=30,
-                 what="partitions moved off the stopped broker")
-        time.sleep(2)
-        os.kill(zombie.proc.pid, signal.SIGCONT)
-        time.sleep(5)
+        while not fenced and pauses < ZOMBIE_ATTEMPTS:
+            wait_for(lambda: 2 in leaders(c.brokers[0].bootstrap, topic)[0].values(), timeout=30,
+                     what="the zombie-to-be to own partitions")
+            c.assert_healthy()
+            time.sleep(1)
+            log_at = zombie.log_path.stat().st_size
+            os.kill(zombie.proc.pid, signal.SIGSTOP)
+            pauses += 1
+            try:
+                # Past its 3 s lease the others take its partitions.
+                wait_for(lambda: 2 not in leaders(c.brokers[0].bootstrap, topic)[0].values(), timeout=30,
+                         what="partitions moved off the stopped broker")
+                time.sleep(2)
+            finally:
+                os.kill(zombie.proc.pid, signal.SIGCONT)
+
+            def fenced_lines():
+                with open(zombie.log_path, "rb") as f:
+                    f.seek(log_at)
+                    text = f.read().decode(errors="replace")
+                return [l for l in text.splitlines() if "wal ranges fenced out" in l]
+            try:
+                fenced = wait_for(fenced_lines, timeout=5, what="a fenced write by the zombie")
+            except AssertionError:
+                fenced = []
+            print(f"pause #{pauses}: {len(fenced)} fenced WAL commits by the resumed zombie")
+        time.sleep(3)
     finally:
         os.kill(zombie.proc.pid, signal.SIGCONT)
-        acked, problems = prods.finish()
-    problems += check_exactly_once(c.bootstrap, topic, PARTITIONS, acked)
+        logs, problems = prods.finish()
+    assert fenced, f"the zombie never attempted a write after resuming ({pauses} pauses)"
+    found, _, _ = check_topic(c.bootstrap, topic, logs.values())
+    problems += found
     assert not problems, "\n".join(problems)
 
 
@@ -306,8 +374,9 @@ def test_sigterm_hands_partitions_off(cluster, topic, tmp_path):
                  what="broker 3 gone from Metadata")
         time.sleep(3)
     finally:
-        acked, problems = prods.finish()
-    problems += check_exactly_once(c.bootstrap, topic, PARTITIONS, acked)
+        logs, problems = prods.finish()
+    found, _, _ = check_topic(c.bootstrap, topic, logs.values())
+    problems += found
     assert not problems, "\n".join(problems)
 
 

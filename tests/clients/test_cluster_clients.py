@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from conftest import REPO, STRATUS_BIN
 from group_util import committed_offsets, describe_all, wait_members
-from test_cluster import PARTITIONS, Producers, check_exactly_once, leaders, read_everything
+from test_cluster import PARTITIONS, Producers, check_topic, leaders, read_everything
 from test_groups_clients import FRANZ_BIN, run_franz
 from test_groups_java import group_consumer_classes, start_member  # noqa: F401 (fixture)
 from util import create_topic, wait_for
@@ -34,11 +34,6 @@ def cli(tool, *args, input=None, timeout=90):
                        timeout=timeout)
     assert r.returncode == 0, f"{tool} {' '.join(args)} exited {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
     return r
-
-
-def no_broker_died(c):
-    died = [(b.node_id, b.died()) for b in c.brokers if b.died() is not None]
-    assert not died, f"broker(s) exited: {died}\n" + "\n".join(c.broker(n).log_tail(30) for n, _ in died)
 
 
 def test_java_and_franz_go_groups_across_brokers(cluster, topic, tmp_path, kafka_home,
@@ -68,7 +63,7 @@ def test_java_and_franz_go_groups_across_brokers(cluster, topic, tmp_path, kafka
                             "-produce", str(RECORDS)], capture_output=True, text=True, timeout=90,
                            stdin=subprocess.DEVNULL)
         assert r.returncode == 0 and r.stdout.strip() == f"PRODUCED {RECORDS}", r.stdout + r.stderr
-        ends, log = read_everything(c.bootstrap, topic, PARTITIONS)
+        ends, log, _ = read_everything(c.bootstrap, topic, PARTITIONS)
         ends = {p: hi for p, (lo, hi) in ends.items()}
         values = Counter(v for recs in log.values() for _, v in recs)
         produced = [f"j-{i}" for i in range(RECORDS)] + [f"franz-{i}" for i in range(RECORDS)]
@@ -99,7 +94,7 @@ def test_java_and_franz_go_groups_across_brokers(cluster, topic, tmp_path, kafka
         assert not bad, "\n".join(bad)
         member.request_stop()
         assert member.wait(60) == 0 and member.lines()[-1] == "CLOSED", describe_all([member])
-        no_broker_died(c)
+        c.assert_healthy()
     finally:
         member.cleanup()
 
@@ -205,11 +200,12 @@ def test_planned_move_and_drain_under_load(cluster, topic, tmp_path):
         wait_for(lambda: 2 in leaders(c.bootstrap, topic)[0].values(), timeout=20,
                  what="Metadata to show partitions led by broker 2 again")
         time.sleep(3)
-        no_broker_died(c)
+        c.assert_healthy()
     finally:
-        acked, problems = prods.finish()
+        logs, problems = prods.finish()
     for tag in prods.procs:
         warnings = (tmp_path / f"{tag}.stderr").read_text(errors="replace").splitlines()
         print(f"producer {tag}: {len(warnings)} client log lines, e.g. {warnings[:3]}")
-    problems += check_exactly_once(c.bootstrap, topic, PARTITIONS, acked)
+    found, _, _ = check_topic(c.bootstrap, topic, logs.values())
+    problems += found
     assert not problems, "\n".join(problems)

@@ -21,6 +21,8 @@ from util import consumer, create_topic, tp
 PARTITIONS = 4
 PRODUCERS = ("A", "B")
 KILLS = int(os.environ.get("STRATUS_CRASH_KILLS", "4"))
+if KILLS < 1:
+    raise pytest.UsageError("STRATUS_CRASH_KILLS must be at least 1: a crash test must crash")
 
 
 def read_all(bootstrap, topic, timeout=60):
@@ -48,80 +50,44 @@ def read_all(bootstrap, topic, timeout=60):
         c.close()
 
 
-def parse_log(path):
-    acked, errors, fatal, done = [], [], [], None
-    for line in open(path):
-        kind, _, rest = line.rstrip("\n").partition(" ")
-        if kind == "OK":
-            p, o, v = rest.split(" ", 2)
-            acked.append((int(p), int(o), v))
-        elif kind == "ERR":
-            errors.append(rest)
-        elif kind == "FATAL":
-            fatal.append(rest)
-        elif kind == "DONE":
-            done = rest
-    return acked, errors, fatal, done
+class ProducerLog:
+    """What a crash_producer.py run logged: acked (partition, offset, value) records with the
+    time of each ack, failed deliveries, fatal errors and its DONE line."""
+
+    def __init__(self, path):
+        self.acked, self.ack_times, self.errors, self.fatal, self.done = [], [], [], [], None
+        for line in open(path):
+            kind, _, rest = line.rstrip("\n").partition(" ")
+            if kind == "OK":
+                p, o, v, t = rest.split(" ")
+                self.acked.append((int(p), int(o), v))
+                self.ack_times.append(float(t))
+            elif kind == "ERR":
+                self.errors.append(rest)
+            elif kind == "FATAL":
+                self.fatal.append(rest)
+            elif kind == "DONE":
+                self.done = rest
+
+    def acks_after(self, t):
+        return sum(1 for a in self.ack_times if a > t)
 
 
-@pytest.mark.crash
-@pytest.mark.timeout(400)
-def test_kill9_during_idempotent_produce_loses_and_duplicates_nothing(make_broker, topic, tmp_path):
-    if TARGET == "kafka" and os.environ.get("STRATUS_CRASH_ON_KAFKA") != "1":
-        pytest.skip("crash test targets Stratus (STRATUS_CRASH_ON_KAFKA=1 runs it on Kafka)")
-    broker = make_broker({"auto.create.topics.enable": "false"})
-    create_topic(broker.admin(), topic, partitions=PARTITIONS)
+# Topic settings under which kill -9 lands in the code that deletes objects: a partition is
+# sealed about twice a second (segment.ms) or every 16 KiB, its WAL objects are then
+# collected, and retention deletes segments older than RETENTION_MS.
+RETENTION_MS = 8000
+DELETING_TOPIC = {"segment.ms": "500", "segment.bytes": "16384", "retention.ms": str(RETENTION_MS)}
+DELETING_BROKER = {"seal.check.interval.ms": "100", "log.retention.check.interval.ms": "300"}
 
-    stop = tmp_path / "stop"
-    procs = {}
-    for tag in PRODUCERS:
-        procs[tag] = subprocess.Popen(
-            [sys.executable, str(CLIENTS_DIR / "crash_producer.py"), "--bootstrap", broker.bootstrap,
-             "--topic", topic, "--tag", tag, "--partitions", str(PARTITIONS),
-             "--out", str(tmp_path / f"{tag}.log"), "--stop", str(stop)],
-            stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{tag}.stderr", "wb"))
-    rnd = random.Random()
-    try:
-        time.sleep(2)
-        for k in range(KILLS):
-            time.sleep(rnd.uniform(0.5, 3.0))
-            broker.kill(signal.SIGKILL)
-            down = rnd.uniform(1.0, 2.0)
-            print(f"kill -9 #{k + 1}, down for {down:.1f}s")
-            time.sleep(down)
-            broker.start(timeout=60)
-        time.sleep(2)
-    finally:
-        stop.touch()
-        for tag, proc in procs.items():
-            try:
-                proc.wait(timeout=180)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
-    problems = []
-    acked_by_tag = {}
-    for tag, proc in procs.items():
-        acked, errors, fatal, done = parse_log(tmp_path / f"{tag}.log")
-        acked_by_tag[tag] = acked
-        print(f"producer {tag}: exit {proc.returncode}, {done}, acked {len(acked)}, "
-              f"failed {len(errors)}, fatal {len(fatal)}")
-        if proc.returncode != 0:
-            problems.append(f"producer {tag} exited {proc.returncode}")
-        if fatal:
-            problems.append(f"producer {tag} fatal errors: {fatal[:3]}")
-        if errors:
-            problems.append(f"producer {tag}: {len(errors)} deliveries failed, e.g. {errors[:3]}")
-        if len(acked) < 200:
-            problems.append(f"producer {tag}: only {len(acked)} records acked")
-
-    ends, log = read_all(broker.bootstrap, topic)
-    total = sum(len(v) for v in log.values())
-    print(f"consumed {total} records; watermarks {ends}")
-
-    position = {}  # value -> (partition, offset)
-    dups = []
+def check_log(ends, log, logs, retention_ms=None, checked_at=None):
+    """Problems with what was read back (`ends`, `log` from read_all) given the producers'
+    ProducerLogs: offsets contiguous from the log start, each producer's records in order in
+    every partition, nothing twice, every acked record at its acked offset. With retention,
+    an acked record below the log start may be gone, but not one acked within the last
+    `retention_ms` before `checked_at` (its segment is too young to be deleted)."""
+    problems, position, dups, reordered = [], {}, [], []
     for p, recs in log.items():
         lo = ends[p][0]
         offsets = [o for o, _ in recs]
@@ -136,25 +102,129 @@ def test_kill9_during_idempotent_produce_loses_and_duplicates_nothing(make_broke
             tag, seq = v.split(":")
             seq = int(seq)
             if seq <= last_seq.get(tag, -1):
-                problems.append(f"partition {p}: {v} at offset {o} after {tag}:{last_seq[tag]} (reordered)")
+                reordered.append(f"partition {p}: {v} at offset {o} after {tag}:{last_seq[tag]}")
             last_seq[tag] = max(seq, last_seq.get(tag, -1))
-            if seq % PARTITIONS != p:
-                problems.append(f"{v} found in partition {p}")
+    if reordered:
+        problems.append(f"{len(reordered)} records out of their producer's order, e.g. {reordered[:3]}")
     if dups:
         problems.append(f"{len(dups)} duplicated values, e.g. {dups[:3]}")
-
-    missing, misplaced = [], []
-    for tag, acked in acked_by_tag.items():
-        for p, o, v in acked:
-            if v not in position:
-                missing.append(v)
-            elif position[v] != (p, o):
-                misplaced.append((v, (p, o), position[v]))
+    missing, misplaced, expired = [], [], 0
+    for plog in logs:
+        for (p, o, v), t in zip(plog.acked, plog.ack_times):
+            if v in position:
+                if position[v] != (p, o):
+                    misplaced.append((v, (p, o), position[v]))
+            elif retention_ms is not None and o < ends[p][0] and t < checked_at - retention_ms + 1.0:
+                expired += 1  # deleted by retention, as configured
+            else:
+                missing.append((v, (p, o), f"log start {ends.get(p, ('?',))[0]}"))
     if missing:
         problems.append(f"{len(missing)} acked values missing, e.g. {missing[:5]}")
     if misplaced:
         problems.append(f"{len(misplaced)} acked offsets differ from where the record is "
                         f"(value, acked, actual), e.g. {misplaced[:3]}")
-    print(f"acked {sum(len(a) for a in acked_by_tag.values())}, consumed {total}, "
-          f"missing {len(missing)}, duplicated {len(dups)}, misplaced {len(misplaced)}, kills {KILLS}")
+    acked = sum(len(pl.acked) for pl in logs)
+    total = sum(len(v) for v in log.values())
+    print(f"checker: acked {acked}, consumed {total}, expired by retention {expired}, missing {len(missing)}, "
+          f"duplicated {len(dups)}, misplaced {len(misplaced)}, reordered {len(reordered)}")
+    return problems
+
+
+def stop_retention(admin, topic):
+    """Keeps everything from now on, so that what is read back stays put while it is read."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    res = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry("retention.ms", "-1", incremental_operation=AlterConfigOpType.SET)])
+    for f in admin.incremental_alter_configs([res]).values():
+        f.result(30)
+    time.sleep(1.5)  # a retention pass that started before the change finishes
+
+
+def start_producers(bootstrap, topic, tmp_path, tags, partitions, rate=800):
+    procs = {}
+    for tag in tags:
+        procs[tag] = subprocess.Popen(
+            [sys.executable, str(CLIENTS_DIR / "crash_producer.py"), "--bootstrap", bootstrap,
+             "--topic", topic, "--tag", tag, "--partitions", str(partitions),
+             "--out", str(tmp_path / f"{tag}.log"), "--stop", str(tmp_path / "stop"), "--rate", str(rate)],
+            stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{tag}.stderr", "wb"))
+    return procs
+
+
+def finish_producers(procs, tmp_path, min_acked=200):
+    """Stops the producers; returns their logs and the problems they report."""
+    (tmp_path / "stop").touch()
+    logs, problems = {}, []
+    for tag, proc in procs.items():
+        try:
+            proc.wait(timeout=200)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        plog = logs[tag] = ProducerLog(tmp_path / f"{tag}.log")
+        print(f"producer {tag}: exit {proc.returncode}, {plog.done}, acked {len(plog.acked)}, "
+              f"failed {len(plog.errors)}, fatal {len(plog.fatal)}")
+        if proc.returncode != 0:
+            problems.append(f"producer {tag} exited {proc.returncode}")
+        if plog.fatal:
+            problems.append(f"producer {tag} fatal errors: {plog.fatal[:3]}")
+        if plog.errors:
+            problems.append(f"producer {tag}: {len(plog.errors)} deliveries failed, e.g. {plog.errors[:3]}")
+        if len(plog.acked) < min_acked:
+            problems.append(f"producer {tag}: only {len(plog.acked)} records acked")
+    return logs, problems
+
+
+@pytest.mark.crash
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("deleting", [False, True], ids=["defaults", "sealing_gc_retention"])
+def test_kill9_during_idempotent_produce_loses_and_duplicates_nothing(make_broker, topic, tmp_path, deleting):
+    if TARGET == "kafka" and os.environ.get("STRATUS_CRASH_ON_KAFKA") != "1":
+        pytest.skip("crash test targets Stratus (STRATUS_CRASH_ON_KAFKA=1 runs it on Kafka)")
+    broker = make_broker({"auto.create.topics.enable": "false", **(DELETING_BROKER if deleting else {})})
+    create_topic(broker.admin(), topic, partitions=PARTITIONS, config=DELETING_TOPIC if deleting else None)
+
+    procs = start_producers(broker.bootstrap, topic, tmp_path, PRODUCERS, PARTITIONS)
+    rnd = random.Random()
+    kills, restarted = 0, None
+    try:
+        time.sleep(2)
+        for k in range(KILLS):
+            time.sleep(rnd.uniform(0.5, 3.0))
+            broker.assert_healthy()
+            assert broker.alive(), "the broker runs before each kill"
+            broker.kill(signal.SIGKILL)
+            kills += 1
+            down = rnd.uniform(1.0, 2.0)
+            print(f"kill -9 #{k + 1}, down for {down:.1f}s")
+            time.sleep(down)
+            broker.start(timeout=60)
+            restarted = time.time()
+        time.sleep(2)
+    finally:
+        logs, problems = finish_producers(procs, tmp_path)
+
+    checked_at = time.time()
+    if deleting:
+        stop_retention(broker.admin(), topic)
+    ends, log = read_all(broker.bootstrap, topic)
+    total = sum(len(v) for v in log.values())
+    print(f"consumed {total} records; watermarks {ends}")
+    problems += check_log(ends, log, logs.values(), RETENTION_MS if deleting else None, checked_at)
+    for p, recs in log.items():
+        problems += [f"{v} found in partition {p}" for _, v in recs if int(v.split(":")[1]) % PARTITIONS != p][:3]
+    after = {tag: plog.acks_after(restarted) for tag, plog in logs.items()}
+    if not all(after.values()):
+        problems.append(f"acks after the last restart, per producer: {after}")
+    if deleting:
+        starts = {p: lo for p, (lo, _) in ends.items()}
+        if not all(lo > 0 for lo in starts.values()):
+            problems.append(f"retention deleted nothing from some partition: log starts {starts}")
+        wal = list((broker.objects_dir() / "wal").rglob("*.wal"))
+        segs = list((broker.objects_dir() / "topics").rglob("*.seg"))
+        print(f"objects left: {len(wal)} WAL, {len(segs)} segments; log starts {starts}")
+        if not segs:
+            problems.append("no sealed segment left: sealing did not run")
+    print(f"faults: {kills} kill -9 of the broker")
+    assert kills == KILLS >= 1
     assert not problems, "\n".join(problems[:20])

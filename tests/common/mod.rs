@@ -19,12 +19,26 @@ use tokio_util::sync::CancellationToken;
 pub struct TestBroker {
     pub addr: SocketAddr,
     cancel: CancellationToken,
+    /// Set when `serve` returned an error (a critical task stopped or panicked).
+    failed: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     _dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    /// Panics if the broker stopped on its own (a critical task returned or panicked).
+    pub fn assert_alive(&self) {
+        if let Some(e) = self.failed.lock().unwrap().as_ref() {
+            panic!("the in-process broker stopped: {e}");
+        }
+    }
 }
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
         self.cancel.cancel();
+        if !std::thread::panicking() {
+            self.assert_alive();
+        }
     }
 }
 
@@ -52,11 +66,18 @@ pub async fn serve(broker: std::sync::Arc<stratus::Broker>, dir: tempfile::TempD
     let cancel = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let c = cancel.clone();
-    tokio::spawn(async move { stratus::serve(broker, c, Some(tx)).await.unwrap() });
-    let addrs = rx.await.unwrap();
+    let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let f = failed.clone();
+    tokio::spawn(async move {
+        if let Err(e) = stratus::serve(broker, c, Some(tx)).await {
+            *f.lock().unwrap() = Some(format!("{e:#}"));
+        }
+    });
+    let addrs = rx.await.expect("the broker binds its listeners");
     TestBroker {
         addr: addrs[0],
         cancel,
+        failed,
         _dir: dir,
     }
 }
