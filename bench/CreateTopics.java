@@ -1,8 +1,9 @@
 // Creates topics in one JVM (kafka-topics.sh starts one JVM per topic):
 //   java -cp "$KAFKA_HOME/lib/*:CLASSES" CreateTopics BOOTSTRAP NAME:PARTITIONS...
-// Replication factor 1; fails if a topic cannot be created.
+// Replication factor 1; fails (exit status 1) if a topic cannot be created within 60 s.
 
 import java.util.*;
+import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.*;
 
 public class CreateTopics {
@@ -15,7 +16,7 @@ public class CreateTopics {
             topics.add(new NewTopic(nv[0], Integer.parseInt(nv[1]), (short) 1));
         }
         try (Admin admin = Admin.create(p)) {
-            admin.createTopics(topics).all().get();
+            admin.createTopics(topics).all().get(60, TimeUnit.SECONDS);
             for (NewTopic t : topics) System.out.println("created " + t.name() + " partitions=" + t.numPartitions());
         }
     }

@@ -2,11 +2,16 @@
 //
 //   java -cp 'lib/*' bench/GroupBench.java BOOTSTRAP TOPIC PARTITIONS CONSUMERS PROTOCOL COMMIT_SECONDS
 //
-// Prints three lines "name value":
+// Prints lines "name value":
 //   stable_ms      time from the first subscribe until every partition is assigned, each to
 //                  exactly one consumer, and every consumer has its share
 //   rebalance_ms   time from one consumer's close() until its partitions are owned again
 //   commits_per_s  synchronous offset commits per second, summed over all consumers
+//   commit_errors  commitSync calls that threw during the commit phase (not counted above)
+// Exits with status 1 (after printing what it has) when a figure could not be measured: the
+// group did not become stable or did not rebalance within 120 s, no commit succeeded, a
+// consumer thread died with an exception, or a thread did not stop. No figure is printed
+// as -1 or 0 in place of a failure.
 import java.time.Duration;
 import java.util.*;
 import java.util.concurrent.*;
@@ -37,22 +42,39 @@ public class GroupBench {
             threads.add(t);
         }
         long stable = waitFor(() -> covered(partitions, n, -1), 120_000);
-        System.out.println("stable_ms " + (stable < 0 ? -1 : (stable - start) / 1_000_000));
+        if (stable < 0) fail("the group of " + n + " consumers did not become stable within 120 s", stop, threads);
+        System.out.println("stable_ms " + (stable - start) / 1_000_000);
         // One consumer leaves: time until the others own every partition again.
         long left = System.nanoTime();
         closing.add(0);
         long again = waitFor(() -> owned.get(0).isEmpty() && covered(partitions, n - 1, 0), 120_000);
-        System.out.println("rebalance_ms " + (again < 0 ? -1 : (again - left) / 1_000_000));
+        if (again < 0) fail("the group did not rebalance within 120 s after a consumer left", stop, threads);
+        System.out.println("rebalance_ms " + (again - left) / 1_000_000);
         commits.set(0);
+        commitErrors.set(0);
         committing.set(true);
         long c0 = System.nanoTime();
         Thread.sleep(commitSeconds * 1000L);
         long done = commits.get();
         double secs = (System.nanoTime() - c0) / 1e9;
-        System.out.printf("commits_per_s %.1f%n", done / secs);
+        System.out.printf(Locale.ROOT, "commits_per_s %.1f%n", done / secs);
+        System.out.println("commit_errors " + commitErrors.get());
+        if (done == 0) fail("no offset commit succeeded in " + commitSeconds + " s", stop, threads);
         stop.set(true);
         for (Thread t : threads) t.join(30_000);
+        for (Thread t : threads) if (t.isAlive()) fail("a consumer thread did not stop within 30 s", stop, threads);
+        if (errors.get() > 0) fail(errors.get() + " consumer thread(s) died with an exception (see above)", stop, threads);
         System.exit(0);
+    }
+
+    static final AtomicInteger errors = new AtomicInteger();
+    static final AtomicLong commitErrors = new AtomicLong();
+
+    static void fail(String why, AtomicBoolean stop, List<Thread> threads) {
+        System.err.println("ERROR: " + why);
+        System.out.flush();
+        stop.set(true);
+        System.exit(1);  // the consumers' threads end with the JVM
     }
 
     static boolean covered(int partitions, int members, int except) {
@@ -117,12 +139,16 @@ public class GroupBench {
                         c.commitSync(offs, Duration.ofSeconds(5));
                         commits.incrementAndGet();
                     } catch (Exception e) {
-                        // a rebalance in progress: try again
+                        // e.g. a rebalance in progress: counted, and tried again
+                        commitErrors.incrementAndGet();
                     }
                 }
             }
         } catch (Exception e) {
-            System.err.println("consumer " + id + ": " + e);
+            if (!stop.get()) {
+                errors.incrementAndGet();
+                System.err.println("consumer " + id + ": " + e);
+            }
         }
     }
 }

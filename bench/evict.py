@@ -5,8 +5,10 @@ It syncs, then calls posix_fadvise(POSIX_FADV_DONTNEED) on each file, which evic
 file's clean pages without privileges and without touching anyone else's page cache (the
 machine may be shared). With BENCH_DROP_CACHES=1 it first also tries the global
 `echo 3 > /proc/sys/vm/drop_caches`. Prints one line:
-    EVICT files=N bytes=B allocated=A resident_before=X resident_after=Y drop_caches=skipped|ok|denied
-(resident_* from mincore(2), in bytes).
+    EVICT files=N bytes=B allocated=A resident_before=X resident_after=Y drop_caches=skipped|ok|denied vanished=V
+(resident_* from mincore(2), in bytes; vanished: files deleted by the broker between the
+directory walk and their eviction). A failing mmap/mincore/fadvise is an error (exit status 1),
+never counted as "not resident": resident_after is the proof that the read is cold.
 """
 import ctypes
 import ctypes.util
@@ -28,12 +30,14 @@ def resident(fd, size):
         return 0
     addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
     if addr in (None, MAP_FAILED):
-        return 0
+        err = ctypes.get_errno()
+        raise OSError(err, f"mmap: {os.strerror(err)}")
     try:
         pages = (size + PAGE - 1) // PAGE
         vec = ctypes.create_string_buffer(pages)
-        if libc.mincore(addr, size, vec) != 0:
-            return 0
+        if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"mincore: {os.strerror(err)}")
         return sum(b & 1 for b in vec.raw) * PAGE
     finally:
         libc.munmap(addr, size)
@@ -50,11 +54,15 @@ def files(dirs):
 
 def main():
     paths = list(files(sys.argv[1:]))
+    if not paths:
+        sys.exit(f"evict: no files under {' '.join(sys.argv[1:])}")
     before = 0
+    vanished = set()
     for p in paths:
         try:
             fd = os.open(p, os.O_RDONLY)
-        except OSError:
+        except FileNotFoundError:  # deleted by the running broker since the walk
+            vanished.add(p)
             continue
         try:
             st = os.fstat(fd)
@@ -74,9 +82,12 @@ def main():
             dropped = "denied"
     n = total = alloc = after = 0
     for p in paths:
+        if p in vanished:
+            continue
         try:
             fd = os.open(p, os.O_RDONLY)
-        except OSError:
+        except FileNotFoundError:
+            vanished.add(p)
             continue
         try:
             st = os.fstat(fd)
@@ -88,7 +99,7 @@ def main():
             total += size
         finally:
             os.close(fd)
-    print(f"EVICT files={n} bytes={total} allocated={alloc} resident_before={before} resident_after={after} drop_caches={dropped}")
+    print(f"EVICT files={n} bytes={total} allocated={alloc} resident_before={before} resident_after={after} drop_caches={dropped} vanished={len(vanished)}")
 
 
 if __name__ == "__main__":

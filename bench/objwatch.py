@@ -8,6 +8,9 @@ Watches OBJECTS_DIR and every directory created under it, and appends one line p
 A read-only open within 1 s of the object's creation is not a GET but the broker fsyncing
 the object it has just written, and is skipped. Directory opens (fsyncs) are skipped too.
 Start it before the broker and stop it (SIGTERM) while other tools read the files.
+Lost events are written as lines starting with "# LOST" (inotify queue overflow, a directory
+that could not be watched or scanned); bench/report.py shows no GET figure for a run that
+has one.
 """
 import ctypes
 import os
@@ -38,7 +41,7 @@ def main():
     def watch(d):
         wd = libc.inotify_add_watch(fd, d.encode(), MASK)
         if wd < 0:
-            print(f"# cannot watch {d}: errno {ctypes.get_errno()}", file=f)
+            print(f"# LOST: cannot watch {d}: errno {ctypes.get_errno()}", file=f)
             return
         dirs[wd] = d
         # whatever was created before the watch was added (a new directory's first object:
@@ -49,8 +52,10 @@ def main():
                     watch(e.path)
                 elif started and "#" not in e.name:
                     created[e.path] = time.time()
-        except OSError:
+        except FileNotFoundError:  # removed again before the scan: nothing in it to count
             pass
+        except OSError as e:
+            print(f"# LOST: cannot scan {d}: {e}", file=f)
 
     stop = []
     started = False  # files present at start are old objects, not new ones
@@ -82,7 +87,7 @@ def main():
                 name = buf[i + 16:i + 16 + n].split(b"\0", 1)[0].decode(errors="replace")
                 i += 16 + n
                 if mask & IN_Q_OVERFLOW:
-                    lines.append("# OVERFLOW (events lost)\n")
+                    lines.append("# LOST: inotify queue overflow\n")
                     continue
                 if not name or wd not in dirs:
                     continue

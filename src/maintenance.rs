@@ -40,10 +40,25 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
     sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     seal_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     retention_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sealing_failed = false;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = seal_tick.tick() => seal_due(&broker).await,
+            _ = seal_tick.tick() => {
+                // One line when sealing starts failing (a store outage fails every
+                // partition, every tick) and one when it works again.
+                match seal_due(&broker).await {
+                    (0, _) if sealing_failed => {
+                        info!("sealing works again");
+                        sealing_failed = false;
+                    }
+                    (n, Some(e)) if n > 0 && !sealing_failed => {
+                        warn!(partitions = n, error = %e, "sealing failed; will retry");
+                        sealing_failed = true;
+                    }
+                    _ => {}
+                }
+            }
             _ = gc_tick.tick() => {
                 if let Err(e) = collect_wal_garbage(&broker).await {
                     warn!(error = %e, "wal garbage collection failed; will retry");
@@ -59,7 +74,9 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
     }
 }
 
-async fn seal_due(broker: &Broker) {
+/// Seals what is due; returns how many partitions failed to seal and the first error.
+async fn seal_due(broker: &Broker) -> (usize, Option<crate::error::Error>) {
+    let (mut failed, mut first) = (0, None);
     for topic in broker.topics() {
         let seg_bytes = broker.config_i64(&topic, "segment.bytes").max(1) as u64;
         let seg_ms = broker.config_i64(&topic, "segment.ms").max(1) as u128;
@@ -74,11 +91,14 @@ async fn seal_due(broker: &Broker) {
             let old = oldest.is_some_and(|t| t.elapsed().as_millis() >= seg_ms);
             if bytes > 0 && (bytes >= seg_bytes || old) {
                 if let Err(e) = seal(broker, p, seg_bytes).await {
-                    warn!(topic = %p.topic, partition = p.index, error = %e, "sealing failed; will retry");
+                    debug!(topic = %p.topic, partition = p.index, error = %e, "sealing failed; will retry");
+                    failed += 1;
+                    first.get_or_insert(e);
                 }
             }
         }
     }
+    (failed, first)
 }
 
 /// Seals the oldest committed WAL ranges of `p`, about `max_bytes` of them, into one
@@ -132,9 +152,14 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
     if let Err(ObjectError::Store(object_store::Error::AlreadyExists { .. })) =
         broker.objects.put_new(&key, built.body.clone()).await
     {
-        // Left by a seal that crashed before its commit: nothing references it.
-        broker.objects.delete(&key).await?;
-        broker.objects.put_new(&key, built.body.clone()).await?;
+        // Left by an earlier seal of the same range: one that crashed before its commit,
+        // or one whose commit was applied but answered with an error, in which case the
+        // partition record may name it. Overwritten in place, never deleted first, so a
+        // reader never finds it missing; its bytes are the same range's.
+        broker.objects.put_replacing(&key, built.body.clone()).await?;
+        let cached: Arc<str> = Arc::from(key.as_str());
+        broker.cache.forget_object(&cached, built.body.len() as u64).await;
+        broker.indexes.invalidate(&cached).await;
     }
     let seg = SegmentRef {
         key: key.clone(),
@@ -156,11 +181,12 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
             .copied()
             .collect()
     };
-    if let Err(e) = broker.write_partition_record(p, &rec, vec![]).await {
-        // Not ours any more (or the store failed): nothing references the segment.
-        let _ = broker.objects.delete(&key).await;
-        return Err(e);
-    }
+    // On an error the segment object stays: the record write may have been applied even
+    // so (an answer lost when the store or the connection dies, or an earlier attempt
+    // applied before a fenced retry), and then the record names it. Deleting it here lost
+    // acknowledged data in the chaos test (kill -9 of etcd during a seal). The next seal
+    // of the range overwrites it; a segment no record ever names is left behind.
+    broker.write_partition_record(p, &rec, vec![]).await?;
     {
         let mut s = p.state();
         s.segments.push(seg);

@@ -94,9 +94,19 @@ impl Objects {
     /// Writes an object that must never be overwritten (`PutMode::Create`). Returns once
     /// the object is durable.
     pub async fn put_new(&self, key: &str, data: Bytes) -> Result<(), ObjectError> {
+        self.put_mode(key, data, PutMode::Create).await
+    }
+
+    /// Writes an object, replacing one of that name atomically (a reader sees the old
+    /// bytes or the new ones, never no object). Returns once the object is durable.
+    pub async fn put_replacing(&self, key: &str, data: Bytes) -> Result<(), ObjectError> {
+        self.put_mode(key, data, PutMode::Overwrite).await
+    }
+
+    async fn put_mode(&self, key: &str, data: Bytes, mode: PutMode) -> Result<(), ObjectError> {
         let len = data.len() as u64;
         let opts = PutOptions {
-            mode: PutMode::Create,
+            mode,
             ..Default::default()
         };
         self.store

@@ -138,16 +138,40 @@ mod tests {
         );
         let idx = parse_index(&built.body.slice(built.data_len as usize..)).unwrap();
         assert!(idx.len() > 1);
-        let pos = position_of_offset(&idx, 1234);
-        let first = crate::batch::stored(&built.body.slice(pos as usize..built.data_len as usize))
-            .next()
-            .unwrap();
-        assert!(first.base_offset <= 1234 && first.base_offset > 1234 - 200);
-        let tpos = position_of_timestamp(&idx, 1150);
-        let b = crate::batch::stored(&built.body.slice(tpos as usize..))
-            .next()
-            .unwrap();
-        assert!(b.max_timestamp <= 1150);
+        // Every lookup lands at or before its target and at most one index interval of
+        // batches before it (an index that always answered 0 fails the second check).
+        let data = built.body.slice(..built.data_len as usize);
+        let batch_len = chunks[0].len() as u64;
+        let most_skipped = INDEX_INTERVAL.div_ceil(batch_len) as usize + 1;
+        for target in (0..2000).step_by(7) {
+            let pos = position_of_offset(&idx, target);
+            let from: Vec<_> = crate::batch::stored(&data.slice(pos as usize..)).collect();
+            assert!(from[0].base_offset <= target, "offset {target} at {pos}");
+            let skipped = from
+                .iter()
+                .position(|b| b.last_offset() >= target)
+                .expect("the target offset is after the position");
+            assert!(skipped <= most_skipped, "offset {target}: {skipped} batches to skip");
+        }
+        // Batch i has timestamps up to 1000 + i.
+        for ts in (990..1210).step_by(3) {
+            let pos = position_of_timestamp(&idx, ts);
+            let from: Vec<_> = crate::batch::stored(&data.slice(pos as usize..)).collect();
+            let first_at = from.iter().position(|b| b.max_timestamp >= ts);
+            if ts <= 1199 {
+                let skipped = first_at.expect("a batch with that timestamp is after the position");
+                assert!(skipped <= most_skipped, "timestamp {ts}: {skipped} batches to skip");
+                let before = (data.len() - from.iter().map(|b| b.bytes.len()).sum::<usize>()) as u64;
+                assert_eq!(before, pos);
+                let earlier = data.slice(..pos as usize);
+                assert!(
+                    crate::batch::stored(&earlier).all(|b| b.max_timestamp < ts),
+                    "timestamp {ts}: a batch with it was skipped"
+                );
+            } else {
+                assert!(first_at.is_none());
+            }
+        }
         assert!(parse_index(&Bytes::from_static(b"garbage")).is_none());
     }
 }

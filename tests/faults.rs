@@ -133,3 +133,60 @@ async fn a_panicking_critical_task_stops_the_broker() {
     }
     assert!(closed, "the listener closes once the broker stopped");
 }
+
+/// A seal whose record write was applied but answered with an error (the metadata store
+/// died mid-request) keeps its segment object: the record names it, and a new owner
+/// reads through it. (Deleting it lost acknowledged data under kill -9 of etcd.)
+#[tokio::test]
+async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
+    use stratus::meta::{repo, MetaStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(object_store::memory::InMemory::new());
+    let meta = Arc::new(FaultyMetaStore::new(Arc::new(
+        EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap(),
+    )));
+    let txns = meta.txns.clone();
+    let settings = settings(
+        dir.path(),
+        &[("wal.flush.interval.ms", "1"), ("log.roll.ms", "3600000")],
+    );
+    let objects = Arc::new(Objects::from_store(store.clone()));
+    let broker = stratus::Broker::open_with(settings, meta.clone(), objects.clone())
+        .await
+        .unwrap();
+    let b = serve(broker.clone(), dir).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    create_topic(&mut s, "f", 1).await;
+    assert_eq!(produce_code(&mut s, "f", batch(&["a", "b"], 2)).await, (0, 0));
+    let p = broker.topic("f").unwrap().partitions[0].clone();
+
+    txns.lose_next_answers(1);
+    assert!(
+        stratus::maintenance::seal(&broker, &p, 1 << 20)
+            .await
+            .is_err(),
+        "the seal saw its record write fail"
+    );
+    let key = repo::partition_key(&p.topic_id, p.index);
+    let stored = meta.get(&key).await.unwrap().expect("the write was applied");
+    let rec: repo::PartitionRecord = repo::decode(&key, &stored).unwrap();
+    assert_eq!(rec.segments.len(), 1, "the applied record names the segment");
+    for g in &rec.segments {
+        objects
+            .get_range(&g.key, 0..g.size)
+            .await
+            .unwrap_or_else(|e| panic!("segment {} named by the record is gone: {e}", g.key));
+    }
+
+    // Sealing again (same range, same object name) succeeds and the data reads back.
+    stratus::maintenance::seal(&broker, &p, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(produce_code(&mut s, "f", batch(&["c"], 2)).await, (0, 2));
+    let values: Vec<String> = fetch_values(&mut s, "f")
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values, ["a", "b", "c"]);
+}

@@ -238,3 +238,108 @@ async fn bad_batches_get_kafka_errors() {
         "nothing bad was written"
     );
 }
+
+/// A default request of `api` (an empty or minimal one: the broker answers with data or
+/// with an error code, never with a closed connection).
+fn minimal_request(api: ApiKey) -> RequestKind {
+    macro_rules! kinds {
+        ($($k:ident),* $(,)?) => {
+            match api {
+                $(ApiKey::$k => RequestKind::$k(Default::default()),)*
+                other => panic!("the broker advertises {other:?}; add it to this test"),
+            }
+        };
+    }
+    match api {
+        // acks=0 gets no response at all; -1 is what clients send.
+        ApiKey::Produce => RequestKind::Produce(ProduceRequest::default().with_acks(-1)),
+        ApiKey::Fetch => RequestKind::Fetch(
+            FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_bytes(1 << 20),
+        ),
+        _ => kinds!(
+            ListOffsets,
+            Metadata,
+            ApiVersions,
+            CreateTopics,
+            DeleteTopics,
+            DeleteRecords,
+            InitProducerId,
+            OffsetForLeaderEpoch,
+            DescribeConfigs,
+            AlterConfigs,
+            CreatePartitions,
+            IncrementalAlterConfigs,
+            DescribeCluster,
+            DescribeLogDirs,
+            FindCoordinator,
+            JoinGroup,
+            SyncGroup,
+            Heartbeat,
+            LeaveGroup,
+            OffsetCommit,
+            OffsetFetch,
+            ListGroups,
+            DescribeGroups,
+            DeleteGroups,
+            OffsetDelete,
+            ConsumerGroupHeartbeat,
+            ConsumerGroupDescribe,
+        ),
+    }
+}
+
+/// Every API the broker advertises, at every version in its advertised range, answers a
+/// request on the same connection with a response that decodes at that version.
+#[tokio::test]
+async fn every_advertised_api_answers_at_every_version() {
+    use kafka_protocol::protocol::Encodable;
+    let b = start(&[]).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let advertised: ApiVersionsResponse = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("t"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    )
+    .await;
+    assert!(advertised.api_keys.len() >= 20, "{:?}", advertised.api_keys);
+    let mut answered = 0;
+    for k in &advertised.api_keys {
+        let api = ApiKey::try_from(k.api_key).expect("a known API key");
+        assert!(k.min_version <= k.max_version, "{api:?}");
+        for version in k.min_version..=k.max_version {
+            let correlation_id = 1000 + answered;
+            let mut frame = BytesMut::new();
+            RequestHeader::default()
+                .with_request_api_key(k.api_key)
+                .with_request_api_version(version)
+                .with_correlation_id(correlation_id)
+                .with_client_id(Some(StrBytes::from_static_str("every-version")))
+                .encode(&mut frame, api.request_header_version(version))
+                .unwrap();
+            minimal_request(api).encode(&mut frame, version).unwrap();
+            let mut resp = send_raw(&mut s, &frame)
+                .await
+                .unwrap_or_else(|| panic!("{api:?} v{version}: the connection closed"));
+            let h = ResponseHeader::decode(&mut resp, api.response_header_version(version))
+                .unwrap_or_else(|e| panic!("{api:?} v{version}: header: {e}"));
+            assert_eq!(h.correlation_id, correlation_id, "{api:?} v{version}");
+            ResponseKind::decode(api, &mut resp, version)
+                .unwrap_or_else(|e| panic!("{api:?} v{version}: body: {e}"));
+            assert!(
+                resp.is_empty(),
+                "{api:?} v{version}: {} bytes after the response",
+                resp.len()
+            );
+            answered += 1;
+        }
+    }
+    println!(
+        "{answered} API versions answered over {} APIs",
+        advertised.api_keys.len()
+    );
+}

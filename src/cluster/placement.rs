@@ -133,21 +133,7 @@ pub fn plan(input: &Input) -> BTreeMap<i32, Assignment> {
         placed.insert(u, (*to, input.epoch));
     }
     if input.rebalance {
-        for shards in [false, true] {
-            while let Some((from, to)) = load.imbalance(shards) {
-                let Some(u) = placed
-                    .iter()
-                    .filter(|(u, (n, _))| *n == from && u.is_shard() == shards)
-                    .map(|(u, _)| u.clone())
-                    .max_by_key(|u| (load.topic_count(from, u.topic()), u.clone()))
-                else {
-                    break;
-                };
-                load.remove(from, &u);
-                load.add(to, &u);
-                placed.insert(u, (to, input.epoch));
-            }
-        }
+        rebalance(&mut placed, &mut load, input.epoch);
     }
     let mut out: BTreeMap<i32, Assignment> = BTreeMap::new();
     for (node, a) in &input.current {
@@ -178,6 +164,52 @@ pub fn plan(input: &Input) -> BTreeMap<i32, Assignment> {
         }
     }
     out
+}
+
+/// Evens out the load with as few moves as it takes: first each topic (its partitions
+/// within one of each other on every node, so that a topic's traffic is spread), then the
+/// totals of partitions and of shards, moving only units whose topic is denser on the
+/// source than on the target, which keeps every topic even.
+fn rebalance(placed: &mut BTreeMap<Unit, (i32, i32)>, load: &mut Load, epoch: i32) {
+    let relocate = |placed: &mut BTreeMap<Unit, (i32, i32)>, load: &mut Load, u: Unit, from, to| {
+        load.remove(from, &u);
+        load.add(to, &u);
+        placed.insert(u, (to, epoch));
+    };
+    let topics: BTreeSet<String> = placed
+        .keys()
+        .filter(|u| !u.is_shard())
+        .map(|u| u.topic().to_string())
+        .collect();
+    for t in &topics {
+        while let Some((from, to)) = load.topic_imbalance(t) {
+            let Some(u) = placed
+                .iter()
+                .filter(|(u, (n, _))| *n == from && !u.is_shard() && u.topic() == t)
+                .map(|(u, _)| u.clone())
+                .next_back()
+            else {
+                break;
+            };
+            relocate(placed, load, u, from, to);
+        }
+    }
+    for shards in [false, true] {
+        while let Some((from, to)) = load.imbalance(shards) {
+            let denser = |u: &Unit| {
+                load.topic_count(from, u.topic()) as i64 - load.topic_count(to, u.topic()) as i64
+            };
+            let Some(u) = placed
+                .iter()
+                .filter(|(u, (n, _))| *n == from && u.is_shard() == shards)
+                .map(|(u, _)| u.clone())
+                .max_by_key(|u| (denser(u), u.clone()))
+            else {
+                break;
+            };
+            relocate(placed, load, u, from, to);
+        }
+    }
 }
 
 /// Units per eligible node, overall and per topic.
@@ -239,6 +271,15 @@ impl Load {
             })
             .copied()
     }
+    /// (node with the most partitions of `topic`, node with the fewest) if they differ by
+    /// more than one; ties go to the node with more (fewer) partitions overall.
+    fn topic_imbalance(&self, topic: &str) -> Option<(i32, i32)> {
+        let key = |n: i32| (self.topic_count(n, topic), self.count(n, false));
+        let max = self.total.keys().max_by_key(|n| (key(**n), -**n))?;
+        let min = self.total.keys().min_by_key(|n| (key(**n), **n))?;
+        (self.topic_count(*max, topic) > self.topic_count(*min, topic) + 1)
+            .then_some((*max, *min))
+    }
     /// (most loaded, least loaded) if they differ by more than one.
     fn imbalance(&self, shards: bool) -> Option<(i32, i32)> {
         let max = self
@@ -294,15 +335,128 @@ mod tests {
             ..Default::default()
         };
         let out = plan(&input);
-        assert_eq!(counts(&out), vec![(1, 3, 22), (2, 3, 21), (3, 3, 21)]);
+        assert_balanced(&input, &out);
         for a in out.values() {
-            assert_eq!(
-                a.partitions.keys().filter(|p| p.starts_with("a:")).count(),
-                2
-            );
             assert!(a.partitions.values().all(|e| *e == 5));
         }
         assert_eq!(out[&2].incarnation, 20);
+        // Planning again from the result moves nothing.
+        let again = plan(&Input {
+            current: out.clone(),
+            epoch: 6,
+            ..input
+        });
+        assert_eq!(again, out);
+    }
+
+    /// Every partition and shard is placed exactly once, on an eligible member; each
+    /// member's count of partitions of every topic, of all partitions, and of shards is
+    /// within one of every other's.
+    fn assert_balanced(input: &Input, out: &BTreeMap<i32, Assignment>) {
+        let placed: Vec<&String> = out.values().flat_map(|a| a.partitions.keys()).collect();
+        assert_eq!(placed.len(), input.partitions.len(), "each partition once");
+        assert_eq!(
+            placed.into_iter().cloned().collect::<BTreeSet<_>>(),
+            input.partitions
+        );
+        let shards: Vec<u32> = out.values().flat_map(|a| a.shards.keys().copied()).collect();
+        assert_eq!(shards.len(), input.shards as usize, "each shard once");
+        assert_eq!(
+            shards.into_iter().collect::<BTreeSet<_>>(),
+            (0..input.shards).collect()
+        );
+        let eligible: Vec<i32> = input
+            .members
+            .iter()
+            .filter(|(_, m)| m.eligible)
+            .map(|(n, _)| *n)
+            .collect();
+        for (n, a) in out {
+            if !eligible.contains(n) {
+                assert!(a.partitions.is_empty() && a.shards.is_empty(), "{n} owns nothing");
+            }
+        }
+        let spread = |count: &dyn Fn(&Assignment) -> usize, what: &str| {
+            let c: Vec<usize> = eligible
+                .iter()
+                .map(|n| out.get(n).map(count).unwrap_or(0))
+                .collect();
+            let (lo, hi) = (c.iter().min(), c.iter().max());
+            assert!(
+                hi.zip(lo).is_none_or(|(h, l)| h - l <= 1),
+                "{what} spread over {eligible:?}: {c:?}"
+            );
+        };
+        spread(&|a| a.partitions.len(), "partitions");
+        spread(&|a| a.shards.len(), "shards");
+        let topics: BTreeSet<&str> = input
+            .partitions
+            .iter()
+            .filter_map(|p| p.split(':').next())
+            .collect();
+        for t in topics {
+            let prefix = format!("{t}:");
+            spread(
+                &|a| a.partitions.keys().filter(|p| p.starts_with(&prefix)).count(),
+                t,
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fresh_placement_is_balanced(
+            nodes in 1usize..6,
+            topics in proptest::collection::vec(1i32..13, 0..5),
+            shards in 0u32..65,
+        ) {
+            let mut partitions = BTreeSet::new();
+            for (i, n) in topics.iter().enumerate() {
+                partitions.extend(parts(&format!("t{i}"), *n));
+            }
+            let m: Vec<(i32, u64)> = (1..=nodes as i32).map(|n| (n, n as u64 * 10)).collect();
+            let input = Input {
+                members: members(&m),
+                partitions,
+                shards,
+                epoch: 1,
+                ..Default::default()
+            };
+            assert_balanced(&input, &plan(&input));
+        }
+
+        #[test]
+        fn a_rebalance_after_a_join_is_balanced(
+            nodes in 1usize..5,
+            topics in proptest::collection::vec(1i32..13, 1..4),
+            shards in 0u32..65,
+        ) {
+            let mut partitions = BTreeSet::new();
+            for (i, n) in topics.iter().enumerate() {
+                partitions.extend(parts(&format!("t{i}"), *n));
+            }
+            let m: Vec<(i32, u64)> = (1..=nodes as i32).map(|n| (n, n as u64 * 10)).collect();
+            let before = Input {
+                members: members(&m),
+                partitions: partitions.clone(),
+                shards,
+                epoch: 1,
+                ..Default::default()
+            };
+            let first = plan(&before);
+            let mut grown = m.clone();
+            grown.push((nodes as i32 + 1, 99));
+            let after = Input {
+                members: members(&grown),
+                current: first,
+                partitions,
+                shards,
+                epoch: 2,
+                rebalance: true,
+                ..Default::default()
+            };
+            assert_balanced(&after, &plan(&after));
+        }
     }
 
     #[test]

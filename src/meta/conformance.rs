@@ -127,8 +127,16 @@ async fn leases(store: &dyn MetaStore) {
         )
         .await
         .unwrap();
-    store.keep_alive(lease).await.unwrap();
-    assert!(store.get("conf/l/a").await.unwrap().is_some());
+    // Kept alive, the lease outlives its TTL: 3.5 s of keep-alives on a 2 s lease.
+    let granted = std::time::Instant::now();
+    while granted.elapsed() < Duration::from_millis(3500) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        store.keep_alive(lease).await.unwrap();
+    }
+    assert!(
+        store.get("conf/l/a").await.unwrap().is_some(),
+        "a lease kept alive keeps its keys past its TTL"
+    );
     store.revoke_lease(lease).await.unwrap();
     assert!(
         store.get("conf/l/a").await.unwrap().is_none(),

@@ -43,16 +43,19 @@ def read_everything(bootstrap, topic, partitions, timeout=90):
         ends = {p: c.get_watermark_offsets(tp(topic, p), timeout=20) for p in range(partitions)}
         c.assign([tp(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         want = sum(hi - lo for lo, hi in ends.values())
-        out, epochs, got = defaultdict(list), defaultdict(set), 0
+        out, epochs, got, errors = defaultdict(list), defaultdict(set), 0, []
         deadline = time.time() + timeout
         while got < want and time.time() < deadline:
             for m in c.consume(num_messages=1000, timeout=0.5):
                 if m.error():
+                    errors.append(str(m.error()))
                     continue
                 out[m.partition()].append((m.offset(), m.value().decode()))
                 epochs[m.partition()].add(m.leader_epoch())
                 got += 1
-        assert got >= want, f"read {got} of {want} records up to the high watermarks {ends}"
+        short = {p: (len(out[p]), hi - lo) for p, (lo, hi) in ends.items() if len(out[p]) < hi - lo}
+        assert got >= want, (f"read {got} of {want} records up to the high watermarks {ends}; "
+                             f"short partitions {{p: (read, want)}} {short}; errors {errors[:5]}")
         return ends, out, epochs
     finally:
         c.close()

@@ -114,7 +114,7 @@ def check_log(ends, log, logs, retention_ms=None, checked_at=None):
             if v in position:
                 if position[v] != (p, o):
                     misplaced.append((v, (p, o), position[v]))
-            elif retention_ms is not None and o < ends[p][0] and t < checked_at - retention_ms + 1.0:
+            elif retention_ms is not None and o < ends[p][0] and t < checked_at - retention_ms / 1000 + 1.0:
                 expired += 1  # deleted by retention, as configured
             else:
                 missing.append((v, (p, o), f"log start {ends.get(p, ('?',))[0]}"))

@@ -26,6 +26,8 @@ from util import create_topic, producer, wait_for
 PARTITIONS = 4
 MEMBERS = 2
 KILLS = int(os.environ.get("STRATUS_GROUP_CRASH_KILLS", "3"))
+if KILLS < 1:
+    raise pytest.UsageError("STRATUS_GROUP_CRASH_KILLS must be at least 1: a crash test must crash")
 
 
 class Background(threading.Thread):

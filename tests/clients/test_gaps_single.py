@@ -1,0 +1,533 @@
+"""Single-broker behaviours a Kafka user checks that the rest of the suite did not cover:
+retention by bytes, LogAppendTime timestamp lookups across sealed segments, a topic
+max.message.bytes below the broker's message.max.bytes, OffsetForLeaderEpoch, acks=0 / acks=1
+producers, DescribeLogDirs, and deleting a topic while it is being produced to.
+
+Each test runs against Stratus and, with STRATUS_TEST_TARGET=kafka, against the reference
+Apache Kafka; where a test looks at storage it looks at Stratus' objects (sealed segments
+under objects/topics/, WAL objects under objects/wal/) or at Kafka's log directory.
+"""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+from confluent_kafka import (OFFSET_BEGINNING, OFFSET_INVALID, TIMESTAMP_LOG_APPEND_TIME, KafkaError,
+                             KafkaException, TopicCollection, TopicPartition)
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, OffsetSpec
+from kafka import KafkaAdminClient
+from kafka.protocol.consumer import OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse
+
+from conftest import TARGET
+from util import (consume, consume_quiet, consumer, create_topic, produce_sync, producer, tp,
+                  wait_for)
+
+
+def topic_id(admin, topic):
+    return admin.describe_topics(TopicCollection([topic]))[topic].result(timeout=10).topic_id
+
+
+def list_offset(admin, topic, partition, spec):
+    part = TopicPartition(topic, partition)
+    return admin.list_offsets({part: spec}, request_timeout=10)[part].result(timeout=10)
+
+
+def error_code(excinfo):
+    return excinfo.value.args[0].code()
+
+
+# -- 1. retention.bytes ---------------------------------------------------------------------
+
+RECORD = 1000  # value bytes
+ROUND = 20  # records per produce round (each round ends up in its own segment)
+
+
+@pytest.mark.timeout(120)
+def test_retention_bytes_deletes_oldest_segments_and_moves_log_start(make_broker, topic):
+    """retention.bytes: the oldest segments are deleted (objects / .log files gone), the log start
+    offset moves to the first remaining segment, and what is kept is retention.bytes plus at
+    most one segment."""
+    broker = make_broker({"log.retention.check.interval.ms": "300", "seal.check.interval.ms": "100",
+                          "wal.flush.interval.ms": "20"})
+    admin = broker.admin()
+    retention = 3 * ROUND * RECORD  # about three rounds
+    create_topic(admin, topic, config={"retention.bytes": str(retention), "segment.ms": "300"})
+    tid = topic_id(admin, topic)
+    p = producer(broker.bootstrap, **{"compression.type": "none"})
+
+    def value(i):
+        return f"{i:08d}".encode() + bytes([i % 251]) * (RECORD - 8)
+
+    produced = 0
+    seen, gone = {}, set()  # segment file name -> base offset; names deleted since
+    start = time.time()
+    while time.time() - start < 60:
+        produce_sync(p, topic, [{"value": value(produced + i), "partition": 0} for i in range(ROUND)])
+        produced += ROUND
+        now = {f.name: int(f.stem) for f in broker.segment_files(topic, tid, 0)}
+        gone |= set(seen) - set(now)
+        seen.update(now)
+        if produced >= 10 * ROUND and gone:
+            break
+        time.sleep(0.45)
+    print(f"produced {produced} in {time.time() - start:.1f}s, segments seen {len(seen)}, deleted {len(gone)}")
+    assert len(seen) >= 3, f"segments did not roll with segment.ms=300: {sorted(seen)}"
+    assert gone, f"no segment was deleted with retention.bytes={retention}: {sorted(seen)}"
+
+    # once retention has caught up: what is kept is at least retention.bytes and less than
+    # retention.bytes plus one segment, and the log starts at the first segment kept
+    def settled():
+        files = broker.segment_files(topic, tid, 0)
+        sizes = [f.stat().st_size for f in files]
+        earliest = list_offset(admin, topic, 0, OffsetSpec.earliest()).offset
+        if [f.name for f in broker.segment_files(topic, tid, 0)] != [f.name for f in files]:
+            return None  # retention ran in between
+        total = sum(sizes)
+        ok = files and retention <= total <= retention + max(sizes) and earliest == int(files[0].stem)
+        return (files, sizes, earliest) if ok else None
+
+    try:
+        files, sizes, earliest = wait_for(settled, 20, interval=0.3, what="retention to settle")
+    except AssertionError:
+        files = broker.segment_files(topic, tid, 0)
+        pytest.fail(f"kept segments {[(f.name, f.stat().st_size) for f in files]} (total "
+                    f"{sum(f.stat().st_size for f in files)}), retention.bytes={retention}, earliest offset "
+                    f"{list_offset(admin, topic, 0, OffsetSpec.earliest()).offset}")
+    print(f"kept {len(files)} segments, {sum(sizes)} bytes, log start {earliest}")
+    assert earliest > 0
+    for name in gone:
+        assert seen[name] < earliest, f"deleted segment {name} starts at or after log start {earliest}"
+    assert list_offset(admin, topic, 0, OffsetSpec.latest()).offset == produced
+    kept_records = produced - earliest
+    assert retention // (RECORD + 100) <= kept_records <= (retention + max(sizes)) // RECORD, kept_records
+
+    # a consumer from the beginning starts at the log start offset and reads everything after it
+    got = consume(broker.bootstrap, [tp(topic, 0, OFFSET_BEGINNING)], kept_records)
+    assert [(m.offset(), m.value()) for m in got] == [(i, value(i)) for i in range(earliest, produced)]
+    # an offset below the log start is out of range
+    c = consumer(broker.bootstrap, **{"auto.offset.reset": "error"})
+    try:
+        c.assign([tp(topic, 0, 0)])
+        err = None
+        deadline = time.time() + 10
+        while err is None and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None:
+                assert m.error() is not None, f"read offset {m.offset()} below the log start {earliest}"
+                err = m.error()
+        assert err is not None and err.code() == KafkaError._AUTO_OFFSET_RESET, err
+        assert "out of range" in str(err).lower(), str(err)
+    finally:
+        c.close()
+
+
+# -- 3. LogAppendTime: timestamp lookups -----------------------------------------------------
+
+@pytest.mark.timeout(120)
+def test_log_append_time_timestamp_lookups_across_sealed_segments(make_broker, topic):
+    """On a LogAppendTime topic, offsets_for_times / ListOffsets by timestamp use the broker's
+    append times (not the producer's), from sealed segments and after a restart."""
+    broker = make_broker({"seal.check.interval.ms": "100", "wal.flush.interval.ms": "20"})
+    admin = broker.admin()
+    create_topic(admin, topic, config={"message.timestamp.type": "LogAppendTime", "segment.ms": "300"})
+    tid = topic_id(admin, topic)
+    old = int(time.time() * 1000) - 3_600_000  # producer timestamps: an hour ago, 10 ms apart
+    p = producer(broker.bootstrap, **{"linger.ms": 20})
+    batches = []  # first offset of each produce call (one batch each)
+    n = 0
+    for rnd in range(3):
+        if rnd:
+            time.sleep(0.8)  # older than segment.ms: the previous round is sealed
+        for _ in range(4):
+            msgs = produce_sync(p, topic, [{"value": f"v{i}".encode(), "timestamp": old + 10 * i, "partition": 0}
+                                           for i in range(n, n + 5)])
+            assert [m.offset() for m in msgs] == list(range(n, n + 5))
+            batches.append(n)
+            n += 5
+            time.sleep(0.03)  # the next batch gets a later broker timestamp
+
+    wait_for(lambda: len(broker.segment_files(topic, tid, 0)) >= 3, 20, interval=0.2,
+             what="three segments (one per round)")
+    got = consume(broker.bootstrap, [tp(topic, 0, OFFSET_BEGINNING)], n)
+    assert [m.value() for m in got] == [f"v{i}".encode() for i in range(n)]
+    for m in got:
+        assert m.timestamp()[0] == TIMESTAMP_LOG_APPEND_TIME, f"offset {m.offset()}: {m.timestamp()}"
+    stamps = [m.timestamp()[1] for m in got]
+    for b in batches:  # one append time per batch, later batches later
+        assert len(set(stamps[b:b + 5])) == 1, f"batch at {b}: {stamps[b:b + 5]}"
+    batch_ts = [stamps[b] for b in batches]
+    assert batch_ts == sorted(batch_ts) and len(set(batch_ts)) == len(batch_ts), batch_ts
+    assert batch_ts[0] > old + 10 * n + 3_000_000, "broker timestamps are not the append times"
+
+    def check():
+        c = consumer(broker.bootstrap)
+        try:
+            def lookup(ts):
+                [r] = c.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=10)
+                assert r.error is None, r.error
+                return r.offset
+            for k, b in enumerate(batches):
+                assert lookup(batch_ts[k]) == b, f"lookup of batch {k}'s append time {batch_ts[k]}"
+                assert lookup(batch_ts[k] - 1) == b, f"lookup of just before batch {k}'s append time"
+                following = batches[k + 1] if k + 1 < len(batches) else -1
+                assert lookup(batch_ts[k] + 1) == following, f"lookup of just after batch {k}'s append time"
+            # the producer's timestamps play no part: they are all before the first append time
+            assert lookup(old + 10 * (n - 1)) == 0
+            assert lookup(old) == 0
+        finally:
+            c.close()
+        assert list_offset(admin, topic, 0, OffsetSpec.for_timestamp(batch_ts[5])).offset == batches[5]
+        mx = list_offset(admin, topic, 0, OffsetSpec.max_timestamp())
+        assert mx.timestamp == batch_ts[-1], (mx.offset, mx.timestamp, batch_ts[-1])
+        assert batches[-1] <= mx.offset < n, (mx.offset, batches[-1])
+
+    check()
+    broker.restart()  # nothing cached: the lookups read the sealed segments' indexes
+    admin = broker.admin()
+    check()
+
+
+# -- 4. topic max.message.bytes below the broker's message.max.bytes --------------------------
+
+def deliver(p, topic, values, **kw):
+    """Produce values (one flush) and return [(err, msg)] in order."""
+    out = [None] * len(values)
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, partition=0, on_delivery=lambda err, msg, i=i: out.__setitem__(i, (err, msg)), **kw)
+    assert p.flush(30) == 0
+    return out
+
+
+def test_topic_max_message_bytes_below_broker_limit(broker, topic):
+    """A topic's max.message.bytes (10000) below the broker's message.max.bytes (1 MiB default)
+    limits the record batch: a larger batch is refused with MSG_SIZE_TOO_LARGE and stored
+    nowhere, a smaller one (or one that compresses below the limit) is accepted; raising the
+    topic limit lets the large batch in."""
+    admin = broker.admin()
+    limit = 10_000
+    create_topic(admin, topic, config={"max.message.bytes": str(limit)})
+    conf = {"message.max.bytes": 2_000_000, "message.send.max.retries": 0, "linger.ms": 50,
+            "compression.type": "none"}
+    p = producer(broker.bootstrap, **conf)
+
+    big = os.urandom(20_000)
+    [(err, _)] = deliver(p, topic, [big])
+    assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, err
+    assert err.retriable() is False
+
+    small = os.urandom(5_000)
+    [(err, m)] = deliver(p, topic, [small])
+    assert err is None and m.offset() == 0, err
+
+    # four 4000-byte records in one batch: 16 KB, above the limit, all refused together
+    parts = [os.urandom(4_000) for _ in range(4)]
+    res = deliver(p, topic, parts)
+    assert [e.code() if e else None for e, _ in res] == [KafkaError.MSG_SIZE_TOO_LARGE] * 4, res
+
+    # the limit is on the batch as stored: 50 KB of zeros compress far below it
+    zp = producer(broker.bootstrap, **{**conf, "compression.type": "gzip"})
+    zeros = bytes(50_000)
+    [(err, m)] = deliver(zp, topic, [zeros])
+    assert err is None and m.offset() == 1, err
+
+    got = consume(broker.bootstrap, [tp(topic, 0, OFFSET_BEGINNING)], 2)
+    assert [(m.offset(), m.value()) for m in got] == [(0, small), (1, zeros)]
+    assert list_offset(admin, topic, 0, OffsetSpec.latest()).offset == 2
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("max.message.bytes", "100000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res], request_timeout=10)[res].result(timeout=10)
+
+    def accepted():
+        [(err, m)] = deliver(p, topic, [big])
+        if err is not None:
+            assert err.code() == KafkaError.MSG_SIZE_TOO_LARGE, err
+            return None
+        return m
+
+    m = wait_for(accepted, 10, interval=0.2, what="the raised max.message.bytes to apply")
+    assert m.offset() == 2
+    [last] = consume(broker.bootstrap, [tp(topic, 0, 2)], 1)
+    assert last.value() == big
+
+
+# -- 5. OffsetForLeaderEpoch ---------------------------------------------------------------
+
+NONE, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION = 0, 74, 75, 3
+
+
+def offset_for_leader_epoch(bootstrap, topic, partition, leader_epoch, current_leader_epoch=-1, version=4):
+    """One raw OffsetForLeaderEpoch request (as a consumer sends it: replica_id -1); returns
+    (error_code, leader_epoch, end_offset) of the partition."""
+    T = OffsetForLeaderEpochRequest.OffsetForLeaderTopic
+    P = T.OffsetForLeaderPartition
+    req = OffsetForLeaderEpochRequest(replica_id=-1, topics=[T(topic=topic, partitions=[
+        P(partition=partition, current_leader_epoch=current_leader_epoch, leader_epoch=leader_epoch)])])
+    req.with_header(correlation_id=42, client_id="gaps-test")
+    host, port = bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(req.encode(version=version, header=True, framed=True))
+
+        def read(n):
+            buf = b""
+            while len(buf) < n:
+                chunk = s.recv(n - len(buf))
+                assert chunk, "connection closed by the broker"
+                buf += chunk
+            return buf
+        (size,) = struct.unpack(">i", read(4))
+        resp = OffsetForLeaderEpochResponse.decode(read(size), version=version, header=True)
+    assert resp.header.correlation_id == 42
+    [t] = resp.topics
+    [r] = t.partitions
+    assert (t.topic, r.partition) == (topic, partition)
+    return r.error_code, r.leader_epoch, r.end_offset
+
+
+@pytest.mark.timeout(120)
+def test_offset_for_leader_epoch(make_broker, topic):
+    """OffsetForLeaderEpoch (KIP-320) as Kafka answers it: the current epoch ends at the log end,
+    an older epoch ends where the next one starts, an epoch newer than any is undefined, and a
+    current_leader_epoch that is too old / too new is FENCED / UNKNOWN_LEADER_EPOCH. A consumer
+    that validates its position with it across a broker restart neither rewinds nor skips."""
+    broker = make_broker({"wal.flush.interval.ms": "20"})
+    b = broker.bootstrap
+    create_topic(broker.admin(), topic)
+    produce_sync(producer(b), topic, [{"value": f"a{i}".encode(), "partition": 0} for i in range(10)])
+
+    # a consumer reads the 10 records and stays assigned through the restart
+    c = consumer(b, **{"auto.offset.reset": "error", "topic.metadata.refresh.interval.ms": 1000})
+    read, errors = [], []
+    try:
+        c.assign([tp(topic, 0, 0)])
+        deadline = time.time() + 20
+        while len(read) < 10 and time.time() < deadline:
+            m = c.poll(0.2)
+            if m is not None and m.error() is None:
+                read.append(m)
+        assert [m.offset() for m in read] == list(range(10))
+        e0 = read[-1].leader_epoch()
+        assert e0 is not None and e0 >= 0, e0
+        assert {m.leader_epoch() for m in read} == {e0}
+
+        assert offset_for_leader_epoch(b, topic, 0, e0) == (NONE, e0, 10)
+        assert offset_for_leader_epoch(b, topic, 0, e0, current_leader_epoch=e0) == (NONE, e0, 10)
+        # the end offset of the current epoch is never below what the consumer has read
+        assert offset_for_leader_epoch(b, topic, 0, e0)[2] >= read[-1].offset() + 1
+        # an epoch newer than any the partition had: undefined (no error), as in Kafka
+        assert offset_for_leader_epoch(b, topic, 0, e0 + 5) == (NONE, -1, -1)
+        # the client thinks the leader is newer than it is
+        assert offset_for_leader_epoch(b, topic, 0, e0, current_leader_epoch=e0 + 1)[0] == UNKNOWN_LEADER_EPOCH
+        assert offset_for_leader_epoch(b, topic + "-nope", 0, e0)[0] == UNKNOWN_TOPIC_OR_PARTITION
+        assert offset_for_leader_epoch(b, topic, 7, e0)[0] == UNKNOWN_TOPIC_OR_PARTITION
+
+        broker.restart()  # a new leader epoch
+        produce_sync(producer(b), topic, [{"value": f"b{i}".encode(), "partition": 0} for i in range(5)])
+        deadline = time.time() + 30
+        while len(read) < 15 and time.time() < deadline:
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            if m.error() is None:
+                read.append(m)
+            elif m.error().code() not in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+                errors.append(m.error())
+        # librdkafka validated its position (offset 10, epoch e0) against the new leader
+        assert not errors, errors
+        assert [(m.offset(), m.value()) for m in read] == \
+            [(i, f"a{i}".encode()) for i in range(10)] + [(10 + i, f"b{i}".encode()) for i in range(5)]
+    finally:
+        c.close()
+    e1 = read[-1].leader_epoch()
+    assert e1 > e0, f"leader epoch did not grow across the restart: {e0} -> {e1}"
+    assert {m.leader_epoch() for m in read[10:]} == {e1}
+
+    assert offset_for_leader_epoch(b, topic, 0, e1, current_leader_epoch=e1) == (NONE, e1, 15)
+    assert offset_for_leader_epoch(b, topic, 0, e0) == (NONE, e0, 10)  # ends where e1 starts
+    if e1 > e0 + 1:  # an epoch between the two that wrote nothing: the floor epoch answers
+        assert offset_for_leader_epoch(b, topic, 0, e1 - 1) == (NONE, e0, 10)
+    assert offset_for_leader_epoch(b, topic, 0, e1 + 1) == (NONE, -1, -1)
+    assert offset_for_leader_epoch(b, topic, 0, e1, current_leader_epoch=e0)[0] == FENCED_LEADER_EPOCH
+    assert offset_for_leader_epoch(b, topic, 0, e1, current_leader_epoch=e1 + 1)[0] == UNKNOWN_LEADER_EPOCH
+
+
+# -- 6. acks=0 and acks=1 ------------------------------------------------------------------
+
+def test_acks_1_and_acks_0_producers_deliver_everything_in_order(broker, topic):
+    """acks=1: every record is acknowledged with its offset, in order; acks=0: no offsets come
+    back, yet every record lands, in order, after the acks=1 ones."""
+    admin = broker.admin()
+    create_topic(admin, topic)
+    n = 400
+    p1 = producer(broker.bootstrap, acks=1, **{"enable.idempotence": False, "batch.num.messages": 25})
+    acked = produce_sync(p1, topic, [{"value": f"one-{i}".encode(), "partition": 0} for i in range(n)])
+    assert [m.offset() for m in acked] == list(range(n))
+
+    # several requests in flight: nothing waits for the broker
+    p0 = producer(broker.bootstrap, acks=0, **{"enable.idempotence": False, "batch.num.messages": 25,
+                                               "max.in.flight.requests.per.connection": 5})
+    reports = produce_sync(p0, topic, [{"value": f"zero-{i}".encode(), "partition": 0} for i in range(n)])
+    assert {m.offset() for m in reports} <= {None, OFFSET_INVALID, -1}, "acks=0 got offsets back"
+
+    wait_for(lambda: list_offset(admin, topic, 0, OffsetSpec.latest()).offset == 2 * n, 15,
+             what=f"all {2 * n} records to land")
+    got = consume(broker.bootstrap, [tp(topic, 0, OFFSET_BEGINNING)], 2 * n)
+    assert [(m.offset(), m.value()) for m in got] == \
+        [(i, f"one-{i}".encode()) for i in range(n)] + [(n + i, f"zero-{i}".encode()) for i in range(n)]
+    assert not consume_quiet(broker.bootstrap, [tp(topic, 0, 2 * n)], wait=1.0), "records beyond the end"
+
+
+# -- 7. DescribeLogDirs ----------------------------------------------------------------------
+
+def log_dir_sizes(bootstrap, topic):
+    """{partition: size} of the topic from DescribeLogDirs (kafka-python), over all log dirs."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        res = admin.describe_log_dirs()
+    finally:
+        admin.close()
+    sizes = {}
+    for broker_res in res:
+        for d in broker_res["log_dirs"]:
+            assert d["error_code"] == 0, d
+            for t in d["topics"]:
+                if t["name"] == topic:
+                    for p in t["partitions"]:
+                        sizes[p["partition_index"]] = sizes.get(p["partition_index"], 0) + p["partition_size"]
+    return sizes
+
+
+def test_describe_log_dirs_reports_partition_sizes(broker, topic, kafka_home):
+    """DescribeLogDirs lists every partition of the topic with a size that grows with what is
+    produced to that partition (and only that one), stays put when segments roll/seal, and the
+    Kafka CLI (kafka-log-dirs) reports the same."""
+    admin = broker.admin()
+    create_topic(admin, topic, partitions=2, config={"segment.ms": "500"})
+    assert log_dir_sizes(broker.bootstrap, topic) == {0: 0, 1: 0}
+
+    p = producer(broker.bootstrap, **{"compression.type": "none"})
+    payload = 100 * 1000
+    produce_sync(p, topic, [{"value": bytes([i]) * 1000, "partition": 0} for i in range(100)])
+    sizes = log_dir_sizes(broker.bootstrap, topic)
+    assert payload <= sizes[0] <= payload * 1.3, sizes
+    assert sizes[1] == 0, sizes
+
+    produce_sync(p, topic, [{"value": bytes([i]) * 1000, "partition": 1} for i in range(50)])
+    after = log_dir_sizes(broker.bootstrap, topic)
+    assert after[0] == sizes[0], after
+    assert payload // 2 <= after[1] <= payload // 2 * 1.3, after
+
+    time.sleep(2.5)  # segment.ms=500: the data is sealed (Stratus) / due to roll (Kafka)
+    assert log_dir_sizes(broker.bootstrap, topic) == after
+
+    out = subprocess.run(["java", "-cp", f"{kafka_home}/lib/*", "org.apache.kafka.tools.LogDirsCommand",
+                          "--describe", "--bootstrap-server", broker.bootstrap, "--topic-list", topic],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    assert line, out.stdout
+    desc = json.loads(line[-1])
+    cli = {}
+    for b in desc["brokers"]:
+        for d in b["logDirs"]:
+            assert d["error"] is None, d
+            for part in d["partitions"]:
+                cli[part["partition"]] = part["size"]
+    assert cli == {f"{topic}-0": after[0], f"{topic}-1": after[1]}, cli
+
+
+# -- 8. delete a topic while producing -------------------------------------------------------
+
+@pytest.mark.timeout(120)
+def test_delete_topic_while_producing(make_broker, topic):
+    """A topic deleted under a producer: the producer gets UNKNOWN_TOPIC errors (no crash), the
+    topic leaves the metadata, its stored data (Stratus: segment and WAL objects; Kafka: the
+    partition directories) is deleted, and a topic created again with the same name is empty."""
+    settings = {"auto.create.topics.enable": "false", "seal.check.interval.ms": "100",
+                "wal.flush.interval.ms": "20"}
+    if TARGET == "kafka":
+        settings["file.delete.delay.ms"] = "1000"  # Kafka's default keeps deleted logs 60 s
+    broker = make_broker(settings)
+    admin = broker.admin()
+    partitions = 2
+    create_topic(admin, topic, partitions=partitions, config={"segment.ms": "300"})
+    tid = topic_id(admin, topic)
+
+    stop = threading.Event()
+    acked, errors = [], []
+
+    def produce():
+        p = producer(broker.bootstrap, acks="all", **{"message.timeout.ms": 4000,
+                                                      "topic.metadata.refresh.interval.ms": 500})
+
+        def on_delivery(err, msg):
+            (errors if err else acked).append(err or (msg.partition(), msg.offset()))
+        i = 0
+        while not stop.is_set():
+            for _ in range(10):
+                try:
+                    p.produce(topic, value=f"v{i}".encode(), partition=i % partitions, on_delivery=on_delivery)
+                except KafkaException as e:  # an unknown topic may be refused at once
+                    errors.append(e.args[0])
+                except BufferError:
+                    pass
+                i += 1
+            p.poll(0.05)
+        p.flush(10)
+
+    t = threading.Thread(target=produce, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: all(broker.segment_files(topic, tid, q) for q in range(partitions)) and len(acked) > 100,
+                 20, interval=0.2, what="sealed segments of both partitions")
+        stratus_wal = broker.objects_dir() / "wal"
+        if TARGET == "stratus":
+            assert any(f.is_file() for f in stratus_wal.rglob("*")), "no WAL objects before the delete"
+        acked_before = len(acked)
+        admin.delete_topics([topic], operation_timeout=20)[topic].result(timeout=20)
+        # the producer goes on for a while and sees the topic gone
+        wait_for(lambda: errors, 20, interval=0.2, what="the producer to see an error")
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive(), "producer thread hung"
+    codes = {e.code() for e in errors}
+    print(f"acked {len(acked)} ({acked_before} before the delete), errors {len(errors)}: "
+          f"{sorted(KafkaError(c).name() for c in codes)}")
+    assert codes <= {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION,
+                     KafkaError._MSG_TIMED_OUT}, [str(e) for e in errors[:5]]
+    assert codes & {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}, [str(e) for e in errors[:5]]
+
+    md = admin.list_topics(timeout=10)
+    assert topic not in md.topics or md.topics[topic].error is not None
+
+    def leftovers():
+        if TARGET == "kafka":
+            logs = broker.data_dir / "logs"
+            return sorted(d.name for d in logs.iterdir() if d.name.startswith(f"{topic}-"))
+        topics_dir = broker.objects_dir() / "topics"
+        out = [str(f.relative_to(broker.objects_dir())) for f in topics_dir.rglob("*") if f.is_file()]
+        out += [str(f.relative_to(broker.objects_dir())) for f in stratus_wal.rglob("*") if f.is_file()]
+        return out
+
+    try:
+        wait_for(lambda: not leftovers(), 20, interval=0.3, what="the deleted topic's data to be deleted")
+    except AssertionError:
+        pytest.fail(f"stored data of the deleted topic left after 20 s: {leftovers()[:10]}")
+
+    # the same name again: a new, empty topic
+    create_topic(admin, topic, partitions=1)
+    assert topic_id(admin, topic) != tid
+    assert list_offset(admin, topic, 0, OffsetSpec.earliest()).offset == 0
+    assert list_offset(admin, topic, 0, OffsetSpec.latest()).offset == 0
+    assert consume_quiet(broker.bootstrap, [tp(topic, 0, OFFSET_BEGINNING)], wait=1.5) == []
+    [m] = produce_sync(producer(broker.bootstrap), topic, [{"value": b"fresh", "partition": 0}])
+    assert m.offset() == 0
+    [m] = consume(broker.bootstrap, [tp(topic, 0, OFFSET_BEGINNING)], 1)
+    assert (m.offset(), m.value()) == (0, b"fresh")
