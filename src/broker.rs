@@ -494,6 +494,52 @@ impl Broker {
         rec: &crate::meta::repo::PartitionRecord,
         extra: Vec<Op>,
     ) -> Result<()> {
+        if self.settle_record(p).await? {
+            // `rec` was built from a state that lacked an applied write: the caller builds
+            // it again from the settled state.
+            return Err(Error::NotDurable(
+                "the partition record was ahead of this broker's state; retry".into(),
+            ));
+        }
+        let result = self.try_write_partition_record(p, rec, extra).await;
+        if result.is_err() {
+            p.state().record_unsure = true;
+        }
+        result
+    }
+
+    /// After a record write that failed (it may have been applied anyway), makes the
+    /// partition's state agree with the stored record before anything is built from it
+    /// or written over it; otherwise a later write built from the older state would move
+    /// the stored record backwards (dropping a segment, or data other brokers already
+    /// collected from the WAL). Returns whether the state changed.
+    pub async fn settle_record(&self, p: &Partition) -> Result<bool> {
+        if !p.state().record_unsure {
+            return Ok(false);
+        }
+        let key = repo::partition_key(&p.topic_id, p.index);
+        let stored = repo::load::<repo::PartitionRecord>(self.meta.as_ref(), &key).await?;
+        let mut s = p.state();
+        let changed = match stored {
+            Some((rec, _)) if s.owner_epoch.is_some() => s.adopt(&rec),
+            _ => {
+                s.record_unsure = false;
+                false
+            }
+        };
+        if changed {
+            info!(topic = %p.topic, partition = p.index, sealed_end = s.sealed_end, log_start = s.log_start,
+                "a partition record write that reported an error had been applied; state taken from the store");
+        }
+        Ok(changed)
+    }
+
+    async fn try_write_partition_record(
+        &self,
+        p: &Partition,
+        rec: &crate::meta::repo::PartitionRecord,
+        extra: Vec<Op>,
+    ) -> Result<()> {
         let epoch = p.state().owner_epoch;
         let mut owned = self.fence.get();
         for _ in 0..3 {

@@ -105,6 +105,9 @@ async fn seal_due(broker: &Broker) -> (usize, Option<crate::error::Error>) {
 /// segment object.
 pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> {
     let _record = p.record_lock.lock().await;
+    // A seal whose write failed but was applied: take it, rather than seal that range
+    // again from WAL objects that may be collected by now.
+    broker.settle_record(p).await?;
     let chunks: Vec<_> = {
         let s = p.state();
         let mut total = 0u64;
@@ -149,17 +152,26 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
         p.topic_id, p.index, built.base_offset
     );
     let size = built.body.len() as u64;
-    if let Err(ObjectError::Store(object_store::Error::AlreadyExists { .. })) =
-        broker.objects.put_new(&key, built.body.clone()).await
-    {
-        // Left by an earlier seal of the same range: one that crashed before its commit,
-        // or one whose commit was applied but answered with an error, in which case the
-        // partition record may name it. Overwritten in place, never deleted first, so a
-        // reader never finds it missing; its bytes are the same range's.
-        broker.objects.put_replacing(&key, built.body.clone()).await?;
-        let cached: Arc<str> = Arc::from(key.as_str());
-        broker.cache.forget_object(&cached, built.body.len() as u64).await;
-        broker.indexes.invalidate(&cached).await;
+    match broker.objects.put_new(&key, built.body.clone()).await {
+        Ok(()) => {}
+        Err(ObjectError::Store(object_store::Error::AlreadyExists { .. })) => {
+            // Left by an earlier seal of the same range that crashed before its commit.
+            // Overwritten in place, never deleted first: a reader never finds it missing.
+            broker
+                .objects
+                .put_replacing(&key, built.body.clone())
+                .await?;
+            let cached: Arc<str> = Arc::from(key.as_str());
+            broker
+                .cache
+                .forget_object(&cached, built.body.len() as u64)
+                .await;
+            broker.indexes.invalidate(&cached).await;
+        }
+        // Any other failure (the object store is down) ends the seal before its record
+        // names the segment. (Once, every other error was ignored here and the record
+        // committed a segment that was never written; WAL collection then lost the data.)
+        Err(e) => return Err(e.into()),
     }
     let seg = SegmentRef {
         key: key.clone(),
@@ -185,7 +197,8 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
     // so (an answer lost when the store or the connection dies, or an earlier attempt
     // applied before a fenced retry), and then the record names it. Deleting it here lost
     // acknowledged data in the chaos test (kill -9 of etcd during a seal). The next seal
-    // of the range overwrites it; a segment no record ever names is left behind.
+    // settles the state with the store first (Broker::settle_record); a segment no record
+    // ever names is left behind.
     broker.write_partition_record(p, &rec, vec![]).await?;
     {
         let mut s = p.state();

@@ -102,6 +102,10 @@ pub struct PartitionState {
     /// The epoch at which this broker owns the partition; `None`: another broker does
     /// (writes and reads get NOT_LEADER_OR_FOLLOWER).
     pub owner_epoch: Option<i32>,
+    /// The last write of the partition record failed, and may have been applied all the
+    /// same (an answer lost with the connection): the stored record may be ahead of this
+    /// state until [`PartitionState::adopt`] has compared them.
+    pub record_unsure: bool,
 }
 
 /// What an append did.
@@ -219,7 +223,31 @@ impl PartitionState {
             producers,
             deleted: false,
             owner_epoch: None,
+            record_unsure: false,
         }
+    }
+
+    /// Takes what the stored record (written by this owner) has that this state lacks: a
+    /// seal, a retention or a DeleteRecords whose write failed here but was applied.
+    /// Returns whether anything changed. Written only by the owner at its epoch, the
+    /// stored record is never behind what this state has committed.
+    pub fn adopt(&mut self, stored: &PartitionRecord) -> bool {
+        let mut changed = false;
+        if stored.sealed_end > self.sealed_end {
+            self.sealed_end = stored.sealed_end;
+            self.tail.retain(|c| c.end > stored.sealed_end);
+            changed = true;
+        }
+        if stored.segments != self.segments {
+            self.segments = stored.segments.clone();
+            changed = true;
+        }
+        if stored.log_start_offset > self.log_start {
+            self.log_start = stored.log_start_offset;
+            changed = true;
+        }
+        self.record_unsure = false;
+        changed
     }
 
     /// Adds a committed WAL range found at recovery.

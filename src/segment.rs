@@ -151,7 +151,10 @@ mod tests {
                 .iter()
                 .position(|b| b.last_offset() >= target)
                 .expect("the target offset is after the position");
-            assert!(skipped <= most_skipped, "offset {target}: {skipped} batches to skip");
+            assert!(
+                skipped <= most_skipped,
+                "offset {target}: {skipped} batches to skip"
+            );
         }
         // Batch i has timestamps up to 1000 + i.
         for ts in (990..1210).step_by(3) {
@@ -160,8 +163,12 @@ mod tests {
             let first_at = from.iter().position(|b| b.max_timestamp >= ts);
             if ts <= 1199 {
                 let skipped = first_at.expect("a batch with that timestamp is after the position");
-                assert!(skipped <= most_skipped, "timestamp {ts}: {skipped} batches to skip");
-                let before = (data.len() - from.iter().map(|b| b.bytes.len()).sum::<usize>()) as u64;
+                assert!(
+                    skipped <= most_skipped,
+                    "timestamp {ts}: {skipped} batches to skip"
+                );
+                let before =
+                    (data.len() - from.iter().map(|b| b.bytes.len()).sum::<usize>()) as u64;
                 assert_eq!(before, pos);
                 let earlier = data.slice(..pos as usize);
                 assert!(

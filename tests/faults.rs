@@ -157,7 +157,10 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
     let b = serve(broker.clone(), dir).await;
     let mut s = TcpStream::connect(b.addr).await.unwrap();
     create_topic(&mut s, "f", 1).await;
-    assert_eq!(produce_code(&mut s, "f", batch(&["a", "b"], 2)).await, (0, 0));
+    assert_eq!(
+        produce_code(&mut s, "f", batch(&["a", "b"], 2)).await,
+        (0, 0)
+    );
     let p = broker.topic("f").unwrap().partitions[0].clone();
 
     txns.lose_next_answers(1);
@@ -168,9 +171,17 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
         "the seal saw its record write fail"
     );
     let key = repo::partition_key(&p.topic_id, p.index);
-    let stored = meta.get(&key).await.unwrap().expect("the write was applied");
+    let stored = meta
+        .get(&key)
+        .await
+        .unwrap()
+        .expect("the write was applied");
     let rec: repo::PartitionRecord = repo::decode(&key, &stored).unwrap();
-    assert_eq!(rec.segments.len(), 1, "the applied record names the segment");
+    assert_eq!(
+        rec.segments.len(),
+        1,
+        "the applied record names the segment"
+    );
     for g in &rec.segments {
         objects
             .get_range(&g.key, 0..g.size)
@@ -178,10 +189,17 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
             .unwrap_or_else(|e| panic!("segment {} named by the record is gone: {e}", g.key));
     }
 
-    // Sealing again (same range, same object name) succeeds and the data reads back.
+    // The next seal takes the applied write from the store instead of sealing the range
+    // again (its WAL objects may be collected by now), and the data reads back.
     stratus::maintenance::seal(&broker, &p, 1 << 20)
         .await
         .unwrap();
+    assert_eq!(
+        p.state().segments,
+        rec.segments,
+        "the state took the stored seal"
+    );
+    assert_eq!(p.state().sealed_end, 2);
     assert_eq!(produce_code(&mut s, "f", batch(&["c"], 2)).await, (0, 2));
     let values: Vec<String> = fetch_values(&mut s, "f")
         .await
@@ -189,4 +207,84 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
         .map(|(_, v)| v)
         .collect();
     assert_eq!(values, ["a", "b", "c"]);
+
+    // DeleteRecords whose write is applied but answered with an error: a later write (a
+    // seal) never moves the stored log start back.
+    txns.lose_next_answers(1);
+    assert!(stratus::maintenance::delete_records(&broker, &p, 1)
+        .await
+        .is_err());
+    stratus::maintenance::seal(&broker, &p, 1 << 20)
+        .await
+        .unwrap();
+    let stored = meta.get(&key).await.unwrap().unwrap();
+    let rec: repo::PartitionRecord = repo::decode(&key, &stored).unwrap();
+    assert_eq!(
+        rec.log_start_offset, 1,
+        "the applied DeleteRecords stays applied"
+    );
+    assert_eq!(rec.sealed_end, 3, "and the seal after it went through");
+    assert_eq!(p.state().log_start, 1);
+}
+
+/// A seal whose segment PUT fails commits nothing: no record names a segment that was
+/// never written (the WAL ranges it came from would be collected, and the data lost).
+#[tokio::test]
+async fn a_seal_whose_segment_put_fails_commits_nothing() {
+    use stratus::meta::{repo, MetaStore};
+    let dir = tempfile::tempdir().unwrap();
+    let objects = Arc::new(FaultyObjectStore::new(Arc::new(
+        object_store::memory::InMemory::new(),
+    )));
+    let puts = objects.puts.clone();
+    let meta = Arc::new(EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap());
+    let settings = settings(
+        dir.path(),
+        &[("wal.flush.interval.ms", "1"), ("log.roll.ms", "3600000")],
+    );
+    let broker = stratus::Broker::open_with(
+        settings,
+        meta.clone(),
+        Arc::new(Objects::from_store(objects)),
+    )
+    .await
+    .unwrap();
+    let b = serve(broker.clone(), dir).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    create_topic(&mut s, "f", 1).await;
+    assert_eq!(
+        produce_code(&mut s, "f", batch(&["a", "b"], 2)).await,
+        (0, 0)
+    );
+    let p = broker.topic("f").unwrap().partitions[0].clone();
+
+    puts.fail_next(1);
+    stratus::maintenance::seal(&broker, &p, 1 << 20)
+        .await
+        .expect_err("a seal whose PUT failed fails");
+    let key = repo::partition_key(&p.topic_id, p.index);
+    let named = match meta.get(&key).await.unwrap() {
+        Some(v) => {
+            repo::decode::<repo::PartitionRecord>(&key, &v)
+                .unwrap()
+                .segments
+        }
+        None => vec![],
+    };
+    assert!(
+        named.is_empty(),
+        "no record names the unwritten segment: {named:?}"
+    );
+    assert_eq!(p.state().sealed_end, 0);
+
+    stratus::maintenance::seal(&broker, &p, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(p.state().sealed_end, 2, "the next seal goes through");
+    let values: Vec<String> = fetch_values(&mut s, "f")
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values, ["a", "b"]);
 }

@@ -277,8 +277,7 @@ impl Load {
         let key = |n: i32| (self.topic_count(n, topic), self.count(n, false));
         let max = self.total.keys().max_by_key(|n| (key(**n), -**n))?;
         let min = self.total.keys().min_by_key(|n| (key(**n), **n))?;
-        (self.topic_count(*max, topic) > self.topic_count(*min, topic) + 1)
-            .then_some((*max, *min))
+        (self.topic_count(*max, topic) > self.topic_count(*min, topic) + 1).then_some((*max, *min))
     }
     /// (most loaded, least loaded) if they differ by more than one.
     fn imbalance(&self, shards: bool) -> Option<(i32, i32)> {
@@ -359,7 +358,10 @@ mod tests {
             placed.into_iter().cloned().collect::<BTreeSet<_>>(),
             input.partitions
         );
-        let shards: Vec<u32> = out.values().flat_map(|a| a.shards.keys().copied()).collect();
+        let shards: Vec<u32> = out
+            .values()
+            .flat_map(|a| a.shards.keys().copied())
+            .collect();
         assert_eq!(shards.len(), input.shards as usize, "each shard once");
         assert_eq!(
             shards.into_iter().collect::<BTreeSet<_>>(),
@@ -373,7 +375,10 @@ mod tests {
             .collect();
         for (n, a) in out {
             if !eligible.contains(n) {
-                assert!(a.partitions.is_empty() && a.shards.is_empty(), "{n} owns nothing");
+                assert!(
+                    a.partitions.is_empty() && a.shards.is_empty(),
+                    "{n} owns nothing"
+                );
             }
         }
         let spread = |count: &dyn Fn(&Assignment) -> usize, what: &str| {
@@ -397,7 +402,12 @@ mod tests {
         for t in topics {
             let prefix = format!("{t}:");
             spread(
-                &|a| a.partitions.keys().filter(|p| p.starts_with(&prefix)).count(),
+                &|a| {
+                    a.partitions
+                        .keys()
+                        .filter(|p| p.starts_with(&prefix))
+                        .count()
+                },
                 t,
             );
         }

@@ -13,8 +13,10 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError as Code;
 use tokio::time::Instant;
+use tracing::warn;
 
 use crate::broker::Broker;
+use crate::error::Error;
 use crate::partition::Partition;
 use crate::read;
 use kafka_protocol::messages::BrokerId;
@@ -175,6 +177,11 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
                     pd.records = Some(r);
                 }
                 Err(e) => {
+                    if matches!(e, Error::Object(_) | Error::Meta(_)) {
+                        // Committed data that cannot be read is an event for operators.
+                        warn!(topic = %p.topic, partition = p.index, offset = fp.fetch_offset,
+                            error = %e, "fetch failed: committed data could not be read");
+                    }
                     pd.error_code = e.code();
                     pd.records = Some(Bytes::new());
                     error = true;

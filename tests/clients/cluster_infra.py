@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -143,19 +144,56 @@ class Infra:
         self.minio.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    # -- what the brokers left in the stores ------------------------------------------------
+    def objects(self, prefix):
+        """Keys (relative to `prefix`) of every object in the test bucket under `prefix`."""
+        import xml.etree.ElementTree as ET
+        keys, token = [], None
+        while True:
+            url = f"{self.s3_endpoint}/{BUCKET}?list-type=2&prefix={urllib.parse.quote(prefix)}"
+            if token:
+                url += f"&continuation-token={urllib.parse.quote(token)}"
+            r = subprocess.run(["curl", "-sf", "--aws-sigv4", "aws:amz:us-east-1:s3",
+                                "--user", f"{ACCESS_KEY}:{SECRET_KEY}", url],
+                               capture_output=True, check=True, timeout=30)
+            root = ET.fromstring(r.stdout)
+            ns = {"s3": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
+            find = (lambda e, t: e.findall(f"s3:{t}", ns)) if ns else (lambda e, t: e.findall(t))
+            for c in find(root, "Contents"):
+                key = (c.find("s3:Key", ns) if ns else c.find("Key")).text
+                keys.append(key[len(prefix):])
+            truncated = find(root, "IsTruncated")
+            if not truncated or truncated[0].text != "true":
+                return sorted(keys)
+            token = find(root, "NextContinuationToken")[0].text
+
+    def etcd_get(self, prefix):
+        """{key relative to `prefix`: value} of every etcd key under `prefix`."""
+        r = subprocess.run([str(self.cache / "bin" / "etcdctl"), "--endpoints", self.etcd_endpoint,
+                            "get", "--prefix", prefix, "-w", "json"],
+                           capture_output=True, check=True, timeout=30, text=True)
+        import base64
+        import json
+        out = {}
+        for kv in json.loads(r.stdout).get("kvs", []):
+            k = base64.b64decode(kv["key"]).decode()
+            out[k[len(prefix):]] = base64.b64decode(kv.get("value", "")).decode(errors="replace")
+        return out
+
 
 class Cluster:
     """n Stratus brokers (node ids 1..n) over the infra's etcd and MinIO. With admin=True each
     broker also serves the admin API (`stratus admin`) on its own loopback port:
     `admin_ports[node_id]`, `admin_address(node_id)`."""
 
-    def __init__(self, infra, n=3, settings=None, name="cluster", admin=False, racks=None):
+    def __init__(self, infra, n=3, settings=None, name="cluster", admin=False, racks=None, env=None,
+                 etcd_endpoint=None):
         from conftest import Broker
         ns = f"{name}-{uuid.uuid4().hex[:8]}"
         self.infra = infra
         self.namespace = ns
         common = {
-            "metadata.store.url": f"etcd://{infra.etcd_endpoint}/{ns}",
+            "metadata.store.url": f"etcd://{etcd_endpoint or infra.etcd_endpoint}/{ns}",
             "object.store.url": f"s3://{BUCKET}/{ns}",
             "broker.session.timeout.ms": "3000",
             "group.initial.rebalance.delay.ms": "0",
@@ -163,7 +201,7 @@ class Cluster:
         }
         env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
                "AWS_ENDPOINT": infra.s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
-               "RUST_LOG": os.environ.get("STRATUS_TEST_RUST_LOG", "info")}
+               "RUST_LOG": os.environ.get("STRATUS_TEST_RUST_LOG", "info"), **(env or {})}
         self.brokers = []
         self.admin_ports = {i: free_port() for i in range(1, n + 1)} if admin else {}
         for i in range(1, n + 1):

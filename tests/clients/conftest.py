@@ -407,9 +407,9 @@ def cluster(infra, request):
     """Three brokers over the session's etcd and MinIO, each test in its own namespace."""
     made = []
 
-    def make(n=3, settings=None, admin=False, racks=None):
+    def make(n=3, settings=None, admin=False, racks=None, env=None, etcd_endpoint=None):
         c = Cluster(infra, n, settings, name=re.sub(r"\W+", "-", request.node.name)[:30], admin=admin,
-                    racks=racks)
+                    racks=racks, env=env, etcd_endpoint=etcd_endpoint)
         made.append(c)
         return c.start()
 
