@@ -1,50 +1,272 @@
 #!/usr/bin/env python3
-"""Helpers of bench/run.sh.
+"""Helpers of bench/run.sh, and the spread arithmetic of every bench/ script.
 
-    report.py calibrate WARMUP.txt SECONDS   records for a SECONDS-long test at the warm-up rate
-    report.py stratus-log LOG                summary of a Stratus debug log (JSON first line)
-    report.py objects-summary OBJECTS.txt DIR  GETs by phase (DIR/marks.txt) and kind
-    report.py table RAW_DIR OUT.md           the comparison table (stdout and OUT.md)
+    report.py calibrate [--explain] WARMUP.txt SECONDS
+                                     records for a SECONDS-long test at the warm-up's rate
+    report.py check produce FILE RECORDS WARMUP_RECORDS   ProducerPerformance had every record
+                                     acknowledged, and printed its steady-state line
+    report.py check consume FILE RECORDS      AssignConsumerPerf read exactly RECORDS records
+                                     from a topic holding exactly RECORDS records
+    report.py check consumer-perf FILE RECORDS  ConsumerPerformance read exactly RECORDS records
+    report.py check e2e FILE                  EndToEndLatency printed its results
+    report.py check evict FILE                bench/evict.py printed its result line
+    report.py check offsets FILE TOPIC=N...   GetOffsetShell: each TOPIC holds exactly N records
+    report.py broker-log LOG                  summary of a broker log (JSON first line)
+    report.py objects-summary OBJECTS.txt DIR GETs by phase (DIR/marks.txt) and kind
+    report.py table RAW_DIR OUT.md            the comparison (stdout and OUT.md)
+    report.py groups-table RAW_DIR OUT.md     bench/groups.sh's comparison
+    report.py --self-test                     checks this file's parsing and arithmetic on
+                                              synthetic run outputs (no broker needed)
+
+Every parser here is strict: a missing file, a missing line, or a count that is not what was
+written is an error (exit status 1, with what was expected and what was found), never a
+figure printed from a partial measurement or a "—".
+
+Figures over repeated runs are shown as "median [min–max]" per broker, and the ratio is the
+Stratus median ÷ the Kafka median (spread(), cell(), ratio_cell(); bench/groups.sh and
+bench/cluster.py use them too).
 
 Units: MiB = 2^20 B (ProducerPerformance's "MB"), GiB = 2^30 B.
 """
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
+import tempfile
 
 RECORD = 1024
 GIB = 1 << 30
 MIB = 1 << 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PHASES = ("idle", "warmup", "produce-p8", "consume-hot", "produce-p100", "produce-lat", "e2e", "consume-cold")
+PHASES = ("idle", "warmup", "produce-p8", "consume-hot", "consumer-perf", "produce-p100", "produce-lat", "e2e",
+          "consume-cold")
+MEASURED = ("warmup", "produce-p8", "consume-hot", "produce-p100", "produce-lat", "e2e", "consume-cold")
 BUSY = 0.3  # cores used by other processes above which a test is flagged
+BROKERS = ("kafka", "stratus")
+LABEL = {"kafka": "Kafka", "stratus": "Stratus"}
 
 WINDOW = re.compile(r"^(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, ([\d.]+) ms max latency\.$")
 FINAL = re.compile(r"^(\d+)( steady state)? records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, ([\d.]+) ms max latency, "
                    r"(\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99\.9th\.")
+WARMUP_LINE = re.compile(r"^Warmup first (\d+) records\.")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def read(path):
+class BenchError(Exception):
+    """A measurement that cannot be trusted: the run (or the report) fails with this message."""
+
+
+def read(path, required=True):
     try:
         with open(path, errors="replace") as f:
             return f.read()
     except FileNotFoundError:
-        return ""
+        if required:
+            raise BenchError(f"missing {path}") from None
+        return None
 
 
-# --- calibrate -------------------------------------------------------------------------------
-def calibrate(path, seconds):
-    rates = [float(m.group(2)) for m in map(WINDOW.match, read(path).splitlines()) if m]
-    if not rates:
-        sys.exit(f"calibrate: no progress lines in {path}:\n{read(path)[-2000:]}")
+def tail(text, n=15):
+    return "\n".join((text or "").splitlines()[-n:])
+
+
+# --- spread over repeated runs ------------------------------------------------------------------
+def spread(vals):
+    """(median, min, max) of the numbers in vals (None entries are an error: see cell())."""
+    if not vals:
+        raise ValueError("spread of no values")
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def fmt(v, whole_ms=False, places=None):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if whole_ms and v == 0:
+        return "< 1"  # EndToEndLatency and ProducerPerformance print whole milliseconds
+    if whole_ms and float(v).is_integer():
+        return f"{int(v):,}"
+    if places is not None:
+        return f"{v:,.{places}f}"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.{2 if abs(v) < 1 else 1}f}" if v != 0 else "0"
+
+
+def cell(vals, whole_ms=False, places=None):
+    """"median [min–max]" of the runs' values; one value alone; "—" for none."""
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "—"
+    med, lo, hi = spread(vals)
+    if len(vals) == 1:
+        return fmt(med, whole_ms, places)
+    return f"{fmt(med, whole_ms, places)} [{fmt(lo, whole_ms, places)}–{fmt(hi, whole_ms, places)}]"
+
+
+def ratio_cell(kvals, svals, whole_ms=False):
+    """Stratus median ÷ Kafka median."""
+    kvals = [v for v in kvals if v is not None]
+    svals = [v for v in svals if v is not None]
+    if not kvals or not svals:
+        return "—"
+    k, s = statistics.median(kvals), statistics.median(svals)
+    if k == 0:
+        # whole milliseconds: 0 means under 1 ms, so the ratio is above s / 1
+        return f"> {s:.0f}×" if whole_ms and s >= 1 else "—"
+    return f"{s / k:.2f}×"
+
+
+# --- calibrate -----------------------------------------------------------------------------------
+def calibrate(path, seconds, explain=False):
+    text = read(path)
+    rates = [float(m.group(2)) for m in map(WINDOW.match, text.splitlines()) if m]
+    if len(rates) < 3:
+        raise BenchError(f"calibrate: {len(rates)} progress lines in {path}, need at least 3:\n{tail(text)}")
     rate = statistics.median(rates[-3:])  # the first windows include JVM start and JIT warm-up
-    print(max(10000, int(rate * float(seconds)) // 1000 * 1000))
+    records = max(10000, int(rate * float(seconds)) // 1000 * 1000)
+    if explain:
+        print(f"median of its last 3 one-second rates {rate:,.0f} records/s × {seconds} s = {records} records")
+    else:
+        print(records)
 
 
-# --- stratus log -----------------------------------------------------------------------------
+# --- tool outputs (strict) -----------------------------------------------------------------------
+def produce_result(path, records=None, warmup=None):
+    """ProducerPerformance's summary: the steady-state line (after --warmup-records) with the
+    whole test's record count under "records". Every record sent must have been acknowledged
+    (ProducerPerformance counts only successful sends)."""
+    text = read(path)
+    total = steady = None
+    warm = 0
+    for line in text.splitlines():
+        line = line.strip()
+        if (w := WARMUP_LINE.match(line)):
+            warm = int(w.group(1))
+        m = FINAL.match(line)
+        if m:
+            g = m.groups()
+            res = dict(records=int(g[0]), recps=float(g[2]), mibps=float(g[3]), avg=float(g[4]), max=float(g[5]),
+                       p50=int(g[6]), p95=int(g[7]), p99=int(g[8]), p999=int(g[9]))
+            if g[1]:
+                steady = res
+            else:
+                total = res
+    if total is None:
+        raise BenchError(f"{path}: no summary line from ProducerPerformance:\n{tail(text)}")
+    if warmup is not None and warm != int(warmup):
+        raise BenchError(f"{path}: {warm} warm-up records, expected {warmup}")
+    if records is not None and total["records"] != int(records):
+        raise BenchError(f"{path}: {total['records']} of {records} records acknowledged:\n{tail(text)}")
+    if warm:
+        if steady is None:
+            raise BenchError(f"{path}: no steady-state line after {warm} warm-up records:\n{tail(text)}")
+        if steady["records"] != total["records"] - warm:
+            raise BenchError(f"{path}: {steady['records']} steady-state records, expected {total['records'] - warm}")
+        return dict(steady, steady_records=steady["records"], records=total["records"], total_mibps=total["mibps"])
+    return dict(total, total_mibps=total["mibps"])
+
+
+def consume_result(path, records=None):
+    text = read(path)
+    m = re.search(r"^RESULT (.*)$", text, re.M)
+    if not m:
+        raise BenchError(f"{path}: no RESULT line from AssignConsumerPerf:\n{tail(text)}")
+    res = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    if records is not None:
+        if res["records"] != int(records):
+            raise BenchError(f"{path}: the consumer read {res['records']:.0f} of {records} records:\n{tail(text)}")
+        if "end_offsets" in res and res["end_offsets"] != int(records):
+            raise BenchError(f"{path}: the topic holds {res['end_offsets']:.0f} records, {records} were written")
+    if res["bytes"] <= 0 or res["seconds"] <= 0:
+        raise BenchError(f"{path}: nothing measured: {m.group(0)}")
+    return res
+
+
+def consumer_perf_result(path, records=None):
+    text = read(path)
+    if "WARNING: Exiting before consuming" in text:
+        raise BenchError(f"{path}: ConsumerPerformance timed out before reading every record:\n{tail(text)}")
+    lines = [l for l in text.splitlines() if l.strip()]
+    for i, l in enumerate(lines):
+        if l.startswith("start.time") and i + 1 < len(lines):
+            row = dict(zip([h.strip() for h in l.split(",")], [v.strip() for v in lines[i + 1].split(",")]))
+            try:
+                res = dict(fetch_mibps=float(row["fetch.MB.sec"]), mib=float(row["data.consumed.in.MB"]),
+                           records=int(row["data.consumed.in.nMsg"]), mibps=float(row["MB.sec"]),
+                           rebalance_ms=int(row["rebalance.time.ms"]))
+            except (KeyError, ValueError) as e:
+                raise BenchError(f"{path}: unexpected ConsumerPerformance output ({e}):\n{tail(text)}") from None
+            if records is not None and res["records"] != int(records):
+                raise BenchError(f"{path}: ConsumerPerformance read {res['records']} of {records} records")
+            return res
+    raise BenchError(f"{path}: no result from ConsumerPerformance:\n{tail(text)}")
+
+
+def e2e_result(path):
+    text = read(path)
+    avg = re.search(r"Avg latency: ([\d.]+) ms", text)
+    pc = re.search(r"Percentiles: 50th = ([\d.]+), 99th = ([\d.]+), 99\.9th = ([\d.]+)", text)
+    if not (avg and pc):
+        raise BenchError(f"{path}: no results from EndToEndLatency:\n{tail(text)}")
+    return dict(avg=float(avg.group(1)), p50=float(pc.group(1)), p99=float(pc.group(2)), p999=float(pc.group(3)))
+
+
+def evict_result(path):
+    text = read(path)
+    m = re.search(r"EVICT files=(\d+) bytes=(\d+) allocated=(\d+) resident_before=(\d+) resident_after=(\d+) "
+                  r"drop_caches=(\w+)(?: vanished=(\d+))?", text)
+    if not m:
+        raise BenchError(f"{path}: no EVICT line from evict.py:\n{tail(text)}")
+    g = m.groups()
+    return dict(files=int(g[0]), bytes=int(g[1]), alloc=int(g[2]), before=int(g[3]), after=int(g[4]), drop=g[5],
+                vanished=int(g[6] or 0))
+
+
+def offsets(path, expect=None):
+    """End offsets per topic (internal topics left out) from GetOffsetShell's TOPIC:PARTITION:OFFSET."""
+    text = read(path)
+    total = {}
+    for line in text.splitlines():
+        m = re.match(r"^(.+):(\d+):(\d+)$", line.strip())
+        if m and not m.group(1).startswith("__"):
+            total[m.group(1)] = total.get(m.group(1), 0) + int(m.group(3))
+    for topic, n in (expect or {}).items():
+        if total.get(topic) != n:
+            raise BenchError(f"{path}: topic {topic} holds {total.get(topic, 'no')} records, {n} were written")
+    return total
+
+
+def check(kind, path, *args):
+    if kind == "produce":
+        r = produce_result(path, int(args[0]), int(args[1]))
+        print(f"  ok: {r['records']:,} records acknowledged, steady state {r['mibps']:.1f} MiB/s, p99 {r['p99']} ms")
+    elif kind == "consume":
+        r = consume_result(path, int(args[0]))
+        print(f"  ok: {r['records']:,.0f} records read, {r['MBps']:.1f} MiB/s")
+    elif kind == "consumer-perf":
+        r = consumer_perf_result(path, int(args[0]))
+        print(f"  ok: {r['records']:,} records read, fetch {r['fetch_mibps']:.1f} MiB/s")
+    elif kind == "e2e":
+        r = e2e_result(path)
+        print(f"  ok: p50 {r['p50']:g} ms, p99 {r['p99']:g} ms")
+    elif kind == "evict":
+        r = evict_result(path)
+        print(f"  ok: {r['files']} files, {r['after'] / MIB:.0f} MiB still resident")
+    elif kind == "offsets":
+        expect = {k: int(v) for k, v in (a.split("=", 1) for a in args)}
+        offsets(path, expect)
+        print("  ok: " + ", ".join(f"{k} {v:,}" for k, v in expect.items()))
+    else:
+        raise BenchError(f"check: unknown kind {kind}")
+
+
+# --- broker log ----------------------------------------------------------------------------------
 KV = re.compile(r'(\w+)=("[^"]*"|\S+)')
 
 
@@ -55,10 +277,13 @@ def pct(vals, p):
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
 
 
-def stratus_log(path):
+def broker_log(path):
+    """Counts over the whole log: WAL and segment PUTs (Stratus' debug lines) and WARN/ERROR lines."""
     wal_bytes, wal_ms, wal_parts, seg_bytes = [], [], [], []
     levels = {"WARN": 0, "ERROR": 0}
     problems = {}
+    if not os.path.exists(path):
+        raise BenchError(f"missing broker log {path}")
     with open(path, errors="replace") as f:
         for line in f:
             line = ANSI.sub("", line).rstrip("\n")
@@ -93,118 +318,77 @@ def stratus_log(path):
         "error": levels["ERROR"],
     }
     print(json.dumps(summary))
-    print(f"WAL PUTs {summary['wal_puts']}: mean {summary['wal_bytes_mean'] / MIB:.2f} MiB, "
-          f"{summary['wal_partitions_mean']:.1f} partitions each"
-          + (f"; PUT+commit ms p50 {summary['wal_ms_p50']} p99 {summary['wal_ms_p99']} max {summary['wal_ms_max']}"
-             if wal_ms else ""))
-    print(f"segment PUTs {summary['seg_puts']}: mean {summary['seg_bytes_mean'] / MIB:.1f} MiB")
+    if wal_bytes or seg_bytes:
+        print(f"WAL PUTs {summary['wal_puts']}: mean {summary['wal_bytes_mean'] / MIB:.2f} MiB, "
+              f"{summary['wal_partitions_mean']:.1f} partitions each"
+              + (f"; PUT+commit ms p50 {summary['wal_ms_p50']} p99 {summary['wal_ms_p99']} max {summary['wal_ms_max']}"
+                 if wal_ms else ""))
+        print(f"segment PUTs {summary['seg_puts']}: mean {summary['seg_bytes_mean'] / MIB:.1f} MiB")
     print(f"WARN lines {levels['WARN']}, ERROR lines {levels['ERROR']}")
     for key, (n, example) in sorted(problems.items(), key=lambda kv: -kv[1][0])[:20]:
         print(f"  {n:6d} x {example[:400]}")
 
 
-# --- table -----------------------------------------------------------------------------------
+# --- one broker in one run -----------------------------------------------------------------------
 def marks(d):
     out = {}
-    for line in read(os.path.join(d, "marks.txt")).splitlines():
+    path = os.path.join(d, "marks.txt")
+    for line in read(path).splitlines():
         f = line.split()
-        if len(f) < 8:
-            continue
+        if len(f) != 9:
+            raise BenchError(f"{path}: malformed line {line!r}")
         t, name, ev = float(f[0]), f[1], f[2]
-        out.setdefault(name, {})[ev] = dict(t=t, ticks=int(f[3]), rss=int(f[4]), wal=int(f[5]), seg=int(f[6]), gets=int(f[7]),
-                                            objs=int(f[8]) if len(f) > 8 else 0)
+        out.setdefault(name, {})[ev] = dict(t=t, ticks=int(f[3]), rss=int(f[4]), wal=int(f[5]), seg=int(f[6]),
+                                            gets=int(f[7]), objs=int(f[8]))
     return out
 
 
 def samples(d):
+    path = os.path.join(d, "samples.csv")
+    lines = read(path).splitlines()
     rows = []
-    for line in read(os.path.join(d, "samples.csv")).splitlines():
+    for i, line in enumerate(lines):
         try:
             f = line.split(",")
-            rows.append((float(f[0]), int(f[1]), int(f[2]), int(f[3]), int(f[4]), int(f[5]) if len(f) > 5 else None))
-        except ValueError:
-            pass
+            rows.append((float(f[0]), int(f[1]), int(f[2]), int(f[3]), int(f[4]), int(f[5])))
+        except (ValueError, IndexError):
+            if i == len(lines) - 1:  # the sampler was stopped while writing its last line
+                continue
+            raise BenchError(f"{path}: malformed line {i + 1}: {line!r}") from None
+    if not rows:
+        raise BenchError(f"{path}: no samples")
     return rows
 
 
-def final_line(d, name):
-    """ProducerPerformance's summary: the steady-state line (after --warmup-records) if there is
-    one, with the whole test's record count under "records"."""
-    total = steady = None
-    for line in read(os.path.join(d, name)).splitlines():
-        m = FINAL.match(line.strip())
+def broker_configs(d):
+    """{name: (value, source)} from BrokerConfigs.java."""
+    path = os.path.join(d, "configs.txt")
+    out = {}
+    for line in read(path).splitlines():
+        m = re.match(r"^([\w.\-]+)=(.*) source=(\w+)$", line)
         if m:
-            g = m.groups()
-            res = dict(records=int(g[0]), recps=float(g[2]), mibps=float(g[3]), avg=float(g[4]), max=float(g[5]),
-                       p50=int(g[6]), p95=int(g[7]), p99=int(g[8]), p999=int(g[9]))
-            if g[1]:
-                steady = res
-            else:
-                total = res
-    if steady and total:
-        steady = dict(steady, steady_records=steady["records"], records=total["records"], total_mibps=total["mibps"])
-    return steady or total
+            out[m.group(1)] = (m.group(2), m.group(3))
+    if not out:
+        raise BenchError(f"{path}: no settings from BrokerConfigs:\n{tail(read(path))}")
+    return out
 
 
-def consume_result(d, name):
-    m = re.search(r"^RESULT (.*)$", read(os.path.join(d, name)), re.M)
-    if not m:
-        return None
-    return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
-
-
-def e2e_result(d):
-    text = read(os.path.join(d, "e2e.txt"))
-    avg = re.search(r"Avg latency: ([\d.]+) ms", text)
-    pc = re.search(r"Percentiles: 50th = (\d+), 99th = (\d+), 99\.9th = (\d+)", text)
-    if not (avg and pc):
-        return None
-    return dict(avg=float(avg.group(1)), p50=int(pc.group(1)), p99=int(pc.group(2)), p999=int(pc.group(3)),
-                tail_error=next((l.strip() for l in text.splitlines() if "Exception" in l or "does not support" in l), None))
-
-
-def consumer_perf(d):
-    lines = [l for l in read(os.path.join(d, "consumer-perf-hot.txt")).splitlines() if l.strip()]
-    for i, l in enumerate(lines):
-        if l.startswith("start.time") and i + 1 < len(lines):
-            head = [h.strip() for h in l.split(",")]
-            vals = [v.strip() for v in lines[i + 1].split(",")]
-            row = dict(zip(head, vals))
-            try:
-                return dict(fetch_mibps=float(row["fetch.MB.sec"]), mib=float(row["data.consumed.in.MB"]))
-            except (KeyError, ValueError):
-                return None
-    return None
-
-
-def offsets(d):
-    total = {}
-    for line in read(os.path.join(d, "offsets.txt")).splitlines():
-        m = re.match(r"^(.+):(\d+):(\d+)$", line.strip())
-        if m and not m.group(1).startswith("__"):
-            total[m.group(1)] = total.get(m.group(1), 0) + int(m.group(3))
-    return total
-
-
-def evict(d):
-    m = re.search(r"EVICT files=(\d+) bytes=(\d+) allocated=(\d+) resident_before=(\d+) resident_after=(\d+) drop_caches=(\w+)",
-                  read(os.path.join(d, "evict.txt")))
-    return dict(zip(["files", "bytes", "alloc", "before", "after", "drop"], [int(x) for x in m.groups()[:5]] + [m.group(6)])) if m else None
-
-
-def broker_metrics(d):
+def broker_metrics(d, expect, consumer_perf):
+    """Every figure of one broker in one run. expect: records per topic and test."""
     mk, sm = marks(d), samples(d)
-    r = {"records": int(read(os.path.join(d, "records.txt")).strip() or 0)}
+    records = expect["records"]
+    r = {"dir": d}
 
     def span(phase):
         p = mk.get(phase, {})
-        return (p["begin"], p["end"]) if "begin" in p and "end" in p else (None, None)
+        if "begin" not in p or "end" not in p:
+            raise BenchError(f"{d}/marks.txt: no begin and end of {phase}")
+        return p["begin"], p["end"]
 
     # RSS
     b, e = span("idle")
-    if b:
-        idle = [s[1] for s in sm if b["t"] <= s[0] <= e["t"]] + [b["rss"], e["rss"]]
-        r["rss_idle"] = statistics.median(idle) / 1024
+    idle = [s[1] for s in sm if b["t"] <= s[0] <= e["t"]] + [b["rss"], e["rss"]]
+    r["rss_idle"] = statistics.median(idle) / 1024
 
     # other users' load per phase: machine busy minus the broker and the benchmark's own processes
     r["foreign"] = {}
@@ -212,99 +396,131 @@ def broker_metrics(d):
         if phase == "restart":  # the broker and its sampler were restarted inside this span
             continue
         b, e = span(phase)
-        win = [s for s in sm if b and b["t"] - 0.5 <= s[0] <= e["t"] + 0.5 and s[5] is not None]
+        win = [s for s in sm if b["t"] - 0.5 <= s[0] <= e["t"] + 0.5]
         if len(win) >= 2:
             dbusy, dtot, dours = win[-1][3] - win[0][3], win[-1][4] - win[0][4], win[-1][5] - win[0][5]
             if dtot > 0:
                 r["foreign"][phase] = max(0.0, (dbusy - dours) / dtot * (os.cpu_count() or 1))
-    r["bg_cores"] = r["foreign"].get("idle")
     load_rss = []
     for phase in ("warmup", "produce-p8", "produce-p100", "produce-lat"):
         b, e = span(phase)
-        if b:
-            load_rss += [s[1] for s in sm if b["t"] <= s[0] <= e["t"]] + [b["rss"], e["rss"]]
-    if load_rss:
-        r["rss_load_max"] = max(load_rss) / 1024
-    if sm:
-        r["rss_max_all"] = max(s[1] for s in sm) / 1024
+        load_rss += [s[1] for s in sm if b["t"] <= s[0] <= e["t"]] + [b["rss"], e["rss"]]
+    r["rss_load_max"] = max(load_rss) / 1024
+    r["rss_max_all"] = max(s[1] for s in sm) / 1024
 
     # produce
-    for phase, fname in (("produce-p8", "produce-p8.txt"), ("produce-p100", "produce-p100.txt"), ("produce-lat", "produce-lat.txt")):
-        res = final_line(d, fname)
+    for phase, n, warm in (("produce-p8", records, records // 3), ("produce-p100", records, records // 3),
+                           ("produce-lat", expect["lat_records"], expect["lat_warmup_records"])):
+        res = produce_result(os.path.join(d, phase + ".txt"), n, warm)
         r[phase] = res
         b, e = span(phase)
-        if res and b:
-            gib = res["records"] * RECORD / GIB
-            cpu_s = (e["ticks"] - b["ticks"]) / CLK_TCK
-            secs = e["t"] - b["t"]
-            r[phase + ":cpu_per_gib"] = cpu_s / gib
-            r[phase + ":cores"] = cpu_s / secs if secs > 0 else None
-            r[phase + ":wal_per_gib"] = (e["wal"] - b["wal"]) / gib
-            r[phase + ":seg_per_gib"] = (e["seg"] - b["seg"]) / gib
-            r[phase + ":gets_per_gib"] = (e["gets"] - b["gets"]) / gib
+        gib = res["records"] * RECORD / GIB
+        cpu_s = (e["ticks"] - b["ticks"]) / CLK_TCK
+        secs = e["t"] - b["t"]
+        r[phase + ":cpu_per_gib"] = cpu_s / gib
+        r[phase + ":cores"] = cpu_s / secs if secs > 0 else None
+        r[phase + ":wal_per_gib"] = (e["wal"] - b["wal"]) / gib
+        r[phase + ":seg_per_gib"] = (e["seg"] - b["seg"]) / gib
+        r[phase + ":gets_per_gib"] = (e["gets"] - b["gets"]) / gib
 
-    r["e2e"] = e2e_result(d)
+    r["e2e"] = e2e_result(os.path.join(d, "e2e.txt"))
     for phase in ("consume-hot", "consume-cold"):
-        res = consume_result(d, phase + ".txt")
+        res = consume_result(os.path.join(d, phase + ".txt"), records)
         r[phase] = res
         b, e = span(phase)
-        if res and b and res["bytes"] > 0:
-            r[phase + ":gets_per_gib"] = (e["gets"] - b["gets"]) / (res["bytes"] / GIB)
-            r[phase + ":cpu_per_gib"] = (e["ticks"] - b["ticks"]) / CLK_TCK / (res["bytes"] / GIB)
+        r[phase + ":gets_per_gib"] = (e["gets"] - b["gets"]) / (res["bytes"] / GIB)
+        r[phase + ":cpu_per_gib"] = (e["ticks"] - b["ticks"]) / CLK_TCK / (res["bytes"] / GIB)
     r["sealed_during"] = {p: mk[p]["end"]["seg"] - mk[p]["begin"]["seg"] for p in mk
                           if "begin" in mk[p] and "end" in mk[p] and mk[p]["end"]["seg"] > mk[p]["begin"]["seg"]}
-    r["consumer-perf"] = consumer_perf(d)
-    r["evict"] = evict(d)
+    cp = os.path.join(d, "consumer-perf-hot.txt")
+    r["consumer-perf"] = consumer_perf_result(cp, records) if consumer_perf else None
+    r["evict"] = evict_result(os.path.join(d, "evict.txt"))
+    r["configs"] = broker_configs(d)
 
     # whole-run object requests per GiB produced (all topics, end offsets at the end)
-    offs = offsets(d)
+    offs = offsets(os.path.join(d, "offsets.txt"), {"bench-p8": records, "bench-p100": records,
+                                                   "bench-lat": expect["lat_records"], "bench-e2e": expect["e2e_records"]})
     r["offsets"] = offs
     produced = sum(offs.values()) * RECORD / GIB
     r["produced_gib"] = produced
-    first = mk.get("idle", {}).get("begin")
-    last = mk.get("consume-cold", {}).get("end")
-    r["objects_text"] = read(os.path.join(d, "objects-summary.txt")).strip()
-    summary_text = read(os.path.join(d, "stratus-log-summary.txt"))
-    if summary_text:
-        r["log"] = json.loads(summary_text.splitlines()[0])
-        r["log_text"] = "\n".join(summary_text.splitlines()[1:])
-    if first and last and produced > 0:
-        # PUTs: every WAL and segment PUT in the broker's life (the log), per GiB produced
-        r["new_objects"] = max((v["objs"] for p in mk.values() for v in p.values()), default=0)
-        if "log" in r:
-            r["puts_per_gib"] = (r["log"]["wal_puts"] + r["log"]["seg_puts"]) / produced
-            r["wal_puts_per_gib"] = r["log"]["wal_puts"] / produced
-            r["seg_puts_per_gib"] = r["log"]["seg_puts"] / produced
-        r["gets_per_gib"] = max((v["gets"] for p in mk.values() for v in p.values()), default=0) / produced
+    summary_text = read(os.path.join(d, "log-summary.txt"))
+    r["log"] = json.loads(summary_text.splitlines()[0])
+    r["log_text"] = "\n".join(summary_text.splitlines()[1:])
+    r["broker_warn"], r["broker_error"] = r["log"]["warn"], r["log"]["error"]
+    if os.path.exists(os.path.join(d, "command.txt")):  # Stratus
+        r["command"] = read(os.path.join(d, "command.txt"))
+        r["objects_text"] = read(os.path.join(d, "objects-summary.txt")).strip()
+        r["gets_lost"] = read(os.path.join(d, "objwatch-lost.txt")).strip()
+        r["new_objects"] = max(v["objs"] for p in mk.values() for v in p.values())
+        r["puts_per_gib"] = (r["log"]["wal_puts"] + r["log"]["seg_puts"]) / produced
+        r["wal_puts_per_gib"] = r["log"]["wal_puts"] / produced
+        r["seg_puts_per_gib"] = r["log"]["seg_puts"] / produced
+        r["gets_per_gib"] = max(v["gets"] for p in mk.values() for v in p.values()) / produced
         gets = sum(mk[p]["end"]["gets"] - mk[p]["begin"]["gets"]
-                   for p in ("warmup", "produce-p8", "produce-p100", "produce-lat", "e2e")
-                   if "begin" in mk.get(p, {}) and "end" in mk.get(p, {}))
+                   for p in ("warmup", "produce-p8", "produce-p100", "produce-lat", "e2e"))
         r["gets_produce_per_gib"] = gets / produced
-    blog = read(os.path.join(d, "broker.log"))
-    r["broker_warn"] = sum(1 for l in blog.splitlines() if " WARN " in l)
-    r["broker_error"] = sum(1 for l in blog.splitlines() if " ERROR " in l)
+        if r["gets_lost"]:
+            # objwatch.py lost inotify events: no GET figure from this run
+            for k in [k for k in r if k.endswith("gets_per_gib") or k == "gets_produce_per_gib"]:
+                r[k] = None
+    if os.path.exists(os.path.join(d, "server.properties")):  # Kafka
+        r["server_properties"] = read(os.path.join(d, "server.properties"))
+    quiet = read(os.path.join(d, "quiet.txt"), required=False)
+    r["quiet"] = dict(l.split(None, 1) for l in quiet.splitlines() if l.strip()) if quiet else {}
     return r
 
 
-def fmt(v, digits=1):
-    if v is None:
-        return "—"
-    if isinstance(v, str):
-        return v
-    if abs(v) >= 100:
-        return f"{v:,.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}" if digits else f"{v:.0f}"
-    return f"{v:.{max(digits, 1) + (1 if abs(v) < 1 else 0)}f}"
+# --- the table -----------------------------------------------------------------------------------
+# (label, path, which brokers, required in every run, whole milliseconds)
+ROWS = [
+    ("produce throughput, 8 partitions (MiB/s, steady state)", ("produce-p8", "mibps"), "both", True, False),
+    ("produce throughput, 100 partitions (MiB/s, steady state)", ("produce-p100", "mibps"), "both", True, False),
+    ("  produce throughput, 8 partitions, whole test incl. client warm-up (MiB/s)", ("produce-p8", "total_mibps"), "both", True, False),
+    ("  produce latency at max throughput, 8 p, p50 (ms)", ("produce-p8", "p50"), "both", True, True),
+    ("  produce latency at max throughput, 8 p, p99 (ms)", ("produce-p8", "p99"), "both", True, True),
+    ("produce at 50 MiB/s: achieved, steady state (MiB/s)", ("produce-lat", "mibps"), "both", True, False),
+    ("produce latency at 50 MiB/s, p50 (ms)", ("produce-lat", "p50"), "both", True, True),
+    ("produce latency at 50 MiB/s, p99 (ms)", ("produce-lat", "p99"), "both", True, True),
+    ("produce latency at 50 MiB/s, p99.9 (ms)", ("produce-lat", "p999"), "both", True, True),
+    ("end-to-end latency, p50 (ms)", ("e2e", "p50"), "both", True, True),
+    ("end-to-end latency, p99 (ms)", ("e2e", "p99"), "both", True, True),
+    ("end-to-end latency, avg (ms)", ("e2e", "avg"), "both", True, False),
+    ("consume hot, 8 partitions (MiB/s)", ("consume-hot", "MBps"), "both", True, False),
+    ("consume cold, 8 partitions (MiB/s)", ("consume-cold", "MBps"), "both", True, False),
+    ("  consume hot, last two thirds of the records (MiB/s)", ("consume-hot", "steady_MBps"), "both", True, False),
+    ("  consume cold, last two thirds of the records (MiB/s)", ("consume-cold", "steady_MBps"), "both", True, False),
+    ("  consume hot, ConsumerPerformance (group member) fetch.MB.sec (cross-check)", ("consumer-perf", "fetch_mibps"), "both", False, False),
+    ("broker RSS idle (MiB)", ("rss_idle",), "both", True, False),
+    ("broker RSS max during produce tests (MiB)", ("rss_load_max",), "both", True, False),
+    ("broker CPU s per GiB produced, 8 partitions", ("produce-p8:cpu_per_gib",), "both", True, False),
+    ("broker CPU s per GiB produced, 100 partitions", ("produce-p100:cpu_per_gib",), "both", True, False),
+    ("broker CPU s per GiB produced, 50 MiB/s", ("produce-lat:cpu_per_gib",), "both", True, False),
+    ("  broker CPU cores busy during produce, 8 partitions", ("produce-p8:cores",), "both", True, False),
+    ("broker CPU s per GiB consumed, hot", ("consume-hot:cpu_per_gib",), "both", True, False),
+    ("broker CPU s per GiB consumed, cold", ("consume-cold:cpu_per_gib",), "both", True, False),
+    ("object PUTs per GiB written (WAL + segment, whole run)", ("puts_per_gib",), "stratus", True, False),
+    ("  WAL PUTs per GiB, during produce 8 partitions", ("produce-p8:wal_per_gib",), "stratus", True, False),
+    ("  WAL PUTs per GiB, during produce 100 partitions", ("produce-p100:wal_per_gib",), "stratus", True, False),
+    ("  WAL PUTs per GiB, during produce at 50 MiB/s", ("produce-lat:wal_per_gib",), "stratus", True, False),
+    ("  segment PUTs per GiB (whole run)", ("seg_puts_per_gib",), "stratus", True, False),
+    ("object GETs per GiB written (whole run: sealing and the two reads)", ("gets_per_gib",), "stratus", False, False),
+    ("  object GETs per GiB written, during the produce tests (sealing)", ("gets_produce_per_gib",), "stratus", False, False),
+    ("  object GETs per GiB consumed, hot (sealing ran at the same time, see notes)", ("consume-hot:gets_per_gib",), "stratus", False, False),
+    ("  object GETs per GiB consumed, cold", ("consume-cold:gets_per_gib",), "stratus", False, False),
+]
 
-
-def ratio(k, s, whole_ms=False):
-    if isinstance(k, (int, float)) and isinstance(s, (int, float)):
-        if k == 0:
-            # EndToEndLatency prints whole milliseconds: 0 means under 1 ms
-            return f"> {s:.0f}×" if whole_ms and s >= 1 else "—"
-        return f"{s / k:.2f}×"
-    return "—"
+# The README-facing summary: (short label, label of a row above)
+SUMMARY = [
+    ("produce, 8 partitions (MiB/s)", "produce throughput, 8 partitions (MiB/s, steady state)"),
+    ("produce, 100 partitions (MiB/s)", "produce throughput, 100 partitions (MiB/s, steady state)"),
+    ("produce p99 at 50 MiB/s (ms)", "produce latency at 50 MiB/s, p99 (ms)"),
+    ("end-to-end p50 (ms)", "end-to-end latency, p50 (ms)"),
+    ("end-to-end p99 (ms)", "end-to-end latency, p99 (ms)"),
+    ("consume hot (MiB/s)", "consume hot, 8 partitions (MiB/s)"),
+    ("consume cold (MiB/s)", "consume cold, 8 partitions (MiB/s)"),
+    ("broker RSS idle (MiB)", "broker RSS idle (MiB)"),
+    ("broker RSS under load, max (MiB)", "broker RSS max during produce tests (MiB)"),
+]
 
 
 def g(d, *path):
@@ -315,134 +531,404 @@ def g(d, *path):
     return d
 
 
+def read_env(raw):
+    env = {}
+    for line in read(os.path.join(raw, "env.txt")).splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            env[k] = v
+    return env
+
+
+def find_runs(raw):
+    runs = sorted((int(m.group(1)), name) for name in os.listdir(raw) if (m := re.fullmatch(r"run-(\d+)", name)))
+    if not runs:
+        raise BenchError(f"{raw}: no run-N directories")
+    if [n for n, _ in runs] != list(range(1, len(runs) + 1)):
+        raise BenchError(f"{raw}: runs {[n for n, _ in runs]} are not 1..{len(runs)}")
+    return [os.path.join(raw, name) for _, name in runs]
+
+
+def expected_counts(raw, env):
+    records_text = read(os.path.join(raw, "records.txt")).strip()
+    lat_warm = re.search(r"lat_s=(\d+)\+(\d+)", env.get("scale", ""))
+    lat_records = re.search(r"lat_records=(\d+)", env.get("scale", ""))
+    e2e = re.search(r"e2e_records=(\d+)", env.get("scale", ""))
+    if not (records_text.isdigit() and lat_warm and lat_records and e2e):
+        raise BenchError(f"{raw}: records.txt or the scale line of env.txt is incomplete")
+    return dict(records=int(records_text), lat_records=int(lat_records.group(1)),
+                lat_warmup_records=int(lat_records.group(1)) // (int(lat_warm.group(1)) + int(lat_warm.group(2)))
+                * int(lat_warm.group(1)),
+                e2e_records=int(e2e.group(1)))
+
+
+def stratus_effective(sets):
+    """The settings that shape Stratus' numbers, as the broker derives them from --set (the
+    defaults of src/config.rs: the WAL flush interval and the disk cache depend on the store)."""
+    url = sets.get("object.store.url", "")
+    if url == "" or url.startswith("file:"):
+        kind, flush, disk = ("local directory under the data dir (file://; every WAL object fsynced before the ack)"
+                             if url == "" else f"local directory {url} (every WAL object fsynced before the ack)"), 2, 0
+    elif url.startswith("memory:"):
+        kind, flush, disk = "in memory (memory://: no durability)", 0, 1 << 30
+    else:
+        kind, flush, disk = f"S3-compatible {url}", 100, 1 << 30
+    eff = {"object store": kind}
+    for key, default in (("wal.flush.interval.ms", flush), ("cache.disk.bytes", disk)):
+        eff[key] = f"{sets[key]} (set)" if key in sets else f"{default} (default for this store)"
+    for key in ("wal.flush.bytes", "wal.max.in.flight", "wal.buffer.max.bytes", "cache.memory.bytes",
+                "log.segment.bytes", "seal.check.interval.ms"):
+        if key in sets:
+            eff[key] = f"{sets[key]} (set)"
+    return eff
+
+
+VOLATILE = re.compile(r"listener|dir|quorum|voters|port|data\.dir|log\.dirs|node\.id")
+
+
 def table(raw, out_md):
-    env = dict(l.split("=", 1) for l in read(os.path.join(raw, "env.txt")).splitlines() if "=" in l)
-    K = broker_metrics(os.path.join(raw, "kafka")) if os.path.isdir(os.path.join(raw, "kafka")) else {}
-    S = broker_metrics(os.path.join(raw, "stratus")) if os.path.isdir(os.path.join(raw, "stratus")) else {}
+    env = read_env(raw)
+    expect = expected_counts(raw, env)
+    consumer_perf = "consumer_perf=1" in env.get("scale", "")
+    runs = find_runs(raw)
+    M = {b: [] for b in BROKERS}  # broker -> metrics per run (run order)
+    for i, run in enumerate(runs, 1):
+        present = [b for b in BROKERS if os.path.isdir(os.path.join(run, b))]
+        if not present:
+            raise BenchError(f"{run}: no broker directory")
+        for b in BROKERS:
+            if os.path.isdir(os.path.join(run, b)):
+                M[b].append(broker_metrics(os.path.join(run, b), expect, consumer_perf))
+            elif M[b]:
+                raise BenchError(f"{run}: {b} ran in earlier runs but not in this one")
+    brokers = [b for b in BROKERS if M[b]]
+    n_runs = len(runs)
+    for b in brokers:
+        if len(M[b]) != n_runs:
+            raise BenchError(f"{raw}: {b} has {len(M[b])} runs of {n_runs}")
+    K, S = M.get("kafka", []), M.get("stratus", [])
 
-    rows = []  # (metric, kafka, stratus, phase)
+    flagged = []  # (broker, run, phase, cores)
+    for b in brokers:
+        for i, m in enumerate(M[b], 1):
+            for phase, cores in m["foreign"].items():
+                if cores > BUSY and phase in PHASES:
+                    flagged.append((b, i, phase, cores))
 
-    def row(name, path, only_stratus=False):
-        k = None if only_stratus else g(K, *path)
-        phase = path[0].split(":")[0] if path[0].split(":")[0] in PHASES else None
-        rows.append((name, k, g(S, *path), phase))
+    def values(b, path):
+        return [g(m, *path) for m in M[b]]
 
-    row("produce throughput, 8 partitions (MiB/s, steady state)", ["produce-p8", "mibps"])
-    row("produce throughput, 100 partitions (MiB/s, steady state)", ["produce-p100", "mibps"])
-    row("  produce throughput, 8 partitions, whole test incl. client warm-up (MiB/s)", ["produce-p8", "total_mibps"])
-    row("  produce latency at max throughput, 8 p, p50 (ms)", ["produce-p8", "p50"])
-    row("  produce latency at max throughput, 8 p, p99 (ms)", ["produce-p8", "p99"])
-    row("produce at 50 MiB/s: achieved, steady state (MiB/s)", ["produce-lat", "mibps"])
-    row("produce latency at 50 MiB/s, p50 (ms)", ["produce-lat", "p50"])
-    row("produce latency at 50 MiB/s, p99 (ms)", ["produce-lat", "p99"])
-    row("produce latency at 50 MiB/s, p99.9 (ms)", ["produce-lat", "p999"])
-    row("end-to-end latency, p50 (ms)", ["e2e", "p50"])
-    row("end-to-end latency, p99 (ms)", ["e2e", "p99"])
-    row("end-to-end latency, avg (ms)", ["e2e", "avg"])
-    row("consume hot, 8 partitions (MiB/s)", ["consume-hot", "MBps"])
-    row("consume cold, 8 partitions (MiB/s)", ["consume-cold", "MBps"])
-    row("  consume hot, last two thirds of the records (MiB/s)", ["consume-hot", "steady_MBps"])
-    row("  consume cold, last two thirds of the records (MiB/s)", ["consume-cold", "steady_MBps"])
-    rows.append(("  consume hot, Kafka ConsumerPerformance fetch.MB.sec (cross-check)",
-                 g(K, "consumer-perf", "fetch_mibps"), None, None))
-    row("broker RSS idle (MiB)", ["rss_idle"])
-    row("broker RSS max during produce tests (MiB)", ["rss_load_max"])
-    row("broker CPU s per GiB produced, 8 partitions", ["produce-p8:cpu_per_gib"])
-    row("broker CPU s per GiB produced, 100 partitions", ["produce-p100:cpu_per_gib"])
-    row("broker CPU s per GiB produced, 50 MiB/s", ["produce-lat:cpu_per_gib"])
-    row("  broker CPU cores busy during produce, 8 partitions", ["produce-p8:cores"])
-    row("broker CPU s per GiB consumed, hot", ["consume-hot:cpu_per_gib"])
-    row("broker CPU s per GiB consumed, cold", ["consume-cold:cpu_per_gib"])
-    row("object PUTs per GiB written (WAL + segment, whole run)", ["puts_per_gib"], True)
-    row("  WAL PUTs per GiB, during produce 8 partitions", ["produce-p8:wal_per_gib"], True)
-    row("  WAL PUTs per GiB, during produce 100 partitions", ["produce-p100:wal_per_gib"], True)
-    row("  WAL PUTs per GiB, during produce at 50 MiB/s", ["produce-lat:wal_per_gib"], True)
-    row("  segment PUTs per GiB (whole run)", ["seg_puts_per_gib"], True)
-    row("object GETs per GiB written (whole run: sealing and the two reads)", ["gets_per_gib"], True)
-    row("  object GETs per GiB written, during the produce tests (sealing)", ["gets_produce_per_gib"], True)
-    row("  object GETs per GiB consumed, hot (sealing ran at the same time, see notes)", ["consume-hot:gets_per_gib"], True)
-    row("  object GETs per GiB consumed, cold", ["consume-cold:gets_per_gib"], True)
+    rows = {}
+    for label, path, which, required, whole_ms in ROWS:
+        phase = path[0].split(":")[0]
+        vals = {}
+        for b in brokers:
+            if which != "both" and b != which:
+                continue
+            if path[0] == "consumer-perf" and not consumer_perf:
+                continue
+            v = values(b, path)
+            if required and any(x is None for x in v):
+                raise BenchError(f"{LABEL[b]}: no value for '{label.strip()}' in run(s) "
+                                 f"{[i + 1 for i, x in enumerate(v) if x is None]}")
+            vals[b] = v
+        rows[label] = (vals, whole_ms, phase)
 
-    lines = ["| metric | Kafka | Stratus | Stratus ÷ Kafka |", "|---|---:|---:|---:|"]
-    flagged = False
-    for name, k, s, phase in rows:
-        whole_ms = name.startswith("end-to-end latency, p")
+    def show(b, label):
+        vals, whole_ms, phase = rows[label]
+        v = vals.get(b)
+        if v is None:
+            return "—"
+        have = [x for x in v if x is not None]
+        if not have:
+            return "— (events lost)" if "GETs" in label else "—"
+        text = cell(have, whole_ms)
+        if len(have) < len(v):
+            text += f" ({len(have)} of {len(v)} runs)"
+        if any(fb == b and fp == phase for fb, _, fp, _ in flagged):
+            text += " ⚠"
+        return text
 
-        def show(v, M):
-            nonlocal flagged
-            text = "< 1" if whole_ms and v == 0 else fmt(v)
-            if v is not None and phase and (M.get("foreign") or {}).get(phase, 0) > BUSY:
-                flagged = True
-                text += " ⚠"
-            return text
-        lines.append(f"| {name} | {show(k, K)} | {show(s, S)} | {ratio(k, s, whole_ms)} |")
-    if flagged:
-        lines.append("")
-        lines.append(f"⚠: other processes on the machine used more than {BUSY} cores on average during that test "
-                     "(the machine is shared; see the notes), so the number is less trustworthy.")
-    table_md = "\n".join(lines)
+    def ratio(label):
+        vals, whole_ms, _ = rows[label]
+        if "kafka" not in vals or "stratus" not in vals:
+            return "—"
+        return ratio_cell(vals["kafka"], vals["stratus"], whole_ms)
 
-    notes = []
-    for label, M in (("Kafka", K), ("Stratus", S)):
-        if not M:
+    runs_word = f"{n_runs} run{'s' if n_runs != 1 else ''}"
+    head_k = f"Kafka, median [min–max] of {runs_word}" if n_runs > 1 else "Kafka (1 run)"
+    head_s = f"Stratus, median [min–max] of {runs_word}" if n_runs > 1 else "Stratus (1 run)"
+    full = [f"| metric | {head_k} | {head_s} | Stratus ÷ Kafka (medians) |", "|---|---:|---:|---:|"]
+    for label, *_ in ROWS:
+        full.append(f"| {label} | {show('kafka', label)} | {show('stratus', label)} | {ratio(label)} |")
+
+    # README-facing summary
+    date = env.get("date", "?")[:10]
+    commit = env.get("git", "?")
+    sets = dict(kv.split("=", 1) for kv in env.get("stratus_set", "").split() if "=" in kv)
+    eff = stratus_effective(sets)
+    store_short = ("local-directory object store" if eff["object store"].startswith("local") else eff["object store"])
+    summary = [f"| {runs_word + ', median [min–max]' if n_runs > 1 else runs_word} | Kafka | Stratus | Stratus ÷ Kafka |",
+               "|---|---:|---:|---:|"]
+    for short, label in SUMMARY:
+        summary.append(f"| {short} | {show('kafka', label)} | {show('stratus', label)} | {ratio(label)} |")
+    set_text = ", ".join(f"`{k}={v}`" for k, v in sets.items()) or "no `--set`"
+    flush = eff["wal.flush.interval.ms"].split()[0] + ("" if "wal.flush.interval.ms" in sets else " (default)")
+    others = ", ".join(f"`{k}={v}`" for k, v in sets.items() if k != "wal.flush.interval.ms")
+    summary.append("")
+    summary.append(f"`{env.get('command', 'bench/run.sh')}` on {date}, commit {commit}: {runs_word}"
+                   + (" alternating which broker goes first" if n_runs > 1 else "")
+                   + f", {expect['records']:,} records of 1 KiB per throughput test on both; "
+                   f"{env.get('cpus', '?')} CPUs, {env.get('mem_gib', '?')} GiB, {env.get('kafka', '?')} (default configs, "
+                   f"no fsync); Stratus: {store_short}, wal.flush.interval.ms={flush}"
+                   + (f", {others}" if others else "") + ".")
+    if n_runs < 3:
+        summary.insert(0, f"**{runs_word} only: no trustworthy spread; use BENCH_REPEAT=3 or more for figures to quote.**\n")
+
+    # each run's values
+    orders = [env.get(f"order_run_{i}", "?") for i in range(1, n_runs + 1)]
+    per_run = ["Order: " + "; ".join(f"run {i}: {o.replace(' ', ' then ')}" for i, o in enumerate(orders, 1)) + ".", "",
+               "| metric | " + " | ".join(f"{LABEL[b]} runs 1–{n_runs}" for b in brokers) + " |",
+               "|---|" + "---:|" * len(brokers)]
+    for label, path, which, _, whole_ms in ROWS:
+        vals = rows[label][0]
+        if not vals:
             continue
-        ev = M.get("evict") or {}
-        cold_res = ev.get("before", 0) / ev["alloc"] * 100 if ev.get("alloc") else None
-        hot, cold = M.get("consume-hot") or {}, M.get("consume-cold") or {}
-        e2e = M.get("e2e") or {}
-        notes.append(
-            f"- {label}: {M.get('records', 0):,} records per throughput test; {M.get('produced_gib', 0):.2f} GiB produced in all; "
-            f"consumed hot {hot.get('records', 0):,.0f} / cold {cold.get('records', 0):,.0f} records "
-            f"(first record after {hot.get('first_record_ms', 0):.0f} / {cold.get('first_record_ms', 0):.0f} ms); "
-            f"before the cold read {fmt(cold_res)}% of its {ev.get('alloc', 0) / GIB:.2f} GiB of data files (allocated) were in the page cache, "
-            f"after eviction {ev.get('after', 0) / MIB:.0f} MiB (drop_caches: {ev.get('drop', '?')}); "
-            f"CPU used by other processes on the machine (cores, mean per phase): "
-            + ", ".join(f"{p} {v:.2f}{' ⚠' if v > BUSY else ''}" for p, v in M.get("foreign", {}).items()) + "; "
-            f"max RSS over the whole run {fmt(M.get('rss_max_all'))} MiB; broker log: {M.get('broker_warn', 0)} WARN, "
-            f"{M.get('broker_error', 0)} ERROR lines (last 2000 lines kept, per-PUT lines excluded)."
-            + (f" EndToEndLatency ended with: `{e2e['tail_error']}`." if e2e.get("tail_error") else "")
-            + (f" ⚠ The 50 MiB/s test ran at {lat['mibps']:.1f} MiB/s in its measured part: "
-               + ("the broker (or the shared machine) could not sustain the rate, so its latencies are queueing delays."
-                  if lat["mibps"] < 50 else
-                  "the client fell behind during its warm-up and caught up later (ProducerPerformance's throttle is "
-                  "cumulative), so its latencies include that backlog.")
-               if (lat := M.get("produce-lat")) and abs(lat["mibps"] - 50) > 5 else ""))
-    if S.get("sealed_during"):
-        notes.append("- Stratus sealed segments during these tests (sealing re-reads the partition's data from the "
-                     "WAL objects and writes a segment, competing with the test for CPU, disk and GETs): "
-                     + ", ".join(f"{p} {n}" for p, n in S["sealed_during"].items()) + ".")
-    if S.get("objects_text"):
-        notes.append("- Stratus object GETs by phase and kind: " + S["objects_text"].replace("\n", "; "))
-    if S.get("log_text"):
-        lg = S.get("log", {})
-        notes.append("- Stratus log: " + S["log_text"].replace("\n", "\n  ")
-                     + f"\n  objects created in the store (inotify cross-check of the PUT count): {S.get('new_objects', 0):,}"
-                     + f" vs {lg.get('wal_puts', 0) + lg.get('seg_puts', 0):,} PUTs logged")
+        per_run.append(f"| {label.strip()} | " + " | ".join(
+            " / ".join(fmt(x, whole_ms) for x in vals[b]) if b in vals else "—" for b in brokers) + " |")
 
-    md = f"""# Stratus vs Apache Kafka
+    # settings
+    settings = []
+    if S:
+        cmd = S[0]["command"].splitlines()
+        settings.append(f"- Stratus `--set` values: {set_text} (BENCH_STRATUS_SET={env.get('stratus_set', '')!r}); "
+                        + "; ".join(f"{k}: {v}" for k, v in eff.items()) + f"; log filter RUST_LOG={env.get('stratus_rust_log', '?')} "
+                        "(the PUT counts need its debug lines; logging them costs some CPU).")
+        removed = next((l.split("=", 1)[1] for l in cmd if l.startswith("removed_env=")), "")
+        if removed.strip():
+            settings.append(f"- STRATUS_* environment variables withheld from the broker: {removed.replace('-u ', '')}.")
+        settings.append(f"- Stratus command (run 1): `{cmd[0]}`")
+        # the broker's own view (DescribeConfigs): every --set must show as set, and runs must agree
+        explicit = {k: v for k, (v, src) in S[0]["configs"].items() if src != "DEFAULT_CONFIG" and not VOLATILE.search(k)}
+        for i, m in enumerate(S, 1):
+            verify_sets(f"Stratus (run {i})", m["configs"], sets)
+        settings.append("- Stratus settings it reports as not default (DescribeConfigs, run 1): "
+                        + (", ".join(f"`{k}={v}`" for k, v in sorted(explicit.items())) or "none") + ".")
+    if K:
+        explicit = {k: v for k, (v, src) in K[0]["configs"].items() if src != "DEFAULT_CONFIG"}
+        settings.append("- Kafka: scripts/run-kafka.sh, single-node KRaft, JVM "
+                        f"{env.get('kafka_heap_opts') or '-Xmx1g -Xms256m'} -XX:+UseG1GC -XX:MaxGCPauseMillis=20"
+                        f"{' ' + env['kafka_opts'] if env.get('kafka_opts') else ''}; settings it reports as not default "
+                        "(DescribeConfigs, run 1): " + ", ".join(f"`{k}={v}`" for k, v in sorted(explicit.items())
+                                                               if not VOLATILE.search(k)) + ".")
+    for b in brokers:
+        first = {k: v for k, (v, src) in M[b][0]["configs"].items() if not VOLATILE.search(k)}
+        for i, m in enumerate(M[b][1:], 2):
+            other = {k: v for k, (v, src) in m["configs"].items() if not VOLATILE.search(k)}
+            diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+            if diff:
+                raise BenchError(f"{LABEL[b]}'s settings differ between run 1 and run {i}: {diff}")
+    settings.append(f"- Clients: Kafka's ProducerPerformance (1 KiB records, acks=all, default batch.size/linger.ms, "
+                    f"idempotent producer by default), EndToEndLatency (acks=all, 1 KiB, one partition, "
+                    f"{expect['e2e_records']:,} messages), bench/AssignConsumerPerf.java; {env.get('java', '?')}, "
+                    f"client JVM {env.get('kafka_heap_opts') or '-Xmx1g'}"
+                    f"{' ' + env['kafka_opts'] if env.get('kafka_opts') else ''}.")
+    settings.append(f"- Record counts, the same for both brokers in every run: {expect['records']:,} per throughput test "
+                    f"({read(os.path.join(raw, 'calibration.txt')).strip()}); {expect['lat_records']:,} at 50 MiB/s "
+                    f"({expect['lat_warmup_records']:,} of them warm-up); {expect['e2e_records']:,} end-to-end.")
+    settings.append(f"- Machine: {env.get('cpus', '?')} CPUs ({env.get('cpu_model', '?')}), {env.get('mem_gib', '?')} GiB, "
+                    f"Linux {env.get('kernel', '?')}; data dirs on {env.get('work_fs', '?')}; load average "
+                    f"{env.get('loadavg_start', '?')} at start, {env.get('loadavg_end', '?')} at end; "
+                    f"{env.get('date', '?')} to {env.get('date_end', '?')}.")
+    settings.append(f"- Code: commit {commit} ({env.get('git_subject', '')}); binary {env.get('stratus_bin', '?')}, "
+                    f"{env.get('stratus_version', '?')}, built {env.get('stratus_built', '?')}, sha256 "
+                    f"{env.get('stratus_sha256', '?')}…; {env.get('kafka', '?')} ({env.get('kafka_clients', '?')}).")
 
-{table_md}
+    # notes
+    notes = []
+    if flagged:
+        notes.append(f"- ⚠: other processes on the machine used more than {BUSY} cores on average during that test in "
+                     "at least one run (the machine may be shared), so the spread may include their load: "
+                     + ", ".join(f"{LABEL[b]} run {i} {p} {c:.2f}" for b, i, p, c in flagged) + ".")
+    for b in brokers:
+        for i, m in enumerate(M[b], 1):
+            ev = m["evict"]
+            cold_res = ev["before"] / ev["alloc"] * 100 if ev["alloc"] else 0
+            hot, cold = m["consume-hot"], m["consume-cold"]
+            lat = m["produce-lat"]
+            extra = ""
+            if ev["alloc"] and ev["after"] > 0.05 * ev["alloc"]:
+                extra += f" ⚠ {ev['after'] / MIB:.0f} MiB of its data files were still in the page cache after eviction."
+            if abs(lat["mibps"] - 50) > 5:
+                extra += (f" ⚠ The 50 MiB/s test ran at {lat['mibps']:.1f} MiB/s in its measured part: "
+                          + ("the broker (or the shared machine) could not sustain the rate, so its latencies are "
+                             "queueing delays." if lat["mibps"] < 50 else
+                             "the client fell behind during its warm-up and caught up later (ProducerPerformance's "
+                             "throttle is cumulative), so its latencies include that backlog."))
+            if b == "stratus" and m.get("sealed_during"):
+                extra += " Segments sealed during: " + ", ".join(f"{p} {n}" for p, n in m["sealed_during"].items()) + "."
+            if m.get("gets_lost"):
+                extra += f" ⚠ objwatch.py lost events ({m['gets_lost'].splitlines()[0]}): no GET figure from this run."
+            notes.append(
+                f"- {LABEL[b]} run {i}: {m['produced_gib']:.2f} GiB produced in all; first record after "
+                f"{hot['first_record_ms']:.0f} ms hot / {cold['first_record_ms']:.0f} ms cold; before the cold read "
+                f"{cold_res:.0f}% of its {ev['alloc'] / GIB:.2f} GiB of data files were in the page cache, after eviction "
+                f"{ev['after'] / MIB:.0f} MiB (drop_caches: {ev['drop']}); other processes (cores, mean per phase): "
+                + ", ".join(f"{p} {v:.2f}" for p, v in m["foreign"].items()) + f"; max RSS {m['rss_max_all']:.0f} MiB; "
+                f"broker log: {m['broker_warn']} WARN, {m['broker_error']} ERROR lines." + extra)
+    for i, m in enumerate(S, 1):
+        lg = m["log"]
+        notes.append(f"- Stratus run {i} objects: {lg['wal_puts']:,} WAL PUTs (mean {lg['wal_bytes_mean'] / MIB:.2f} MiB, "
+                     f"{lg['wal_partitions_mean']:.1f} partitions each), {lg['seg_puts']:,} segment PUTs; objects created "
+                     f"in the store (inotify cross-check) {m['new_objects']:,} vs {lg['wal_puts'] + lg['seg_puts']:,} PUTs "
+                     f"logged; GETs by phase and kind: {m['objects_text'].replace(chr(10), '; ')}")
 
-Run: `{env.get('command', '?')}` on {env.get('date', '?')}, repo at git {env.get('git', '?')}, {env.get('stratus_bin', '?')}, {env.get('kafka', '?')}, {env.get('java', '?')},
-{env.get('cpus', '?')} CPUs, {env.get('mem_gib', '?')} GiB; {env.get('scale', '')}; load average {env.get('loadavg_start', '?')} at start, {env.get('loadavg_end', '?')} at end.
+    title = "# Stratus vs Apache Kafka"
+    md = f"""{title}
 
-How: both brokers on this machine one after the other, on 127.0.0.1, fresh temporary data dirs. Kafka: scripts/run-kafka.sh
-(single-node KRaft, its default broker configs; heap -Xmx1g -Xms256m; no fsync per write, as Kafka's default). Stratus: release
-build, defaults (local-directory object store under its data dir: every WAL object is fsynced before the ack). Clients: Kafka's
-ProducerPerformance (1 KiB records, acks=all, default batch.size/linger.ms, idempotent producer by default) and EndToEndLatency
-(acks=all, 1 KiB, one partition); consume throughput with bench/AssignConsumerPerf.java (the Java consumer with assign(), settings
-of ConsumerPerformance, which itself needs a group coordinator that Stratus lacks; its Kafka number is shown as a cross-check).
-Produce tests are sized from a warm-up run's rate to last about the same time on each broker, so the volumes differ. Cold reads: the
-page cache of the broker's data files is evicted (posix_fadvise DONTNEED, verified with mincore) and Stratus is also restarted,
-emptying its memory and disk caches. Object PUTs are Stratus' "wal flushed"/"sealed segment" debug log lines; GETs are the object files
-it opens read-only (inotify on its object directory; one open per ranged GET). MiB = 2^20 B, GiB = 2^30 B. Lower is better for latency, RSS, CPU and request counts.
+## Summary
 
-Notes:
+{chr(10).join(summary)}
+
+## All figures
+
+{chr(10).join(full)}
+
+Each figure: the median over the runs, and in brackets the lowest and highest run; the ratio is the
+Stratus median ÷ the Kafka median. Lower is better for latency, RSS, CPU and request counts. `< 1`: under
+one millisecond (the tools print whole milliseconds). MiB = 2^20 B, GiB = 2^30 B.
+
+## Each run
+
+{chr(10).join(per_run)}
+
+## Settings and machine
+
+{chr(10).join(settings)}
+
+## How
+
+Both brokers on this machine one after the other, on 127.0.0.1, each run of each broker with a fresh
+temporary data dir (deleted after it), the order alternating between runs. Every run writes and reads the
+same record counts on both brokers: the throughput tests' count was calibrated once ({read(os.path.join(raw, 'calibration.txt')).strip()}).
+Produce throughput is ProducerPerformance's steady-state line (the first third of the records is
+--warmup-records: a new client JVM needs several seconds of JIT on 2 cores). Consume throughput is
+bench/AssignConsumerPerf.java (the Java consumer with assign(), ConsumerPerformance's settings); Kafka's
+ConsumerPerformance, a group member, reads the same topic again as a cross-check. Cold reads: the page cache
+of the broker's data files is evicted (posix_fadvise DONTNEED, verified with mincore) and Stratus is also
+restarted, emptying its memory and disk caches. Object PUTs are Stratus' "wal flushed"/"sealed segment" debug
+log lines; GETs are the object files it opens read-only (inotify on its object directory; one open per
+ranged GET). A run fails, and no report is written, if any tool fails or times out, if a producer has fewer
+records acknowledged than it sent, if a consumer reads fewer records than were written, or if a topic's end
+offsets differ from the records written.
+
+## Notes
+
 {chr(10).join(notes)}
 """
     print(md)
     with open(out_md, "w") as f:
         f.write(md)
+    return md
+
+
+def verify_sets(label, configs, sets):
+    """Every --set value must be what the broker reports (DescribeConfigs), as not default."""
+    for k, v in sets.items():
+        got = configs.get(k)
+        if not got or got[0] != v or got[1] == "DEFAULT_CONFIG":
+            raise BenchError(f"{label} reports {k}={got} in DescribeConfigs, but the run set {k}={v}")
+
+
+GROUP_METRICS = (("stable_ms", "group stable after the first subscribe (ms)", True),
+                 ("rebalance_ms", "rebalance after one consumer leaves (ms)", True),
+                 ("commits_per_s", "synchronous offset commits per second, all consumers", False),
+                 ("commit_errors", "  commits that failed during the commit phase (count)", False))
+
+
+def group_result(path):
+    text = read(path)
+    res = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 2 and f[0] in dict((m[0], 1) for m in GROUP_METRICS):
+            res[f[0]] = float(f[1])
+    missing = [m for m, *_ in GROUP_METRICS if m not in res]
+    if missing:
+        raise BenchError(f"{path}: GroupBench printed no {', '.join(missing)}:\n{tail(text)}")
+    if res["stable_ms"] < 0 or res["rebalance_ms"] < 0 or res["commits_per_s"] <= 0:
+        raise BenchError(f"{path}: GroupBench did not measure: {res}")
+    return res
+
+
+def groups_table(raw, out_md):
+    env = read_env(raw)
+    runs = find_runs(raw)
+    protocols = env.get("protocols", "classic consumer").split()
+    R = {}  # (broker, protocol, metric) -> values in run order
+    configs = {}
+    brokers = [b for b in BROKERS if os.path.isdir(os.path.join(runs[0], b))]
+    if not brokers:
+        raise BenchError(f"{runs[0]}: no broker directory")
+    for run in runs:
+        for b in brokers:
+            d = os.path.join(run, b)
+            if not os.path.isdir(d):
+                raise BenchError(f"{d}: missing ({b} ran in run 1)")
+            configs.setdefault(b, broker_configs(d))
+            for proto in protocols:
+                res = group_result(os.path.join(d, proto + ".txt"))
+                for m, *_ in GROUP_METRICS:
+                    R.setdefault((b, proto, m), []).append(res[m])
+    n = len(runs)
+    runs_word = f"{n} run{'s' if n != 1 else ''}"
+    sets = dict(kv.split("=", 1) for kv in env.get("stratus_set", "").split() if "=" in kv)
+    if "stratus" in configs:
+        verify_sets("Stratus", configs["stratus"], sets)
+    lines = [f"| metric | protocol | Kafka, median [min–max] of {runs_word} | Stratus, median [min–max] of {runs_word} "
+             "| Stratus ÷ Kafka |", "|---|---|---:|---:|---:|"]
+    each = ["| metric | protocol | " + " | ".join(f"{LABEL[b]} runs 1–{n}" for b in brokers) + " |",
+            "|---|---|" + "---:|" * len(brokers)]
+    for proto in protocols:
+        for m, label, _ in GROUP_METRICS:
+            k, s_ = R.get(("kafka", proto, m)), R.get(("stratus", proto, m))
+            lines.append(f"| {label} | {proto} | {cell(k) if k else '—'} | {cell(s_) if s_ else '—'} | "
+                         f"{ratio_cell(k, s_) if k and s_ and m != 'commit_errors' else '—'} |")
+            each.append(f"| {label.strip()} | {proto} | "
+                        + " | ".join(" / ".join(fmt(x) for x in R[(b, proto, m)]) for b in brokers) + " |")
+    orders = "; ".join(f"run {i}: {env.get(f'order_run_{i}', '?').replace(' ', ' then ')}" for i in range(1, n + 1))
+    kafka_explicit = ", ".join(f"`{k}={v}`" for k, (v, src) in sorted(configs.get("kafka", {}).items())
+                               if src != "DEFAULT_CONFIG" and not VOLATILE.search(k))
+    warn = (f"**{runs_word} only: no trustworthy spread; use BENCH_REPEAT=3 or more for figures to quote.**\n\n"
+            if n < 3 else "")
+    md = f"""# Consumer groups: Stratus vs Apache Kafka
+
+{warn}{chr(10).join(lines)}
+
+Each figure: the median over the runs, and in brackets the lowest and highest run; the ratio is the Stratus
+median ÷ the Kafka median. Lower is better for the *ms* rows, higher for commits per second.
+
+`{env.get('command', 'bench/groups.sh')}` on {env.get('date', '?')}, commit {env.get('git', '?')}:
+{env.get('consumers', '?')} consumers in one JVM (bench/GroupBench.java; classic protocol with the
+cooperative-sticky assignor, session.timeout.ms=10000, heartbeat.interval.ms=500), {env.get('partitions', '?')}
+partitions, {env.get('commit_s', '?')} s of commits; {env.get('cpus', '?')} CPUs, {env.get('mem_gib', '?')} GiB;
+{env.get('kafka', '?')}, {env.get('java', '?')}.
+
+Settings: Stratus {env.get('stratus_version', '?')} (built {env.get('stratus_built', '?')}) with
+{", ".join(f"`{k}={v}`" for k, v in sets.items()) or "no --set"} (each confirmed by the broker's DescribeConfigs) and
+no STRATUS_* environment variables; Kafka from scripts/run-kafka.sh (single-node KRaft), not default:
+{kafka_explicit or "none"}. Each run of each broker starts with a fresh data dir.
+
+## Each run
+
+Order: {orders}.
+
+{chr(10).join(each)}
+"""
+    print(md)
+    with open(out_md, "w") as f:
+        f.write(md)
+    return md
 
 
 def objects_summary(objects_txt, marks_dir):
@@ -461,20 +947,269 @@ def objects_summary(objects_txt, marks_dir):
         counts[phase][kind] += 1
     for phase, c in counts.items():
         print(f"{phase}: " + ", ".join(f"{n} {k}" for k, n in sorted(c.items())))
+    if not counts:
+        print("no GETs")
+
+
+# --- self-test -----------------------------------------------------------------------------------
+def _fake_run(raw, runs, kafka_p8, stratus_p8, e2e_p50, short=None, busy=None):
+    """Writes outputs shaped like run.sh's into raw: runs x (kafka, stratus)."""
+    records, lat_records, lat_warm, e2e_n = 30000, 51200 * 5, 51200 * 2, 600
+    os.makedirs(raw, exist_ok=True)
+    with open(os.path.join(raw, "env.txt"), "w") as f:
+        f.write("date=2030-01-02T03:04:05Z\ncommand=BENCH_REPEAT=3 bench/run.sh\ngit=abc1234567\ngit_subject=test\n"
+                "stratus_bin=/x/stratus\nstratus_version=stratus 0.1.0\nstratus_built=2030-01-02T03:00:00Z\n"
+                "stratus_sha256=0123456789abcdef\nstratus_set=wal.flush.interval.ms=5\n"
+                "stratus_rust_log=info,stratus::wal=debug\nkafka=kafka-4.3.1\nkafka_clients=kafka-clients-4.3.1.jar\n"
+                "java=openjdk 17\ncpus=2\ncpu_model=Fake CPU\nmem_gib=23.5\nkernel=6.1\nwork_fs=ext4 (/tmp/x)\n"
+                f"repeat={runs}\nbrokers=kafka stratus\nrecords_fixed=\n"
+                f"scale=1 produce_s=30 warmup_s=15 lat_s=2+3 lat_records={lat_records} e2e_records={e2e_n} consumer_perf=1\n"
+                "loadavg_start=0.1 0.1 0.1\n"
+                + "".join(f"order_run_{i}={'kafka stratus' if i % 2 else 'stratus kafka'}\n" for i in range(1, runs + 1))
+                + "loadavg_end=0.2 0.2 0.2\ndate_end=2030-01-02T03:30:00Z\n")
+    with open(os.path.join(raw, "records.txt"), "w") as f:
+        f.write(f"{records}\n")
+    with open(os.path.join(raw, "calibration.txt"), "w") as f:
+        f.write("calibrated from kafka's warm-up in run 1: test\n")
+
+    def prod(mibps, n, warm, p50, p99):
+        recps = mibps * MIB / RECORD
+        line = (f"{{n}}{{s}} records sent, {recps:f} records/sec ({mibps:.2f} MB/sec), 5.00 ms avg latency, "
+                f"9.00 ms max latency, {p50} ms 50th, {p50 + 1} ms 95th, {p99} ms 99th, {p99 + 1} ms 99.9th.")
+        out = [f"Warmup first {warm} records. Steady state results will print after the complete test summary."] if warm else []
+        out += ["1000 records sent, 200.0 records/sec (0.20 MB/sec), 1.0 ms avg latency, 2.0 ms max latency.",
+                line.format(n=n, s=""), line.format(n=n - warm, s=" steady state")]
+        return "\n".join(out) + "\n"
+
+    for i in range(1, runs + 1):
+        for b in BROKERS:
+            d = os.path.join(raw, f"run-{i}", b)
+            os.makedirs(d)
+            p8 = (kafka_p8 if b == "kafka" else stratus_p8)[i - 1]
+            t0 = 1000.0 * i + (0 if b == "kafka" else 500)
+            phases = ["idle", "warmup", "produce-p8", "consume-hot", "consumer-perf", "produce-p100", "produce-lat", "e2e"]
+            if b == "stratus":
+                phases.append("restart")
+            phases.append("consume-cold")
+            marks_lines, t, ticks, gets, wal = [], t0, 0, 0, 0
+            for p in phases:
+                marks_lines.append(f"{t:.3f} {p} begin {ticks} {100000 if b == 'kafka' else 20000} {wal} 0 {gets} {wal}")
+                t += 10
+                ticks += 500
+                if b == "stratus":
+                    gets += 100
+                    wal += 50
+                marks_lines.append(f"{t:.3f} {p} end {ticks} {200000 if b == 'kafka' else 40000} {wal} 1 {gets} {wal}")
+                t += 1
+            files = {
+                "marks.txt": "\n".join(marks_lines) + "\n",
+                "samples.csv": "".join(f"{t0 + s:.3f},{150000 if b == 'kafka' else 30000},{s * 50},"
+                                       f"{s * (150 if busy == (b, i) else 100)},{s * 200},{s * 100}\n"
+                                       for s in range(0, int(t - t0) + 1)) + "12",
+                "configs.txt": ("listeners=PLAINTEXT://127.0.0.1:1 source=STATIC_BROKER_CONFIG\n"
+                                + ("wal.flush.interval.ms=5 source=STATIC_BROKER_CONFIG\n" if b == "stratus" else
+                                   "group.initial.rebalance.delay.ms=0 source=STATIC_BROKER_CONFIG\n")
+                                + "num.partitions=1 source=DEFAULT_CONFIG\n"),
+                "warmup.txt": prod(50, 90000, 0, 5, 9),
+                "produce-p8.txt": prod(p8, records, records // 3, 5, 20),
+                "produce-p100.txt": prod(p8 * 1.5, records, records // 3, 6, 30),
+                "produce-lat.txt": prod(50.0, lat_records, lat_warm, 2, 12),
+                "consume-hot.txt": f"RESULT records={records} bytes={records * RECORD} seconds=1.000 MBps=300.00 recps=30000.0 "
+                                   f"first_record_ms=200.0 steady_MBps=310.00 end_offsets={records}\n",
+                "consume-cold.txt": f"RESULT records={records} bytes={records * RECORD} seconds=2.000 MBps=150.00 recps=15000.0 "
+                                    f"first_record_ms=300.0 steady_MBps=160.00 end_offsets={records}\n",
+                "consumer-perf-hot.txt": "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, "
+                                         "rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n"
+                                         f"2030-01-01 00:00:00:000, 2030-01-01 00:00:01:000, 29.2969, 29.2, {records}, 30000.0, "
+                                         "3000, 1000, 250.0000, 30000.0\n",
+                "e2e.txt": f"0\t1.5\nAvg latency: 1.2000 ms\nPercentiles: 50th = {(e2e_p50 if b == 'kafka' else [6, 5, 7])[i - 1]}, "
+                           "99th = 6, 99.9th = 9\n",
+                "evict.txt": "EVICT files=10 bytes=1000000 allocated=1048576 resident_before=524288 resident_after=0 "
+                             "drop_caches=skipped vanished=0\n",
+                "offsets.txt": "".join(f"bench-p8:{p}:{records // 8}\n" for p in range(8))
+                               + "".join(f"bench-p100:{p}:{records // 100}\n" for p in range(100))
+                               + f"bench-lat:0:{lat_records}\nbench-e2e:0:{e2e_n}\nbench-warm:0:90000\n__consumer_offsets:0:5\n",
+                "du.txt": "123 /x\n",
+                "log-summary.txt": json.dumps({"wal_puts": 400 if b == "stratus" else 0, "wal_bytes_mean": 262144,
+                                               "wal_partitions_mean": 8.0, "seg_puts": 4 if b == "stratus" else 0,
+                                               "warn": 1, "error": 0}) + "\nWARN lines 1, ERROR lines 0\n",
+                "broker.log": "x\n",
+            }
+            if b == "stratus":
+                files["command.txt"] = ("RUST_LOG=info NO_COLOR=1 /x/stratus --data-dir /tmp/d --listeners PLAINTEXT://127.0.0.1:1 "
+                                        "--set wal.flush.interval.ms=5\nremoved_env=-u STRATUS_BIN\n")
+                files["objects-summary.txt"] = "produce-p8: 100 wal\n"
+                files["objwatch-lost.txt"] = "# LOST: inotify queue overflow\n" if i == 2 else ""
+            else:
+                files["server.properties"] = "node.id=1\n"
+            if short and short == (b, i):
+                files["consume-cold.txt"] = files["consume-cold.txt"].replace(f"records={records} ", f"records={records - 1} ", 1)
+            for name, text in files.items():
+                with open(os.path.join(d, name), "w") as f:
+                    f.write(text)
+
+
+def self_test():
+    failures = []
+
+    def expect(cond, what):
+        if not cond:
+            failures.append(what)
+
+    def raises(fn, what, needle=""):
+        try:
+            fn()
+        except BenchError as e:
+            expect(needle in str(e), f"{what}: error {e!r} does not mention {needle!r}")
+            return
+        failures.append(f"{what}: no error")
+
+    # arithmetic
+    expect(spread([3, 1, 2]) == (2, 1, 3), "spread odd")
+    expect(spread([4, 1, 2, 3]) == (2.5, 1, 4), "spread even")
+    expect(cell([100.0, 90.0, 110.0]) == "100 [90.0–110]", f"cell: {cell([100.0, 90.0, 110.0])}")
+    expect(cell([5.0]) == "5.0", f"cell one: {cell([5.0])}")
+    expect(cell([0, 0, 1], whole_ms=True) == "< 1 [< 1–1]", f"cell whole ms: {cell([0, 0, 1], whole_ms=True)}")
+    expect(cell([5, 6, 7, 8], whole_ms=True) == "6.5 [5–8]", f"cell whole ms, even: {cell([5, 6, 7, 8], whole_ms=True)}")
+    expect(ratio_cell([100, 90, 110], [50, 60, 55]) == "0.55×", f"ratio: {ratio_cell([100, 90, 110], [50, 60, 55])}")
+    expect(ratio_cell([0, 0, 1], [6, 5, 7], whole_ms=True) == "> 6×", "ratio under 1 ms")
+    expect(ratio_cell([], [1]) == "—", "ratio without Kafka")
+
+    tmp = tempfile.mkdtemp(prefix="report-self-test-")
+    try:
+        # a complete 3-run output
+        raw = os.path.join(tmp, "ok")
+        _fake_run(raw, 3, [100.0, 90.0, 110.0], [50.0, 60.0, 55.0], [0, 0, 1])
+        out = os.path.join(tmp, "latest.md")
+        import contextlib
+        import io
+        with contextlib.redirect_stdout(io.StringIO()):
+            md = table(raw, out)
+        line = next((l for l in md.splitlines() if l.startswith("| produce throughput, 8 partitions (MiB/s, steady")), "")
+        expect(line == "| produce throughput, 8 partitions (MiB/s, steady state) | 100 [90.0–110] | 55.0 [50.0–60.0] | 0.55× |",
+               f"p8 row: {line}")
+        line = next((l for l in md.splitlines() if l.startswith("| end-to-end p50")), "")
+        expect(line == "| end-to-end p50 (ms) | < 1 [< 1–1] | 6 [5–7] | > 6× |", f"e2e summary row: {line}")
+        line = next((l for l in md.splitlines() if l.startswith("|   object GETs per GiB consumed, cold")), "")
+        expect("(2 of 3 runs)" in line, f"GET row without the lost run: {line}")
+        each = md.split("## Each run", 1)[1]
+        line = next((l for l in each.splitlines() if l.startswith("| produce throughput, 8 partitions (MiB/s, steady")), "")
+        expect(line == "| produce throughput, 8 partitions (MiB/s, steady state) | 100 / 90.0 / 110 | 50.0 / 60.0 / 55.0 |",
+               f"per-run row: {line!r}")
+        expect("run 2: stratus then kafka" in md, "order of run 2")
+        expect("30,000 records of 1 KiB per throughput test on both" in md, "same counts in the summary")
+        expect("Stratus: local-directory object store, wal.flush.interval.ms=5." in md, "Stratus settings in the summary")
+        expect("`--set` values: `wal.flush.interval.ms=5`" in md and "withheld from the broker: STRATUS_BIN" in md,
+               "Stratus settings recorded")
+        expect("commit abc1234567" in md and "2 CPUs" in md and "23.5 GiB" in md and "kafka-4.3.1" in md, "machine/commit")
+        expect(open(out).read() == md, "latest.md written")
+        expect(not [l for l in md.splitlines() if l.startswith("|") and "⚠" in l], "no load flag without load")
+
+        # other processes' load during a run is flagged on the figures of that broker
+        raw4 = os.path.join(tmp, "busy")
+        _fake_run(raw4, 3, [100.0] * 3, [50.0] * 3, [1, 1, 1], busy=("kafka", 3))
+        with contextlib.redirect_stdout(io.StringIO()):
+            md = table(raw4, out)
+        line = next((l for l in md.splitlines() if l.startswith("| produce, 8 partitions")), "")
+        expect(line == "| produce, 8 partitions (MiB/s) | 100 [100–100] ⚠ | 50.0 [50.0–50.0] | 0.50× |", f"flagged row: {line}")
+        expect("Kafka run 3 produce-p8 " in md, "flag note names the run")
+
+        # a --set value the broker does not report as set fails the report
+        with open(os.path.join(raw4, "run-1", "stratus", "configs.txt"), "w") as f:
+            f.write("wal.flush.interval.ms= source=DEFAULT_CONFIG\n")
+        with contextlib.redirect_stdout(io.StringIO()):
+            raises(lambda: table(raw4, out), "setting not applied",
+                   "Stratus (run 1) reports wal.flush.interval.ms")
+
+        # a short consumer fails the report (and run.sh's check) instead of printing a figure
+        raw2 = os.path.join(tmp, "short")
+        _fake_run(raw2, 3, [100.0] * 3, [50.0] * 3, [1, 1, 1], short=("stratus", 2))
+        with contextlib.redirect_stdout(io.StringIO()):
+            raises(lambda: table(raw2, out), "short consumer", "read 29999 of 30000")
+            raises(lambda: check("consume", os.path.join(raw2, "run-2", "stratus", "consume-cold.txt"), "30000"),
+                   "check consume", "read 29999 of 30000")
+            check("consume", os.path.join(raw2, "run-1", "stratus", "consume-cold.txt"), "30000")
+            # a producer with a record not acknowledged
+            p = os.path.join(raw2, "run-1", "kafka", "produce-p8.txt")
+            raises(lambda: check("produce", p, "30001", "10000"), "check produce count", "of 30001 records")
+            raises(lambda: check("produce", p, "30000", "5"), "check produce warm-up", "warm-up records")
+            check("produce", p, "30000", "10000")
+            # end offsets that are not the records written
+            o = os.path.join(raw2, "run-1", "kafka", "offsets.txt")
+            raises(lambda: check("offsets", o, "bench-p8=30001"), "check offsets", "bench-p8 holds 30000")
+            # ConsumerPerformance that timed out
+            cp = os.path.join(tmp, "cp.txt")
+            with open(cp, "w") as f:
+                f.write("WARNING: Exiting before consuming the expected number of messages: timeout (15000 ms) exceeded.\n")
+            raises(lambda: check("consumer-perf", cp, "30000"), "consumer-perf timeout", "timed out")
+            # a missing file
+            os.remove(os.path.join(raw2, "run-3", "kafka", "e2e.txt"))
+            raises(lambda: check("e2e", os.path.join(raw2, "run-3", "kafka", "e2e.txt")), "missing e2e", "missing")
+            # a run missing a broker
+            raw3 = os.path.join(tmp, "missing")
+            _fake_run(raw3, 3, [100.0] * 3, [50.0] * 3, [1, 1, 1])
+            shutil.rmtree(os.path.join(raw3, "run-3", "stratus"))
+            raises(lambda: table(raw3, out), "missing broker run", "not in this one")
+            # groups-table: spread per protocol, and a GroupBench that did not measure fails
+            graw = os.path.join(tmp, "groups")
+            os.makedirs(graw)
+            with open(os.path.join(graw, "env.txt"), "w") as f:
+                f.write("date=2030-01-02T03:04:05Z\nprotocols=classic consumer\nstratus_set=group.initial.rebalance.delay.ms=0\n"
+                        "order_run_1=kafka stratus\norder_run_2=stratus kafka\norder_run_3=kafka stratus\n")
+            for i, stable in enumerate((2000, 3000, 2500), 1):
+                for b in BROKERS:
+                    d = os.path.join(graw, f"run-{i}", b)
+                    os.makedirs(d)
+                    with open(os.path.join(d, "configs.txt"), "w") as f:
+                        f.write("group.initial.rebalance.delay.ms=0 source=STATIC_BROKER_CONFIG\n")
+                    for proto in ("classic", "consumer"):
+                        with open(os.path.join(d, proto + ".txt"), "w") as f:
+                            f.write(f"stable_ms {stable if b == 'kafka' else stable // 2}\nrebalance_ms 500\n"
+                                    f"commits_per_s {800 + i}.0\ncommit_errors 0\n")
+            md = groups_table(graw, out)
+            line = next((l for l in md.splitlines() if l.startswith("| group stable") and "| classic |" in l), "")
+            expect(line == "| group stable after the first subscribe (ms) | classic | 2,500 [2,000–3,000] | "
+                           "1,250 [1,000–1,500] | 0.50× |", f"groups row: {line}")
+            expect("run 2: stratus then kafka" in md, "groups order")
+            with open(os.path.join(graw, "run-2", "stratus", "consumer.txt"), "w") as f:
+                f.write("stable_ms 100\n")
+            raises(lambda: groups_table(graw, out), "GroupBench without figures", "printed no rebalance_ms")
+            # calibration needs progress lines
+            raises(lambda: calibrate(os.path.join(raw3, "run-1", "kafka", "e2e.txt"), 30), "calibrate", "progress lines")
+    finally:
+        shutil.rmtree(tmp)
+    if failures:
+        print("self-test FAILED:\n  " + "\n  ".join(failures))
+        return 1
+    print("self-test: 0 failed")
+    return 0
 
 
 def main():
-    cmd = sys.argv[1] if len(sys.argv) > 1 else ""
-    if cmd == "calibrate":
-        calibrate(sys.argv[2], sys.argv[3])
-    elif cmd == "stratus-log":
-        stratus_log(sys.argv[2])
-    elif cmd == "objects-summary":
-        objects_summary(sys.argv[2], sys.argv[3])
-    elif cmd == "table":
-        table(sys.argv[2], sys.argv[3])
-    else:
-        sys.exit(__doc__)
+    args = sys.argv[1:]
+    cmd = args[0] if args else ""
+    try:
+        if cmd == "--self-test":
+            sys.exit(self_test())
+        elif cmd == "calibrate":
+            explain = "--explain" in args
+            rest = [a for a in args[1:] if a != "--explain"]
+            calibrate(rest[0], rest[1], explain)
+        elif cmd == "check":
+            check(*args[1:])
+        elif cmd in ("broker-log", "stratus-log"):
+            broker_log(args[1])
+        elif cmd == "objects-summary":
+            objects_summary(args[1], args[2])
+        elif cmd == "table":
+            table(args[1], args[2])
+        elif cmd == "groups-table":
+            groups_table(args[1], args[2])
+        else:
+            sys.exit(__doc__)
+    except BenchError as e:
+        print(f"report.py: ERROR: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -229,7 +229,11 @@ mark() {
     gets=$(count_lines "^G " "$DIR/objects.txt")
     objs=$(count_lines "^P " "$DIR/objects.txt")
   fi
-  echo "$(date +%s.%N) $1 $2 $(cpu_ticks "$BPID") $(rss_kb "$BPID") $wal $seg $gets $objs" >> "$OUTD/marks.txt"
+  local now ticks rss
+  now=$(date +%s.%N)
+  ticks=$(cpu_ticks "$BPID") && rss=$(rss_kb "$BPID") && [ -n "$rss" ] \
+    || fail "cannot read the broker's CPU and RSS at $1 $2 (did it exit?)"
+  echo "$now $1 $2 $ticks $rss $wal $seg $gets $objs" >> "$OUTD/marks.txt"
 }
 
 start_watcher() {  # Stratus' object requests; started before the broker
@@ -329,7 +333,7 @@ tool() {
     esac
     log "last lines of $out:"
     tail -n 25 "$out" >&2
-    fail "$step: $(basename "$1") failed ($why)"
+    fail "$step failed ($why); its output: $out"
   fi
   alive "$step"
 }
@@ -391,7 +395,7 @@ warmup() {
 
 run_broker() {  # run_broker NAME RUN
   NAME="$1" RUN="$2"
-  BPID="" SAMPLER="" WATCHER=""
+  BPID="" SAMPLER="" WATCHER="" STRATUS_PORT=""  # (Stratus keeps its port across the cold restart only)
   DIR="$WORK/run-$RUN/$NAME"
   OUTD="$RAW/run-$RUN/$NAME"
   mkdir -p "$DIR" "$OUTD"
@@ -485,7 +489,7 @@ git_dirty() {  # git_dirty PATH...: "+dirty(PATH...)" when the work tree differs
 {
   echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "command=$(for v in BENCH_SCALE BENCH_REPEAT BENCH_RECORDS BENCH_PRODUCE_S BENCH_WARMUP_S BENCH_LAT_S BENCH_LAT_WARMUP_S BENCH_E2E_RECORDS BENCH_BROKERS BENCH_STRATUS_SET BENCH_RUST_LOG BENCH_CONSUMER_PERF BENCH_WAIT_QUIET_S BENCH_DROP_CACHES; do
-    [ -z "${!v:-}" ] || printf '%s=%q ' "$v" "${!v}"; done)bench/run.sh"
+    [ -z "${!v:-}" ] || printf '%s="%s" ' "$v" "${!v}"; done)bench/run.sh"
   echo "git=$(git -C "$REPO" rev-parse --short=10 HEAD)$(git_dirty src Cargo.toml Cargo.lock)$(git_dirty bench)"
   echo "git_subject=$(git -C "$REPO" log -1 --format=%s)"
   echo "stratus_bin=$STRATUS_BIN"
@@ -499,6 +503,8 @@ git_dirty() {  # git_dirty PATH...: "+dirty(PATH...)" when the work tree differs
   echo "stratus_rust_log=$RUST_LOG_BENCH"
   echo "kafka=$(basename "$KAFKA_HOME")"
   echo "kafka_clients=$(cd "$KAFKA_HOME/lib" && ls kafka-clients-*.jar | head -1)"
+  echo "kafka_heap_opts=${KAFKA_HEAP_OPTS:-}"  # empty: run-kafka.sh's and kafka-cli's defaults
+  echo "kafka_opts=${KAFKA_OPTS:-}"
   echo "java=$(java -version 2>&1 | head -1)"
   echo "cpus=$(nproc)"
   echo "cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"

@@ -45,7 +45,7 @@ def ours(root, extra):
             try:
                 procs[int(d)] = stat_of(d, children=True)
             except (OSError, IndexError, ValueError):
-                pass
+                pass  # the process ended between listdir and the read: it has no CPU left to count
     children = {}
     for p, (pp, _) in procs.items():
         children.setdefault(pp, []).append(p)

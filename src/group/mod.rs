@@ -105,7 +105,8 @@ pub struct Coordinator {
     /// Committed offsets.
     pub offsets: Arc<OffsetStore>,
     groups: Mutex<Groups>,
-    persist: mpsc::Sender<(String, Option<Bytes>)>,
+    /// Group records to write, with the epoch of their shard when they were taken.
+    persist: mpsc::Sender<(String, Option<Bytes>, i32)>,
 }
 
 /// Every group, by protocol.
@@ -181,6 +182,15 @@ impl Coordinator {
         self.owns_shard(shard_of(group))
     }
 
+    /// The epoch at which this broker coordinates a shard (loaded at), if it does.
+    fn shard_epoch(&self, shard: u32) -> Option<i32> {
+        self.shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&shard)
+            .copied()
+    }
+
     /// Whether this broker coordinates a shard now.
     pub fn owns_shard(&self, shard: u32) -> bool {
         self.shards
@@ -214,7 +224,7 @@ impl Coordinator {
             if current.get(s) == Some(e) {
                 continue;
             }
-            match self.load_shard(*s).await {
+            match self.load_shard(*s, *e).await {
                 Ok(()) => {
                     self.shards
                         .lock()
@@ -228,8 +238,8 @@ impl Coordinator {
         }
     }
 
-    async fn load_shard(&self, shard: u32) -> Result<()> {
-        self.offsets.load_shard(shard).await?;
+    async fn load_shard(&self, shard: u32, epoch: i32) -> Result<()> {
+        self.offsets.load_shard(shard, epoch).await?;
         let prefix = group_prefix(shard);
         let mut classic = HashMap::new();
         let mut consumer = HashMap::new();
@@ -547,7 +557,9 @@ impl Coordinator {
                 None => {}
             }
         }
-        let _ = self.persist.send((group.to_string(), None)).await;
+        if let Some(epoch) = self.shard_epoch(shard_of(group)) {
+            let _ = self.persist.send((group.to_string(), None, epoch)).await;
+        }
         self.offsets
             .delete_group(group)
             .await
@@ -590,8 +602,11 @@ impl Coordinator {
                     }
                 }
             }
-            for w in writes {
-                if self.persist.send(w).await.is_err() {
+            for (id, value) in writes {
+                let Some(epoch) = self.shard_epoch(shard_of(&id)) else {
+                    continue;
+                };
+                if self.persist.send((id, value, epoch)).await.is_err() {
                     return;
                 }
             }
@@ -705,15 +720,15 @@ fn restore(id: &str, s: Snapshot) -> Group {
 async fn persist(
     meta: Arc<dyn MetaStore>,
     fence: Arc<Fence>,
-    mut rx: mpsc::Receiver<(String, Option<Bytes>)>,
+    mut rx: mpsc::Receiver<(String, Option<Bytes>, i32)>,
 ) {
-    while let Some((id, value)) = rx.recv().await {
+    while let Some((id, value, epoch)) = rx.recv().await {
         let op = match value {
             Some(v) => Op::Put(group_key(&id), v, None),
             None => Op::Delete(group_key(&id)),
         };
         let mut delay = Duration::from_millis(50);
-        let shard = [shard_of(&id)];
+        let shard = [(shard_of(&id), epoch)];
         loop {
             match offsets::fenced_txn(&meta, Some(&fence), &shard, std::slice::from_ref(&op)).await
             {

@@ -48,6 +48,10 @@ pub struct OffsetStore {
     meta: Arc<dyn MetaStore>,
     fence: Option<Arc<Fence>>,
     groups: Mutex<HashMap<String, GroupOffsets>>,
+    /// The epoch each loaded shard was loaded at (taken after `groups` when both are held):
+    /// a write built from memory is fenced at that epoch, so offsets loaded before a shard
+    /// moved away and back are never written over what the other coordinator committed.
+    epochs: Mutex<HashMap<u32, i32>>,
     queue: mpsc::Sender<Request>,
 }
 
@@ -85,6 +89,7 @@ impl OffsetStore {
             meta,
             fence,
             groups: Mutex::new(HashMap::new()),
+            epochs: Mutex::new(HashMap::new()),
             queue: tx,
         });
         // Ends when the store (the only sender) is dropped.
@@ -93,7 +98,7 @@ impl OffsetStore {
     }
 
     /// Loads the committed offsets of one coordinator shard.
-    pub async fn load_shard(&self, shard: u32) -> Result<()> {
+    pub async fn load_shard(&self, shard: u32, epoch: i32) -> Result<()> {
         let prefix = shard_prefix(shard);
         let mut loaded: HashMap<String, GroupOffsets> = HashMap::new();
         for (k, v) in self.meta.range(&prefix).await? {
@@ -110,12 +115,19 @@ impl OffsetStore {
         let mut groups = self.groups();
         groups.retain(|g, _| super::shard_of(g) != shard);
         groups.extend(loaded);
+        self.epochs().insert(shard, epoch);
         Ok(())
     }
 
     /// Forgets the offsets of a shard this broker no longer coordinates.
     pub fn unload_shard(&self, shard: u32) {
-        self.groups().retain(|g, _| super::shard_of(g) != shard);
+        let mut groups = self.groups();
+        groups.retain(|g, _| super::shard_of(g) != shard);
+        self.epochs().remove(&shard);
+    }
+
+    fn epochs(&self) -> std::sync::MutexGuard<'_, HashMap<u32, i32>> {
+        self.epochs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, GroupOffsets>> {
@@ -160,7 +172,7 @@ impl OffsetStore {
     /// Writes the new value of every (group, topic) the batch touches.
     async fn commit(&self, batch: &[Request]) -> Result<()> {
         let mut touched: BTreeMap<(String, String), TopicOffsets> = BTreeMap::new();
-        {
+        let shards: Vec<(u32, i32)> = {
             let groups = self.groups();
             for r in batch {
                 for (g, t, p, c) in &r.changes {
@@ -177,7 +189,21 @@ impl OffsetStore {
                     };
                 }
             }
-        }
+            let epochs = self.epochs();
+            let mut shards = Vec::new();
+            for (g, _) in touched.keys() {
+                let shard = super::shard_of(g);
+                match epochs.get(&shard) {
+                    Some(e) => shards.push((shard, *e)),
+                    // Unfenced (tests) stores have no shards to be fenced at.
+                    None if self.fence.is_none() => shards.push((shard, 0)),
+                    None => {
+                        return Err(Error::Kafka(kafka_protocol::ResponseError::NotCoordinator))
+                    }
+                }
+            }
+            shards
+        };
         let ops: Vec<Op> = touched
             .iter()
             .map(|((g, t), offsets)| {
@@ -188,7 +214,6 @@ impl OffsetStore {
                 }
             })
             .collect();
-        let shards: Vec<u32> = touched.keys().map(|(g, _)| super::shard_of(g)).collect();
         for chunk in ops.chunks(MAX_TXN_OPS - 1) {
             if let Err(e) = fenced_txn(&self.meta, self.fence.as_deref(), &shards, chunk).await {
                 warn!(error = %e, "offset commit failed");
@@ -261,12 +286,13 @@ impl OffsetStore {
     }
 }
 
-/// A write for groups of `shards`: applies only while this broker coordinates every one of
-/// them at the epoch it has; else NOT_COORDINATOR and nothing is written.
+/// A write for groups of `shards`, each with the epoch the written state was read under:
+/// applies only while this broker coordinates every one of them at that epoch; else
+/// NOT_COORDINATOR and nothing is written.
 pub async fn fenced_txn(
     meta: &Arc<dyn MetaStore>,
     fence: Option<&Fence>,
-    shards: &[u32],
+    shards: &[(u32, i32)],
     ops: &[Op],
 ) -> Result<()> {
     let Some(fence) = fence else {
@@ -274,15 +300,10 @@ pub async fn fenced_txn(
         return Ok(());
     };
     let mut owned = fence.get();
-    let epochs: Vec<Option<i32>> = shards
-        .iter()
-        .map(|s| owned.assignment.shards.get(s).copied())
-        .collect();
     for _ in 0..3 {
         let same = shards
             .iter()
-            .zip(&epochs)
-            .all(|(s, e)| e.is_some() && owned.assignment.shards.get(s).copied() == *e);
+            .all(|(s, e)| owned.assignment.shards.get(s) == Some(e));
         if !same {
             break;
         }
@@ -327,11 +348,68 @@ mod tests {
         }
         let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&path).unwrap());
         let s = OffsetStore::open(&Arc::default(), meta, None);
-        s.load_shard(super::super::shard_of("g/1")).await.unwrap();
+        s.load_shard(super::super::shard_of("g/1"), 1)
+            .await
+            .unwrap();
         assert_eq!(s.get("g/1", "t7", 0).unwrap().offset, 7);
         assert!(s.get("g/1", "t5", 0).is_none());
         assert_eq!(s.group("g/1").len(), 299);
         s.delete_group("g/1").await.unwrap();
         assert!(!s.has_group("g/1"));
+    }
+
+    /// Offsets loaded at epoch 1 of a shard that moved away and came back at epoch 3 are
+    /// never written back: the other coordinator's commits of epoch 2 would be overwritten
+    /// (committed offsets going backwards, seen in the cluster chaos test).
+    #[tokio::test]
+    async fn offsets_loaded_before_a_move_away_and_back_are_not_written() {
+        use crate::meta::repo::Assignment;
+        use crate::meta::Op;
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn MetaStore> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("m.redb")).unwrap());
+        let shard = super::super::shard_of("g");
+        let assign = |epoch: i32| Assignment {
+            incarnation: 7,
+            shards: [(shard, epoch)].into_iter().collect(),
+            ..Default::default()
+        };
+        let write = |a: Assignment| {
+            let meta = meta.clone();
+            async move {
+                meta.txn(
+                    vec![],
+                    vec![Op::Put(repo::assignment_key(1), repo::encode(&a), None)],
+                )
+                .await
+                .unwrap();
+            }
+        };
+        write(assign(1)).await;
+        let fence = Arc::new(Fence::new(1, 7));
+        fence.refresh(meta.as_ref()).await.unwrap();
+        let s = OffsetStore::open(&Arc::default(), meta.clone(), Some(fence.clone()));
+        s.load_shard(shard, 1).await.unwrap();
+        s.apply(vec![("g".into(), "t".into(), 0, c(5))])
+            .await
+            .unwrap();
+
+        // Away (epoch 2) and back (epoch 3) without this store reloading the shard.
+        write(assign(3)).await;
+        fence.refresh(meta.as_ref()).await.unwrap();
+        let refused = s.apply(vec![("g".into(), "t".into(), 1, c(9))]).await;
+        assert!(
+            matches!(
+                refused,
+                Err(Error::Kafka(kafka_protocol::ResponseError::NotCoordinator))
+            ),
+            "{refused:?}"
+        );
+        // Reloaded at the new epoch, it writes again.
+        s.load_shard(shard, 3).await.unwrap();
+        s.apply(vec![("g".into(), "t".into(), 1, c(9))])
+            .await
+            .unwrap();
+        assert_eq!(s.get("g", "t", 1).map(|c| c.offset), Some(9));
     }
 }
