@@ -174,6 +174,11 @@ fn rebuild(
     s.leader_epoch = epoch;
     if s.epochs.last().map(|e| e.0) != Some(epoch) {
         let start = s.next_offset;
+        // An epoch under which nothing was written leaves the list, as in Kafka's leader
+        // epoch cache: OffsetForLeaderEpoch then answers the epoch that wrote the data.
+        while s.epochs.last().is_some_and(|e| e.1 >= start) {
+            s.epochs.pop();
+        }
         s.epochs.push((epoch, start));
         if s.epochs.len() > 1000 {
             s.epochs.remove(0);

@@ -588,6 +588,24 @@ pub fn consumer_group_heartbeat(
         }
         member_id = uuid::Uuid::new_v4().to_string();
     }
+    if let Some(r) = req
+        .subscribed_topic_regex
+        .as_ref()
+        .filter(|r| !r.is_empty())
+    {
+        // As Kafka: a subscription that can never be evaluated is refused, not kept as one
+        // that matches nothing.
+        if let Err(e) = regex::Regex::new(&format!("^(?:{})$", r.as_str())) {
+            return ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(Code::InvalidRegularExpression.code())
+                .with_error_message(Some(text(format!(
+                    "SubscribedTopicRegex `{}` is not a valid regular expression: {e}.",
+                    r.as_str()
+                ))))
+                .with_member_id(Some(text(member_id)))
+                .with_member_epoch(-1);
+        }
+    }
     let hb = crate::group::consumer::Heartbeat {
         member_id,
         epoch: req.member_epoch,

@@ -150,9 +150,9 @@ class Infra:
         import xml.etree.ElementTree as ET
         keys, token = [], None
         while True:
-            url = f"{self.s3_endpoint}/{BUCKET}?list-type=2&prefix={urllib.parse.quote(prefix)}"
+            url = f"{self.s3_endpoint}/{BUCKET}?list-type=2&prefix={urllib.parse.quote(prefix, safe='')}"
             if token:
-                url += f"&continuation-token={urllib.parse.quote(token)}"
+                url += f"&continuation-token={urllib.parse.quote(token, safe='')}"
             r = subprocess.run(["curl", "-sf", "--aws-sigv4", "aws:amz:us-east-1:s3",
                                 "--user", f"{ACCESS_KEY}:{SECRET_KEY}", url],
                                capture_output=True, check=True, timeout=30)

@@ -2,7 +2,7 @@
 
 Sends values "<tag>:<seq>" (seq = 0, 1, 2, ...) to partition seq % partitions until the stop
 file appears, then flushes. Every delivery report is logged to --out, one per line:
-    OK <partition> <offset> <value> <unix time of the ack>
+    OK <partition> <offset> <value> <unix time of the ack> <record timestamp, ms>
     ERR <value> <error>
     FATAL <error>
 Exit code 0 when everything queued got a report.
@@ -36,7 +36,7 @@ def main():
     def on_delivery(err, msg):
         value = msg.value().decode()
         if err is None:
-            out.write(f"OK {msg.partition()} {msg.offset()} {value} {time.time():.3f}\n")
+            out.write(f"OK {msg.partition()} {msg.offset()} {value} {time.time():.3f} {msg.timestamp()[1]}\n")
         else:
             out.write(f"ERR {value} {err}\n")
 

@@ -194,15 +194,25 @@ class GroupWatch:
         for t in self.threads:
             t.join(60)
         problems += [f"group thread: {t.error}" for t in self.threads if t.error is not None]
-        last, back = {}, []
+        # A committed offset may go back only through a commit of that lower offset that a
+        # member saw acknowledged after the higher one was seen: librdkafka retries a commit
+        # that failed with NOT_COORDINATOR, and a retry can land after a newer commit (so it
+        # would on Kafka). The broker reverting to older state has no such acknowledgement.
+        last, back, late = {}, [], []
         for t, offs in self.observed:
             for p, o in offs.items():
-                if o is not None and p in last and o < last[p]:
-                    back.append(f"partition {p}: committed {last[p]} then {o} at {t:.3f}")
-                if o is not None:
-                    last[p] = o
-                elif p in last:
-                    back.append(f"partition {p}: committed offset {last[p]} vanished at {t:.3f}")
+                if o is not None and p in last and o < last[p][0]:
+                    retried = [ta for ta, ap, ao in self.commit_acks if ap == p and ao == o and ta >= last[p][1]]
+                    if retried:
+                        late.append(f"partition {p}: {last[p][0]} then {o} (acked again at {retried[0]:.3f})")
+                    else:
+                        back.append(f"partition {p}: committed {last[p][0]} then {o} at {t:.3f}")
+                if o is not None and (p not in last or o != last[p][0]):
+                    last[p] = (o, t)
+                elif o is None and p in last:
+                    back.append(f"partition {p}: committed offset {last[p][0]} vanished at {t:.3f}")
+        if late:
+            print(f"group: {len(late)} committed offsets moved back by a late retried client commit: {late[:5]}")
         lost = []
         for start, end, what in faults:
             before = {}
