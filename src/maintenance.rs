@@ -199,7 +199,16 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
     // acknowledged data in the chaos test (kill -9 of etcd during a seal). The next seal
     // settles the state with the store first (Broker::settle_record); a segment no record
     // ever names is left behind.
-    broker.write_partition_record(p, &rec, vec![]).await?;
+    let written = broker.write_partition_record(p, &rec, vec![]).await;
+    if p.state().deleted {
+        // The topic was deleted while this seal ran: its deletion removed the segments the
+        // records named, which may not include this one. Nothing will read it.
+        if let Err(e) = broker.objects.delete(&key).await {
+            warn!(object = key, error = %e, "segment of a deleted topic not deleted");
+        }
+        return Err(Error::Kafka(Code::UnknownTopicOrPartition));
+    }
+    written?;
     {
         let mut s = p.state();
         s.segments.push(seg);

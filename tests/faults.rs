@@ -134,35 +134,70 @@ async fn a_panicking_critical_task_stops_the_broker() {
     assert!(closed, "the listener closes once the broker stopped");
 }
 
+/// A broker over fault-injecting stores whose topic "f" holds two committed records that
+/// nothing has sealed yet (`log.roll.ms` is an hour: tests call `seal` themselves).
+struct Unsealed {
+    broker: Arc<stratus::Broker>,
+    _served: TestBroker,
+    conn: TcpStream,
+    p: Arc<stratus::partition::Partition>,
+    meta: Arc<FaultyMetaStore>,
+    puts: Arc<stratus::testing::Faults>,
+    objects: Arc<Objects>,
+}
+
+async fn unsealed() -> Unsealed {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FaultyObjectStore::new(Arc::new(
+        object_store::memory::InMemory::new(),
+    )));
+    let puts = store.puts.clone();
+    let meta = Arc::new(FaultyMetaStore::new(Arc::new(
+        EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap(),
+    )));
+    let settings = settings(
+        dir.path(),
+        &[("wal.flush.interval.ms", "1"), ("log.roll.ms", "3600000")],
+    );
+    let objects = Arc::new(Objects::from_store(store));
+    let broker = stratus::Broker::open_with(settings, meta.clone(), objects.clone())
+        .await
+        .unwrap();
+    let served = serve(broker.clone(), dir).await;
+    let mut conn = TcpStream::connect(served.addr).await.unwrap();
+    create_topic(&mut conn, "f", 1).await;
+    assert_eq!(
+        produce_code(&mut conn, "f", batch(&["a", "b"], 2)).await,
+        (0, 0)
+    );
+    let p = broker.topic("f").unwrap().partitions[0].clone();
+    Unsealed {
+        broker,
+        _served: served,
+        conn,
+        p,
+        meta,
+        puts,
+        objects,
+    }
+}
+
 /// A seal whose record write was applied but answered with an error (the metadata store
 /// died mid-request) keeps its segment object: the record names it, and a new owner
 /// reads through it. (Deleting it lost acknowledged data under kill -9 of etcd.)
 #[tokio::test]
 async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
     use stratus::meta::{repo, MetaStore};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(object_store::memory::InMemory::new());
-    let meta = Arc::new(FaultyMetaStore::new(Arc::new(
-        EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap(),
-    )));
+    let Unsealed {
+        broker,
+        _served,
+        conn: mut s,
+        p,
+        meta,
+        objects,
+        ..
+    } = unsealed().await;
     let txns = meta.txns.clone();
-    let settings = settings(
-        dir.path(),
-        &[("wal.flush.interval.ms", "1"), ("log.roll.ms", "3600000")],
-    );
-    let objects = Arc::new(Objects::from_store(store.clone()));
-    let broker = stratus::Broker::open_with(settings, meta.clone(), objects.clone())
-        .await
-        .unwrap();
-    let b = serve(broker.clone(), dir).await;
-    let mut s = TcpStream::connect(b.addr).await.unwrap();
-    create_topic(&mut s, "f", 1).await;
-    assert_eq!(
-        produce_code(&mut s, "f", batch(&["a", "b"], 2)).await,
-        (0, 0)
-    );
-    let p = broker.topic("f").unwrap().partitions[0].clone();
-
     txns.lose_next_answers(1);
     assert!(
         stratus::maintenance::seal(&broker, &p, 1 << 20)
@@ -232,32 +267,15 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
 #[tokio::test]
 async fn a_seal_whose_segment_put_fails_commits_nothing() {
     use stratus::meta::{repo, MetaStore};
-    let dir = tempfile::tempdir().unwrap();
-    let objects = Arc::new(FaultyObjectStore::new(Arc::new(
-        object_store::memory::InMemory::new(),
-    )));
-    let puts = objects.puts.clone();
-    let meta = Arc::new(EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap());
-    let settings = settings(
-        dir.path(),
-        &[("wal.flush.interval.ms", "1"), ("log.roll.ms", "3600000")],
-    );
-    let broker = stratus::Broker::open_with(
-        settings,
-        meta.clone(),
-        Arc::new(Objects::from_store(objects)),
-    )
-    .await
-    .unwrap();
-    let b = serve(broker.clone(), dir).await;
-    let mut s = TcpStream::connect(b.addr).await.unwrap();
-    create_topic(&mut s, "f", 1).await;
-    assert_eq!(
-        produce_code(&mut s, "f", batch(&["a", "b"], 2)).await,
-        (0, 0)
-    );
-    let p = broker.topic("f").unwrap().partitions[0].clone();
-
+    let Unsealed {
+        broker,
+        _served,
+        conn: mut s,
+        p,
+        meta,
+        puts,
+        ..
+    } = unsealed().await;
     puts.fail_next(1);
     stratus::maintenance::seal(&broker, &p, 1 << 20)
         .await

@@ -413,6 +413,16 @@ mod tests {
         }
     }
 
+    /// Topics `t0`, `t1`, … with the given partition counts, and nodes 1..=n.
+    fn topics_and_nodes(topics: &[i32], nodes: usize) -> (BTreeSet<String>, Vec<(i32, u64)>) {
+        let mut partitions = BTreeSet::new();
+        for (i, n) in topics.iter().enumerate() {
+            partitions.extend(parts(&format!("t{i}"), *n));
+        }
+        let m = (1..=nodes as i32).map(|n| (n, n as u64 * 10)).collect();
+        (partitions, m)
+    }
+
     proptest::proptest! {
         #[test]
         fn fresh_placement_is_balanced(
@@ -420,11 +430,7 @@ mod tests {
             topics in proptest::collection::vec(1i32..13, 0..5),
             shards in 0u32..65,
         ) {
-            let mut partitions = BTreeSet::new();
-            for (i, n) in topics.iter().enumerate() {
-                partitions.extend(parts(&format!("t{i}"), *n));
-            }
-            let m: Vec<(i32, u64)> = (1..=nodes as i32).map(|n| (n, n as u64 * 10)).collect();
+            let (partitions, m) = topics_and_nodes(&topics, nodes);
             let input = Input {
                 members: members(&m),
                 partitions,
@@ -441,11 +447,7 @@ mod tests {
             topics in proptest::collection::vec(1i32..13, 1..4),
             shards in 0u32..65,
         ) {
-            let mut partitions = BTreeSet::new();
-            for (i, n) in topics.iter().enumerate() {
-                partitions.extend(parts(&format!("t{i}"), *n));
-            }
-            let m: Vec<(i32, u64)> = (1..=nodes as i32).map(|n| (n, n as u64 * 10)).collect();
+            let (partitions, m) = topics_and_nodes(&topics, nodes);
             let before = Input {
                 members: members(&m),
                 partitions: partitions.clone(),

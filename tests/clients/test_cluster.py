@@ -12,8 +12,6 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 
@@ -21,7 +19,6 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING
 from confluent_kafka.admin import AdminClient
 
-from conftest import CLIENTS_DIR
 from test_crash import (DELETING_BROKER, DELETING_TOPIC, RETENTION_MS, check_log, finish_producers,
                         start_producers, stop_retention)
 from util import consumer, create_topic, producer, tp, wait_for

@@ -12,8 +12,6 @@ import json
 import logging
 import os
 import re
-import socket
-import struct
 import subprocess
 import threading
 import time
@@ -26,8 +24,8 @@ from kafka import KafkaAdminClient
 from kafka.protocol.consumer import OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse
 
 from conftest import TARGET
-from util import (consume, consume_quiet, consumer, create_topic, produce_sync, producer, tp,
-                  wait_for)
+from util import (consume, consume_quiet, consumer, create_topic, produce_sync, producer,
+                  round_trip, tp, wait_for)
 
 
 def topic_id(admin, topic):
@@ -275,19 +273,8 @@ def offset_for_leader_epoch(bootstrap, topic, partition, leader_epoch, current_l
     req = OffsetForLeaderEpochRequest(replica_id=-1, topics=[T(topic=topic, partitions=[
         P(partition=partition, current_leader_epoch=current_leader_epoch, leader_epoch=leader_epoch)])])
     req.with_header(correlation_id=42, client_id="gaps-test")
-    host, port = bootstrap.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(req.encode(version=version, header=True, framed=True))
-
-        def read(n):
-            buf = b""
-            while len(buf) < n:
-                chunk = s.recv(n - len(buf))
-                assert chunk, "connection closed by the broker"
-                buf += chunk
-            return buf
-        (size,) = struct.unpack(">i", read(4))
-        resp = OffsetForLeaderEpochResponse.decode(read(size), version=version, header=True)
+    raw = round_trip(bootstrap, req.encode(version=version, header=True, framed=True))
+    resp = OffsetForLeaderEpochResponse.decode(raw, version=version, header=True)
     assert resp.header.correlation_id == 42
     [t] = resp.topics
     [r] = t.partitions

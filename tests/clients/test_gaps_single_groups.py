@@ -3,7 +3,6 @@
 (group.protocol=consumer) static membership and regex subscriptions."""
 
 import logging
-import socket
 import struct
 import time
 import uuid
@@ -13,7 +12,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from group_util import committed_offsets, produce_numbered
-from util import create_topic, produce_sync, producer
+from util import create_topic, produce_sync, producer, round_trip
 
 
 def list_offset(admin, topic, partition, spec):
@@ -289,20 +288,8 @@ def consumer_group_heartbeat(bootstrap, group, member_id, epoch, regex=None, top
     body += (b"\x01" if epoch == 0 else b"\x00") + b"\x00"  # owned partitions: [] / null; no tags
     client = b"gaps-test"
     header = struct.pack(">hhih", 68, 1, 7, len(client)) + client + b"\x00"
-    host, port = bootstrap.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        frame = header + body
-        s.sendall(struct.pack(">i", len(frame)) + frame)
-
-        def read(n):
-            buf = b""
-            while len(buf) < n:
-                chunk = s.recv(n - len(buf))
-                assert chunk, "connection closed by the broker"
-                buf += chunk
-            return buf
-        (size,) = struct.unpack(">i", read(4))
-        resp = read(size)
+    frame = header + body
+    resp = round_trip(bootstrap, struct.pack(">i", len(frame)) + frame)
     (corr,) = struct.unpack_from(">i", resp, 0)
     assert corr == 7 and resp[4] == 0, resp[:8]  # correlation id, no header tags
     _throttle, error = struct.unpack_from(">ih", resp, 5)

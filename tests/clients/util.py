@@ -1,5 +1,7 @@
 """Small helpers shared by the client tests (confluent-kafka based)."""
 
+import socket
+import struct
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -118,3 +120,21 @@ def consume_quiet(bootstrap, assignments, wait=2.0, **conf):
 
 def tp(topic, partition=0, offset=None):
     return TopicPartition(topic, partition) if offset is None else TopicPartition(topic, partition, offset)
+
+
+def round_trip(bootstrap, frame, timeout=10):
+    """Sends one framed Kafka request (size prefix included) to the first bootstrap address
+    and returns the response frame without its size prefix."""
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(frame)
+
+        def read(n):
+            buf = b""
+            while len(buf) < n:
+                chunk = s.recv(n - len(buf))
+                assert chunk, "connection closed by the broker"
+                buf += chunk
+            return buf
+        (size,) = struct.unpack(">i", read(4))
+        return read(size)
