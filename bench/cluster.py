@@ -426,7 +426,7 @@ def report(raw, out):
     puts = {p: {k: [r["puts"][p][k] for r in runs] for k in ("per_s", "per_gb")} for p in ("100", "1000")}
     per_gb_100 = statistics.median(puts["100"]["per_gb"])
     read_gets_per_gb = 1e9 / BLOCK
-    each = [f"| run | order | " + " | ".join(f"{t} produce / big MiB/s" for t in TARGETS) + " | failover s | move→writable s |",
+    each = ["| run | order | " + " | ".join(f"{t} produce / big MiB/s" for t in TARGETS) + " | failover s | move→writable s |",
             "|---|---|" + "---:|" * (len(TARGETS) + 2)]
     for i, r in enumerate(runs, 1):
         each.append(f"| {i} | {' → '.join(r['order'])} | "
