@@ -11,20 +11,19 @@ use kafka_protocol::records::RecordBatchDecoder;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+async fn api_versions(s: &mut TcpStream, version: i16) -> ApiVersionsResponse {
+    let req = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("t"))
+        .with_client_software_version(StrBytes::from_static_str("1"));
+    call(s, ApiKey::ApiVersions, version, &req).await
+}
+
 #[tokio::test]
 async fn every_advertised_version_answers() {
     let b = start(&[]).await;
     let mut s = TcpStream::connect(b.addr).await.unwrap();
     for v in 0..=4 {
-        let r: ApiVersionsResponse = call(
-            &mut s,
-            ApiKey::ApiVersions,
-            v,
-            &ApiVersionsRequest::default()
-                .with_client_software_name(StrBytes::from_static_str("t"))
-                .with_client_software_version(StrBytes::from_static_str("1")),
-        )
-        .await;
+        let r = api_versions(&mut s, v).await;
         assert_eq!(r.error_code, 0);
         assert!(r.api_keys.iter().any(|k| k.api_key == ApiKey::Fetch as i16));
     }
@@ -297,15 +296,7 @@ async fn every_advertised_api_answers_at_every_version() {
     use kafka_protocol::protocol::Encodable;
     let b = start(&[]).await;
     let mut s = TcpStream::connect(b.addr).await.unwrap();
-    let advertised: ApiVersionsResponse = call(
-        &mut s,
-        ApiKey::ApiVersions,
-        3,
-        &ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("t"))
-            .with_client_software_version(StrBytes::from_static_str("1")),
-    )
-    .await;
+    let advertised = api_versions(&mut s, 3).await;
     assert!(advertised.api_keys.len() >= 20, "{:?}", advertised.api_keys);
     let mut answered = 0;
     for k in &advertised.api_keys {
