@@ -9,24 +9,24 @@ use kafka_protocol::ResponseError as Code;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::cache::BlockCache;
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use stratus_log::cache::BlockCache;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::membership::Membership;
 use crate::cluster::{Fence, View};
-use crate::meta::embedded::EmbeddedStore;
-use crate::meta::etcd::EtcdStore;
-use crate::meta::repo::{self, ControllerRecord, Registration, TopicRecord};
-use crate::meta::{Compare, MetaStore, Op};
-use crate::objects::Objects;
 use crate::partition::Partition;
-use crate::segment::IndexEntry;
 use crate::supervisor::Supervisor;
 use crate::topic_config;
 use crate::wal::{Wal, WalConfig};
+use stratus_log::objects::Objects;
+use stratus_log::segment::IndexEntry;
+use stratus_meta::embedded::EmbeddedStore;
+use stratus_meta::etcd::EtcdStore;
+use stratus_meta::repo::{self, ControllerRecord, Registration, TopicRecord};
+use stratus_meta::{Compare, MetaStore, Op};
 
 pub use crate::topics::validate_topic_name;
 
@@ -491,7 +491,7 @@ impl Broker {
     pub async fn write_partition_record(
         &self,
         p: &Partition,
-        rec: &crate::meta::repo::PartitionRecord,
+        rec: &stratus_meta::repo::PartitionRecord,
         extra: Vec<Op>,
     ) -> Result<()> {
         if self.settle_record(p).await? {
@@ -537,7 +537,7 @@ impl Broker {
     async fn try_write_partition_record(
         &self,
         p: &Partition,
-        rec: &crate::meta::repo::PartitionRecord,
+        rec: &stratus_meta::repo::PartitionRecord,
         extra: Vec<Op>,
     ) -> Result<()> {
         let epoch = p.state().owner_epoch;

@@ -2,9 +2,9 @@
 
 use kafka_protocol::ResponseError as Code;
 
-use crate::batch::BatchError;
-use crate::meta::MetaError;
-use crate::objects::ObjectError;
+use stratus_log::batch::BatchError;
+use stratus_log::objects::ObjectError;
+use stratus_meta::MetaError;
 
 /// An error while serving a request, mapped to a Kafka error code by [`Error::code`].
 #[derive(Debug, thiserror::Error)]

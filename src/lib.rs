@@ -7,25 +7,20 @@
 //! [`meta`] is the metadata store; [`config`] the settings.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
-pub mod batch;
 pub mod broker;
-pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod group;
 pub mod handlers;
 pub mod maintenance;
-pub mod meta;
-pub mod objects;
 pub mod partition;
 pub mod read;
 pub mod replica;
-pub mod segment;
 pub mod server;
 pub mod supervisor;
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod topic_config;
 pub mod topics;

@@ -11,11 +11,11 @@ use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::error::{Error, Result};
-use crate::meta::repo::{self, SegmentRef};
-use crate::meta::{Op, MAX_TXN_OPS};
-use crate::objects::ObjectError;
 use crate::partition::{Location, Partition};
-use crate::segment;
+use stratus_log::objects::ObjectError;
+use stratus_log::segment;
+use stratus_meta::repo::{self, SegmentRef};
+use stratus_meta::{Op, MAX_TXN_OPS};
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {

@@ -12,8 +12,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use kafka_protocol::ResponseError as Code;
 
-use crate::batch::{self, Batch};
-use crate::meta::repo::{PartitionRecord, ProducerBatch, SegmentRef};
+use stratus_log::batch::{self, Batch};
+use stratus_meta::repo::{PartitionRecord, ProducerBatch, SegmentRef};
 
 /// How many batches per producer are remembered for duplicate detection (Kafka's 5).
 const PRODUCER_BATCHES: usize = 5;
@@ -53,7 +53,7 @@ pub struct TailChunk {
 
 impl TailChunk {
     /// A committed WAL range, as recovery finds it in the index.
-    pub fn from_wal(r: &crate::meta::repo::WalRange, object: &Arc<str>, object_size: u64) -> Self {
+    pub fn from_wal(r: &stratus_meta::repo::WalRange, object: &Arc<str>, object_size: u64) -> Self {
         TailChunk {
             base: r.base_offset,
             end: r.end_offset,
@@ -502,7 +502,7 @@ impl PartitionState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::tests::make_batch;
+    use stratus_log::testing::make_batch;
 
     fn part() -> Partition {
         let p = Partition::new(
@@ -530,8 +530,8 @@ mod tests {
     fn idempotent_sequences() {
         let p = part();
         let mut s = p.state();
-        let b1 = crate::batch::validate(&make_batch(3, 9, 0, 1)).unwrap();
-        let b2 = crate::batch::validate(&make_batch(2, 9, 3, 1)).unwrap();
+        let b1 = stratus_log::batch::validate(&make_batch(3, 9, 0, 1)).unwrap();
+        let b2 = stratus_log::batch::validate(&make_batch(2, 9, 3, 1)).unwrap();
         assert_eq!(appended(s.append(&b1, None)), (0, 3));
         assert_eq!(appended(s.append(&b2, None)), (3, 5));
         assert_eq!(
@@ -539,13 +539,13 @@ mod tests {
             (0, -1),
             "a retry is acked at its offset"
         );
-        let gap = crate::batch::validate(&make_batch(1, 9, 9, 1)).unwrap();
+        let gap = stratus_log::batch::validate(&make_batch(1, 9, 9, 1)).unwrap();
         assert_eq!(
             s.append(&gap, None).unwrap_err(),
             Code::OutOfOrderSequenceNumber
         );
         assert_eq!(s.next_offset, 5);
-        let anon = crate::batch::validate(&make_batch(1, -1, -1, 1)).unwrap();
+        let anon = stratus_log::batch::validate(&make_batch(1, -1, -1, 1)).unwrap();
         assert_eq!(appended(s.append(&anon, None)), (5, 6));
     }
 
@@ -553,9 +553,9 @@ mod tests {
     fn commit_and_truncate() {
         let p = part();
         let mut s = p.state();
-        let b = crate::batch::validate(&make_batch(2, 4, 0, 1)).unwrap();
+        let b = stratus_log::batch::validate(&make_batch(2, 4, 0, 1)).unwrap();
         s.append(&b, None).unwrap();
-        let b2 = crate::batch::validate(&make_batch(2, 4, 2, 1)).unwrap();
+        let b2 = stratus_log::batch::validate(&make_batch(2, 4, 2, 1)).unwrap();
         s.append(&b2, None).unwrap();
         let obj: Arc<str> = Arc::from("wal/1/x");
         s.commit(2, &obj, 100, 0, 10);

@@ -7,12 +7,12 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError as Code;
 
-use crate::batch::{self, HEADER_LEN};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
-use crate::meta::repo::SegmentRef;
 use crate::partition::{Location, Partition};
-use crate::segment::{self, IndexEntry};
+use stratus_log::batch::{self, HEADER_LEN};
+use stratus_log::segment::{self, IndexEntry};
+use stratus_meta::repo::SegmentRef;
 
 /// Bytes read ahead when a read starts (the block cache reads whole blocks anyway).
 const MIN_WINDOW: u64 = 64 * 1024;

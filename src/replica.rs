@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::broker::Broker;
-use crate::meta::repo::{self, PartitionRecord, WalEntry, WalRange};
-use crate::meta::{MetaStore, Versioned};
 use crate::partition::{Partition, PartitionState, TailChunk};
+use stratus_meta::repo::{self, PartitionRecord, WalEntry, WalRange};
+use stratus_meta::{MetaStore, Versioned};
 
 /// One committed WAL range of a partition.
 type Range = (WalRange, Arc<str>, u64);
@@ -166,7 +166,7 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
     }
 }
 
-async fn load(meta: &dyn MetaStore, replicas: &Replicas) -> Result<(), crate::meta::MetaError> {
+async fn load(meta: &dyn MetaStore, replicas: &Replicas) -> Result<(), stratus_meta::MetaError> {
     // WAL entries first: a range missing from them was sealed, and the records read after
     // show it.
     let wal: Vec<(String, Versioned)> = meta.range("wal/").await?;

@@ -16,7 +16,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
-use crate::meta::{Compare, LeaseId, MetaError, MetaStore, Op, Versioned, WatchEvent};
+use stratus_meta::{Compare, LeaseId, MetaError, MetaStore, Op, Versioned, WatchEvent};
 
 /// What the next requests of a kind do.
 #[derive(Debug, Default)]

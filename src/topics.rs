@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use crate::broker::{AdminError, Broker, Topic, MAX_PARTITIONS};
 use crate::error::{Error, Result};
-use crate::meta::repo::{self, PartitionRecord, TopicRecord};
-use crate::meta::{Compare, Op, MAX_TXN_OPS};
 use crate::partition::Partition;
 use crate::topic_config;
+use stratus_meta::repo::{self, PartitionRecord, TopicRecord};
+use stratus_meta::{Compare, Op, MAX_TXN_OPS};
 
 impl Broker {
     /// Creates a topic (or only validates the request).

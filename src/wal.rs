@@ -16,14 +16,14 @@ use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::batch::Batch;
-use crate::cache::BlockCache;
 use crate::cluster::Fence;
 use crate::error::{Error, Result};
-use crate::meta::repo::{self, ProducerBatch, WalEntry, WalRange};
-use crate::meta::{Compare, MetaStore, Op};
-use crate::objects::{ObjectError, Objects};
 use crate::partition::{Appended, Partition};
+use stratus_log::batch::Batch;
+use stratus_log::cache::BlockCache;
+use stratus_log::objects::{ObjectError, Objects};
+use stratus_meta::repo::{self, ProducerBatch, WalEntry, WalRange};
+use stratus_meta::{Compare, MetaStore, Op};
 
 const MAGIC: &[u8; 8] = b"STRWAL01";
 const PUT_ATTEMPTS: u32 = 5;

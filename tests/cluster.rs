@@ -3,6 +3,7 @@
 //! the old owner refuses writes (NOT_LEADER_OR_FOLLOWER) and Metadata follows the move.
 //! (The process-level tests with etcd, MinIO, kill -9 and SIGSTOP are in
 //! tests/clients/test_cluster.py.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 
 mod common;
 
@@ -12,9 +13,9 @@ use std::time::Duration;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use stratus::meta::embedded::EmbeddedStore;
-use stratus::meta::MetaStore;
-use stratus::objects::Objects;
+use stratus_log::objects::Objects;
+use stratus_meta::embedded::EmbeddedStore;
+use stratus_meta::MetaStore;
 use tokio::net::TcpStream;
 
 async fn leader(s: &mut TcpStream, topic: &str) -> (i32, i32) {
@@ -84,7 +85,7 @@ async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
 
     // Move it, as `stratus admin move` does.
     let topic = handles[0].topic("moved").unwrap();
-    let name = stratus::meta::repo::partition_name(&topic.id_text, 0);
+    let name = stratus_meta::repo::partition_name(&topic.id_text, 0);
     stratus::cluster::controller::apply(meta.as_ref(), None, false, vec![(name, to as i32 + 1)])
         .await
         .unwrap();

@@ -1,4 +1,5 @@
 //! Random and mutated request frames fed to the request decoder: no panic, no abort.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};

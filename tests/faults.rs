@@ -1,5 +1,6 @@
 //! Object-store and metadata-store faults: never an acknowledgement for data that is not
 //! durable, retriable errors while a store is down, and recovery by itself afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 
 mod common;
 
@@ -8,9 +9,9 @@ use std::sync::Arc;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use stratus::meta::embedded::EmbeddedStore;
-use stratus::objects::Objects;
 use stratus::testing::{FaultyMetaStore, FaultyObjectStore};
+use stratus_log::objects::Objects;
+use stratus_meta::embedded::EmbeddedStore;
 use tokio::net::TcpStream;
 
 async fn latest(s: &mut TcpStream) -> i64 {
@@ -187,7 +188,7 @@ async fn unsealed() -> Unsealed {
 /// reads through it. (Deleting it lost acknowledged data under kill -9 of etcd.)
 #[tokio::test]
 async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
-    use stratus::meta::{repo, MetaStore};
+    use stratus_meta::{repo, MetaStore};
     let Unsealed {
         broker,
         _served,
@@ -266,7 +267,7 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
 /// never written (the WAL ranges it came from would be collected, and the data lost).
 #[tokio::test]
 async fn a_seal_whose_segment_put_fails_commits_nothing() {
-    use stratus::meta::{repo, MetaStore};
+    use stratus_meta::{repo, MetaStore};
     let Unsealed {
         broker,
         _served,

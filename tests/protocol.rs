@@ -1,5 +1,6 @@
 //! Wire-level tests against an in-process broker: every advertised version answers, and
 //! bad input gets Kafka's answer (or a closed connection) without hurting the broker.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 
 mod common;
 

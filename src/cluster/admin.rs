@@ -11,14 +11,10 @@ use tracing::info;
 
 use super::controller;
 use crate::broker::Broker;
-use crate::meta::repo;
-use crate::meta::Op;
+use stratus_meta::repo;
+use stratus_meta::Op;
 
-/// Generated messages and services.
-#[allow(missing_docs, clippy::all)]
-pub mod pb {
-    tonic::include_proto!("stratus.admin.v1");
-}
+use stratus_proto as pb;
 
 use pb::admin_server::{Admin, AdminServer};
 use pb::*;

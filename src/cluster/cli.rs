@@ -2,8 +2,8 @@
 
 use clap::Subcommand;
 
-use super::admin::pb;
 use pb::admin_client::AdminClient;
+use stratus_proto as pb;
 
 /// Admin commands.
 #[derive(Subcommand, Debug)]

@@ -13,8 +13,8 @@ use tracing::{debug, info, warn};
 use super::placement::{self, Input, Member};
 use super::read_view;
 use crate::group::SHARDS;
-use crate::meta::repo::{self, ControllerRecord, PartitionRecord, TopicRecord};
-use crate::meta::{Compare, LeaseId, MetaError, MetaStore, Op, MAX_TXN_OPS};
+use stratus_meta::repo::{self, ControllerRecord, PartitionRecord, TopicRecord};
+use stratus_meta::{Compare, LeaseId, MetaError, MetaStore, Op, MAX_TXN_OPS};
 
 /// What a round changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

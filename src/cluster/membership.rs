@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::meta::repo::{self, Registration};
-use crate::meta::{LeaseId, MetaError, MetaStore, Op};
+use stratus_meta::repo::{self, Registration};
+use stratus_meta::{LeaseId, MetaError, MetaStore, Op};
 
 /// This broker's membership.
 pub struct Membership {

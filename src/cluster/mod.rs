@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::meta::repo::{self, Assignment, ControllerRecord, Registration};
-use crate::meta::{Compare, MetaError, MetaStore};
+use stratus_meta::repo::{self, Assignment, ControllerRecord, Registration};
+use stratus_meta::{Compare, MetaError, MetaStore};
 
 pub mod admin;
 pub mod cli;

@@ -14,9 +14,9 @@ use tracing::{info, warn};
 use super::Owned;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
-use crate::meta::repo::{self, Assignment, PartitionRecord, WalEntry, WalRange};
-use crate::meta::{Op, MAX_TXN_OPS};
 use crate::partition::{Partition, PartitionState, TailChunk};
+use stratus_meta::repo::{self, Assignment, PartitionRecord, WalEntry, WalRange};
+use stratus_meta::{Op, MAX_TXN_OPS};
 
 /// Follows this broker's assignment key until `cancel`.
 pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::meta::repo::Assignment;
+use stratus_meta::repo::Assignment;
 
 /// A registered broker as placement sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,11 +24,11 @@ use tracing::warn;
 use crate::cluster::Fence;
 use crate::config::Settings;
 use crate::error::Result;
-use crate::meta::{repo, MetaStore, Op};
 use crate::supervisor::Supervisor;
 use classic::{Group, Join, JoinResult, Joined, Limits, Member, State, SyncResult};
 use consumer::{Answer, ConsumerGroup, Heartbeat, TopicInfo};
 use offsets::{Change, OffsetStore};
+use stratus_meta::{repo, MetaStore, Op};
 
 /// Prefix of group records.
 pub const GROUPS: &str = "groups/";

@@ -12,8 +12,8 @@ use tracing::warn;
 
 use crate::cluster::Fence;
 use crate::error::{Error, Result};
-use crate::meta::{repo, MetaStore, Op, MAX_TXN_OPS};
 use crate::supervisor::Supervisor;
+use stratus_meta::{repo, MetaStore, Op, MAX_TXN_OPS};
 
 /// Prefix of committed-offset records: `offsets/<shard>/<group>/<topic>`.
 pub const OFFSETS: &str = "offsets/";
@@ -318,7 +318,7 @@ pub async fn fenced_txn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::embedded::EmbeddedStore;
+    use stratus_meta::embedded::EmbeddedStore;
 
     fn c(offset: i64) -> Option<Committed> {
         Some(Committed {
@@ -363,8 +363,8 @@ mod tests {
     /// (committed offsets going backwards, seen in the cluster chaos test).
     #[tokio::test]
     async fn offsets_loaded_before_a_move_away_and_back_are_not_written() {
-        use crate::meta::repo::Assignment;
-        use crate::meta::Op;
+        use stratus_meta::repo::Assignment;
+        use stratus_meta::Op;
         let dir = tempfile::tempdir().unwrap();
         let meta: Arc<dyn MetaStore> =
             Arc::new(EmbeddedStore::open(&dir.path().join("m.redb")).unwrap());

@@ -1,5 +1,5 @@
 //! A raw Kafka client for wire-level tests, and an in-process broker to point it at.
-
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 #![allow(dead_code)]
 
 use std::net::SocketAddr;

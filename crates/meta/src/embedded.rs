@@ -321,7 +321,7 @@ mod tests {
     async fn embedded_passes_conformance() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap();
-        crate::meta::conformance::run_all(&store).await;
+        crate::conformance::run_all(&store).await;
     }
 
     #[tokio::test]

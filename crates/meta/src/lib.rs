@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+#[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 pub mod embedded;
 pub mod etcd;

@@ -120,7 +120,7 @@ pub fn position_of_timestamp(index: &[IndexEntry], ts: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::tests::make_batch;
+    use crate::testing::make_batch;
 
     #[test]
     fn build_and_index() {

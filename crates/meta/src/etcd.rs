@@ -327,6 +327,6 @@ mod tests {
         )
         .await
         .unwrap();
-        crate::meta::conformance::run_all(&store).await;
+        crate::conformance::run_all(&store).await;
     }
 }

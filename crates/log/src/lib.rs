@@ -1,0 +1,23 @@
+//! Stratus's storage layer, below the broker: the formats of what is written and how it is
+//! named and read.
+//!
+//! - [`batch`]: Kafka record batches (v2): validation, stamping offsets, iteration;
+//! - [`segment`]: sealed segments (batches, then an offset/time index and a footer);
+//! - [`wal_format`]: the WAL object format (batches of many partitions, then a versioned
+//!   footer naming each partition's range);
+//! - [`paths`]: every object name, built and parsed in one place;
+//! - [`objects`]: the object store (object_store backends by URL, local fsync, counters);
+//! - [`cache`]: the read cache (memory, then local disk, then ranged GETs);
+//! - [`clock`]: wall-clock time, injectable so that time-driven jobs can be tested.
+//!
+//! It owns no broker state and may not see the broker, the metadata store or the
+//! protocol handlers.
+
+pub mod batch;
+pub mod cache;
+pub mod clock;
+pub mod objects;
+pub mod paths;
+pub mod segment;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
