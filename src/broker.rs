@@ -20,15 +20,11 @@ use crate::cluster::{Fence, View};
 use crate::partition::Partition;
 use crate::supervisor::Supervisor;
 use crate::topic_config;
-use crate::wal::{Wal, WalConfig};
+use crate::wal::Wal;
 use stratus_log::objects::Objects;
 use stratus_log::segment::IndexEntry;
-use stratus_meta::embedded::EmbeddedStore;
-use stratus_meta::etcd::EtcdStore;
-use stratus_meta::repo::{self, ControllerRecord, Registration, TopicRecord};
-use stratus_meta::{Compare, MetaStore, Op};
-
-pub use crate::topics::validate_topic_name;
+use stratus_meta::repo::{self, TopicRecord};
+use stratus_meta::{keys, Compare, MetaStore, Op};
 
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: i32 = 10_000;
@@ -86,7 +82,7 @@ pub struct Broker {
     /// Cluster id.
     pub cluster_id: String,
     pub(crate) topics: RwLock<Topics>,
-    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    pub(crate) producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Serializes topic creation, deletion and re-reads of the topic records.
     pub(crate) topic_lock: tokio::sync::Mutex<()>,
     /// When the broker started.
@@ -116,208 +112,6 @@ pub struct Broker {
 pub type AdminError = (Code, String);
 
 impl Broker {
-    /// Opens the stores named by the settings, joins the cluster and takes what it is
-    /// assigned.
-    pub async fn open(settings: Settings) -> anyhow::Result<Arc<Broker>> {
-        std::fs::create_dir_all(&settings.data_dir)?;
-        let meta: Arc<dyn MetaStore> = match settings.metadata_url.as_str() {
-            "" | "embedded" => Arc::new(EmbeddedStore::open(&settings.data_dir.join("meta.redb"))?),
-            url => Arc::new(
-                EtcdStore::connect(url, Duration::from_millis(settings.metadata_timeout_ms))
-                    .await?,
-            ),
-        };
-        let objects = Arc::new(Objects::from_url(&settings.object_store_url)?);
-        Self::open_with(settings, meta, objects).await
-    }
-
-    /// Opens with given stores.
-    pub async fn open_with(
-        settings: Settings,
-        meta: Arc<dyn MetaStore>,
-        objects: Arc<Objects>,
-    ) -> anyhow::Result<Arc<Broker>> {
-        let cache = Arc::new(BlockCache::new(
-            objects.clone(),
-            settings.cache_block_bytes,
-            settings.cache_memory_bytes,
-            settings.data_dir.join("cache"),
-            settings.cache_disk_bytes,
-        ));
-        let cluster_id = match meta.get(repo::CLUSTER_ID).await? {
-            Some(v) => String::from_utf8_lossy(&v.value).to_string(),
-            None => {
-                let id = kafka_cluster_id();
-                meta.txn(
-                    vec![Compare::Revision(repo::CLUSTER_ID.into(), None)],
-                    vec![Op::Put(repo::CLUSTER_ID.into(), id.clone().into(), None)],
-                )
-                .await?;
-                match meta.get(repo::CLUSTER_ID).await? {
-                    Some(v) => String::from_utf8_lossy(&v.value).to_string(),
-                    None => id,
-                }
-            }
-        };
-        let node = settings.node_id;
-        let incarnation = rand_u64();
-        let fence = Arc::new(Fence::new(node, incarnation));
-        let next_seq = meta
-            .range(&repo::wal_prefix(node))
-            .await?
-            .iter()
-            .filter_map(|(k, _)| repo::wal_seq(k))
-            .max()
-            .map(|s| s + 1)
-            .unwrap_or(1);
-        let wal = Arc::new(Wal::new(
-            WalConfig {
-                node_id: node,
-                incarnation,
-                flush_interval: Duration::from_millis(settings.wal_flush_interval_ms),
-                flush_bytes: settings.wal_flush_bytes,
-                max_buffer_bytes: settings.wal_buffer_max_bytes,
-                max_in_flight: settings.wal_max_in_flight,
-            },
-            meta.clone(),
-            objects.clone(),
-            cache.clone(),
-            next_seq,
-            fence.clone(),
-        ));
-        let supervisor = Arc::new(Supervisor::default());
-        let groups = crate::group::Coordinator::open(
-            &supervisor,
-            meta.clone(),
-            fence.clone(),
-            crate::group::GroupSettings::from(&settings),
-        )
-        .await?;
-        let registration = Registration {
-            node,
-            incarnation,
-            listeners: settings
-                .listeners
-                .iter()
-                .zip(&settings.advertised)
-                .map(|(l, a)| (l.name.clone(), a.host.clone(), a.port))
-                .collect(),
-            rack: settings.rack.clone(),
-            admin: settings.admin_listener.clone(),
-            leaving: false,
-        };
-        let membership = Arc::new(Membership::new(
-            meta.clone(),
-            registration,
-            Duration::from_millis(settings.broker_session_timeout_ms),
-        ));
-        let broker = Arc::new(Broker {
-            request_memory: Arc::new(tokio::sync::Semaphore::new(
-                settings.queued_max_request_bytes,
-            )),
-            groups,
-            settings,
-            meta,
-            objects,
-            cache,
-            wal,
-            indexes: moka::future::Cache::builder().max_capacity(10_000).build(),
-            cluster_id,
-            topics: RwLock::new(Topics::default()),
-            producer_ids: tokio::sync::Mutex::new((0, 0)),
-            topic_lock: tokio::sync::Mutex::new(()),
-            started: Instant::now(),
-            fence,
-            view: watch::Sender::new(Arc::new(View::default())),
-            membership,
-            ownership_lock: tokio::sync::Mutex::new(()),
-            cluster_cancel: CancellationToken::new(),
-            replicas: Arc::new(crate::replica::Replicas::default()),
-            supervisor,
-        });
-        broker.sync_topics().await?;
-        broker.join().await?;
-        Ok(broker)
-    }
-
-    /// Registers, starts the cluster tasks (keep-alive, view, controller campaign,
-    /// ownership), and waits until the controller has answered this incarnation.
-    async fn join(self: &Arc<Self>) -> anyhow::Result<()> {
-        let started = Instant::now();
-        self.membership.register().await?;
-        let cancel = self.cluster_cancel.clone();
-        let tasks = &self.supervisor;
-        tasks.spawn(
-            "lease keep-alive",
-            cancel.clone(),
-            self.membership.clone().keep_alive(cancel.clone()),
-        );
-        tasks.spawn(
-            "cluster view",
-            cancel.clone(),
-            crate::cluster::watch_view(
-                self.meta.clone(),
-                self.view.clone(),
-                Duration::from_secs(10),
-                cancel.clone(),
-            ),
-        );
-        let membership = self.membership.clone();
-        tasks.spawn(
-            "controller",
-            cancel.clone(),
-            crate::cluster::controller::run(
-                self.meta.clone(),
-                ControllerRecord {
-                    node: self.settings.node_id,
-                    incarnation: self.fence.incarnation(),
-                },
-                move || membership.lease(),
-                Duration::from_secs(5),
-                cancel.clone(),
-            ),
-        );
-        // Wait (bounded) for the first assignment naming this incarnation, so that a
-        // single broker serves its partitions from the first request.
-        let deadline = Instant::now()
-            + Duration::from_millis(self.settings.broker_session_timeout_ms.max(1000) * 2);
-        loop {
-            let synced = crate::cluster::ownership::sync(self).await.is_ok();
-            if synced && self.fence.get().assignment.incarnation == self.fence.incarnation() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                warn!("no assignment from the controller yet; serving what comes later");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tasks.spawn(
-            "topic watch",
-            cancel.clone(),
-            self.clone().watch_topics(cancel.clone()),
-        );
-        if self.settings.rack.is_some() {
-            tasks.spawn(
-                "replica index",
-                cancel.clone(),
-                crate::replica::run(self.clone(), cancel.clone()),
-            );
-        }
-        tasks.spawn(
-            "ownership",
-            cancel.clone(),
-            crate::cluster::ownership::run(self.clone(), cancel),
-        );
-        info!(
-            node = self.settings.node_id,
-            partitions = self.fence.get().assignment.partitions.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "joined the cluster"
-        );
-        Ok(())
-    }
-
     /// SIGTERM: marks this broker as leaving, so the controller moves its partitions and
     /// shards to the others, and waits (up to `controlled.shutdown.timeout.ms`) until it
     /// owns nothing — or at once if no other broker can take them.
@@ -517,7 +311,7 @@ impl Broker {
         if !p.state().record_unsure {
             return Ok(false);
         }
-        let key = repo::partition_key(&p.topic_id, p.index);
+        let key = keys::partition_key(&p.topic_id, p.index);
         let stored = repo::load::<repo::PartitionRecord>(self.meta.as_ref(), &key).await?;
         let mut s = p.state();
         let changed = match stored {
@@ -547,7 +341,7 @@ impl Broker {
                 break;
             }
             let mut ops = vec![Op::Put(
-                repo::partition_key(&p.topic_id, p.index),
+                keys::partition_key(&p.topic_id, p.index),
                 repo::encode(rec),
                 None,
             )];
@@ -565,7 +359,7 @@ impl Broker {
         let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
             loop {
-                let cur = self.meta.get(repo::PRODUCER_IDS).await?;
+                let cur = self.meta.get(keys::PRODUCER_IDS).await?;
                 let start: i64 = cur
                     .as_ref()
                     .and_then(|v| std::str::from_utf8(&v.value).ok()?.parse().ok())
@@ -575,11 +369,11 @@ impl Broker {
                     .meta
                     .txn(
                         vec![Compare::Revision(
-                            repo::PRODUCER_IDS.into(),
+                            keys::PRODUCER_IDS.into(),
                             cur.map(|v| v.mod_revision),
                         )],
                         vec![Op::Put(
-                            repo::PRODUCER_IDS.into(),
+                            keys::PRODUCER_IDS.into(),
                             end.to_string().into(),
                             None,
                         )],
@@ -595,31 +389,4 @@ impl Broker {
         ids.0 += 1;
         Ok(id)
     }
-}
-
-fn rand_u64() -> u64 {
-    let u = Uuid::new_v4();
-    let b = u.as_bytes();
-    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-}
-
-/// A cluster id in Kafka's form (base64 of 16 random bytes, url-safe, no padding).
-fn kafka_cluster_id() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = Uuid::new_v4().into_bytes();
-    let mut bits = 0u32;
-    let mut nbits = 0;
-    let mut out = String::new();
-    for b in bytes {
-        bits = (bits << 8) | b as u32;
-        nbits += 8;
-        while nbits >= 6 {
-            nbits -= 6;
-            out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
-        }
-    }
-    if nbits > 0 {
-        out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
-    }
-    out
 }

@@ -19,6 +19,7 @@ pub mod partition;
 pub mod read;
 pub mod replica;
 pub mod server;
+mod startup;
 pub mod supervisor;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError as Code;
 use tokio_util::sync::CancellationToken;
@@ -12,18 +12,12 @@ use tracing::{debug, info, warn};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::partition::{Location, Partition};
+use stratus_log::clock::now_ms;
 use stratus_log::objects::ObjectError;
+use stratus_log::paths::{self, SegmentObject, WalObject};
 use stratus_log::segment;
 use stratus_meta::repo::{self, SegmentRef};
-use stratus_meta::{Op, MAX_TXN_OPS};
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use stratus_meta::{keys, Op, MAX_TXN_OPS};
 
 /// Runs sealing and retention until cancelled.
 pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
@@ -147,10 +141,12 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
     let Some(built) = segment::build(&data) else {
         return Ok(());
     };
-    let key = format!(
-        "topics/{}/{}/{:020}.seg",
-        p.topic_id, p.index, built.base_offset
-    );
+    let key = SegmentObject {
+        topic_id: &p.topic_id,
+        partition: p.index,
+        base_offset: built.base_offset,
+    }
+    .name();
     let size = built.body.len() as u64;
     match broker.objects.put_new(&key, built.body.clone()).await {
         Ok(()) => {}
@@ -229,9 +225,9 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
     let view = broker.view.borrow().clone();
     let controller = view.controller == Some(node);
     let prefix = if controller {
-        "wal/".to_string()
+        keys::WAL.to_string()
     } else {
-        repo::wal_prefix(node)
+        keys::wal_prefix(node)
     };
     let entries: Vec<_> = broker
         .meta
@@ -239,11 +235,7 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
         .await?
         .into_iter()
         .filter(|(k, _)| {
-            let owner = k
-                .split('/')
-                .nth(1)
-                .and_then(|n| n.parse::<i32>().ok())
-                .unwrap_or(node);
+            let owner = keys::wal_node(k).unwrap_or(node);
             owner == node || !view.brokers.contains_key(&owner)
         })
         .collect();
@@ -251,7 +243,7 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
         return Ok(());
     }
     let mut topics = HashSet::new();
-    for (k, v) in broker.meta.range(repo::TOPICS).await? {
+    for (k, v) in broker.meta.range(keys::TOPICS).await? {
         topics.insert(repo::decode::<repo::TopicRecord>(&k, &v)?.id);
     }
     let mut sealed: HashMap<String, i64> = HashMap::new();
@@ -263,7 +255,7 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
             if !topics.contains(&r.topic_id) {
                 continue;
             }
-            let name = repo::partition_name(&r.topic_id, r.partition);
+            let name = keys::partition_name(&r.topic_id, r.partition);
             let end = match sealed.get(&name) {
                 Some(e) => *e,
                 None => {
@@ -315,9 +307,9 @@ pub async fn sweep_orphan_wal_objects(broker: &Broker, min_age_ms: i64) -> Resul
     if broker.view.borrow().controller != Some(node) {
         return Ok(0);
     }
-    let listed = broker.objects.list("wal/").await?;
+    let listed = broker.objects.list(paths::WAL).await?;
     let mut named = HashSet::new();
-    for (k, v) in broker.meta.range("wal/").await? {
+    for (k, v) in broker.meta.range(keys::WAL).await? {
         named.insert(repo::decode::<repo::WalEntry>(&k, &v)?.object);
     }
     let view = crate::cluster::read_view(broker.meta.as_ref()).await?;
@@ -327,15 +319,12 @@ pub async fn sweep_orphan_wal_objects(broker: &Broker, min_age_ms: i64) -> Resul
         if named.contains(&key) || now - modified < min_age_ms {
             continue;
         }
-        // wal/<node>/<incarnation:016x>-<seq>.wal
-        let mut parts = key.split('/').skip(1);
-        let (Some(n), Some(file)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let (Ok(n), Some(Ok(inc))) = (
-            n.parse::<i32>(),
-            file.split('-').next().map(|i| u64::from_str_radix(i, 16)),
-        ) else {
+        let Some(WalObject {
+            node: n,
+            incarnation: inc,
+            ..
+        }) = WalObject::parse(&key)
+        else {
             continue;
         };
         let registered = view.brokers.get(&n).is_some_and(|r| r.incarnation == inc);
@@ -370,7 +359,7 @@ async fn sealed_end(broker: &Broker, topic_id: &str, partition: i32) -> Result<i
             return Ok(s.sealed_end);
         }
     }
-    let key = repo::partition_key(topic_id, partition);
+    let key = keys::partition_key(topic_id, partition);
     Ok(
         repo::load::<repo::PartitionRecord>(broker.meta.as_ref(), &key)
             .await?

@@ -305,7 +305,7 @@ impl PartitionState {
             }
         }
         let base_offset = self.next_offset;
-        let now_ms = crate::maintenance::now_ms();
+        let now_ms = stratus_log::clock::now_ms();
         let mut next = base_offset;
         let mut out = bytes::BytesMut::new();
         let mut max_timestamp = i64::MIN;

@@ -13,10 +13,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::broker::Broker;
 use crate::partition::{Partition, PartitionState, TailChunk};
-use stratus_meta::repo::{self, PartitionRecord, WalEntry, WalRange};
-use stratus_meta::{MetaStore, Versioned};
+use stratus_meta::repo::{PartitionRecord, WalEntry, WalRange};
+use stratus_meta::{keys, MetaStore, Versioned};
 
 /// One committed WAL range of a partition.
 type Range = (WalRange, Arc<str>, u64);
@@ -32,7 +31,9 @@ struct Index {
 
 impl Index {
     fn put_record(&mut self, key: &str, v: &[u8]) {
-        let Some(name) = record_name(key) else { return };
+        let Some(name) = keys::parse_partition_key(key) else {
+            return;
+        };
         if let Ok(r) = serde_json::from_slice::<PartitionRecord>(v) {
             self.records.insert(name, r);
         }
@@ -47,7 +48,7 @@ impl Index {
         let size = e.data_end();
         let mut names = Vec::with_capacity(e.ranges.len());
         for r in e.ranges {
-            let name = repo::partition_name(&r.topic_id, r.partition);
+            let name = keys::partition_name(&r.topic_id, r.partition);
             names.push((name.clone(), r.base_offset));
             self.tails
                 .entry(name)
@@ -72,13 +73,6 @@ impl Index {
     }
 }
 
-/// `partitions/<topic-id>/<partition>` → `<topic-id>:<partition>`.
-fn record_name(key: &str) -> Option<String> {
-    let rest = key.strip_prefix("partitions/")?;
-    let (t, p) = rest.split_once('/')?;
-    Some(repo::partition_name(t, p.parse::<i32>().ok()?))
-}
-
 /// The read-only index of every partition.
 #[derive(Default)]
 pub struct Replicas {
@@ -97,7 +91,7 @@ impl Replicas {
         if !self.ready.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        let name = repo::partition_name(&p.topic_id, p.index);
+        let name = keys::partition_name(&p.topic_id, p.index);
         let ix = self.lock();
         let rec = ix.records.get(&name).cloned().unwrap_or_default();
         let mut s = PartitionState::from_record(&rec);
@@ -118,13 +112,17 @@ impl Replicas {
 }
 
 /// Keeps the index current until `cancel`: loads `partitions/` and `wal/`, then applies
-/// watch events; starts over when a watch ends.
-pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
-    let meta = broker.meta.clone();
-    let replicas = broker.replicas.clone();
+/// watch events; starts over when a watch ends. Each change wakes long-polling fetches
+/// through `committed`.
+pub async fn run(
+    meta: Arc<dyn MetaStore>,
+    replicas: Arc<Replicas>,
+    committed: tokio::sync::watch::Sender<u64>,
+    cancel: CancellationToken,
+) {
     loop {
-        let mut records = meta.watch("partitions/");
-        let mut wal = meta.watch("wal/");
+        let mut records = meta.watch(keys::PARTITIONS);
+        let mut wal = meta.watch(keys::WAL);
         if let Err(e) = load(meta.as_ref(), &replicas).await {
             warn!(error = %e, "replica index not loaded; retrying");
             tokio::select! {
@@ -144,19 +142,19 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
             let Some(e) = event else { break };
             {
                 let mut ix = replicas.lock();
-                match (&e.value, e.key.starts_with("wal/")) {
+                match (&e.value, e.key.starts_with(keys::WAL)) {
                     (Some(v), true) => ix.put_wal(&e.key, v),
                     (None, true) => ix.delete_wal(&e.key),
                     (Some(v), false) => ix.put_record(&e.key, v),
                     (None, false) => {
-                        if let Some(n) = record_name(&e.key) {
+                        if let Some(n) = keys::parse_partition_key(&e.key) {
                             ix.records.remove(&n);
                         }
                     }
                 }
             }
             // Long-polling fetches wake up on new data here too.
-            broker.wal.committed.send_modify(|c| *c += 1);
+            committed.send_modify(|c| *c += 1);
         }
         debug!("replica index watch ended; reloading");
         tokio::select! {
@@ -169,8 +167,8 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
 async fn load(meta: &dyn MetaStore, replicas: &Replicas) -> Result<(), stratus_meta::MetaError> {
     // WAL entries first: a range missing from them was sealed, and the records read after
     // show it.
-    let wal: Vec<(String, Versioned)> = meta.range("wal/").await?;
-    let records = meta.range("partitions/").await?;
+    let wal: Vec<(String, Versioned)> = meta.range(keys::WAL).await?;
+    let records = meta.range(keys::PARTITIONS).await?;
     let mut ix = Index::default();
     for (k, v) in &wal {
         ix.put_wal(k, &v.value);

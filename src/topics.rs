@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::partition::Partition;
 use crate::topic_config;
 use stratus_meta::repo::{self, PartitionRecord, TopicRecord};
-use stratus_meta::{Compare, Op, MAX_TXN_OPS};
+use stratus_meta::{keys, Compare, Op, MAX_TXN_OPS};
 
 impl Broker {
     /// Creates a topic (or only validates the request).
@@ -80,7 +80,7 @@ impl Broker {
         if validate_only {
             return Ok(topic);
         }
-        let key = repo::topic_key(name);
+        let key = keys::topic_key(name);
         let applied = self
             .meta
             .txn(
@@ -115,13 +115,13 @@ impl Broker {
         }
         let _guard = self.topic_lock.lock().await;
         self.meta
-            .txn(vec![], vec![Op::Delete(repo::topic_key(&topic.name))])
+            .txn(vec![], vec![Op::Delete(keys::topic_key(&topic.name))])
             .await
             .map_err(storage)?;
         self.forget_topic(topic);
         let records = self
             .meta
-            .range(&repo::partitions_prefix(&topic.id_text))
+            .range(&keys::partitions_prefix(&topic.id_text))
             .await
             .map_err(storage)?;
         let mut segments = Vec::new();
@@ -171,7 +171,7 @@ impl Broker {
     pub async fn sync_topics(&self) -> Result<()> {
         let _guard = self.topic_lock.lock().await;
         let mut seen = HashSet::new();
-        for (k, v) in self.meta.range(repo::TOPICS).await? {
+        for (k, v) in self.meta.range(keys::TOPICS).await? {
             let rec: TopicRecord = repo::decode(&k, &v)?;
             let Ok(id) = Uuid::parse_str(&rec.id) else {
                 warn!(key = k, "topic record with a bad id skipped");
@@ -226,7 +226,7 @@ impl Broker {
     /// other brokers show up here within a watch round trip (and at least every 10 s).
     pub async fn watch_topics(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
         loop {
-            let mut events = self.meta.watch(repo::TOPICS);
+            let mut events = self.meta.watch(keys::TOPICS);
             if let Err(e) = self.sync_topics().await {
                 warn!(error = %e, "topic records not re-read; retrying");
             }
@@ -320,7 +320,7 @@ impl Broker {
             configs,
         });
         self.meta
-            .put(&repo::topic_key(&topic.name), repo::encode(&new.record()))
+            .put(&keys::topic_key(&topic.name), repo::encode(&new.record()))
             .await
             .map_err(storage)?;
         self.install(new);

@@ -22,8 +22,9 @@ use crate::partition::{Appended, Partition};
 use stratus_log::batch::Batch;
 use stratus_log::cache::BlockCache;
 use stratus_log::objects::{ObjectError, Objects};
+use stratus_log::paths::WalObject;
 use stratus_meta::repo::{self, ProducerBatch, WalEntry, WalRange};
-use stratus_meta::{Compare, MetaStore, Op};
+use stratus_meta::{keys, Compare, MetaStore, Op};
 
 const MAGIC: &[u8; 8] = b"STRWAL01";
 const PUT_ATTEMPTS: u32 = 5;
@@ -272,10 +273,12 @@ impl Wal {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             };
-            let object = format!(
-                "wal/{}/{:016x}-{:020}.wal",
-                self.cfg.node_id, self.cfg.incarnation, seq
-            );
+            let object = WalObject {
+                node: self.cfg.node_id,
+                incarnation: self.cfg.incarnation,
+                seq,
+            }
+            .name();
             let (body, entry, index, partitions) = build_object(&object, &entries);
             let put = tokio::spawn(put_with_retries(self.objects.clone(), object, body.clone()));
             let flush = Flush {
@@ -421,7 +424,7 @@ impl Wal {
     /// guessing "not committed" could reuse offsets that a commit did take. Meanwhile
     /// producers time out and retry, and the bounded buffer holds the rest back.
     async fn commit_index(&self, f: &Flush) -> Result<Vec<usize>> {
-        let key = repo::wal_key(self.cfg.node_id, f.seq, self.cfg.incarnation);
+        let key = keys::wal_key(self.cfg.node_id, f.seq, self.cfg.incarnation);
         let mut owned = self.fence.get();
         let mut delay = Duration::from_millis(20);
         let mut warned = false;

@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use stratus::testing::{FaultyMetaStore, FaultyObjectStore};
 use stratus_log::objects::Objects;
 use stratus_meta::embedded::EmbeddedStore;
+use stratus_meta::keys;
 use tokio::net::TcpStream;
 
 async fn latest(s: &mut TcpStream) -> i64 {
@@ -206,7 +207,7 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
             .is_err(),
         "the seal saw its record write fail"
     );
-    let key = repo::partition_key(&p.topic_id, p.index);
+    let key = keys::partition_key(&p.topic_id, p.index);
     let stored = meta
         .get(&key)
         .await
@@ -281,7 +282,7 @@ async fn a_seal_whose_segment_put_fails_commits_nothing() {
     stratus::maintenance::seal(&broker, &p, 1 << 20)
         .await
         .expect_err("a seal whose PUT failed fails");
-    let key = repo::partition_key(&p.topic_id, p.index);
+    let key = keys::partition_key(&p.topic_id, p.index);
     let named = match meta.get(&key).await.unwrap() {
         Some(v) => {
             repo::decode::<repo::PartitionRecord>(&key, &v)

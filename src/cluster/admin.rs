@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::controller;
 use crate::broker::Broker;
-use stratus_meta::repo;
+use stratus_meta::keys;
 use stratus_meta::Op;
 
 use stratus_proto as pb;
@@ -148,7 +148,7 @@ impl Admin for AdminService {
             .meta
             .txn(
                 vec![],
-                vec![Op::Put(repo::drain_key(r.node_id), "drain".into(), None)],
+                vec![Op::Put(keys::drain_key(r.node_id), "drain".into(), None)],
             )
             .await
             .map_err(unavailable)?;
@@ -172,7 +172,7 @@ impl Admin for AdminService {
         let node = req.into_inner().node_id;
         self.broker
             .meta
-            .txn(vec![], vec![Op::Delete(repo::drain_key(node))])
+            .txn(vec![], vec![Op::Delete(keys::drain_key(node))])
             .await
             .map_err(unavailable)?;
         info!(node, "drain lifted");
@@ -203,7 +203,7 @@ impl Admin for AdminService {
                 r.to_node_id
             )));
         }
-        let name = repo::partition_name(&topic.id_text, r.partition);
+        let name = keys::partition_name(&topic.id_text, r.partition);
         controller::apply(
             self.broker.meta.as_ref(),
             None,

@@ -12,9 +12,8 @@ use tracing::{debug, info, warn};
 
 use super::placement::{self, Input, Member};
 use super::read_view;
-use crate::group::SHARDS;
 use stratus_meta::repo::{self, ControllerRecord, PartitionRecord, TopicRecord};
-use stratus_meta::{Compare, LeaseId, MetaError, MetaStore, Op, MAX_TXN_OPS};
+use stratus_meta::{keys, Compare, LeaseId, MetaError, MetaStore, Op, MAX_TXN_OPS};
 
 /// What a round changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,7 +34,7 @@ pub async fn round(
     moves: Vec<(String, i32)>,
 ) -> Result<Option<Changed>, MetaError> {
     let view = read_view(meta).await?;
-    let controller = meta.get(repo::CONTROLLER).await?;
+    let controller = meta.get(keys::CONTROLLER).await?;
     if let Some(me) = me {
         let holds = controller
             .as_ref()
@@ -46,13 +45,13 @@ pub async fn round(
         }
     }
     let mut partitions = BTreeSet::new();
-    for (k, v) in meta.range(repo::TOPICS).await? {
+    for (k, v) in meta.range(keys::TOPICS).await? {
         let t: TopicRecord = repo::decode(&k, &v)?;
         for i in 0..t.partitions {
-            partitions.insert(repo::partition_name(&t.id, i));
+            partitions.insert(keys::partition_name(&t.id, i));
         }
     }
-    let epoch_rec = meta.get(repo::EPOCH).await?;
+    let epoch_rec = meta.get(keys::EPOCH).await?;
     let last_epoch = match &epoch_rec {
         Some(v) => std::str::from_utf8(&v.value)
             .ok()
@@ -81,7 +80,7 @@ pub async fn round(
             .map(|(n, (a, _))| (*n, a.clone()))
             .collect(),
         partitions,
-        shards: SHARDS,
+        shards: keys::SHARDS,
         epoch: last_epoch + 1,
         rebalance,
         moves,
@@ -90,11 +89,11 @@ pub async fn round(
     let mut changed = Changed::default();
     let mut compares = vec![
         Compare::Value(
-            repo::CONTROLLER.into(),
+            keys::CONTROLLER.into(),
             controller.as_ref().map(|v| v.value.clone()),
         ),
         Compare::Revision(
-            repo::EPOCH.into(),
+            keys::EPOCH.into(),
             epoch_rec.as_ref().map(|v| v.mod_revision),
         ),
     ];
@@ -115,16 +114,16 @@ pub async fn round(
             .filter(|(s, e)| current.and_then(|(c, _)| c.shards.get(*s)) != Some(e))
             .count();
         compares.push(Compare::Revision(
-            repo::assignment_key(*node),
+            keys::assignment_key(*node),
             current.map(|(_, r)| *r),
         ));
-        ops.push(Op::Put(repo::assignment_key(*node), repo::encode(a), None));
+        ops.push(Op::Put(keys::assignment_key(*node), repo::encode(a), None));
     }
     if ops.is_empty() {
         return Ok(Some(changed));
     }
     ops.push(Op::Put(
-        repo::EPOCH.into(),
+        keys::EPOCH.into(),
         (last_epoch + 1).to_string().into(),
         None,
     ));
@@ -152,7 +151,7 @@ pub async fn round(
 /// store): the new epochs must be above all of them.
 async fn highest_recorded_epoch(meta: &dyn MetaStore) -> Result<i32, MetaError> {
     let mut max = 0;
-    for (k, v) in meta.range("partitions/").await? {
+    for (k, v) in meta.range(keys::PARTITIONS).await? {
         if let Ok(r) = repo::decode::<PartitionRecord>(&k, &v) {
             if let Some(e) = r.epochs.last() {
                 max = max.max(e.0);
@@ -174,15 +173,15 @@ pub async fn run(
     let mut leading = false;
     let mut eligible_before: Option<BTreeSet<i32>> = None;
     loop {
-        let mut brokers = meta.watch(repo::BROKERS);
-        let mut topics = meta.watch(repo::TOPICS);
-        let mut control = meta.watch(repo::CONTROLLER);
+        let mut brokers = meta.watch(keys::BROKERS);
+        let mut topics = meta.watch(keys::TOPICS);
+        let mut control = meta.watch(keys::CONTROLLER);
         if !leading {
             if let Some(l) = lease() {
                 let won = meta
                     .txn(
-                        vec![Compare::Revision(repo::CONTROLLER.into(), None)],
-                        vec![Op::Put(repo::CONTROLLER.into(), repo::encode(&me), Some(l))],
+                        vec![Compare::Revision(keys::CONTROLLER.into(), None)],
+                        vec![Op::Put(keys::CONTROLLER.into(), repo::encode(&me), Some(l))],
                     )
                     .await;
                 if matches!(won, Ok(true)) {
@@ -252,7 +251,7 @@ pub async fn apply(
 }
 
 async fn holds(meta: &dyn MetaStore, me: &ControllerRecord) -> bool {
-    match repo::load::<ControllerRecord>(meta, repo::CONTROLLER).await {
+    match repo::load::<ControllerRecord>(meta, keys::CONTROLLER).await {
         Ok(Some((c, _))) => &c == me,
         Ok(None) => false,
         // Unknown: keep trying as controller; every write compares anyway.

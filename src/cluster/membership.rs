@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use stratus_meta::repo::{self, Registration};
-use stratus_meta::{LeaseId, MetaError, MetaStore, Op};
+use stratus_meta::{keys, LeaseId, MetaError, MetaStore, Op};
 
 /// This broker's membership.
 pub struct Membership {
@@ -48,7 +48,7 @@ impl Membership {
             .txn(
                 vec![],
                 vec![Op::Put(
-                    repo::registration_key(r.node),
+                    keys::registration_key(r.node),
                     repo::encode(r),
                     Some(lease),
                 )],

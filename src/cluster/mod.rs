@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use stratus_meta::repo::{self, Assignment, ControllerRecord, Registration};
-use stratus_meta::{Compare, MetaError, MetaStore};
+use stratus_meta::{keys, Compare, MetaError, MetaStore};
 
 pub mod admin;
 pub mod cli;
@@ -41,7 +41,7 @@ impl Owned {
     pub fn epoch(&self, topic_id: &str, partition: i32) -> Option<i32> {
         self.assignment
             .partitions
-            .get(&repo::partition_name(topic_id, partition))
+            .get(&keys::partition_name(topic_id, partition))
             .copied()
     }
 }
@@ -82,7 +82,7 @@ impl Fence {
     /// The compare a write for `owned` must carry.
     pub fn compare(&self, owned: &Owned) -> Compare {
         Compare::Revision(
-            repo::assignment_key(self.node),
+            keys::assignment_key(self.node),
             (owned.revision > 0).then_some(owned.revision),
         )
     }
@@ -107,7 +107,7 @@ impl Fence {
 
     /// Re-reads the assignment key (after a write failed its compare).
     pub async fn refresh(&self, meta: &dyn MetaStore) -> Result<Arc<Owned>, MetaError> {
-        let key = repo::assignment_key(self.node);
+        let key = keys::assignment_key(self.node);
         match repo::load::<Assignment>(meta, &key).await? {
             Some((a, rev)) => Ok(self.update(rev, a)),
             None => Ok(self.get()),
@@ -136,7 +136,7 @@ impl View {
     /// Owner and epoch of a partition.
     pub fn owner(&self, topic_id: &str, partition: i32) -> Option<(i32, i32)> {
         self.owners
-            .get(&repo::partition_name(topic_id, partition))
+            .get(&keys::partition_name(topic_id, partition))
             .copied()
     }
 }
@@ -144,8 +144,8 @@ impl View {
 /// Reads `brokers/` and the controller key into a [`View`].
 pub async fn read_view(meta: &dyn MetaStore) -> Result<View, MetaError> {
     let mut view = View::default();
-    for (k, v) in meta.range(repo::BROKERS).await? {
-        let mut parts = k[repo::BROKERS.len()..].splitn(2, '/');
+    for (k, v) in meta.range(keys::BROKERS).await? {
+        let mut parts = k[keys::BROKERS.len()..].splitn(2, '/');
         let (Some(node), Some(what)) = (parts.next(), parts.next()) else {
             continue;
         };
@@ -167,7 +167,7 @@ pub async fn read_view(meta: &dyn MetaStore) -> Result<View, MetaError> {
             _ => {}
         }
     }
-    if let Some((c, _)) = repo::load::<ControllerRecord>(meta, repo::CONTROLLER).await? {
+    if let Some((c, _)) = repo::load::<ControllerRecord>(meta, keys::CONTROLLER).await? {
         view.controller = Some(c.node);
     }
     for (node, (a, _)) in &view.assignments {
@@ -198,7 +198,7 @@ pub async fn watch_view(
 ) {
     let mut failing = false;
     loop {
-        let mut brokers = meta.watch(repo::BROKERS);
+        let mut brokers = meta.watch(keys::BROKERS);
         let mut cluster = meta.watch("cluster/");
         match read_view(meta.as_ref()).await {
             Ok(v) => {

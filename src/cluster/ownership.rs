@@ -16,11 +16,11 @@ use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::partition::{Partition, PartitionState, TailChunk};
 use stratus_meta::repo::{self, Assignment, PartitionRecord, WalEntry, WalRange};
-use stratus_meta::{Op, MAX_TXN_OPS};
+use stratus_meta::{keys, Op, MAX_TXN_OPS};
 
 /// Follows this broker's assignment key until `cancel`.
 pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
-    let key = repo::assignment_key(broker.settings.node_id);
+    let key = keys::assignment_key(broker.settings.node_id);
     loop {
         let mut events = broker.meta.watch(&key);
         let mut fence_changed = broker.fence.changed.subscribe();
@@ -104,14 +104,14 @@ async fn acquire(broker: &Broker, owned: &Owned, gain: Vec<(Arc<Partition>, i32)
     // before it went, so the record read after shows it sealed.
     let mut ranges: HashMap<String, Vec<(WalRange, Arc<str>, u64)>> = gain
         .iter()
-        .map(|(p, _)| (repo::partition_name(&p.topic_id, p.index), Vec::new()))
+        .map(|(p, _)| (keys::partition_name(&p.topic_id, p.index), Vec::new()))
         .collect();
-    for (k, v) in broker.meta.range("wal/").await? {
+    for (k, v) in broker.meta.range(keys::WAL).await? {
         let entry: WalEntry = repo::decode(&k, &v)?;
         let object: Arc<str> = Arc::from(entry.object.as_str());
         let size = entry.data_end();
         for r in entry.ranges {
-            if let Some(list) = ranges.get_mut(&repo::partition_name(&r.topic_id, r.partition)) {
+            if let Some(list) = ranges.get_mut(&keys::partition_name(&r.topic_id, r.partition)) {
                 list.push((r, object.clone(), size));
             }
         }
@@ -120,7 +120,7 @@ async fn acquire(broker: &Broker, owned: &Owned, gain: Vec<(Arc<Partition>, i32)
         let mut states = Vec::with_capacity(chunk.len());
         let mut ops = Vec::with_capacity(chunk.len());
         for (p, epoch) in chunk {
-            let key = repo::partition_key(&p.topic_id, p.index);
+            let key = keys::partition_key(&p.topic_id, p.index);
             let rec: PartitionRecord = repo::load(broker.meta.as_ref(), &key)
                 .await?
                 .map(|(r, _)| r)
@@ -129,7 +129,7 @@ async fn acquire(broker: &Broker, owned: &Owned, gain: Vec<(Arc<Partition>, i32)
                     ..Default::default()
                 });
             let mut list = ranges
-                .remove(&repo::partition_name(&p.topic_id, p.index))
+                .remove(&keys::partition_name(&p.topic_id, p.index))
                 .unwrap_or_default();
             list.sort_by_key(|(r, _, _)| r.base_offset);
             let state = rebuild(p, &rec, &list, *epoch);

@@ -28,23 +28,11 @@ use crate::supervisor::Supervisor;
 use classic::{Group, Join, JoinResult, Joined, Limits, Member, State, SyncResult};
 use consumer::{Answer, ConsumerGroup, Heartbeat, TopicInfo};
 use offsets::{Change, OffsetStore};
-use stratus_meta::{repo, MetaStore, Op};
+use stratus_meta::{keys, repo, MetaStore, Op};
 
-/// Prefix of group records.
-pub const GROUPS: &str = "groups/";
-/// Number of coordinator shards group ids hash into.
-pub const SHARDS: u32 = 64;
 const TICK: Duration = Duration::from_millis(100);
 
-/// The shard of a group id (FNV-1a): stable across brokers and versions.
-pub fn shard_of(group: &str) -> u32 {
-    let mut h: u32 = 0x811c9dc5;
-    for b in group.bytes() {
-        h ^= b as u32;
-        h = h.wrapping_mul(0x01000193);
-    }
-    h % SHARDS
-}
+pub use stratus_meta::keys::shard_of;
 
 /// Settings of the coordinator.
 #[derive(Debug, Clone, Copy)]
@@ -143,18 +131,6 @@ struct MemberSnapshot {
     assignment: Vec<u8>,
 }
 
-fn group_key(id: &str) -> String {
-    format!(
-        "{}{}",
-        group_prefix(shard_of(id)),
-        id.replace('%', "%25").replace('/', "%2F")
-    )
-}
-
-fn group_prefix(shard: u32) -> String {
-    format!("{GROUPS}{shard:02}/")
-}
-
 impl Coordinator {
     /// A coordinator of no shard yet; starts the persister. Writes compare `fence`.
     pub async fn open(
@@ -240,11 +216,12 @@ impl Coordinator {
 
     async fn load_shard(&self, shard: u32, epoch: i32) -> Result<()> {
         self.offsets.load_shard(shard, epoch).await?;
-        let prefix = group_prefix(shard);
         let mut classic = HashMap::new();
         let mut consumer = HashMap::new();
-        for (k, v) in self.meta.range(&prefix).await? {
-            let id = k[prefix.len()..].replace("%2F", "/").replace("%25", "%");
+        for (k, v) in self.meta.range(&keys::groups_prefix(shard)).await? {
+            let Some(id) = keys::parse_group_key(&k, shard) else {
+                continue;
+            };
             match repo::decode(&k, &v)? {
                 Persisted::Classic(snap) => {
                     classic.insert(id.clone(), restore(&id, snap));
@@ -619,7 +596,7 @@ impl Coordinator {
 
     async fn expire_offsets(&self) {
         let cutoff =
-            crate::maintenance::now_ms() - self.settings.offsets_retention.as_millis() as i64;
+            stratus_log::clock::now_ms() - self.settings.offsets_retention.as_millis() as i64;
         let empty: Vec<String> = {
             let groups = self.lock();
             self.offsets
@@ -724,8 +701,8 @@ async fn persist(
 ) {
     while let Some((id, value, epoch)) = rx.recv().await {
         let op = match value {
-            Some(v) => Op::Put(group_key(&id), v, None),
-            None => Op::Delete(group_key(&id)),
+            Some(v) => Op::Put(keys::group_key(&id), v, None),
+            None => Op::Delete(keys::group_key(&id)),
         };
         let mut delay = Duration::from_millis(50);
         let shard = [(shard_of(&id), epoch)];

@@ -13,10 +13,9 @@ use tracing::warn;
 use crate::cluster::Fence;
 use crate::error::{Error, Result};
 use crate::supervisor::Supervisor;
-use stratus_meta::{repo, MetaStore, Op, MAX_TXN_OPS};
+use stratus_meta::{keys, repo, MetaStore, Op, MAX_TXN_OPS};
 
 /// Prefix of committed-offset records: `offsets/<shard>/<group>/<topic>`.
-pub const OFFSETS: &str = "offsets/";
 const QUEUE: usize = 1024;
 
 /// One committed offset.
@@ -55,27 +54,6 @@ pub struct OffsetStore {
     queue: mpsc::Sender<Request>,
 }
 
-fn key(group: &str, topic: &str) -> String {
-    // Group ids may hold any character; keep the key unambiguous.
-    format!(
-        "{}{}/{topic}",
-        shard_prefix(super::shard_of(group)),
-        escape(group)
-    )
-}
-
-fn shard_prefix(shard: u32) -> String {
-    format!("{OFFSETS}{shard:02}/")
-}
-
-fn escape(s: &str) -> String {
-    s.replace('%', "%25").replace('/', "%2F")
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("%2F", "/").replace("%25", "%")
-}
-
 impl OffsetStore {
     /// An empty store (shards are loaded as they are assigned) and its batching task.
     /// Writes compare `fence` (none: unfenced, for tests).
@@ -99,21 +77,16 @@ impl OffsetStore {
 
     /// Loads the committed offsets of one coordinator shard.
     pub async fn load_shard(&self, shard: u32, epoch: i32) -> Result<()> {
-        let prefix = shard_prefix(shard);
         let mut loaded: HashMap<String, GroupOffsets> = HashMap::new();
-        for (k, v) in self.meta.range(&prefix).await? {
-            let rest = &k[prefix.len()..];
-            let Some((g, topic)) = rest.split_once('/') else {
+        for (k, v) in self.meta.range(&keys::offsets_prefix(shard)).await? {
+            let Some((g, topic)) = keys::parse_offset_key(&k, shard) else {
                 continue;
             };
             let offsets: TopicOffsets = repo::decode(&k, &v)?;
-            loaded
-                .entry(unescape(g))
-                .or_default()
-                .insert(topic.to_string(), offsets);
+            loaded.entry(g).or_default().insert(topic, offsets);
         }
         let mut groups = self.groups();
-        groups.retain(|g, _| super::shard_of(g) != shard);
+        groups.retain(|g, _| keys::shard_of(g) != shard);
         groups.extend(loaded);
         self.epochs().insert(shard, epoch);
         Ok(())
@@ -122,7 +95,7 @@ impl OffsetStore {
     /// Forgets the offsets of a shard this broker no longer coordinates.
     pub fn unload_shard(&self, shard: u32) {
         let mut groups = self.groups();
-        groups.retain(|g, _| super::shard_of(g) != shard);
+        groups.retain(|g, _| keys::shard_of(g) != shard);
         self.epochs().remove(&shard);
     }
 
@@ -192,7 +165,7 @@ impl OffsetStore {
             let epochs = self.epochs();
             let mut shards = Vec::new();
             for (g, _) in touched.keys() {
-                let shard = super::shard_of(g);
+                let shard = keys::shard_of(g);
                 match epochs.get(&shard) {
                     Some(e) => shards.push((shard, *e)),
                     // Unfenced (tests) stores have no shards to be fenced at.
@@ -208,9 +181,9 @@ impl OffsetStore {
             .iter()
             .map(|((g, t), offsets)| {
                 if offsets.is_empty() {
-                    Op::Delete(key(g, t))
+                    Op::Delete(keys::offset_key(g, t))
                 } else {
-                    Op::Put(key(g, t), repo::encode(offsets), None)
+                    Op::Put(keys::offset_key(g, t), repo::encode(offsets), None)
                 }
             })
             .collect();
@@ -348,9 +321,7 @@ mod tests {
         }
         let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&path).unwrap());
         let s = OffsetStore::open(&Arc::default(), meta, None);
-        s.load_shard(super::super::shard_of("g/1"), 1)
-            .await
-            .unwrap();
+        s.load_shard(keys::shard_of("g/1"), 1).await.unwrap();
         assert_eq!(s.get("g/1", "t7", 0).unwrap().offset, 7);
         assert!(s.get("g/1", "t5", 0).is_none());
         assert_eq!(s.group("g/1").len(), 299);
@@ -368,7 +339,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let meta: Arc<dyn MetaStore> =
             Arc::new(EmbeddedStore::open(&dir.path().join("m.redb")).unwrap());
-        let shard = super::super::shard_of("g");
+        let shard = keys::shard_of("g");
         let assign = |epoch: i32| Assignment {
             incarnation: 7,
             shards: [(shard, epoch)].into_iter().collect(),
@@ -379,7 +350,7 @@ mod tests {
             async move {
                 meta.txn(
                     vec![],
-                    vec![Op::Put(repo::assignment_key(1), repo::encode(&a), None)],
+                    vec![Op::Put(keys::assignment_key(1), repo::encode(&a), None)],
                 )
                 .await
                 .unwrap();

@@ -267,7 +267,7 @@ pub async fn offset_commit(
         req.member_id.as_str(),
         instance.as_deref(),
     );
-    let now = crate::maintenance::now_ms();
+    let now = stratus_log::clock::now_ms();
     let max_meta = broker.groups.max_metadata();
     let mut changes: Vec<Change> = Vec::new();
     let mut results: Vec<(TopicName, Vec<PartitionResult>)> = Vec::new();

@@ -75,7 +75,7 @@ async fn by_name(
     if let Some(t) = broker.topic(name) {
         return topic_entry(broker, &t, v);
     }
-    if let Err((code, _)) = crate::broker::validate_topic_name(name) {
+    if let Err((code, _)) = crate::topics::validate_topic_name(name) {
         return error_entry(Some(name), Uuid::nil(), code);
     }
     if !(allow_auto && broker.settings.auto_create_topics) {

@@ -10,8 +10,8 @@ use kafka_protocol::ResponseError as Code;
 use super::ResponseFuture;
 use crate::broker::Broker;
 use crate::error::Error;
-use crate::maintenance::now_ms;
 use stratus_log::batch;
+use stratus_log::clock::now_ms;
 
 /// A partition's index, what happened to its batches, and its log start offset.
 type PartitionOutcome = (i32, Outcome, i64);

@@ -13,6 +13,7 @@ use bytes::Bytes;
 pub mod conformance;
 pub mod embedded;
 pub mod etcd;
+pub mod keys;
 pub mod repo;
 
 /// A value with the revision at which it was last modified.

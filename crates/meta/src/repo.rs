@@ -1,4 +1,5 @@
-//! Typed records kept in the metadata store, and their keys. Shared by every backend.
+//! Typed records kept in the metadata store (their keys are in [`crate::keys`]). Shared by
+//! every backend.
 
 use std::collections::BTreeMap;
 
@@ -6,66 +7,6 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{MetaError, MetaStore, Versioned};
-
-/// Key of the cluster id.
-pub const CLUSTER_ID: &str = "cluster/id";
-/// Key of the next free producer-id block.
-pub const PRODUCER_IDS: &str = "producer_ids/next";
-/// Prefix of topic records.
-pub const TOPICS: &str = "topics/";
-
-/// Key of a topic record.
-pub fn topic_key(name: &str) -> String {
-    format!("{TOPICS}{name}")
-}
-/// Prefix of a topic's partition records.
-pub fn partitions_prefix(topic_id: &str) -> String {
-    format!("partitions/{topic_id}/")
-}
-/// Key of a partition record.
-pub fn partition_key(topic_id: &str, partition: i32) -> String {
-    format!("partitions/{topic_id}/{partition:06}")
-}
-/// Prefix of a broker's WAL index entries.
-pub fn wal_prefix(node: i32) -> String {
-    format!("wal/{node}/")
-}
-/// Key of one WAL index entry: the sequence, then the incarnation, so that no two
-/// processes ever write the same key.
-pub fn wal_key(node: i32, seq: u64, incarnation: u64) -> String {
-    format!("wal/{node}/{seq:020}-{incarnation:016x}")
-}
-/// The sequence of a WAL index key.
-pub fn wal_seq(key: &str) -> Option<u64> {
-    key.rsplit('/').next()?.split('-').next()?.parse().ok()
-}
-/// Prefix of everything about brokers.
-pub const BROKERS: &str = "brokers/";
-/// Key of a broker's assignment: the partitions and coordinator shards it owns, at which
-/// epochs. Only the controller writes it; every write the broker makes for what it owns
-/// (WAL commits, seals, offsets, groups) compares its revision, so a broker that lost
-/// anything can never commit with a stale view.
-pub fn assignment_key(node: i32) -> String {
-    format!("brokers/{node}/assignment")
-}
-/// Key of a broker's registration, under its lease: present while the broker is alive.
-pub fn registration_key(node: i32) -> String {
-    format!("brokers/{node}/registration")
-}
-/// Key that marks a broker drained: the controller gives it nothing.
-pub fn drain_key(node: i32) -> String {
-    format!("brokers/{node}/drain")
-}
-/// Key of the elected controller, under its lease.
-pub const CONTROLLER: &str = "cluster/controller";
-/// Key of the last leader epoch the controller handed out (epochs are cluster-wide and
-/// only grow, so every partition's epochs grow with each move).
-pub const EPOCH: &str = "cluster/epoch";
-
-/// A partition named in an assignment: `<topic-id>:<partition>`.
-pub fn partition_name(topic_id: &str, partition: i32) -> String {
-    format!("{topic_id}:{partition}")
-}
 
 /// A live broker, as it registers itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,0 +1,191 @@
+//! Every metadata key, built and parsed here and nowhere else.
+//!
+//! | prefix | holds | written by |
+//! |---|---|---|
+//! | `cluster/` | cluster id, controller, last leader epoch | first broker, controller |
+//! | `producer_ids/next` | next free producer-id block | any broker |
+//! | `topics/<name>` | topic records | any broker (admin requests) |
+//! | `partitions/<topic-id>/<partition:06>` | partition records | the partition's owner |
+//! | `wal/<node>/<seq:020>-<incarnation:016x>` | WAL index entries | the writing broker |
+//! | `brokers/<node>/…` | registration (leased), assignment, drain mark | broker, controller |
+//! | `groups/<shard:02>/<group>` | group state | the shard's coordinator |
+//! | `offsets/<shard:02>/<group>/<topic>` | committed offsets | the shard's coordinator |
+//!
+//! Group ids may hold any character: they are escaped (`%` → `%25`, `/` → `%2F`) so that
+//! a key names one group and one topic unambiguously.
+
+/// Key of the cluster id.
+pub const CLUSTER_ID: &str = "cluster/id";
+/// Key of the next free producer-id block.
+pub const PRODUCER_IDS: &str = "producer_ids/next";
+/// Prefix of topic records.
+pub const TOPICS: &str = "topics/";
+
+/// Key of a topic record.
+pub fn topic_key(name: &str) -> String {
+    format!("{TOPICS}{name}")
+}
+/// Prefix of a topic's partition records.
+pub fn partitions_prefix(topic_id: &str) -> String {
+    format!("partitions/{topic_id}/")
+}
+/// Key of a partition record.
+pub fn partition_key(topic_id: &str, partition: i32) -> String {
+    format!("partitions/{topic_id}/{partition:06}")
+}
+/// Prefix of a broker's WAL index entries.
+pub fn wal_prefix(node: i32) -> String {
+    format!("wal/{node}/")
+}
+/// Key of one WAL index entry: the sequence, then the incarnation, so that no two
+/// processes ever write the same key.
+pub fn wal_key(node: i32, seq: u64, incarnation: u64) -> String {
+    format!("wal/{node}/{seq:020}-{incarnation:016x}")
+}
+/// The sequence of a WAL index key.
+pub fn wal_seq(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.split('-').next()?.parse().ok()
+}
+/// Prefix of everything about brokers.
+pub const BROKERS: &str = "brokers/";
+/// Key of a broker's assignment: the partitions and coordinator shards it owns, at which
+/// epochs. Only the controller writes it; every write the broker makes for what it owns
+/// (WAL commits, seals, offsets, groups) compares its revision, so a broker that lost
+/// anything can never commit with a stale view.
+pub fn assignment_key(node: i32) -> String {
+    format!("brokers/{node}/assignment")
+}
+/// Key of a broker's registration, under its lease: present while the broker is alive.
+pub fn registration_key(node: i32) -> String {
+    format!("brokers/{node}/registration")
+}
+/// Key that marks a broker drained: the controller gives it nothing.
+pub fn drain_key(node: i32) -> String {
+    format!("brokers/{node}/drain")
+}
+/// Key of the elected controller, under its lease.
+pub const CONTROLLER: &str = "cluster/controller";
+/// Key of the last leader epoch the controller handed out (epochs are cluster-wide and
+/// only grow, so every partition's epochs grow with each move).
+pub const EPOCH: &str = "cluster/epoch";
+
+/// A partition named in an assignment: `<topic-id>:<partition>`.
+pub fn partition_name(topic_id: &str, partition: i32) -> String {
+    format!("{topic_id}:{partition}")
+}
+
+/// Prefix of partition records.
+pub const PARTITIONS: &str = "partitions/";
+/// Prefix of every WAL index entry.
+pub const WAL: &str = "wal/";
+
+/// The partition name (`<topic-id>:<partition>`) of a partition record key.
+pub fn parse_partition_key(key: &str) -> Option<String> {
+    let rest = key.strip_prefix(PARTITIONS)?;
+    let (t, p) = rest.split_once('/')?;
+    Some(partition_name(t, p.parse::<i32>().ok()?))
+}
+
+/// The node of a WAL index key.
+pub fn wal_node(key: &str) -> Option<i32> {
+    key.strip_prefix(WAL)?.split('/').next()?.parse().ok()
+}
+
+/// Number of coordinator shards group ids hash into. Part of the stored layout: changing
+/// it moves groups between shards.
+pub const SHARDS: u32 = 64;
+/// Prefix of group records.
+pub const GROUPS: &str = "groups/";
+/// Prefix of committed offsets.
+pub const OFFSETS: &str = "offsets/";
+
+/// The shard of a group id (FNV-1a): stable across brokers and versions.
+pub fn shard_of(group: &str) -> u32 {
+    let mut h: u32 = 0x811c9dc5;
+    for b in group.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x01000193);
+    }
+    h % SHARDS
+}
+
+/// Prefix of one shard's group records.
+pub fn groups_prefix(shard: u32) -> String {
+    format!("{GROUPS}{shard:02}/")
+}
+/// Key of a group record.
+pub fn group_key(group: &str) -> String {
+    format!("{}{}", groups_prefix(shard_of(group)), escape(group))
+}
+/// The group id of a group record key under `groups_prefix(shard)`.
+pub fn parse_group_key(key: &str, shard: u32) -> Option<String> {
+    let rest = key.strip_prefix(&groups_prefix(shard))?;
+    (!rest.contains('/')).then(|| unescape(rest))
+}
+
+/// Prefix of one shard's committed offsets.
+pub fn offsets_prefix(shard: u32) -> String {
+    format!("{OFFSETS}{shard:02}/")
+}
+/// Key of a group's committed offsets for one topic.
+pub fn offset_key(group: &str, topic: &str) -> String {
+    format!(
+        "{}{}/{topic}",
+        offsets_prefix(shard_of(group)),
+        escape(group)
+    )
+}
+/// The (group, topic) of an offsets key under `offsets_prefix(shard)`.
+pub fn parse_offset_key(key: &str, shard: u32) -> Option<(String, String)> {
+    let rest = key.strip_prefix(&offsets_prefix(shard))?;
+    let (g, topic) = rest.split_once('/')?;
+    Some((unescape(g), topic.to_string()))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('%', "%25").replace('/', "%2F")
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("%2F", "/").replace("%25", "%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn keys_are_the_ones_stores_already_hold() {
+        assert_eq!(topic_key("orders"), "topics/orders");
+        assert_eq!(partition_key("9f", 3), "partitions/9f/000003");
+        assert_eq!(
+            wal_key(2, 42, 0xab),
+            "wal/2/00000000000000000042-00000000000000ab"
+        );
+        assert_eq!(assignment_key(1), "brokers/1/assignment");
+        assert_eq!(shard_of("g"), 6);
+        assert_eq!(
+            group_key("a/b%"),
+            format!("groups/{:02}/a%2Fb%25", shard_of("a/b%"))
+        );
+        assert_eq!(offset_key("g", "t"), "offsets/06/g/t");
+    }
+
+    proptest! {
+        #[test]
+        fn group_and_offset_keys_round_trip(group in "\\PC{0,20}", topic in "[a-zA-Z0-9._-]{1,20}") {
+            let shard = shard_of(&group);
+            prop_assert_eq!(parse_group_key(&group_key(&group), shard), Some(group.clone()));
+            prop_assert_eq!(parse_offset_key(&offset_key(&group, &topic), shard), Some((group, topic)));
+        }
+
+        #[test]
+        fn partition_and_wal_keys_round_trip(topic in "[0-9a-f-]{1,36}", p in 0i32..1_000_000, node in 0i32.., seq: u64, inc: u64) {
+            prop_assert_eq!(parse_partition_key(&partition_key(&topic, p)), Some(partition_name(&topic, p)));
+            let k = wal_key(node, seq, inc);
+            prop_assert_eq!(wal_seq(&k), Some(seq));
+            prop_assert_eq!(wal_node(&k), Some(node));
+        }
+    }
+}
