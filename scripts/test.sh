@@ -42,7 +42,7 @@ if [ "${STRATUS_SKIP_CARGO:-0}" != 1 ]; then
   step fmt cargo fmt --all -- --check
   if [ "$BUILD_OK" = 1 ]; then
     step clippy cargo clippy --all-targets -- -D warnings
-    # A real etcd for the metadata-store conformance suite (src/meta/etcd.rs).
+    # A real etcd for the metadata-store conformance suite (crates/meta/src/etcd.rs).
     ETCD_TMP="$(mktemp -d)"
     ETCD_PORT="$("$CACHE/venv/bin/python" -c 'import socket
 for _ in range(100):

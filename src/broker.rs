@@ -26,8 +26,7 @@ use stratus_log::segment::IndexEntry;
 use stratus_meta::repo::{self, TopicRecord};
 use stratus_meta::{keys, Compare, MetaStore, Op};
 
-/// Most partitions a topic may have.
-pub const MAX_PARTITIONS: i32 = 10_000;
+pub use crate::config::MAX_PARTITIONS;
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// A topic and its partitions.

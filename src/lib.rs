@@ -44,8 +44,10 @@ pub async fn run(
     cancel: CancellationToken,
     bound: Option<tokio::sync::oneshot::Sender<Vec<std::net::SocketAddr>>>,
 ) -> anyhow::Result<()> {
+    // Listeners first: a taken port stops the broker before it touches the stores.
+    let listeners = server::bind(&settings).await?;
     let broker = Broker::open(settings).await?;
-    serve(broker, cancel, bound).await
+    serve_on(broker, listeners, cancel, bound).await
 }
 
 /// Serves an opened broker until `cancel` (see [`run`]).
@@ -54,14 +56,23 @@ pub async fn serve(
     cancel: CancellationToken,
     bound: Option<tokio::sync::oneshot::Sender<Vec<std::net::SocketAddr>>>,
 ) -> anyhow::Result<()> {
-    let listeners = server::bind(&broker).await?;
+    let listeners = server::bind(&broker.settings).await?;
+    serve_on(broker, listeners, cancel, bound).await
+}
+
+async fn serve_on(
+    broker: Arc<Broker>,
+    listeners: server::Bound,
+    cancel: CancellationToken,
+    bound: Option<tokio::sync::oneshot::Sender<Vec<std::net::SocketAddr>>>,
+) -> anyhow::Result<()> {
     let tasks = broker.supervisor.clone();
-    let admin = match &broker.settings.admin_listener {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("admin.listener {addr}: {e}"))?;
-            tracing::info!(addr = %l.local_addr()?, "admin API listening");
+    let server::Bound {
+        kafka: listeners,
+        admin,
+    } = listeners;
+    let admin = match admin {
+        Some(l) => {
             let until = broker.cluster_cancel.clone();
             let admin = cluster::admin::serve(broker.clone(), l, until.clone());
             let failed = tasks.clone();

@@ -8,7 +8,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tokio_util::sync::CancellationToken;
 
-use stratus::config::{self, Settings};
+use stratus::config::{self, Given, Origin, Settings};
 
 /// A Kafka-compatible broker whose log lives in object storage.
 #[derive(Parser, Debug)]
@@ -43,24 +43,24 @@ enum Command {
 }
 
 fn settings(cli: &Cli) -> anyhow::Result<Settings> {
-    let mut pairs = Vec::new();
+    let mut given = Vec::new();
     if let Some(f) = &cli.config {
-        pairs.extend(config::read_properties(f)?);
+        given.extend(config::read_properties(f)?);
     }
-    pairs.extend(config::env_pairs(std::env::vars()));
+    given.extend(config::env_pairs(std::env::vars()));
     for s in &cli.set {
         let (k, v) = s
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--set expects key=value, got '{s}'"))?;
-        pairs.push((k.to_string(), v.to_string()));
+        given.push(Given::new(k, v, Origin::Set));
     }
     if let Some(d) = &cli.data_dir {
-        pairs.push(("data.dir".into(), d.clone()));
+        given.push(Given::new("data.dir", d, Origin::Flag("--data-dir")));
     }
     if let Some(l) = &cli.listeners {
-        pairs.push(("listeners".into(), l.clone()));
+        given.push(Given::new("listeners", l, Origin::Flag("--listeners")));
     }
-    Ok(Settings::from_pairs(pairs)?)
+    Ok(Settings::load(given)?)
 }
 
 fn main() {

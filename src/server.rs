@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
+use crate::config::Settings;
 use crate::handlers::{self, ResponseFuture, Session};
 use crate::supervisor::panic_message;
 
@@ -27,14 +28,53 @@ use crate::supervisor::panic_message;
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
 
 /// Binds every listener; returns their bound addresses.
-pub async fn bind(broker: &Broker) -> std::io::Result<Vec<TcpListener>> {
-    let mut out = Vec::new();
-    for l in &broker.settings.listeners {
-        let listener = TcpListener::bind((l.host.as_str(), l.port)).await?;
+pub async fn bind(settings: &Settings) -> anyhow::Result<Bound> {
+    let mut kafka = Vec::new();
+    for l in &settings.listeners {
+        let addr = format!("{}://{}:{}", l.name, l.host, l.port);
+        let listener = TcpListener::bind((l.host.as_str(), l.port))
+            .await
+            .map_err(|e| bind_error(&format!("listener {addr}"), "--listeners (listeners)", &e))?;
         info!(listener = %l.name, addr = %listener.local_addr()?, "listening");
-        out.push(listener);
+        kafka.push(listener);
     }
-    Ok(out)
+    let admin = match &settings.admin_listener {
+        Some(addr) => {
+            let l = TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| bind_error(&format!("admin.listener {addr}"), "admin.listener", &e))?;
+            info!(addr = %l.local_addr()?, "admin API listening");
+            Some(l)
+        }
+        None => None,
+    };
+    Ok(Bound { kafka, admin })
+}
+
+/// The bound sockets: Kafka listeners in the order of `listeners`, and the admin API's.
+pub struct Bound {
+    /// One per Kafka listener.
+    pub kafka: Vec<TcpListener>,
+    /// The admin API's, if `admin.listener` is set.
+    pub admin: Option<TcpListener>,
+}
+
+fn bind_error(what: &str, setting: &str, e: &std::io::Error) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "another process (another broker?) is using that port: stop it, or choose another \
+             port with {setting}"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need privileges: choose a port of 1024 or more with {setting}"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "no interface of this machine has that address: use 0.0.0.0 or one of its \
+             addresses in {setting}"
+        ),
+        _ => format!("check {setting}"),
+    };
+    anyhow::anyhow!("cannot listen on {what}: {e}; {hint}")
 }
 
 /// Accepts connections until cancelled; connection tasks join `tracker`.

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::Settings;
+use crate::config::kind::{Kind, INT, LONG};
+use crate::config::{Settings, CLEANUP_POLICIES};
 
 /// A topic config Stratus knows.
 pub struct TopicConfigDef {
@@ -14,23 +15,6 @@ pub struct TopicConfigDef {
     pub default: &'static str,
     /// Kind of value, for validation.
     pub kind: Kind,
-}
-
-/// Value kinds.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A long, at least the bound.
-    Long(i64),
-    /// An int, at least the bound.
-    Int(i64),
-    /// One of the words.
-    Choice(&'static [&'static str]),
-    /// true/false.
-    Bool,
-    /// A ratio 0..=1.
-    Ratio,
-    /// Any text.
-    Text,
 }
 
 const fn d(
@@ -56,7 +40,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "cleanup.policy",
         Some("log.cleanup.policy"),
         "delete",
-        Kind::Choice(&["delete", "compact", "compact,delete", "delete,compact"]),
+        Kind::Choice(CLEANUP_POLICIES),
     ),
     d(
         "compression.type",
@@ -64,36 +48,41 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "producer",
         Kind::Choice(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
     ),
-    d("delete.retention.ms", None, "86400000", Kind::Long(0)),
-    d("file.delete.delay.ms", None, "60000", Kind::Long(0)),
-    d("flush.messages", None, "9223372036854775807", Kind::Long(1)),
-    d("flush.ms", None, "9223372036854775807", Kind::Long(0)),
-    d("index.interval.bytes", None, "4096", Kind::Int(0)),
-    d("local.retention.bytes", None, "-2", Kind::Long(-2)),
-    d("local.retention.ms", None, "-2", Kind::Long(-2)),
+    d("delete.retention.ms", None, "86400000", Kind::Long(0, LONG)),
+    d("file.delete.delay.ms", None, "60000", Kind::Long(0, LONG)),
+    d(
+        "flush.messages",
+        None,
+        "9223372036854775807",
+        Kind::Long(1, LONG),
+    ),
+    d("flush.ms", None, "9223372036854775807", Kind::Long(0, LONG)),
+    d("index.interval.bytes", None, "4096", Kind::Int(0, INT)),
+    d("local.retention.bytes", None, "-2", Kind::Long(-2, LONG)),
+    d("local.retention.ms", None, "-2", Kind::Long(-2, LONG)),
     d(
         "max.compaction.lag.ms",
         None,
         "9223372036854775807",
-        Kind::Long(1),
+        Kind::Long(1, LONG),
     ),
     d(
         "max.message.bytes",
         Some("message.max.bytes"),
         "1048588",
-        Kind::Int(0),
+        Kind::Int(0, INT),
     ),
     d(
         "message.timestamp.after.max.ms",
         None,
         "3600000",
-        Kind::Long(0),
+        Kind::Long(0, LONG),
     ),
     d(
         "message.timestamp.before.max.ms",
         None,
         "9223372036854775807",
-        Kind::Long(0),
+        Kind::Long(0, LONG),
     ),
     d(
         "message.timestamp.type",
@@ -102,31 +91,36 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Kind::Choice(&["CreateTime", "LogAppendTime"]),
     ),
     d("min.cleanable.dirty.ratio", None, "0.5", Kind::Ratio),
-    d("min.compaction.lag.ms", None, "0", Kind::Long(0)),
-    d("min.insync.replicas", None, "1", Kind::Int(1)),
+    d("min.compaction.lag.ms", None, "0", Kind::Long(0, LONG)),
+    d("min.insync.replicas", None, "1", Kind::Int(1, INT)),
     d("preallocate", None, "false", Kind::Bool),
     d("remote.storage.enable", None, "false", Kind::Bool),
     d(
         "retention.bytes",
         Some("log.retention.bytes"),
         "-1",
-        Kind::Long(-1),
+        Kind::Long(-1, LONG),
     ),
     d(
         "retention.ms",
         Some("log.retention.ms"),
         "604800000",
-        Kind::Long(-1),
+        Kind::Long(-1, LONG),
     ),
     d(
         "segment.bytes",
         Some("log.segment.bytes"),
         "33554432",
-        Kind::Int(14),
+        Kind::Int(14, INT),
     ),
-    d("segment.index.bytes", None, "10485760", Kind::Int(4)),
-    d("segment.jitter.ms", None, "0", Kind::Long(0)),
-    d("segment.ms", Some("log.roll.ms"), "3600000", Kind::Long(1)),
+    d("segment.index.bytes", None, "10485760", Kind::Int(4, INT)),
+    d("segment.jitter.ms", None, "0", Kind::Long(0, LONG)),
+    d(
+        "segment.ms",
+        Some("log.roll.ms"),
+        "3600000",
+        Kind::Long(1, LONG),
+    ),
     d("unclean.leader.election.enable", None, "false", Kind::Bool),
 ];
 
@@ -182,14 +176,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
         return Err(format!("Unknown topic config name: {name}"));
     };
     let ok = match def.kind {
-        Kind::Long(min) => value.parse::<i64>().is_ok_and(|v| v >= min),
-        Kind::Int(min) => value
-            .parse::<i64>()
-            .is_ok_and(|v| v >= min && v <= i32::MAX as i64),
-        Kind::Choice(words) => words.contains(&value),
+        // Kafka's topic booleans are lower case.
         Kind::Bool => value == "true" || value == "false",
-        Kind::Ratio => value.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
-        Kind::Text => true,
+        kind => kind.check(value).is_ok(),
     };
     if ok {
         Ok(())

@@ -14,7 +14,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as Code;
 
 use crate::broker::Broker;
-use crate::topic_config::{self, Kind, Source};
+use crate::config::Kind;
+use crate::topic_config::{self, Source};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -27,9 +28,9 @@ fn text(s: impl Into<String>) -> StrBytes {
 fn config_type(kind: Kind) -> i8 {
     match kind {
         Kind::Bool => 1,
-        Kind::Text | Kind::Choice(_) => 2,
-        Kind::Int(_) => 3,
-        Kind::Long(_) => 5,
+        Kind::Text | Kind::Choice(_) | Kind::Listeners(_) | Kind::Url(..) | Kind::Address => 2,
+        Kind::Int(..) => 3,
+        Kind::Long(..) => 5,
         Kind::Ratio => 6,
     }
 }
@@ -100,7 +101,7 @@ pub fn describe(
                         .with_read_only(true)
                         .with_config_source(source as i8);
                     if v >= 3 {
-                        c.config_type = 2;
+                        c.config_type = config_type(d.kind);
                     }
                     out.configs.push(c);
                 }

@@ -51,7 +51,12 @@ impl EmbeddedStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let db = Database::create(path).map_err(err)?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                MetaError::Locked(path.display().to_string())
+            }
+            e => err(e),
+        })?;
         let w = db.begin_write().map_err(err)?;
         {
             let mut kv = w.open_table(KV).map_err(err)?;

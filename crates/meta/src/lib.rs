@@ -69,6 +69,9 @@ pub enum MetaError {
     /// A request over the store's limits (ops per transaction, value size).
     #[error("metadata request too large: {0}")]
     TooLarge(String),
+    /// The embedded store's file is open in another process. Not retriable.
+    #[error("{0} is locked by another process")]
+    Locked(String),
 }
 
 /// Most operations one transaction may hold: etcd's default `--max-txn-ops`.

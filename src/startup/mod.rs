@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+mod stores;
+
 use crate::broker::{Broker, Topics};
 use crate::cluster::membership::Membership;
 use crate::cluster::{Fence, View};
@@ -17,8 +19,6 @@ use crate::supervisor::Supervisor;
 use crate::wal::{Wal, WalConfig};
 use stratus_log::cache::BlockCache;
 use stratus_log::objects::Objects;
-use stratus_meta::embedded::EmbeddedStore;
-use stratus_meta::etcd::EtcdStore;
 use stratus_meta::repo::{ControllerRecord, Registration};
 use stratus_meta::{keys, Compare, MetaStore, Op};
 
@@ -26,15 +26,9 @@ impl Broker {
     /// Opens the stores named by the settings, joins the cluster and takes what it is
     /// assigned.
     pub async fn open(settings: Settings) -> anyhow::Result<Arc<Broker>> {
-        std::fs::create_dir_all(&settings.data_dir)?;
-        let meta: Arc<dyn MetaStore> = match settings.metadata_url.as_str() {
-            "" | "embedded" => Arc::new(EmbeddedStore::open(&settings.data_dir.join("meta.redb"))?),
-            url => Arc::new(
-                EtcdStore::connect(url, Duration::from_millis(settings.metadata_timeout_ms))
-                    .await?,
-            ),
-        };
-        let objects = Arc::new(Objects::from_url(&settings.object_store_url)?);
+        stores::data_dir(&settings.data_dir)?;
+        let meta = stores::metadata(&settings).await?;
+        let objects = stores::objects(&settings).await?;
         Self::open_with(settings, meta, objects).await
     }
 

@@ -9,83 +9,30 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// One documented setting: its name, default value and meaning.
-pub struct SettingDoc {
-    /// Property name, Kafka's where the concept is the same.
-    pub name: &'static str,
-    /// Default value as text.
-    pub default: &'static str,
-    /// What it does.
-    pub doc: &'static str,
-}
+mod defs;
+pub mod kind;
+mod sources;
 
-/// Every setting the broker understands, with its default.
-pub const SETTINGS: &[SettingDoc] = &[
-    s("listeners", "PLAINTEXT://127.0.0.1:9092", "Comma-separated listeners, NAME://HOST:PORT."),
-    s("advertised.listeners", "", "Addresses given to clients in Metadata; defaults to listeners."),
-    s("node.id", "1", "This broker's id."),
-    s("broker.rack", "", "Rack (zone) of this broker, reported in Metadata."),
-    s("data.dir", "./stratus-data", "Directory for embedded metadata, the local object store and the disk cache."),
-    s("metadata.store.url", "embedded", "Metadata store: embedded (a file under data.dir; one broker) or etcd://HOST:PORT[,HOST:PORT...][/namespace] for a cluster. etcd credentials come from ETCD_USERNAME / ETCD_PASSWORD."),
-    s("metadata.request.timeout.ms", "5000", "Deadline of one metadata-store request; a store that does not answer gives retriable errors."),
-    s("broker.session.timeout.ms", "6000", "Lease of a broker's registration: a broker silent this long loses its partitions to the others."),
-    s("admin.listener", "", "HOST:PORT of the gRPC admin API (stratus admin, the operator). Empty: not served."),
-    s("replica.selector.class", "org.apache.kafka.common.replica.RackAwareReplicaSelector", "KIP-392: a consumer with client.rack is pointed to a broker of its rack, which serves it from the object store. Empty: consumers always read from the owner."),
-    s("controlled.shutdown.timeout.ms", "30000", "On SIGTERM, longest wait for the controller to move this broker's partitions away."),
-    s("object.store.url", "", "Object store URL: file:///path, s3://bucket/prefix, memory://. Default: file://<data.dir>/objects."),
-    s("num.partitions", "1", "Partitions of auto-created topics and of CreateTopics with -1."),
-    s("default.replication.factor", "1", "Replication factor reported for topics created with -1 (durability comes from the object store)."),
-    s("auto.create.topics.enable", "true", "Create unknown topics on Metadata and Produce requests."),
-    s("delete.topic.enable", "true", "Allow DeleteTopics."),
-    s("message.max.bytes", "1048588", "Largest record batch a topic accepts unless max.message.bytes says otherwise."),
-    s("socket.request.max.bytes", "104857600", "Largest request frame; larger ones are refused before they are read."),
-    s("queued.max.request.bytes", "536870912", "Bytes of requests read and not yet answered, over all connections; more wait (backpressure)."),
-    s("max.connections", "10000", "Connections accepted at once; more wait in the accept queue."),
-    s("log.retention.ms", "604800000", "Default retention.ms of topics (-1: keep forever)."),
-    s("log.retention.bytes", "-1", "Default retention.bytes of topics (-1: no size limit)."),
-    s("log.segment.bytes", "33554432", "Default segment.bytes: a partition's unsealed data is sealed into a segment object at this size."),
-    s("log.roll.ms", "3600000", "Default segment.ms: unsealed data older than this is sealed into a segment object."),
-    s("log.retention.check.interval.ms", "300000", "How often retention runs."),
-    s("log.message.timestamp.type", "CreateTime", "Default message.timestamp.type of topics."),
-    s("log.cleanup.policy", "delete", "Default cleanup.policy of topics (only delete is supported)."),
-    s("wal.flush.interval.ms", "", "Longest wait for more data before a WAL object is written. Default: 2 (file), 0 (memory), 100 (s3)."),
-    s("wal.flush.bytes", "8388608", "A WAL object is written as soon as this many bytes are buffered."),
-    s("wal.max.in.flight", "4", "WAL objects being written at once; their commits still apply in order."),
-    s("wal.buffer.max.bytes", "67108864", "Produce bytes buffered or in flight to the object store before producers wait (backpressure)."),
-    s("cache.memory.bytes", "268435456", "Size of the in-memory block cache for reads of WAL and segment objects."),
-    s("cache.disk.bytes", "", "Size of the local-disk block cache under <data.dir>/cache (0 disables it). Default: 0 for file:// stores (their objects are local already), 1073741824 otherwise."),
-    s("cache.block.bytes", "1048576", "Size of a cached block; reads from the object store are ranged GETs of whole blocks (read-ahead)."),
-    s("seal.check.interval.ms", "1000", "How often partitions are checked for data to seal into segments."),
-    s("producer.id.expiration.ms", "86400000", "Idempotent producers idle this long are forgotten (their next batch starts a new sequence)."),
-    s("group.min.session.timeout.ms", "6000", "Smallest session timeout a group member may ask for."),
-    s("group.max.session.timeout.ms", "1800000", "Largest session timeout a group member may ask for."),
-    s("group.initial.rebalance.delay.ms", "3000", "A new group waits this long for more members before its first rebalance completes."),
-    s("group.max.size", "2147483647", "Members a consumer group may have."),
-    s("group.consumer.session.timeout.ms", "45000", "Session timeout of members of consumer-protocol (KIP-848) groups."),
-    s("group.consumer.heartbeat.interval.ms", "5000", "Heartbeat interval given to members of consumer-protocol groups."),
-    s("offsets.retention.minutes", "10080", "Committed offsets of an empty group are deleted after this."),
-    s("offset.metadata.max.bytes", "4096", "Largest metadata string of a committed offset."),
-    s("fetch.max.wait.cap.ms", "30000", "Upper bound on a Fetch's max_wait_ms."),
-];
-
-const fn s(name: &'static str, default: &'static str, doc: &'static str) -> SettingDoc {
-    SettingDoc { name, default, doc }
-}
+pub use defs::{def, SettingDoc, CLEANUP_POLICIES, MAX_PARTITIONS, SETTINGS};
+pub use kind::Kind;
+pub use sources::{env_pairs, help_text, parse_properties, read_properties, Given, Origin};
 
 /// Error in configuration input.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A key no setting has.
-    #[error("unknown setting '{0}' (see stratus --help)")]
-    Unknown(String),
+    #[error("unknown setting '{0}' (from {1}); `stratus --help` lists every setting")]
+    Unknown(String, Origin),
     /// A value that does not parse for its setting.
-    #[error("invalid value '{value}' for {key}: {why}")]
+    #[error("invalid value '{value}' for {key} (from {origin}): expected {why}")]
     Invalid {
         /// The setting.
         key: String,
         /// The value given.
         value: String,
-        /// Why it is wrong.
+        /// Where it was given.
+        origin: Origin,
+        /// What is allowed.
         why: String,
     },
     /// The config file could not be read.
@@ -192,22 +139,46 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Builds settings from key/value pairs layered over the defaults.
+    /// Builds settings from key/value pairs layered over the defaults (later pairs win).
     pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(
         pairs: I,
     ) -> Result<Self, ConfigError> {
+        Self::load(
+            pairs
+                .into_iter()
+                .map(|(k, v)| Given::new(k, v, Origin::Given)),
+        )
+    }
+
+    /// Builds settings from values layered over the defaults (later values win). Every
+    /// value is checked against what its setting takes; the first wrong one is refused,
+    /// naming the key, the value, where it was given and what is allowed.
+    pub fn load(given: impl IntoIterator<Item = Given>) -> Result<Self, ConfigError> {
         let mut raw: BTreeMap<String, String> = SETTINGS
             .iter()
             .map(|d| (d.name.to_string(), d.default.to_string()))
             .collect();
         let mut explicit = std::collections::BTreeSet::new();
-        for (k, v) in pairs {
-            let k = k.trim().to_string();
-            if !raw.contains_key(&k) {
-                return Err(ConfigError::Unknown(k));
+        for g in given {
+            let Some(d) = def(&g.key) else {
+                return Err(ConfigError::Unknown(g.key, g.origin));
+            };
+            // An empty value of a setting whose default is derived asks for that default.
+            let derived = d.default.is_empty() && g.value.is_empty();
+            if let Err(why) = d
+                .kind
+                .check(&g.value)
+                .or_else(|e| if derived { Ok(()) } else { Err(e) })
+            {
+                return Err(ConfigError::Invalid {
+                    key: g.key,
+                    value: g.value,
+                    origin: g.origin,
+                    why,
+                });
             }
-            explicit.insert(k.clone());
-            raw.insert(k, v.trim().to_string());
+            explicit.insert(g.key.clone());
+            raw.insert(g.key, g.value);
         }
         Self::typed(raw, explicit)
     }
@@ -377,36 +348,6 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Reads a Java-style properties file: `key=value` lines, `#` and `!` comments.
-pub fn read_properties(path: &std::path::Path) -> Result<Vec<(String, String)>, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| ConfigError::File(path.to_path_buf(), e))?;
-    Ok(parse_properties(&text))
-}
-
-/// Parses properties text.
-pub fn parse_properties(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
-        .filter_map(|l| {
-            let i = l.find(['=', ':'])?;
-            Some((l[..i].trim().to_string(), l[i + 1..].trim().to_string()))
-        })
-        .collect()
-}
-
-/// Settings given as `STRATUS_`-prefixed environment variables: `STRATUS_NODE_ID` is
-/// `node.id`. Variables that name no setting are ignored (other tools share the prefix).
-pub fn env_pairs(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
-    vars.filter_map(|(k, v)| {
-        let rest = k.strip_prefix("STRATUS_")?;
-        let name = rest.to_ascii_lowercase().replace('_', ".");
-        SETTINGS.iter().any(|d| d.name == name).then_some((name, v))
-    })
-    .collect()
-}
-
 fn absolute(p: &std::path::Path) -> PathBuf {
     if p.is_absolute() {
         return p.to_path_buf();
@@ -420,6 +361,7 @@ fn invalid(key: &str, value: &str, why: impl ToString) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_string(),
         value: value.to_string(),
+        origin: Origin::Given,
         why: why.to_string(),
     }
 }
@@ -453,7 +395,7 @@ fn boolean(key: &str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn parse_listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
+pub(crate) fn parse_listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
     let mut out = Vec::new();
     for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, addr) = part
@@ -478,25 +420,6 @@ fn parse_listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
         return Err(invalid(key, v, "no listener given"));
     }
     Ok(out)
-}
-
-/// Text for `stratus --help`: every setting, its default and meaning.
-pub fn help_text() -> String {
-    let mut s = String::from(
-        "Settings (--set key=value, a properties file, or STRATUS_KEY_NAME env vars):\n",
-    );
-    for d in SETTINGS {
-        let def = if d.default.is_empty() {
-            "(see text)"
-        } else {
-            d.default
-        };
-        s.push_str(&format!(
-            "  {:<34} default {}\n      {}\n",
-            d.name, def, d.doc
-        ));
-    }
-    s
 }
 
 #[cfg(test)]
@@ -551,7 +474,7 @@ mod tests {
     #[test]
     fn env_and_properties() {
         let p = parse_properties("# c\nnode.id = 7\nlog.retention.ms=5\n");
-        assert_eq!(p[0], ("node.id".into(), "7".into()));
+        assert_eq!(p[0], (2, "node.id".into(), "7".into()));
         let e = env_pairs(
             vec![
                 ("STRATUS_LOG_RETENTION_MS".into(), "9".into()),
@@ -559,6 +482,13 @@ mod tests {
             ]
             .into_iter(),
         );
-        assert_eq!(e, vec![("log.retention.ms".into(), "9".into())]);
+        assert_eq!(
+            e,
+            vec![Given::new(
+                "log.retention.ms",
+                "9",
+                Origin::Env("STRATUS_LOG_RETENTION_MS".into())
+            )]
+        );
     }
 }

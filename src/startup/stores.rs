@@ -1,0 +1,164 @@
+//! Opening the data directory and the stores, with errors a new user can act on: each
+//! names the path, URL or address involved and what to do. Both stores are probed before
+//! the broker joins: a store that cannot be reached or written stops the broker at once
+//! instead of letting it start "healthy" and fail every write.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use bytes::Bytes;
+
+use crate::config::Settings;
+use stratus_log::objects::{ObjectError, Objects};
+use stratus_meta::embedded::EmbeddedStore;
+use stratus_meta::etcd::EtcdStore;
+use stratus_meta::{keys, MetaError, MetaStore};
+
+/// Longest wait for the object store to answer the startup probe.
+const OBJECT_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Where the probe object is written (outside `wal/` and `topics/`).
+const PROBE_PREFIX: &str = "_stratus/probe/";
+
+/// Creates the data directory and checks that it can be written.
+pub fn data_dir(dir: &Path) -> anyhow::Result<()> {
+    let hint = "give a writable directory with --data-dir (data.dir)";
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow!("cannot create data.dir {}: {e}; {hint}", dir.display()))?;
+    let probe = dir.join(".stratus-write-probe");
+    std::fs::write(&probe, b"probe")
+        .map_err(|e| anyhow!("cannot write in data.dir {}: {e}; {hint}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Opens the metadata store named by `metadata.store.url` and checks that it answers.
+pub async fn metadata(settings: &Settings) -> anyhow::Result<Arc<dyn MetaStore>> {
+    let timeout = Duration::from_millis(settings.metadata_timeout_ms);
+    match settings.metadata_url.as_str() {
+        "" | "embedded" => {
+            let path = settings.data_dir.join("meta.redb");
+            match EmbeddedStore::open(&path) {
+                Ok(s) => Ok(Arc::new(s)),
+                Err(MetaError::Locked(_)) => Err(anyhow!(
+                    "data.dir {} is in use by another running broker (its metadata file {} is \
+                     locked); stop that broker, or give this one another --data-dir",
+                    settings.data_dir.display(),
+                    path.display()
+                )),
+                Err(e) => Err(anyhow!(
+                    "cannot open the embedded metadata store {}: {e}",
+                    path.display()
+                )),
+            }
+        }
+        url => {
+            let store = EtcdStore::connect(url, timeout)
+                .await
+                .map_err(|e| anyhow!("metadata.store.url {url}: {e}"))?;
+            // One read: etcd answers, the credentials are accepted, the namespace is readable.
+            store.get(keys::CLUSTER_ID).await.map_err(|e| {
+                anyhow!(
+                    "metadata store {url} did not answer: {e}; check that etcd runs at that \
+                     address and {}",
+                    etcd_credentials()
+                )
+            })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+fn etcd_credentials() -> &'static str {
+    match std::env::var("ETCD_USERNAME") {
+        Ok(_) => "that the user in ETCD_USERNAME / ETCD_PASSWORD may read and write",
+        Err(_) => "whether it needs a user (ETCD_USERNAME / ETCD_PASSWORD are not set)",
+    }
+}
+
+/// Opens the object store named by `object.store.url`, then writes, reads back and
+/// deletes a small object.
+pub async fn objects(settings: &Settings) -> anyhow::Result<Arc<Objects>> {
+    let url = &settings.object_store_url;
+    let objects = Arc::new(Objects::from_url(url).map_err(|e| anyhow!("{e}"))?);
+    let key = format!(
+        "{PROBE_PREFIX}{}-{}",
+        settings.node_id,
+        uuid::Uuid::new_v4()
+    );
+    let body = Bytes::from(key.clone());
+    // object_store repeats each source in its message: the innermost one says it all.
+    let step = |what: &'static str| {
+        let key = key.clone();
+        move |e: ObjectError| format!("{what} {key}: {}", innermost(&e))
+    };
+    let probe = async {
+        objects
+            .put_replacing(&key, body.clone())
+            .await
+            .map_err(step("writing"))?;
+        let back = objects
+            .get_range(&key, 0..body.len() as u64)
+            .await
+            .map_err(step("reading back"))?;
+        if back != body {
+            return Err(format!("reading back {key}: other bytes than were written"));
+        }
+        objects.delete(&key).await.map_err(step("deleting"))
+    };
+    match tokio::time::timeout(OBJECT_PROBE_TIMEOUT, probe).await {
+        Ok(Ok(())) => Ok(objects),
+        Ok(Err(e)) => Err(anyhow!(
+            "object store {url} failed the startup probe ({e}); {}",
+            object_credentials(url)
+        )),
+        Err(_) => Err(anyhow!(
+            "object store {url} did not answer the startup probe in {}s; {}",
+            OBJECT_PROBE_TIMEOUT.as_secs(),
+            object_credentials(url)
+        )),
+    }
+}
+
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut e = e;
+    while let Some(s) = e.source() {
+        e = s;
+    }
+    let text = e.to_string();
+    // An S3 error body: its code and message are what a user needs.
+    let tag = |t: &str| {
+        let start = text.find(&format!("<{t}>"))? + t.len() + 2;
+        let end = text[start..].find(&format!("</{t}>"))? + start;
+        Some(text[start..end].to_string())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// Where the credentials for `url` were looked for, in words.
+fn object_credentials(url: &str) -> String {
+    if !(url.starts_with("s3://") || url.starts_with("s3a://")) {
+        return "check that the path exists and can be written".into();
+    }
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let endpoint = var("AWS_ENDPOINT_URL")
+        .or_else(|| var("AWS_ENDPOINT"))
+        .map(|e| format!("endpoint {e} (from AWS_ENDPOINT_URL / AWS_ENDPOINT)"))
+        .unwrap_or_else(|| "the AWS endpoint of AWS_REGION (AWS_ENDPOINT_URL not set)".into());
+    let credentials = if var("AWS_ACCESS_KEY_ID").is_some() {
+        "the access key in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY".to_string()
+    } else if var("AWS_WEB_IDENTITY_TOKEN_FILE").is_some() {
+        "the web identity token in AWS_WEB_IDENTITY_TOKEN_FILE (IRSA)".to_string()
+    } else if var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some() {
+        "the container credentials endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)".to_string()
+    } else {
+        "no credentials: AWS_ACCESS_KEY_ID is not set, so the cloud instance-metadata \
+         service was asked; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            .to_string()
+    };
+    format!("tried {endpoint} with {credentials}; the bucket must exist")
+}

@@ -1,0 +1,122 @@
+"""Bad input at startup, tried as a new user would: every mistake stops the broker with a
+message that names the key, value, path, URL or address involved, where it was given, and
+what to do; nothing is left half-started (no store touched, the other broker unharmed)."""
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from cluster_infra import ACCESS_KEY, BUCKET, SECRET_KEY
+from conftest import STRATUS_BIN, free_port, port_open
+
+pytestmark = pytest.mark.stratus_only
+
+
+def run(args, env=None, timeout=60):
+    """Runs the broker binary, which must exit by itself; returns (exit code, stderr)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "AWS_", "ETCD_"))}
+    base.update(env or {})
+    with tempfile.TemporaryDirectory(prefix="stratus-startup-") as cwd:
+        p = subprocess.run([str(STRATUS_BIN), *args], capture_output=True, text=True,
+                           env=base, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    """Arguments for a broker with its own data dir and port, and that data dir."""
+    data = tmp_path / "data"
+    return ["--data-dir", str(data), "--listeners", f"PLAINTEXT://127.0.0.1:{free_port()}"], data
+
+
+@pytest.mark.parametrize("args,env,says", [
+    (["--set", "log.retention.ms=abc"], {},
+     ["'abc'", "log.retention.ms", "(from --set)", "whole number of at least -1"]),
+    ([], {"STRATUS_NUM_PARTITIONS": "0"},
+     ["'0'", "num.partitions", "environment variable STRATUS_NUM_PARTITIONS", "from 1 to 10000"]),
+    (["--set", "auto.create.topics.enable=yes"], {},
+     ["'yes'", "auto.create.topics.enable", "true or false"]),
+    (["--set", "object.store.url=http://bucket"], {},
+     ["object.store.url", "s3://", "file://"]),
+    (["--set", "metadata.store.url=etcd:/host"], {},
+     ["metadata.store.url", "etcd://"]),
+    (["--set", "log.retention.hours=168"], {},
+     ["unknown setting 'log.retention.hours'", "stratus --help"]),
+])
+def test_a_wrong_setting_stops_the_broker_naming_key_value_and_origin(fresh, args, env, says):
+    base, data = fresh
+    code, err = run(base + args, env)
+    assert code == 2, (code, err)
+    for s in says:
+        assert s in err, f"{s!r} not in: {err}"
+    assert not data.exists(), "a broker with a wrong setting touched its data dir"
+
+
+def test_a_wrong_value_in_a_properties_file_names_the_file_and_line(fresh, tmp_path):
+    base, _ = fresh
+    props = tmp_path / "server.properties"
+    props.write_text("# carried over\nnode.id=1\nlog.segment.bytes=10\n")
+    code, err = run(base + ["--config", str(props)])
+    assert code == 2
+    assert f"{props}, line 3" in err and "log.segment.bytes" in err and "'10'" in err, err
+
+
+def test_a_data_dir_that_cannot_be_created_is_named():
+    code, err = run(["--data-dir", "/proc/nope/data", "--listeners", f"PLAINTEXT://127.0.0.1:{free_port()}"])
+    assert code == 1
+    assert "data.dir /proc/nope/data" in err and "--data-dir" in err, err
+
+
+def test_a_data_dir_in_use_and_a_taken_port_are_refused_without_harm(make_broker, tmp_path):
+    running = make_broker()
+    # Same data dir, other port: the metadata file is locked by the running broker.
+    code, err = run(["--data-dir", str(running.data_dir), "--listeners", f"PLAINTEXT://127.0.0.1:{free_port()}"])
+    assert code == 1
+    assert f"data.dir {running.data_dir} is in use by another running broker" in err, err
+    # Other data dir, same port: refused before any store is opened.
+    other = tmp_path / "other"
+    code, err = run(["--data-dir", str(other), "--listeners", f"PLAINTEXT://127.0.0.1:{running.port}"])
+    assert code == 1
+    assert f"cannot listen on listener PLAINTEXT://127.0.0.1:{running.port}" in err, err
+    assert "--listeners" in err, err
+    assert not other.exists(), "the broker touched its data dir before binding its port"
+    running.assert_healthy()
+    assert AdminClient({"bootstrap.servers": running.bootstrap}).list_topics(timeout=10).brokers
+
+
+def test_an_etcd_that_does_not_answer_stops_the_broker(fresh):
+    base, _ = fresh
+    url = f"etcd://127.0.0.1:{free_port()}"
+    code, err = run(base + ["--set", f"metadata.store.url={url}", "--set", "metadata.request.timeout.ms=1000"])
+    assert code == 1
+    assert f"metadata store {url} did not answer" in err and "ETCD_USERNAME" in err, err
+
+
+def test_an_object_store_refusing_the_credentials_stops_the_broker(infra, fresh):
+    base, _ = fresh
+    url = f"s3://{BUCKET}/startup-probe"
+    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": "not-the-secret",
+           "AWS_ENDPOINT": infra.s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}
+    code, err = run(base + ["--set", f"object.store.url={url}"], env)
+    assert code == 1
+    assert f"object store {url} failed the startup probe" in err, err
+    assert f"endpoint {infra.s3_endpoint}" in err and "AWS_ACCESS_KEY_ID" in err, err
+    # The right credentials pass the probe and leave no probe object behind.
+    env["AWS_SECRET_ACCESS_KEY"] = SECRET_KEY
+    b = subprocess.Popen([str(STRATUS_BIN), *base, "--set", f"object.store.url={url}"],
+                         env={**{k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}, **env},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(base[3].rsplit(":", 1)[1])
+        deadline = time.time() + 60
+        while not port_open(port):
+            assert b.poll() is None, b.stderr.read()
+            assert time.time() < deadline, "the broker did not start with the right credentials"
+            time.sleep(0.1)
+        assert infra.objects("startup-probe/_stratus/") == []
+    finally:
+        b.terminate()
+        b.wait(timeout=30)
