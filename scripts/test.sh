@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command that installs the test dependencies and runs every check and test:
-#   install-test-deps, cargo build, cargo fmt --check, cargo clippy -D warnings, cargo test,
+#   install-test-deps, cargo build, cargo fmt --check, the module graph of docs/design.md,
+#   cargo clippy -D warnings, cargo test, the fuzz targets (briefly),
 #   then the real-client suite (pytest tests/clients) against the freshly built broker.
 # Every step runs (unless it depends on a failed build); exits non-zero if any step failed.
 #
@@ -40,6 +41,7 @@ BUILD_OK=1
 if [ "${STRATUS_SKIP_CARGO:-0}" != 1 ]; then
   step build cargo build || BUILD_OK=0
   step fmt cargo fmt --all -- --check
+  step module-graph python3 scripts/module-graph.py --check docs/design.md
   if [ "$BUILD_OK" = 1 ]; then
     step clippy cargo clippy --all-targets -- -D warnings
     # A real etcd for the metadata-store conformance suite (crates/meta/src/etcd.rs).
