@@ -212,4 +212,18 @@ else
   log "kafkajs $KAFKAJS_VERSION: installing with npm"
   npm install --prefix "$CACHE" --no-audit --no-fund --no-save --silent "kafkajs@$KAFKAJS_VERSION" </dev/null
 fi
+# --- cargo-fuzz (the fuzz targets under fuzz/) ------------------------------------------
+# cargo-fuzz drives libFuzzer, which needs the nightly toolchain; the targets are skipped
+# (with a message) on a machine without one. Cold: ~1.5 min.
+CARGO_FUZZ_VERSION=0.13.2
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  log "cargo-fuzz: no nightly toolchain here; the fuzz targets will be skipped"
+elif "$CACHE/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+  log "cargo-fuzz: present ($CACHE/bin/cargo-fuzz)"
+else
+  log "cargo-fuzz $CARGO_FUZZ_VERSION: building"
+  CARGO_TARGET_DIR="$CACHE/cargo-fuzz-build" cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" \
+    --locked --root "$CACHE" --quiet </dev/null
+  rm -rf "$CACHE/cargo-fuzz-build"
+fi
 log "done (cache: $CACHE)"

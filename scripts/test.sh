@@ -60,6 +60,11 @@ for _ in range(100):
     STRATUS_TEST_ETCD="127.0.0.1:$ETCD_PORT" STRATUS_REQUIRE_ETCD=1 step cargo-test cargo test
     kill "$ETCD_PID" 2>/dev/null; wait "$ETCD_PID" 2>/dev/null
     rm -rf "$ETCD_TMP"
+    if [ -x "$CACHE/bin/cargo-fuzz" ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+      step fuzz scripts/fuzz.sh "${STRATUS_FUZZ_SECONDS:-10}"
+    else
+      echo "=== fuzz: skipped (no nightly toolchain or cargo-fuzz; see scripts/install-test-deps.sh) ==="
+    fi
   fi
 fi
 

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::partition::{Partition, PartitionState, TailChunk};
-use stratus_meta::repo::{PartitionRecord, WalEntry, WalRange};
+use stratus_meta::repo::{self, PartitionRecord, WalEntry, WalRange};
 use stratus_meta::{keys, MetaStore, Versioned};
 
 /// One committed WAL range of a partition.
@@ -34,14 +34,21 @@ impl Index {
         let Some(name) = keys::parse_partition_key(key) else {
             return;
         };
-        if let Ok(r) = serde_json::from_slice::<PartitionRecord>(v) {
-            self.records.insert(name, r);
+        match repo::decode_bytes::<PartitionRecord>(key, v) {
+            Ok(r) => {
+                self.records.insert(name, r);
+            }
+            Err(e) => warn!(error = %e, "replica index skips a partition record"),
         }
     }
 
     fn put_wal(&mut self, key: &str, v: &[u8]) {
-        let Ok(e) = serde_json::from_slice::<WalEntry>(v) else {
-            return;
+        let e = match repo::decode_bytes::<WalEntry>(key, v) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(error = %e, "replica index skips a WAL index entry");
+                return;
+            }
         };
         self.delete_wal(key);
         let object: Arc<str> = Arc::from(e.object.as_str());

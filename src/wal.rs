@@ -2,15 +2,16 @@
 //! object per flush, then committed with ONE metadata transaction of constant size. Only
 //! after the commit do the partitions' high watermarks move and producers get their acks.
 //!
-//! Object format: each partition's batches, contiguous, then a JSON footer (the same
-//! [`WalEntry`] the index holds), its length (u32) and the magic `STRWAL01`.
+//! Object format ([`stratus_log::wal_format`]): each partition's batches, contiguous, then
+//! a footer (the same versioned [`WalEntry`] record the index holds), its length and the
+//! magic `STRWAL01`.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -23,10 +24,10 @@ use stratus_log::batch::Batch;
 use stratus_log::cache::BlockCache;
 use stratus_log::objects::{ObjectError, Objects};
 use stratus_log::paths::WalObject;
+use stratus_log::wal_format;
 use stratus_meta::repo::{self, ProducerBatch, WalEntry, WalRange};
 use stratus_meta::{keys, Compare, MetaStore, Op};
 
-const MAGIC: &[u8; 8] = b"STRWAL01";
 const PUT_ATTEMPTS: u32 = 5;
 const FAILED_REMEMBERED: usize = 256;
 
@@ -567,9 +568,7 @@ fn build_object(object: &str, entries: &[Entry]) -> Built {
         ranges,
     };
     let footer = repo::encode(&entry);
-    body.extend_from_slice(&footer);
-    body.put_u32(footer.len() as u32);
-    body.extend_from_slice(MAGIC);
+    wal_format::finish(&mut body, &footer);
     (body.freeze(), entry, footer, partitions)
 }
 

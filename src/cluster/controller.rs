@@ -38,7 +38,7 @@ pub async fn round(
     if let Some(me) = me {
         let holds = controller
             .as_ref()
-            .and_then(|v| serde_json::from_slice::<ControllerRecord>(&v.value).ok())
+            .and_then(|v| repo::decode::<ControllerRecord>(keys::CONTROLLER, v).ok())
             .is_some_and(|c| &c == me);
         if !holds {
             return Ok(None);

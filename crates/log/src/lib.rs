@@ -21,3 +21,4 @@ pub mod paths;
 pub mod segment;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+pub mod wal_format;

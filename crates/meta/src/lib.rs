@@ -69,6 +69,15 @@ pub enum MetaError {
     /// A request over the store's limits (ops per transaction, value size).
     #[error("metadata request too large: {0}")]
     TooLarge(String),
+    /// A stored record that does not decode (damaged, or written by a newer version).
+    /// Not retriable: the record must be repaired or the broker upgraded.
+    #[error("corrupt record at {key}: {reason}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// Why it does not decode.
+        reason: String,
+    },
     /// The embedded store's file is open in another process. Not retriable.
     #[error("{0} is locked by another process")]
     Locked(String),
