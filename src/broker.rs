@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::membership::Membership;
-use crate::cluster::{Fence, View};
+use crate::cluster::{Fence, Owned, View};
 use crate::partition::Partition;
 use crate::supervisor::Supervisor;
 use crate::topic_config;
@@ -107,8 +107,7 @@ pub struct Broker {
     pub supervisor: Arc<Supervisor>,
 }
 
-/// A refused admin request: the Kafka error and a message for the client.
-pub type AdminError = (Code, String);
+pub use crate::error::AdminError;
 
 impl Broker {
     /// SIGTERM: marks this broker as leaving, so the controller moves its partitions and
@@ -290,8 +289,8 @@ impl Broker {
         if self.settle_record(p).await? {
             // `rec` was built from a state that lacked an applied write: the caller builds
             // it again from the settled state.
-            return Err(Error::NotDurable(
-                "the partition record was ahead of this broker's state; retry".into(),
+            return Err(Error::not_durable(
+                "the partition record was ahead of this broker's state; retry",
             ));
         }
         let result = self.try_write_partition_record(p, rec, extra).await;
@@ -334,23 +333,18 @@ impl Broker {
         extra: Vec<Op>,
     ) -> Result<()> {
         let epoch = p.state().owner_epoch;
-        let mut owned = self.fence.get();
-        for _ in 0..3 {
-            if epoch.is_none() || owned.epoch(&p.topic_id, p.index) != epoch {
-                break;
-            }
-            let mut ops = vec![Op::Put(
-                keys::partition_key(&p.topic_id, p.index),
-                repo::encode(rec),
-                None,
-            )];
-            ops.extend(extra.iter().cloned());
-            if self.meta.txn(vec![self.fence.compare(&owned)], ops).await? {
-                return Ok(());
-            }
-            owned = self.fence.refresh(self.meta.as_ref()).await?;
+        let mut ops = vec![Op::Put(
+            keys::partition_key(&p.topic_id, p.index),
+            repo::encode(rec),
+            None,
+        )];
+        ops.extend(extra);
+        let owns = |owned: &Owned| epoch.is_some() && owned.epoch(&p.topic_id, p.index) == epoch;
+        if self.fence.txn(self.meta.as_ref(), owns, &ops).await? {
+            Ok(())
+        } else {
+            Err(Error::Kafka(Code::NotLeaderOrFollower))
         }
-        Err(Error::Kafka(Code::NotLeaderOrFollower))
     }
 
     /// A new producer id; ids are reserved from the metadata store in blocks.

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::broker::{AdminError, Broker, Topic, MAX_PARTITIONS};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::partition::Partition;
 use crate::topic_config;
 use stratus_meta::repo::{self, PartitionRecord, TopicRecord};
@@ -32,7 +32,7 @@ impl Broker {
             partitions
         };
         if partitions <= 0 || partitions > MAX_PARTITIONS {
-            return Err((
+            return Err(AdminError::new(
                 Code::InvalidPartitions,
                 format!("Number of partitions must be between 1 and {MAX_PARTITIONS}."),
             ));
@@ -40,19 +40,19 @@ impl Broker {
         let replication_factor = match replication_factor {
             -1 => self.settings.default_replication_factor,
             r if r <= 0 => {
-                return Err((
+                return Err(AdminError::new(
                     Code::InvalidReplicationFactor,
-                    "Replication factor must be larger than 0.".into(),
+                    "Replication factor must be larger than 0.",
                 ))
             }
             r => r,
         };
         for (k, v) in &configs {
-            topic_config::validate(k, v).map_err(|m| (Code::InvalidConfig, m))?;
+            topic_config::validate(k, v).map_err(|m| AdminError::new(Code::InvalidConfig, m))?;
         }
         let _guard = self.topic_lock.lock().await;
         if self.topic(name).is_some() {
-            return Err((
+            return Err(AdminError::new(
                 Code::TopicAlreadyExists,
                 format!("Topic '{name}' already exists."),
             ));
@@ -87,10 +87,9 @@ impl Broker {
                 vec![Compare::Revision(key.clone(), None)],
                 vec![Op::Put(key, repo::encode(&topic.record()), None)],
             )
-            .await
-            .map_err(storage)?;
+            .await?;
         if !applied {
-            return Err((
+            return Err(AdminError::new(
                 Code::TopicAlreadyExists,
                 format!("Topic '{name}' already exists."),
             ));
@@ -108,22 +107,20 @@ impl Broker {
     /// with the WAL objects.
     pub async fn delete_topic(&self, topic: &Arc<Topic>) -> Result<(), AdminError> {
         if !self.settings.delete_topic_enable {
-            return Err((
+            return Err(AdminError::new(
                 Code::TopicDeletionDisabled,
-                "Topic deletion is disabled.".into(),
+                "Topic deletion is disabled.",
             ));
         }
         let _guard = self.topic_lock.lock().await;
         self.meta
             .txn(vec![], vec![Op::Delete(keys::topic_key(&topic.name))])
-            .await
-            .map_err(storage)?;
+            .await?;
         self.forget_topic(topic);
         let records = self
             .meta
             .range(&keys::partitions_prefix(&topic.id_text))
-            .await
-            .map_err(storage)?;
+            .await?;
         let mut segments = Vec::new();
         for (k, v) in &records {
             if let Ok(r) = repo::decode::<PartitionRecord>(k, v) {
@@ -132,10 +129,7 @@ impl Broker {
         }
         let keys: Vec<Op> = records.into_iter().map(|(k, _)| Op::Delete(k)).collect();
         for chunk in keys.chunks(MAX_TXN_OPS) {
-            self.meta
-                .txn(vec![], chunk.to_vec())
-                .await
-                .map_err(storage)?;
+            self.meta.txn(vec![], chunk.to_vec()).await?;
         }
         for s in segments {
             if let Err(e) = self.objects.delete(&s.key).await {
@@ -261,13 +255,13 @@ impl Broker {
     ) -> Result<(), AdminError> {
         let current = topic.partitions.len() as i32;
         if count <= current {
-            return Err((
+            return Err(AdminError::new(
                 Code::InvalidPartitions,
                 format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
             ));
         }
         if count > MAX_PARTITIONS {
-            return Err((
+            return Err(AdminError::new(
                 Code::InvalidPartitions,
                 format!("At most {MAX_PARTITIONS} partitions."),
             ));
@@ -321,26 +315,15 @@ impl Broker {
         });
         self.meta
             .put(&keys::topic_key(&topic.name), repo::encode(&new.record()))
-            .await
-            .map_err(storage)?;
+            .await?;
         self.install(new);
         Ok(())
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> AdminError {
-    (Code::KafkaStorageError, e.to_string())
-}
-
-impl From<Error> for AdminError {
-    fn from(e: Error) -> Self {
-        (e.kafka(), e.to_string())
-    }
-}
-
 /// Kafka's topic name rules.
 pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
-    let bad = |m: &str| Err((Code::InvalidTopicException, m.to_string()));
+    let bad = |m: &str| Err(AdminError::new(Code::InvalidTopicException, m));
     if name.is_empty() {
         return bad("Topic name is illegal, it can't be empty");
     }

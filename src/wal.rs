@@ -178,11 +178,11 @@ impl Wal {
             .clone()
             .acquire_many_owned(permits)
             .await
-            .map_err(|_| Error::NotDurable("broker shutting down".into()))?;
+            .map_err(|_| Error::not_durable("the broker is shutting down"))?;
         let mut state = partition.state();
         let mut buf = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
         if buf.poisoned {
-            return Err(Error::NotDurable("a WAL flush failed".into()));
+            return Err(Error::not_durable("a WAL flush failed"));
         }
         let mut seq = buf.seq;
         let epoch = state.leader_epoch;
@@ -240,9 +240,11 @@ impl Wal {
         let st = rx
             .wait_for(|s| s.done >= seq)
             .await
-            .map_err(|_| Error::NotDurable("broker shutting down".into()))?;
+            .map_err(|_| Error::not_durable("the broker is shutting down"))?;
         if st.failed.contains(&seq) {
-            return Err(Error::NotDurable(format!("WAL flush {seq} failed")));
+            return Err(Error::not_durable(
+                "the WAL flush holding this write failed",
+            ));
         }
         Ok(())
     }
@@ -317,10 +319,13 @@ impl Wal {
         let mut failing: Option<Vec<Arc<Partition>>> = None;
         while let Some((f, put)) = rx.recv().await {
             let result = match (&failing, put.await) {
-                (Some(_), _) => Err(Error::NotDurable("an earlier WAL flush failed".into())),
+                (Some(_), _) => Err(Error::not_durable("an earlier WAL flush failed")),
                 (None, Ok(Ok(()))) => self.commit(&f).await,
                 (None, Ok(Err(e))) => Err(e.into()),
-                (None, Err(e)) => Err(Error::NotDurable(e.to_string())),
+                (None, Err(e)) => {
+                    warn!(error = %e, "a WAL object write task stopped");
+                    Err(Error::not_durable("the WAL object write stopped"))
+                }
             };
             match result {
                 Ok(()) => {

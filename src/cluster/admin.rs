@@ -11,6 +11,7 @@ use tracing::info;
 
 use super::controller;
 use crate::broker::Broker;
+use crate::error::Error;
 use stratus_meta::keys;
 use stratus_meta::Op;
 
@@ -24,15 +25,23 @@ pub struct AdminService {
     broker: Arc<Broker>,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Status {
-    Status::unavailable(e.to_string())
+/// The one mapping of broker errors to gRPC status codes ([`Error::grpc`]).
+fn status(e: impl Into<Error>) -> Status {
+    e.into().into()
+}
+
+fn apply_status(e: controller::ApplyError) -> Status {
+    match e {
+        controller::ApplyError::Store(e) => status(e),
+        e @ controller::ApplyError::Contended => Status::aborted(e.to_string()),
+    }
 }
 
 impl AdminService {
     async fn view(&self) -> Result<super::View, Status> {
         super::read_view(self.broker.meta.as_ref())
             .await
-            .map_err(unavailable)
+            .map_err(status)
     }
 
     /// Waits until `node` owns nothing (or `timeout`); returns what it still owns.
@@ -151,7 +160,7 @@ impl Admin for AdminService {
                 vec![Op::Put(keys::drain_key(r.node_id), "drain".into(), None)],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(status)?;
         info!(node = r.node_id, "drain requested");
         let timeout = Duration::from_millis(if r.wait {
             r.timeout_ms.max(1) as u64
@@ -174,7 +183,7 @@ impl Admin for AdminService {
             .meta
             .txn(vec![], vec![Op::Delete(keys::drain_key(node))])
             .await
-            .map_err(unavailable)?;
+            .map_err(status)?;
         info!(node, "drain lifted");
         Ok(Response::new(UndrainBrokerResponse {}))
     }
@@ -211,7 +220,7 @@ impl Admin for AdminService {
             vec![(name, r.to_node_id)],
         )
         .await
-        .map_err(Status::unavailable)?;
+        .map_err(apply_status)?;
         let view = self.view().await?;
         match view.owner(&topic.id_text, r.partition) {
             Some((node, epoch)) if node == r.to_node_id => {
@@ -236,7 +245,7 @@ impl Admin for AdminService {
     ) -> Result<Response<RebalanceResponse>, Status> {
         let changed = controller::apply(self.broker.meta.as_ref(), None, true, Vec::new())
             .await
-            .map_err(Status::unavailable)?;
+            .map_err(apply_status)?;
         Ok(Response::new(RebalanceResponse {
             moved_partitions: changed.partitions as u32,
             moved_shards: changed.shards as u32,

@@ -239,15 +239,25 @@ pub async fn apply(
     me: Option<&ControllerRecord>,
     rebalance: bool,
     moves: Vec<(String, i32)>,
-) -> Result<Changed, String> {
+) -> Result<Changed, ApplyError> {
     for _ in 0..10 {
-        match round(meta, me, rebalance, moves.clone()).await {
-            Ok(Some(c)) => return Ok(c),
-            Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) => return Err(e.to_string()),
+        match round(meta, me, rebalance, moves.clone()).await? {
+            Some(c) => return Ok(c),
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-    Err("the placement kept changing under the request; try again".into())
+    Err(ApplyError::Contended)
+}
+
+/// Why an admin request to the controller failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The metadata store failed.
+    #[error(transparent)]
+    Store(#[from] MetaError),
+    /// Other writes kept changing the placement under the request.
+    #[error("the placement kept changing under the request; try again")]
+    Contended,
 }
 
 async fn holds(meta: &dyn MetaStore, me: &ControllerRecord) -> bool {

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use stratus_meta::repo::{self, Assignment, ControllerRecord, Registration};
-use stratus_meta::{keys, Compare, MetaError, MetaStore};
+use stratus_meta::{keys, Compare, MetaError, MetaStore, Op};
 
 pub mod admin;
 pub mod cli;
@@ -103,6 +103,30 @@ impl Fence {
             self.changed.send_modify(|c| *c += 1);
         }
         cur.clone()
+    }
+
+    /// The one fenced write: applies `ops` in a transaction that compares this broker's
+    /// assignment revision, as long as `owns` holds for the assignment it compares. A lost
+    /// compare (the assignment changed) re-reads the assignment and tries again, at most
+    /// three times. Returns `false`, with nothing written, once `owns` no longer holds or
+    /// the assignment keeps changing: the caller answers NOT_LEADER / NOT_COORDINATOR.
+    pub async fn txn(
+        &self,
+        meta: &dyn MetaStore,
+        owns: impl Fn(&Owned) -> bool,
+        ops: &[Op],
+    ) -> Result<bool, MetaError> {
+        let mut owned = self.get();
+        for _ in 0..3 {
+            if !owns(&owned) {
+                return Ok(false);
+            }
+            if meta.txn(vec![self.compare(&owned)], ops.to_vec()).await? {
+                return Ok(true);
+            }
+            owned = self.refresh(meta).await?;
+        }
+        Ok(false)
     }
 
     /// Re-reads the assignment key (after a write failed its compare).
@@ -245,5 +269,53 @@ pub async fn watch_view(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use stratus_meta::embedded::EmbeddedStore;
+
+    fn assignment(incarnation: u64, epoch: Option<i32>) -> Assignment {
+        Assignment {
+            incarnation,
+            partitions: epoch.into_iter().map(|e| ("t:0".to_string(), e)).collect(),
+            shards: BTreeMap::new(),
+        }
+    }
+
+    async fn assign(meta: &dyn MetaStore, a: &Assignment) {
+        meta.put(&keys::assignment_key(1), repo::encode(a))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_fenced_write_follows_the_assignment_and_stops_when_ownership_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = EmbeddedStore::open(&dir.path().join("m.redb")).unwrap();
+        let fence = Fence::new(1, 7);
+        let owns_at_1 = |o: &Owned| o.epoch("t", 0) == Some(1);
+        let put = |v: &'static str| [Op::Put("k".into(), Bytes::from(v), None)];
+        assign(&meta, &assignment(7, Some(1))).await;
+        fence.refresh(&meta).await.unwrap();
+        assert!(fence.txn(&meta, owns_at_1, &put("a")).await.unwrap());
+
+        // The controller rewrites the assignment (same partition, same epoch): the first
+        // compare fails, the fence re-reads, and the write applies.
+        assign(&meta, &assignment(7, Some(1))).await;
+        assert!(fence.txn(&meta, owns_at_1, &put("b")).await.unwrap());
+        assert_eq!(&meta.get("k").await.unwrap().unwrap().value[..], b"b");
+
+        // The partition moved to epoch 2 elsewhere and back: a write built at epoch 1 is
+        // refused, and so is every write once the assignment names another incarnation.
+        assign(&meta, &assignment(7, Some(2))).await;
+        assert!(!fence.txn(&meta, owns_at_1, &put("c")).await.unwrap());
+        assign(&meta, &assignment(8, Some(1))).await;
+        let owns_any = |o: &Owned| o.epoch("t", 0).is_some();
+        assert!(!fence.txn(&meta, owns_any, &put("d")).await.unwrap());
+        assert_eq!(&meta.get("k").await.unwrap().unwrap().value[..], b"b");
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::cluster::Fence;
+use crate::cluster::{Fence, Owned};
 use crate::error::{Error, Result};
 use crate::supervisor::Supervisor;
 use stratus_meta::{keys, repo, MetaStore, Op, MAX_TXN_OPS};
@@ -116,9 +116,9 @@ impl OffsetStore {
         self.queue
             .send(Request { changes, done })
             .await
-            .map_err(|_| Error::NotDurable("offset store stopped".into()))?;
+            .map_err(|_| Error::not_durable("the offset store stopped"))?;
         rx.await
-            .map_err(|_| Error::NotDurable("offset store stopped".into()))?
+            .map_err(|_| Error::not_durable("the offset store stopped"))?
     }
 
     async fn run(store: std::sync::Weak<Self>, mut rx: mpsc::Receiver<Request>) {
@@ -131,12 +131,14 @@ impl OffsetStore {
                 }
             }
             let Some(store) = store.upgrade() else { return };
-            let result = store.commit(&batch).await;
+            let result = store.commit(&batch).await.map_err(Arc::new);
             for r in batch {
                 let _ = r.done.send(match &result {
                     Ok(()) => Ok(()),
-                    Err(Error::Kafka(c)) => Err(Error::Kafka(*c)),
-                    Err(e) => Err(Error::NotDurable(e.to_string())),
+                    Err(e) => match e.as_ref() {
+                        Error::Kafka(c) => Err(Error::Kafka(*c)),
+                        _ => Err(Error::not_durable_by("offsets not written", e)),
+                    },
                 });
             }
         }
@@ -272,20 +274,16 @@ pub async fn fenced_txn(
         meta.txn(vec![], ops.to_vec()).await?;
         return Ok(());
     };
-    let mut owned = fence.get();
-    for _ in 0..3 {
-        let same = shards
+    let owns = |owned: &Owned| {
+        shards
             .iter()
-            .all(|(s, e)| owned.assignment.shards.get(s) == Some(e));
-        if !same {
-            break;
-        }
-        if meta.txn(vec![fence.compare(&owned)], ops.to_vec()).await? {
-            return Ok(());
-        }
-        owned = fence.refresh(meta.as_ref()).await?;
+            .all(|(s, e)| owned.assignment.shards.get(s) == Some(e))
+    };
+    if fence.txn(meta.as_ref(), owns, ops).await? {
+        Ok(())
+    } else {
+        Err(Error::Kafka(kafka_protocol::ResponseError::NotCoordinator))
     }
-    Err(Error::Kafka(kafka_protocol::ResponseError::NotCoordinator))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as Code;
 
 use crate::broker::Broker;
+use crate::error::AdminError;
 use crate::partition::Location;
 use crate::topic_config;
 
@@ -42,7 +43,7 @@ pub async fn create_topics(
         let name = t.name.0.to_string();
         let mut r = CreatableTopicResult::default().with_name(t.name.clone());
         let result = if counts.get(&name).copied().unwrap_or(0) > 1 {
-            Err((
+            Err(AdminError::new(
                 Code::InvalidRequest,
                 format!("Create topic request contains duplicate topic {name}"),
             ))
@@ -61,10 +62,9 @@ pub async fn create_topics(
                 (t.assignments.len() as i32, rf.max(1))
             };
             if partitions == 0 {
-                Err((
+                Err(AdminError::new(
                     Code::InvalidRequest,
-                    "Both numPartitions or replicationFactor and replicasAssignments were set."
-                        .into(),
+                    "Both numPartitions or replicationFactor and replicasAssignments were set.",
                 ))
             } else {
                 broker
@@ -100,7 +100,7 @@ pub async fn create_topics(
                     r.topic_id = topic.id;
                 }
             }
-            Err((code, msg)) => {
+            Err(AdminError { code, message: msg }) => {
                 r.error_code = code.code();
                 r.error_message = Some(text(msg));
             }
@@ -152,7 +152,7 @@ pub async fn delete_topics(
                     r.topic_id = t.id;
                     r.name = Some(TopicName(text(t.name.to_string())));
                 }
-                if let Err((code, msg)) = broker.delete_topic(&t).await {
+                if let Err(AdminError { code, message: msg }) = broker.delete_topic(&t).await {
                     r.error_code = code.code();
                     if v >= 5 {
                         r.error_message = Some(text(msg));
@@ -174,7 +174,7 @@ pub async fn create_partitions(
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         let result = match broker.topic(t.name.0.as_str()) {
-            None => Err((
+            None => Err(AdminError::new(
                 Code::UnknownTopicOrPartition,
                 format!("The topic '{}' does not exist.", t.name.0),
             )),
@@ -184,7 +184,7 @@ pub async fn create_partitions(
                     .await
             }
         };
-        if let Err((code, msg)) = result {
+        if let Err(AdminError { code, message: msg }) = result {
             r.error_code = code.code();
             r.error_message = Some(text(msg));
         }

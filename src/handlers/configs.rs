@@ -15,6 +15,7 @@ use kafka_protocol::ResponseError as Code;
 
 use crate::broker::Broker;
 use crate::config::Kind;
+use crate::error::AdminError;
 use crate::topic_config::{self, Source};
 
 const TOPIC: i8 = 2;
@@ -151,17 +152,14 @@ fn synonym(name: &str, value: &str, source: Source) -> DescribeConfigsSynonym {
         .with_source(source as i8)
 }
 
-type Refusal = (Code, String);
-
-fn unsupported_resource(kind: i8) -> Refusal {
+fn unsupported_resource(kind: i8) -> AdminError {
     if kind == BROKER || kind == BROKER_LOGGER {
-        (
+        AdminError::new(
             Code::InvalidRequest,
-            "Dynamic broker configs are not supported: set them in the broker's configuration"
-                .into(),
+            "Dynamic broker configs are not supported: set them in the broker's configuration",
         )
     } else {
-        (Code::InvalidRequest, "Unsupported resource type".into())
+        AdminError::new(Code::InvalidRequest, "Unsupported resource type")
     }
 }
 
@@ -175,12 +173,12 @@ pub async fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfi
             }
             let topic = broker
                 .topic(res.resource_name.as_str())
-                .ok_or((Code::UnknownTopicOrPartition, "Unknown topic".to_string()))?;
+                .ok_or_else(|| AdminError::new(Code::UnknownTopicOrPartition, "Unknown topic"))?;
             let mut configs = BTreeMap::new();
             for c in &res.configs {
                 if let Some(v) = &c.value {
                     topic_config::validate(c.name.as_str(), v.as_str())
-                        .map_err(|m| (Code::InvalidConfig, m))?;
+                        .map_err(|m| AdminError::new(Code::InvalidConfig, m))?;
                     configs.insert(c.name.to_string(), v.to_string());
                 }
             }
@@ -193,7 +191,7 @@ pub async fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfi
         let mut r = AlterConfigsResourceResponse::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
-        if let Err((code, msg)) = result {
+        if let Err(AdminError { code, message: msg }) = result {
             r.error_code = code.code();
             r.error_message = Some(text(msg));
         }
@@ -215,12 +213,12 @@ pub async fn incremental_alter(
             }
             let topic = broker
                 .topic(res.resource_name.as_str())
-                .ok_or((Code::UnknownTopicOrPartition, "Unknown topic".to_string()))?;
+                .ok_or_else(|| AdminError::new(Code::UnknownTopicOrPartition, "Unknown topic"))?;
             let mut configs = topic.configs.clone();
             for c in &res.configs {
                 let name = c.name.to_string();
                 if topic_config::def(&name).is_none() {
-                    return Err((
+                    return Err(AdminError::new(
                         Code::InvalidConfig,
                         format!("Unknown topic config name: {name}"),
                     ));
@@ -252,7 +250,7 @@ pub async fn incremental_alter(
                         configs.insert(name, items.join(","));
                     }
                     op => {
-                        return Err((
+                        return Err(AdminError::new(
                             Code::InvalidRequest,
                             format!("Unknown config operation {op}"),
                         ))
@@ -260,7 +258,8 @@ pub async fn incremental_alter(
                 }
             }
             for (k, v) in &configs {
-                topic_config::validate(k, v).map_err(|m| (Code::InvalidConfig, m))?;
+                topic_config::validate(k, v)
+                    .map_err(|m| AdminError::new(Code::InvalidConfig, m))?;
             }
             if req.validate_only {
                 return Ok(());
@@ -271,7 +270,7 @@ pub async fn incremental_alter(
         let mut r = IncrementalResult::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
-        if let Err((code, msg)) = result {
+        if let Err(AdminError { code, message: msg }) = result {
             r.error_code = code.code();
             r.error_message = Some(text(msg));
         }

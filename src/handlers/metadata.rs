@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::Session;
 use crate::broker::{Broker, Topic};
+use crate::error::AdminError;
 
 /// Handles Metadata.
 pub async fn handle(
@@ -75,7 +76,7 @@ async fn by_name(
     if let Some(t) = broker.topic(name) {
         return topic_entry(broker, &t, v);
     }
-    if let Err((code, _)) = crate::topics::validate_topic_name(name) {
+    if let Err(AdminError { code, .. }) = crate::topics::validate_topic_name(name) {
         return error_entry(Some(name), Uuid::nil(), code);
     }
     if !(allow_auto && broker.settings.auto_create_topics) {
@@ -87,7 +88,10 @@ async fn by_name(
     {
         Ok(t) => topic_entry(broker, &t, v),
         // Created concurrently by another request (maybe on another broker).
-        Err((Code::TopicAlreadyExists, _)) => {
+        Err(AdminError {
+            code: Code::TopicAlreadyExists,
+            ..
+        }) => {
             let _ = broker.sync_topics().await;
             match broker.topic(name) {
                 Some(t) => topic_entry(broker, &t, v),
