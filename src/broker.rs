@@ -187,7 +187,7 @@ impl Broker {
     /// The live owner of a partition and its epoch: this broker if it owns it, else what
     /// the cluster view says.
     pub fn owner_of(&self, p: &Partition) -> Option<(i32, i32)> {
-        let local = p.state().owner_epoch.map(|e| (self.settings.node_id, e));
+        let local = p.state().owner_epoch().map(|e| (self.settings.node_id, e));
         let seen = self.view.borrow().owner(&p.topic_id, p.index);
         match (local, seen) {
             (Some(l), Some(s)) if s.1 > l.1 => Some(s),
@@ -295,7 +295,7 @@ impl Broker {
         }
         let result = self.try_write_partition_record(p, rec, extra).await;
         if result.is_err() {
-            p.state().record_unsure = true;
+            p.state().mark_record_unsure();
         }
         result
     }
@@ -306,21 +306,21 @@ impl Broker {
     /// the stored record backwards (dropping a segment, or data other brokers already
     /// collected from the WAL). Returns whether the state changed.
     pub async fn settle_record(&self, p: &Partition) -> Result<bool> {
-        if !p.state().record_unsure {
+        if !p.state().record_unsure() {
             return Ok(false);
         }
         let key = keys::partition_key(&p.topic_id, p.index);
         let stored = repo::load::<repo::PartitionRecord>(self.meta.as_ref(), &key).await?;
         let mut s = p.state();
         let changed = match stored {
-            Some((rec, _)) if s.owner_epoch.is_some() => s.adopt(&rec),
+            Some((rec, _)) if s.owner_epoch().is_some() => s.adopt(&rec),
             _ => {
-                s.record_unsure = false;
+                s.record_settled();
                 false
             }
         };
         if changed {
-            info!(topic = %p.topic, partition = p.index, sealed_end = s.sealed_end, log_start = s.log_start,
+            info!(topic = %p.topic, partition = p.index, sealed_end = s.sealed_end(), log_start = s.log_start(),
                 "a partition record write that reported an error had been applied; state taken from the store");
         }
         Ok(changed)
@@ -332,7 +332,7 @@ impl Broker {
         rec: &stratus_meta::repo::PartitionRecord,
         extra: Vec<Op>,
     ) -> Result<()> {
-        let epoch = p.state().owner_epoch;
+        let epoch = p.state().owner_epoch();
         let mut ops = vec![Op::Put(
             keys::partition_key(&p.topic_id, p.index),
             repo::encode(rec),

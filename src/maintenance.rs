@@ -77,7 +77,7 @@ async fn seal_due(broker: &Broker) -> (usize, Option<crate::error::Error>) {
         for p in &topic.partitions {
             let (bytes, oldest) = {
                 let s = p.state();
-                if s.owner_epoch.is_none() {
+                if s.owner_epoch().is_none() {
                     continue;
                 }
                 s.unsealed()
@@ -102,22 +102,7 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
     // A seal whose write failed but was applied: take it, rather than seal that range
     // again from WAL objects that may be collected by now.
     broker.settle_record(p).await?;
-    let chunks: Vec<_> = {
-        let s = p.state();
-        let mut total = 0u64;
-        s.tail
-            .iter()
-            .take_while(|c| c.end <= s.high_watermark && matches!(c.location, Location::Wal { .. }))
-            .take_while(|c| {
-                let first = total == 0;
-                if let Location::Wal { len, .. } = &c.location {
-                    total += len;
-                }
-                first || total <= max_bytes
-            })
-            .cloned()
-            .collect()
-    };
+    let chunks = p.state().sealable(max_bytes);
     if chunks.is_empty() {
         return Ok(());
     }
@@ -177,18 +162,7 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
         size,
         max_timestamp: built.max_timestamp,
     };
-    let mut rec = p.record();
-    rec.segments.push(seg.clone());
-    rec.sealed_end = built.end_offset;
-    rec.producers = {
-        let s = p.state();
-        s.producers
-            .values()
-            .flatten()
-            .filter(|b| b.last_offset < built.end_offset)
-            .copied()
-            .collect()
-    };
+    let rec = p.state().record_after_seal(&seg);
     // On an error the segment object stays: the record write may have been applied even
     // so (an answer lost when the store or the connection dies, or an earlier attempt
     // applied before a fenced retry), and then the record names it. Deleting it here lost
@@ -196,7 +170,7 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
     // settles the state with the store first (Broker::settle_record); a segment no record
     // ever names is left behind.
     let written = broker.write_partition_record(p, &rec, vec![]).await;
-    if p.state().deleted {
+    if p.state().is_deleted() {
         // The topic was deleted while this seal ran: its deletion removed the segments the
         // records named, which may not include this one. Nothing will read it.
         if let Err(e) = broker.objects.delete(&key).await {
@@ -205,12 +179,7 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
         return Err(Error::Kafka(Code::UnknownTopicOrPartition));
     }
     written?;
-    {
-        let mut s = p.state();
-        s.segments.push(seg);
-        s.sealed_end = built.end_offset;
-        s.tail.retain(|c| c.end > built.end_offset);
-    }
+    p.state().apply_seal(seg);
     debug!(topic = %p.topic, partition = p.index, base = built.base_offset, end = built.end_offset, bytes = size, "sealed segment");
     Ok(())
 }
@@ -355,8 +324,8 @@ async fn sealed_end(broker: &Broker, topic_id: &str, partition: i32) -> Result<i
         .and_then(|t| t.partitions.get(partition as usize).cloned());
     if let Some(p) = local {
         let s = p.state();
-        if s.owner_epoch.is_some() {
-            return Ok(s.sealed_end);
+        if s.owner_epoch().is_some() {
+            return Ok(s.sealed_end());
         }
     }
     let key = keys::partition_key(topic_id, partition);
@@ -385,7 +354,7 @@ async fn retention(broker: &Broker) {
             (-1, -1)
         };
         for p in &topic.partitions {
-            if p.state().owner_epoch.is_none() {
+            if p.state().owner_epoch().is_none() {
                 continue;
             }
             p.state()
@@ -407,39 +376,15 @@ pub async fn apply_retention(
     retention_bytes: i64,
 ) -> Result<()> {
     let _record = p.record_lock.lock().await;
-    let (drop, new_start) = {
-        let s = p.state();
-        let mut total: i64 = s.segments.iter().map(|g| g.data_len as i64).sum();
-        let mut drop = 0;
-        for g in &s.segments {
-            let expired = retention_ms >= 0 && g.max_timestamp < now - retention_ms;
-            let oversize = retention_bytes >= 0 && total - g.data_len as i64 >= retention_bytes;
-            let below = g.end_offset <= s.log_start;
-            if !(expired || oversize || below) {
-                break;
-            }
-            total -= g.data_len as i64;
-            drop += 1;
-        }
-        if drop == 0 {
-            return Ok(());
-        }
-        let next = s
-            .segments
-            .get(drop)
-            .map(|g| g.base_offset)
-            .unwrap_or(s.sealed_end);
-        (drop, next.max(s.log_start))
+    let Some((drop, new_start)) = p
+        .state()
+        .expired_segments(now, retention_ms, retention_bytes)
+    else {
+        return Ok(());
     };
-    let mut rec = p.record();
-    let dropped: Vec<SegmentRef> = rec.segments.drain(..drop).collect();
-    rec.log_start_offset = new_start;
+    let rec = p.state().record_after_drop(drop, new_start);
     broker.write_partition_record(p, &rec, vec![]).await?;
-    {
-        let mut s = p.state();
-        s.segments.drain(..drop);
-        s.log_start = new_start;
-    }
+    let dropped = p.state().drop_segments(drop, new_start);
     for g in &dropped {
         let key: Arc<str> = Arc::from(g.key.as_str());
         broker.cache.forget_object(&key, g.size).await;
@@ -455,28 +400,26 @@ pub async fn delete_records(broker: &Broker, p: &Partition, offset: i64) -> Resu
     let started = Instant::now();
     {
         let _record = p.record_lock.lock().await;
-        let target = {
-            let mut s = p.state();
+        // A DeleteRecords whose write failed but was applied: take it first.
+        broker.settle_record(p).await?;
+        let (target, rec) = {
+            let s = p.state();
             s.check_owner()?;
-            let hw = s.high_watermark;
+            let hw = s.high_watermark();
             let target = if offset == -1 { hw } else { offset };
             if target < 0 || target > hw {
                 return Err(Error::Kafka(Code::OffsetOutOfRange));
             }
-            if target <= s.log_start {
-                return Ok(s.log_start);
+            if target <= s.log_start() {
+                return Ok(s.log_start());
             }
-            let previous = s.log_start;
-            s.log_start = target;
-            (target, previous)
+            (target, s.record_with_log_start(target))
         };
-        if let Err(e) = broker.persist_partition(p, vec![]).await {
-            p.state().log_start = target.1;
-            return Err(e);
-        }
+        broker.write_partition_record(p, &rec, vec![]).await?;
+        p.state().move_log_start(target);
     }
     // Segments now wholly below the log start go at once.
     apply_retention(broker, p, now_ms(), -1, -1).await?;
     debug!(ms = started.elapsed().as_millis() as u64, "delete records");
-    Ok(p.state().log_start)
+    Ok(p.state().log_start())
 }

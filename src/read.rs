@@ -51,27 +51,27 @@ pub struct Watermarks {
 pub fn watermarks(p: &Partition) -> Watermarks {
     let s = p.state();
     Watermarks {
-        log_start: s.log_start,
-        high_watermark: s.high_watermark,
+        log_start: s.log_start(),
+        high_watermark: s.high_watermark(),
     }
 }
 
 fn sources_from(p: &Partition, offset: i64) -> Result<(Vec<Source>, i64)> {
     let s = p.state();
-    if s.deleted {
+    if s.is_deleted() {
         return Err(Error::Kafka(Code::UnknownTopicOrPartition));
     }
-    if offset < s.log_start || offset > s.high_watermark {
+    if offset < s.log_start() || offset > s.high_watermark() {
         return Err(Error::Kafka(Code::OffsetOutOfRange));
     }
-    let hw = s.high_watermark;
-    let first = s.segments.partition_point(|g| g.end_offset <= offset);
-    let mut out: Vec<Source> = s.segments[first..]
+    let hw = s.high_watermark();
+    let first = s.segments().partition_point(|g| g.end_offset <= offset);
+    let mut out: Vec<Source> = s.segments()[first..]
         .iter()
         .take(MAX_SOURCES)
         .map(|g| Source::Segment(g.clone()))
         .collect();
-    for c in s.tail.iter().filter(|c| c.end > offset && c.base < hw) {
+    for c in s.tail().iter().filter(|c| c.end > offset && c.base < hw) {
         if out.len() >= MAX_SOURCES {
             break;
         }

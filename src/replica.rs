@@ -104,7 +104,7 @@ impl Replicas {
         let mut s = PartitionState::from_record(&rec);
         if let Some(tail) = ix.tails.get(&name) {
             for (r, object, size) in tail.values() {
-                if r.base_offset > s.next_offset {
+                if r.base_offset > s.next_offset() {
                     // A range not yet seen (watch order): stop at the gap.
                     break;
                 }

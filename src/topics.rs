@@ -154,9 +154,7 @@ impl Broker {
             }
         }
         for p in &topic.partitions {
-            let mut s = p.state();
-            s.deleted = true;
-            s.owner_epoch = None;
+            p.state().mark_deleted();
         }
     }
 

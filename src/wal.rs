@@ -185,7 +185,7 @@ impl Wal {
             return Err(Error::not_durable("a WAL flush failed"));
         }
         let mut seq = buf.seq;
-        let epoch = state.leader_epoch;
+        let epoch = state.leader_epoch();
         let end;
         let base_offset = match state.append(batches, log_append_time)? {
             // A retry: wait for the flush that holds the original, never for an open
@@ -193,7 +193,7 @@ impl Wal {
             // is in the open buffer (non-empty, so it will flush) or in a flush already
             // taken, all of which commit no later than `seq - 1`.
             Appended::Duplicate { base_offset } => {
-                if base_offset < state.high_watermark {
+                if base_offset < state.high_watermark() {
                     seq = 0;
                 } else if buf.entries.is_empty() {
                     seq = buf.seq.saturating_sub(1);

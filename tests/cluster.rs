@@ -18,14 +18,22 @@ use stratus_meta::embedded::EmbeddedStore;
 use stratus_meta::MetaStore;
 use tokio::net::TcpStream;
 
+/// The leader and epoch of partition 0, once this broker knows one (as a client retries
+/// Metadata: a broker learns of a new topic's owner through its cluster view).
 async fn leader(s: &mut TcpStream, topic: &str) -> (i32, i32) {
     let req = MetadataRequest::default()
         .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
         )
         .with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]));
-    let r: MetadataResponse = call(s, ApiKey::Metadata, 12, &req).await;
-    let p = &r.topics[0].partitions[0];
-    (p.leader_id.0, p.leader_epoch)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r: MetadataResponse = call(s, ApiKey::Metadata, 12, &req).await;
+        let p = &r.topics[0].partitions[0];
+        if p.leader_id.0 >= 0 || std::time::Instant::now() > deadline {
+            return (p.leader_id.0, p.leader_epoch);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Keys of every WAL object in the bucket.

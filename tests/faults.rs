@@ -232,11 +232,11 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
         .await
         .unwrap();
     assert_eq!(
-        p.state().segments,
+        p.state().segments(),
         rec.segments,
         "the state took the stored seal"
     );
-    assert_eq!(p.state().sealed_end, 2);
+    assert_eq!(p.state().sealed_end(), 2);
     assert_eq!(produce_code(&mut s, "f", batch(&["c"], 2)).await, (0, 2));
     let values: Vec<String> = fetch_values(&mut s, "f")
         .await
@@ -261,7 +261,7 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
         "the applied DeleteRecords stays applied"
     );
     assert_eq!(rec.sealed_end, 3, "and the seal after it went through");
-    assert_eq!(p.state().log_start, 1);
+    assert_eq!(p.state().log_start(), 1);
 }
 
 /// A seal whose segment PUT fails commits nothing: no record names a segment that was
@@ -295,12 +295,12 @@ async fn a_seal_whose_segment_put_fails_commits_nothing() {
         named.is_empty(),
         "no record names the unwritten segment: {named:?}"
     );
-    assert_eq!(p.state().sealed_end, 0);
+    assert_eq!(p.state().sealed_end(), 0);
 
     stratus::maintenance::seal(&broker, &p, 1 << 20)
         .await
         .unwrap();
-    assert_eq!(p.state().sealed_end, 2, "the next seal goes through");
+    assert_eq!(p.state().sealed_end(), 2, "the next seal goes through");
     let values: Vec<String> = fetch_values(&mut s, "f")
         .await
         .into_iter()

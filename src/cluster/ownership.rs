@@ -69,7 +69,7 @@ pub async fn apply(broker: &Arc<Broker>, owned: &Owned) -> Result<()> {
     for topic in broker.topics() {
         for p in &topic.partitions {
             let want = owned.epoch(&p.topic_id, p.index);
-            let have = p.state().owner_epoch;
+            let have = p.state().owner_epoch();
             if have.is_some() && have != want {
                 p.release();
                 lost += 1;
@@ -162,28 +162,15 @@ fn rebuild(
 ) -> PartitionState {
     let mut s = PartitionState::from_record(rec);
     for (r, object, size) in ranges {
-        if r.end_offset <= s.next_offset {
+        if r.end_offset <= s.next_offset() {
             continue;
         }
-        if r.base_offset != s.next_offset {
-            warn!(topic = %p.topic, partition = p.index, expected = s.next_offset, found = r.base_offset,
+        if r.base_offset != s.next_offset() {
+            warn!(topic = %p.topic, partition = p.index, expected = s.next_offset(), found = r.base_offset,
                 "gap in the committed WAL ranges; the partition continues after it");
         }
         s.recover_range(TailChunk::from_wal(r, object, *size), &r.producers);
     }
-    s.leader_epoch = epoch;
-    if s.epochs.last().map(|e| e.0) != Some(epoch) {
-        let start = s.next_offset;
-        // An epoch under which nothing was written leaves the list, as in Kafka's leader
-        // epoch cache: OffsetForLeaderEpoch then answers the epoch that wrote the data.
-        while s.epochs.last().is_some_and(|e| e.1 >= start) {
-            s.epochs.pop();
-        }
-        s.epochs.push((epoch, start));
-        if s.epochs.len() > 1000 {
-            s.epochs.remove(0);
-        }
-    }
-    s.owner_epoch = Some(epoch);
+    s.take_ownership(epoch);
     s
 }

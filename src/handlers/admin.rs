@@ -308,9 +308,9 @@ pub fn describe_log_dirs(
             }
             let size: u64 = {
                 let s = p.state();
-                let sealed: u64 = s.segments.iter().map(|g| g.data_len).sum();
+                let sealed: u64 = s.segments().iter().map(|g| g.data_len).sum();
                 let tail: u64 = s
-                    .tail
+                    .tail()
                     .iter()
                     .map(|c| match &c.location {
                         Location::Pending(b) => b.len() as u64,

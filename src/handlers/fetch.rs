@@ -105,7 +105,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
             };
             let owned = {
                 let s = p.state();
-                s.check_owner().map(|_| s.leader_epoch)
+                s.check_owner().map(|_| s.leader_epoch())
             };
             // Owned here, or a read-only copy for a consumer of this broker's rack.
             let replica: Partition;

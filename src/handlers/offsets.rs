@@ -31,7 +31,7 @@ fn partition_of(topic: &Option<Arc<Topic>>, index: i32) -> Option<&Arc<Partition
 
 fn check_epoch(p: &Partition, current: i32) -> Result<(), Code> {
     p.state().check_owner()?;
-    let epoch = p.state().leader_epoch;
+    let epoch = p.state().leader_epoch();
     if current < 0 || current == epoch {
         Ok(())
     } else if current < epoch {
@@ -86,7 +86,7 @@ async fn lookup(broker: &Broker, p: &Partition, ts: i64) -> Result<(i64, i64, i3
     let w = read::watermarks(p);
     let epoch_of = |o: i64| p.state().epoch_of(o);
     match ts {
-        LATEST => Ok((w.high_watermark, -1, p.state().leader_epoch)),
+        LATEST => Ok((w.high_watermark, -1, p.state().leader_epoch())),
         EARLIEST | EARLIEST_LOCAL => Ok((w.log_start, -1, epoch_of(w.log_start))),
         LATEST_TIERED => Ok((-1, -1, -1)),
         MAX_TIMESTAMP => match read::max_timestamp(broker, p).await {

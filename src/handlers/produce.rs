@@ -71,7 +71,7 @@ pub async fn start(
                 parts.push((pd.index, Outcome::Failed(Code::UnknownTopicOrPartition), -1));
                 continue;
             };
-            let log_start = partition.state().log_start;
+            let log_start = partition.state().log_start();
             let outcome = append(&broker, topic, partition, pd.records).await;
             parts.push((pd.index, outcome, log_start));
         }
@@ -182,5 +182,5 @@ async fn append(
 /// partition at that epoch and the high watermark passed it.
 fn committed(p: &crate::partition::Partition, end: i64, epoch: i32) -> bool {
     let s = p.state();
-    s.owner_epoch == Some(epoch) && s.high_watermark >= end
+    s.owner_epoch() == Some(epoch) && s.high_watermark() >= end
 }

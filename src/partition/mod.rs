@@ -16,6 +16,8 @@ use stratus_log::batch::{self, Batch};
 use stratus_meta::repo::{PartitionRecord, ProducerBatch, SegmentRef};
 
 /// How many batches per producer are remembered for duplicate detection (Kafka's 5).
+/// Leader epochs a partition remembers.
+const MAX_EPOCHS: usize = 1000;
 const PRODUCER_BATCHES: usize = 5;
 
 /// Where a run of offsets is stored.
@@ -76,36 +78,38 @@ impl TailChunk {
     }
 }
 
-/// Mutable state of a partition.
+/// Mutable state of a partition, owned by it: other modules read it through getters and
+/// change it only through the intent-named methods below (append, commit, apply a seal,
+/// drop segments, move the log start, take or give up ownership, mark deleted).
 #[derive(Debug, Default)]
 pub struct PartitionState {
     /// First readable offset.
-    pub log_start: i64,
+    log_start: i64,
     /// Next offset to assign (log end offset, pending data included).
-    pub next_offset: i64,
+    next_offset: i64,
     /// Everything below is committed and readable.
-    pub high_watermark: i64,
+    high_watermark: i64,
     /// Current leader epoch.
-    pub leader_epoch: i32,
+    leader_epoch: i32,
     /// Leader epochs and their start offsets.
-    pub epochs: Vec<(i32, i64)>,
+    epochs: Vec<(i32, i64)>,
     /// Sealed segments.
-    pub segments: Vec<SegmentRef>,
+    segments: Vec<SegmentRef>,
     /// Everything below is in `segments`.
-    pub sealed_end: i64,
+    sealed_end: i64,
     /// Data beyond `sealed_end`.
-    pub tail: VecDeque<TailChunk>,
+    tail: VecDeque<TailChunk>,
     /// Last batches of each idempotent producer.
-    pub producers: HashMap<i64, VecDeque<ProducerBatch>>,
+    producers: HashMap<i64, VecDeque<ProducerBatch>>,
     /// Set once the topic is deleted: every later request fails.
-    pub deleted: bool,
+    deleted: bool,
     /// The epoch at which this broker owns the partition; `None`: another broker does
     /// (writes and reads get NOT_LEADER_OR_FOLLOWER).
-    pub owner_epoch: Option<i32>,
+    owner_epoch: Option<i32>,
     /// The last write of the partition record failed, and may have been applied all the
     /// same (an answer lost with the connection): the stored record may be ahead of this
     /// state until [`PartitionState::adopt`] has compared them.
-    pub record_unsure: bool,
+    record_unsure: bool,
 }
 
 /// What an append did.
@@ -270,14 +274,197 @@ impl PartitionState {
             sealed_end: self.sealed_end,
             segments: self.segments.clone(),
             epochs: self.epochs.clone(),
-            producers: self
-                .producers
-                .values()
-                .flatten()
-                .filter(|b| b.last_offset < self.sealed_end)
-                .copied()
-                .collect(),
+            producers: self.producers_below(self.sealed_end),
         }
+    }
+
+    /// Producer state as of `end`: the remembered batches that end below it.
+    fn producers_below(&self, end: i64) -> Vec<ProducerBatch> {
+        self.producers
+            .values()
+            .flatten()
+            .filter(|b| b.last_offset < end)
+            .copied()
+            .collect()
+    }
+
+    /// First readable offset.
+    pub fn log_start(&self) -> i64 {
+        self.log_start
+    }
+    /// Next offset to assign (pending data included).
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    /// Everything below is committed and readable.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+    /// Current leader epoch.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+    /// Leader epochs and their start offsets.
+    pub fn epochs(&self) -> &[(i32, i64)] {
+        &self.epochs
+    }
+    /// Sealed segments, in offset order.
+    pub fn segments(&self) -> &[SegmentRef] {
+        &self.segments
+    }
+    /// Everything below is in `segments`.
+    pub fn sealed_end(&self) -> i64 {
+        self.sealed_end
+    }
+    /// Data beyond the sealed end, in offset order.
+    pub fn tail(&self) -> &VecDeque<TailChunk> {
+        &self.tail
+    }
+    /// The epoch at which this broker owns the partition (`None`: it does not).
+    pub fn owner_epoch(&self) -> Option<i32> {
+        self.owner_epoch
+    }
+    /// Whether the topic was deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
+    }
+    /// Whether the last write of the record failed (see [`PartitionState::adopt`]).
+    pub fn record_unsure(&self) -> bool {
+        self.record_unsure
+    }
+
+    /// The topic is deleted: every later request fails, nothing is owned.
+    pub fn mark_deleted(&mut self) {
+        self.deleted = true;
+        self.owner_epoch = None;
+    }
+
+    /// A write of the record failed and may have been applied all the same.
+    pub fn mark_record_unsure(&mut self) {
+        self.record_unsure = true;
+    }
+
+    /// The stored record was found to agree with this state (or is gone).
+    pub fn record_settled(&mut self) {
+        self.record_unsure = false;
+    }
+
+    /// Becomes the owner at `epoch` (a state just recovered from the record and the WAL):
+    /// the epoch starts at the log end, replacing epochs under which nothing was written
+    /// (as Kafka's leader epoch cache does, so OffsetForLeaderEpoch answers the epoch that
+    /// wrote the data).
+    pub fn take_ownership(&mut self, epoch: i32) {
+        self.leader_epoch = epoch;
+        if self.epochs.last().map(|e| e.0) != Some(epoch) {
+            let start = self.next_offset;
+            while self.epochs.last().is_some_and(|e| e.1 >= start) {
+                self.epochs.pop();
+            }
+            self.epochs.push((epoch, start));
+            if self.epochs.len() > MAX_EPOCHS {
+                self.epochs.remove(0);
+            }
+        }
+        self.owner_epoch = Some(epoch);
+    }
+
+    /// The oldest committed WAL chunks to seal into one segment: about `max_bytes` of
+    /// them, at least one.
+    pub fn sealable(&self, max_bytes: u64) -> Vec<TailChunk> {
+        let mut total = 0u64;
+        self.tail
+            .iter()
+            .take_while(|c| {
+                c.end <= self.high_watermark && matches!(c.location, Location::Wal { .. })
+            })
+            .take_while(|c| {
+                let first = total == 0;
+                if let Location::Wal { len, .. } = &c.location {
+                    total += len;
+                }
+                first || total <= max_bytes
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The record once `seg` is sealed (to write before [`PartitionState::apply_seal`]).
+    pub fn record_after_seal(&self, seg: &SegmentRef) -> PartitionRecord {
+        let mut rec = self.record();
+        rec.segments.push(seg.clone());
+        rec.sealed_end = seg.end_offset;
+        rec.producers = self.producers_below(seg.end_offset);
+        rec
+    }
+
+    /// A seal whose record is written: the segment holds what the WAL chunks held.
+    pub fn apply_seal(&mut self, seg: SegmentRef) {
+        self.sealed_end = seg.end_offset;
+        self.tail.retain(|c| c.end > seg.end_offset);
+        self.segments.push(seg);
+    }
+
+    /// How many of the oldest segments retention deletes (past `retention_ms` at `now`,
+    /// past `retention_bytes`, or wholly below the log start), and the log start after
+    /// them; `None` if none.
+    pub fn expired_segments(
+        &self,
+        now: i64,
+        retention_ms: i64,
+        retention_bytes: i64,
+    ) -> Option<(usize, i64)> {
+        let mut total: i64 = self.segments.iter().map(|g| g.data_len as i64).sum();
+        let mut drop = 0;
+        for g in &self.segments {
+            let expired = retention_ms >= 0 && g.max_timestamp < now - retention_ms;
+            let oversize = retention_bytes >= 0 && total - g.data_len as i64 >= retention_bytes;
+            let below = g.end_offset <= self.log_start;
+            if !(expired || oversize || below) {
+                break;
+            }
+            total -= g.data_len as i64;
+            drop += 1;
+        }
+        if drop == 0 {
+            return None;
+        }
+        let next = self
+            .segments
+            .get(drop)
+            .map(|g| g.base_offset)
+            .unwrap_or(self.sealed_end);
+        Some((drop, next.max(self.log_start)))
+    }
+
+    /// The record without the `count` oldest segments, starting at `log_start` (to write
+    /// before [`PartitionState::drop_segments`]).
+    pub fn record_after_drop(&self, count: usize, log_start: i64) -> PartitionRecord {
+        let mut rec = self.record();
+        rec.segments.drain(..count.min(rec.segments.len()));
+        rec.log_start_offset = log_start;
+        rec
+    }
+
+    /// Retention whose record is written: forgets the `count` oldest segments and returns
+    /// them (their objects are deleted next).
+    pub fn drop_segments(&mut self, count: usize, log_start: i64) -> Vec<SegmentRef> {
+        self.log_start = self.log_start.max(log_start);
+        self.segments
+            .drain(..count.min(self.segments.len()))
+            .collect()
+    }
+
+    /// The record with the log start at `offset` (DeleteRecords, to write before
+    /// [`PartitionState::move_log_start`]).
+    pub fn record_with_log_start(&self, offset: i64) -> PartitionRecord {
+        let mut rec = self.record();
+        rec.log_start_offset = offset;
+        rec
+    }
+
+    /// DeleteRecords whose record is written: the log starts at `offset` (never moves back).
+    pub fn move_log_start(&mut self, offset: i64) {
+        self.log_start = self.log_start.max(offset);
     }
 
     /// NOT_LEADER_OR_FOLLOWER unless this broker owns the partition.
@@ -500,71 +687,4 @@ impl PartitionState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use stratus_log::testing::make_batch;
-
-    fn part() -> Partition {
-        let p = Partition::new(
-            Arc::from("id"),
-            Arc::from("t"),
-            0,
-            &PartitionRecord::default(),
-        );
-        p.state().owner_epoch = Some(0);
-        p
-    }
-
-    fn appended(r: Result<Appended, Code>) -> (i64, i64) {
-        match r.unwrap() {
-            Appended::New {
-                base_offset,
-                end_offset,
-                ..
-            } => (base_offset, end_offset),
-            Appended::Duplicate { base_offset } => (base_offset, -1),
-        }
-    }
-
-    #[test]
-    fn idempotent_sequences() {
-        let p = part();
-        let mut s = p.state();
-        let b1 = stratus_log::batch::validate(&make_batch(3, 9, 0, 1)).unwrap();
-        let b2 = stratus_log::batch::validate(&make_batch(2, 9, 3, 1)).unwrap();
-        assert_eq!(appended(s.append(&b1, None)), (0, 3));
-        assert_eq!(appended(s.append(&b2, None)), (3, 5));
-        assert_eq!(
-            appended(s.append(&b1, None)),
-            (0, -1),
-            "a retry is acked at its offset"
-        );
-        let gap = stratus_log::batch::validate(&make_batch(1, 9, 9, 1)).unwrap();
-        assert_eq!(
-            s.append(&gap, None).unwrap_err(),
-            Code::OutOfOrderSequenceNumber
-        );
-        assert_eq!(s.next_offset, 5);
-        let anon = stratus_log::batch::validate(&make_batch(1, -1, -1, 1)).unwrap();
-        assert_eq!(appended(s.append(&anon, None)), (5, 6));
-    }
-
-    #[test]
-    fn commit_and_truncate() {
-        let p = part();
-        let mut s = p.state();
-        let b = stratus_log::batch::validate(&make_batch(2, 4, 0, 1)).unwrap();
-        s.append(&b, None).unwrap();
-        let b2 = stratus_log::batch::validate(&make_batch(2, 4, 2, 1)).unwrap();
-        s.append(&b2, None).unwrap();
-        let obj: Arc<str> = Arc::from("wal/1/x");
-        s.commit(2, &obj, 100, 0, 10);
-        assert_eq!(s.high_watermark, 2);
-        assert_eq!(s.tail.len(), 2);
-        s.truncate_to_committed();
-        assert_eq!(s.next_offset, 2);
-        assert_eq!(s.tail.len(), 1);
-        // The lost batch is forgotten, so its retry is written again.
-        assert_eq!(appended(s.append(&b2, None)), (2, 4));
-    }
-}
+mod tests;

@@ -1,0 +1,173 @@
+//! Unit tests of partition state: idempotence, commits, seals, retention, ownership.
+
+use super::*;
+use stratus_log::testing::make_batch;
+
+fn part() -> Partition {
+    let p = Partition::new(
+        Arc::from("id"),
+        Arc::from("t"),
+        0,
+        &PartitionRecord::default(),
+    );
+    p.state().owner_epoch = Some(0);
+    p
+}
+
+fn appended(r: Result<Appended, Code>) -> (i64, i64) {
+    match r.unwrap() {
+        Appended::New {
+            base_offset,
+            end_offset,
+            ..
+        } => (base_offset, end_offset),
+        Appended::Duplicate { base_offset } => (base_offset, -1),
+    }
+}
+
+#[test]
+fn idempotent_sequences() {
+    let p = part();
+    let mut s = p.state();
+    let b1 = stratus_log::batch::validate(&make_batch(3, 9, 0, 1)).unwrap();
+    let b2 = stratus_log::batch::validate(&make_batch(2, 9, 3, 1)).unwrap();
+    assert_eq!(appended(s.append(&b1, None)), (0, 3));
+    assert_eq!(appended(s.append(&b2, None)), (3, 5));
+    assert_eq!(
+        appended(s.append(&b1, None)),
+        (0, -1),
+        "a retry is acked at its offset"
+    );
+    let gap = stratus_log::batch::validate(&make_batch(1, 9, 9, 1)).unwrap();
+    assert_eq!(
+        s.append(&gap, None).unwrap_err(),
+        Code::OutOfOrderSequenceNumber
+    );
+    assert_eq!(s.next_offset, 5);
+    let anon = stratus_log::batch::validate(&make_batch(1, -1, -1, 1)).unwrap();
+    assert_eq!(appended(s.append(&anon, None)), (5, 6));
+}
+
+#[test]
+fn commit_and_truncate() {
+    let p = part();
+    let mut s = p.state();
+    let b = stratus_log::batch::validate(&make_batch(2, 4, 0, 1)).unwrap();
+    s.append(&b, None).unwrap();
+    let b2 = stratus_log::batch::validate(&make_batch(2, 4, 2, 1)).unwrap();
+    s.append(&b2, None).unwrap();
+    let obj: Arc<str> = Arc::from("wal/1/x");
+    s.commit(2, &obj, 100, 0, 10);
+    assert_eq!(s.high_watermark, 2);
+    assert_eq!(s.tail.len(), 2);
+    s.truncate_to_committed();
+    assert_eq!(s.next_offset, 2);
+    assert_eq!(s.tail.len(), 1);
+    // The lost batch is forgotten, so its retry is written again.
+    assert_eq!(appended(s.append(&b2, None)), (2, 4));
+}
+
+/// A partition owning `n` committed single-record WAL chunks of 10 bytes each, written at
+/// timestamps 1000, 2000, ….
+fn committed(n: i64) -> Partition {
+    let p = part();
+    {
+        let mut s = p.state();
+        let obj: Arc<str> = Arc::from("wal/1/x");
+        for i in 0..n {
+            let b = stratus_log::batch::validate(&make_batch(1, -1, -1, 1000 * (i + 1))).unwrap();
+            s.append(&b, None).unwrap();
+            s.commit(i + 1, &obj, 1000, (i * 10) as u64, 10);
+        }
+    }
+    p
+}
+
+fn segment(base: i64, end: i64, max_timestamp: i64) -> SegmentRef {
+    SegmentRef {
+        key: format!("topics/id/0/{base:020}.seg"),
+        base_offset: base,
+        end_offset: end,
+        data_len: 10 * (end - base) as u64,
+        size: 10 * (end - base) as u64 + 24,
+        max_timestamp,
+    }
+}
+
+#[test]
+fn a_seal_takes_the_oldest_committed_chunks_and_applies_only_once_written() {
+    let p = committed(4);
+    let mut s = p.state();
+    assert_eq!(
+        s.sealable(25).len(),
+        2,
+        "about max_bytes: 10 + 10, not the third"
+    );
+    assert_eq!(s.sealable(1).len(), 1, "at least one chunk");
+    let seg = segment(0, 2, 2000);
+    let rec = s.record_after_seal(&seg);
+    assert_eq!((rec.sealed_end, rec.segments.len()), (2, 1));
+    assert_eq!(
+        (s.sealed_end(), s.segments().len()),
+        (0, 0),
+        "nothing applied yet"
+    );
+    s.apply_seal(seg);
+    assert_eq!(
+        (s.sealed_end(), s.segments().len(), s.tail().len()),
+        (2, 1, 2)
+    );
+    assert_eq!(s.record(), rec, "the state is what was written");
+    // Pending (uncommitted) data is never sealed.
+    let b = stratus_log::batch::validate(&make_batch(1, -1, -1, 9)).unwrap();
+    s.append(&b, None).unwrap();
+    assert_eq!(s.sealable(u64::MAX).len(), 2);
+}
+
+#[test]
+fn retention_drops_whole_old_segments_and_moves_the_log_start() {
+    let p = committed(6);
+    let mut s = p.state();
+    s.apply_seal(segment(0, 2, 2000));
+    s.apply_seal(segment(2, 4, 4000));
+    s.apply_seal(segment(4, 6, 6000));
+    assert_eq!(s.expired_segments(10_000, -1, -1), None, "nothing is due");
+    // retention.ms 5000 at 7500: segments whose newest record is older than 2500.
+    assert_eq!(s.expired_segments(7_500, 5_000, -1), Some((1, 2)));
+    // retention.bytes 40: keep at most 40 bytes of the 60.
+    assert_eq!(s.expired_segments(0, -1, 40), Some((1, 2)));
+    assert_eq!(s.expired_segments(0, -1, 0), Some((3, 6)));
+    let rec = s.record_after_drop(1, 2);
+    assert_eq!((rec.log_start_offset, rec.segments.len()), (2, 2));
+    let dropped = s.drop_segments(1, 2);
+    assert_eq!(dropped, vec![segment(0, 2, 2000)]);
+    assert_eq!((s.log_start(), s.segments().len()), (2, 2));
+    assert_eq!(s.record(), rec);
+    // DeleteRecords inside a segment: the log start moves, the segment stays until
+    // wholly below it, and the log start never moves back.
+    assert_eq!(s.record_with_log_start(5).log_start_offset, 5);
+    s.move_log_start(5);
+    assert_eq!(s.expired_segments(0, -1, -1), Some((1, 5)));
+    s.move_log_start(3);
+    assert_eq!(s.log_start(), 5);
+}
+
+#[test]
+fn taking_ownership_starts_an_epoch_at_the_log_end_and_forgets_empty_ones() {
+    let p = committed(3);
+    let mut s = p.state();
+    s.take_ownership(4);
+    assert_eq!(s.epochs(), &[(4, 3)]);
+    // Epoch 6 after 4 with nothing written under 4 since: 4 leaves the list.
+    s.take_ownership(6);
+    assert_eq!(s.epochs(), &[(6, 3)]);
+    // Data under 6, then epoch 9: both stay.
+    let b = stratus_log::batch::validate(&make_batch(1, -1, -1, 9)).unwrap();
+    s.append(&b, None).unwrap();
+    s.take_ownership(9);
+    assert_eq!(s.epochs(), &[(6, 3), (9, 4)]);
+    assert_eq!((s.leader_epoch(), s.owner_epoch()), (9, Some(9)));
+    s.mark_deleted();
+    assert!(s.is_deleted() && s.owner_epoch().is_none());
+    assert_eq!(s.check_owner(), Err(Code::UnknownTopicOrPartition));
+}
