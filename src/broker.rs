@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use stratus_log::cache::BlockCache;
+use stratus_log::clock::Clock;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -105,6 +106,9 @@ pub struct Broker {
     pub replicas: Arc<crate::replica::Replicas>,
     /// The critical background tasks; the broker stops when one of them does.
     pub supervisor: Arc<Supervisor>,
+    /// Wall-clock time for record timestamps, segment age, retention and object ages
+    /// (tests move a manual clock instead of sleeping).
+    pub clock: Arc<dyn Clock>,
 }
 
 pub use crate::error::AdminError;

@@ -14,7 +14,6 @@ pub mod config;
 pub mod error;
 pub mod group;
 pub mod handlers;
-pub mod maintenance;
 pub mod partition;
 pub mod read;
 pub mod replica;
@@ -25,6 +24,7 @@ pub mod supervisor;
 pub mod testing;
 pub mod topic_config;
 pub mod topics;
+pub mod upkeep;
 pub mod wal;
 
 use std::sync::Arc;
@@ -100,7 +100,7 @@ async fn serve_on(
     let upkeep = tasks.spawn(
         "upkeep",
         cancel.clone(),
-        maintenance::run(broker.clone(), cancel.clone()),
+        upkeep::run(broker.clone(), cancel.clone()),
     );
     let coordinator = tasks.spawn(
         "group coordinator",

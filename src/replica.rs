@@ -108,7 +108,10 @@ impl Replicas {
                     // A range not yet seen (watch order): stop at the gap.
                     break;
                 }
-                s.recover_range(TailChunk::from_wal(r, object, *size), &[]);
+                s.recover_range(
+                    TailChunk::from_wal(r, object, *size, stratus_log::clock::now_ms()),
+                    &[],
+                );
             }
         }
         drop(ix);

@@ -170,6 +170,7 @@ impl Wal {
         partition: &Arc<Partition>,
         batches: &[Batch],
         log_append_time: Option<i64>,
+        now_ms: i64,
     ) -> Result<Pending> {
         let size: usize = batches.iter().map(|b| b.bytes.len()).sum();
         let permits = size.clamp(1, self.cfg.max_buffer_bytes.max(1 << 20)) as u32;
@@ -187,7 +188,7 @@ impl Wal {
         let mut seq = buf.seq;
         let epoch = state.leader_epoch();
         let end;
-        let base_offset = match state.append(batches, log_append_time)? {
+        let base_offset = match state.append(batches, log_append_time, now_ms)? {
             // A retry: wait for the flush that holds the original, never for an open
             // buffer that may stay empty. Committed already: nothing to wait for. Else it
             // is in the open buffer (non-empty, so it will flush) or in a flush already

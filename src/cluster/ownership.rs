@@ -132,7 +132,7 @@ async fn acquire(broker: &Broker, owned: &Owned, gain: Vec<(Arc<Partition>, i32)
                 .remove(&keys::partition_name(&p.topic_id, p.index))
                 .unwrap_or_default();
             list.sort_by_key(|(r, _, _)| r.base_offset);
-            let state = rebuild(p, &rec, &list, *epoch);
+            let state = rebuild(p, &rec, &list, *epoch, broker.clock.now_ms());
             ops.push(Op::Put(key, repo::encode(&state.record()), None));
             states.push((p.clone(), state));
         }
@@ -159,6 +159,7 @@ fn rebuild(
     rec: &PartitionRecord,
     ranges: &[(WalRange, Arc<str>, u64)],
     epoch: i32,
+    now_ms: i64,
 ) -> PartitionState {
     let mut s = PartitionState::from_record(rec);
     for (r, object, size) in ranges {
@@ -169,7 +170,7 @@ fn rebuild(
             warn!(topic = %p.topic, partition = p.index, expected = s.next_offset(), found = r.base_offset,
                 "gap in the committed WAL ranges; the partition continues after it");
         }
-        s.recover_range(TailChunk::from_wal(r, object, *size), &r.producers);
+        s.recover_range(TailChunk::from_wal(r, object, *size, now_ms), &r.producers);
     }
     s.take_ownership(epoch);
     s

@@ -211,7 +211,7 @@ pub async fn delete_records(
                 .and_then(|tp| tp.partitions.get(usize::try_from(dp.partition_index).ok()?));
             match p {
                 None => r.error_code = Code::UnknownTopicOrPartition.code(),
-                Some(p) => match crate::maintenance::delete_records(broker, p, dp.offset).await {
+                Some(p) => match crate::upkeep::delete_records(broker, p, dp.offset).await {
                     Ok(low) => r.low_watermark = low,
                     Err(e) => r.error_code = e.code(),
                 },

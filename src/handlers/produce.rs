@@ -11,7 +11,6 @@ use super::ResponseFuture;
 use crate::broker::Broker;
 use crate::error::Error;
 use stratus_log::batch;
-use stratus_log::clock::now_ms;
 
 /// A partition's index, what happened to its batches, and its log start offset.
 type PartitionOutcome = (i32, Outcome, i64);
@@ -164,8 +163,13 @@ async fn append(
         // Transactions are not served yet; InitProducerId refuses transactional ids.
         return Outcome::Failed(Code::InvalidTxnState);
     }
-    let append_time = broker.log_append_time(topic).then(now_ms);
-    match broker.wal.append(partition, &batches, append_time).await {
+    let now = broker.clock.now_ms();
+    let append_time = broker.log_append_time(topic).then_some(now);
+    match broker
+        .wal
+        .append(partition, &batches, append_time, now)
+        .await
+    {
         Ok(p) => Outcome::Pending {
             partition: partition.clone(),
             base_offset: p.base_offset,

@@ -7,7 +7,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError as Code;
@@ -49,13 +48,19 @@ pub struct TailChunk {
     pub max_timestamp: i64,
     /// Where it is.
     pub location: Location,
-    /// When it was appended (drives segment.ms).
-    pub created: Instant,
+    /// When it was appended, in clock milliseconds (drives segment.ms).
+    pub created_ms: i64,
 }
 
 impl TailChunk {
-    /// A committed WAL range, as recovery finds it in the index.
-    pub fn from_wal(r: &stratus_meta::repo::WalRange, object: &Arc<str>, object_size: u64) -> Self {
+    /// A committed WAL range, as recovery finds it in the index at `now_ms` (its age for
+    /// segment.ms starts then).
+    pub fn from_wal(
+        r: &stratus_meta::repo::WalRange,
+        object: &Arc<str>,
+        object_size: u64,
+        now_ms: i64,
+    ) -> Self {
         TailChunk {
             base: r.base_offset,
             end: r.end_offset,
@@ -66,7 +71,7 @@ impl TailChunk {
                 pos: r.pos,
                 len: r.len,
             },
-            created: Instant::now(),
+            created_ms: now_ms,
         }
     }
 
@@ -478,11 +483,13 @@ impl PartitionState {
         Ok(())
     }
 
-    /// Checks idempotence, assigns offsets and stamps the batches. Nothing changes on error.
+    /// Checks idempotence, assigns offsets and stamps the batches, at `now_ms` (with
+    /// `log_append_time`, the timestamp written in them). Nothing changes on error.
     pub fn append(
         &mut self,
         batches: &[Batch],
         log_append_time: Option<i64>,
+        now_ms: i64,
     ) -> Result<Appended, Code> {
         self.check_owner()?;
         let first = &batches[0];
@@ -492,7 +499,6 @@ impl PartitionState {
             }
         }
         let base_offset = self.next_offset;
-        let now_ms = stratus_log::clock::now_ms();
         let mut next = base_offset;
         let mut out = bytes::BytesMut::new();
         let mut max_timestamp = i64::MIN;
@@ -526,7 +532,7 @@ impl PartitionState {
             end: next,
             max_timestamp,
             location: Location::Pending(bytes.clone()),
-            created: Instant::now(),
+            created_ms: now_ms,
         });
         Ok(Appended::New {
             base_offset,
@@ -594,10 +600,10 @@ impl PartitionState {
             return;
         }
         let mut max_timestamp = i64::MIN;
-        let mut created = Instant::now();
+        let mut created_ms = i64::MAX;
         for c in self.tail.range(first..first + count) {
             max_timestamp = max_timestamp.max(c.max_timestamp);
-            created = created.min(c.created);
+            created_ms = created_ms.min(c.created_ms);
         }
         self.tail.drain(first..first + count);
         self.tail.insert(
@@ -612,7 +618,7 @@ impl PartitionState {
                     pos,
                     len,
                 },
-                created,
+                created_ms,
             },
         );
         self.high_watermark = end;
@@ -643,13 +649,13 @@ impl PartitionState {
         before - self.producers.len()
     }
 
-    /// Committed bytes not yet sealed, and when the oldest of them was appended.
-    pub fn unsealed(&self) -> (u64, Option<Instant>) {
+    /// Committed bytes not yet sealed, and when (clock ms) the oldest was appended.
+    pub fn unsealed(&self) -> (u64, Option<i64>) {
         let mut bytes = 0;
-        let mut oldest = None::<Instant>;
+        let mut oldest = None::<i64>;
         for c in self.tail.iter().filter(|c| c.end <= self.high_watermark) {
             bytes += c.len();
-            oldest = Some(oldest.map_or(c.created, |o| o.min(c.created)));
+            oldest = Some(oldest.map_or(c.created_ms, |o| o.min(c.created_ms)));
         }
         (bytes, oldest)
     }

@@ -31,21 +31,21 @@ fn idempotent_sequences() {
     let mut s = p.state();
     let b1 = stratus_log::batch::validate(&make_batch(3, 9, 0, 1)).unwrap();
     let b2 = stratus_log::batch::validate(&make_batch(2, 9, 3, 1)).unwrap();
-    assert_eq!(appended(s.append(&b1, None)), (0, 3));
-    assert_eq!(appended(s.append(&b2, None)), (3, 5));
+    assert_eq!(appended(s.append(&b1, None, 1)), (0, 3));
+    assert_eq!(appended(s.append(&b2, None, 1)), (3, 5));
     assert_eq!(
-        appended(s.append(&b1, None)),
+        appended(s.append(&b1, None, 1)),
         (0, -1),
         "a retry is acked at its offset"
     );
     let gap = stratus_log::batch::validate(&make_batch(1, 9, 9, 1)).unwrap();
     assert_eq!(
-        s.append(&gap, None).unwrap_err(),
+        s.append(&gap, None, 1).unwrap_err(),
         Code::OutOfOrderSequenceNumber
     );
     assert_eq!(s.next_offset, 5);
     let anon = stratus_log::batch::validate(&make_batch(1, -1, -1, 1)).unwrap();
-    assert_eq!(appended(s.append(&anon, None)), (5, 6));
+    assert_eq!(appended(s.append(&anon, None, 1)), (5, 6));
 }
 
 #[test]
@@ -53,9 +53,9 @@ fn commit_and_truncate() {
     let p = part();
     let mut s = p.state();
     let b = stratus_log::batch::validate(&make_batch(2, 4, 0, 1)).unwrap();
-    s.append(&b, None).unwrap();
+    s.append(&b, None, 1).unwrap();
     let b2 = stratus_log::batch::validate(&make_batch(2, 4, 2, 1)).unwrap();
-    s.append(&b2, None).unwrap();
+    s.append(&b2, None, 1).unwrap();
     let obj: Arc<str> = Arc::from("wal/1/x");
     s.commit(2, &obj, 100, 0, 10);
     assert_eq!(s.high_watermark, 2);
@@ -64,7 +64,7 @@ fn commit_and_truncate() {
     assert_eq!(s.next_offset, 2);
     assert_eq!(s.tail.len(), 1);
     // The lost batch is forgotten, so its retry is written again.
-    assert_eq!(appended(s.append(&b2, None)), (2, 4));
+    assert_eq!(appended(s.append(&b2, None, 1)), (2, 4));
 }
 
 /// A partition owning `n` committed single-record WAL chunks of 10 bytes each, written at
@@ -76,7 +76,7 @@ fn committed(n: i64) -> Partition {
         let obj: Arc<str> = Arc::from("wal/1/x");
         for i in 0..n {
             let b = stratus_log::batch::validate(&make_batch(1, -1, -1, 1000 * (i + 1))).unwrap();
-            s.append(&b, None).unwrap();
+            s.append(&b, None, 1).unwrap();
             s.commit(i + 1, &obj, 1000, (i * 10) as u64, 10);
         }
     }
@@ -120,7 +120,7 @@ fn a_seal_takes_the_oldest_committed_chunks_and_applies_only_once_written() {
     assert_eq!(s.record(), rec, "the state is what was written");
     // Pending (uncommitted) data is never sealed.
     let b = stratus_log::batch::validate(&make_batch(1, -1, -1, 9)).unwrap();
-    s.append(&b, None).unwrap();
+    s.append(&b, None, 1).unwrap();
     assert_eq!(s.sealable(u64::MAX).len(), 2);
 }
 
@@ -163,7 +163,7 @@ fn taking_ownership_starts_an_epoch_at_the_log_end_and_forgets_empty_ones() {
     assert_eq!(s.epochs(), &[(6, 3)]);
     // Data under 6, then epoch 9: both stay.
     let b = stratus_log::batch::validate(&make_batch(1, -1, -1, 9)).unwrap();
-    s.append(&b, None).unwrap();
+    s.append(&b, None, 1).unwrap();
     s.take_ownership(9);
     assert_eq!(s.epochs(), &[(6, 3), (9, 4)]);
     assert_eq!((s.leader_epoch(), s.owner_epoch()), (9, Some(9)));

@@ -38,6 +38,16 @@ impl Broker {
         meta: Arc<dyn MetaStore>,
         objects: Arc<Objects>,
     ) -> anyhow::Result<Arc<Broker>> {
+        Self::open_with_clock(settings, meta, objects, stratus_log::clock::system()).await
+    }
+
+    /// Opens with given stores and clock.
+    pub async fn open_with_clock(
+        settings: Settings,
+        meta: Arc<dyn MetaStore>,
+        objects: Arc<Objects>,
+        clock: Arc<dyn stratus_log::clock::Clock>,
+    ) -> anyhow::Result<Arc<Broker>> {
         let cache = Arc::new(BlockCache::new(
             objects.clone(),
             settings.cache_block_bytes,
@@ -135,6 +145,7 @@ impl Broker {
             cluster_cancel: CancellationToken::new(),
             replicas: Arc::new(crate::replica::Replicas::default()),
             supervisor,
+            clock,
         });
         broker.sync_topics().await?;
         broker.join().await?;

@@ -1,0 +1,74 @@
+//! Background upkeep of the log, one job per file: [`seal`] (WAL ranges into segment
+//! objects), [`wal_gc`] (WAL objects once every range in them is sealed), [`orphans`]
+//! (WAL objects that no commit names), [`retention`] (segments past retention, and
+//! DeleteRecords). Jobs read time from the broker's clock, so tests move it by hand.
+//!
+//! Upkeep may use the broker's stores, cache and partition state; it never answers
+//! clients (handlers call `retention::delete_records`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::broker::Broker;
+
+pub mod orphans;
+pub mod retention;
+pub mod seal;
+pub mod wal_gc;
+
+pub use orphans::sweep_orphan_wal_objects;
+pub use retention::{apply_retention, delete_records};
+pub use seal::seal;
+pub use wal_gc::collect_wal_garbage;
+
+/// Runs sealing and retention until cancelled.
+pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
+    let mut seal_tick = tokio::time::interval(Duration::from_millis(
+        broker.settings.seal_check_interval_ms,
+    ));
+    let retention_every = Duration::from_millis(broker.settings.retention_check_interval_ms.max(1));
+    let mut retention_tick = tokio::time::interval(retention_every);
+    let mut gc_tick = tokio::time::interval(Duration::from_millis(
+        (broker.settings.seal_check_interval_ms * 5).max(1000),
+    ));
+    gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep_tick = tokio::time::interval(Duration::from_secs(600));
+    sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    seal_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    retention_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sealing_failed = false;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = seal_tick.tick() => {
+                // One line when sealing starts failing (a store outage fails every
+                // partition, every tick) and one when it works again.
+                match seal::seal_due(&broker).await {
+                    (0, _) if sealing_failed => {
+                        info!("sealing works again");
+                        sealing_failed = false;
+                    }
+                    (n, Some(e)) if n > 0 && !sealing_failed => {
+                        warn!(partitions = n, error = %e, "sealing failed; will retry");
+                        sealing_failed = true;
+                    }
+                    _ => {}
+                }
+            }
+            _ = gc_tick.tick() => {
+                if let Err(e) = collect_wal_garbage(&broker).await {
+                    warn!(error = %e, "wal garbage collection failed; will retry");
+                }
+            }
+            _ = sweep_tick.tick() => {
+                if let Err(e) = sweep_orphan_wal_objects(&broker, orphans::ORPHAN_MIN_AGE_MS).await {
+                    warn!(error = %e, "sweep of uncommitted WAL objects failed; will retry");
+                }
+            }
+            _ = retention_tick.tick() => retention::run_once(&broker).await,
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The sweep of WAL objects that no index entry names and no live incarnation can still
+//! commit (left by crashes between a PUT and its commit).
+
+use std::collections::HashSet;
+
+use tracing::info;
+
+use crate::broker::Broker;
+use crate::error::Result;
+use stratus_log::paths::{self, WalObject};
+use stratus_meta::{keys, repo};
+
+/// How long an unreferenced WAL object is left alone before it may be swept.
+pub(super) const ORPHAN_MIN_AGE_MS: i64 = 10 * 60 * 1000;
+
+/// The controller deletes WAL objects that no index entry names and that can never be
+/// committed any more: written by an incarnation that is not registered, whose node's
+/// assignment has since been rewritten (so a commit of that incarnation fails its compare),
+/// and older than `min_age_ms`. They are left by crashes between a PUT and its commit.
+/// Objects are listed first, then the index and the assignments are read: an object
+/// committed after the listing was committed by a live incarnation, which is never swept.
+pub async fn sweep_orphan_wal_objects(broker: &Broker, min_age_ms: i64) -> Result<usize> {
+    let node = broker.settings.node_id;
+    if broker.view.borrow().controller != Some(node) {
+        return Ok(0);
+    }
+    let listed = broker.objects.list(paths::WAL).await?;
+    let mut named = HashSet::new();
+    for (k, v) in broker.meta.range(keys::WAL).await? {
+        named.insert(repo::decode::<repo::WalEntry>(&k, &v)?.object);
+    }
+    let view = crate::cluster::read_view(broker.meta.as_ref()).await?;
+    let now = broker.clock.now_ms();
+    let mut swept = 0;
+    for (key, modified) in listed {
+        if named.contains(&key) || now - modified < min_age_ms {
+            continue;
+        }
+        let Some(WalObject {
+            node: n,
+            incarnation: inc,
+            ..
+        }) = WalObject::parse(&key)
+        else {
+            continue;
+        };
+        let registered = view.brokers.get(&n).is_some_and(|r| r.incarnation == inc);
+        let may_commit = view
+            .assignments
+            .get(&n)
+            .is_none_or(|(a, _)| a.incarnation == inc && !a.partitions.is_empty());
+        if registered || may_commit {
+            continue;
+        }
+        broker.objects.delete(&key).await?;
+        swept += 1;
+    }
+    if swept > 0 {
+        info!(
+            objects = swept,
+            "swept WAL objects that were never committed"
+        );
+    }
+    Ok(swept)
+}

@@ -1,0 +1,132 @@
+//! Sealing: the oldest committed WAL ranges of a partition become one segment object,
+//! named in the partition record; the WAL objects are collected later ([`super::wal_gc`]).
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError as Code;
+use tracing::{debug, warn};
+
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::partition::{Location, Partition};
+use stratus_log::objects::ObjectError;
+use stratus_log::paths::SegmentObject;
+use stratus_log::segment;
+use stratus_meta::repo::SegmentRef;
+
+/// Seals what is due; returns how many partitions failed to seal and the first error.
+pub async fn seal_due(broker: &Broker) -> (usize, Option<crate::error::Error>) {
+    let (mut failed, mut first) = (0, None);
+    let now = broker.clock.now_ms();
+    for topic in broker.topics() {
+        let seg_bytes = broker.config_i64(&topic, "segment.bytes").max(1) as u64;
+        let seg_ms = broker.config_i64(&topic, "segment.ms").max(1);
+        for p in &topic.partitions {
+            let (bytes, oldest) = {
+                let s = p.state();
+                if s.owner_epoch().is_none() {
+                    continue;
+                }
+                s.unsealed()
+            };
+            let old = oldest.is_some_and(|t| now - t >= seg_ms);
+            if bytes > 0 && (bytes >= seg_bytes || old) {
+                if let Err(e) = seal(broker, p, seg_bytes).await {
+                    debug!(topic = %p.topic, partition = p.index, error = %e, "sealing failed; will retry");
+                    failed += 1;
+                    first.get_or_insert(e);
+                }
+            }
+        }
+    }
+    (failed, first)
+}
+
+/// Seals the oldest committed WAL ranges of `p`, about `max_bytes` of them, into one
+/// segment object.
+pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> {
+    let _record = p.record_lock.lock().await;
+    // A seal whose write failed but was applied: take it, rather than seal that range
+    // again from WAL objects that may be collected by now.
+    broker.settle_record(p).await?;
+    let chunks = p.state().sealable(max_bytes);
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let mut data = Vec::with_capacity(chunks.len());
+    for c in &chunks {
+        if let Location::Wal {
+            object,
+            object_size,
+            pos,
+            len,
+        } = &c.location
+        {
+            data.push(
+                broker
+                    .cache
+                    .read(object, *object_size, *pos..pos + len)
+                    .await?,
+            );
+        }
+    }
+    let Some(built) = segment::build(&data) else {
+        return Ok(());
+    };
+    let key = SegmentObject {
+        topic_id: &p.topic_id,
+        partition: p.index,
+        base_offset: built.base_offset,
+    }
+    .name();
+    let size = built.body.len() as u64;
+    match broker.objects.put_new(&key, built.body.clone()).await {
+        Ok(()) => {}
+        Err(ObjectError::Store(object_store::Error::AlreadyExists { .. })) => {
+            // Left by an earlier seal of the same range that crashed before its commit.
+            // Overwritten in place, never deleted first: a reader never finds it missing.
+            broker
+                .objects
+                .put_replacing(&key, built.body.clone())
+                .await?;
+            let cached: Arc<str> = Arc::from(key.as_str());
+            broker
+                .cache
+                .forget_object(&cached, built.body.len() as u64)
+                .await;
+            broker.indexes.invalidate(&cached).await;
+        }
+        // Any other failure (the object store is down) ends the seal before its record
+        // names the segment. (Once, every other error was ignored here and the record
+        // committed a segment that was never written; WAL collection then lost the data.)
+        Err(e) => return Err(e.into()),
+    }
+    let seg = SegmentRef {
+        key: key.clone(),
+        base_offset: built.base_offset,
+        end_offset: built.end_offset,
+        data_len: built.data_len,
+        size,
+        max_timestamp: built.max_timestamp,
+    };
+    let rec = p.state().record_after_seal(&seg);
+    // On an error the segment object stays: the record write may have been applied even
+    // so (an answer lost when the store or the connection dies, or an earlier attempt
+    // applied before a fenced retry), and then the record names it. Deleting it here lost
+    // acknowledged data in the chaos test (kill -9 of etcd during a seal). The next seal
+    // settles the state with the store first (Broker::settle_record); a segment no record
+    // ever names is left behind.
+    let written = broker.write_partition_record(p, &rec, vec![]).await;
+    if p.state().is_deleted() {
+        // The topic was deleted while this seal ran: its deletion removed the segments the
+        // records named, which may not include this one. Nothing will read it.
+        if let Err(e) = broker.objects.delete(&key).await {
+            warn!(object = key, error = %e, "segment of a deleted topic not deleted");
+        }
+        return Err(Error::Kafka(Code::UnknownTopicOrPartition));
+    }
+    written?;
+    p.state().apply_seal(seg);
+    debug!(topic = %p.topic, partition = p.index, base = built.base_offset, end = built.end_offset, bytes = size, "sealed segment");
+    Ok(())
+}

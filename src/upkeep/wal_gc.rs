@@ -1,0 +1,111 @@
+//! WAL garbage collection: index entries, then their objects, once every range in them
+//! is sealed (or belongs to a deleted topic).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::broker::Broker;
+use crate::error::Result;
+use stratus_meta::repo;
+use stratus_meta::{keys, Op, MAX_TXN_OPS};
+
+/// Deletes WAL index entries, then their objects, once every range in them is sealed
+/// (or belongs to a deleted topic). Each broker collects its own entries; the controller
+/// also collects those of brokers that are gone. Evidence comes from the store (or from
+/// the state of partitions this broker owns), read after the entries: the sealed end only
+/// grows, so an entry judged sealed stays sealed.
+pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
+    let node = broker.settings.node_id;
+    let view = broker.view.borrow().clone();
+    let controller = view.controller == Some(node);
+    let prefix = if controller {
+        keys::WAL.to_string()
+    } else {
+        keys::wal_prefix(node)
+    };
+    let entries: Vec<_> = broker
+        .meta
+        .range(&prefix)
+        .await?
+        .into_iter()
+        .filter(|(k, _)| {
+            let owner = keys::wal_node(k).unwrap_or(node);
+            owner == node || !view.brokers.contains_key(&owner)
+        })
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut topics = HashSet::new();
+    for (k, v) in broker.meta.range(keys::TOPICS).await? {
+        topics.insert(repo::decode::<repo::TopicRecord>(&k, &v)?.id);
+    }
+    let mut sealed: HashMap<String, i64> = HashMap::new();
+    let mut freed = Vec::new();
+    for (k, v) in entries {
+        let entry: repo::WalEntry = repo::decode(&k, &v)?;
+        let mut done = true;
+        for r in &entry.ranges {
+            if !topics.contains(&r.topic_id) {
+                continue;
+            }
+            let name = keys::partition_name(&r.topic_id, r.partition);
+            let end = match sealed.get(&name) {
+                Some(e) => *e,
+                None => {
+                    let e = sealed_end(broker, &r.topic_id, r.partition).await?;
+                    sealed.insert(name, e);
+                    e
+                }
+            };
+            if r.end_offset > end {
+                done = false;
+                break;
+            }
+        }
+        if done {
+            let size = entry.data_end();
+            freed.push((k, entry.object, size));
+        }
+    }
+    for chunk in freed.chunks(MAX_TXN_OPS) {
+        let ops = chunk
+            .iter()
+            .map(|(k, _, _)| Op::Delete(k.clone()))
+            .collect();
+        broker.meta.txn(vec![], ops).await?;
+        for (_, object, size) in chunk {
+            broker
+                .cache
+                .forget_object(&Arc::from(object.as_str()), *size)
+                .await;
+            if let Err(e) = broker.objects.delete(object).await {
+                warn!(object, error = %e, "wal object not deleted");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Everything below this offset of a partition is in sealed segments.
+async fn sealed_end(broker: &Broker, topic_id: &str, partition: i32) -> Result<i64> {
+    let local = uuid::Uuid::parse_str(topic_id)
+        .ok()
+        .and_then(|id| broker.topic_by_id(&id))
+        .and_then(|t| t.partitions.get(partition as usize).cloned());
+    if let Some(p) = local {
+        let s = p.state();
+        if s.owner_epoch().is_some() {
+            return Ok(s.sealed_end());
+        }
+    }
+    let key = keys::partition_key(topic_id, partition);
+    Ok(
+        repo::load::<repo::PartitionRecord>(broker.meta.as_ref(), &key)
+            .await?
+            .map(|(r, _)| r.sealed_end)
+            .unwrap_or(0),
+    )
+}

@@ -1,0 +1,124 @@
+//! Upkeep jobs driven by a manual clock: segment.ms and retention.ms act exactly when the
+//! clock says, with no sleeping and no dependence on the machine's speed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use stratus::partition::Partition;
+use stratus_log::clock::ManualClock;
+use stratus_log::objects::Objects;
+use stratus_meta::embedded::EmbeddedStore;
+use tokio::net::TcpStream;
+
+struct Clocked {
+    broker: Arc<stratus::Broker>,
+    clock: Arc<ManualClock>,
+    objects: Arc<Objects>,
+    conn: TcpStream,
+    _served: TestBroker,
+}
+
+/// A broker reading time from a manual clock at `start_ms`, with topic `r` (1 partition).
+async fn clocked(start_ms: i64, extra: &[(&str, &str)]) -> Clocked {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap());
+    let objects = Arc::new(Objects::from_store(Arc::new(
+        object_store::memory::InMemory::new(),
+    )));
+    let clock = ManualClock::at(start_ms);
+    let broker = stratus::Broker::open_with_clock(
+        settings(dir.path(), extra),
+        meta,
+        objects.clone(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let served = serve(broker.clone(), dir).await;
+    let mut conn = TcpStream::connect(served.addr).await.unwrap();
+    create_topic(&mut conn, "r", 1).await;
+    Clocked {
+        broker,
+        clock,
+        objects,
+        conn,
+        _served: served,
+    }
+}
+
+fn partition(broker: &stratus::Broker) -> Arc<Partition> {
+    broker.topic("r").unwrap().partitions[0].clone()
+}
+
+fn start_and_segments(p: &Partition) -> (i64, usize) {
+    let s = p.state();
+    (s.log_start(), s.segments().len())
+}
+
+#[tokio::test]
+async fn segment_ms_seals_when_the_clock_says_and_not_before() {
+    let mut c = clocked(
+        1_000_000,
+        &[
+            ("log.roll.ms", "60000"),
+            ("log.segment.bytes", "1073741824"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        produce_code(&mut c.conn, "r", batch(&["a", "b"], 2)).await,
+        (0, 0)
+    );
+    let p = partition(&c.broker);
+    stratus::upkeep::seal::seal_due(&c.broker).await;
+    assert_eq!(p.state().sealed_end(), 0, "younger than segment.ms");
+    c.clock.advance(59_999);
+    stratus::upkeep::seal::seal_due(&c.broker).await;
+    assert_eq!(
+        p.state().sealed_end(),
+        0,
+        "one millisecond short of segment.ms"
+    );
+    c.clock.advance(1);
+    let (failed, _) = stratus::upkeep::seal::seal_due(&c.broker).await;
+    assert_eq!(failed, 0);
+    assert_eq!(p.state().sealed_end(), 2, "sealed at segment.ms");
+    assert_eq!(
+        fetch_values(&mut c.conn, "r").await,
+        vec![(0, "a".to_string()), (1, "b".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn retention_ms_deletes_a_segment_once_its_newest_record_is_old_enough() {
+    // Records are stamped 1000 and 1001 by the producer (CreateTime).
+    let mut c = clocked(2_000, &[("log.retention.ms", "5000"), ("log.roll.ms", "1")]).await;
+    assert_eq!(
+        produce_code(&mut c.conn, "r", batch(&["a", "b"], 2)).await,
+        (0, 0)
+    );
+    let p = partition(&c.broker);
+    c.clock.advance(1);
+    stratus::upkeep::seal::seal_due(&c.broker).await;
+    let segment = p.state().segments()[0].key.clone();
+    // At 6001 the newest record (1001) is exactly 5000 ms old: kept.
+    c.clock.advance(4_000);
+    stratus::upkeep::retention::run_once(&c.broker).await;
+    assert_eq!(start_and_segments(&p), (0, 1));
+    // One millisecond later it is past retention.ms: the segment and its object go.
+    c.clock.advance(1);
+    stratus::upkeep::retention::run_once(&c.broker).await;
+    assert_eq!(start_and_segments(&p), (2, 0));
+    assert!(
+        c.objects.get_range(&segment, 0..1).await.is_err(),
+        "the segment object is deleted"
+    );
+    // The log continues at the same offsets.
+    assert_eq!(
+        produce_code(&mut c.conn, "r", batch(&["c"], 2)).await,
+        (0, 2)
+    );
+}
