@@ -25,6 +25,8 @@ pub struct Faults {
     pub fail: AtomicU32,
     /// Requests that succeed but answer with an error.
     pub lose_answer: AtomicU32,
+    /// The next request waits this many milliseconds first (then it is back to 0).
+    pub delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Faults {
@@ -55,6 +57,16 @@ impl Faults {
     }
     fn should_lose(&self) -> bool {
         Self::take(&self.lose_answer)
+    }
+    /// Makes the next request wait `ms` first.
+    pub fn delay_next(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+    async fn wait_if_delayed(&self) {
+        let ms = self.delay_ms.swap(0, Ordering::SeqCst);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
     }
 }
 
@@ -104,6 +116,7 @@ impl ObjectStore for FaultyObjectStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        self.puts.wait_if_delayed().await;
         if self.puts.should_fail() {
             return Err(injected());
         }

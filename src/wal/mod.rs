@@ -619,3 +619,6 @@ fn propagate_panic(done: std::result::Result<(), tokio::task::JoinError>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

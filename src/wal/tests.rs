@@ -1,0 +1,221 @@
+//! The WAL against an in-memory object store with injected faults and an embedded
+//! metadata store: pipelined flushes commit in order, a failed flush fails exactly the
+//! writes it and later flushes held, and ranges of partitions that moved are fenced out.
+
+use std::time::Duration;
+
+use super::*;
+use crate::testing::{Faults, FaultyObjectStore};
+use stratus_log::testing::make_batch;
+use stratus_meta::embedded::EmbeddedStore;
+use stratus_meta::repo::{Assignment, PartitionRecord};
+
+const NODE: i32 = 1;
+const INCARNATION: u64 = 7;
+
+struct Rig {
+    wal: Arc<Wal>,
+    meta: Arc<dyn MetaStore>,
+    objects: Arc<Objects>,
+    puts: Arc<Faults>,
+    parts: Vec<Arc<Partition>>,
+    cancel: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn assign(meta: &dyn MetaStore, epochs: &[i32]) {
+    let a = Assignment {
+        incarnation: INCARNATION,
+        partitions: epochs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (keys::partition_name("t", i as i32), *e))
+            .collect(),
+        shards: Default::default(),
+    };
+    meta.put(&keys::assignment_key(NODE), repo::encode(&a))
+        .await
+        .unwrap();
+}
+
+/// A WAL owning `n` partitions of topic `t` at epoch 1 (not running yet).
+async fn rig(n: i32) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let meta: Arc<dyn MetaStore> =
+        Arc::new(EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap());
+    let store = Arc::new(FaultyObjectStore::new(Arc::new(
+        object_store::memory::InMemory::new(),
+    )));
+    let puts = store.puts.clone();
+    let objects = Arc::new(Objects::from_store(store));
+    let cache = Arc::new(BlockCache::new(
+        objects.clone(),
+        1 << 16,
+        1 << 24,
+        dir.path().join("cache"),
+        0,
+    ));
+    let fence = Arc::new(Fence::new(NODE, INCARNATION));
+    assign(meta.as_ref(), &vec![1; n as usize]).await;
+    fence.refresh(meta.as_ref()).await.unwrap();
+    let parts = (0..n)
+        .map(|i| {
+            let p = Arc::new(Partition::new(
+                Arc::from("t"),
+                Arc::from("t"),
+                i,
+                &PartitionRecord::default(),
+            ));
+            p.state().take_ownership(1);
+            p
+        })
+        .collect();
+    let cfg = WalConfig {
+        node_id: NODE,
+        incarnation: INCARNATION,
+        flush_interval: Duration::ZERO,
+        flush_bytes: 1 << 20,
+        max_buffer_bytes: 1 << 24,
+        max_in_flight: 4,
+    };
+    let wal = Arc::new(Wal::new(
+        cfg,
+        meta.clone(),
+        objects.clone(),
+        cache,
+        1,
+        fence,
+    ));
+    Rig {
+        wal,
+        meta,
+        objects,
+        puts,
+        parts,
+        cancel: CancellationToken::new(),
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    fn start(&self) {
+        tokio::spawn(self.wal.clone().run(self.cancel.clone()));
+    }
+
+    async fn append(&self, partition: usize, records: i32) -> Pending {
+        let batches = stratus_log::batch::validate(&make_batch(records, -1, -1, 1)).unwrap();
+        self.wal
+            .append(&self.parts[partition], &batches, None, 1)
+            .await
+            .unwrap()
+    }
+
+    fn object(&self, seq: u64) -> String {
+        WalObject {
+            node: NODE,
+            incarnation: INCARNATION,
+            seq,
+        }
+        .name()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test]
+async fn flushes_commit_in_order_while_an_earlier_put_is_still_in_flight() {
+    let r = rig(1).await;
+    r.start();
+    r.puts.delay_next(500);
+    let a = r.append(0, 2).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let b = r.append(0, 3).await;
+    assert!(a.seq < b.seq, "two flushes: {} and {}", a.seq, b.seq);
+    // The second object is written while the first PUT is still delayed...
+    for _ in 0..100 {
+        if r.objects.get_range(&r.object(b.seq), 0..1).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(r.objects.get_range(&r.object(b.seq), 0..1).await.is_ok());
+    // ...but nothing is visible until the first one commits.
+    assert_eq!(r.parts[0].state().high_watermark(), 0);
+    r.wal.wait(b.seq).await.unwrap();
+    r.wal.wait(a.seq).await.unwrap();
+    assert_eq!((a.base_offset, b.base_offset), (0, 2));
+    assert_eq!(r.parts[0].state().high_watermark(), 5);
+    for seq in [a.seq, b.seq] {
+        assert!(r
+            .meta
+            .get(&keys::wal_key(NODE, seq, INCARNATION))
+            .await
+            .unwrap()
+            .is_some());
+    }
+}
+
+#[tokio::test]
+async fn a_failed_flush_fails_its_writes_and_the_log_continues_at_the_high_watermark() {
+    let r = rig(1).await;
+    r.start();
+    let ok = r.append(0, 1).await;
+    r.wal.wait(ok.seq).await.unwrap();
+    r.puts.fail_next(u32::MAX);
+    let lost = r.append(0, 2).await;
+    assert!(r.wal.wait(lost.seq).await.is_err(), "never acknowledged");
+    assert!(!r.wal.healthy());
+    let p = r.parts[0].clone();
+    eventually("the lost data is forgotten", || {
+        p.state().next_offset() == 1
+    })
+    .await;
+    assert_eq!(p.state().high_watermark(), 1);
+    r.puts.heal();
+    // The offsets the failed flush had taken are given again: nothing was acknowledged.
+    let again = r.append(0, 1).await;
+    assert_eq!(again.base_offset, 1);
+    r.wal.wait(again.seq).await.unwrap();
+    assert_eq!(p.state().high_watermark(), 2);
+    assert!(r.wal.healthy());
+}
+
+#[tokio::test]
+async fn ranges_of_a_partition_that_moved_are_left_out_of_the_commit() {
+    let r = rig(2).await;
+    let kept = r.append(0, 1).await;
+    let moved = r.append(1, 1).await;
+    assert_eq!(kept.seq, moved.seq, "one flush holds both");
+    // Partition 1 moves away and back (epoch 2) before the flush commits.
+    assign(r.meta.as_ref(), &[1, 2]).await;
+    r.start();
+    r.wal.wait(kept.seq).await.unwrap();
+    assert_eq!(r.parts[0].state().high_watermark(), 1);
+    assert_eq!(
+        r.parts[1].state().high_watermark(),
+        0,
+        "appended at epoch 1, never committed"
+    );
+    let key = keys::wal_key(NODE, kept.seq, INCARNATION);
+    let entry: WalEntry = repo::decode(&key, &r.meta.get(&key).await.unwrap().unwrap()).unwrap();
+    assert_eq!(entry.ranges.len(), 1);
+    assert_eq!(entry.ranges[0].partition, 0);
+    assert!(
+        r.objects.get_range(&entry.object, 0..1).await.is_ok(),
+        "the object holds committed data: it stays"
+    );
+}
