@@ -708,3 +708,6 @@ impl Group {
         !expired.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests;
