@@ -268,3 +268,112 @@ async fn holds(meta: &dyn MetaStore, me: &ControllerRecord) -> bool {
         Err(_) => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stratus_meta::embedded::EmbeddedStore;
+    use stratus_meta::repo::Registration;
+
+    async fn register(meta: &dyn MetaStore, node: i32) {
+        let r = Registration {
+            node,
+            incarnation: 100 + node as u64,
+            listeners: vec![],
+            rack: None,
+            admin: None,
+            leaving: false,
+        };
+        meta.put(&keys::registration_key(node), repo::encode(&r))
+            .await
+            .unwrap();
+    }
+
+    async fn owners(meta: &dyn MetaStore) -> Vec<(String, (i32, i32))> {
+        let v = read_view(meta).await.unwrap();
+        assert_eq!(
+            v.shard_owners.len(),
+            keys::SHARDS as usize,
+            "every shard owned"
+        );
+        let mut o: Vec<_> = v.owners.into_iter().collect();
+        o.sort();
+        o
+    }
+
+    #[tokio::test]
+    async fn rounds_place_everything_on_live_brokers_and_move_what_a_dead_one_had() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = EmbeddedStore::open(&dir.path().join("m.redb")).unwrap();
+        let me = ControllerRecord {
+            node: 1,
+            incarnation: 101,
+        };
+        meta.put(keys::CONTROLLER, repo::encode(&me)).await.unwrap();
+        register(&meta, 1).await;
+        register(&meta, 2).await;
+        let topic = TopicRecord {
+            id: "t".into(),
+            name: "orders".into(),
+            partitions: 4,
+            replication_factor: 1,
+            configs: Default::default(),
+        };
+        meta.put(&keys::topic_key("orders"), repo::encode(&topic))
+            .await
+            .unwrap();
+
+        let changed = round(&meta, Some(&me), false, vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(changed.partitions, 4);
+        let before = owners(&meta).await;
+        assert_eq!(before.len(), 4, "every partition owned: {before:?}");
+        let on = |n: i32, o: &[(String, (i32, i32))]| o.iter().filter(|x| x.1 .0 == n).count();
+        assert_eq!((on(1, &before), on(2, &before)), (2, 2), "spread evenly");
+        assert_eq!(
+            round(&meta, Some(&me), false, vec![]).await.unwrap(),
+            Some(Changed::default()),
+            "a second round with nothing new changes nothing"
+        );
+
+        // A controller that lost the election writes nothing.
+        let deposed = ControllerRecord {
+            node: 2,
+            incarnation: 102,
+        };
+        meta.txn(vec![], vec![Op::Delete(keys::registration_key(2))])
+            .await
+            .unwrap();
+        assert_eq!(
+            round(&meta, Some(&deposed), false, vec![]).await.unwrap(),
+            None
+        );
+
+        // Broker 2 is gone: its partitions move to 1 at a higher epoch.
+        round(&meta, Some(&me), false, vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        let after = owners(&meta).await;
+        assert_eq!(on(1, &after), 4);
+        for ((name, (was, old_epoch)), (_, (_, new_epoch))) in before.iter().zip(&after) {
+            if *was == 2 {
+                assert!(new_epoch > old_epoch, "{name} moved at a higher epoch");
+            } else {
+                assert_eq!(new_epoch, old_epoch, "{name} stayed at its epoch");
+            }
+        }
+
+        // Broker 2 comes back and broker 1 is drained: 1 ends up with nothing.
+        register(&meta, 2).await;
+        meta.put(&keys::drain_key(1), "drain".into()).await.unwrap();
+        round(&meta, Some(&me), false, vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        let drained = owners(&meta).await;
+        assert_eq!((on(1, &drained), on(2, &drained)), (0, 4));
+    }
+}

@@ -175,3 +175,56 @@ fn rebuild(
     s.take_ownership(epoch);
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(base: i64, end: i64) -> (WalRange, Arc<str>, u64) {
+        let r = WalRange {
+            topic_id: "t".into(),
+            partition: 0,
+            base_offset: base,
+            end_offset: end,
+            pos: 0,
+            len: 10,
+            max_timestamp: base,
+            producers: vec![],
+        };
+        (r, Arc::from(format!("wal/1/{base}").as_str()), 100)
+    }
+
+    #[test]
+    fn a_gained_partition_is_its_record_plus_the_committed_ranges_past_its_sealed_end() {
+        let p = Partition::new(
+            Arc::from("t"),
+            Arc::from("t"),
+            0,
+            &PartitionRecord::default(),
+        );
+        let rec = PartitionRecord {
+            log_start_offset: 2,
+            sealed_end: 5,
+            epochs: vec![(3, 0)],
+            ..Default::default()
+        };
+        // 3..5 is sealed already; 5..8 and 8..10 follow; 10..12 is missing (a gap the
+        // index cannot fill) and 12..14 continues after it.
+        let ranges = [range(3, 5), range(5, 8), range(8, 10), range(12, 14)];
+        let s = rebuild(&p, &rec, &ranges, 7, 1_000);
+        assert_eq!((s.log_start(), s.sealed_end()), (2, 5));
+        assert_eq!((s.next_offset(), s.high_watermark()), (14, 14));
+        let tail: Vec<_> = s
+            .tail()
+            .iter()
+            .map(|c| (c.base, c.end, c.created_ms))
+            .collect();
+        assert_eq!(tail, vec![(5, 8, 1_000), (8, 10, 1_000), (12, 14, 1_000)]);
+        assert_eq!(s.owner_epoch(), Some(7));
+        assert_eq!(
+            s.epochs(),
+            &[(3, 0), (7, 14)],
+            "the new epoch starts at the log end"
+        );
+    }
+}
