@@ -124,8 +124,8 @@ impl Broker {
             return;
         }
         let deadline =
-            started + Duration::from_millis(self.settings.controlled_shutdown_timeout_ms);
-        let me = self.settings.node_id;
+            started + Duration::from_millis(self.settings.server.controlled_shutdown_timeout_ms);
+        let me = self.settings.server.node_id;
         let mut changed = self.fence.changed.subscribe();
         loop {
             let owned = self.fence.get();
@@ -163,12 +163,13 @@ impl Broker {
     pub fn live_brokers(&self, index: usize) -> Vec<(i32, String, u16, Option<String>)> {
         let name = self
             .settings
+            .server
             .listeners
             .get(index)
             .map(|l| l.name.clone())
             .unwrap_or_default();
         let view = self.view.borrow().clone();
-        let me = self.settings.node_id;
+        let me = self.settings.server.node_id;
         let mut out: Vec<_> = view
             .brokers
             .iter()
@@ -183,7 +184,12 @@ impl Broker {
             })
             .collect();
         let a = self.advertised(index);
-        out.push((me, a.host.clone(), a.port, self.settings.rack.clone()));
+        out.push((
+            me,
+            a.host.clone(),
+            a.port,
+            self.settings.server.rack.clone(),
+        ));
         out.sort_by_key(|b| b.0);
         out
     }
@@ -191,12 +197,15 @@ impl Broker {
     /// The live owner of a partition and its epoch: this broker if it owns it, else what
     /// the cluster view says.
     pub fn owner_of(&self, p: &Partition) -> Option<(i32, i32)> {
-        let local = p.state().owner_epoch().map(|e| (self.settings.node_id, e));
+        let local = p
+            .state()
+            .owner_epoch()
+            .map(|e| (self.settings.server.node_id, e));
         let seen = self.view.borrow().owner(&p.topic_id, p.index);
         match (local, seen) {
             (Some(l), Some(s)) if s.1 > l.1 => Some(s),
             (Some(l), _) => Some(l),
-            (None, Some(s)) if s.0 != self.settings.node_id => Some(s),
+            (None, Some(s)) if s.0 != self.settings.server.node_id => Some(s),
             _ => None,
         }
     }
@@ -204,9 +213,9 @@ impl Broker {
     /// KIP-392: the broker a consumer of `rack` should read a partition from, when it is
     /// not this one (none if this broker is in that rack, or no live broker is).
     pub fn preferred_replica(&self, rack: &str, partition: i32) -> Option<i32> {
-        if !self.settings.rack_aware_reads
+        if !self.settings.server.rack_aware_reads()
             || rack.is_empty()
-            || self.settings.rack.as_deref() == Some(rack)
+            || self.settings.server.rack.as_deref() == Some(rack)
         {
             return None;
         }
@@ -226,14 +235,14 @@ impl Broker {
     /// The live coordinator of a group shard.
     pub fn coordinator_of(&self, shard: u32) -> Option<i32> {
         if self.groups.owns_shard(shard) {
-            return Some(self.settings.node_id);
+            return Some(self.settings.server.node_id);
         }
         self.view
             .borrow()
             .shard_owners
             .get(&shard)
             .map(|o| o.0)
-            .filter(|n| *n != self.settings.node_id)
+            .filter(|n| *n != self.settings.server.node_id)
     }
 
     /// A topic by name.

@@ -30,7 +30,7 @@ const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
 /// Binds every listener; returns their bound addresses.
 pub async fn bind(settings: &Settings) -> anyhow::Result<Bound> {
     let mut kafka = Vec::new();
-    for l in &settings.listeners {
+    for l in &settings.server.listeners {
         let addr = format!("{}://{}:{}", l.name, l.host, l.port);
         let listener = TcpListener::bind((l.host.as_str(), l.port))
             .await
@@ -38,7 +38,7 @@ pub async fn bind(settings: &Settings) -> anyhow::Result<Bound> {
         info!(listener = %l.name, addr = %listener.local_addr()?, "listening");
         kafka.push(listener);
     }
-    let admin = match &settings.admin_listener {
+    let admin = match &settings.server.admin_listener {
         Some(addr) => {
             let l = TcpListener::bind(addr.as_str())
                 .await
@@ -85,7 +85,9 @@ pub async fn serve(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let limit = Arc::new(Semaphore::new(broker.settings.max_connections.max(1)));
+    let limit = Arc::new(Semaphore::new(
+        broker.settings.server.max_connections.max(1),
+    ));
     loop {
         let permit = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -154,11 +156,11 @@ async fn connection(
         }
         let _ = wr.flush().await;
     });
-    let max = broker.settings.socket_request_max_bytes;
+    let max = broker.settings.server.socket_request_max_bytes;
     loop {
         let frame = tokio::select! {
             _ = cancel.cancelled() => break,
-            f = read_frame(&mut rd, max, &broker.request_memory, broker.settings.queued_max_request_bytes) => f,
+            f = read_frame(&mut rd, max, &broker.request_memory, broker.settings.server.request_memory_bytes()) => f,
         };
         let (frame, permit) = match frame {
             Ok(Some(f)) => f,

@@ -27,7 +27,7 @@ impl Broker {
     ) -> Result<Arc<Topic>, AdminError> {
         validate_topic_name(name)?;
         let partitions = if partitions == -1 {
-            self.settings.num_partitions
+            self.settings.topics.num_partitions
         } else {
             partitions
         };
@@ -38,7 +38,7 @@ impl Broker {
             ));
         }
         let replication_factor = match replication_factor {
-            -1 => self.settings.default_replication_factor,
+            -1 => self.settings.topics.default_replication_factor,
             r if r <= 0 => {
                 return Err(AdminError::new(
                     Code::InvalidReplicationFactor,
@@ -106,7 +106,7 @@ impl Broker {
     /// its partition records and segment objects. WAL ranges of the topic are collected
     /// with the WAL objects.
     pub async fn delete_topic(&self, topic: &Arc<Topic>) -> Result<(), AdminError> {
-        if !self.settings.delete_topic_enable {
+        if !self.settings.topics.delete_topic_enable {
             return Err(AdminError::new(
                 Code::TopicDeletionDisabled,
                 "Topic deletion is disabled.",

@@ -20,7 +20,7 @@ use stratus_meta::{keys, Op, MAX_TXN_OPS};
 
 /// Follows this broker's assignment key until `cancel`.
 pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
-    let key = keys::assignment_key(broker.settings.node_id);
+    let key = keys::assignment_key(broker.settings.server.node_id);
     loop {
         let mut events = broker.meta.watch(&key);
         let mut fence_changed = broker.fence.changed.subscribe();

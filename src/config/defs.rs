@@ -1,6 +1,12 @@
-//! Every broker setting: name, default, meaning and the values it takes.
+//! Every broker setting, written once: its name (Kafka's where the concept is the same),
+//! default, meaning, the values it takes, and the typed field it fills, grouped by concern.
+//! `ssl.*` and `sasl.*` will be a `security` group here.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use super::kind::{Kind, INT, LONG};
+use super::{ConfigError, Listener};
 use Kind::*;
 
 /// Most partitions a topic may have.
@@ -20,61 +26,161 @@ pub struct SettingDoc {
     pub kind: Kind,
 }
 
-/// Every setting the broker understands, with its default.
-pub const SETTINGS: &[SettingDoc] = &[
-    s("listeners", "PLAINTEXT://127.0.0.1:9092", "Comma-separated listeners, NAME://HOST:PORT.", Listeners(false)),
-    s("advertised.listeners", "", "Addresses given to clients in Metadata; defaults to listeners.", Listeners(true)),
-    s("node.id", "1", "This broker's id.", Int(0, INT)),
-    s("broker.rack", "", "Rack (zone) of this broker, reported in Metadata.", Text),
-    s("data.dir", "./stratus-data", "Directory for embedded metadata, the local object store and the disk cache.", Text),
-    s("metadata.store.url", "embedded", "Metadata store: embedded (a file under data.dir; one broker) or etcd://HOST:PORT[,HOST:PORT...][/namespace] for a cluster. etcd credentials come from ETCD_USERNAME / ETCD_PASSWORD.", Url(&["embedded", "etcd://"], true)),
-    s("metadata.request.timeout.ms", "5000", "Deadline of one metadata-store request; a store that does not answer gives retriable errors.", Long(1, LONG)),
-    s("broker.session.timeout.ms", "6000", "Lease of a broker's registration: a broker silent this long loses its partitions to the others.", Long(1, LONG)),
-    s("admin.listener", "", "HOST:PORT of the gRPC admin API (stratus admin, the operator). Empty: not served.", Address),
-    s("replica.selector.class", "org.apache.kafka.common.replica.RackAwareReplicaSelector", "KIP-392: a consumer with client.rack is pointed to a broker of its rack, which serves it from the object store. Empty: consumers always read from the owner.", Text),
-    s("controlled.shutdown.timeout.ms", "30000", "On SIGTERM, longest wait for the controller to move this broker's partitions away.", Long(0, LONG)),
-    s("object.store.url", "", "Object store URL: file:///path, s3://bucket/prefix, memory://. Default: file://<data.dir>/objects.", Url(&["file://", "s3://", "s3a://", "memory:"], true)),
-    s("num.partitions", "1", "Partitions of auto-created topics and of CreateTopics with -1.", Int(1, MAX_PARTITIONS as i64)),
-    s("default.replication.factor", "1", "Replication factor reported for topics created with -1 (durability comes from the object store).", Int(1, i16::MAX as i64)),
-    s("auto.create.topics.enable", "true", "Create unknown topics on Metadata and Produce requests.", Bool),
-    s("delete.topic.enable", "true", "Allow DeleteTopics.", Bool),
-    s("message.max.bytes", "1048588", "Largest record batch a topic accepts unless max.message.bytes says otherwise.", Int(1, INT)),
-    s("socket.request.max.bytes", "104857600", "Largest request frame; larger ones are refused before they are read.", Int(1, INT)),
-    s("queued.max.request.bytes", "536870912", "Bytes of requests read and not yet answered, over all connections; more wait (backpressure).", Long(1, LONG)),
-    s("max.connections", "10000", "Connections accepted at once; more wait in the accept queue.", Int(1, INT)),
-    s("log.retention.ms", "604800000", "Default retention.ms of topics (-1: keep forever).", Long(-1, LONG)),
-    s("log.retention.bytes", "-1", "Default retention.bytes of topics (-1: no size limit).", Long(-1, LONG)),
-    s("log.segment.bytes", "33554432", "Default segment.bytes: a partition's unsealed data is sealed into a segment object at this size.", Int(14, INT)),
-    s("log.roll.ms", "3600000", "Default segment.ms: unsealed data older than this is sealed into a segment object.", Long(1, LONG)),
-    s("log.retention.check.interval.ms", "300000", "How often retention runs.", Long(1, LONG)),
-    s("log.message.timestamp.type", "CreateTime", "Default message.timestamp.type of topics.", Choice(&["CreateTime", "LogAppendTime"])),
-    s("log.cleanup.policy", "delete", "Default cleanup.policy of topics (only delete is supported).", Choice(CLEANUP_POLICIES)),
-    s("wal.flush.interval.ms", "", "Longest wait for more data before a WAL object is written. Default: 2 (file), 0 (memory), 100 (s3).", Long(0, LONG)),
-    s("wal.flush.bytes", "8388608", "A WAL object is written as soon as this many bytes are buffered.", Long(1, LONG)),
-    s("wal.max.in.flight", "4", "WAL objects being written at once; their commits still apply in order.", Int(1, 1024)),
-    s("wal.buffer.max.bytes", "67108864", "Produce bytes buffered or in flight to the object store before producers wait (backpressure).", Long(1, LONG)),
-    s("cache.memory.bytes", "268435456", "Size of the in-memory block cache for reads of WAL and segment objects.", Long(0, LONG)),
-    s("cache.disk.bytes", "", "Size of the local-disk block cache under <data.dir>/cache (0 disables it). Default: 0 for file:// stores (their objects are local already), 1073741824 otherwise.", Long(0, LONG)),
-    s("cache.block.bytes", "1048576", "Size of a cached block; reads from the object store are ranged GETs of whole blocks (read-ahead).", Long(1, LONG)),
-    s("seal.check.interval.ms", "1000", "How often partitions are checked for data to seal into segments.", Long(1, LONG)),
-    s("producer.id.expiration.ms", "86400000", "Idempotent producers idle this long are forgotten (their next batch starts a new sequence).", Long(1, LONG)),
-    s("group.min.session.timeout.ms", "6000", "Smallest session timeout a group member may ask for.", Long(0, LONG)),
-    s("group.max.session.timeout.ms", "1800000", "Largest session timeout a group member may ask for.", Long(0, LONG)),
-    s("group.initial.rebalance.delay.ms", "3000", "A new group waits this long for more members before its first rebalance completes.", Long(0, LONG)),
-    s("group.max.size", "2147483647", "Members a consumer group may have.", Int(1, INT)),
-    s("group.consumer.session.timeout.ms", "45000", "Session timeout of members of consumer-protocol (KIP-848) groups.", Long(1, LONG)),
-    s("group.consumer.heartbeat.interval.ms", "5000", "Heartbeat interval given to members of consumer-protocol groups.", Long(1, LONG)),
-    s("offsets.retention.minutes", "10080", "Committed offsets of an empty group are deleted after this.", Int(1, INT)),
-    s("offset.metadata.max.bytes", "4096", "Largest metadata string of a committed offset.", Int(0, INT)),
-    s("fetch.max.wait.cap.ms", "30000", "Upper bound on a Fetch's max_wait_ms.", Long(0, LONG)),
-];
+/// A typed value from a setting's text (already checked against its kind).
+pub(super) trait FromSetting: Sized {
+    fn from_setting(key: &str, text: &str) -> Result<Self, ConfigError>;
+}
 
-const fn s(name: &'static str, default: &'static str, doc: &'static str, kind: Kind) -> SettingDoc {
-    SettingDoc {
-        name,
-        default,
-        doc,
-        kind,
+macro_rules! settings {
+    ($(
+        #[doc = $gdoc:literal]
+        $group:ident: $Group:ident {
+            $( #[doc = $doc:literal] $field:ident: $ty:ty = ($key:literal, $default:literal, $kind:expr), )*
+        }
+    )*) => {
+        $(
+            #[doc = $gdoc]
+            #[derive(Debug, Clone)]
+            pub struct $Group {
+                $( #[doc = concat!("`", $key, "`: ", $doc)] pub $field: $ty, )*
+            }
+
+            impl $Group {
+                fn from_raw(raw: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+                    Ok($Group {
+                        $( $field: FromSetting::from_setting(
+                            $key,
+                            raw.get($key).map(String::as_str).unwrap_or($default),
+                        )?, )*
+                    })
+                }
+            }
+        )*
+
+        /// Every setting the broker understands, with its default.
+        pub const SETTINGS: &[SettingDoc] = &[
+            $($( SettingDoc { name: $key, default: $default, doc: $doc, kind: $kind }, )*)*
+        ];
+
+        /// The typed settings, by concern.
+        #[derive(Debug, Clone)]
+        pub struct Typed {
+            $( #[doc = $gdoc] pub $group: $Group, )*
+        }
+
+        impl Typed {
+            pub(super) fn from_raw(raw: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+                Ok(Typed { $( $group: $Group::from_raw(raw)?, )* })
+            }
+        }
+    };
+}
+
+settings! {
+    #[doc = "The Kafka server: listeners, identity, request limits."]
+    server: Server {
+        #[doc = "Comma-separated listeners, NAME://HOST:PORT."]
+        listeners: Vec<Listener> = ("listeners", "PLAINTEXT://127.0.0.1:9092", Listeners(false)),
+        #[doc = "Addresses given to clients in Metadata; defaults to listeners."]
+        advertised_listeners: Vec<Listener> = ("advertised.listeners", "", Listeners(true)),
+        #[doc = "This broker's id."]
+        node_id: i32 = ("node.id", "1", Int(0, INT)),
+        #[doc = "Rack (zone) of this broker, reported in Metadata."]
+        rack: Option<String> = ("broker.rack", "", Text),
+        #[doc = "HOST:PORT of the gRPC admin API (stratus admin, the operator). Empty: not served."]
+        admin_listener: Option<String> = ("admin.listener", "", Address),
+        #[doc = "KIP-392: a consumer with client.rack is pointed to a broker of its rack, which serves it from the object store. Empty: consumers always read from the owner."]
+        replica_selector_class: String = ("replica.selector.class", "org.apache.kafka.common.replica.RackAwareReplicaSelector", Text),
+        #[doc = "On SIGTERM, longest wait for the controller to move this broker's partitions away."]
+        controlled_shutdown_timeout_ms: u64 = ("controlled.shutdown.timeout.ms", "30000", Long(0, LONG)),
+        #[doc = "Largest request frame; larger ones are refused before they are read."]
+        socket_request_max_bytes: usize = ("socket.request.max.bytes", "104857600", Int(1, INT)),
+        #[doc = "Bytes of requests read and not yet answered, over all connections; more wait (backpressure)."]
+        queued_max_request_bytes: u64 = ("queued.max.request.bytes", "536870912", Long(1, LONG)),
+        #[doc = "Connections accepted at once; more wait in the accept queue."]
+        max_connections: usize = ("max.connections", "10000", Int(1, INT)),
+        #[doc = "Upper bound on a Fetch's max_wait_ms."]
+        fetch_max_wait_cap_ms: u64 = ("fetch.max.wait.cap.ms", "30000", Long(0, LONG)),
+    }
+    #[doc = "The metadata store and membership."]
+    cluster: Cluster {
+        #[doc = "Metadata store: embedded (a file under data.dir; one broker) or etcd://HOST:PORT[,HOST:PORT...][/namespace] for a cluster. etcd credentials come from ETCD_USERNAME / ETCD_PASSWORD."]
+        metadata_url: String = ("metadata.store.url", "embedded", Url(&["embedded", "etcd://"], true)),
+        #[doc = "Deadline of one metadata-store request; a store that does not answer gives retriable errors."]
+        metadata_timeout_ms: u64 = ("metadata.request.timeout.ms", "5000", Long(1, LONG)),
+        #[doc = "Lease of a broker's registration: a broker silent this long loses its partitions to the others."]
+        broker_session_timeout_ms: u64 = ("broker.session.timeout.ms", "6000", Long(1, LONG)),
+    }
+    #[doc = "The data directory, the object store, the WAL, the read cache and upkeep."]
+    storage: Storage {
+        #[doc = "Directory for embedded metadata, the local object store and the disk cache."]
+        data_dir: PathBuf = ("data.dir", "./stratus-data", Text),
+        #[doc = "Object store URL: file:///path, s3://bucket/prefix, memory://. Default: file://<data.dir>/objects."]
+        object_store: String = ("object.store.url", "", Url(&["file://", "s3://", "s3a://", "memory:"], true)),
+        #[doc = "Longest wait for more data before a WAL object is written. Default: 2 (file), 0 (memory), 100 (s3)."]
+        wal_flush_interval_ms: Option<u64> = ("wal.flush.interval.ms", "", Long(0, LONG)),
+        #[doc = "A WAL object is written as soon as this many bytes are buffered."]
+        wal_flush_bytes: usize = ("wal.flush.bytes", "8388608", Long(1, LONG)),
+        #[doc = "WAL objects being written at once; their commits still apply in order."]
+        wal_max_in_flight: usize = ("wal.max.in.flight", "4", Int(1, 1024)),
+        #[doc = "Produce bytes buffered or in flight to the object store before producers wait (backpressure)."]
+        wal_buffer_max_bytes: usize = ("wal.buffer.max.bytes", "67108864", Long(1, LONG)),
+        #[doc = "Size of the in-memory block cache for reads of WAL and segment objects."]
+        cache_memory_bytes: u64 = ("cache.memory.bytes", "268435456", Long(0, LONG)),
+        #[doc = "Size of the local-disk block cache under <data.dir>/cache (0 disables it). Default: 0 for file:// stores (their objects are local already), 1073741824 otherwise."]
+        cache_disk_bytes: Option<u64> = ("cache.disk.bytes", "", Long(0, LONG)),
+        #[doc = "Size of a cached block; reads from the object store are ranged GETs of whole blocks (read-ahead)."]
+        cache_block_bytes: u64 = ("cache.block.bytes", "1048576", Long(1, LONG)),
+        #[doc = "How often partitions are checked for data to seal into segments."]
+        seal_check_interval_ms: u64 = ("seal.check.interval.ms", "1000", Long(1, LONG)),
+        #[doc = "How often retention runs."]
+        retention_check_interval_ms: u64 = ("log.retention.check.interval.ms", "300000", Long(1, LONG)),
+    }
+    #[doc = "Topic defaults and topic administration (Kafka's log.* names)."]
+    topics: Topics {
+        #[doc = "Partitions of auto-created topics and of CreateTopics with -1."]
+        num_partitions: i32 = ("num.partitions", "1", Int(1, MAX_PARTITIONS as i64)),
+        #[doc = "Replication factor reported for topics created with -1 (durability comes from the object store)."]
+        default_replication_factor: i16 = ("default.replication.factor", "1", Int(1, i16::MAX as i64)),
+        #[doc = "Create unknown topics on Metadata and Produce requests."]
+        auto_create_topics: bool = ("auto.create.topics.enable", "true", Bool),
+        #[doc = "Allow DeleteTopics."]
+        delete_topic_enable: bool = ("delete.topic.enable", "true", Bool),
+        #[doc = "Largest record batch a topic accepts unless max.message.bytes says otherwise."]
+        message_max_bytes: i32 = ("message.max.bytes", "1048588", Int(1, INT)),
+        #[doc = "Default retention.ms of topics (-1: keep forever)."]
+        retention_ms: i64 = ("log.retention.ms", "604800000", Long(-1, LONG)),
+        #[doc = "Default retention.bytes of topics (-1: no size limit)."]
+        retention_bytes: i64 = ("log.retention.bytes", "-1", Long(-1, LONG)),
+        #[doc = "Default segment.bytes: a partition's unsealed data is sealed into a segment object at this size."]
+        segment_bytes: i32 = ("log.segment.bytes", "33554432", Int(14, INT)),
+        #[doc = "Default segment.ms: unsealed data older than this is sealed into a segment object."]
+        roll_ms: i64 = ("log.roll.ms", "3600000", Long(1, LONG)),
+        #[doc = "Default message.timestamp.type of topics."]
+        message_timestamp_type: String = ("log.message.timestamp.type", "CreateTime", Choice(&["CreateTime", "LogAppendTime"])),
+        #[doc = "Default cleanup.policy of topics (only delete is supported)."]
+        cleanup_policy: String = ("log.cleanup.policy", "delete", Choice(CLEANUP_POLICIES)),
+        #[doc = "Idempotent producers idle this long are forgotten (their next batch starts a new sequence)."]
+        producer_id_expiration_ms: i64 = ("producer.id.expiration.ms", "86400000", Long(1, LONG)),
+    }
+    #[doc = "The group coordinator."]
+    groups: Groups {
+        #[doc = "Smallest session timeout a group member may ask for."]
+        group_min_session_timeout_ms: u64 = ("group.min.session.timeout.ms", "6000", Long(0, LONG)),
+        #[doc = "Largest session timeout a group member may ask for."]
+        group_max_session_timeout_ms: u64 = ("group.max.session.timeout.ms", "1800000", Long(0, LONG)),
+        #[doc = "A new group waits this long for more members before its first rebalance completes."]
+        group_initial_rebalance_delay_ms: u64 = ("group.initial.rebalance.delay.ms", "3000", Long(0, LONG)),
+        #[doc = "Members a consumer group may have."]
+        group_max_size: usize = ("group.max.size", "2147483647", Int(1, INT)),
+        #[doc = "Session timeout of members of consumer-protocol (KIP-848) groups."]
+        group_consumer_session_timeout_ms: u64 = ("group.consumer.session.timeout.ms", "45000", Long(1, LONG)),
+        #[doc = "Heartbeat interval given to members of consumer-protocol groups."]
+        group_consumer_heartbeat_interval_ms: u64 = ("group.consumer.heartbeat.interval.ms", "5000", Long(1, LONG)),
+        #[doc = "Committed offsets of an empty group are deleted after this."]
+        offsets_retention_minutes: u64 = ("offsets.retention.minutes", "10080", Int(1, INT)),
+        #[doc = "Largest metadata string of a committed offset."]
+        offset_metadata_max_bytes: usize = ("offset.metadata.max.bytes", "4096", Int(0, INT)),
     }
 }
 

@@ -13,7 +13,11 @@ mod defs;
 pub mod kind;
 mod sources;
 
-pub use defs::{def, SettingDoc, CLEANUP_POLICIES, MAX_PARTITIONS, SETTINGS};
+use defs::FromSetting;
+pub use defs::{
+    def, Cluster, Groups, Server, SettingDoc, Storage, Topics, Typed, CLEANUP_POLICIES,
+    MAX_PARTITIONS, SETTINGS,
+};
 pub use kind::Kind;
 pub use sources::{env_pairs, help_text, parse_properties, read_properties, Given, Origin};
 
@@ -51,91 +55,125 @@ pub struct Listener {
     pub port: u16,
 }
 
-/// Typed broker settings.
+/// Typed broker settings: the raw values, the typed values by concern, and what is
+/// derived from several of them.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Raw values by name, defaults included, for DescribeConfigs.
     pub raw: BTreeMap<String, String>,
     /// Names set explicitly (not defaults).
     pub explicit: std::collections::BTreeSet<String>,
-    /// Listeners to bind.
-    pub listeners: Vec<Listener>,
-    /// The address advertised for each listener (same order as `listeners`).
+    /// The Kafka server.
+    pub server: Server,
+    /// The metadata store and membership.
+    pub cluster: Cluster,
+    /// The data directory, the object store, the WAL, the cache, upkeep.
+    pub storage: Storage,
+    /// Topic defaults.
+    pub topics: Topics,
+    /// The group coordinator.
+    pub groups: Groups,
+    /// The address advertised for each listener (same order as `server.listeners`): the
+    /// advertised listener of the same name, else the listener, never a wildcard host.
     pub advertised: Vec<Listener>,
-    /// This broker's id.
-    pub node_id: i32,
-    /// Rack.
-    pub rack: Option<String>,
-    /// Data directory.
-    pub data_dir: PathBuf,
-    /// Object store URL.
-    pub object_store_url: String,
-    /// Metadata store URL (`embedded` or `etcd://...`).
-    pub metadata_url: String,
-    /// Deadline of one metadata request.
-    pub metadata_timeout_ms: u64,
-    /// Registration lease.
-    pub broker_session_timeout_ms: u64,
-    /// Admin API address.
-    pub admin_listener: Option<String>,
-    /// SIGTERM hand-off bound.
-    pub controlled_shutdown_timeout_ms: u64,
-    /// Point consumers to a broker of their rack (KIP-392).
-    pub rack_aware_reads: bool,
-    /// Partitions for auto-created topics.
-    pub num_partitions: i32,
-    /// Reported replication factor default.
-    pub default_replication_factor: i16,
-    /// Auto-create topics.
-    pub auto_create_topics: bool,
-    /// DeleteTopics allowed.
-    pub delete_topic_enable: bool,
-    /// Largest batch.
-    pub message_max_bytes: i32,
-    /// Largest frame.
-    pub socket_request_max_bytes: usize,
-    /// Connection bound.
-    pub max_connections: usize,
-    /// Request bytes buffered broker-wide.
-    pub queued_max_request_bytes: usize,
-    /// Retention check interval.
-    pub retention_check_interval_ms: u64,
-    /// WAL linger.
-    pub wal_flush_interval_ms: u64,
-    /// WAL size trigger.
-    pub wal_flush_bytes: usize,
-    /// Backpressure bound.
-    pub wal_buffer_max_bytes: usize,
-    /// Concurrent WAL PUTs.
-    pub wal_max_in_flight: usize,
-    /// Memory cache bytes.
-    pub cache_memory_bytes: u64,
-    /// Disk cache bytes.
-    pub cache_disk_bytes: u64,
-    /// Cache block size.
-    pub cache_block_bytes: u64,
-    /// Seal check interval.
-    pub seal_check_interval_ms: u64,
-    /// Fetch wait cap.
-    pub fetch_max_wait_cap_ms: u64,
-    /// Idle producer expiry.
-    pub producer_id_expiration_ms: i64,
-    /// Group session timeout bounds.
-    pub group_min_session_timeout_ms: u64,
-    /// Group session timeout bounds.
-    pub group_max_session_timeout_ms: u64,
-    /// First-rebalance delay.
-    pub group_initial_rebalance_delay_ms: u64,
-    /// Group size bound.
-    pub group_max_size: usize,
-    /// Offsets retention.
-    pub offsets_retention_minutes: u64,
-    /// Offset metadata bound.
-    pub offset_metadata_max_bytes: usize,
-    /// KIP-848 session timeout.
-    pub group_consumer_session_timeout_ms: u64,
-    /// KIP-848 heartbeat interval.
-    pub group_consumer_heartbeat_interval_ms: u64,
+}
+
+impl Storage {
+    /// The object store: `object.store.url`, or a directory under `data.dir`.
+    pub fn object_store_url(&self) -> String {
+        match self.object_store.as_str() {
+            "" => format!(
+                "file://{}",
+                absolute(&self.data_dir.join("objects")).display()
+            ),
+            v => v.to_string(),
+        }
+    }
+
+    /// `wal.flush.interval.ms`, or its default for the object store: 2 ms for a local
+    /// directory, 0 in memory, 100 ms for S3 (requests cost money there).
+    pub fn flush_interval_ms(&self) -> u64 {
+        let url = self.object_store_url();
+        self.wal_flush_interval_ms
+            .unwrap_or(if url.starts_with("file:") {
+                2
+            } else if url.starts_with("memory:") {
+                0
+            } else {
+                100
+            })
+    }
+
+    /// `cache.disk.bytes`, or its default: none for a local directory (its objects are
+    /// local already), 1 GiB otherwise.
+    pub fn disk_cache_bytes(&self) -> u64 {
+        self.cache_disk_bytes
+            .unwrap_or(if self.object_store_url().starts_with("file:") {
+                0
+            } else {
+                1 << 30
+            })
+    }
+}
+
+impl Server {
+    /// KIP-392: point consumers to a broker of their rack.
+    pub fn rack_aware_reads(&self) -> bool {
+        self.replica_selector_class.contains("RackAware")
+    }
+
+    /// Bytes of requests read and not yet answered (`queued.max.request.bytes`, at least
+    /// 1 MiB so that a request of the default size fits).
+    pub fn request_memory_bytes(&self) -> usize {
+        self.queued_max_request_bytes
+            .clamp(1 << 20, u32::MAX as u64) as usize
+    }
+}
+
+macro_rules! from_parse {
+    ($($t:ty),*) => {$(
+        impl FromSetting for $t {
+            fn from_setting(key: &str, text: &str) -> Result<Self, ConfigError> {
+                text.parse().map_err(|e| invalid(key, text, e))
+            }
+        }
+    )*};
+}
+from_parse!(i16, i32, i64, u64, usize, String);
+
+impl FromSetting for bool {
+    fn from_setting(key: &str, text: &str) -> Result<Self, ConfigError> {
+        match text.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(invalid(key, text, "true or false")),
+        }
+    }
+}
+
+impl FromSetting for PathBuf {
+    fn from_setting(_: &str, text: &str) -> Result<Self, ConfigError> {
+        Ok(PathBuf::from(text))
+    }
+}
+
+impl FromSetting for Vec<Listener> {
+    fn from_setting(key: &str, text: &str) -> Result<Self, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        parse_listeners(key, text)
+    }
+}
+
+/// Empty text: not set.
+impl<T: FromSetting> FromSetting for Option<T> {
+    fn from_setting(key: &str, text: &str) -> Result<Self, ConfigError> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        T::from_setting(key, text).map(Some)
+    }
 }
 
 impl Settings {
@@ -187,129 +225,23 @@ impl Settings {
         raw: BTreeMap<String, String>,
         explicit: std::collections::BTreeSet<String>,
     ) -> Result<Self, ConfigError> {
-        let get = |k: &str| raw.get(k).cloned().unwrap_or_default();
-        let listeners = parse_listeners("listeners", &get("listeners"))?;
-        let given = match get("advertised.listeners").as_str() {
-            "" => Vec::new(),
-            v => parse_listeners("advertised.listeners", v)?,
-        };
-        let advertised = advertise(&listeners, &given);
-        let data_dir = PathBuf::from(get("data.dir"));
-        let object_store_url = match get("object.store.url").as_str() {
-            "" => format!("file://{}", absolute(&data_dir.join("objects")).display()),
-            v => v.to_string(),
-        };
-        let default_flush = if object_store_url.starts_with("file:") {
-            2
-        } else if object_store_url.starts_with("memory:") {
-            0
-        } else {
-            100
-        };
-        let wal_flush_interval_ms = match get("wal.flush.interval.ms").as_str() {
-            "" => default_flush,
-            v => num("wal.flush.interval.ms", v)?,
-        };
-        let rack = Some(get("broker.rack")).filter(|r| !r.is_empty());
+        let Typed {
+            server,
+            cluster,
+            storage,
+            topics,
+            groups,
+        } = Typed::from_raw(&raw)?;
+        let advertised = advertise(&server.listeners, &server.advertised_listeners);
         Ok(Settings {
-            metadata_url: get("metadata.store.url"),
-            metadata_timeout_ms: positive::<u64>(
-                "metadata.request.timeout.ms",
-                &get("metadata.request.timeout.ms"),
-            )?,
-            broker_session_timeout_ms: positive::<u64>(
-                "broker.session.timeout.ms",
-                &get("broker.session.timeout.ms"),
-            )?,
-            admin_listener: Some(get("admin.listener")).filter(|a| !a.is_empty()),
-            rack_aware_reads: get("replica.selector.class").contains("RackAware"),
-            controlled_shutdown_timeout_ms: num(
-                "controlled.shutdown.timeout.ms",
-                &get("controlled.shutdown.timeout.ms"),
-            )?,
-            node_id: num("node.id", &get("node.id"))?,
-            rack,
-            num_partitions: positive("num.partitions", &get("num.partitions"))?,
-            default_replication_factor: num(
-                "default.replication.factor",
-                &get("default.replication.factor"),
-            )?,
-            auto_create_topics: boolean(
-                "auto.create.topics.enable",
-                &get("auto.create.topics.enable"),
-            )?,
-            delete_topic_enable: boolean("delete.topic.enable", &get("delete.topic.enable"))?,
-            message_max_bytes: positive("message.max.bytes", &get("message.max.bytes"))?,
-            socket_request_max_bytes: positive::<i32>(
-                "socket.request.max.bytes",
-                &get("socket.request.max.bytes"),
-            )? as usize,
-            max_connections: num("max.connections", &get("max.connections"))?,
-            queued_max_request_bytes: positive::<i64>(
-                "queued.max.request.bytes",
-                &get("queued.max.request.bytes"),
-            )?
-            .clamp(1 << 20, u32::MAX as i64) as usize,
-            retention_check_interval_ms: num(
-                "log.retention.check.interval.ms",
-                &get("log.retention.check.interval.ms"),
-            )?,
-            wal_flush_interval_ms,
-            wal_flush_bytes: num("wal.flush.bytes", &get("wal.flush.bytes"))?,
-            wal_buffer_max_bytes: num("wal.buffer.max.bytes", &get("wal.buffer.max.bytes"))?,
-            wal_max_in_flight: positive::<i64>("wal.max.in.flight", &get("wal.max.in.flight"))?
-                as usize,
-            cache_memory_bytes: num("cache.memory.bytes", &get("cache.memory.bytes"))?,
-            cache_disk_bytes: match get("cache.disk.bytes").as_str() {
-                "" if object_store_url.starts_with("file:") => 0,
-                "" => 1 << 30,
-                v => num("cache.disk.bytes", v)?,
-            },
-            cache_block_bytes: positive::<u64>("cache.block.bytes", &get("cache.block.bytes"))?,
-            seal_check_interval_ms: positive::<u64>(
-                "seal.check.interval.ms",
-                &get("seal.check.interval.ms"),
-            )?,
-            fetch_max_wait_cap_ms: num("fetch.max.wait.cap.ms", &get("fetch.max.wait.cap.ms"))?,
-            group_min_session_timeout_ms: num(
-                "group.min.session.timeout.ms",
-                &get("group.min.session.timeout.ms"),
-            )?,
-            group_max_session_timeout_ms: num(
-                "group.max.session.timeout.ms",
-                &get("group.max.session.timeout.ms"),
-            )?,
-            group_initial_rebalance_delay_ms: num(
-                "group.initial.rebalance.delay.ms",
-                &get("group.initial.rebalance.delay.ms"),
-            )?,
-            group_max_size: positive::<i64>("group.max.size", &get("group.max.size"))? as usize,
-            offsets_retention_minutes: positive::<u64>(
-                "offsets.retention.minutes",
-                &get("offsets.retention.minutes"),
-            )?,
-            offset_metadata_max_bytes: num(
-                "offset.metadata.max.bytes",
-                &get("offset.metadata.max.bytes"),
-            )?,
-            group_consumer_session_timeout_ms: positive::<u64>(
-                "group.consumer.session.timeout.ms",
-                &get("group.consumer.session.timeout.ms"),
-            )?,
-            group_consumer_heartbeat_interval_ms: positive::<u64>(
-                "group.consumer.heartbeat.interval.ms",
-                &get("group.consumer.heartbeat.interval.ms"),
-            )?,
-            producer_id_expiration_ms: positive::<i64>(
-                "producer.id.expiration.ms",
-                &get("producer.id.expiration.ms"),
-            )?,
-            listeners,
-            advertised,
-            data_dir,
-            object_store_url,
             raw,
             explicit,
+            server,
+            cluster,
+            storage,
+            topics,
+            groups,
+            advertised,
         })
     }
 
@@ -366,35 +298,6 @@ fn invalid(key: &str, value: &str, why: impl ToString) -> ConfigError {
     }
 }
 
-fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    v.parse::<T>().map_err(|e| invalid(key, v, e))
-}
-
-fn positive<T: std::str::FromStr + PartialOrd + Default>(
-    key: &str,
-    v: &str,
-) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    let n: T = num(key, v)?;
-    if n <= T::default() {
-        return Err(invalid(key, v, "must be positive"));
-    }
-    Ok(n)
-}
-
-fn boolean(key: &str, v: &str) -> Result<bool, ConfigError> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(invalid(key, v, "expected true or false")),
-    }
-}
-
 pub(crate) fn parse_listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
     let mut out = Vec::new();
     for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -429,9 +332,9 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let s = Settings::from_pairs(vec![]).unwrap();
-        assert_eq!(s.listeners[0].port, 9092);
-        assert_eq!(s.wal_flush_interval_ms, 2);
-        assert!(s.object_store_url.starts_with("file:///"));
+        assert_eq!(s.server.listeners[0].port, 9092);
+        assert_eq!(s.storage.flush_interval_ms(), 2);
+        assert!(s.storage.object_store_url().starts_with("file:///"));
     }
 
     #[test]
@@ -444,8 +347,8 @@ mod tests {
             ("num.partitions".into(), "3".into()),
         ])
         .unwrap();
-        assert_eq!(s.listeners.len(), 2);
-        assert_eq!(s.listeners[1].host, "0.0.0.0");
+        assert_eq!(s.server.listeners.len(), 2);
+        assert_eq!(s.server.listeners[1].host, "0.0.0.0");
         assert_ne!(
             s.advertised[1].host, "0.0.0.0",
             "a wildcard is never advertised"
@@ -466,7 +369,7 @@ mod tests {
             (a.advertised[1].host.as_str(), a.advertised[1].port),
             ("kafka.example.com", 9094)
         );
-        assert_eq!(s.num_partitions, 3);
+        assert_eq!(s.topics.num_partitions, 3);
         assert!(Settings::from_pairs(vec![("nope".into(), "1".into())]).is_err());
         assert!(Settings::from_pairs(vec![("num.partitions".into(), "0".into())]).is_err());
     }

@@ -57,16 +57,18 @@ impl GroupSettings {
     /// From the broker settings.
     pub fn from(s: &Settings) -> Self {
         GroupSettings {
-            min_session: Duration::from_millis(s.group_min_session_timeout_ms),
-            max_session: Duration::from_millis(s.group_max_session_timeout_ms),
+            min_session: Duration::from_millis(s.groups.group_min_session_timeout_ms),
+            max_session: Duration::from_millis(s.groups.group_max_session_timeout_ms),
             limits: Limits {
-                initial_delay: Duration::from_millis(s.group_initial_rebalance_delay_ms),
-                max_size: s.group_max_size,
+                initial_delay: Duration::from_millis(s.groups.group_initial_rebalance_delay_ms),
+                max_size: s.groups.group_max_size,
             },
-            offsets_retention: Duration::from_secs(s.offsets_retention_minutes * 60),
-            max_metadata: s.offset_metadata_max_bytes,
-            consumer_session: Duration::from_millis(s.group_consumer_session_timeout_ms),
-            consumer_heartbeat: Duration::from_millis(s.group_consumer_heartbeat_interval_ms),
+            offsets_retention: Duration::from_secs(s.groups.offsets_retention_minutes * 60),
+            max_metadata: s.groups.offset_metadata_max_bytes,
+            consumer_session: Duration::from_millis(s.groups.group_consumer_session_timeout_ms),
+            consumer_heartbeat: Duration::from_millis(
+                s.groups.group_consumer_heartbeat_interval_ms,
+            ),
         }
     }
 }

@@ -260,7 +260,7 @@ pub fn describe_cluster(
         .view
         .borrow()
         .controller
-        .unwrap_or(broker.settings.node_id);
+        .unwrap_or(broker.settings.server.node_id);
     DescribeClusterResponse::default()
         .with_cluster_id(text(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(controller))
@@ -291,7 +291,7 @@ pub fn describe_log_dirs(
             .collect()
     });
     let mut result = DescribeLogDirsResult::default()
-        .with_log_dir(text(broker.settings.object_store_url.clone()));
+        .with_log_dir(text(broker.settings.storage.object_store_url().clone()));
     for topic in broker.topics() {
         let filter = match &wanted {
             Some(w) => match w.get(topic.name.as_ref()) {

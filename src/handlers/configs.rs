@@ -87,7 +87,7 @@ pub fn describe(
             },
             BROKER
                 if res.resource_name.is_empty()
-                    || res.resource_name.as_str() == broker.settings.node_id.to_string() =>
+                    || res.resource_name.as_str() == broker.settings.server.node_id.to_string() =>
             {
                 for d in crate::config::SETTINGS.iter().filter(|d| wanted(d.name)) {
                     let value = broker.settings.get(d.name).unwrap_or(d.default).to_string();

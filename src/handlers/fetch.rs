@@ -26,7 +26,7 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, v: i16) -> FetchRes
     if v >= 7 && req.session_id != 0 {
         return FetchResponse::default().with_error_code(Code::FetchSessionIdNotFound.code());
     }
-    let cap = broker.settings.fetch_max_wait_cap_ms;
+    let cap = broker.settings.server.fetch_max_wait_cap_ms;
     let wait = Duration::from_millis((req.max_wait_ms.max(0) as u64).min(cap));
     let deadline = Instant::now() + wait;
     let mut committed = broker.wal.committed.subscribe();
@@ -55,7 +55,7 @@ fn fail(pd: &mut PartitionData, code: Code) {
 
 /// Whether this broker serves reads of partitions it does not own to this client's rack.
 fn serves_rack(broker: &Broker, rack: &kafka_protocol::protocol::StrBytes) -> bool {
-    !rack.is_empty() && broker.settings.rack.as_deref() == Some(rack.as_str())
+    !rack.is_empty() && broker.settings.server.rack.as_deref() == Some(rack.as_str())
 }
 
 async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchResponse, usize, bool) {

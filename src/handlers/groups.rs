@@ -61,7 +61,7 @@ pub fn find_coordinator(
                 .coordinator_of(crate::group::shard_of(key))
                 .ok_or(Code::CoordinatorNotAvailable)?
         } else {
-            broker.settings.node_id
+            broker.settings.server.node_id
         };
         live.iter()
             .find(|b| b.0 == node)

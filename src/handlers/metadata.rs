@@ -32,7 +32,7 @@ pub async fn handle(
         .view
         .borrow()
         .controller
-        .unwrap_or(broker.settings.node_id);
+        .unwrap_or(broker.settings.server.node_id);
     let mut resp = MetadataResponse::default()
         .with_brokers(brokers(broker, session, v))
         .with_controller_id(BrokerId(if v >= 1 { node } else { -1 }));
@@ -79,7 +79,7 @@ async fn by_name(
     if let Err(AdminError { code, .. }) = crate::topics::validate_topic_name(name) {
         return error_entry(Some(name), Uuid::nil(), code);
     }
-    if !(allow_auto && broker.settings.auto_create_topics) {
+    if !(allow_auto && broker.settings.topics.auto_create_topics) {
         return error_entry(Some(name), Uuid::nil(), Code::UnknownTopicOrPartition);
     }
     match broker

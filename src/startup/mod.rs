@@ -26,7 +26,7 @@ impl Broker {
     /// Opens the stores named by the settings, joins the cluster and takes what it is
     /// assigned.
     pub async fn open(settings: Settings) -> anyhow::Result<Arc<Broker>> {
-        stores::data_dir(&settings.data_dir)?;
+        stores::data_dir(&settings.storage.data_dir)?;
         let meta = stores::metadata(&settings).await?;
         let objects = stores::objects(&settings).await?;
         Self::open_with(settings, meta, objects).await
@@ -50,10 +50,10 @@ impl Broker {
     ) -> anyhow::Result<Arc<Broker>> {
         let cache = Arc::new(BlockCache::new(
             objects.clone(),
-            settings.cache_block_bytes,
-            settings.cache_memory_bytes,
-            settings.data_dir.join("cache"),
-            settings.cache_disk_bytes,
+            settings.storage.cache_block_bytes,
+            settings.storage.cache_memory_bytes,
+            settings.storage.data_dir.join("cache"),
+            settings.storage.disk_cache_bytes(),
         ));
         let cluster_id = match meta.get(keys::CLUSTER_ID).await? {
             Some(v) => String::from_utf8_lossy(&v.value).to_string(),
@@ -70,7 +70,7 @@ impl Broker {
                 }
             }
         };
-        let node = settings.node_id;
+        let node = settings.server.node_id;
         let incarnation = rand_u64();
         let fence = Arc::new(Fence::new(node, incarnation));
         let next_seq = meta
@@ -85,10 +85,10 @@ impl Broker {
             WalConfig {
                 node_id: node,
                 incarnation,
-                flush_interval: Duration::from_millis(settings.wal_flush_interval_ms),
-                flush_bytes: settings.wal_flush_bytes,
-                max_buffer_bytes: settings.wal_buffer_max_bytes,
-                max_in_flight: settings.wal_max_in_flight,
+                flush_interval: Duration::from_millis(settings.storage.flush_interval_ms()),
+                flush_bytes: settings.storage.wal_flush_bytes,
+                max_buffer_bytes: settings.storage.wal_buffer_max_bytes,
+                max_in_flight: settings.storage.wal_max_in_flight,
             },
             meta.clone(),
             objects.clone(),
@@ -108,23 +108,24 @@ impl Broker {
             node,
             incarnation,
             listeners: settings
+                .server
                 .listeners
                 .iter()
                 .zip(&settings.advertised)
                 .map(|(l, a)| (l.name.clone(), a.host.clone(), a.port))
                 .collect(),
-            rack: settings.rack.clone(),
-            admin: settings.admin_listener.clone(),
+            rack: settings.server.rack.clone(),
+            admin: settings.server.admin_listener.clone(),
             leaving: false,
         };
         let membership = Arc::new(Membership::new(
             meta.clone(),
             registration,
-            Duration::from_millis(settings.broker_session_timeout_ms),
+            Duration::from_millis(settings.cluster.broker_session_timeout_ms),
         ));
         let broker = Arc::new(Broker {
             request_memory: Arc::new(tokio::sync::Semaphore::new(
-                settings.queued_max_request_bytes,
+                settings.server.request_memory_bytes(),
             )),
             groups,
             settings,
@@ -181,7 +182,7 @@ impl Broker {
             crate::cluster::controller::run(
                 self.meta.clone(),
                 ControllerRecord {
-                    node: self.settings.node_id,
+                    node: self.settings.server.node_id,
                     incarnation: self.fence.incarnation(),
                 },
                 move || membership.lease(),
@@ -192,7 +193,7 @@ impl Broker {
         // Wait (bounded) for the first assignment naming this incarnation, so that a
         // single broker serves its partitions from the first request.
         let deadline = Instant::now()
-            + Duration::from_millis(self.settings.broker_session_timeout_ms.max(1000) * 2);
+            + Duration::from_millis(self.settings.cluster.broker_session_timeout_ms.max(1000) * 2);
         loop {
             let synced = crate::cluster::ownership::sync(self).await.is_ok();
             if synced && self.fence.get().assignment.incarnation == self.fence.incarnation() {
@@ -209,7 +210,7 @@ impl Broker {
             cancel.clone(),
             self.clone().watch_topics(cancel.clone()),
         );
-        if self.settings.rack.is_some() {
+        if self.settings.server.rack.is_some() {
             tasks.spawn(
                 "replica index",
                 cancel.clone(),
@@ -227,7 +228,7 @@ impl Broker {
             crate::cluster::ownership::run(self.clone(), cancel),
         );
         info!(
-            node = self.settings.node_id,
+            node = self.settings.server.node_id,
             partitions = self.fence.get().assignment.partitions.len(),
             ms = started.elapsed().as_millis() as u64,
             "joined the cluster"

@@ -35,16 +35,16 @@ pub fn data_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Opens the metadata store named by `metadata.store.url` and checks that it answers.
 pub async fn metadata(settings: &Settings) -> anyhow::Result<Arc<dyn MetaStore>> {
-    let timeout = Duration::from_millis(settings.metadata_timeout_ms);
-    match settings.metadata_url.as_str() {
+    let timeout = Duration::from_millis(settings.cluster.metadata_timeout_ms);
+    match settings.cluster.metadata_url.as_str() {
         "" | "embedded" => {
-            let path = settings.data_dir.join("meta.redb");
+            let path = settings.storage.data_dir.join("meta.redb");
             match EmbeddedStore::open(&path) {
                 Ok(s) => Ok(Arc::new(s)),
                 Err(MetaError::Locked(_)) => Err(anyhow!(
                     "data.dir {} is in use by another running broker (its metadata file {} is \
                      locked); stop that broker, or give this one another --data-dir",
-                    settings.data_dir.display(),
+                    settings.storage.data_dir.display(),
                     path.display()
                 )),
                 Err(e) => Err(anyhow!(
@@ -80,11 +80,11 @@ fn etcd_credentials() -> &'static str {
 /// Opens the object store named by `object.store.url`, then writes, reads back and
 /// deletes a small object.
 pub async fn objects(settings: &Settings) -> anyhow::Result<Arc<Objects>> {
-    let url = &settings.object_store_url;
+    let url = &settings.storage.object_store_url();
     let objects = Arc::new(Objects::from_url(url).map_err(|e| anyhow!("{e}"))?);
     let key = format!(
         "{PROBE_PREFIX}{}-{}",
-        settings.node_id,
+        settings.server.node_id,
         uuid::Uuid::new_v4()
     );
     let body = Bytes::from(key.clone());

@@ -27,12 +27,13 @@ pub use wal_gc::collect_wal_garbage;
 /// Runs sealing and retention until cancelled.
 pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
     let mut seal_tick = tokio::time::interval(Duration::from_millis(
-        broker.settings.seal_check_interval_ms,
+        broker.settings.storage.seal_check_interval_ms,
     ));
-    let retention_every = Duration::from_millis(broker.settings.retention_check_interval_ms.max(1));
+    let retention_every =
+        Duration::from_millis(broker.settings.storage.retention_check_interval_ms.max(1));
     let mut retention_tick = tokio::time::interval(retention_every);
     let mut gc_tick = tokio::time::interval(Duration::from_millis(
-        (broker.settings.seal_check_interval_ms * 5).max(1000),
+        (broker.settings.storage.seal_check_interval_ms * 5).max(1000),
     ));
     gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep_tick = tokio::time::interval(Duration::from_secs(600));

@@ -20,7 +20,7 @@ pub(super) const ORPHAN_MIN_AGE_MS: i64 = 10 * 60 * 1000;
 /// Objects are listed first, then the index and the assignments are read: an object
 /// committed after the listing was committed by a live incarnation, which is never swept.
 pub async fn sweep_orphan_wal_objects(broker: &Broker, min_age_ms: i64) -> Result<usize> {
-    let node = broker.settings.node_id;
+    let node = broker.settings.server.node_id;
     if broker.view.borrow().controller != Some(node) {
         return Ok(0);
     }

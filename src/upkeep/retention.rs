@@ -33,7 +33,7 @@ pub async fn run_once(broker: &Broker) {
                 continue;
             }
             p.state()
-                .expire_producers(now, broker.settings.producer_id_expiration_ms);
+                .expire_producers(now, broker.settings.topics.producer_id_expiration_ms);
             if let Err(e) = apply_retention(broker, p, now, ms, bytes).await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed; will retry");
             }

@@ -17,7 +17,7 @@ use stratus_meta::{keys, Op, MAX_TXN_OPS};
 /// the state of partitions this broker owns), read after the entries: the sealed end only
 /// grows, so an entry judged sealed stays sealed.
 pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
-    let node = broker.settings.node_id;
+    let node = broker.settings.server.node_id;
     let view = broker.view.borrow().clone();
     let controller = view.controller == Some(node);
     let prefix = if controller {
