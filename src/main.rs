@@ -82,6 +82,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    for note in &settings.notes {
+        tracing::warn!("{note}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -81,6 +81,8 @@ settings! {
     server: Server {
         #[doc = "Comma-separated listeners, NAME://HOST:PORT."]
         listeners: Vec<Listener> = ("listeners", "PLAINTEXT://127.0.0.1:9092", Listeners(false)),
+        #[doc = "Listener names of a KRaft controller (from a carried-over server.properties): such listeners are not bound."]
+        controller_listener_names: String = ("controller.listener.names", "", Text),
         #[doc = "Addresses given to clients in Metadata; defaults to listeners."]
         advertised_listeners: Vec<Listener> = ("advertised.listeners", "", Listeners(true)),
         #[doc = "This broker's id."]

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 mod defs;
+pub mod kafka;
 pub mod kind;
 mod sources;
 
@@ -76,6 +77,9 @@ pub struct Settings {
     /// The address advertised for each listener (same order as `server.listeners`): the
     /// advertised listener of the same name, else the listener, never a wildcard host.
     pub advertised: Vec<Listener>,
+    /// What was taken differently from a Kafka `server.properties` (ignored settings,
+    /// aliases), for the log.
+    pub notes: Vec<String>,
 }
 
 impl Storage {
@@ -197,7 +201,28 @@ impl Settings {
             .map(|d| (d.name.to_string(), d.default.to_string()))
             .collect();
         let mut explicit = std::collections::BTreeSet::new();
+        let mut notes = Vec::new();
+        // Aliases apply after every setting given itself: (setting, rank) → (value, note).
+        let mut aliased: BTreeMap<&str, (usize, String, String)> = BTreeMap::new();
         for g in given {
+            if let Some(why) = kafka::ignored(&g.key) {
+                notes.push(format!("{} (from {}) is ignored: {why}", g.key, g.origin));
+                continue;
+            }
+            if let Some((to, factor, rank)) = kafka::alias(&g.key) {
+                let n: i64 = g.value.parse().map_err(|_| ConfigError::Invalid {
+                    key: g.key.clone(),
+                    value: g.value.clone(),
+                    origin: g.origin.clone(),
+                    why: "a whole number".into(),
+                })?;
+                let value = if n < 0 { n } else { n.saturating_mul(factor) };
+                let note = format!("{} (from {}) is read as {to}={value}", g.key, g.origin);
+                if aliased.get(to).is_none_or(|(r, _, _)| rank <= *r) {
+                    aliased.insert(to, (rank, value.to_string(), note));
+                }
+                continue;
+            }
             let Some(d) = def(&g.key) else {
                 return Err(ConfigError::Unknown(g.key, g.origin));
             };
@@ -218,7 +243,25 @@ impl Settings {
             explicit.insert(g.key.clone());
             raw.insert(g.key, g.value);
         }
-        Self::typed(raw, explicit)
+        for (to, (_, value, note)) in aliased {
+            if explicit.contains(to) {
+                continue;
+            }
+            if let Some(d) = def(to) {
+                d.kind.check(&value).map_err(|why| ConfigError::Invalid {
+                    key: to.to_string(),
+                    value: value.clone(),
+                    origin: Origin::Given,
+                    why,
+                })?;
+            }
+            notes.push(note);
+            explicit.insert(to.to_string());
+            raw.insert(to.to_string(), value);
+        }
+        let mut settings = Self::typed(raw, explicit)?;
+        settings.notes = notes;
+        Ok(settings)
     }
 
     fn typed(
@@ -232,8 +275,26 @@ impl Settings {
             topics,
             groups,
         } = Typed::from_raw(&raw)?;
+        let mut server = server;
+        // A KRaft controller listener carried over from Kafka is not a Kafka listener here.
+        let controller: Vec<&str> = server
+            .controller_listener_names
+            .split(',')
+            .map(str::trim)
+            .collect();
+        server
+            .listeners
+            .retain(|l| !controller.contains(&l.name.as_str()));
+        if server.listeners.is_empty() {
+            return Err(invalid(
+                "listeners",
+                raw.get("listeners").map(String::as_str).unwrap_or(""),
+                "a listener that controller.listener.names does not name",
+            ));
+        }
         let advertised = advertise(&server.listeners, &server.advertised_listeners);
         Ok(Settings {
+            notes: Vec::new(),
             raw,
             explicit,
             server,

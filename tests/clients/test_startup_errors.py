@@ -43,8 +43,8 @@ def fresh(tmp_path):
      ["object.store.url", "s3://", "file://"]),
     (["--set", "metadata.store.url=etcd:/host"], {},
      ["metadata.store.url", "etcd://"]),
-    (["--set", "log.retention.hours=168"], {},
-     ["unknown setting 'log.retention.hours'", "stratus --help"]),
+    (["--set", "log.retention.hour=168"], {},
+     ["unknown setting 'log.retention.hour'", "stratus --help"]),
 ])
 def test_a_wrong_setting_stops_the_broker_naming_key_value_and_origin(fresh, args, env, says):
     base, data = fresh
@@ -120,3 +120,64 @@ def test_an_object_store_refusing_the_credentials_stops_the_broker(infra, fresh)
     finally:
         b.terminate()
         b.wait(timeout=30)
+
+
+def test_a_kafka_server_properties_carries_over(tmp_path):
+    """Apache Kafka 4's stock KRaft server.properties, with its ports and paths changed:
+    settings that do not apply are ignored with a warning, aliases are read as Kafka reads
+    them, and the controller listener is not bound."""
+    from confluent_kafka.admin import ConfigResource
+    port, controller_port = free_port(), free_port()
+    props = tmp_path / "server.properties"
+    props.write_text(f"""
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=localhost:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+inter.broker.listener.name=PLAINTEXT
+advertised.listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+num.network.threads=3
+num.io.threads=8
+socket.send.buffer.bytes=102400
+socket.receive.buffer.bytes=102400
+socket.request.max.bytes=104857600
+log.dirs={tmp_path}/kraft-combined-logs
+num.partitions=1
+num.recovery.threads.per.data.dir=1
+offsets.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+log.retention.hours=168
+log.retention.minutes=90
+log.segment.bytes=1073741824
+log.retention.check.interval.ms=300000
+""")
+    log = tmp_path / "broker.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
+    with open(log, "wb") as out:
+        b = subprocess.Popen([str(STRATUS_BIN), "--data-dir", str(tmp_path / "data"), "--config", str(props)],
+                             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        deadline = time.time() + 60
+        while not port_open(port):
+            assert b.poll() is None, log.read_text()
+            assert time.time() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert not port_open(controller_port), "the KRaft controller listener is not a Kafka listener"
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+        res = ConfigResource(ConfigResource.Type.BROKER, "1")
+        cfg = admin.describe_configs([res])[res].result(timeout=10)
+        # log.retention.minutes wins over log.retention.hours, as in Kafka.
+        assert cfg["log.retention.ms"].value == str(90 * 60_000)
+        assert cfg["log.segment.bytes"].value == "1073741824"
+        text = log.read_text()
+        assert "process.roles (from" in text and "is ignored" in text, text
+        assert "log.retention.minutes (from" in text and "log.retention.ms=5400000" in text, text
+        assert "panicked" not in text
+    finally:
+        b.terminate()
+        assert b.wait(timeout=30) == 0, log.read_text()
