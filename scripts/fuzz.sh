@@ -12,10 +12,11 @@ cd "$REPO/fuzz"
 LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT
 status=0
-# Safe Rust only (unsafe_code is forbidden), so no sanitizer: what is looked for is panics,
+# A dev build (quick to compile; the CI runs are a smoke test). Safe Rust only (unsafe_code
+# is forbidden), so no sanitizer: what is looked for is panics,
 # overflows (debug assertions are on) and unbounded allocations (-rss_limit_mb).
 for target in $(cargo +nightly fuzz list); do
-  if cargo +nightly fuzz run --sanitizer none "$target" -- \
+  if cargo +nightly fuzz run --dev --sanitizer none "$target" -- \
       -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 >"$LOG" 2>&1; then
     runs=$(grep -oE '^#[0-9]+' "$LOG" | tail -1 | tr -d '#')
     echo "fuzz: $target: ${runs:-?} runs in ${SECONDS_EACH}s, no finding"
