@@ -15,6 +15,7 @@ use kafka_protocol::ResponseError as Code;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::lookup;
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::partition::Partition;
@@ -69,11 +70,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
     let mut error = false;
     let mut resp = FetchResponse::default();
     for t in &req.topics {
-        let topic = if v >= 13 {
-            broker.topic_by_id(&t.topic_id)
-        } else {
-            broker.topic(t.topic.0.as_str())
-        };
+        let topic = lookup::topic(broker, v >= 13, &t.topic_id, t.topic.0.as_str());
         let mut out = FetchableTopicResponse::default();
         if v >= 13 {
             out.topic_id = t.topic_id;
@@ -87,17 +84,8 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
             if v >= 4 {
                 pd.aborted_transactions = read_committed.then(Vec::new);
             }
-            let partition = topic.as_ref().and_then(|tp| {
-                usize::try_from(fp.partition)
-                    .ok()
-                    .and_then(|i| tp.partitions.get(i))
-            });
-            let Some(p) = partition else {
-                let unknown = if v >= 13 && topic.is_none() {
-                    Code::UnknownTopicId
-                } else {
-                    Code::UnknownTopicOrPartition
-                };
+            let Some(p) = lookup::partition(topic.as_ref(), fp.partition) else {
+                let unknown = lookup::unknown_topic(v >= 13 && topic.is_none());
                 pd.error_code = unknown.code();
                 error = true;
                 out.partitions.push(pd);
@@ -140,12 +128,8 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
             if v >= 5 {
                 pd.log_start_offset = w.log_start;
             }
-            if v >= 9 && fp.current_leader_epoch >= 0 && fp.current_leader_epoch != epoch {
-                let code = if fp.current_leader_epoch < epoch {
-                    Code::FencedLeaderEpoch
-                } else {
-                    Code::UnknownLeaderEpoch
-                };
+            let client_epoch = if v >= 9 { fp.current_leader_epoch } else { -1 };
+            if let Err(code) = lookup::check_leader_epoch(client_epoch, epoch) {
                 pd.error_code = code.code();
                 error = true;
                 out.partitions.push(pd);

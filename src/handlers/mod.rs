@@ -18,6 +18,7 @@ pub mod configs;
 pub mod coordination;
 pub mod fetch;
 pub mod groups;
+pub mod lookup;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;

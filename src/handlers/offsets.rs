@@ -14,7 +14,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError as Code;
 
-use crate::broker::{Broker, Topic};
+use super::lookup;
+use crate::broker::Broker;
 use crate::partition::Partition;
 use crate::read;
 
@@ -23,23 +24,6 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
-
-fn partition_of(topic: &Option<Arc<Topic>>, index: i32) -> Option<&Arc<Partition>> {
-    let t = topic.as_ref()?;
-    t.partitions.get(usize::try_from(index).ok()?)
-}
-
-fn check_epoch(p: &Partition, current: i32) -> Result<(), Code> {
-    p.state().check_owner()?;
-    let epoch = p.state().leader_epoch();
-    if current < 0 || current == epoch {
-        Ok(())
-    } else if current < epoch {
-        Err(Code::FencedLeaderEpoch)
-    } else {
-        Err(Code::UnknownLeaderEpoch)
-    }
-}
 
 /// Handles ListOffsets.
 pub async fn list_offsets(
@@ -56,14 +40,13 @@ pub async fn list_offsets(
                 .with_partition_index(lp.partition_index)
                 .with_timestamp(-1)
                 .with_offset(-1);
-            let result = match partition_of(&topic, lp.partition_index) {
+            let client_epoch = if v >= 4 { lp.current_leader_epoch } else { -1 };
+            let result = match lookup::partition(topic.as_ref(), lp.partition_index) {
                 None => Err(Code::UnknownTopicOrPartition),
-                Some(p) => {
-                    match check_epoch(p, if v >= 4 { lp.current_leader_epoch } else { -1 }) {
-                        Err(c) => Err(c),
-                        Ok(()) => lookup(broker, p, lp.timestamp).await,
-                    }
-                }
+                Some(p) => match lookup::owned_epoch(p, client_epoch) {
+                    Err(c) => Err(c),
+                    Ok(_) => find_offset(broker, p, lp.timestamp).await,
+                },
             };
             match result {
                 Ok((offset, ts, epoch)) => {
@@ -82,7 +65,7 @@ pub async fn list_offsets(
     resp
 }
 
-async fn lookup(broker: &Broker, p: &Partition, ts: i64) -> Result<(i64, i64, i32), Code> {
+async fn find_offset(broker: &Broker, p: &Partition, ts: i64) -> Result<(i64, i64, i32), Code> {
     let w = read::watermarks(p);
     let epoch_of = |o: i64| p.state().epoch_of(o);
     match ts {
@@ -117,11 +100,11 @@ pub fn offset_for_leader_epoch(
                 .with_partition(lp.partition)
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
-            match partition_of(&topic, lp.partition) {
+            match lookup::partition(topic.as_ref(), lp.partition) {
                 None => r.error_code = Code::UnknownTopicOrPartition.code(),
-                Some(p) => match check_epoch(p, lp.current_leader_epoch) {
+                Some(p) => match lookup::owned_epoch(p, lp.current_leader_epoch) {
                     Err(c) => r.error_code = c.code(),
-                    Ok(()) => {
+                    Ok(_) => {
                         let (epoch, end) = p.state().epoch_end(lp.leader_epoch);
                         r.leader_epoch = epoch;
                         r.end_offset = end;

@@ -7,7 +7,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::ResponseError as Code;
 
-use super::ResponseFuture;
+use super::{lookup, ResponseFuture};
 use crate::broker::Broker;
 use crate::error::Error;
 use stratus_log::batch;
@@ -37,22 +37,14 @@ pub async fn start(
     let acks = req.acks;
     let mut results: Vec<(TopicProduceResponse, Vec<PartitionOutcome>)> = Vec::new();
     for t in req.topic_data {
-        let topic = if v >= 13 {
-            broker.topic_by_id(&t.topic_id)
-        } else {
-            broker.topic(t.name.0.as_str())
-        };
+        let topic = lookup::topic(&broker, v >= 13, &t.topic_id, t.name.0.as_str());
         let mut head = TopicProduceResponse::default();
         if v >= 13 {
             head.topic_id = t.topic_id;
         } else {
             head.name = t.name.clone();
         }
-        let unknown = if v >= 13 {
-            Code::UnknownTopicId
-        } else {
-            Code::UnknownTopicOrPartition
-        };
+        let unknown = lookup::unknown_topic(v >= 13);
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for pd in t.partition_data {
             if !matches!(acks, -1..=1) {
@@ -63,10 +55,7 @@ pub async fn start(
                 parts.push((pd.index, Outcome::Failed(unknown), -1));
                 continue;
             };
-            let Some(partition) = usize::try_from(pd.index)
-                .ok()
-                .and_then(|i| topic.partitions.get(i))
-            else {
+            let Some(partition) = lookup::partition(Some(topic), pd.index) else {
                 parts.push((pd.index, Outcome::Failed(Code::UnknownTopicOrPartition), -1));
                 continue;
             };
