@@ -23,7 +23,6 @@ use crate::supervisor::Supervisor;
 use crate::topic_config;
 use crate::wal::Wal;
 use stratus_log::objects::Objects;
-use stratus_log::segment::IndexEntry;
 use stratus_meta::repo::{self, TopicRecord};
 use stratus_meta::{keys, Compare, MetaStore, Op};
 
@@ -77,8 +76,8 @@ pub struct Broker {
     pub cache: Arc<BlockCache>,
     /// The WAL.
     pub wal: Arc<Wal>,
-    /// Parsed segment indexes.
-    pub indexes: moka::future::Cache<Arc<str>, Arc<Vec<IndexEntry>>>,
+    /// Reads of partitions: the block cache and parsed segment indexes.
+    pub reader: Arc<crate::read::Reader>,
     /// Cluster id.
     pub cluster_id: String,
     pub(crate) topics: RwLock<Topics>,

@@ -7,10 +7,10 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError as Code;
 
-use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::partition::{Location, Partition};
 use stratus_log::batch::{self, HEADER_LEN};
+use stratus_log::cache::BlockCache;
 use stratus_log::segment::{self, IndexEntry};
 use stratus_meta::repo::SegmentRef;
 
@@ -45,6 +45,28 @@ pub struct Watermarks {
     pub log_start: i64,
     /// High watermark.
     pub high_watermark: i64,
+}
+
+/// What reads need beyond the partition: the block cache and parsed segment indexes.
+pub struct Reader {
+    cache: Arc<BlockCache>,
+    indexes: moka::future::Cache<Arc<str>, Arc<Vec<IndexEntry>>>,
+}
+
+impl Reader {
+    /// A reader over `cache`, keeping up to 10,000 parsed segment indexes.
+    pub fn new(cache: Arc<BlockCache>) -> Self {
+        Reader {
+            cache,
+            indexes: moka::future::Cache::builder().max_capacity(10_000).build(),
+        }
+    }
+
+    /// Forgets a segment object (retention deleted it, or a seal replaced it).
+    pub async fn forget_segment(&self, key: &Arc<str>, size: u64) {
+        self.cache.forget_object(key, size).await;
+        self.indexes.invalidate(key).await;
+    }
 }
 
 /// Current watermarks.
@@ -96,7 +118,7 @@ fn sources_from(p: &Partition, offset: i64) -> Result<(Vec<Source>, i64)> {
 
 /// Reads whole batches from `offset`, at most `max_bytes` unless the first batch alone is
 /// larger (then exactly that batch, as Kafka does), never beyond the high watermark.
-pub async fn read(broker: &Broker, p: &Partition, offset: i64, max_bytes: usize) -> Result<Bytes> {
+pub async fn read(reader: &Reader, p: &Partition, offset: i64, max_bytes: usize) -> Result<Bytes> {
     let (sources, hw) = sources_from(p, offset)?;
     if offset >= hw {
         return Ok(Bytes::new());
@@ -106,7 +128,7 @@ pub async fn read(broker: &Broker, p: &Partition, offset: i64, max_bytes: usize)
     for src in &sources {
         let (key, size, start, end) = match src {
             Source::Segment(g) => {
-                let index = index_of(broker, g).await?;
+                let index = index_of(reader, g).await?;
                 let pos = segment::position_of_offset(&index, offset);
                 (Arc::from(g.key.as_str()), g.size, pos, g.data_len)
             }
@@ -118,7 +140,7 @@ pub async fn read(broker: &Broker, p: &Partition, offset: i64, max_bytes: usize)
                 ..
             } => (object.clone(), *object_size, *pos, pos + len),
         };
-        let done = scan(broker, &key, size, start, end, |b| {
+        let done = scan(reader, &key, size, start, end, |b| {
             if b.base_offset >= hw {
                 return Step::Stop;
             }
@@ -167,7 +189,7 @@ enum Step {
 /// Visits the batches stored in `[start, end)` of an object. Returns whether the visitor
 /// stopped.
 async fn scan(
-    broker: &Broker,
+    reader: &Reader,
     key: &Arc<str>,
     size: u64,
     start: u64,
@@ -177,7 +199,7 @@ async fn scan(
     let mut pos = start;
     let mut window = MIN_WINDOW;
     while pos < end {
-        let bytes = broker
+        let bytes = reader
             .cache
             .read(key, size, pos..(pos + window).min(end))
             .await?;
@@ -212,27 +234,27 @@ fn corrupt(key: &str) -> Error {
     Error::Kafka(Code::KafkaStorageError)
 }
 
-async fn index_of(broker: &Broker, g: &SegmentRef) -> Result<Arc<Vec<IndexEntry>>> {
+async fn index_of(reader: &Reader, g: &SegmentRef) -> Result<Arc<Vec<IndexEntry>>> {
     let key: Arc<str> = Arc::from(g.key.as_str());
-    if let Some(i) = broker.indexes.get(&key).await {
+    if let Some(i) = reader.indexes.get(&key).await {
         return Ok(i);
     }
-    let tail = broker.cache.read(&key, g.size, g.data_len..g.size).await?;
+    let tail = reader.cache.read(&key, g.size, g.data_len..g.size).await?;
     let index = segment::parse_index(&tail).ok_or_else(|| corrupt(&g.key))?;
-    broker.indexes.insert(key, index.clone()).await;
+    reader.indexes.insert(key, index.clone()).await;
     Ok(index)
 }
 
 /// The first offset whose record timestamp is at least `ts`, with that timestamp.
 pub async fn offset_for_timestamp(
-    broker: &Broker,
+    reader: &Reader,
     p: &Partition,
     ts: i64,
 ) -> Result<Option<(i64, i64)>> {
     let start = watermarks(p).log_start;
     let (sources, hw) = sources_from(p, start)?;
     for src in sources.iter().filter(|s| s.max_timestamp() >= ts) {
-        let found = find_in_source(broker, src, hw, |b| b.max_timestamp >= ts, |r| r >= ts).await?;
+        let found = find_in_source(reader, src, hw, |b| b.max_timestamp >= ts, |r| r >= ts).await?;
         if let Some((o, t)) = found {
             return Ok(Some((o.max(start), t)));
         }
@@ -241,7 +263,7 @@ pub async fn offset_for_timestamp(
 }
 
 /// The offset and timestamp of the record with the largest timestamp.
-pub async fn max_timestamp(broker: &Broker, p: &Partition) -> Result<Option<(i64, i64)>> {
+pub async fn max_timestamp(reader: &Reader, p: &Partition) -> Result<Option<(i64, i64)>> {
     let start = watermarks(p).log_start;
     let (sources, hw) = sources_from(p, start)?;
     let Some(best) = sources.iter().map(Source::max_timestamp).max() else {
@@ -249,7 +271,7 @@ pub async fn max_timestamp(broker: &Broker, p: &Partition) -> Result<Option<(i64
     };
     for src in sources.iter().filter(|s| s.max_timestamp() == best) {
         if let Some(found) =
-            find_in_source(broker, src, hw, |b| b.max_timestamp == best, |r| r == best).await?
+            find_in_source(reader, src, hw, |b| b.max_timestamp == best, |r| r == best).await?
         {
             return Ok(Some(found));
         }
@@ -258,7 +280,7 @@ pub async fn max_timestamp(broker: &Broker, p: &Partition) -> Result<Option<(i64
 }
 
 async fn find_in_source(
-    broker: &Broker,
+    reader: &Reader,
     src: &Source,
     hw: i64,
     batch_matches: impl Fn(&batch::Batch) -> bool,
@@ -275,7 +297,7 @@ async fn find_in_source(
         } => (object.clone(), *object_size, *pos, pos + len),
     };
     let mut hit = None;
-    scan(broker, &key, size, start, end, |b| {
+    scan(reader, &key, size, start, end, |b| {
         if b.base_offset >= hw {
             return Step::Stop;
         }

@@ -152,7 +152,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
                 // OFFSET_OUT_OF_RANGE (which would make the consumer reset).
                 Ok(Bytes::new())
             } else {
-                read::read(broker, p, fp.fetch_offset, max.max(1)).await
+                read::read(&broker.reader, p, fp.fetch_offset, max.max(1)).await
             };
             match records {
                 Ok(r) => {

@@ -72,12 +72,12 @@ async fn find_offset(broker: &Broker, p: &Partition, ts: i64) -> Result<(i64, i6
         LATEST => Ok((w.high_watermark, -1, p.state().leader_epoch())),
         EARLIEST | EARLIEST_LOCAL => Ok((w.log_start, -1, epoch_of(w.log_start))),
         LATEST_TIERED => Ok((-1, -1, -1)),
-        MAX_TIMESTAMP => match read::max_timestamp(broker, p).await {
+        MAX_TIMESTAMP => match read::max_timestamp(&broker.reader, p).await {
             Ok(Some((o, t))) => Ok((o, t, epoch_of(o))),
             Ok(None) => Ok((-1, -1, -1)),
             Err(e) => Err(e.kafka()),
         },
-        t if t >= 0 => match read::offset_for_timestamp(broker, p, t).await {
+        t if t >= 0 => match read::offset_for_timestamp(&broker.reader, p, t).await {
             Ok(Some((o, found))) => Ok((o, found, epoch_of(o))),
             Ok(None) => Ok((-1, -1, -1)),
             Err(e) => Err(e.kafka()),

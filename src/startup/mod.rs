@@ -131,9 +131,10 @@ impl Broker {
             settings,
             meta,
             objects,
-            cache,
+            cache: cache.clone(),
             wal,
-            indexes: moka::future::Cache::builder().max_capacity(10_000).build(),
+            reader: Arc::new(crate::read::Reader::new(cache.clone())),
+
             cluster_id,
             topics: RwLock::new(Topics::default()),
             producer_ids: tokio::sync::Mutex::new((0, 0)),

@@ -62,8 +62,7 @@ pub async fn apply_retention(
     let dropped = p.state().drop_segments(drop, new_start);
     for g in &dropped {
         let key: Arc<str> = Arc::from(g.key.as_str());
-        broker.cache.forget_object(&key, g.size).await;
-        broker.indexes.invalidate(&key).await;
+        broker.reader.forget_segment(&key, g.size).await;
         broker.objects.delete(&g.key).await?;
     }
     info!(topic = %p.topic, partition = p.index, segments = dropped.len(), log_start = new_start, "retention deleted segments");

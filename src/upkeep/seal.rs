@@ -91,10 +91,9 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
                 .await?;
             let cached: Arc<str> = Arc::from(key.as_str());
             broker
-                .cache
-                .forget_object(&cached, built.body.len() as u64)
+                .reader
+                .forget_segment(&cached, built.body.len() as u64)
                 .await;
-            broker.indexes.invalidate(&cached).await;
         }
         // Any other failure (the object store is down) ends the seal before its record
         // names the segment. (Once, every other error was ignored here and the record
