@@ -64,6 +64,34 @@ def layers(graph):
     return level
 
 
+# What each layer may not touch (checked with --check, printed with the graph). A module
+# matches a rule when it is the module named or one of its children.
+RULES = [
+    ("config", ["broker", "cluster", "group", "handlers", "partition", "read", "server", "upkeep", "wal"],
+     "settings are read by everyone and read nothing"),
+    ("partition", ["broker", "cluster", "group", "handlers", "read", "server", "upkeep", "wal"],
+     "partition state does no I/O and sees no other component"),
+    ("read", ["broker", "handlers", "server", "upkeep", "wal"], "reads never write and see no Broker"),
+    ("wal", ["broker", "handlers", "server", "upkeep", "group"], "the WAL sees partitions, the fence and the stores only"),
+    ("upkeep", ["handlers", "server"], "upkeep never answers clients"),
+    ("group", ["broker", "handlers", "server", "partition", "wal", "upkeep", "read"],
+     "the group coordinator sees its stores and the fence, not the log"),
+    ("cluster", ["handlers", "server"], "the cluster layer never answers Kafka clients"),
+    ("handlers", ["server", "startup"], "handlers answer requests; they do not own connections or start anything"),
+]
+
+
+def violations(graph):
+    out = []
+    for m, deps in graph.items():
+        for who, forbidden, why in RULES:
+            if m == who or m.startswith(who + "::"):
+                for d in deps:
+                    if any(d == f or d.startswith(f + "::") for f in forbidden):
+                        out.append(f"{m} uses {d}: {why}")
+    return sorted(out)
+
+
 def crate_deps():
     out = []
     for path in ["Cargo.toml", "proto/Cargo.toml", "crates/meta/Cargo.toml", "crates/log/Cargo.toml"]:
@@ -78,7 +106,14 @@ def crate_deps():
 def draw():
     graph = modules(os.path.join(ROOT, "src"))
     level = layers(graph)
-    lines = ["Crates:", ""] + ["  " + l for l in crate_deps()] + ["", "Modules of the broker (src/), by layer; each uses only what is listed after it:", ""]
+    lines = ["Crates:", ""] + ["  " + l for l in crate_deps()] + [""]
+    bad = violations(graph)
+    if bad:
+        raise SystemExit("module rules broken:\n  " + "\n  ".join(bad))
+    lines += ["Rules (checked): a module may not use the modules listed.", ""]
+    for who, forbidden, why in RULES:
+        lines.append(f"  {who:<10} not {', '.join(forbidden)}: {why}")
+    lines += ["", "Modules of the broker (src/), by layer; each uses only what is listed after it:", ""]
     for n in sorted(set(level.values()), reverse=True):
         lines.append(f"  layer {n}")
         for m in sorted(k for k, v in level.items() if v == n):
