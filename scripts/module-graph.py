@@ -77,6 +77,8 @@ RULES = [
     ("group", ["broker", "handlers", "server", "partition", "wal", "upkeep", "read"],
      "the group coordinator sees its stores and the fence, not the log"),
     ("cluster", ["handlers", "server"], "the cluster layer never answers Kafka clients"),
+    ("coordinator", ["broker", "group", "handlers", "partition", "read", "server", "upkeep", "wal"],
+     "the shard machinery knows no particular coordinator"),
     ("handlers", ["server", "startup"], "handlers answer requests; they do not own connections or start anything"),
 ]
 

@@ -11,6 +11,7 @@
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod group;
 pub mod handlers;

@@ -23,6 +23,7 @@ use tracing::warn;
 
 use crate::cluster::Fence;
 use crate::config::Settings;
+use crate::coordinator::{ShardState, Shards};
 use crate::error::Result;
 use crate::supervisor::Supervisor;
 use classic::{Group, Join, JoinResult, Joined, Limits, Member, State, SyncResult};
@@ -90,8 +91,8 @@ pub struct GroupView {
 pub struct Coordinator {
     settings: GroupSettings,
     meta: Arc<dyn MetaStore>,
-    /// Shards this broker coordinates, and their epochs.
-    shards: Mutex<std::collections::BTreeMap<u32, i32>>,
+    /// Shards this broker coordinates, and the epochs they were loaded at.
+    shards: Shards,
     /// Committed offsets.
     pub offsets: Arc<OffsetStore>,
     groups: Mutex<Groups>,
@@ -148,7 +149,7 @@ impl Coordinator {
         Ok(Arc::new(Coordinator {
             settings,
             meta,
-            shards: Mutex::new(Default::default()),
+            shards: Shards::default(),
             offsets,
             groups: Mutex::new(Groups::default()),
             persist: tx,
@@ -162,61 +163,32 @@ impl Coordinator {
 
     /// The epoch at which this broker coordinates a shard (loaded at), if it does.
     fn shard_epoch(&self, shard: u32) -> Option<i32> {
-        self.shards
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&shard)
-            .copied()
+        self.shards.epoch(shard)
     }
 
     /// Whether this broker coordinates a shard now.
     pub fn owns_shard(&self, shard: u32) -> bool {
-        self.shards
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&shard)
+        self.shards.owns(shard)
     }
 
     /// Takes up the shards assigned (loading their groups and offsets) and drops the
     /// others.
     pub async fn set_shards(&self, assigned: &std::collections::BTreeMap<u32, i32>) {
-        let current = self
-            .shards
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for (s, e) in &current {
-            if assigned.get(s) != Some(e) {
-                self.shards
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(s);
-                let mut g = self.lock();
-                g.classic.retain(|id, _| shard_of(id) != *s);
-                g.consumer.retain(|id, _| shard_of(id) != *s);
-                drop(g);
-                self.offsets.unload_shard(*s);
-            }
-        }
-        for (s, e) in assigned {
-            if current.get(s) == Some(e) {
-                continue;
-            }
-            match self.load_shard(*s, *e).await {
-                Ok(()) => {
-                    self.shards
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(*s, *e);
-                }
-                Err(err) => {
-                    warn!(shard = s, error = %err, "coordinator shard not loaded; will retry")
-                }
-            }
-        }
+        self.shards.set(assigned, self).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl ShardState for Coordinator {
+    fn unload(&self, shard: u32) {
+        let mut g = self.lock();
+        g.classic.retain(|id, _| shard_of(id) != shard);
+        g.consumer.retain(|id, _| shard_of(id) != shard);
+        drop(g);
+        self.offsets.unload_shard(shard);
     }
 
-    async fn load_shard(&self, shard: u32, epoch: i32) -> Result<()> {
+    async fn load(&self, shard: u32, epoch: i32) -> Result<()> {
         self.offsets.load_shard(shard, epoch).await?;
         let mut classic = HashMap::new();
         let mut consumer = HashMap::new();
@@ -241,7 +213,9 @@ impl Coordinator {
         g.consumer.extend(consumer);
         Ok(())
     }
+}
 
+impl Coordinator {
     fn lock(&self) -> MutexGuard<'_, Groups> {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -709,7 +683,13 @@ async fn persist(
         let mut delay = Duration::from_millis(50);
         let shard = [(shard_of(&id), epoch)];
         loop {
-            match offsets::fenced_txn(&meta, Some(&fence), &shard, std::slice::from_ref(&op)).await
+            match crate::coordinator::fenced_txn(
+                &meta,
+                Some(&fence),
+                &shard,
+                std::slice::from_ref(&op),
+            )
+            .await
             {
                 Ok(()) => break,
                 // Another broker coordinates the group now; its state is that broker's.

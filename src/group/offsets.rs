@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::cluster::{Fence, Owned};
+use crate::cluster::Fence;
 use crate::error::{Error, Result};
 use crate::supervisor::Supervisor;
 use stratus_meta::{keys, repo, MetaStore, Op, MAX_TXN_OPS};
@@ -190,7 +190,10 @@ impl OffsetStore {
             })
             .collect();
         for chunk in ops.chunks(MAX_TXN_OPS - 1) {
-            if let Err(e) = fenced_txn(&self.meta, self.fence.as_deref(), &shards, chunk).await {
+            if let Err(e) =
+                crate::coordinator::fenced_txn(&self.meta, self.fence.as_deref(), &shards, chunk)
+                    .await
+            {
                 warn!(error = %e, "offset commit failed");
                 return Err(e);
             }
@@ -258,31 +261,6 @@ impl OffsetStore {
                     .map(move |(p, _)| (g.clone(), t.clone(), p, None))
             })
             .collect()
-    }
-}
-
-/// A write for groups of `shards`, each with the epoch the written state was read under:
-/// applies only while this broker coordinates every one of them at that epoch; else
-/// NOT_COORDINATOR and nothing is written.
-pub async fn fenced_txn(
-    meta: &Arc<dyn MetaStore>,
-    fence: Option<&Fence>,
-    shards: &[(u32, i32)],
-    ops: &[Op],
-) -> Result<()> {
-    let Some(fence) = fence else {
-        meta.txn(vec![], ops.to_vec()).await?;
-        return Ok(());
-    };
-    let owns = |owned: &Owned| {
-        shards
-            .iter()
-            .all(|(s, e)| owned.assignment.shards.get(s) == Some(e))
-    };
-    if fence.txn(meta.as_ref(), owns, ops).await? {
-        Ok(())
-    } else {
-        Err(Error::Kafka(kafka_protocol::ResponseError::NotCoordinator))
     }
 }
 
