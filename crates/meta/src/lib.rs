@@ -1,8 +1,9 @@
-//! The metadata store: a small key-value trait with two backends (embedded here, etcd for
-//! clusters), and typed repositories on top (`repo`).
+//! The metadata store: a small key-value trait with two backends (embedded redb, etcd for
+//! clusters), every key ([`keys`]) and the versioned records ([`repo`]).
 //!
-//! Every method documents its guarantees; `conformance` is one test suite that every
-//! backend must pass unchanged.
+//! Every method documents its guarantees; `conformance` (feature `test-util`) is one test
+//! suite that every backend must pass unchanged. This crate owns the stored layout of
+//! metadata; it may not see the log, the object store or the broker.
 
 use std::time::Duration;
 
