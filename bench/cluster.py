@@ -65,7 +65,7 @@ PARTITIONS = 12
 PUT_PRICE = 0.005 / 1000
 GET_PRICE = 0.0004 / 1000
 BLOCK = 1 << 20  # cache.block.bytes: one ranged GET per MiB read from the object store
-LOG_LEVEL = "info,stratus::wal=debug,stratus::maintenance=debug"
+LOG_LEVEL = "info,stratus::wal=debug,stratus::upkeep=debug"
 TARGETS = ("kafka", "stratus-local", "stratus-minio-1", "stratus-minio-3")
 # Record counts: the same for every target and repetition.
 COUNTS = {

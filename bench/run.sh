@@ -75,7 +75,7 @@
 #                          broker is started with no STRATUS_* environment variables (they
 #                          would change its settings unseen); the report lists the ones removed.
 #   BENCH_RUST_LOG=...     Stratus' log filter (default info,stratus::wal=debug,
-#                          stratus::maintenance=debug: the PUT counts need those debug lines)
+#                          stratus::upkeep=debug: the PUT counts need those debug lines)
 #   BENCH_CONSUMER_PERF=1  run the ConsumerPerformance cross-check (0: skip)
 #   BENCH_WAIT_QUIET_S=0   wait up to this long before each broker and each test for other
 #                          processes to use less than BENCH_QUIET_CORES=0.3 cores (the machine
@@ -117,7 +117,7 @@ LAT_RECORDS=$((LAT_RATE * (LAT_WARMUP_S + LAT_S)))
 RECORD_SIZE=1024
 BROKERS="${BENCH_BROKERS:-kafka stratus}"
 REPEAT="${BENCH_REPEAT:-3}"
-RUST_LOG_BENCH="${BENCH_RUST_LOG:-info,stratus::wal=debug,stratus::maintenance=debug}"
+RUST_LOG_BENCH="${BENCH_RUST_LOG:-info,stratus::wal=debug,stratus::upkeep=debug}"
 CONSUMER_PERF="${BENCH_CONSUMER_PERF:-1}"
 
 die() { echo "bench: $*" >&2; exit 2; }

@@ -122,3 +122,52 @@ async fn retention_ms_deletes_a_segment_once_its_newest_record_is_old_enough() {
         (0, 2)
     );
 }
+
+#[tokio::test]
+async fn the_sweep_deletes_segments_no_record_names_and_keeps_a_seal_in_progress() {
+    let now = stratus_log::clock::now_ms();
+    let mut c = clocked(now, &[("log.roll.ms", "1")]).await;
+    assert_eq!(
+        produce_code(&mut c.conn, "r", batch(&["a", "b"], 2)).await,
+        (0, 0)
+    );
+    c.clock.advance(1);
+    stratus::upkeep::seal::seal_due(&c.broker).await;
+    let p = partition(&c.broker);
+    assert_eq!(p.state().sealed_end(), 2);
+    let id = c.broker.topic("r").unwrap().id_text.to_string();
+    let name = |topic_id: &str, base_offset: i64| {
+        stratus_log::paths::SegmentObject {
+            topic_id,
+            partition: 0,
+            base_offset,
+        }
+        .name()
+    };
+    // Below the sealed end and named by nothing (a retention delete that failed): swept.
+    let stale = name(&id, 1);
+    // At the sealed end: the next seal's segment before its record is written: kept.
+    let sealing = name(&id, 2);
+    // Of a topic that no longer exists (its deletion was cut short): swept.
+    let gone = name("0b5e8a52-0000-4000-8000-000000000000", 0);
+    for key in [&stale, &sealing, &gone] {
+        c.objects
+            .put_new(key, bytes::Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+    c.clock.advance(60_000);
+    let swept = stratus::upkeep::sweep_orphan_segments(&c.broker, 30_000)
+        .await
+        .unwrap();
+    assert_eq!(swept, 2);
+    assert!(c.objects.get_range(&stale, 0..1).await.is_err());
+    assert!(c.objects.get_range(&gone, 0..1).await.is_err());
+    assert!(c.objects.get_range(&sealing, 0..1).await.is_ok());
+    let named = p.state().segments()[0].key.clone();
+    assert!(c.objects.get_range(&named, 0..1).await.is_ok());
+    assert_eq!(
+        fetch_values(&mut c.conn, "r").await,
+        vec![(0, "a".to_string()), (1, "b".to_string())]
+    );
+}

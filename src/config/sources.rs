@@ -101,10 +101,11 @@ pub fn help_text() -> String {
         "Settings (--set key=value, a properties file, or STRATUS_KEY_NAME env vars):\n",
     );
     for d in SETTINGS {
-        let def = if d.default.is_empty() {
-            "(see text)"
-        } else {
-            d.default
+        let derived = d.doc.contains("Default:") || d.doc.contains("defaults to");
+        let def = match d.default {
+            "" if derived => "(see text)",
+            "" => "(none)",
+            v => v,
         };
         s.push_str(&format!(
             "  {:<34} default {}\n      {}\n      Takes {}.\n",

@@ -1,4 +1,5 @@
 //! Unit tests of partition state: idempotence, commits, seals, retention, ownership.
+// Test-only: the parent declares this file with #[cfg(test)].
 
 use super::*;
 use stratus_log::testing::make_batch;

@@ -19,7 +19,7 @@ pub mod retention;
 pub mod seal;
 pub mod wal_gc;
 
-pub use orphans::sweep_orphan_wal_objects;
+pub use orphans::{sweep_orphan_segments, sweep_orphan_wal_objects};
 pub use retention::{apply_retention, delete_records};
 pub use seal::seal;
 pub use wal_gc::collect_wal_garbage;
@@ -67,6 +67,9 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
             _ = sweep_tick.tick() => {
                 if let Err(e) = sweep_orphan_wal_objects(&broker, orphans::ORPHAN_MIN_AGE_MS).await {
                     warn!(error = %e, "sweep of uncommitted WAL objects failed; will retry");
+                }
+                if let Err(e) = sweep_orphan_segments(&broker, orphans::ORPHAN_MIN_AGE_MS).await {
+                    warn!(error = %e, "sweep of unnamed segments failed; will retry");
                 }
             }
             _ = retention_tick.tick() => retention::run_once(&broker).await,

@@ -1,13 +1,15 @@
-//! The sweep of WAL objects that no index entry names and no live incarnation can still
-//! commit (left by crashes between a PUT and its commit).
+//! Sweeps of objects nothing names: WAL objects that no index entry names and no live
+//! incarnation can still commit (left by crashes between a PUT and its commit), and
+//! segments that no partition record names (left by seals whose record write failed, or by
+//! a topic deletion cut short).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tracing::info;
 
 use crate::broker::Broker;
 use crate::error::Result;
-use stratus_log::paths::{self, WalObject};
+use stratus_log::paths::{self, SegmentObject, WalObject};
 use stratus_meta::{keys, repo};
 
 /// How long an unreferenced WAL object is left alone before it may be swept.
@@ -59,6 +61,65 @@ pub async fn sweep_orphan_wal_objects(broker: &Broker, min_age_ms: i64) -> Resul
         info!(
             objects = swept,
             "swept WAL objects that were never committed"
+        );
+    }
+    Ok(swept)
+}
+
+/// The controller deletes segment objects older than `min_age_ms` that no partition record
+/// names and never will: those of topics that no longer exist, and those that start below
+/// their partition's sealed end (a seal's segment starts at the sealed end until its record
+/// is written, so a seal in progress is never swept, nor a segment retention is deleting).
+/// Objects are listed first, then the topics and records are read.
+pub async fn sweep_orphan_segments(broker: &Broker, min_age_ms: i64) -> Result<usize> {
+    let node = broker.settings.server.node_id;
+    if broker.view.borrow().controller != Some(node) {
+        return Ok(0);
+    }
+    let listed = broker.objects.list(paths::TOPICS).await?;
+    let mut topics = HashSet::new();
+    for (k, v) in broker.meta.range(keys::TOPICS).await? {
+        topics.insert(repo::decode::<repo::TopicRecord>(&k, &v)?.id);
+    }
+    let now = broker.clock.now_ms();
+    // (topic id, partition) → (sealed end, named segments), read once per partition.
+    let mut records: HashMap<(String, i32), (i64, HashSet<String>)> = HashMap::new();
+    let mut swept = 0;
+    for (key, modified) in listed {
+        let Some(seg) = SegmentObject::parse(&key) else {
+            continue;
+        };
+        if now - modified < min_age_ms {
+            continue;
+        }
+        let orphan = if !topics.contains(seg.topic_id) {
+            true
+        } else {
+            let id = (seg.topic_id.to_string(), seg.partition);
+            if !records.contains_key(&id) {
+                let rec = repo::load::<repo::PartitionRecord>(
+                    broker.meta.as_ref(),
+                    &keys::partition_key(seg.topic_id, seg.partition),
+                )
+                .await?
+                .map(|(r, _)| r)
+                .unwrap_or_default();
+                let named = rec.segments.into_iter().map(|s| s.key).collect();
+                records.insert(id.clone(), (rec.sealed_end, named));
+            }
+            records.get(&id).is_some_and(|(sealed_end, named)| {
+                !named.contains(&key) && seg.base_offset < *sealed_end
+            })
+        };
+        if orphan {
+            broker.objects.delete(&key).await?;
+            swept += 1;
+        }
+    }
+    if swept > 0 {
+        info!(
+            objects = swept,
+            "swept segments that no partition record names"
         );
     }
     Ok(swept)

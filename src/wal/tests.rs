@@ -1,6 +1,7 @@
 //! The WAL against an in-memory object store with injected faults and an embedded
 //! metadata store: pipelined flushes commit in order, a failed flush fails exactly the
 //! writes it and later flushes held, and ranges of partitions that moved are fenced out.
+// Test-only: the parent declares this file with #[cfg(test)].
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! The classic group state machine on its own, step by step, as Kafka's coordinator
 //! behaves: the join handshake (MEMBER_ID_REQUIRED), the first rebalance, sync, heartbeat
 //! errors, rebalances on join and leave, session expiry, and static members.
+// Test-only: the parent declares this file with #[cfg(test)].
 
 use super::*;
 
