@@ -291,7 +291,7 @@ pub fn describe_log_dirs(
             .collect()
     });
     let mut result = DescribeLogDirsResult::default()
-        .with_log_dir(text(broker.settings.storage.object_store_url().clone()));
+        .with_log_dir(text(broker.settings.storage.object_store_url()));
     for topic in broker.topics() {
         let filter = match &wanted {
             Some(w) => match w.get(topic.name.as_ref()) {

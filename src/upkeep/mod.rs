@@ -24,6 +24,20 @@ pub use retention::{apply_retention, delete_records};
 pub use seal::seal;
 pub use wal_gc::collect_wal_garbage;
 
+/// The ids of every topic that exists, as the store has them now.
+async fn topic_ids(broker: &Broker) -> crate::error::Result<std::collections::HashSet<String>> {
+    let mut ids = std::collections::HashSet::new();
+    for (k, v) in broker.meta.range(stratus_meta::keys::TOPICS).await? {
+        ids.insert(stratus_meta::repo::decode::<stratus_meta::repo::TopicRecord>(&k, &v)?.id);
+    }
+    Ok(ids)
+}
+
+/// Whether this broker is the controller (the sweeps run there only).
+fn is_controller(broker: &Broker) -> bool {
+    broker.view.borrow().controller == Some(broker.settings.server.node_id)
+}
+
 /// Runs sealing and retention until cancelled.
 pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
     let mut seal_tick = tokio::time::interval(Duration::from_millis(

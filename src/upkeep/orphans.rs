@@ -22,8 +22,7 @@ pub(super) const ORPHAN_MIN_AGE_MS: i64 = 10 * 60 * 1000;
 /// Objects are listed first, then the index and the assignments are read: an object
 /// committed after the listing was committed by a live incarnation, which is never swept.
 pub async fn sweep_orphan_wal_objects(broker: &Broker, min_age_ms: i64) -> Result<usize> {
-    let node = broker.settings.server.node_id;
-    if broker.view.borrow().controller != Some(node) {
+    if !super::is_controller(broker) {
         return Ok(0);
     }
     let listed = broker.objects.list(paths::WAL).await?;
@@ -72,15 +71,11 @@ pub async fn sweep_orphan_wal_objects(broker: &Broker, min_age_ms: i64) -> Resul
 /// is written, so a seal in progress is never swept, nor a segment retention is deleting).
 /// Objects are listed first, then the topics and records are read.
 pub async fn sweep_orphan_segments(broker: &Broker, min_age_ms: i64) -> Result<usize> {
-    let node = broker.settings.server.node_id;
-    if broker.view.borrow().controller != Some(node) {
+    if !super::is_controller(broker) {
         return Ok(0);
     }
     let listed = broker.objects.list(paths::TOPICS).await?;
-    let mut topics = HashSet::new();
-    for (k, v) in broker.meta.range(keys::TOPICS).await? {
-        topics.insert(repo::decode::<repo::TopicRecord>(&k, &v)?.id);
-    }
+    let topics = super::topic_ids(broker).await?;
     let now = broker.clock.now_ms();
     // (topic id, partition) → (sealed end, named segments), read once per partition.
     let mut records: HashMap<(String, i32), (i64, HashSet<String>)> = HashMap::new();

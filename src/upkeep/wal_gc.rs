@@ -1,7 +1,7 @@
 //! WAL garbage collection: index entries, then their objects, once every range in them
 //! is sealed (or belongs to a deleted topic).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tracing::warn;
@@ -38,10 +38,7 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
-    let mut topics = HashSet::new();
-    for (k, v) in broker.meta.range(keys::TOPICS).await? {
-        topics.insert(repo::decode::<repo::TopicRecord>(&k, &v)?.id);
-    }
+    let topics = super::topic_ids(broker).await?;
     let mut sealed: HashMap<String, i64> = HashMap::new();
     let mut freed = Vec::new();
     for (k, v) in entries {
