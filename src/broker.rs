@@ -209,6 +209,31 @@ impl Broker {
         }
     }
 
+    /// Waits (until `deadline` at the latest) while `p` is assigned to this broker but not
+    /// yet taken over: the assignment is in the store, and other brokers already name this
+    /// one as the leader, while this one still recovers the partition. A client sent here
+    /// in that window gets its answer a moment later instead of NOT_LEADER_OR_FOLLOWER.
+    pub async fn await_ownership(&self, p: &Partition, deadline: tokio::time::Instant) {
+        let node = self.settings.server.node_id;
+        loop {
+            let changed = p.ownership_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if p.state().check_owner() != Err(Code::NotLeaderOrFollower) {
+                return;
+            }
+            let assigned = self.fence.get().epoch(&p.topic_id, p.index).is_some()
+                || self
+                    .view
+                    .borrow()
+                    .owner(&p.topic_id, p.index)
+                    .is_some_and(|(owner, _)| owner == node);
+            if !assigned || tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// KIP-392: the broker a consumer of `rack` should read a partition from, when it is
     /// not this one (none if this broker is in that rack, or no live broker is).
     pub fn preferred_replica(&self, rack: &str, partition: i32) -> Option<i32> {

@@ -199,6 +199,7 @@ pub async fn delete_records(
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let mut resp = DeleteRecordsResponse::default();
+    let deadline = super::lookup::ownership_deadline();
     for t in req.topics {
         let topic = broker.topic(t.name.0.as_str());
         let mut out = DeleteRecordsTopicResult::default().with_name(t.name.clone());
@@ -211,10 +212,13 @@ pub async fn delete_records(
                 .and_then(|tp| tp.partitions.get(usize::try_from(dp.partition_index).ok()?));
             match p {
                 None => r.error_code = Code::UnknownTopicOrPartition.code(),
-                Some(p) => match crate::upkeep::delete_records(broker, p, dp.offset).await {
-                    Ok(low) => r.low_watermark = low,
-                    Err(e) => r.error_code = e.code(),
-                },
+                Some(p) => {
+                    broker.await_ownership(p, deadline).await;
+                    match crate::upkeep::delete_records(broker, p, dp.offset).await {
+                        Ok(low) => r.low_watermark = low,
+                        Err(e) => r.error_code = e.code(),
+                    }
+                }
             }
             out.partitions.push(r);
         }

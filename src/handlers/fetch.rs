@@ -69,6 +69,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
     let mut total = 0usize;
     let mut error = false;
     let mut resp = FetchResponse::default();
+    let ownership_deadline = lookup::ownership_deadline();
     for t in &req.topics {
         let topic = lookup::topic(broker, v >= 13, &t.topic_id, t.topic.0.as_str());
         let mut out = FetchableTopicResponse::default();
@@ -91,6 +92,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
                 out.partitions.push(pd);
                 continue;
             };
+            broker.await_ownership(p, ownership_deadline).await;
             let owned = {
                 let s = p.state();
                 s.check_owner().map(|_| s.leader_epoch())

@@ -27,6 +27,15 @@ pub fn unknown_topic(by_id: bool) -> Code {
     }
 }
 
+/// How long a request waits for a partition this broker was just assigned to be taken over
+/// ([`Broker::await_ownership`]).
+pub const OWNERSHIP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The deadline of the wait for ownership of a request starting now.
+pub fn ownership_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + OWNERSHIP_WAIT
+}
+
 /// Partition `index` of `topic`, if both exist.
 pub fn partition(topic: Option<&Arc<Topic>>, index: i32) -> Option<&Arc<Partition>> {
     topic?.partitions.get(usize::try_from(index).ok()?)

@@ -189,7 +189,7 @@ async fn route(
             ResponseKind::ListOffsets(offsets::list_offsets(broker, r, v).await)
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(broker, r))
+            ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(broker, r).await)
         }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(admin::create_topics(broker, r, v).await)

@@ -32,6 +32,7 @@ pub async fn list_offsets(
     v: i16,
 ) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
+    let deadline = lookup::ownership_deadline();
     for t in req.topics {
         let topic = broker.topic(t.name.0.as_str());
         let mut out = ListOffsetsTopicResponse::default().with_name(t.name.clone());
@@ -43,10 +44,13 @@ pub async fn list_offsets(
             let client_epoch = if v >= 4 { lp.current_leader_epoch } else { -1 };
             let result = match lookup::partition(topic.as_ref(), lp.partition_index) {
                 None => Err(Code::UnknownTopicOrPartition),
-                Some(p) => match lookup::owned_epoch(p, client_epoch) {
-                    Err(c) => Err(c),
-                    Ok(_) => find_offset(broker, p, lp.timestamp).await,
-                },
+                Some(p) => {
+                    broker.await_ownership(p, deadline).await;
+                    match lookup::owned_epoch(p, client_epoch) {
+                        Err(c) => Err(c),
+                        Ok(_) => find_offset(broker, p, lp.timestamp).await,
+                    }
+                }
             };
             match result {
                 Ok((offset, ts, epoch)) => {
@@ -87,11 +91,12 @@ async fn find_offset(broker: &Broker, p: &Partition, ts: i64) -> Result<(i64, i6
 }
 
 /// Handles OffsetForLeaderEpoch.
-pub fn offset_for_leader_epoch(
+pub async fn offset_for_leader_epoch(
     broker: &Arc<Broker>,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let mut resp = OffsetForLeaderEpochResponse::default();
+    let deadline = lookup::ownership_deadline();
     for t in req.topics {
         let topic = broker.topic(t.topic.0.as_str());
         let mut out = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
@@ -102,14 +107,17 @@ pub fn offset_for_leader_epoch(
                 .with_end_offset(-1);
             match lookup::partition(topic.as_ref(), lp.partition) {
                 None => r.error_code = Code::UnknownTopicOrPartition.code(),
-                Some(p) => match lookup::owned_epoch(p, lp.current_leader_epoch) {
-                    Err(c) => r.error_code = c.code(),
-                    Ok(_) => {
-                        let (epoch, end) = p.state().epoch_end(lp.leader_epoch);
-                        r.leader_epoch = epoch;
-                        r.end_offset = end;
+                Some(p) => {
+                    broker.await_ownership(p, deadline).await;
+                    match lookup::owned_epoch(p, lp.current_leader_epoch) {
+                        Err(c) => r.error_code = c.code(),
+                        Ok(_) => {
+                            let (epoch, end) = p.state().epoch_end(lp.leader_epoch);
+                            r.leader_epoch = epoch;
+                            r.end_offset = end;
+                        }
                     }
-                },
+                }
             }
             out.partitions.push(r);
         }

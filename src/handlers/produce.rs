@@ -35,6 +35,7 @@ pub async fn start(
     correlation_id: i32,
 ) -> ResponseFuture {
     let acks = req.acks;
+    let deadline = lookup::ownership_deadline();
     let mut results: Vec<(TopicProduceResponse, Vec<PartitionOutcome>)> = Vec::new();
     for t in req.topic_data {
         let topic = lookup::topic(&broker, v >= 13, &t.topic_id, t.name.0.as_str());
@@ -59,6 +60,7 @@ pub async fn start(
                 parts.push((pd.index, Outcome::Failed(Code::UnknownTopicOrPartition), -1));
                 continue;
             };
+            broker.await_ownership(partition, deadline).await;
             let log_start = partition.state().log_start();
             let outcome = append(&broker, topic, partition, pd.records).await;
             parts.push((pd.index, outcome, log_start));

@@ -5,7 +5,7 @@
 //! WAL buffer under the same lock, so WAL order is offset order. The high watermark moves
 //! only when the WAL object holding the data and its index entry are committed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -14,10 +14,11 @@ use kafka_protocol::ResponseError as Code;
 use stratus_log::batch::{self, Batch};
 use stratus_meta::repo::{PartitionRecord, ProducerBatch, SegmentRef};
 
-/// How many batches per producer are remembered for duplicate detection (Kafka's 5).
+mod producers;
+use producers::Producers;
+
 /// Leader epochs a partition remembers.
 const MAX_EPOCHS: usize = 1000;
-const PRODUCER_BATCHES: usize = 5;
 
 /// Where a run of offsets is stored.
 #[derive(Debug, Clone)]
@@ -104,8 +105,8 @@ pub struct PartitionState {
     sealed_end: i64,
     /// Data beyond `sealed_end`.
     tail: VecDeque<TailChunk>,
-    /// Last batches of each idempotent producer.
-    producers: HashMap<i64, VecDeque<ProducerBatch>>,
+    /// Idempotent producers' last batches.
+    producers: Producers,
     /// Set once the topic is deleted: every later request fails.
     deleted: bool,
     /// The epoch at which this broker owns the partition; `None`: another broker does
@@ -152,6 +153,8 @@ pub struct Partition {
     state: Mutex<PartitionState>,
     /// Serializes read-modify-write of the partition record (seal, retention, delete).
     pub record_lock: tokio::sync::Mutex<()>,
+    /// Woken when this broker takes or gives up ownership.
+    pub ownership_changed: tokio::sync::Notify,
 }
 
 impl Partition {
@@ -163,6 +166,7 @@ impl Partition {
             index,
             state: Mutex::new(PartitionState::from_record(rec)),
             record_lock: tokio::sync::Mutex::new(()),
+            ownership_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -181,8 +185,13 @@ impl Partition {
     pub fn install(&self, state: PartitionState) {
         let mut s = self.state();
         let deleted = s.deleted;
+        let previous = std::mem::take(&mut s.producers);
         *s = state;
         s.deleted = deleted;
+        // Requests the producers sent before they saw a drop may still come here.
+        s.producers.keep_dropped(previous);
+        drop(s);
+        self.ownership_changed.notify_waiters();
     }
 
     /// Gives ownership up: writes are refused from now on, and what is not committed is
@@ -191,35 +200,15 @@ impl Partition {
         let mut s = self.state();
         s.owner_epoch = None;
         s.truncate_to_committed();
-    }
-}
-
-fn remember(producers: &mut HashMap<i64, VecDeque<ProducerBatch>>, b: ProducerBatch) {
-    let q = producers.entry(b.pid).or_default();
-    if q.back().is_some_and(|last| last.epoch != b.epoch) {
-        q.clear();
-    }
-    q.push_back(b);
-    while q.len() > PRODUCER_BATCHES {
-        q.pop_front();
-    }
-}
-
-fn next_seq(seq: i32) -> i32 {
-    if seq == i32::MAX {
-        0
-    } else {
-        seq + 1
+        drop(s);
+        self.ownership_changed.notify_waiters();
     }
 }
 
 impl PartitionState {
     /// State from a durable record: everything sealed, nothing owned yet.
     pub fn from_record(rec: &PartitionRecord) -> Self {
-        let mut producers: HashMap<i64, VecDeque<ProducerBatch>> = HashMap::new();
-        for b in &rec.producers {
-            remember(&mut producers, *b);
-        }
+        let producers = Producers::from_committed(&rec.producers);
         PartitionState {
             log_start: rec.log_start_offset,
             next_offset: rec.sealed_end,
@@ -266,9 +255,7 @@ impl PartitionState {
         }
         self.next_offset = chunk.end;
         self.high_watermark = chunk.end;
-        for b in producers {
-            remember(&mut self.producers, *b);
-        }
+        self.producers.add_committed(producers);
         self.tail.push_back(chunk);
     }
 
@@ -279,18 +266,8 @@ impl PartitionState {
             sealed_end: self.sealed_end,
             segments: self.segments.clone(),
             epochs: self.epochs.clone(),
-            producers: self.producers_below(self.sealed_end),
+            producers: self.producers.below(self.sealed_end),
         }
-    }
-
-    /// Producer state as of `end`: the remembered batches that end below it.
-    fn producers_below(&self, end: i64) -> Vec<ProducerBatch> {
-        self.producers
-            .values()
-            .flatten()
-            .filter(|b| b.last_offset < end)
-            .copied()
-            .collect()
     }
 
     /// First readable offset.
@@ -398,7 +375,7 @@ impl PartitionState {
         let mut rec = self.record();
         rec.segments.push(seg.clone());
         rec.sealed_end = seg.end_offset;
-        rec.producers = self.producers_below(seg.end_offset);
+        rec.producers = self.producers.below(seg.end_offset);
         rec
     }
 
@@ -494,7 +471,7 @@ impl PartitionState {
         self.check_owner()?;
         let first = &batches[0];
         if first.producer_id >= 0 {
-            if let Some(dup) = self.check_sequence(first)? {
+            if let Some(dup) = self.producers.check(first)? {
                 return Ok(Appended::Duplicate { base_offset: dup });
             }
         }
@@ -522,9 +499,7 @@ impl PartitionState {
             }
             next += b.last_offset_delta as i64 + 1;
         }
-        for p in &producers {
-            remember(&mut self.producers, *p);
-        }
+        self.producers.appended(&producers, self.high_watermark);
         self.next_offset = next;
         let bytes = out.freeze();
         self.tail.push_back(TailChunk {
@@ -541,38 +516,6 @@ impl PartitionState {
             max_timestamp,
             producers,
         })
-    }
-
-    /// Kafka's sequence rules; `Some(offset)` for a duplicate of a remembered batch.
-    fn check_sequence(&self, b: &Batch) -> Result<Option<i64>, Code> {
-        let Some(q) = self.producers.get(&b.producer_id) else {
-            // Unknown producer (new, or its state expired with retention): any sequence.
-            return Ok(None);
-        };
-        let Some(last) = q.back() else {
-            return Ok(None);
-        };
-        if b.producer_epoch < last.epoch {
-            return Err(Code::InvalidProducerEpoch);
-        }
-        if b.producer_epoch > last.epoch {
-            return if b.base_sequence == 0 {
-                Ok(None)
-            } else {
-                Err(Code::OutOfOrderSequenceNumber)
-            };
-        }
-        let last_seq = b.last_sequence();
-        if let Some(d) = q
-            .iter()
-            .find(|p| p.first_seq == b.base_sequence && p.last_seq == last_seq)
-        {
-            return Ok(Some(d.base_offset));
-        }
-        if b.base_sequence != next_seq(last.last_seq) {
-            return Err(Code::OutOfOrderSequenceNumber);
-        }
-        Ok(None)
     }
 
     /// Marks pending data up to `end` committed in a WAL object and moves the high watermark.
@@ -631,22 +574,14 @@ impl PartitionState {
         self.tail
             .retain(|c| !matches!(c.location, Location::Pending(_)));
         self.next_offset = hw;
-        for q in self.producers.values_mut() {
-            q.retain(|b| b.base_offset < hw);
-        }
-        self.producers.retain(|_, q| !q.is_empty());
+        self.producers.drop_from(hw);
     }
 
     /// Forgets producers whose last append is older than `max_age_ms` (Kafka's
     /// `producer.id.expiration.ms`), so that state does not grow with every producer ever
     /// seen. Returns how many were forgotten.
     pub fn expire_producers(&mut self, now_ms: i64, max_age_ms: i64) -> usize {
-        let before = self.producers.len();
-        self.producers.retain(|_, q| {
-            q.back()
-                .is_some_and(|b| b.appended_ms == 0 || b.appended_ms >= now_ms - max_age_ms)
-        });
-        before - self.producers.len()
+        self.producers.expire(now_ms, max_age_ms)
     }
 
     /// Committed bytes not yet sealed, and when (clock ms) the oldest was appended.

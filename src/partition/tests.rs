@@ -68,6 +68,155 @@ fn commit_and_truncate() {
     assert_eq!(appended(s.append(&b2, None, 1)), (2, 4));
 }
 
+#[test]
+fn dropping_uncommitted_batches_keeps_the_producers_last_committed_ones() {
+    // A committed batch whose ack was lost, then more than Kafka's 5 batches of the same
+    // producer that a failed flush drops: the retry of the committed one is still a
+    // duplicate, and the producer continues right after it.
+    let p = part();
+    let mut s = p.state();
+    let obj: Arc<str> = Arc::from("wal/1/x");
+    let batch = |seq: i32| stratus_log::batch::validate(&make_batch(2, 9, seq, 1)).unwrap();
+    assert_eq!(appended(s.append(&batch(0), None, 1)), (0, 2));
+    s.commit(2, &obj, 100, 0, 10);
+    for k in 1..=7 {
+        assert_eq!(
+            appended(s.append(&batch(2 * k), None, 1)),
+            (2 * k as i64, 2 * k as i64 + 2)
+        );
+    }
+    s.truncate_to_committed();
+    assert_eq!(s.next_offset, 2);
+    assert_eq!(
+        appended(s.append(&batch(0), None, 1)),
+        (0, -1),
+        "the committed batch's retry is acked at its offset, not written twice"
+    );
+    assert_eq!(appended(s.append(&batch(2), None, 1)), (2, 4));
+    assert_eq!(
+        s.append(&batch(8), None, 1).unwrap_err(),
+        Code::OutOfOrderSequenceNumber,
+        "the dropped batches are forgotten"
+    );
+}
+
+#[test]
+fn a_batch_in_flight_past_dropped_ones_is_retried_not_out_of_order() {
+    // Committed: seq 0-1. Dropped by a failed flush: 2-3 and 4-5. The batch at 6, sent
+    // before the producer saw the failure, must not get OUT_OF_ORDER_SEQUENCE_NUMBER
+    // (librdkafka would renumber everything unacknowledged under a new epoch).
+    let p = part();
+    let mut s = p.state();
+    let obj: Arc<str> = Arc::from("wal/1/x");
+    let batch = |seq: i32| stratus_log::batch::validate(&make_batch(2, 9, seq, 1)).unwrap();
+    s.append(&batch(0), None, 1).unwrap();
+    s.commit(2, &obj, 100, 0, 10);
+    s.append(&batch(2), None, 1).unwrap();
+    s.append(&batch(4), None, 1).unwrap();
+    s.truncate_to_committed();
+    assert_eq!(
+        s.append(&batch(6), None, 1).unwrap_err(),
+        Code::NotLeaderOrFollower
+    );
+    assert_eq!(
+        s.append(&batch(4), None, 1).unwrap_err(),
+        Code::NotLeaderOrFollower
+    );
+    assert_eq!(appended(s.append(&batch(0), None, 1)), (0, -1));
+    assert_eq!(appended(s.append(&batch(2), None, 1)), (2, 4));
+    assert_eq!(appended(s.append(&batch(4), None, 1)), (4, 6));
+    assert_eq!(
+        s.append(&batch(10), None, 1).unwrap_err(),
+        Code::OutOfOrderSequenceNumber,
+        "once the producer resent in order, a real gap is out of order again"
+    );
+
+    s.commit(6, &obj, 100, 0, 10);
+
+    // A producer whose only batches were dropped: known by what it must send first.
+    let batch = |seq: i32| stratus_log::batch::validate(&make_batch(1, 11, seq, 1)).unwrap();
+    s.append(&batch(0), None, 1).unwrap();
+    s.append(&batch(1), None, 1).unwrap();
+    s.truncate_to_committed();
+    assert_eq!(
+        s.append(&batch(1), None, 1).unwrap_err(),
+        Code::NotLeaderOrFollower
+    );
+    assert_eq!(appended(s.append(&batch(0), None, 1)), (6, 7));
+    assert_eq!(appended(s.append(&batch(1), None, 1)), (7, 8));
+}
+
+#[test]
+fn what_a_lost_ownership_dropped_is_still_known_when_the_partition_comes_back() {
+    // Ownership lost with a batch pending, then taken again (a state recovered from the
+    // store): a batch that was in flight behind the dropped one is retried, not refused as
+    // out of order.
+    let p = part();
+    let obj: Arc<str> = Arc::from("wal/1/x");
+    let batch = |seq: i32| stratus_log::batch::validate(&make_batch(2, 9, seq, 1)).unwrap();
+    {
+        let mut s = p.state();
+        s.append(&batch(0), None, 1).unwrap();
+        s.commit(2, &obj, 100, 0, 10);
+        s.append(&batch(2), None, 1).unwrap();
+    }
+    p.release();
+    let mut recovered = PartitionState::from_record(&p.state().record());
+    recovered.recover_range(
+        TailChunk {
+            base: 0,
+            end: 2,
+            max_timestamp: 1,
+            location: Location::Wal {
+                object: obj.clone(),
+                object_size: 100,
+                pos: 0,
+                len: 10,
+            },
+            created_ms: 1,
+        },
+        &[ProducerBatch {
+            pid: 9,
+            epoch: 0,
+            first_seq: 0,
+            last_seq: 1,
+            base_offset: 0,
+            last_offset: 1,
+            appended_ms: 1,
+        }],
+    );
+    recovered.take_ownership(1);
+    p.install(recovered);
+    let mut s = p.state();
+    assert_eq!(
+        s.append(&batch(4), None, 1).unwrap_err(),
+        Code::NotLeaderOrFollower
+    );
+    assert_eq!(appended(s.append(&batch(0), None, 1)), (0, -1));
+    assert_eq!(appended(s.append(&batch(2), None, 1)), (2, 4));
+}
+
+#[test]
+fn committed_batches_are_remembered_five_per_producer() {
+    let p = part();
+    let mut s = p.state();
+    let obj: Arc<str> = Arc::from("wal/1/x");
+    let batch = |seq: i32| stratus_log::batch::validate(&make_batch(1, 9, seq, 1)).unwrap();
+    for k in 0..8 {
+        s.append(&batch(k), None, 1).unwrap();
+        s.commit(k as i64 + 1, &obj, 100, 0, 10);
+    }
+    let remembered = s.producers.first_seqs(9);
+    assert_eq!(remembered, vec![2, 3, 4, 5, 6, 7]);
+    s.append(&batch(8), None, 1).unwrap();
+    let remembered = s.producers.first_seqs(9);
+    assert_eq!(
+        remembered,
+        vec![3, 4, 5, 6, 7, 8],
+        "five committed ones and the pending one"
+    );
+}
+
 /// A partition owning `n` committed single-record WAL chunks of 10 bytes each, written at
 /// timestamps 1000, 2000, ….
 fn committed(n: i64) -> Partition {

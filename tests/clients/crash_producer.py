@@ -25,6 +25,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--stop", required=True)
     ap.add_argument("--rate", type=float, default=800.0, help="records per second")
+    ap.add_argument("--debug", default="", help="librdkafka debug contexts (logged to stderr)")
     args = ap.parse_args()
 
     out = open(args.out, "w", buffering=1)
@@ -52,7 +53,8 @@ def main():
         "reconnect.backoff.max.ms": 500,
         "socket.timeout.ms": 5000,
         "error_cb": on_error,
-        "log_level": 4,
+        "log_level": 7 if args.debug else 4,
+        **({"debug": args.debug} if args.debug else {}),
     })
     seq = 0
     start = time.time()

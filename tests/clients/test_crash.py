@@ -146,13 +146,17 @@ def stop_retention(admin, topic):
     time.sleep(1.5)  # a retention pass that started before the change finishes
 
 
-def start_producers(bootstrap, topic, tmp_path, tags, partitions, rate=800):
+def start_producers(bootstrap, topic, tmp_path, tags, partitions, rate=800, debug=None):
+    """One crash_producer.py per tag; `debug` (or $PRODUCER_DEBUG): librdkafka debug contexts,
+    logged to <tag>.stderr."""
+    debug = os.environ.get("PRODUCER_DEBUG", "") if debug is None else debug
     procs = {}
     for tag in tags:
         procs[tag] = subprocess.Popen(
             [sys.executable, str(CLIENTS_DIR / "crash_producer.py"), "--bootstrap", bootstrap,
              "--topic", topic, "--tag", tag, "--partitions", str(partitions),
-             "--out", str(tmp_path / f"{tag}.log"), "--stop", str(tmp_path / "stop"), "--rate", str(rate)],
+             "--out", str(tmp_path / f"{tag}.log"), "--stop", str(tmp_path / "stop"), "--rate", str(rate),
+             "--debug", debug],
             stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{tag}.stderr", "wb"))
     return procs
 
