@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::config::Settings;
-use crate::handlers::{self, ResponseFuture, Session};
+use crate::handlers::{self, Principal, ResponseFuture, Session};
 use crate::supervisor::panic_message;
 
 /// Requests of one connection being processed or awaiting their turn to respond.
@@ -106,9 +106,12 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let broker = broker.clone();
         let cancel = cancel.clone();
+        // Every listener is PLAINTEXT for now; TLS and SASL (issue 11) set the principal
+        // when the connection authenticates.
         let session = Session {
             listener: index,
             peer,
+            principal: Principal::Anonymous,
         };
         tracker.spawn(async move {
             // A panic here is a bug (input must never cause one): the binary aborts on it
@@ -174,7 +177,7 @@ async fn connection(
                 break;
             }
         };
-        match handlers::dispatch(&broker, session, frame).await {
+        match handlers::dispatch(&broker, session.clone(), frame).await {
             Ok(fut) => {
                 // The request's bytes count against queued.max.request.bytes until it is
                 // answered.

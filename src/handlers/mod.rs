@@ -24,12 +24,23 @@ pub mod offsets;
 pub mod produce;
 
 /// What a handler knows of the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Session {
     /// Index of the listener (in `listeners`) the client connected to.
     pub listener: usize,
     /// The client's address.
     pub peer: std::net::SocketAddr,
+    /// Who the client is: what authorization will check.
+    pub principal: Principal,
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// Not authenticated (a PLAINTEXT listener): Kafka's `User:ANONYMOUS`.
+    Anonymous,
+    /// Authenticated (SASL, or a TLS client certificate) as this user.
+    User(std::sync::Arc<str>),
 }
 
 /// The response of one request, ready when its work is done; `None` sends nothing

@@ -10,6 +10,7 @@ use kafka_protocol::ResponseError as Code;
 use super::{lookup, ResponseFuture};
 use crate::broker::Broker;
 use crate::error::Error;
+use crate::wal::Pending;
 use stratus_log::batch;
 
 /// A partition's index, what happened to its batches, and its log start offset.
@@ -17,14 +18,7 @@ type PartitionOutcome = (i32, Outcome, i64);
 
 enum Outcome {
     Failed(Code),
-    Pending {
-        partition: Arc<crate::partition::Partition>,
-        base_offset: i64,
-        end_offset: i64,
-        epoch: i32,
-        seq: u64,
-        append_time: i64,
-    },
+    Pending { pending: Pending, append_time: i64 },
 }
 
 /// Appends every partition's batches now and returns the future of the response.
@@ -82,23 +76,11 @@ pub async fn start(
                         r.base_offset = -1;
                     }
                     Outcome::Pending {
-                        partition,
-                        base_offset,
-                        end_offset,
-                        epoch,
-                        seq,
+                        pending,
                         append_time,
                     } => {
-                        match tokio::time::timeout(timeout, broker.wal.wait(seq)).await {
-                            Ok(Ok(())) if committed(&partition, end_offset, epoch) => {
-                                r.base_offset = base_offset
-                            }
-                            Ok(Ok(())) => {
-                                // Ownership moved before the commit: not written here;
-                                // the client retries with the new owner.
-                                r.error_code = Code::NotLeaderOrFollower.code();
-                                r.base_offset = -1;
-                            }
+                        match tokio::time::timeout(timeout, pending.acked()).await {
+                            Ok(Ok(base_offset)) => r.base_offset = base_offset,
                             Ok(Err(e)) => {
                                 r.error_code = e.code();
                                 r.base_offset = -1;
@@ -161,21 +143,10 @@ async fn append(
         .append(partition, &batches, append_time, now)
         .await
     {
-        Ok(p) => Outcome::Pending {
-            partition: partition.clone(),
-            base_offset: p.base_offset,
-            end_offset: p.end_offset,
-            epoch: p.epoch,
-            seq: p.seq,
+        Ok(pending) => Outcome::Pending {
+            pending,
             append_time: append_time.unwrap_or(-1),
         },
         Err(e) => Outcome::Failed(e.kafka()),
     }
-}
-
-/// Whether data up to `end` appended under `epoch` is committed: the broker still owns the
-/// partition at that epoch and the high watermark passed it.
-fn committed(p: &crate::partition::Partition, end: i64, epoch: i32) -> bool {
-    let s = p.state();
-    s.owner_epoch() == Some(epoch) && s.high_watermark() >= end
 }

@@ -114,16 +114,50 @@ pub struct Wal {
     healthy: AtomicBool,
 }
 
-/// Result of handing batches to the WAL.
+/// Batches handed to the WAL: [`Pending::acked`] resolves once they are durable.
 pub struct Pending {
     /// First offset of the batches (or of the original, for a duplicate).
     pub base_offset: i64,
     /// One past the last offset that must be committed for the ack.
-    pub end_offset: i64,
+    end_offset: i64,
     /// The owner epoch they were appended under.
-    pub epoch: i32,
+    epoch: i32,
     /// The flush that makes them durable.
     pub seq: u64,
+    partition: Arc<Partition>,
+    status: watch::Receiver<FlushStatus>,
+}
+
+impl Pending {
+    /// The base offset once the batches are committed; NOT_LEADER_OR_FOLLOWER if the
+    /// partition moved (or moved away and back) before they were, so that they were not
+    /// written here and the client retries with the owner; NotDurable if their flush
+    /// failed.
+    pub async fn acked(mut self) -> Result<i64> {
+        flushed(&mut self.status, self.seq).await?;
+        let s = self.partition.state();
+        if s.owner_epoch() == Some(self.epoch) && s.high_watermark() >= self.end_offset {
+            Ok(self.base_offset)
+        } else {
+            Err(Error::Kafka(
+                kafka_protocol::ResponseError::NotLeaderOrFollower,
+            ))
+        }
+    }
+}
+
+/// Waits until flush `seq` is finished; an error if it failed.
+async fn flushed(rx: &mut watch::Receiver<FlushStatus>, seq: u64) -> Result<()> {
+    let st = rx
+        .wait_for(|s| s.done >= seq)
+        .await
+        .map_err(|_| Error::not_durable("the broker is shutting down"))?;
+    if st.failed.contains(&seq) {
+        return Err(Error::not_durable(
+            "the WAL flush holding this write failed",
+        ));
+    }
+    Ok(())
 }
 
 impl Wal {
@@ -232,22 +266,14 @@ impl Wal {
             end_offset: end,
             epoch,
             seq,
+            partition: partition.clone(),
+            status: self.status.subscribe(),
         })
     }
 
     /// Waits until flush `seq` is finished; an error if it failed.
     pub async fn wait(&self, seq: u64) -> Result<()> {
-        let mut rx = self.status.subscribe();
-        let st = rx
-            .wait_for(|s| s.done >= seq)
-            .await
-            .map_err(|_| Error::not_durable("the broker is shutting down"))?;
-        if st.failed.contains(&seq) {
-            return Err(Error::not_durable(
-                "the WAL flush holding this write failed",
-            ));
-        }
-        Ok(())
+        flushed(&mut self.status.subscribe(), seq).await
     }
 
     /// The flush loop; runs until `cancel`, then flushes what is buffered once more.

@@ -147,9 +147,10 @@ def stop_retention(admin, topic):
 
 
 def start_producers(bootstrap, topic, tmp_path, tags, partitions, rate=800, debug=None):
-    """One crash_producer.py per tag; `debug` (or $PRODUCER_DEBUG): librdkafka debug contexts,
-    logged to <tag>.stderr."""
-    debug = os.environ.get("PRODUCER_DEBUG", "") if debug is None else debug
+    """One crash_producer.py per tag; `debug` (or $PRODUCER_DEBUG, default "eos": the
+    idempotence events, so that an epoch bump and its reason are in <tag>.stderr):
+    librdkafka debug contexts."""
+    debug = os.environ.get("PRODUCER_DEBUG", "eos") if debug is None else debug
     procs = {}
     for tag in tags:
         procs[tag] = subprocess.Popen(
@@ -172,8 +173,13 @@ def finish_producers(procs, tmp_path, min_acked=200):
             proc.kill()
             proc.wait()
         plog = logs[tag] = ProducerLog(tmp_path / f"{tag}.log")
+        # An epoch bump renumbers every batch without an ack: a broker that answers
+        # OUT_OF_ORDER_SEQUENCE_NUMBER where Kafka would not causes them (and duplicates).
+        bumps = [line.split("epoch bump", 1)[1].strip()[:160]
+                 for line in (tmp_path / f"{tag}.stderr").read_text(errors="replace").splitlines()
+                 if "DRAIN" in line and "epoch bump" in line]
         print(f"producer {tag}: exit {proc.returncode}, {plog.done}, acked {len(plog.acked)}, "
-              f"failed {len(plog.errors)}, fatal {len(plog.fatal)}")
+              f"failed {len(plog.errors)}, fatal {len(plog.fatal)}, epoch bumps {len(bumps)} {bumps[:2]}")
         if proc.returncode != 0:
             problems.append(f"producer {tag} exited {proc.returncode}")
         if plog.fatal:
