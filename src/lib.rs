@@ -47,7 +47,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Listeners first: a taken port stops the broker before it touches the stores.
     let listeners = server::bind(&settings).await?;
-    let broker = Broker::open(settings).await?;
+    // A broker of a cluster waits for its stores: a shutdown meanwhile stops it.
+    let broker = tokio::select! {
+        b = Broker::open(settings) => b?,
+        _ = cancel.cancelled() => {
+            tracing::info!("stopped before joining the cluster");
+            return Ok(());
+        }
+    };
     serve_on(broker, listeners, cancel, bound).await
 }
 

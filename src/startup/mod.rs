@@ -22,13 +22,41 @@ use stratus_log::objects::Objects;
 use stratus_meta::repo::{ControllerRecord, Registration};
 use stratus_meta::{keys, Compare, MetaStore, Op};
 
+/// Longest pause between two startup probes of a store that is down.
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Runs `probe` until it succeeds, while the store is down and `wait` holds.
+async fn until_up<T, F, Fut>(wait: bool, probe: F) -> anyhow::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, stores::StoreError>>,
+{
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match probe().await {
+            Ok(v) => return Ok(v),
+            Err(e) if wait && e.down => {
+                warn!("{e}; waiting for it (next try in {}s)", delay.as_secs_f32());
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(PROBE_BACKOFF_MAX);
+            }
+            Err(e) => return Err(anyhow::anyhow!(e.message)),
+        }
+    }
+}
+
 impl Broker {
     /// Opens the stores named by the settings, joins the cluster and takes what it is
     /// assigned.
+    ///
+    /// A store that does not answer stops a single broker (embedded metadata) at once. A
+    /// broker of a cluster (etcd) waits for it, saying so, as Kubernetes starts brokers and
+    /// their stores in any order; a store that refuses stops it all the same.
     pub async fn open(settings: Settings) -> anyhow::Result<Arc<Broker>> {
         stores::data_dir(&settings.storage.data_dir)?;
-        let meta = stores::metadata(&settings).await?;
-        let objects = stores::objects(&settings).await?;
+        let cluster = settings.cluster.metadata_url.starts_with("etcd://");
+        let meta = until_up(cluster, || stores::metadata(&settings)).await?;
+        let objects = until_up(cluster, || stores::objects(&settings)).await?;
         Self::open_with(settings, meta, objects).await
     }
 

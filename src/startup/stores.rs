@@ -1,7 +1,9 @@
 //! Opening the data directory and the stores, with errors a new user can act on: each
 //! names the path, URL or address involved and what to do. Both stores are probed before
-//! the broker joins: a store that cannot be reached or written stops the broker at once
-//! instead of letting it start "healthy" and fail every write.
+//! the broker joins, instead of letting it start "healthy" and fail every write. A store
+//! that refuses (credentials, permissions, a missing bucket) stops the broker; one that
+//! does not answer is [`StoreError::down`]: a single broker stops, a broker of a cluster
+//! waits for it (`startup::open`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +23,38 @@ const OBJECT_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where the probe object is written (outside `wal/` and `topics/`).
 const PROBE_PREFIX: &str = "_stratus/probe/";
 
+/// Why a store failed its startup probe.
+#[derive(Debug)]
+pub struct StoreError {
+    /// What failed and what to check.
+    pub message: String,
+    /// The store did not answer (it may be starting): waiting may help. Otherwise it
+    /// answered with a refusal that waiting does not change.
+    pub down: bool,
+}
+
+impl StoreError {
+    fn down(message: String) -> Self {
+        StoreError {
+            message,
+            down: true,
+        }
+    }
+
+    fn refused(message: String) -> Self {
+        StoreError {
+            message,
+            down: false,
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Creates the data directory and checks that it can be written.
 pub fn data_dir(dir: &Path) -> anyhow::Result<()> {
     let hint = "give a writable directory with --data-dir (data.dir)";
@@ -34,40 +68,61 @@ pub fn data_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Opens the metadata store named by `metadata.store.url` and checks that it answers.
-pub async fn metadata(settings: &Settings) -> anyhow::Result<Arc<dyn MetaStore>> {
+pub async fn metadata(settings: &Settings) -> Result<Arc<dyn MetaStore>, StoreError> {
     let timeout = Duration::from_millis(settings.cluster.metadata_timeout_ms);
     match settings.cluster.metadata_url.as_str() {
         "" | "embedded" => {
             let path = settings.storage.data_dir.join("meta.redb");
             match EmbeddedStore::open(&path) {
                 Ok(s) => Ok(Arc::new(s)),
-                Err(MetaError::Locked(_)) => Err(anyhow!(
+                Err(MetaError::Locked(_)) => Err(StoreError::refused(format!(
                     "data.dir {} is in use by another running broker (its metadata file {} is \
                      locked); stop that broker, or give this one another --data-dir",
                     settings.storage.data_dir.display(),
                     path.display()
-                )),
-                Err(e) => Err(anyhow!(
+                ))),
+                Err(e) => Err(StoreError::refused(format!(
                     "cannot open the embedded metadata store {}: {e}",
                     path.display()
-                )),
+                ))),
             }
         }
         url => {
-            let store = EtcdStore::connect(url, timeout)
-                .await
-                .map_err(|e| anyhow!("metadata.store.url {url}: {e}"))?;
-            // One read: etcd answers, the credentials are accepted, the namespace is readable.
-            store.get(keys::CLUSTER_ID).await.map_err(|e| {
-                anyhow!(
-                    "metadata store {url} did not answer: {e}; check that etcd runs at that \
+            let failed = |e: MetaError| {
+                let text = e.to_string();
+                let message = format!(
+                    "metadata store {url} did not answer: {text}; check that etcd runs at that \
                      address and {}",
                     etcd_credentials()
-                )
-            })?;
+                );
+                if etcd_refusal(&text) {
+                    StoreError::refused(message)
+                } else {
+                    StoreError::down(message)
+                }
+            };
+            let store = EtcdStore::connect(url, timeout).await.map_err(failed)?;
+            // One read: etcd answers, the credentials are accepted, the namespace is readable.
+            store.get(keys::CLUSTER_ID).await.map_err(failed)?;
             Ok(Arc::new(store))
         }
     }
+}
+
+/// Whether etcd answered with a refusal (credentials, permissions, a malformed URL) rather
+/// than not at all.
+fn etcd_refusal(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    [
+        "authentication failed",
+        "permission denied",
+        "invalid auth token",
+        "user name",
+        "not an etcd:// url",
+        "names no etcd endpoint",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
 }
 
 fn etcd_credentials() -> &'static str {
@@ -79,9 +134,11 @@ fn etcd_credentials() -> &'static str {
 
 /// Opens the object store named by `object.store.url`, then writes, reads back and
 /// deletes a small object.
-pub async fn objects(settings: &Settings) -> anyhow::Result<Arc<Objects>> {
+pub async fn objects(settings: &Settings) -> Result<Arc<Objects>, StoreError> {
     let url = &settings.storage.object_store_url();
-    let objects = Arc::new(Objects::from_url(url).map_err(|e| anyhow!("{e}"))?);
+    let objects = Arc::new(
+        Objects::from_url(url).map_err(|e| StoreError::refused(format!("{e}")))?,
+    );
     let key = format!(
         "{PROBE_PREFIX}{}-{}",
         settings.server.node_id,
@@ -91,7 +148,10 @@ pub async fn objects(settings: &Settings) -> anyhow::Result<Arc<Objects>> {
     // object_store repeats each source in its message: the innermost one says it all.
     let step = |what: &'static str| {
         let key = key.clone();
-        move |e: ObjectError| format!("{what} {key}: {}", innermost(&e))
+        move |e: ObjectError| {
+            let (text, answered) = innermost(&e);
+            (format!("{what} {key}: {text}"), answered)
+        }
     };
     let probe = async {
         objects
@@ -103,25 +163,40 @@ pub async fn objects(settings: &Settings) -> anyhow::Result<Arc<Objects>> {
             .await
             .map_err(step("reading back"))?;
         if back != body {
-            return Err(format!("reading back {key}: other bytes than were written"));
+            let wrong = format!("reading back {key}: other bytes than were written");
+            return Err((wrong, true));
         }
         objects.delete(&key).await.map_err(step("deleting"))
     };
     match tokio::time::timeout(OBJECT_PROBE_TIMEOUT, probe).await {
         Ok(Ok(())) => Ok(objects),
-        Ok(Err(e)) => Err(anyhow!(
-            "object store {url} failed the startup probe ({e}); {}",
-            object_credentials(url)
-        )),
-        Err(_) => Err(anyhow!(
+        Ok(Err((e, answered))) => {
+            let message = format!(
+                "object store {url} failed the startup probe ({e}); {}",
+                object_credentials(url)
+            );
+            // A store that answered refuses (credentials, bucket, permissions), unless it
+            // said it is unavailable; one that did not answer may be starting.
+            let unavailable = ["ServiceUnavailable", "SlowDown", "InternalError"]
+                .iter()
+                .any(|c| e.contains(c));
+            Err(if answered && !unavailable {
+                StoreError::refused(message)
+            } else {
+                StoreError::down(message)
+            })
+        }
+        Err(_) => Err(StoreError::down(format!(
             "object store {url} did not answer the startup probe in {}s; {}",
             OBJECT_PROBE_TIMEOUT.as_secs(),
             object_credentials(url)
-        )),
+        ))),
     }
 }
 
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+/// The innermost error's text, and whether the store answered (an S3 error body, or a
+/// local file system error) rather than not at all.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> (String, bool) {
     let mut e = e;
     while let Some(s) = e.source() {
         e = s;
@@ -133,9 +208,17 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
         let end = text[start..].find(&format!("</{t}>"))? + start;
         Some(text[start..end].to_string())
     };
+    let io = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+        !matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::TimedOut
+        )
+    });
     match (tag("Code"), tag("Message")) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
+        (Some(code), Some(message)) => (format!("{code}: {message}"), true),
+        _ => (text.split_whitespace().collect::<Vec<_>>().join(" "), io),
     }
 }
 

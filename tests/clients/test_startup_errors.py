@@ -1,10 +1,12 @@
 """Bad input at startup, tried as a new user would: every mistake stops the broker with a
 message that names the key, value, path, URL or address involved, where it was given, and
-what to do; nothing is left half-started (no store touched, the other broker unharmed)."""
+what to do; nothing is left half-started (no store touched, the other broker unharmed).
+A broker of a cluster waits, saying so, for a store that does not answer yet."""
 import os
 import subprocess
 import tempfile
 import time
+import uuid
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -87,12 +89,57 @@ def test_a_data_dir_in_use_and_a_taken_port_are_refused_without_harm(make_broker
     assert AdminClient({"bootstrap.servers": running.bootstrap}).list_topics(timeout=10).brokers
 
 
-def test_an_etcd_that_does_not_answer_stops_the_broker(fresh):
+def test_a_broker_of_a_cluster_waits_for_etcd_and_joins_when_it_answers(infra, fresh, tmp_path):
+    """Kubernetes starts brokers and etcd in any order: a broker whose etcd does not answer
+    yet says so and waits (a SIGTERM meanwhile stops it cleanly), then joins once it does."""
+    from delay_proxy import DelayProxy
     base, _ = fresh
-    url = f"etcd://127.0.0.1:{free_port()}"
-    code, err = run(base + ["--set", f"metadata.store.url={url}", "--set", "metadata.request.timeout.ms=1000"])
-    assert code == 1
-    assert f"metadata store {url} did not answer" in err and "ETCD_USERNAME" in err, err
+    port = int(base[3].rsplit(":", 1)[1])
+    etcd_port = int(infra.etcd_endpoint.rsplit(":", 1)[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "AWS_", "ETCD_"))}
+
+    def start(url, log):
+        """The broker, its log (stdout and stderr) going to `log`."""
+        args = [*base, "--set", f"metadata.store.url={url}", "--set", "metadata.request.timeout.ms=1000"]
+        return subprocess.Popen([str(STRATUS_BIN), *args], env=env, stdout=open(log, "wb"),
+                                stderr=subprocess.STDOUT)
+
+    # Nothing answers: the broker keeps running and says what it waits for; SIGTERM stops it.
+    url = f"etcd://127.0.0.1:{free_port()}/startup-wait-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "waiting.log"
+    b = start(url, log)
+    time.sleep(4)
+    assert b.poll() is None, f"the broker exited ({b.returncode}) instead of waiting: {log.read_text()}"
+    b.terminate()
+    assert b.wait(timeout=20) == 0
+    err = log.read_text()
+    assert f"metadata store {url} did not answer" in err and "waiting for it" in err, err
+    assert "ETCD_USERNAME" in err, err
+
+    # etcd comes up (a proxy to the real one, started on the port the broker was given).
+    proxy = DelayProxy(etcd_port, delay_s=0)
+    url = f"etcd://127.0.0.1:{proxy.port}/startup-wait-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "joining.log"
+    b = start(url, log)
+    try:
+        time.sleep(3)
+        assert b.poll() is None, log.read_text()
+        with proxy:
+            deadline = time.time() + 60
+            while True:
+                assert b.poll() is None, log.read_text()
+                try:
+                    md = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=2)
+                    assert list(md.brokers) == [1]
+                    break
+                except Exception:  # noqa: BLE001 — not serving yet
+                    assert time.time() < deadline, "the broker did not join once etcd answered"
+            b.terminate()
+            assert b.wait(timeout=30) == 0
+    finally:
+        if b.poll() is None:
+            b.kill()
+            b.wait()
 
 
 def test_an_object_store_refusing_the_credentials_stops_the_broker(infra, fresh):
