@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::partition::{Partition, PartitionState, TailChunk};
+use stratus_meta::keys::PartitionId;
 use stratus_meta::repo::{self, PartitionRecord, WalEntry, WalRange};
 use stratus_meta::{keys, MetaStore, Versioned};
 
@@ -22,11 +23,11 @@ type Range = (WalRange, Arc<str>, u64);
 
 #[derive(Default)]
 struct Index {
-    records: HashMap<String, PartitionRecord>,
+    records: HashMap<PartitionId, PartitionRecord>,
     /// WAL key → the partitions it has ranges of, and their base offsets.
-    entries: HashMap<String, Vec<(String, i64)>>,
+    entries: HashMap<String, Vec<(PartitionId, i64)>>,
     /// Partition → its committed WAL ranges by base offset.
-    tails: HashMap<String, BTreeMap<i64, Range>>,
+    tails: HashMap<PartitionId, BTreeMap<i64, Range>>,
 }
 
 impl Index {
@@ -55,7 +56,7 @@ impl Index {
         let size = e.data_end();
         let mut names = Vec::with_capacity(e.ranges.len());
         for r in e.ranges {
-            let name = keys::partition_name(&r.topic_id, r.partition);
+            let name = r.partition_id();
             names.push((name.clone(), r.base_offset));
             self.tails
                 .entry(name)
@@ -98,7 +99,7 @@ impl Replicas {
         if !self.ready.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        let name = keys::partition_name(&p.topic_id, p.index);
+        let name = p.id();
         let ix = self.lock();
         let rec = ix.records.get(&name).cloned().unwrap_or_default();
         let mut s = PartitionState::from_record(&rec);

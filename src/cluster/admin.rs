@@ -212,7 +212,7 @@ impl Admin for AdminService {
                 r.to_node_id
             )));
         }
-        let name = keys::partition_name(&topic.id_text, r.partition);
+        let name = keys::PartitionId::new(&topic.id_text, r.partition);
         controller::apply(
             self.broker.meta.as_ref(),
             None,

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::placement::{self, Input, Member};
 use super::read_view;
+use stratus_meta::keys::PartitionId;
 use stratus_meta::repo::{self, ControllerRecord, PartitionRecord, TopicRecord};
 use stratus_meta::{keys, Compare, LeaseId, MetaError, MetaStore, Op, MAX_TXN_OPS};
 
@@ -31,7 +32,7 @@ pub async fn round(
     meta: &dyn MetaStore,
     me: Option<&ControllerRecord>,
     rebalance: bool,
-    moves: Vec<(String, i32)>,
+    moves: Vec<(PartitionId, i32)>,
 ) -> Result<Option<Changed>, MetaError> {
     let view = read_view(meta).await?;
     let controller = meta.get(keys::CONTROLLER).await?;
@@ -48,7 +49,7 @@ pub async fn round(
     for (k, v) in meta.range(keys::TOPICS).await? {
         let t: TopicRecord = repo::decode(&k, &v)?;
         for i in 0..t.partitions {
-            partitions.insert(keys::partition_name(&t.id, i));
+            partitions.insert(PartitionId::new(&t.id, i));
         }
     }
     let epoch_rec = meta.get(keys::EPOCH).await?;
@@ -238,7 +239,7 @@ pub async fn apply(
     meta: &dyn MetaStore,
     me: Option<&ControllerRecord>,
     rebalance: bool,
-    moves: Vec<(String, i32)>,
+    moves: Vec<(PartitionId, i32)>,
 ) -> Result<Changed, ApplyError> {
     for _ in 0..10 {
         match round(meta, me, rebalance, moves.clone()).await? {
@@ -289,7 +290,7 @@ mod tests {
             .unwrap();
     }
 
-    async fn owners(meta: &dyn MetaStore) -> Vec<(String, (i32, i32))> {
+    async fn owners(meta: &dyn MetaStore) -> Vec<(PartitionId, (i32, i32))> {
         let v = read_view(meta).await.unwrap();
         assert_eq!(
             v.shard_owners.len(),
@@ -330,7 +331,7 @@ mod tests {
         assert_eq!(changed.partitions, 4);
         let before = owners(&meta).await;
         assert_eq!(before.len(), 4, "every partition owned: {before:?}");
-        let on = |n: i32, o: &[(String, (i32, i32))]| o.iter().filter(|x| x.1 .0 == n).count();
+        let on = |n: i32, o: &[(PartitionId, (i32, i32))]| o.iter().filter(|x| x.1 .0 == n).count();
         assert_eq!((on(1, &before), on(2, &before)), (2, 2), "spread evenly");
         assert_eq!(
             round(&meta, Some(&me), false, vec![]).await.unwrap(),

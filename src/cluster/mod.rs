@@ -41,7 +41,7 @@ impl Owned {
     pub fn epoch(&self, topic_id: &str, partition: i32) -> Option<i32> {
         self.assignment
             .partitions
-            .get(&keys::partition_name(topic_id, partition))
+            .get(&keys::PartitionId::new(topic_id, partition))
             .copied()
     }
 }
@@ -150,8 +150,8 @@ pub struct View {
     pub assignments: BTreeMap<i32, (Assignment, u64)>,
     /// The controller.
     pub controller: Option<i32>,
-    /// Partition (`<topic-id>:<p>`) → (owner, epoch), for live owners only.
-    pub owners: HashMap<String, (i32, i32)>,
+    /// Partition → (owner, epoch), for live owners only.
+    pub owners: HashMap<keys::PartitionId, (i32, i32)>,
     /// Shard → (owner, epoch), for live owners only.
     pub shard_owners: HashMap<u32, (i32, i32)>,
 }
@@ -160,7 +160,7 @@ impl View {
     /// Owner and epoch of a partition.
     pub fn owner(&self, topic_id: &str, partition: i32) -> Option<(i32, i32)> {
         self.owners
-            .get(&keys::partition_name(topic_id, partition))
+            .get(&keys::PartitionId::new(topic_id, partition))
             .copied()
     }
 }
@@ -281,7 +281,10 @@ mod tests {
     fn assignment(incarnation: u64, epoch: Option<i32>) -> Assignment {
         Assignment {
             incarnation,
-            partitions: epoch.into_iter().map(|e| ("t:0".to_string(), e)).collect(),
+            partitions: epoch
+                .into_iter()
+                .map(|e| (keys::PartitionId::new("t", 0), e))
+                .collect(),
             shards: BTreeMap::new(),
         }
     }

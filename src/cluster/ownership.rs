@@ -15,6 +15,7 @@ use super::Owned;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::partition::{Partition, PartitionState, TailChunk};
+use stratus_meta::keys::PartitionId;
 use stratus_meta::repo::{self, Assignment, PartitionRecord, WalEntry, WalRange};
 use stratus_meta::{keys, Op, MAX_TXN_OPS};
 
@@ -54,9 +55,9 @@ pub async fn sync(broker: &Arc<Broker>) -> Result<()> {
 pub async fn apply(broker: &Arc<Broker>, owned: &Owned) -> Result<()> {
     let _serial = broker.ownership_lock.lock().await;
     let known = |a: &Assignment| {
-        a.partitions.keys().all(|name| {
-            name.split_once(':')
-                .and_then(|(t, _)| uuid::Uuid::parse_str(t).ok())
+        a.partitions.keys().all(|p| {
+            uuid::Uuid::parse_str(&p.topic_id)
+                .ok()
                 .is_some_and(|id| broker.topic_by_id(&id).is_some())
         })
     };
@@ -102,16 +103,14 @@ pub async fn apply(broker: &Arc<Broker>, owned: &Owned) -> Result<()> {
 async fn acquire(broker: &Broker, owned: &Owned, gain: Vec<(Arc<Partition>, i32)>) -> Result<()> {
     // WAL ranges first, then partition records: a range missing from the index was sealed
     // before it went, so the record read after shows it sealed.
-    let mut ranges: HashMap<String, Vec<(WalRange, Arc<str>, u64)>> = gain
-        .iter()
-        .map(|(p, _)| (keys::partition_name(&p.topic_id, p.index), Vec::new()))
-        .collect();
+    let mut ranges: HashMap<PartitionId, Vec<(WalRange, Arc<str>, u64)>> =
+        gain.iter().map(|(p, _)| (p.id(), Vec::new())).collect();
     for (k, v) in broker.meta.range(keys::WAL).await? {
         let entry: WalEntry = repo::decode(&k, &v)?;
         let object: Arc<str> = Arc::from(entry.object.as_str());
         let size = entry.data_end();
         for r in entry.ranges {
-            if let Some(list) = ranges.get_mut(&keys::partition_name(&r.topic_id, r.partition)) {
+            if let Some(list) = ranges.get_mut(&r.partition_id()) {
                 list.push((r, object.clone(), size));
             }
         }
@@ -120,7 +119,7 @@ async fn acquire(broker: &Broker, owned: &Owned, gain: Vec<(Arc<Partition>, i32)
         let mut states = Vec::with_capacity(chunk.len());
         let mut ops = Vec::with_capacity(chunk.len());
         for (p, epoch) in chunk {
-            let key = keys::partition_key(&p.topic_id, p.index);
+            let key = p.id().record_key();
             let rec: PartitionRecord = repo::load(broker.meta.as_ref(), &key)
                 .await?
                 .map(|(r, _)| r)
@@ -128,9 +127,7 @@ async fn acquire(broker: &Broker, owned: &Owned, gain: Vec<(Arc<Partition>, i32)
                     epochs: vec![],
                     ..Default::default()
                 });
-            let mut list = ranges
-                .remove(&keys::partition_name(&p.topic_id, p.index))
-                .unwrap_or_default();
+            let mut list = ranges.remove(&p.id()).unwrap_or_default();
             list.sort_by_key(|(r, _, _)| r.base_offset);
             let state = rebuild(p, &rec, &list, *epoch, broker.clock.now_ms());
             ops.push(Op::Put(key, repo::encode(&state.record()), None));

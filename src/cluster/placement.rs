@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use stratus_meta::keys::PartitionId;
 use stratus_meta::repo::Assignment;
 
 /// A registered broker as placement sees it.
@@ -22,8 +23,8 @@ pub struct Input {
     pub members: BTreeMap<i32, Member>,
     /// Every assignment key, by node.
     pub current: BTreeMap<i32, Assignment>,
-    /// Every existing partition (`<topic-id>:<partition>`).
-    pub partitions: BTreeSet<String>,
+    /// Every existing partition.
+    pub partitions: BTreeSet<PartitionId>,
     /// Number of coordinator shards.
     pub shards: u32,
     /// Epoch given to every unit placed by this round.
@@ -31,20 +32,20 @@ pub struct Input {
     /// Also even out the load.
     pub rebalance: bool,
     /// Explicit moves: partition → node.
-    pub moves: Vec<(String, i32)>,
+    pub moves: Vec<(PartitionId, i32)>,
 }
 
 /// Unit of placement: a partition or a shard.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Unit {
-    Partition(String),
+    Partition(PartitionId),
     Shard(u32),
 }
 
 impl Unit {
     fn topic(&self) -> &str {
         match self {
-            Unit::Partition(p) => p.split(':').next().unwrap_or(""),
+            Unit::Partition(p) => &p.topic_id,
             Unit::Shard(_) => "",
         }
     }
@@ -297,8 +298,8 @@ impl Load {
 mod tests {
     use super::*;
 
-    fn parts(topic: &str, n: i32) -> BTreeSet<String> {
-        (0..n).map(|i| format!("{topic}:{i}")).collect()
+    fn parts(topic: &str, n: i32) -> BTreeSet<PartitionId> {
+        (0..n).map(|i| PartitionId::new(topic, i)).collect()
     }
 
     fn members(nodes: &[(i32, u64)]) -> BTreeMap<i32, Member> {
@@ -352,7 +353,7 @@ mod tests {
     /// member's count of partitions of every topic, of all partitions, and of shards is
     /// within one of every other's.
     fn assert_balanced(input: &Input, out: &BTreeMap<i32, Assignment>) {
-        let placed: Vec<&String> = out.values().flat_map(|a| a.partitions.keys()).collect();
+        let placed: Vec<&PartitionId> = out.values().flat_map(|a| a.partitions.keys()).collect();
         assert_eq!(placed.len(), input.partitions.len(), "each partition once");
         assert_eq!(
             placed.into_iter().cloned().collect::<BTreeSet<_>>(),
@@ -397,15 +398,14 @@ mod tests {
         let topics: BTreeSet<&str> = input
             .partitions
             .iter()
-            .filter_map(|p| p.split(':').next())
+            .map(|p| p.topic_id.as_ref())
             .collect();
         for t in topics {
-            let prefix = format!("{t}:");
             spread(
                 &|a| {
                     a.partitions
                         .keys()
-                        .filter(|p| p.starts_with(&prefix))
+                        .filter(|p| p.topic_id.as_ref() == t)
                         .count()
                 },
                 t,
@@ -414,7 +414,7 @@ mod tests {
     }
 
     /// Topics `t0`, `t1`, … with the given partition counts, and nodes 1..=n.
-    fn topics_and_nodes(topics: &[i32], nodes: usize) -> (BTreeSet<String>, Vec<(i32, u64)>) {
+    fn topics_and_nodes(topics: &[i32], nodes: usize) -> (BTreeSet<PartitionId>, Vec<(i32, u64)>) {
         let mut partitions = BTreeSet::new();
         for (i, n) in topics.iter().enumerate() {
             partitions.extend(parts(&format!("t{i}"), *n));
@@ -563,10 +563,13 @@ mod tests {
             current: even.clone(),
             partitions: parts("t", 4),
             epoch: 5,
-            moves: vec![("t:0".into(), 3)],
+            moves: vec![(PartitionId::new("t", 0), 3)],
             ..Default::default()
         });
-        assert_eq!(moved[&3].partitions.get("t:0"), Some(&5));
+        assert_eq!(
+            moved[&3].partitions.get(&PartitionId::new("t", 0)),
+            Some(&5)
+        );
         // Deleted partitions disappear.
         let gone = plan(&Input {
             members: members(&[(1, 10), (2, 20), (3, 30)]),

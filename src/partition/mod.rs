@@ -12,6 +12,7 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError as Code;
 
 use stratus_log::batch::{self, Batch};
+use stratus_meta::keys::PartitionId;
 use stratus_meta::repo::{PartitionRecord, ProducerBatch, SegmentRef};
 
 mod producers;
@@ -158,6 +159,14 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// Its topic id and index.
+    pub fn id(&self) -> PartitionId {
+        PartitionId {
+            topic_id: self.topic_id.clone(),
+            index: self.index,
+        }
+    }
+
     /// A partition this broker does not own (yet).
     pub fn new(topic_id: Arc<str>, topic: Arc<str>, index: i32, rec: &PartitionRecord) -> Self {
         Partition {

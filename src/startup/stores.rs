@@ -136,9 +136,8 @@ fn etcd_credentials() -> &'static str {
 /// deletes a small object.
 pub async fn objects(settings: &Settings) -> Result<Arc<Objects>, StoreError> {
     let url = &settings.storage.object_store_url();
-    let objects = Arc::new(
-        Objects::from_url(url).map_err(|e| StoreError::refused(format!("{e}")))?,
-    );
+    let objects =
+        Arc::new(Objects::from_url(url).map_err(|e| StoreError::refused(format!("{e}")))?);
     let key = format!(
         "{PROBE_PREFIX}{}-{}",
         settings.server.node_id,

@@ -39,7 +39,7 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
         return Ok(());
     }
     let topics = super::topic_ids(broker).await?;
-    let mut sealed: HashMap<String, i64> = HashMap::new();
+    let mut sealed: HashMap<stratus_meta::keys::PartitionId, i64> = HashMap::new();
     let mut freed = Vec::new();
     for (k, v) in entries {
         let entry: repo::WalEntry = repo::decode(&k, &v)?;
@@ -48,7 +48,7 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
             if !topics.contains(&r.topic_id) {
                 continue;
             }
-            let name = keys::partition_name(&r.topic_id, r.partition);
+            let name = r.partition_id();
             let end = match sealed.get(&name) {
                 Some(e) => *e,
                 None => {

@@ -30,7 +30,7 @@ async fn assign(meta: &dyn MetaStore, epochs: &[i32]) {
         partitions: epochs
             .iter()
             .enumerate()
-            .map(|(i, e)| (keys::partition_name("t", i as i32), *e))
+            .map(|(i, e)| (keys::PartitionId::new("t", i as i32), *e))
             .collect(),
         shards: Default::default(),
     };

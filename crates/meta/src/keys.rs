@@ -69,9 +69,66 @@ pub const CONTROLLER: &str = "cluster/controller";
 /// only grow, so every partition's epochs grow with each move).
 pub const EPOCH: &str = "cluster/epoch";
 
-/// A partition named in an assignment: `<topic-id>:<partition>`.
-pub fn partition_name(topic_id: &str, partition: i32) -> String {
-    format!("{topic_id}:{partition}")
+/// A partition: its topic's id and its index. Assignments and the cluster view name it
+/// `<topic-id>:<index>` (its `Display`, and its serde form).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
+pub struct PartitionId {
+    /// The topic's id.
+    pub topic_id: std::sync::Arc<str>,
+    /// The partition's index.
+    pub index: i32,
+}
+
+impl PartitionId {
+    /// Partition `index` of topic `topic_id`.
+    pub fn new(topic_id: &str, index: i32) -> Self {
+        PartitionId {
+            topic_id: std::sync::Arc::from(topic_id),
+            index,
+        }
+    }
+
+    /// Key of its partition record.
+    pub fn record_key(&self) -> String {
+        partition_key(&self.topic_id, self.index)
+    }
+}
+
+impl std::fmt::Display for PartitionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.topic_id, self.index)
+    }
+}
+
+impl std::str::FromStr for PartitionId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (topic, index) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{s}' is not <topic-id>:<partition>"))?;
+        let index = index
+            .parse::<i32>()
+            .map_err(|_| format!("'{s}' is not <topic-id>:<partition>"))?;
+        Ok(PartitionId::new(topic, index))
+    }
+}
+
+impl From<PartitionId> for String {
+    fn from(p: PartitionId) -> String {
+        p.to_string()
+    }
+}
+
+impl TryFrom<String> for PartitionId {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 /// Prefix of partition records.
@@ -79,11 +136,11 @@ pub const PARTITIONS: &str = "partitions/";
 /// Prefix of every WAL index entry.
 pub const WAL: &str = "wal/";
 
-/// The partition name (`<topic-id>:<partition>`) of a partition record key.
-pub fn parse_partition_key(key: &str) -> Option<String> {
+/// The partition of a partition record key.
+pub fn parse_partition_key(key: &str) -> Option<PartitionId> {
     let rest = key.strip_prefix(PARTITIONS)?;
     let (t, p) = rest.split_once('/')?;
-    Some(partition_name(t, p.parse::<i32>().ok()?))
+    Some(PartitionId::new(t, p.parse::<i32>().ok()?))
 }
 
 /// The node of a WAL index key.
@@ -182,7 +239,9 @@ mod tests {
 
         #[test]
         fn partition_and_wal_keys_round_trip(topic in "[0-9a-f-]{1,36}", p in 0i32..1_000_000, node in 0i32.., seq: u64, inc: u64) {
-            prop_assert_eq!(parse_partition_key(&partition_key(&topic, p)), Some(partition_name(&topic, p)));
+            let id = PartitionId::new(&topic, p);
+            prop_assert_eq!(parse_partition_key(&id.record_key()), Some(id.clone()));
+            prop_assert_eq!(id.to_string().parse::<PartitionId>(), Ok(id));
             let k = wal_key(node, seq, inc);
             prop_assert_eq!(wal_seq(&k), Some(seq));
             prop_assert_eq!(wal_node(&k), Some(node));

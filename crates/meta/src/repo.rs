@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{MetaError, MetaStore, Versioned};
+use crate::keys;
 
 /// A live broker, as it registers itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -33,8 +34,8 @@ pub struct Registration {
 pub struct Assignment {
     /// The broker incarnation this was computed for; another incarnation owns nothing.
     pub incarnation: u64,
-    /// Owned partitions (`<topic-id>:<partition>`) and their leader epochs.
-    pub partitions: BTreeMap<String, i32>,
+    /// Owned partitions and their leader epochs.
+    pub partitions: BTreeMap<keys::PartitionId, i32>,
     /// Owned group-coordinator shards and their epochs.
     #[serde(default)]
     pub shards: BTreeMap<u32, i32>,
@@ -146,6 +147,13 @@ pub struct WalEntry {
     pub object: String,
     /// Ranges by partition.
     pub ranges: Vec<WalRange>,
+}
+
+impl WalRange {
+    /// The partition the range belongs to.
+    pub fn partition_id(&self) -> keys::PartitionId {
+        keys::PartitionId::new(&self.topic_id, self.partition)
+    }
 }
 
 impl WalEntry {

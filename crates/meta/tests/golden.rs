@@ -133,7 +133,10 @@ fn assignment() {
         "assignment",
         Assignment {
             incarnation: 0xabcdef,
-            partitions: BTreeMap::from([("6f1d2c3b-0a4e-4b5f-9c8d-7e6f5a4b3c2d:3".into(), 7)]),
+            partitions: BTreeMap::from([(
+                stratus_meta::keys::PartitionId::new("6f1d2c3b-0a4e-4b5f-9c8d-7e6f5a4b3c2d", 3),
+                7,
+            )]),
             shards: BTreeMap::from([(6, 7), (33, 2)]),
         },
     );
