@@ -80,6 +80,9 @@ RULES = [
     ("coordinator", ["broker", "group", "handlers", "partition", "read", "server", "upkeep", "wal"],
      "the shard machinery knows no particular coordinator"),
     ("handlers", ["server", "startup"], "handlers answer requests; they do not own connections or start anything"),
+    ("registry", ["broker", "cluster", "group", "handlers", "read", "server", "topics", "upkeep", "wal"],
+     "the registry maps topics; it sees partitions and settings only"),
+    ("handlers::lookup", ["broker"], "lookups take the registry, not the broker"),
 ]
 
 

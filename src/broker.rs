@@ -1,13 +1,11 @@
 //! The broker's shared state: settings, stores, the WAL, and the topics it owns; recovery
 //! at start and the topic lifecycle (create, delete, add partitions, alter configs).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError as Code;
 use tracing::{info, warn};
-use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
@@ -19,50 +17,16 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::membership::Membership;
 use crate::cluster::{Fence, Owned, View};
 use crate::partition::Partition;
+use crate::registry::Registry;
+pub use crate::registry::Topic;
 use crate::supervisor::Supervisor;
-use crate::topic_config;
 use crate::wal::Wal;
 use stratus_log::objects::Objects;
-use stratus_meta::repo::{self, TopicRecord};
+use stratus_meta::repo;
 use stratus_meta::{keys, Compare, MetaStore, Op};
 
 pub use crate::config::MAX_PARTITIONS;
 const PRODUCER_ID_BLOCK: i64 = 1000;
-
-/// A topic and its partitions.
-#[derive(Debug)]
-pub struct Topic {
-    /// Topic id.
-    pub id: Uuid,
-    /// Topic id as text (metadata keys, object names).
-    pub id_text: Arc<str>,
-    /// Name.
-    pub name: Arc<str>,
-    /// Partitions, by index.
-    pub partitions: Vec<Arc<Partition>>,
-    /// Replication factor as requested.
-    pub replication_factor: i16,
-    /// Config overrides.
-    pub configs: BTreeMap<String, String>,
-}
-
-impl Topic {
-    pub(crate) fn record(&self) -> TopicRecord {
-        TopicRecord {
-            id: self.id_text.to_string(),
-            name: self.name.to_string(),
-            partitions: self.partitions.len() as i32,
-            replication_factor: self.replication_factor,
-            configs: self.configs.clone(),
-        }
-    }
-}
-
-#[derive(Default)]
-pub(crate) struct Topics {
-    pub(crate) by_name: HashMap<String, Arc<Topic>>,
-    pub(crate) by_id: HashMap<Uuid, Arc<Topic>>,
-}
 
 /// The broker.
 pub struct Broker {
@@ -80,7 +44,8 @@ pub struct Broker {
     pub reader: Arc<crate::read::Reader>,
     /// Cluster id.
     pub cluster_id: String,
-    pub(crate) topics: RwLock<Topics>,
+    /// Every topic this broker knows.
+    pub registry: Arc<Registry>,
     pub(crate) producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Serializes topic creation, deletion and re-reads of the topic records.
     pub(crate) topic_lock: tokio::sync::Mutex<()>,
@@ -267,44 +232,6 @@ impl Broker {
             .get(&shard)
             .map(|o| o.0)
             .filter(|n| *n != self.settings.server.node_id)
-    }
-
-    /// A topic by name.
-    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.read_topics().by_name.get(name).cloned()
-    }
-
-    /// A topic by id.
-    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
-        self.read_topics().by_id.get(id).cloned()
-    }
-
-    /// Every topic, by name.
-    pub fn topics(&self) -> Vec<Arc<Topic>> {
-        let mut v: Vec<_> = self.read_topics().by_name.values().cloned().collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
-    }
-
-    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
-        self.topics.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn install(&self, topic: Arc<Topic>) {
-        let mut t = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        t.by_id.insert(topic.id, topic.clone());
-        t.by_name.insert(topic.name.to_string(), topic);
-    }
-
-    /// A topic config's value for a topic.
-    pub fn config_i64(&self, topic: &Topic, name: &str) -> i64 {
-        topic_config::resolve_i64(name, &topic.configs, &self.settings)
-    }
-
-    /// Whether the topic stamps LogAppendTime.
-    pub fn log_append_time(&self, topic: &Topic) -> bool {
-        topic_config::resolve("message.timestamp.type", &topic.configs, &self.settings)
-            .is_some_and(|(v, _)| v == "LogAppendTime")
     }
 
     /// Writes a partition's durable record (the caller holds its `record_lock`), with

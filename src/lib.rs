@@ -17,6 +17,7 @@ pub mod group;
 pub mod handlers;
 pub mod partition;
 pub mod read;
+pub mod registry;
 pub mod replica;
 pub mod server;
 mod startup;

@@ -51,7 +51,7 @@ impl Broker {
             topic_config::validate(k, v).map_err(|m| AdminError::new(Code::InvalidConfig, m))?;
         }
         let _guard = self.topic_lock.lock().await;
-        if self.topic(name).is_some() {
+        if self.registry.topic(name).is_some() {
             return Err(AdminError::new(
                 Code::TopicAlreadyExists,
                 format!("Topic '{name}' already exists."),
@@ -94,7 +94,7 @@ impl Broker {
                 format!("Topic '{name}' already exists."),
             ));
         }
-        self.install(topic.clone());
+        self.registry.install(topic.clone());
         info!(topic = name, partitions, "created topic");
         // Like Kafka's CreateTopics, answer once the partitions have leaders.
         self.wait_for_owners(&topic, std::time::Duration::from_secs(5))
@@ -142,17 +142,7 @@ impl Broker {
 
     /// Drops a deleted topic from this broker: every later request for it fails.
     fn forget_topic(&self, topic: &Topic) {
-        {
-            let mut t = self.topics.write().unwrap_or_else(|p| p.into_inner());
-            t.by_id.remove(&topic.id);
-            // The name may already belong to a topic created again since.
-            if t.by_name
-                .get(topic.name.as_ref())
-                .is_some_and(|x| x.id == topic.id)
-            {
-                t.by_name.remove(topic.name.as_ref());
-            }
-        }
+        self.registry.forget(topic);
         for p in &topic.partitions {
             p.state().mark_deleted();
         }
@@ -170,7 +160,7 @@ impl Broker {
                 continue;
             };
             seen.insert(id);
-            let current = self.topic_by_id(&id);
+            let current = self.registry.topic_by_id(&id);
             if let Some(c) = &current {
                 if c.partitions.len() as i32 == rec.partitions && c.configs == rec.configs {
                     continue;
@@ -190,7 +180,7 @@ impl Broker {
                     &PartitionRecord::default(),
                 )));
             }
-            self.install(Arc::new(Topic {
+            self.registry.install(Arc::new(Topic {
                 id,
                 id_text,
                 name,
@@ -200,13 +190,10 @@ impl Broker {
             }));
         }
         let stale: Vec<Arc<Topic>> = self
-            .topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_id
-            .values()
+            .registry
+            .by_id()
+            .into_iter()
             .filter(|t| !seen.contains(&t.id))
-            .cloned()
             .collect();
         for t in stale {
             self.forget_topic(&t);
@@ -292,7 +279,10 @@ impl Broker {
         configs: BTreeMap<String, String>,
     ) -> Result<(), AdminError> {
         let _guard = self.topic_lock.lock().await;
-        let current = self.topic(&topic.name).unwrap_or_else(|| topic.clone());
+        let current = self
+            .registry
+            .topic(&topic.name)
+            .unwrap_or_else(|| topic.clone());
         self.replace_topic(&current, current.partitions.clone(), configs)
             .await
     }
@@ -314,7 +304,7 @@ impl Broker {
         self.meta
             .put(&keys::topic_key(&topic.name), repo::encode(&new.record()))
             .await?;
-        self.install(new);
+        self.registry.install(new);
         Ok(())
     }
 }

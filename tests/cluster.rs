@@ -92,7 +92,7 @@ async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
     );
 
     // Move it, as `stratus admin move` does.
-    let topic = handles[0].topic("moved").unwrap();
+    let topic = handles[0].registry.topic("moved").unwrap();
     let name = stratus_meta::keys::PartitionId::new(&topic.id_text, 0);
     stratus::cluster::controller::apply(meta.as_ref(), None, false, vec![(name, to as i32 + 1)])
         .await

@@ -172,7 +172,7 @@ async fn unsealed() -> Unsealed {
         produce_code(&mut conn, "f", batch(&["a", "b"], 2)).await,
         (0, 0)
     );
-    let p = broker.topic("f").unwrap().partitions[0].clone();
+    let p = broker.registry.topic("f").unwrap().partitions[0].clone();
     Unsealed {
         broker,
         _served: served,

@@ -50,7 +50,7 @@ async fn clocked(start_ms: i64, extra: &[(&str, &str)]) -> Clocked {
 }
 
 fn partition(broker: &stratus::Broker) -> Arc<Partition> {
-    broker.topic("r").unwrap().partitions[0].clone()
+    broker.registry.topic("r").unwrap().partitions[0].clone()
 }
 
 fn start_and_segments(p: &Partition) -> (i64, usize) {
@@ -135,7 +135,7 @@ async fn the_sweep_deletes_segments_no_record_names_and_keeps_a_seal_in_progress
     stratus::upkeep::seal::seal_due(&c.broker).await;
     let p = partition(&c.broker);
     assert_eq!(p.state().sealed_end(), 2);
-    let id = c.broker.topic("r").unwrap().id_text.to_string();
+    let id = c.broker.registry.topic("r").unwrap().id_text.to_string();
     let name = |topic_id: &str, base_offset: i64| {
         stratus_log::paths::SegmentObject {
             topic_id,

@@ -69,7 +69,7 @@ impl Admin for AdminService {
         _req: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
         let view = self.view().await?;
-        let topics = self.broker.topics();
+        let topics = self.broker.registry.topics();
         let partitions: u32 = topics.iter().map(|t| t.partitions.len() as u32).sum();
         let assigned = view.owners.len() as u32;
         let mut nodes: Vec<i32> = view.brokers.keys().copied().collect();
@@ -128,7 +128,7 @@ impl Admin for AdminService {
         let want = req.into_inner().topic;
         let view = self.view().await?;
         let mut out = Vec::new();
-        for t in self.broker.topics() {
+        for t in self.broker.registry.topics() {
             if !want.is_empty() && *t.name != *want {
                 continue;
             }
@@ -195,6 +195,7 @@ impl Admin for AdminService {
         let r = req.into_inner();
         let topic = self
             .broker
+            .registry
             .topic(&r.topic)
             .ok_or_else(|| Status::not_found(format!("no topic '{}'", r.topic)))?;
         if r.partition < 0 || r.partition as usize >= topic.partitions.len() {

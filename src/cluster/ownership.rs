@@ -58,7 +58,7 @@ pub async fn apply(broker: &Arc<Broker>, owned: &Owned) -> Result<()> {
         a.partitions.keys().all(|p| {
             uuid::Uuid::parse_str(&p.topic_id)
                 .ok()
-                .is_some_and(|id| broker.topic_by_id(&id).is_some())
+                .is_some_and(|id| broker.registry.topic_by_id(&id).is_some())
         })
     };
     if !known(&owned.assignment) {
@@ -67,7 +67,7 @@ pub async fn apply(broker: &Arc<Broker>, owned: &Owned) -> Result<()> {
     }
     let mut gain = Vec::new();
     let mut lost = 0;
-    for topic in broker.topics() {
+    for topic in broker.registry.topics() {
         for p in &topic.partitions {
             let want = owned.epoch(&p.topic_id, p.index);
             let have = p.state().owner_epoch();

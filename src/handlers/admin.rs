@@ -130,8 +130,8 @@ pub async fn delete_topics(
     let mut resp = DeleteTopicsResponse::default();
     for (name, id) in targets {
         let topic = match &name {
-            Some(n) => broker.topic(n),
-            None => broker.topic_by_id(&id),
+            Some(n) => broker.registry.topic(n),
+            None => broker.registry.topic_by_id(&id),
         };
         let mut r =
             DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(text(n))));
@@ -173,7 +173,7 @@ pub async fn create_partitions(
     let mut resp = CreatePartitionsResponse::default();
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let result = match broker.topic(t.name.0.as_str()) {
+        let result = match broker.registry.topic(t.name.0.as_str()) {
             None => Err(AdminError::new(
                 Code::UnknownTopicOrPartition,
                 format!("The topic '{}' does not exist.", t.name.0),
@@ -201,7 +201,7 @@ pub async fn delete_records(
     let mut resp = DeleteRecordsResponse::default();
     let deadline = super::lookup::ownership_deadline();
     for t in req.topics {
-        let topic = broker.topic(t.name.0.as_str());
+        let topic = broker.registry.topic(t.name.0.as_str());
         let mut out = DeleteRecordsTopicResult::default().with_name(t.name.clone());
         for dp in t.partitions {
             let mut r = DeleteRecordsPartitionResult::default()
@@ -296,7 +296,7 @@ pub fn describe_log_dirs(
     });
     let mut result = DescribeLogDirsResult::default()
         .with_log_dir(text(broker.settings.storage.object_store_url()));
-    for topic in broker.topics() {
+    for topic in broker.registry.topics() {
         let filter = match &wanted {
             Some(w) => match w.get(topic.name.as_ref()) {
                 Some(ps) => Some(ps),

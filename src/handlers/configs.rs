@@ -53,7 +53,7 @@ pub fn describe(
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
         match res.resource_type {
-            TOPIC => match broker.topic(res.resource_name.as_str()) {
+            TOPIC => match broker.registry.topic(res.resource_name.as_str()) {
                 None => {
                     out.error_code = Code::UnknownTopicOrPartition.code();
                     out.error_message = Some(text(format!(
@@ -172,6 +172,7 @@ pub async fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfi
                 return Err(unsupported_resource(res.resource_type));
             }
             let topic = broker
+                .registry
                 .topic(res.resource_name.as_str())
                 .ok_or_else(|| AdminError::new(Code::UnknownTopicOrPartition, "Unknown topic"))?;
             let mut configs = BTreeMap::new();
@@ -212,6 +213,7 @@ pub async fn incremental_alter(
                 return Err(unsupported_resource(res.resource_type));
             }
             let topic = broker
+                .registry
                 .topic(res.resource_name.as_str())
                 .ok_or_else(|| AdminError::new(Code::UnknownTopicOrPartition, "Unknown topic"))?;
             let mut configs = topic.configs.clone();

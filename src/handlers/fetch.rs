@@ -71,7 +71,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
     let mut resp = FetchResponse::default();
     let ownership_deadline = lookup::ownership_deadline();
     for t in &req.topics {
-        let topic = lookup::topic(broker, v >= 13, &t.topic_id, t.topic.0.as_str());
+        let topic = lookup::topic(&broker.registry, v >= 13, &t.topic_id, t.topic.0.as_str());
         let mut out = FetchableTopicResponse::default();
         if v >= 13 {
             out.topic_id = t.topic_id;

@@ -272,7 +272,7 @@ pub async fn offset_commit(
     let mut changes: Vec<Change> = Vec::new();
     let mut results: Vec<(TopicName, Vec<PartitionResult>)> = Vec::new();
     for t in &req.topics {
-        let topic = broker.topic(t.name.0.as_str());
+        let topic = broker.registry.topic(t.name.0.as_str());
         let mut parts = Vec::new();
         for p in &t.partitions {
             let meta = p
@@ -562,6 +562,7 @@ pub async fn delete_groups(broker: &Arc<Broker>, req: DeleteGroupsRequest) -> De
 
 fn topic_snapshot(broker: &Broker) -> Vec<crate::group::consumer::TopicInfo> {
     broker
+        .registry
         .topics()
         .iter()
         .map(|t| (t.name.to_string(), t.id, t.partitions.len() as i32))
@@ -675,6 +676,7 @@ pub fn consumer_group_describe(
                 .into_iter()
                 .map(|(t, ps)| {
                     let name = broker
+                        .registry
                         .topic_by_id(&t)
                         .map(|x| x.name.to_string())
                         .unwrap_or_default();

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use kafka_protocol::ResponseError as Code;
 use uuid::Uuid;
 
-use crate::broker::{Broker, Topic};
 use crate::partition::Partition;
+use crate::registry::{Registry, Topic};
 
 /// The topic a request names: by id when `by_id` (Fetch v13+, Produce v13+), else by name.
-pub fn topic(broker: &Broker, by_id: bool, id: &Uuid, name: &str) -> Option<Arc<Topic>> {
+pub fn topic(registry: &Registry, by_id: bool, id: &Uuid, name: &str) -> Option<Arc<Topic>> {
     if by_id {
-        broker.topic_by_id(id)
+        registry.topic_by_id(id)
     } else {
-        broker.topic(name)
+        registry.topic(name)
     }
 }
 
@@ -28,7 +28,7 @@ pub fn unknown_topic(by_id: bool) -> Code {
 }
 
 /// How long a request waits for a partition this broker was just assigned to be taken over
-/// ([`Broker::await_ownership`]).
+/// (`Broker::await_ownership`).
 pub const OWNERSHIP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The deadline of the wait for ownership of a request starting now.

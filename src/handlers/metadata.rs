@@ -47,6 +47,7 @@ pub async fn handle(
     };
     let Some(requested) = requested else {
         resp.topics = broker
+            .registry
             .topics()
             .iter()
             .map(|t| topic_entry(broker, t, v))
@@ -56,7 +57,7 @@ pub async fn handle(
     for t in requested {
         let entry = match (&t.name, t.topic_id) {
             (Some(name), _) => by_name(broker, name.0.as_str(), allow_auto, v).await,
-            (None, id) if !id.is_nil() => match broker.topic_by_id(&id) {
+            (None, id) if !id.is_nil() => match broker.registry.topic_by_id(&id) {
                 Some(topic) => topic_entry(broker, &topic, v),
                 None => error_entry(None, id, Code::UnknownTopicId),
             },
@@ -73,7 +74,7 @@ async fn by_name(
     allow_auto: bool,
     v: i16,
 ) -> MetadataResponseTopic {
-    if let Some(t) = broker.topic(name) {
+    if let Some(t) = broker.registry.topic(name) {
         return topic_entry(broker, &t, v);
     }
     if let Err(AdminError { code, .. }) = crate::topics::validate_topic_name(name) {
@@ -93,7 +94,7 @@ async fn by_name(
             ..
         }) => {
             let _ = broker.sync_topics().await;
-            match broker.topic(name) {
+            match broker.registry.topic(name) {
                 Some(t) => topic_entry(broker, &t, v),
                 None => error_entry(Some(name), Uuid::nil(), Code::LeaderNotAvailable),
             }

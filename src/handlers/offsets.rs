@@ -34,7 +34,7 @@ pub async fn list_offsets(
     let mut resp = ListOffsetsResponse::default();
     let deadline = lookup::ownership_deadline();
     for t in req.topics {
-        let topic = broker.topic(t.name.0.as_str());
+        let topic = broker.registry.topic(t.name.0.as_str());
         let mut out = ListOffsetsTopicResponse::default().with_name(t.name.clone());
         for lp in t.partitions {
             let mut r = ListOffsetsPartitionResponse::default()
@@ -98,7 +98,7 @@ pub async fn offset_for_leader_epoch(
     let mut resp = OffsetForLeaderEpochResponse::default();
     let deadline = lookup::ownership_deadline();
     for t in req.topics {
-        let topic = broker.topic(t.topic.0.as_str());
+        let topic = broker.registry.topic(t.topic.0.as_str());
         let mut out = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
         for lp in t.partitions {
             let mut r = EpochEndOffset::default()

@@ -32,7 +32,7 @@ pub async fn start(
     let deadline = lookup::ownership_deadline();
     let mut results: Vec<(TopicProduceResponse, Vec<PartitionOutcome>)> = Vec::new();
     for t in req.topic_data {
-        let topic = lookup::topic(&broker, v >= 13, &t.topic_id, t.name.0.as_str());
+        let topic = lookup::topic(&broker.registry, v >= 13, &t.topic_id, t.name.0.as_str());
         let mut head = TopicProduceResponse::default();
         if v >= 13 {
             head.topic_id = t.topic_id;
@@ -125,7 +125,7 @@ async fn append(
             return Outcome::Failed(Error::from(e).kafka());
         }
     };
-    let max = broker.config_i64(topic, "max.message.bytes");
+    let max = broker.registry.config_i64(topic, "max.message.bytes");
     if batches.iter().any(|b| b.bytes.len() as i64 > max) {
         return Outcome::Failed(Code::MessageTooLarge);
     }
@@ -137,7 +137,7 @@ async fn append(
         return Outcome::Failed(Code::InvalidTxnState);
     }
     let now = broker.clock.now_ms();
-    let append_time = broker.log_append_time(topic).then_some(now);
+    let append_time = broker.registry.log_append_time(topic).then_some(now);
     match broker
         .wal
         .append(partition, &batches, append_time, now)

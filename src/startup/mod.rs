@@ -1,7 +1,7 @@
 //! Starting a broker: opening the stores named by the settings, recovering the cluster id
 //! and the WAL sequence, joining the cluster and starting the cluster tasks.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -11,10 +11,11 @@ use uuid::Uuid;
 
 mod stores;
 
-use crate::broker::{Broker, Topics};
+use crate::broker::Broker;
 use crate::cluster::membership::Membership;
 use crate::cluster::{Fence, View};
 use crate::config::Settings;
+use crate::registry::Registry;
 use crate::supervisor::Supervisor;
 use crate::wal::{Wal, WalConfig};
 use stratus_log::cache::BlockCache;
@@ -151,6 +152,7 @@ impl Broker {
             registration,
             Duration::from_millis(settings.cluster.broker_session_timeout_ms),
         ));
+        let registry = Arc::new(Registry::new(settings.clone()));
         let broker = Arc::new(Broker {
             request_memory: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.request_memory_bytes(),
@@ -164,7 +166,7 @@ impl Broker {
             reader: Arc::new(crate::read::Reader::new(cache.clone())),
 
             cluster_id,
-            topics: RwLock::new(Topics::default()),
+            registry,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             topic_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),

@@ -14,7 +14,7 @@ use crate::partition::Partition;
 /// One round of retention over every partition this broker owns.
 pub async fn run_once(broker: &Broker) {
     let now = broker.clock.now_ms();
-    for topic in broker.topics() {
+    for topic in broker.registry.topics() {
         let deletes =
             crate::topic_config::resolve("cleanup.policy", &topic.configs, &broker.settings)
                 .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "delete"));
@@ -22,8 +22,8 @@ pub async fn run_once(broker: &Broker) {
         // DeleteRecords still applies.
         let (ms, bytes) = if deletes {
             (
-                broker.config_i64(&topic, "retention.ms"),
-                broker.config_i64(&topic, "retention.bytes"),
+                broker.registry.config_i64(&topic, "retention.ms"),
+                broker.registry.config_i64(&topic, "retention.bytes"),
             )
         } else {
             (-1, -1)

@@ -18,9 +18,9 @@ use stratus_meta::repo::SegmentRef;
 pub async fn seal_due(broker: &Broker) -> (usize, Option<crate::error::Error>) {
     let (mut failed, mut first) = (0, None);
     let now = broker.clock.now_ms();
-    for topic in broker.topics() {
-        let seg_bytes = broker.config_i64(&topic, "segment.bytes").max(1) as u64;
-        let seg_ms = broker.config_i64(&topic, "segment.ms").max(1);
+    for topic in broker.registry.topics() {
+        let seg_bytes = broker.registry.config_i64(&topic, "segment.bytes").max(1) as u64;
+        let seg_ms = broker.registry.config_i64(&topic, "segment.ms").max(1);
         for p in &topic.partitions {
             let (bytes, oldest) = {
                 let s = p.state();

@@ -90,7 +90,7 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
 async fn sealed_end(broker: &Broker, topic_id: &str, partition: i32) -> Result<i64> {
     let local = uuid::Uuid::parse_str(topic_id)
         .ok()
-        .and_then(|id| broker.topic_by_id(&id))
+        .and_then(|id| broker.registry.topic_by_id(&id))
         .and_then(|t| t.partitions.get(partition as usize).cloned());
     if let Some(p) = local {
         let s = p.state();

@@ -202,12 +202,25 @@ def test_delete_records_and_high_watermarks_across_hand_offs(cluster, topic, tmp
 
 
 def consumer_watermarks(bootstrap, topic, partition):
+    """A new consumer's watermarks. Right after a move, its metadata may still name the
+    previous owner, which answers NOT_LEADER_OR_FOLLOWER, as Kafka's previous leader does;
+    librdkafka's query does not retry it (Kafka's AdminClient.listOffsets does), so this
+    retries retriable errors, as an application would."""
+    from confluent_kafka import KafkaError, KafkaException
     from util import consumer
-    c = consumer(bootstrap)
-    try:
-        return c.get_watermark_offsets(tp(topic, partition), timeout=10, cached=False)
-    finally:
-        c.close()
+    retriable = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                 KafkaError.UNKNOWN_TOPIC_OR_PART)
+    deadline = time.time() + 15
+    while True:
+        c = consumer(bootstrap)
+        try:
+            return c.get_watermark_offsets(tp(topic, partition), timeout=10, cached=False)
+        except KafkaException as e:
+            if e.args[0].code() not in retriable or time.time() > deadline:
+                raise
+        finally:
+            c.close()
+        time.sleep(0.2)
 
 
 @pytest.mark.timeout(300)
