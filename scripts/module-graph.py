@@ -83,6 +83,9 @@ RULES = [
     ("registry", ["broker", "cluster", "group", "handlers", "read", "server", "topics", "upkeep", "wal"],
      "the registry maps topics; it sees partitions and settings only"),
     ("handlers::lookup", ["broker"], "lookups take the registry, not the broker"),
+    ("handlers::offsets", ["broker"], "offset lookups take the registry, the routing and the reader"),
+    ("cluster::routing", ["broker", "registry", "wal", "group"],
+     "routing is the fence and the cluster view, nothing else"),
 ]
 
 

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::membership::Membership;
+use crate::cluster::routing::Routing;
 use crate::cluster::{Fence, Owned, View};
 use crate::partition::Partition;
 use crate::registry::Registry;
@@ -59,6 +60,8 @@ pub struct Broker {
     pub fence: Arc<Fence>,
     /// Every live broker and every owner.
     pub view: watch::Sender<Arc<View>>,
+    /// Where clients go (leaders, live brokers, rack replicas).
+    pub routing: Arc<Routing>,
     /// This broker's registration.
     pub membership: Arc<Membership>,
     /// Serializes changes of ownership.
@@ -114,111 +117,6 @@ impl Broker {
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), changed.changed()).await;
         }
-    }
-
-    /// The address advertised to clients of listener `index`.
-    pub fn advertised(&self, index: usize) -> &crate::config::Listener {
-        let a = &self.settings.advertised;
-        a.get(index).unwrap_or(&a[0])
-    }
-
-    /// Live brokers with their address on listener `index` (matched by listener name):
-    /// (node, host, port, rack). This broker is always listed.
-    pub fn live_brokers(&self, index: usize) -> Vec<(i32, String, u16, Option<String>)> {
-        let name = self
-            .settings
-            .server
-            .listeners
-            .get(index)
-            .map(|l| l.name.clone())
-            .unwrap_or_default();
-        let view = self.view.borrow().clone();
-        let me = self.settings.server.node_id;
-        let mut out: Vec<_> = view
-            .brokers
-            .iter()
-            .filter(|(n, _)| **n != me)
-            .filter_map(|(n, r)| {
-                let l = r
-                    .listeners
-                    .iter()
-                    .find(|l| l.0 == name)
-                    .or(r.listeners.first())?;
-                Some((*n, l.1.clone(), l.2, r.rack.clone()))
-            })
-            .collect();
-        let a = self.advertised(index);
-        out.push((
-            me,
-            a.host.clone(),
-            a.port,
-            self.settings.server.rack.clone(),
-        ));
-        out.sort_by_key(|b| b.0);
-        out
-    }
-
-    /// The live owner of a partition and its epoch: this broker if it owns it, else what
-    /// the cluster view says.
-    pub fn owner_of(&self, p: &Partition) -> Option<(i32, i32)> {
-        let local = p
-            .state()
-            .owner_epoch()
-            .map(|e| (self.settings.server.node_id, e));
-        let seen = self.view.borrow().owner(&p.topic_id, p.index);
-        match (local, seen) {
-            (Some(l), Some(s)) if s.1 > l.1 => Some(s),
-            (Some(l), _) => Some(l),
-            (None, Some(s)) if s.0 != self.settings.server.node_id => Some(s),
-            _ => None,
-        }
-    }
-
-    /// Waits (until `deadline` at the latest) while `p` is assigned to this broker but not
-    /// yet taken over: the assignment is in the store, and other brokers already name this
-    /// one as the leader, while this one still recovers the partition. A client sent here
-    /// in that window gets its answer a moment later instead of NOT_LEADER_OR_FOLLOWER.
-    pub async fn await_ownership(&self, p: &Partition, deadline: tokio::time::Instant) {
-        let node = self.settings.server.node_id;
-        loop {
-            let changed = p.ownership_changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if p.state().check_owner() != Err(Code::NotLeaderOrFollower) {
-                return;
-            }
-            let assigned = self.fence.get().epoch(&p.topic_id, p.index).is_some()
-                || self
-                    .view
-                    .borrow()
-                    .owner(&p.topic_id, p.index)
-                    .is_some_and(|(owner, _)| owner == node);
-            if !assigned || tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    /// KIP-392: the broker a consumer of `rack` should read a partition from, when it is
-    /// not this one (none if this broker is in that rack, or no live broker is).
-    pub fn preferred_replica(&self, rack: &str, partition: i32) -> Option<i32> {
-        if !self.settings.server.rack_aware_reads()
-            || rack.is_empty()
-            || self.settings.server.rack.as_deref() == Some(rack)
-        {
-            return None;
-        }
-        let view = self.view.borrow();
-        let in_rack: Vec<i32> = view
-            .brokers
-            .iter()
-            .filter(|(_, r)| r.rack.as_deref() == Some(rack) && !r.leaving)
-            .map(|(n, _)| *n)
-            .collect();
-        if in_rack.is_empty() {
-            return None;
-        }
-        Some(in_rack[partition.rem_euclid(in_rack.len() as i32) as usize])
     }
 
     /// The live coordinator of a group shard.

@@ -26,6 +26,7 @@ pub mod controller;
 pub mod membership;
 pub mod ownership;
 pub mod placement;
+pub mod routing;
 
 /// This broker's assignment as last seen, with the revision of its key.
 #[derive(Debug, Clone, Default)]

@@ -213,7 +213,7 @@ pub async fn delete_records(
             match p {
                 None => r.error_code = Code::UnknownTopicOrPartition.code(),
                 Some(p) => {
-                    broker.await_ownership(p, deadline).await;
+                    broker.routing.await_ownership(p, deadline).await;
                     match crate::upkeep::delete_records(broker, p, dp.offset).await {
                         Ok(low) => r.low_watermark = low,
                         Err(e) => r.error_code = e.code(),
@@ -270,14 +270,15 @@ pub fn describe_cluster(
         .with_controller_id(BrokerId(controller))
         .with_brokers(
             broker
+                .routing
                 .live_brokers(session.listener)
                 .into_iter()
-                .map(|(node, host, port, rack)| {
+                .map(|b| {
                     DescribeClusterBroker::default()
-                        .with_broker_id(BrokerId(node))
-                        .with_host(text(host))
-                        .with_port(port as i32)
-                        .with_rack(rack.map(text))
+                        .with_broker_id(BrokerId(b.node))
+                        .with_host(text(b.host))
+                        .with_port(b.port as i32)
+                        .with_rack(b.rack.map(text))
                 })
                 .collect(),
         )

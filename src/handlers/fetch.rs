@@ -92,7 +92,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
                 out.partitions.push(pd);
                 continue;
             };
-            broker.await_ownership(p, ownership_deadline).await;
+            broker.routing.await_ownership(p, ownership_deadline).await;
             let owned = {
                 let s = p.state();
                 s.check_owner().map(|_| s.leader_epoch())
@@ -102,7 +102,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
             let (p, epoch, owner) = match owned {
                 Ok(e) => (p.as_ref(), e, true),
                 Err(Code::NotLeaderOrFollower) if v >= 11 && serves_rack(broker, &req.rack_id) => {
-                    match (broker.replicas.partition(p), broker.owner_of(p)) {
+                    match (broker.replicas.partition(p), broker.routing.owner_of(p)) {
                         (Some(copy), Some((_, e))) => {
                             replica = copy;
                             (&replica, e, false)
@@ -138,7 +138,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
                 continue;
             }
             if owner && v >= 11 {
-                if let Some(node) = broker.preferred_replica(&req.rack_id, p.index) {
+                if let Some(node) = broker.routing.preferred_replica(&req.rack_id, p.index) {
                     // Never records together with a preferred replica.
                     pd.preferred_read_replica = BrokerId(node);
                     pd.records = Some(Bytes::new());

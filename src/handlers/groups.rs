@@ -51,7 +51,7 @@ pub fn find_coordinator(
     v: i16,
 ) -> FindCoordinatorResponse {
     let bad_type = !(0..=1).contains(&req.key_type);
-    let live = broker.live_brokers(session.listener);
+    let live = broker.routing.live_brokers(session.listener);
     let locate = |key: &str| -> Result<(i32, String, i32), Code> {
         if bad_type {
             return Err(Code::InvalidRequest);
@@ -64,8 +64,8 @@ pub fn find_coordinator(
             broker.settings.server.node_id
         };
         live.iter()
-            .find(|b| b.0 == node)
-            .map(|b| (b.0, b.1.clone(), b.2 as i32))
+            .find(|b| b.node == node)
+            .map(|b| (b.node, b.host.clone(), b.port as i32))
             .ok_or(Code::CoordinatorNotAvailable)
     };
     if v >= 4 {

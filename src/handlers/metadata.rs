@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::Session;
 use crate::broker::{Broker, Topic};
+use crate::cluster::routing::Routing;
 use crate::error::AdminError;
 
 /// Handles Metadata.
@@ -34,7 +35,7 @@ pub async fn handle(
         .controller
         .unwrap_or(broker.settings.server.node_id);
     let mut resp = MetadataResponse::default()
-        .with_brokers(brokers(broker, session, v))
+        .with_brokers(brokers(&broker.routing, session.listener, v))
         .with_controller_id(BrokerId(if v >= 1 { node } else { -1 }));
     if v >= 2 {
         resp.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
@@ -104,17 +105,17 @@ async fn by_name(
 }
 
 /// Every live broker as Metadata lists it: its address on the listener the client used.
-pub fn brokers(broker: &Broker, session: Session, v: i16) -> Vec<MetadataResponseBroker> {
-    broker
-        .live_brokers(session.listener)
+pub fn brokers(routing: &Routing, listener: usize, v: i16) -> Vec<MetadataResponseBroker> {
+    routing
+        .live_brokers(listener)
         .into_iter()
-        .map(|(node, host, port, rack)| {
+        .map(|l| {
             let mut b = MetadataResponseBroker::default()
-                .with_node_id(BrokerId(node))
-                .with_host(StrBytes::from_string(host))
-                .with_port(port as i32);
+                .with_node_id(BrokerId(l.node))
+                .with_host(StrBytes::from_string(l.host))
+                .with_port(l.port as i32);
             if v >= 1 {
-                b.rack = rack.map(StrBytes::from_string);
+                b.rack = l.rack.map(StrBytes::from_string);
             }
             b
         })
@@ -134,7 +135,7 @@ fn topic_entry(broker: &Broker, t: &Topic, v: i16) -> MetadataResponseTopic {
         .iter()
         .map(|p| {
             let mut e = MetadataResponsePartition::default().with_partition_index(p.index);
-            match broker.owner_of(p) {
+            match broker.routing.owner_of(p) {
                 Some((node, epoch)) => {
                     e.leader_id = BrokerId(node);
                     e.replica_nodes = vec![BrokerId(node)];

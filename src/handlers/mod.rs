@@ -196,12 +196,12 @@ async fn route(
             ResponseKind::Metadata(metadata::handle(broker, session, r, v).await)
         }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, v).await),
-        RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(offsets::list_offsets(broker, r, v).await)
-        }
-        RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(broker, r).await)
-        }
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(
+            offsets::list_offsets(&broker.registry, &broker.routing, &broker.reader, r, v).await,
+        ),
+        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
+            offsets::offset_for_leader_epoch(&broker.registry, &broker.routing, r).await,
+        ),
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(admin::create_topics(broker, r, v).await)
         }

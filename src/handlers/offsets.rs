@@ -1,7 +1,5 @@
 //! ListOffsets and OffsetForLeaderEpoch.
 
-use std::sync::Arc;
-
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -15,9 +13,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError as Code;
 
 use super::lookup;
-use crate::broker::Broker;
+use crate::cluster::routing::Routing;
 use crate::partition::Partition;
 use crate::read;
+use crate::read::Reader;
+use crate::registry::Registry;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -27,14 +27,16 @@ const LATEST_TIERED: i64 = -5;
 
 /// Handles ListOffsets.
 pub async fn list_offsets(
-    broker: &Arc<Broker>,
+    registry: &Registry,
+    routing: &Routing,
+    reader: &Reader,
     req: ListOffsetsRequest,
     v: i16,
 ) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
     let deadline = lookup::ownership_deadline();
     for t in req.topics {
-        let topic = broker.registry.topic(t.name.0.as_str());
+        let topic = registry.topic(t.name.0.as_str());
         let mut out = ListOffsetsTopicResponse::default().with_name(t.name.clone());
         for lp in t.partitions {
             let mut r = ListOffsetsPartitionResponse::default()
@@ -45,10 +47,10 @@ pub async fn list_offsets(
             let result = match lookup::partition(topic.as_ref(), lp.partition_index) {
                 None => Err(Code::UnknownTopicOrPartition),
                 Some(p) => {
-                    broker.await_ownership(p, deadline).await;
+                    routing.await_ownership(p, deadline).await;
                     match lookup::owned_epoch(p, client_epoch) {
                         Err(c) => Err(c),
-                        Ok(_) => find_offset(broker, p, lp.timestamp).await,
+                        Ok(_) => find_offset(reader, p, lp.timestamp).await,
                     }
                 }
             };
@@ -69,19 +71,19 @@ pub async fn list_offsets(
     resp
 }
 
-async fn find_offset(broker: &Broker, p: &Partition, ts: i64) -> Result<(i64, i64, i32), Code> {
+async fn find_offset(reader: &Reader, p: &Partition, ts: i64) -> Result<(i64, i64, i32), Code> {
     let w = read::watermarks(p);
     let epoch_of = |o: i64| p.state().epoch_of(o);
     match ts {
         LATEST => Ok((w.high_watermark, -1, p.state().leader_epoch())),
         EARLIEST | EARLIEST_LOCAL => Ok((w.log_start, -1, epoch_of(w.log_start))),
         LATEST_TIERED => Ok((-1, -1, -1)),
-        MAX_TIMESTAMP => match read::max_timestamp(&broker.reader, p).await {
+        MAX_TIMESTAMP => match read::max_timestamp(reader, p).await {
             Ok(Some((o, t))) => Ok((o, t, epoch_of(o))),
             Ok(None) => Ok((-1, -1, -1)),
             Err(e) => Err(e.kafka()),
         },
-        t if t >= 0 => match read::offset_for_timestamp(&broker.reader, p, t).await {
+        t if t >= 0 => match read::offset_for_timestamp(reader, p, t).await {
             Ok(Some((o, found))) => Ok((o, found, epoch_of(o))),
             Ok(None) => Ok((-1, -1, -1)),
             Err(e) => Err(e.kafka()),
@@ -92,13 +94,14 @@ async fn find_offset(broker: &Broker, p: &Partition, ts: i64) -> Result<(i64, i6
 
 /// Handles OffsetForLeaderEpoch.
 pub async fn offset_for_leader_epoch(
-    broker: &Arc<Broker>,
+    registry: &Registry,
+    routing: &Routing,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let mut resp = OffsetForLeaderEpochResponse::default();
     let deadline = lookup::ownership_deadline();
     for t in req.topics {
-        let topic = broker.registry.topic(t.topic.0.as_str());
+        let topic = registry.topic(t.topic.0.as_str());
         let mut out = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
         for lp in t.partitions {
             let mut r = EpochEndOffset::default()
@@ -108,7 +111,7 @@ pub async fn offset_for_leader_epoch(
             match lookup::partition(topic.as_ref(), lp.partition) {
                 None => r.error_code = Code::UnknownTopicOrPartition.code(),
                 Some(p) => {
-                    broker.await_ownership(p, deadline).await;
+                    routing.await_ownership(p, deadline).await;
                     match lookup::owned_epoch(p, lp.current_leader_epoch) {
                         Err(c) => r.error_code = c.code(),
                         Ok(_) => {

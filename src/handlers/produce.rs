@@ -54,7 +54,7 @@ pub async fn start(
                 parts.push((pd.index, Outcome::Failed(Code::UnknownTopicOrPartition), -1));
                 continue;
             };
-            broker.await_ownership(partition, deadline).await;
+            broker.routing.await_ownership(partition, deadline).await;
             let log_start = partition.state().log_start();
             let outcome = append(&broker, topic, partition, pd.records).await;
             parts.push((pd.index, outcome, log_start));

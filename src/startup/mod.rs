@@ -13,6 +13,7 @@ mod stores;
 
 use crate::broker::Broker;
 use crate::cluster::membership::Membership;
+use crate::cluster::routing::Routing;
 use crate::cluster::{Fence, View};
 use crate::config::Settings;
 use crate::registry::Registry;
@@ -153,6 +154,8 @@ impl Broker {
             Duration::from_millis(settings.cluster.broker_session_timeout_ms),
         ));
         let registry = Arc::new(Registry::new(settings.clone()));
+        let view = watch::Sender::new(Arc::new(View::default()));
+        let routing = Arc::new(Routing::new(&settings, fence.clone(), view.subscribe()));
         let broker = Arc::new(Broker {
             request_memory: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.request_memory_bytes(),
@@ -171,7 +174,8 @@ impl Broker {
             topic_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             fence,
-            view: watch::Sender::new(Arc::new(View::default())),
+            view,
+            routing,
             membership,
             ownership_lock: tokio::sync::Mutex::new(()),
             cluster_cancel: CancellationToken::new(),
