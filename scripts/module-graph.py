@@ -84,6 +84,8 @@ RULES = [
      "the registry maps topics; it sees partitions and settings only"),
     ("handlers::lookup", ["broker"], "lookups take the registry, not the broker"),
     ("handlers::offsets", ["broker"], "offset lookups take the registry, the routing and the reader"),
+    ("handlers::produce", ["broker"], "Produce takes the registry, the routing, the WAL and the clock"),
+    ("handlers::fetch", ["broker"], "Fetch takes the registry, the routing, the reader and the replicas"),
     ("cluster::routing", ["broker", "registry", "wal", "group"],
      "routing is the fence and the cluster view, nothing else"),
 ]

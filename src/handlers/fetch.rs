@@ -5,7 +5,6 @@
 //! id 0, as Kafka does when its session cache is full), so clients keep sending full
 //! fetch requests. An unknown session id gets FETCH_SESSION_ID_NOT_FOUND.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,24 +15,46 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::lookup;
-use crate::broker::Broker;
+use crate::cluster::routing::Routing;
 use crate::error::Error;
 use crate::partition::Partition;
 use crate::read;
+use crate::read::Reader;
+use crate::registry::Registry;
+use crate::replica::Replicas;
 use kafka_protocol::messages::BrokerId;
+use tokio::sync::watch;
+
+/// What Fetch uses.
+pub struct Handles<'a> {
+    /// Topics.
+    pub registry: &'a Registry,
+    /// Leaders and rack replicas.
+    pub routing: &'a Routing,
+    /// Reads through the cache.
+    pub reader: &'a Reader,
+    /// Read-only copies of partitions owned elsewhere (rack-aware reads).
+    pub replicas: &'a Replicas,
+    /// Bumped on every WAL commit: long polls wait on it.
+    pub committed: &'a watch::Sender<u64>,
+    /// `fetch.max.wait.cap.ms`.
+    pub max_wait_cap_ms: u64,
+    /// This broker's rack.
+    pub rack: Option<&'a str>,
+}
 
 /// Handles Fetch.
-pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, v: i16) -> FetchResponse {
+pub async fn handle(h: Handles<'_>, req: FetchRequest, v: i16) -> FetchResponse {
     if v >= 7 && req.session_id != 0 {
         return FetchResponse::default().with_error_code(Code::FetchSessionIdNotFound.code());
     }
-    let cap = broker.settings.server.fetch_max_wait_cap_ms;
+    let cap = h.max_wait_cap_ms;
     let wait = Duration::from_millis((req.max_wait_ms.max(0) as u64).min(cap));
     let deadline = Instant::now() + wait;
-    let mut committed = broker.wal.committed.subscribe();
+    let mut committed = h.committed.subscribe();
     loop {
         committed.mark_unchanged();
-        let (resp, bytes, error) = fetch_once(broker, &req, v).await;
+        let (resp, bytes, error) = fetch_once(&h, &req, v).await;
         if bytes >= req.min_bytes.max(0) as usize || error || Instant::now() >= deadline {
             return resp;
         }
@@ -42,7 +63,7 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, v: i16) -> FetchRes
             .is_err()
         {
             // Timed out: answer with what is there now.
-            return fetch_once(broker, &req, v).await.0;
+            return fetch_once(&h, &req, v).await.0;
         }
     }
 }
@@ -55,11 +76,11 @@ fn fail(pd: &mut PartitionData, code: Code) {
 }
 
 /// Whether this broker serves reads of partitions it does not own to this client's rack.
-fn serves_rack(broker: &Broker, rack: &kafka_protocol::protocol::StrBytes) -> bool {
-    !rack.is_empty() && broker.settings.server.rack.as_deref() == Some(rack.as_str())
+fn serves_rack(h: &Handles<'_>, rack: &kafka_protocol::protocol::StrBytes) -> bool {
+    !rack.is_empty() && h.rack == Some(rack.as_str())
 }
 
-async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchResponse, usize, bool) {
+async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchResponse, usize, bool) {
     let read_committed = req.isolation_level == 1;
     let mut budget = if v >= 3 && req.max_bytes > 0 {
         req.max_bytes as usize
@@ -71,7 +92,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
     let mut resp = FetchResponse::default();
     let ownership_deadline = lookup::ownership_deadline();
     for t in &req.topics {
-        let topic = lookup::topic(&broker.registry, v >= 13, &t.topic_id, t.topic.0.as_str());
+        let topic = lookup::topic(h.registry, v >= 13, &t.topic_id, t.topic.0.as_str());
         let mut out = FetchableTopicResponse::default();
         if v >= 13 {
             out.topic_id = t.topic_id;
@@ -92,7 +113,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
                 out.partitions.push(pd);
                 continue;
             };
-            broker.routing.await_ownership(p, ownership_deadline).await;
+            h.routing.await_ownership(p, ownership_deadline).await;
             let owned = {
                 let s = p.state();
                 s.check_owner().map(|_| s.leader_epoch())
@@ -101,8 +122,8 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
             let replica: Partition;
             let (p, epoch, owner) = match owned {
                 Ok(e) => (p.as_ref(), e, true),
-                Err(Code::NotLeaderOrFollower) if v >= 11 && serves_rack(broker, &req.rack_id) => {
-                    match (broker.replicas.partition(p), broker.routing.owner_of(p)) {
+                Err(Code::NotLeaderOrFollower) if v >= 11 && serves_rack(h, &req.rack_id) => {
+                    match (h.replicas.partition(p), h.routing.owner_of(p)) {
                         (Some(copy), Some((_, e))) => {
                             replica = copy;
                             (&replica, e, false)
@@ -138,7 +159,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
                 continue;
             }
             if owner && v >= 11 {
-                if let Some(node) = broker.routing.preferred_replica(&req.rack_id, p.index) {
+                if let Some(node) = h.routing.preferred_replica(&req.rack_id, p.index) {
                     // Never records together with a preferred replica.
                     pd.preferred_read_replica = BrokerId(node);
                     pd.records = Some(Bytes::new());
@@ -154,7 +175,7 @@ async fn fetch_once(broker: &Broker, req: &FetchRequest, v: i16) -> (FetchRespon
                 // OFFSET_OUT_OF_RANGE (which would make the consumer reset).
                 Ok(Bytes::new())
             } else {
-                read::read(&broker.reader, p, fp.fetch_offset, max.max(1)).await
+                read::read(h.reader, p, fp.fetch_offset, max.max(1)).await
             };
             match records {
                 Ok(r) => {

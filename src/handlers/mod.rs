@@ -125,7 +125,13 @@ pub async fn dispatch(
     let (header, request) = decode_request(frame)?;
     let broker = broker.clone();
     if let RequestKind::Produce(req) = request {
-        return Ok(produce::start(broker, req, version, correlation_id).await);
+        let handles = produce::Handles {
+            registry: &broker.registry,
+            routing: &broker.routing,
+            wal: &broker.wal,
+            clock: broker.clock.as_ref(),
+        };
+        return Ok(produce::start(handles, req, version, correlation_id).await);
     }
     Ok(Box::pin(async move {
         let resp = handle(&broker, session, &header, request, version).await;
@@ -195,7 +201,18 @@ async fn route(
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, session, r, v).await)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, v).await),
+        RequestKind::Fetch(r) => {
+            let handles = fetch::Handles {
+                registry: &broker.registry,
+                routing: &broker.routing,
+                reader: &broker.reader,
+                replicas: &broker.replicas,
+                committed: &broker.wal.committed,
+                max_wait_cap_ms: broker.settings.server.fetch_max_wait_cap_ms,
+                rack: broker.settings.server.rack.as_deref(),
+            };
+            ResponseKind::Fetch(fetch::handle(handles, r, v).await)
+        }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(
             offsets::list_offsets(&broker.registry, &broker.routing, &broker.reader, r, v).await,
         ),

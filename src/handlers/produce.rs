@@ -8,10 +8,13 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, Response
 use kafka_protocol::ResponseError as Code;
 
 use super::{lookup, ResponseFuture};
-use crate::broker::Broker;
+use crate::cluster::routing::Routing;
 use crate::error::Error;
+use crate::registry::{Registry, Topic};
 use crate::wal::Pending;
+use crate::wal::Wal;
 use stratus_log::batch;
+use stratus_log::clock::Clock;
 
 /// A partition's index, what happened to its batches, and its log start offset.
 type PartitionOutcome = (i32, Outcome, i64);
@@ -21,9 +24,22 @@ enum Outcome {
     Pending { pending: Pending, append_time: i64 },
 }
 
+/// What Produce uses: the topics, the routing (to wait for a take-over), the WAL and the
+/// clock.
+pub struct Handles<'a> {
+    /// Topics and their settings.
+    pub registry: &'a Registry,
+    /// Leaders.
+    pub routing: &'a Routing,
+    /// Where batches go.
+    pub wal: &'a Wal,
+    /// Append times.
+    pub clock: &'a dyn Clock,
+}
+
 /// Appends every partition's batches now and returns the future of the response.
 pub async fn start(
-    broker: Arc<Broker>,
+    h: Handles<'_>,
     req: ProduceRequest,
     v: i16,
     correlation_id: i32,
@@ -32,7 +48,7 @@ pub async fn start(
     let deadline = lookup::ownership_deadline();
     let mut results: Vec<(TopicProduceResponse, Vec<PartitionOutcome>)> = Vec::new();
     for t in req.topic_data {
-        let topic = lookup::topic(&broker.registry, v >= 13, &t.topic_id, t.name.0.as_str());
+        let topic = lookup::topic(h.registry, v >= 13, &t.topic_id, t.name.0.as_str());
         let mut head = TopicProduceResponse::default();
         if v >= 13 {
             head.topic_id = t.topic_id;
@@ -54,9 +70,9 @@ pub async fn start(
                 parts.push((pd.index, Outcome::Failed(Code::UnknownTopicOrPartition), -1));
                 continue;
             };
-            broker.routing.await_ownership(partition, deadline).await;
+            h.routing.await_ownership(partition, deadline).await;
             let log_start = partition.state().log_start();
-            let outcome = append(&broker, topic, partition, pd.records).await;
+            let outcome = append(&h, topic, partition, pd.records).await;
             parts.push((pd.index, outcome, log_start));
         }
         results.push((head, parts));
@@ -110,8 +126,8 @@ pub async fn start(
 }
 
 async fn append(
-    broker: &Broker,
-    topic: &crate::broker::Topic,
+    h: &Handles<'_>,
+    topic: &Topic,
     partition: &Arc<crate::partition::Partition>,
     records: Option<bytes::Bytes>,
 ) -> Outcome {
@@ -125,7 +141,7 @@ async fn append(
             return Outcome::Failed(Error::from(e).kafka());
         }
     };
-    let max = broker.registry.config_i64(topic, "max.message.bytes");
+    let max = h.registry.config_i64(topic, "max.message.bytes");
     if batches.iter().any(|b| b.bytes.len() as i64 > max) {
         return Outcome::Failed(Code::MessageTooLarge);
     }
@@ -136,13 +152,9 @@ async fn append(
         // Transactions are not served yet; InitProducerId refuses transactional ids.
         return Outcome::Failed(Code::InvalidTxnState);
     }
-    let now = broker.clock.now_ms();
-    let append_time = broker.registry.log_append_time(topic).then_some(now);
-    match broker
-        .wal
-        .append(partition, &batches, append_time, now)
-        .await
-    {
+    let now = h.clock.now_ms();
+    let append_time = h.registry.log_append_time(topic).then_some(now);
+    match h.wal.append(partition, &batches, append_time, now).await {
         Ok(pending) => Outcome::Pending {
             pending,
             append_time: append_time.unwrap_or(-1),
