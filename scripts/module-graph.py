@@ -86,6 +86,12 @@ RULES = [
     ("handlers::offsets", ["broker"], "offset lookups take the registry, the routing and the reader"),
     ("handlers::produce", ["broker"], "Produce takes the registry, the routing, the WAL and the clock"),
     ("handlers::fetch", ["broker"], "Fetch takes the registry, the routing, the reader and the replicas"),
+    ("handlers::groups", ["broker"], "group APIs take the coordinator, the registry and the routing"),
+    ("handlers::coordination", ["broker"], "NOT_COORDINATOR needs the coordinator only"),
+    ("handlers::metadata", ["broker"], "Metadata takes the registry, the routing and the topic lifecycle"),
+    ("handlers::configs", ["broker"], "config APIs take the registry, the topic lifecycle and the settings"),
+    ("topics", ["broker", "handlers", "server", "upkeep", "wal", "group"],
+     "the topic lifecycle writes topic records and installs them in the registry; nothing else"),
     ("cluster::routing", ["broker", "registry", "wal", "group"],
      "routing is the fence and the cluster view, nothing else"),
 ]

@@ -48,8 +48,8 @@ pub struct Broker {
     /// Every topic this broker knows.
     pub registry: Arc<Registry>,
     pub(crate) producer_ids: tokio::sync::Mutex<(i64, i64)>,
-    /// Serializes topic creation, deletion and re-reads of the topic records.
-    pub(crate) topic_lock: tokio::sync::Mutex<()>,
+    /// The topic lifecycle (create, delete, grow, reconfigure, follow the records).
+    pub topics: Arc<crate::topics::TopicAdmin>,
     /// When the broker started.
     pub started: Instant,
     /// The group coordinator.
@@ -117,19 +117,6 @@ impl Broker {
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), changed.changed()).await;
         }
-    }
-
-    /// The live coordinator of a group shard.
-    pub fn coordinator_of(&self, shard: u32) -> Option<i32> {
-        if self.groups.owns_shard(shard) {
-            return Some(self.settings.server.node_id);
-        }
-        self.view
-            .borrow()
-            .shard_owners
-            .get(&shard)
-            .map(|o| o.0)
-            .filter(|n| *n != self.settings.server.node_id)
     }
 
     /// Writes a partition's durable record (the caller holds its `record_lock`), with

@@ -1,5 +1,6 @@
 //! The topic lifecycle: create, delete, add partitions, alter configs, and re-reading the
-//! topic records that other brokers write.
+//! topic records that other brokers write. [`TopicAdmin`] changes the topic records and
+//! installs the result in the registry; the admin handlers take it, not the broker.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -8,14 +9,49 @@ use kafka_protocol::ResponseError as Code;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::broker::{AdminError, Broker, Topic, MAX_PARTITIONS};
-use crate::error::Result;
-use crate::partition::Partition;
-use crate::topic_config;
-use stratus_meta::repo::{self, PartitionRecord, TopicRecord};
-use stratus_meta::{keys, Compare, Op, MAX_TXN_OPS};
+use tokio::sync::watch;
 
-impl Broker {
+use crate::cluster::View;
+use crate::config::{self, MAX_PARTITIONS};
+use crate::error::{AdminError, Result};
+use crate::partition::Partition;
+use crate::registry::{Registry, Topic};
+use crate::topic_config;
+use stratus_log::objects::Objects;
+use stratus_meta::repo::{self, PartitionRecord, TopicRecord};
+use stratus_meta::{keys, Compare, MetaStore, Op, MAX_TXN_OPS};
+
+/// Creates, deletes, grows and reconfigures topics, and follows the topic records.
+pub struct TopicAdmin {
+    defaults: config::Topics,
+    meta: Arc<dyn MetaStore>,
+    objects: Arc<Objects>,
+    registry: Arc<Registry>,
+    /// The cluster view: a new topic's partitions get owners there.
+    view: watch::Receiver<Arc<View>>,
+    /// Serializes creation, deletion and re-reads of the topic records.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl TopicAdmin {
+    /// The lifecycle of the topics in `registry`, with the broker's topic defaults.
+    pub fn new(
+        defaults: config::Topics,
+        meta: Arc<dyn MetaStore>,
+        objects: Arc<Objects>,
+        registry: Arc<Registry>,
+        view: watch::Receiver<Arc<View>>,
+    ) -> Self {
+        TopicAdmin {
+            defaults,
+            meta,
+            objects,
+            registry,
+            view,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Creates a topic (or only validates the request).
     pub async fn create_topic(
         &self,
@@ -27,7 +63,7 @@ impl Broker {
     ) -> Result<Arc<Topic>, AdminError> {
         validate_topic_name(name)?;
         let partitions = if partitions == -1 {
-            self.settings.topics.num_partitions
+            self.defaults.num_partitions
         } else {
             partitions
         };
@@ -38,7 +74,7 @@ impl Broker {
             ));
         }
         let replication_factor = match replication_factor {
-            -1 => self.settings.topics.default_replication_factor,
+            -1 => self.defaults.default_replication_factor,
             r if r <= 0 => {
                 return Err(AdminError::new(
                     Code::InvalidReplicationFactor,
@@ -50,7 +86,7 @@ impl Broker {
         for (k, v) in &configs {
             topic_config::validate(k, v).map_err(|m| AdminError::new(Code::InvalidConfig, m))?;
         }
-        let _guard = self.topic_lock.lock().await;
+        let _guard = self.lock.lock().await;
         if self.registry.topic(name).is_some() {
             return Err(AdminError::new(
                 Code::TopicAlreadyExists,
@@ -106,13 +142,13 @@ impl Broker {
     /// its partition records and segment objects. WAL ranges of the topic are collected
     /// with the WAL objects.
     pub async fn delete_topic(&self, topic: &Arc<Topic>) -> Result<(), AdminError> {
-        if !self.settings.topics.delete_topic_enable {
+        if !self.defaults.delete_topic_enable {
             return Err(AdminError::new(
                 Code::TopicDeletionDisabled,
                 "Topic deletion is disabled.",
             ));
         }
-        let _guard = self.topic_lock.lock().await;
+        let _guard = self.lock.lock().await;
         self.meta
             .txn(vec![], vec![Op::Delete(keys::topic_key(&topic.name))])
             .await?;
@@ -151,7 +187,7 @@ impl Broker {
     /// Re-reads every topic record: topics created, grown, reconfigured or deleted by
     /// other brokers. Partitions keep their state; new ones start unowned.
     pub async fn sync_topics(&self) -> Result<()> {
-        let _guard = self.topic_lock.lock().await;
+        let _guard = self.lock.lock().await;
         let mut seen = HashSet::new();
         for (k, v) in self.meta.range(keys::TOPICS).await? {
             let rec: TopicRecord = repo::decode(&k, &v)?;
@@ -222,7 +258,7 @@ impl Broker {
 
     /// Waits (up to `timeout`) until every partition of the topic has a live owner.
     pub async fn wait_for_owners(&self, topic: &Topic, timeout: std::time::Duration) -> bool {
-        let mut rx = self.view.subscribe();
+        let mut rx = self.view.clone();
         let all = |v: &crate::cluster::View| {
             (0..topic.partitions.len() as i32).all(|i| v.owner(&topic.id_text, i).is_some())
         };
@@ -254,7 +290,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let _guard = self.topic_lock.lock().await;
+        let _guard = self.lock.lock().await;
         let mut parts = topic.partitions.clone();
         for i in current..count {
             let rec = PartitionRecord {
@@ -278,7 +314,7 @@ impl Broker {
         topic: &Arc<Topic>,
         configs: BTreeMap<String, String>,
     ) -> Result<(), AdminError> {
-        let _guard = self.topic_lock.lock().await;
+        let _guard = self.lock.lock().await;
         let current = self
             .registry
             .topic(&topic.name)

@@ -63,7 +63,7 @@ pub async fn apply(broker: &Arc<Broker>, owned: &Owned) -> Result<()> {
     };
     if !known(&owned.assignment) {
         // A topic created on another broker that this one has not seen yet.
-        broker.sync_topics().await?;
+        broker.topics.sync_topics().await?;
     }
     let mut gain = Vec::new();
     let mut lost = 0;

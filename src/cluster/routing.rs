@@ -113,6 +113,10 @@ impl Routing {
     /// one as the leader, while this one still recovers the partition. A client sent here
     /// in that window gets its answer a moment later instead of NOT_LEADER_OR_FOLLOWER.
     pub async fn await_ownership(&self, p: &Partition, deadline: tokio::time::Instant) {
+        // The common case, owned (or not ours at all): one look at the state, no waiter.
+        if p.state().check_owner() != Err(Code::NotLeaderOrFollower) {
+            return;
+        }
         loop {
             let changed = p.ownership_changed.notified();
             tokio::pin!(changed);
@@ -130,6 +134,16 @@ impl Routing {
                 return;
             }
         }
+    }
+
+    /// The controller, as the cluster view says (this broker while none is known).
+    pub fn controller(&self) -> i32 {
+        self.view.borrow().controller.unwrap_or(self.node)
+    }
+
+    /// The live owner of a coordinator shard, as the cluster view says.
+    pub fn shard_owner(&self, shard: u32) -> Option<i32> {
+        self.view.borrow().shard_owners.get(&shard).map(|o| o.0)
     }
 
     /// KIP-392: the broker a consumer of `rack` should read a partition from, when it is

@@ -68,6 +68,7 @@ pub async fn create_topics(
                 ))
             } else {
                 broker
+                    .topics
                     .create_topic(&name, partitions, rf, configs, req.validate_only)
                     .await
             }
@@ -152,7 +153,8 @@ pub async fn delete_topics(
                     r.topic_id = t.id;
                     r.name = Some(TopicName(text(t.name.to_string())));
                 }
-                if let Err(AdminError { code, message: msg }) = broker.delete_topic(&t).await {
+                if let Err(AdminError { code, message: msg }) = broker.topics.delete_topic(&t).await
+                {
                     r.error_code = code.code();
                     if v >= 5 {
                         r.error_message = Some(text(msg));
@@ -180,6 +182,7 @@ pub async fn create_partitions(
             )),
             Some(topic) => {
                 broker
+                    .topics
                     .create_partitions(&topic, t.count, req.validate_only)
                     .await
             }
@@ -260,11 +263,7 @@ pub fn describe_cluster(
     session: super::Session,
     _req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let controller = broker
-        .view
-        .borrow()
-        .controller
-        .unwrap_or(broker.settings.server.node_id);
+    let controller = broker.routing.controller();
     DescribeClusterResponse::default()
         .with_cluster_id(text(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(controller))

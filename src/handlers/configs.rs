@@ -2,7 +2,6 @@
 //! view of the broker's settings).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
@@ -13,10 +12,12 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as Code;
 
-use crate::broker::Broker;
 use crate::config::Kind;
+use crate::config::Settings;
 use crate::error::AdminError;
+use crate::registry::Registry;
 use crate::topic_config::{self, Source};
+use crate::topics::TopicAdmin;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -36,12 +37,19 @@ fn config_type(kind: Kind) -> i8 {
     }
 }
 
+/// What the config APIs use: the topics, their lifecycle (to change overrides) and the
+/// broker's settings (described as the broker resource, and the topics' defaults).
+pub struct Handles<'a> {
+    /// Topics.
+    pub registry: &'a Registry,
+    /// Writes topic overrides.
+    pub topics: &'a TopicAdmin,
+    /// The broker's settings.
+    pub settings: &'a Settings,
+}
+
 /// DescribeConfigs.
-pub fn describe(
-    broker: &Arc<Broker>,
-    req: DescribeConfigsRequest,
-    v: i16,
-) -> DescribeConfigsResponse {
+pub fn describe(h: &Handles<'_>, req: DescribeConfigsRequest, v: i16) -> DescribeConfigsResponse {
     let mut resp = DescribeConfigsResponse::default();
     for res in req.resources {
         let keys: Option<Vec<String>> = res
@@ -53,7 +61,7 @@ pub fn describe(
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
         match res.resource_type {
-            TOPIC => match broker.registry.topic(res.resource_name.as_str()) {
+            TOPIC => match h.registry.topic(res.resource_name.as_str()) {
                 None => {
                     out.error_code = Code::UnknownTopicOrPartition.code();
                     out.error_message = Some(text(format!(
@@ -67,7 +75,7 @@ pub fn describe(
                         .filter(|d| wanted(d.name))
                     {
                         let Some((value, source)) =
-                            topic_config::resolve(d.name, &t.configs, &broker.settings)
+                            topic_config::resolve(d.name, &t.configs, h.settings)
                         else {
                             continue;
                         };
@@ -76,7 +84,7 @@ pub fn describe(
                             .with_value(Some(text(value)))
                             .with_config_source(source as i8);
                         if req.include_synonyms {
-                            c.synonyms = synonyms(broker, d, &t.configs);
+                            c.synonyms = synonyms(h, d, &t.configs);
                         }
                         if v >= 3 {
                             c.config_type = config_type(d.kind);
@@ -87,11 +95,11 @@ pub fn describe(
             },
             BROKER
                 if res.resource_name.is_empty()
-                    || res.resource_name.as_str() == broker.settings.server.node_id.to_string() =>
+                    || res.resource_name.as_str() == h.settings.server.node_id.to_string() =>
             {
                 for d in crate::config::SETTINGS.iter().filter(|d| wanted(d.name)) {
-                    let value = broker.settings.get(d.name).unwrap_or(d.default).to_string();
-                    let source = if broker.settings.explicit.contains(d.name) {
+                    let value = h.settings.get(d.name).unwrap_or(d.default).to_string();
+                    let source = if h.settings.explicit.contains(d.name) {
                         Source::StaticBroker
                     } else {
                         Source::Default
@@ -119,7 +127,7 @@ pub fn describe(
 }
 
 fn synonyms(
-    broker: &Broker,
+    h: &Handles<'_>,
     d: &topic_config::TopicConfigDef,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<DescribeConfigsSynonym> {
@@ -128,8 +136,8 @@ fn synonyms(
         out.push(synonym(d.name, v, Source::Topic));
     }
     if let Some(k) = d.broker_key {
-        if broker.settings.explicit.contains(k) {
-            if let Some(v) = broker.settings.get(k) {
+        if h.settings.explicit.contains(k) {
+            if let Some(v) = h.settings.get(k) {
                 out.push(synonym(k, v, Source::StaticBroker));
             }
         }
@@ -164,14 +172,14 @@ fn unsupported_resource(kind: i8) -> AdminError {
 }
 
 /// AlterConfigs: replaces a topic's overrides with exactly the given set.
-pub async fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn alter(h: &Handles<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
     for res in req.resources {
         let result = async {
             if res.resource_type != TOPIC {
                 return Err(unsupported_resource(res.resource_type));
             }
-            let topic = broker
+            let topic = h
                 .registry
                 .topic(res.resource_name.as_str())
                 .ok_or_else(|| AdminError::new(Code::UnknownTopicOrPartition, "Unknown topic"))?;
@@ -186,7 +194,7 @@ pub async fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfi
             if req.validate_only {
                 return Ok(());
             }
-            broker.set_topic_configs(&topic, configs).await
+            h.topics.set_topic_configs(&topic, configs).await
         }
         .await;
         let mut r = AlterConfigsResourceResponse::default()
@@ -203,7 +211,7 @@ pub async fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfi
 
 /// IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on a topic's overrides.
 pub async fn incremental_alter(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut resp = IncrementalAlterConfigsResponse::default();
@@ -212,7 +220,7 @@ pub async fn incremental_alter(
             if res.resource_type != TOPIC {
                 return Err(unsupported_resource(res.resource_type));
             }
-            let topic = broker
+            let topic = h
                 .registry
                 .topic(res.resource_name.as_str())
                 .ok_or_else(|| AdminError::new(Code::UnknownTopicOrPartition, "Unknown topic"))?;
@@ -234,7 +242,7 @@ pub async fn incremental_alter(
                         configs.remove(&name);
                     }
                     2 | 3 => {
-                        let current = topic_config::resolve(&name, &configs, &broker.settings)
+                        let current = topic_config::resolve(&name, &configs, h.settings)
                             .map(|(v, _)| v)
                             .unwrap_or_default();
                         let mut items: Vec<String> = current
@@ -266,7 +274,7 @@ pub async fn incremental_alter(
             if req.validate_only {
                 return Ok(());
             }
-            broker.set_topic_configs(&topic, configs).await
+            h.topics.set_topic_configs(&topic, configs).await
         }
         .await;
         let mut r = IncrementalResult::default()

@@ -11,13 +11,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError as Code;
 
-use crate::broker::Broker;
+use crate::group::Coordinator;
 
 /// The NOT_COORDINATOR answer to a single-group request for a group this broker does not
 /// coordinate; `None` when the request may go on.
-pub fn refuse(broker: &Broker, req: &RequestKind, v: i16) -> Option<ResponseKind> {
+pub fn refuse(groups: &Coordinator, req: &RequestKind, v: i16) -> Option<ResponseKind> {
     let nc = Code::NotCoordinator.code();
-    let owns = |g: &str| broker.groups.owns(g);
+    let owns = |g: &str| groups.owns(g);
     Some(match req {
         RequestKind::JoinGroup(r) if !owns(r.group_id.as_str()) => ResponseKind::JoinGroup(
             JoinGroupResponse::default()
@@ -71,9 +71,9 @@ pub fn refuse(broker: &Broker, req: &RequestKind, v: i16) -> Option<ResponseKind
 }
 
 /// Marks the groups of a multi-group answer that this broker does not coordinate.
-pub fn mark(broker: &Broker, resp: &mut ResponseKind) {
+pub fn mark(groups: &Coordinator, resp: &mut ResponseKind) {
     let nc = Code::NotCoordinator.code();
-    let owns = |g: &str| broker.groups.owns(g);
+    let owns = |g: &str| groups.owns(g);
     match resp {
         ResponseKind::OffsetFetch(r) => {
             for g in r.groups.iter_mut().filter(|g| !owns(g.group_id.as_str())) {

@@ -2,7 +2,6 @@
 //! LeaveGroup), committed offsets (OffsetCommit, OffsetFetch, OffsetDelete) and group
 //! administration (ListGroups, DescribeGroups, DeleteGroups).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -25,9 +24,11 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as Code;
 
 use super::Session;
-use crate::broker::Broker;
+use crate::cluster::routing::Routing;
 use crate::group::classic::Join;
 use crate::group::offsets::{Change, Committed};
+use crate::group::Coordinator;
+use crate::registry::Registry;
 
 /// A partition and its commit error.
 type PartitionResult = (i32, Option<Code>);
@@ -38,6 +39,27 @@ fn text(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
+/// What the group APIs use: the group coordinator, the topics (for offsets and KIP-848
+/// assignments) and the routing (where each group's coordinator is).
+pub struct Handles<'a> {
+    /// The group coordinator.
+    pub groups: &'a Coordinator,
+    /// Topics.
+    pub registry: &'a Registry,
+    /// Live brokers and shard owners.
+    pub routing: &'a Routing,
+    /// This broker.
+    pub node_id: i32,
+}
+
+/// The live coordinator of a group shard.
+fn coordinator_of(h: &Handles<'_>, shard: u32) -> Option<i32> {
+    if h.groups.owns_shard(shard) {
+        return Some(h.node_id);
+    }
+    h.routing.shard_owner(shard).filter(|n| *n != h.node_id)
+}
+
 fn code(r: Result<(), Code>) -> i16 {
     r.err().map(|c| c.code()).unwrap_or(0)
 }
@@ -45,23 +67,21 @@ fn code(r: Result<(), Code>) -> i16 {
 /// FindCoordinator: the broker that owns the group's coordinator shard (transactional
 /// ids are answered with this broker, whose transaction requests then refuse them).
 pub fn find_coordinator(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     session: Session,
     req: FindCoordinatorRequest,
     v: i16,
 ) -> FindCoordinatorResponse {
     let bad_type = !(0..=1).contains(&req.key_type);
-    let live = broker.routing.live_brokers(session.listener);
+    let live = h.routing.live_brokers(session.listener);
     let locate = |key: &str| -> Result<(i32, String, i32), Code> {
         if bad_type {
             return Err(Code::InvalidRequest);
         }
         let node = if req.key_type == 0 {
-            broker
-                .coordinator_of(crate::group::shard_of(key))
-                .ok_or(Code::CoordinatorNotAvailable)?
+            coordinator_of(h, crate::group::shard_of(key)).ok_or(Code::CoordinatorNotAvailable)?
         } else {
-            broker.settings.server.node_id
+            h.node_id
         };
         live.iter()
             .find(|b| b.node == node)
@@ -102,7 +122,7 @@ pub fn find_coordinator(
 
 /// JoinGroup.
 pub async fn join_group(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     session: Session,
     client_id: &str,
     req: JoinGroupRequest,
@@ -130,7 +150,7 @@ pub async fn join_group(
         require_known_member_id: v >= 4,
         supports_skip_assignment: v >= 9,
     };
-    let r = broker.groups.join(req.group_id.0.as_str(), j).await;
+    let r = h.groups.join(req.group_id.0.as_str(), j).await;
     let mut resp = JoinGroupResponse::default()
         .with_error_code(r.error.map(|c| c.code()).unwrap_or(0))
         .with_generation_id(r.generation)
@@ -164,10 +184,10 @@ pub async fn join_group(
 }
 
 /// SyncGroup.
-pub async fn sync_group(broker: &Arc<Broker>, req: SyncGroupRequest, v: i16) -> SyncGroupResponse {
+pub async fn sync_group(h: &Handles<'_>, req: SyncGroupRequest, v: i16) -> SyncGroupResponse {
     if v >= 5 {
         // The protocol names, when given, must match the group's.
-        let view = broker.groups.describe(req.group_id.0.as_str());
+        let view = h.groups.describe(req.group_id.0.as_str());
         if let Some(view) = view {
             let pt_bad = req.protocol_type.as_ref().is_some_and(|p| {
                 !view.protocol_type.is_empty() && p.as_str() != view.protocol_type
@@ -184,7 +204,7 @@ pub async fn sync_group(broker: &Arc<Broker>, req: SyncGroupRequest, v: i16) -> 
         .map(|a| (a.member_id.to_string(), a.assignment.clone()))
         .collect();
     let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
-    let r = broker
+    let r = h
         .groups
         .sync(
             req.group_id.0.as_str(),
@@ -205,9 +225,9 @@ pub async fn sync_group(broker: &Arc<Broker>, req: SyncGroupRequest, v: i16) -> 
 }
 
 /// Heartbeat.
-pub fn heartbeat(broker: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
+pub fn heartbeat(h: &Handles<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
     let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
-    let r = broker.groups.heartbeat(
+    let r = h.groups.heartbeat(
         req.group_id.0.as_str(),
         req.member_id.as_str(),
         instance.as_deref(),
@@ -217,7 +237,7 @@ pub fn heartbeat(broker: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatRespon
 }
 
 /// LeaveGroup (one member before v3, a batch after).
-pub fn leave_group(broker: &Arc<Broker>, req: LeaveGroupRequest, v: i16) -> LeaveGroupResponse {
+pub fn leave_group(h: &Handles<'_>, req: LeaveGroupRequest, v: i16) -> LeaveGroupResponse {
     let members: Vec<(String, Option<String>)> = if v >= 3 {
         req.members
             .iter()
@@ -231,7 +251,7 @@ pub fn leave_group(broker: &Arc<Broker>, req: LeaveGroupRequest, v: i16) -> Leav
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    match broker.groups.leave(req.group_id.0.as_str(), &members) {
+    match h.groups.leave(req.group_id.0.as_str(), &members) {
         Err(c) => LeaveGroupResponse::default().with_error_code(c.code()),
         Ok(results) if v < 3 => LeaveGroupResponse::default().with_error_code(code(results[0])),
         Ok(results) => LeaveGroupResponse::default().with_members(
@@ -251,7 +271,7 @@ pub fn leave_group(broker: &Arc<Broker>, req: LeaveGroupRequest, v: i16) -> Leav
 
 /// OffsetCommit.
 pub async fn offset_commit(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     req: OffsetCommitRequest,
     v: i16,
 ) -> OffsetCommitResponse {
@@ -261,18 +281,18 @@ pub async fn offset_commit(
     } else {
         None
     };
-    let allowed = broker.groups.check_commit(
+    let allowed = h.groups.check_commit(
         &group,
         req.generation_id_or_member_epoch,
         req.member_id.as_str(),
         instance.as_deref(),
     );
     let now = stratus_log::clock::now_ms();
-    let max_meta = broker.groups.max_metadata();
+    let max_meta = h.groups.max_metadata();
     let mut changes: Vec<Change> = Vec::new();
     let mut results: Vec<(TopicName, Vec<PartitionResult>)> = Vec::new();
     for t in &req.topics {
-        let topic = broker.registry.topic(t.name.0.as_str());
+        let topic = h.registry.topic(t.name.0.as_str());
         let mut parts = Vec::new();
         for p in &t.partitions {
             let meta = p
@@ -306,7 +326,7 @@ pub async fn offset_commit(
         }
         results.push((t.name.clone(), parts));
     }
-    let stored = broker.groups.commit(changes).await;
+    let stored = h.groups.commit(changes).await;
     let mut resp = OffsetCommitResponse::default();
     for (name, parts) in results {
         let partitions = parts
@@ -327,8 +347,8 @@ pub async fn offset_commit(
     resp
 }
 
-fn fetched(broker: &Broker, group: &str, topic: &str, partition: i32) -> (i64, i32, String) {
-    match broker.groups.offsets.get(group, topic, partition) {
+fn fetched(h: &Handles<'_>, group: &str, topic: &str, partition: i32) -> (i64, i32, String) {
+    match h.groups.offsets.get(group, topic, partition) {
         Some(c) => (c.offset, c.leader_epoch, c.metadata),
         None => (-1, -1, String::new()),
     }
@@ -336,13 +356,12 @@ fn fetched(broker: &Broker, group: &str, topic: &str, partition: i32) -> (i64, i
 
 /// The committed offsets of one group: the topics asked for, or every one (`None`).
 fn group_offsets(
-    broker: &Broker,
+    h: &Handles<'_>,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> Vec<(String, Vec<FetchedOffset>)> {
     let topics = topics.unwrap_or_else(|| {
-        broker
-            .groups
+        h.groups
             .offsets
             .group(group)
             .into_iter()
@@ -355,7 +374,7 @@ fn group_offsets(
             let parts = ps
                 .into_iter()
                 .map(|p| {
-                    let (o, e, m) = fetched(broker, group, &t, p);
+                    let (o, e, m) = fetched(h, group, &t, p);
                     (p, o, e, m)
                 })
                 .collect();
@@ -365,7 +384,7 @@ fn group_offsets(
 }
 
 /// OffsetFetch (one group before v8, several after).
-pub fn offset_fetch(broker: &Arc<Broker>, req: OffsetFetchRequest, v: i16) -> OffsetFetchResponse {
+pub fn offset_fetch(h: &Handles<'_>, req: OffsetFetchRequest, v: i16) -> OffsetFetchResponse {
     if v >= 8 {
         let groups = req
             .groups
@@ -376,7 +395,7 @@ pub fn offset_fetch(broker: &Arc<Broker>, req: OffsetFetchRequest, v: i16) -> Of
                         .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                let offsets = group_offsets(broker, g.group_id.0.as_str(), topics);
+                let offsets = group_offsets(h, g.group_id.0.as_str(), topics);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
                     .with_topics(
@@ -408,7 +427,7 @@ pub fn offset_fetch(broker: &Arc<Broker>, req: OffsetFetchRequest, v: i16) -> Of
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let offsets = group_offsets(broker, req.group_id.0.as_str(), topics);
+    let offsets = group_offsets(h, req.group_id.0.as_str(), topics);
     OffsetFetchResponse::default().with_topics(
         offsets
             .into_iter()
@@ -435,12 +454,12 @@ pub fn offset_fetch(broker: &Arc<Broker>, req: OffsetFetchRequest, v: i16) -> Of
 }
 
 /// OffsetDelete: not for topics an active group consumes.
-pub async fn offset_delete(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn offset_delete(h: &Handles<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
-    if broker.groups.describe(&group).is_none() {
+    if h.groups.describe(&group).is_none() {
         return OffsetDeleteResponse::default().with_error_code(Code::GroupIdNotFound.code());
     }
-    let active = broker.groups.is_active(&group);
+    let active = h.groups.is_active(&group);
     let mut changes = Vec::new();
     let mut resp = OffsetDeleteResponse::default();
     for t in &req.topics {
@@ -460,14 +479,14 @@ pub async fn offset_delete(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> Of
         }
         resp.topics.push(out);
     }
-    if let Err(e) = broker.groups.commit(changes).await {
+    if let Err(e) = h.groups.commit(changes).await {
         return OffsetDeleteResponse::default().with_error_code(e.code());
     }
     resp
 }
 
 /// ListGroups, with state (v4) and type (v5) filters.
-pub fn list_groups(broker: &Arc<Broker>, req: ListGroupsRequest, v: i16) -> ListGroupsResponse {
+pub fn list_groups(h: &Handles<'_>, req: ListGroupsRequest, v: i16) -> ListGroupsResponse {
     let states: Vec<String> = req
         .states_filter
         .iter()
@@ -478,7 +497,7 @@ pub fn list_groups(broker: &Arc<Broker>, req: ListGroupsRequest, v: i16) -> List
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
-    let groups = broker
+    let groups = h
         .groups
         .list()
         .into_iter()
@@ -504,7 +523,7 @@ pub fn list_groups(broker: &Arc<Broker>, req: ListGroupsRequest, v: i16) -> List
 
 /// DescribeGroups.
 pub fn describe_groups(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     req: DescribeGroupsRequest,
     v: i16,
 ) -> DescribeGroupsResponse {
@@ -513,7 +532,7 @@ pub fn describe_groups(
         .iter()
         .map(|id| {
             let d = DescribedGroup::default().with_group_id(id.clone());
-            match broker.groups.describe(id.0.as_str()) {
+            match h.groups.describe(id.0.as_str()) {
                 None if v >= 6 => d
                     .with_error_code(Code::GroupIdNotFound.code())
                     .with_group_state(text("Dead"))
@@ -547,10 +566,10 @@ pub fn describe_groups(
 }
 
 /// DeleteGroups.
-pub async fn delete_groups(broker: &Arc<Broker>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn delete_groups(h: &Handles<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::new();
     for g in &req.groups_names {
-        let r = broker.groups.delete(g.0.as_str()).await;
+        let r = h.groups.delete(g.0.as_str()).await;
         results.push(
             kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
                 .with_group_id(g.clone())
@@ -560,9 +579,8 @@ pub async fn delete_groups(broker: &Arc<Broker>, req: DeleteGroupsRequest) -> De
     DeleteGroupsResponse::default().with_results(results)
 }
 
-fn topic_snapshot(broker: &Broker) -> Vec<crate::group::consumer::TopicInfo> {
-    broker
-        .registry
+fn topic_snapshot(h: &Handles<'_>) -> Vec<crate::group::consumer::TopicInfo> {
+    h.registry
         .topics()
         .iter()
         .map(|t| (t.name.to_string(), t.id, t.partitions.len() as i32))
@@ -571,7 +589,7 @@ fn topic_snapshot(broker: &Broker) -> Vec<crate::group::consumer::TopicInfo> {
 
 /// ConsumerGroupHeartbeat (KIP-848).
 pub fn consumer_group_heartbeat(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     session: Session,
     client_id: &str,
     req: ConsumerGroupHeartbeatRequest,
@@ -627,15 +645,15 @@ pub fn consumer_group_heartbeat(
         client_id: client_id.to_string(),
         client_host: format!("/{}", session.peer.ip()),
     };
-    let topics = topic_snapshot(broker);
-    let a = broker
+    let topics = topic_snapshot(h);
+    let a = h
         .groups
         .consumer_heartbeat(req.group_id.0.as_str(), hb, &topics);
     let mut resp = ConsumerGroupHeartbeatResponse::default()
         .with_error_code(a.error.map(|c| c.code()).unwrap_or(0))
         .with_member_id(Some(text(a.member_id)))
         .with_member_epoch(a.epoch)
-        .with_heartbeat_interval_ms(broker.groups.consumer_heartbeat_interval().as_millis() as i32);
+        .with_heartbeat_interval_ms(h.groups.consumer_heartbeat_interval().as_millis() as i32);
     if let Some(set) = a.assignment {
         let mut by_topic: std::collections::BTreeMap<uuid::Uuid, Vec<i32>> = Default::default();
         for (t, p) in set {
@@ -659,7 +677,7 @@ pub fn consumer_group_heartbeat(
 
 /// ConsumerGroupDescribe (KIP-848).
 pub fn consumer_group_describe(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     req: ConsumerGroupDescribeRequest,
     v: i16,
 ) -> ConsumerGroupDescribeResponse {
@@ -675,7 +693,7 @@ pub fn consumer_group_describe(
             by_topic
                 .into_iter()
                 .map(|(t, ps)| {
-                    let name = broker
+                    let name = h
                         .registry
                         .topic_by_id(&t)
                         .map(|x| x.name.to_string())
@@ -693,7 +711,7 @@ pub fn consumer_group_describe(
         .iter()
         .map(|id| {
             let d = Described::default().with_group_id(id.clone());
-            let Some(g) = broker.groups.consumer_group(id.0.as_str()) else {
+            let Some(g) = h.groups.consumer_group(id.0.as_str()) else {
                 return d
                     .with_error_code(Code::GroupIdNotFound.code())
                     .with_error_message(Some(text(format!("Group {} not found.", id.0.as_str()))));

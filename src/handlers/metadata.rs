@@ -7,7 +7,6 @@
 //! LEADER_NOT_AVAILABLE, which clients retry.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -18,27 +17,38 @@ use kafka_protocol::ResponseError as Code;
 use uuid::Uuid;
 
 use super::Session;
-use crate::broker::{Broker, Topic};
 use crate::cluster::routing::Routing;
 use crate::error::AdminError;
+use crate::registry::{Registry, Topic};
+use crate::topics::TopicAdmin;
+
+/// What Metadata uses.
+pub struct Handles<'a> {
+    /// Topics.
+    pub registry: &'a Registry,
+    /// Leaders, live brokers, the controller.
+    pub routing: &'a Routing,
+    /// Auto-creation of topics.
+    pub topics: &'a TopicAdmin,
+    /// The cluster id.
+    pub cluster_id: &'a str,
+    /// `auto.create.topics.enable`.
+    pub auto_create: bool,
+}
 
 /// Handles Metadata.
 pub async fn handle(
-    broker: &Arc<Broker>,
+    h: Handles<'_>,
     session: Session,
     req: MetadataRequest,
     v: i16,
 ) -> MetadataResponse {
-    let node = broker
-        .view
-        .borrow()
-        .controller
-        .unwrap_or(broker.settings.server.node_id);
+    let node = h.routing.controller();
     let mut resp = MetadataResponse::default()
-        .with_brokers(brokers(&broker.routing, session.listener, v))
+        .with_brokers(brokers(h.routing, session.listener, v))
         .with_controller_id(BrokerId(if v >= 1 { node } else { -1 }));
     if v >= 2 {
-        resp.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+        resp.cluster_id = Some(StrBytes::from_string(h.cluster_id.to_string()));
     }
     let allow_auto = v < 4 || req.allow_auto_topic_creation;
     let requested = match req.topics {
@@ -47,19 +57,19 @@ pub async fn handle(
         Some(t) => Some(t),
     };
     let Some(requested) = requested else {
-        resp.topics = broker
+        resp.topics = h
             .registry
             .topics()
             .iter()
-            .map(|t| topic_entry(broker, t, v))
+            .map(|t| topic_entry(&h, t, v))
             .collect();
         return resp;
     };
     for t in requested {
         let entry = match (&t.name, t.topic_id) {
-            (Some(name), _) => by_name(broker, name.0.as_str(), allow_auto, v).await,
-            (None, id) if !id.is_nil() => match broker.registry.topic_by_id(&id) {
-                Some(topic) => topic_entry(broker, &topic, v),
+            (Some(name), _) => by_name(&h, name.0.as_str(), allow_auto, v).await,
+            (None, id) if !id.is_nil() => match h.registry.topic_by_id(&id) {
+                Some(topic) => topic_entry(&h, &topic, v),
                 None => error_entry(None, id, Code::UnknownTopicId),
             },
             (None, _) => error_entry(None, Uuid::nil(), Code::InvalidRequest),
@@ -69,34 +79,30 @@ pub async fn handle(
     resp
 }
 
-async fn by_name(
-    broker: &Arc<Broker>,
-    name: &str,
-    allow_auto: bool,
-    v: i16,
-) -> MetadataResponseTopic {
-    if let Some(t) = broker.registry.topic(name) {
-        return topic_entry(broker, &t, v);
+async fn by_name(h: &Handles<'_>, name: &str, allow_auto: bool, v: i16) -> MetadataResponseTopic {
+    if let Some(t) = h.registry.topic(name) {
+        return topic_entry(h, &t, v);
     }
     if let Err(AdminError { code, .. }) = crate::topics::validate_topic_name(name) {
         return error_entry(Some(name), Uuid::nil(), code);
     }
-    if !(allow_auto && broker.settings.topics.auto_create_topics) {
+    if !(allow_auto && h.auto_create) {
         return error_entry(Some(name), Uuid::nil(), Code::UnknownTopicOrPartition);
     }
-    match broker
+    match h
+        .topics
         .create_topic(name, -1, -1, BTreeMap::new(), false)
         .await
     {
-        Ok(t) => topic_entry(broker, &t, v),
+        Ok(t) => topic_entry(h, &t, v),
         // Created concurrently by another request (maybe on another broker).
         Err(AdminError {
             code: Code::TopicAlreadyExists,
             ..
         }) => {
-            let _ = broker.sync_topics().await;
-            match broker.registry.topic(name) {
-                Some(t) => topic_entry(broker, &t, v),
+            let _ = h.topics.sync_topics().await;
+            match h.registry.topic(name) {
+                Some(t) => topic_entry(h, &t, v),
                 None => error_entry(Some(name), Uuid::nil(), Code::LeaderNotAvailable),
             }
         }
@@ -129,13 +135,13 @@ fn error_entry(name: Option<&str>, id: Uuid, code: Code) -> MetadataResponseTopi
         .with_topic_id(id)
 }
 
-fn topic_entry(broker: &Broker, t: &Topic, v: i16) -> MetadataResponseTopic {
+fn topic_entry(h: &Handles<'_>, t: &Topic, v: i16) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
         .map(|p| {
             let mut e = MetadataResponsePartition::default().with_partition_index(p.index);
-            match broker.routing.owner_of(p) {
+            match h.routing.owner_of(p) {
                 Some((node, epoch)) => {
                     e.leader_id = BrokerId(node);
                     e.replica_nodes = vec![BrokerId(node)];

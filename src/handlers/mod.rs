@@ -181,11 +181,11 @@ async fn handle(
     v: i16,
 ) -> ResponseKind {
     let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
-    if let Some(refused) = coordination::refuse(broker, &req, v) {
+    if let Some(refused) = coordination::refuse(&broker.groups, &req, v) {
         return refused;
     }
     let mut resp = route(broker, session, client_id, req, v).await;
-    coordination::mark(broker, &mut resp);
+    coordination::mark(&broker.groups, &mut resp);
     resp
 }
 
@@ -196,10 +196,28 @@ async fn route(
     req: RequestKind,
     v: i16,
 ) -> ResponseKind {
+    let gh = groups::Handles {
+        groups: &broker.groups,
+        registry: &broker.registry,
+        routing: &broker.routing,
+        node_id: broker.settings.server.node_id,
+    };
+    let ch = configs::Handles {
+        registry: &broker.registry,
+        topics: &broker.topics,
+        settings: &broker.settings,
+    };
     match req {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, v)),
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::handle(broker, session, r, v).await)
+            let handles = metadata::Handles {
+                registry: &broker.registry,
+                routing: &broker.routing,
+                topics: &broker.topics,
+                cluster_id: &broker.cluster_id,
+                auto_create: broker.settings.topics.auto_create_topics,
+            };
+            ResponseKind::Metadata(metadata::handle(handles, session, r, v).await)
         }
         RequestKind::Fetch(r) => {
             let handles = fetch::Handles {
@@ -241,44 +259,40 @@ async fn route(
             ResponseKind::DescribeLogDirs(admin::describe_log_dirs(broker, r, v))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(broker, session, r, v))
+            ResponseKind::FindCoordinator(groups::find_coordinator(&gh, session, r, v))
         }
         RequestKind::JoinGroup(r) => {
-            ResponseKind::JoinGroup(groups::join_group(broker, session, client_id, r, v).await)
+            ResponseKind::JoinGroup(groups::join_group(&gh, session, client_id, r, v).await)
         }
-        RequestKind::SyncGroup(r) => {
-            ResponseKind::SyncGroup(groups::sync_group(broker, r, v).await)
-        }
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, r)),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(broker, r, v)),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync_group(&gh, r, v).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(&gh, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(&gh, r, v)),
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(groups::offset_commit(broker, r, v).await)
+            ResponseKind::OffsetCommit(groups::offset_commit(&gh, r, v).await)
         }
-        RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(groups::offset_fetch(broker, r, v))
-        }
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(groups::offset_fetch(&gh, r, v)),
         RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(groups::offset_delete(broker, r).await)
+            ResponseKind::OffsetDelete(groups::offset_delete(&gh, r).await)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
-            groups::consumer_group_heartbeat(broker, session, client_id, r, v),
+            groups::consumer_group_heartbeat(&gh, session, client_id, r, v),
         ),
         RequestKind::ConsumerGroupDescribe(r) => {
-            ResponseKind::ConsumerGroupDescribe(groups::consumer_group_describe(broker, r, v))
+            ResponseKind::ConsumerGroupDescribe(groups::consumer_group_describe(&gh, r, v))
         }
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(broker, r, v)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(&gh, r, v)),
         RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(groups::describe_groups(broker, r, v))
+            ResponseKind::DescribeGroups(groups::describe_groups(&gh, r, v))
         }
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(groups::delete_groups(broker, r).await)
+            ResponseKind::DeleteGroups(groups::delete_groups(&gh, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(configs::describe(broker, r, v))
+            ResponseKind::DescribeConfigs(configs::describe(&ch, r, v))
         }
-        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(broker, r).await),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(&ch, r).await),
         RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r).await)
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&ch, r).await)
         }
         // Produce is started in `dispatch`; nothing else passes `supported`.
         _ => unreachable_response(),

@@ -156,6 +156,13 @@ impl Broker {
         let registry = Arc::new(Registry::new(settings.clone()));
         let view = watch::Sender::new(Arc::new(View::default()));
         let routing = Arc::new(Routing::new(&settings, fence.clone(), view.subscribe()));
+        let topics = Arc::new(crate::topics::TopicAdmin::new(
+            settings.topics.clone(),
+            meta.clone(),
+            objects.clone(),
+            registry.clone(),
+            view.subscribe(),
+        ));
         let broker = Arc::new(Broker {
             request_memory: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.request_memory_bytes(),
@@ -171,11 +178,11 @@ impl Broker {
             cluster_id,
             registry,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
-            topic_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             fence,
             view,
             routing,
+            topics,
             membership,
             ownership_lock: tokio::sync::Mutex::new(()),
             cluster_cancel: CancellationToken::new(),
@@ -183,7 +190,7 @@ impl Broker {
             supervisor,
             clock,
         });
-        broker.sync_topics().await?;
+        broker.topics.sync_topics().await?;
         broker.join().await?;
         Ok(broker)
     }
@@ -243,7 +250,7 @@ impl Broker {
         tasks.spawn(
             "topic watch",
             cancel.clone(),
-            self.clone().watch_topics(cancel.clone()),
+            self.topics.clone().watch_topics(cancel.clone()),
         );
         if self.settings.server.rack.is_some() {
             tasks.spawn(
