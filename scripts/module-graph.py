@@ -87,6 +87,7 @@ RULES = [
     ("handlers::produce", ["broker"], "Produce takes the registry, the routing, the WAL and the clock"),
     ("handlers::fetch", ["broker"], "Fetch takes the registry, the routing, the reader and the replicas"),
     ("handlers::groups", ["broker"], "group APIs take the coordinator, the registry and the routing"),
+    ("handlers::group_offsets", ["broker"], "offset APIs take the coordinator and the registry"),
     ("handlers::coordination", ["broker"], "NOT_COORDINATOR needs the coordinator only"),
     ("handlers::metadata", ["broker"], "Metadata takes the registry, the routing and the topic lifecycle"),
     ("handlers::configs", ["broker"], "config APIs take the registry, the topic lifecycle and the settings"),

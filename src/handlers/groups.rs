@@ -1,6 +1,7 @@
 //! Group APIs: FindCoordinator, the classic protocol (JoinGroup, SyncGroup, Heartbeat,
-//! LeaveGroup), committed offsets (OffsetCommit, OffsetFetch, OffsetDelete) and group
-//! administration (ListGroups, DescribeGroups, DeleteGroups).
+//! LeaveGroup), KIP-848 (ConsumerGroupHeartbeat, ConsumerGroupDescribe) and group
+//! administration (ListGroups, DescribeGroups, DeleteGroups). Committed offsets are in
+//! `group_offsets`.
 
 use std::time::Duration;
 
@@ -9,16 +10,6 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator as Coordina
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
-use kafka_protocol::messages::offset_delete_response::{
-    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
-};
-use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
-    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
-};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as Code;
@@ -26,16 +17,10 @@ use kafka_protocol::ResponseError as Code;
 use super::Session;
 use crate::cluster::routing::Routing;
 use crate::group::classic::Join;
-use crate::group::offsets::{Change, Committed};
 use crate::group::Coordinator;
 use crate::registry::Registry;
 
-/// A partition and its commit error.
-type PartitionResult = (i32, Option<Code>);
-/// Partition, committed offset, leader epoch, metadata.
-type FetchedOffset = (i32, i64, i32, String);
-
-fn text(s: impl Into<String>) -> StrBytes {
+pub(super) fn text(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
@@ -267,222 +252,6 @@ pub fn leave_group(h: &Handles<'_>, req: LeaveGroupRequest, v: i16) -> LeaveGrou
                 .collect(),
         ),
     }
-}
-
-/// OffsetCommit.
-pub async fn offset_commit(
-    h: &Handles<'_>,
-    req: OffsetCommitRequest,
-    v: i16,
-) -> OffsetCommitResponse {
-    let group = req.group_id.0.to_string();
-    let instance = if v >= 7 {
-        req.group_instance_id.as_ref().map(|s| s.to_string())
-    } else {
-        None
-    };
-    let allowed = h.groups.check_commit(
-        &group,
-        req.generation_id_or_member_epoch,
-        req.member_id.as_str(),
-        instance.as_deref(),
-    );
-    let now = stratus_log::clock::now_ms();
-    let max_meta = h.groups.max_metadata();
-    let mut changes: Vec<Change> = Vec::new();
-    let mut results: Vec<(TopicName, Vec<PartitionResult>)> = Vec::new();
-    for t in &req.topics {
-        let topic = h.registry.topic(t.name.0.as_str());
-        let mut parts = Vec::new();
-        for p in &t.partitions {
-            let meta = p
-                .committed_metadata
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default();
-            let err = if let Err(c) = allowed {
-                Some(c)
-            } else if topic.as_ref().is_none_or(|tp| {
-                p.partition_index < 0 || p.partition_index as usize >= tp.partitions.len()
-            }) {
-                Some(Code::UnknownTopicOrPartition)
-            } else if meta.len() > max_meta {
-                Some(Code::OffsetMetadataTooLarge)
-            } else {
-                changes.push((
-                    group.clone(),
-                    t.name.0.to_string(),
-                    p.partition_index,
-                    Some(Committed {
-                        offset: p.committed_offset,
-                        leader_epoch: if v >= 6 { p.committed_leader_epoch } else { -1 },
-                        metadata: meta,
-                        commit_ms: now,
-                    }),
-                ));
-                None
-            };
-            parts.push((p.partition_index, err));
-        }
-        results.push((t.name.clone(), parts));
-    }
-    let stored = h.groups.commit(changes).await;
-    let mut resp = OffsetCommitResponse::default();
-    for (name, parts) in results {
-        let partitions = parts
-            .into_iter()
-            .map(|(i, err)| {
-                let c = err.or_else(|| stored.as_ref().err().map(|e| e.kafka()));
-                OffsetCommitResponsePartition::default()
-                    .with_partition_index(i)
-                    .with_error_code(c.map(|c| c.code()).unwrap_or(0))
-            })
-            .collect();
-        resp.topics.push(
-            OffsetCommitResponseTopic::default()
-                .with_name(name)
-                .with_partitions(partitions),
-        );
-    }
-    resp
-}
-
-fn fetched(h: &Handles<'_>, group: &str, topic: &str, partition: i32) -> (i64, i32, String) {
-    match h.groups.offsets.get(group, topic, partition) {
-        Some(c) => (c.offset, c.leader_epoch, c.metadata),
-        None => (-1, -1, String::new()),
-    }
-}
-
-/// The committed offsets of one group: the topics asked for, or every one (`None`).
-fn group_offsets(
-    h: &Handles<'_>,
-    group: &str,
-    topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Vec<(String, Vec<FetchedOffset>)> {
-    let topics = topics.unwrap_or_else(|| {
-        h.groups
-            .offsets
-            .group(group)
-            .into_iter()
-            .map(|(t, ps)| (t, ps.into_keys().collect()))
-            .collect()
-    });
-    topics
-        .into_iter()
-        .map(|(t, ps)| {
-            let parts = ps
-                .into_iter()
-                .map(|p| {
-                    let (o, e, m) = fetched(h, group, &t, p);
-                    (p, o, e, m)
-                })
-                .collect();
-            (t, parts)
-        })
-        .collect()
-}
-
-/// OffsetFetch (one group before v8, several after).
-pub fn offset_fetch(h: &Handles<'_>, req: OffsetFetchRequest, v: i16) -> OffsetFetchResponse {
-    if v >= 8 {
-        let groups = req
-            .groups
-            .iter()
-            .map(|g| {
-                let topics = g.topics.as_ref().map(|ts| {
-                    ts.iter()
-                        .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
-                        .collect()
-                });
-                let offsets = group_offsets(h, g.group_id.0.as_str(), topics);
-                OffsetFetchResponseGroup::default()
-                    .with_group_id(g.group_id.clone())
-                    .with_topics(
-                        offsets
-                            .into_iter()
-                            .map(|(t, ps)| {
-                                OffsetFetchResponseTopics::default()
-                                    .with_name(TopicName(text(t)))
-                                    .with_partitions(
-                                        ps.into_iter()
-                                            .map(|(p, o, e, m)| {
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(p)
-                                                    .with_committed_offset(o)
-                                                    .with_committed_leader_epoch(e)
-                                                    .with_metadata(Some(text(m)))
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    )
-            })
-            .collect();
-        return OffsetFetchResponse::default().with_groups(groups);
-    }
-    let topics = req.topics.as_ref().map(|ts| {
-        ts.iter()
-            .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
-            .collect()
-    });
-    let offsets = group_offsets(h, req.group_id.0.as_str(), topics);
-    OffsetFetchResponse::default().with_topics(
-        offsets
-            .into_iter()
-            .map(|(t, ps)| {
-                OffsetFetchResponseTopic::default()
-                    .with_name(TopicName(text(t)))
-                    .with_partitions(
-                        ps.into_iter()
-                            .map(|(p, o, e, m)| {
-                                let mut r = OffsetFetchResponsePartition::default()
-                                    .with_partition_index(p)
-                                    .with_committed_offset(o)
-                                    .with_metadata(Some(text(m)));
-                                if v >= 5 {
-                                    r.committed_leader_epoch = e;
-                                }
-                                r
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
-}
-
-/// OffsetDelete: not for topics an active group consumes.
-pub async fn offset_delete(h: &Handles<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
-    let group = req.group_id.0.to_string();
-    if h.groups.describe(&group).is_none() {
-        return OffsetDeleteResponse::default().with_error_code(Code::GroupIdNotFound.code());
-    }
-    let active = h.groups.is_active(&group);
-    let mut changes = Vec::new();
-    let mut resp = OffsetDeleteResponse::default();
-    for t in &req.topics {
-        let mut out = OffsetDeleteResponseTopic::default().with_name(t.name.clone());
-        for p in &t.partitions {
-            let err = if active {
-                Some(Code::GroupSubscribedToTopic)
-            } else {
-                changes.push((group.clone(), t.name.0.to_string(), p.partition_index, None));
-                None
-            };
-            out.partitions.push(
-                OffsetDeleteResponsePartition::default()
-                    .with_partition_index(p.partition_index)
-                    .with_error_code(err.map(|c| c.code()).unwrap_or(0)),
-            );
-        }
-        resp.topics.push(out);
-    }
-    if let Err(e) = h.groups.commit(changes).await {
-        return OffsetDeleteResponse::default().with_error_code(e.code());
-    }
-    resp
 }
 
 /// ListGroups, with state (v4) and type (v5) filters.

@@ -17,6 +17,7 @@ pub mod api_versions;
 pub mod configs;
 pub mod coordination;
 pub mod fetch;
+pub mod group_offsets;
 pub mod groups;
 pub mod lookup;
 pub mod metadata;
@@ -268,11 +269,13 @@ async fn route(
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(&gh, r)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(&gh, r, v)),
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(groups::offset_commit(&gh, r, v).await)
+            ResponseKind::OffsetCommit(group_offsets::offset_commit(&gh, r, v).await)
         }
-        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(groups::offset_fetch(&gh, r, v)),
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(group_offsets::offset_fetch(&gh, r, v))
+        }
         RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(groups::offset_delete(&gh, r).await)
+            ResponseKind::OffsetDelete(group_offsets::offset_delete(&gh, r).await)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
             groups::consumer_group_heartbeat(&gh, session, client_id, r, v),
