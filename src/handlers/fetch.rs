@@ -113,11 +113,16 @@ async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchRespon
                 out.partitions.push(pd);
                 continue;
             };
-            h.routing.await_ownership(p, ownership_deadline).await;
-            let owned = {
+            let owned_epoch = || {
                 let s = p.state();
                 s.check_owner().map(|_| s.leader_epoch())
             };
+            let mut owned = owned_epoch();
+            if owned == Err(Code::NotLeaderOrFollower) {
+                // Assigned here but maybe not taken over yet: wait for it, then look again.
+                h.routing.await_ownership(p, ownership_deadline).await;
+                owned = owned_epoch();
+            }
             // Owned here, or a read-only copy for a consumer of this broker's rack.
             let replica: Partition;
             let (p, epoch, owner) = match owned {

@@ -70,9 +70,13 @@ pub async fn start(
                 parts.push((pd.index, Outcome::Failed(Code::UnknownTopicOrPartition), -1));
                 continue;
             };
-            h.routing.await_ownership(partition, deadline).await;
+            let mut outcome = append(&h, topic, partition, pd.records.clone()).await;
+            if matches!(outcome, Outcome::Failed(Code::NotLeaderOrFollower)) {
+                // Assigned here but maybe not taken over yet: wait for it, then once more.
+                h.routing.await_ownership(partition, deadline).await;
+                outcome = append(&h, topic, partition, pd.records).await;
+            }
             let log_start = partition.state().log_start();
-            let outcome = append(&h, topic, partition, pd.records).await;
             parts.push((pd.index, outcome, log_start));
         }
         results.push((head, parts));
