@@ -73,7 +73,7 @@ RULES = [
      "partition state does no I/O and sees no other component"),
     ("read", ["broker", "handlers", "server", "upkeep", "wal"], "reads never write and see no Broker"),
     ("wal", ["broker", "handlers", "server", "upkeep", "group"], "the WAL sees partitions, the fence and the stores only"),
-    ("upkeep", ["handlers", "server"], "upkeep never answers clients"),
+    ("upkeep", ["broker", "handlers", "server"], "upkeep never answers clients and sees no Broker"),
     ("group", ["broker", "handlers", "server", "partition", "wal", "upkeep", "read"],
      "the group coordinator sees its stores and the fence, not the log"),
     ("cluster", ["handlers", "server"], "the cluster layer never answers Kafka clients"),
@@ -95,6 +95,12 @@ RULES = [
      "the topic lifecycle writes topic records and installs them in the registry; nothing else"),
     ("cluster::routing", ["broker", "registry", "wal", "group"],
      "routing is the fence and the cluster view, nothing else"),
+    ("cluster::records", ["broker", "registry", "wal", "group", "topics"],
+     "partition-record writes are the store, the fence and the partition"),
+    ("cluster::ownership", ["broker", "wal"], "ownership moves partitions and shards, not the WAL"),
+    ("handlers::admin", ["broker"], "admin APIs take the registry, the topic lifecycle, upkeep and producer ids"),
+    ("producer_ids", ["broker", "cluster", "handlers", "partition", "registry", "wal"],
+     "producer ids are a block reserved in the metadata store, nothing else"),
 ]
 
 

@@ -1,14 +1,13 @@
-//! The broker's shared state: settings, stores, the WAL, and the topics it owns; recovery
-//! at start and the topic lifecycle (create, delete, add partitions, alter configs).
+//! The broker: every component, built once at startup (`startup`), and the hand-off at
+//! shutdown. Components take narrow handles to each other, never the broker; only the
+//! listeners, the request dispatch and the admin gRPC service see it whole.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::ResponseError as Code;
 use tracing::{info, warn};
 
 use crate::config::Settings;
-use crate::error::{Error, Result};
 use stratus_log::cache::BlockCache;
 use stratus_log::clock::Clock;
 use tokio::sync::watch;
@@ -16,18 +15,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::membership::Membership;
 use crate::cluster::routing::Routing;
-use crate::cluster::{Fence, Owned, View};
-use crate::partition::Partition;
+use crate::cluster::{Fence, View};
 use crate::registry::Registry;
 pub use crate::registry::Topic;
 use crate::supervisor::Supervisor;
 use crate::wal::Wal;
 use stratus_log::objects::Objects;
-use stratus_meta::repo;
-use stratus_meta::{keys, Compare, MetaStore, Op};
+use stratus_meta::MetaStore;
 
 pub use crate::config::MAX_PARTITIONS;
-const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// The broker.
 pub struct Broker {
@@ -47,7 +43,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// Every topic this broker knows.
     pub registry: Arc<Registry>,
-    pub(crate) producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Producer ids (InitProducerId).
+    pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
     /// The topic lifecycle (create, delete, grow, reconfigure, follow the records).
     pub topics: Arc<crate::topics::TopicAdmin>,
     /// When the broker started.
@@ -64,8 +61,10 @@ pub struct Broker {
     pub routing: Arc<Routing>,
     /// This broker's registration.
     pub membership: Arc<Membership>,
-    /// Serializes changes of ownership.
-    pub(crate) ownership_lock: tokio::sync::Mutex<()>,
+    /// Applies this broker's assignment (partitions and shards it gains and loses).
+    pub ownership: Arc<crate::cluster::ownership::Ownership>,
+    /// Sealing, retention, WAL collection and sweeps (and DeleteRecords).
+    pub upkeep: Arc<crate::upkeep::Upkeep>,
     /// Stops the cluster tasks (after the listeners and the WAL).
     pub(crate) cluster_cancel: CancellationToken,
     /// Read-only index of partitions owned elsewhere (brokers with a rack serve them to
@@ -117,118 +116,5 @@ impl Broker {
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), changed.changed()).await;
         }
-    }
-
-    /// Writes a partition's durable record (the caller holds its `record_lock`), with
-    /// extra operations in the same transaction. Fenced: it applies only while this broker
-    /// owns the partition at the epoch its state was taken under; otherwise
-    /// NOT_LEADER_OR_FOLLOWER and nothing is written.
-    pub async fn persist_partition(&self, p: &Partition, extra: Vec<Op>) -> Result<()> {
-        let rec = p.record();
-        self.write_partition_record(p, &rec, extra).await
-    }
-
-    /// Writes `rec` as the partition's record, fenced as [`Broker::persist_partition`].
-    pub async fn write_partition_record(
-        &self,
-        p: &Partition,
-        rec: &stratus_meta::repo::PartitionRecord,
-        extra: Vec<Op>,
-    ) -> Result<()> {
-        if self.settle_record(p).await? {
-            // `rec` was built from a state that lacked an applied write: the caller builds
-            // it again from the settled state.
-            return Err(Error::not_durable(
-                "the partition record was ahead of this broker's state; retry",
-            ));
-        }
-        let result = self.try_write_partition_record(p, rec, extra).await;
-        if result.is_err() {
-            p.state().mark_record_unsure();
-        }
-        result
-    }
-
-    /// After a record write that failed (it may have been applied anyway), makes the
-    /// partition's state agree with the stored record before anything is built from it
-    /// or written over it; otherwise a later write built from the older state would move
-    /// the stored record backwards (dropping a segment, or data other brokers already
-    /// collected from the WAL). Returns whether the state changed.
-    pub async fn settle_record(&self, p: &Partition) -> Result<bool> {
-        if !p.state().record_unsure() {
-            return Ok(false);
-        }
-        let key = keys::partition_key(&p.topic_id, p.index);
-        let stored = repo::load::<repo::PartitionRecord>(self.meta.as_ref(), &key).await?;
-        let mut s = p.state();
-        let changed = match stored {
-            Some((rec, _)) if s.owner_epoch().is_some() => s.adopt(&rec),
-            _ => {
-                s.record_settled();
-                false
-            }
-        };
-        if changed {
-            info!(topic = %p.topic, partition = p.index, sealed_end = s.sealed_end(), log_start = s.log_start(),
-                "a partition record write that reported an error had been applied; state taken from the store");
-        }
-        Ok(changed)
-    }
-
-    async fn try_write_partition_record(
-        &self,
-        p: &Partition,
-        rec: &stratus_meta::repo::PartitionRecord,
-        extra: Vec<Op>,
-    ) -> Result<()> {
-        let epoch = p.state().owner_epoch();
-        let mut ops = vec![Op::Put(
-            keys::partition_key(&p.topic_id, p.index),
-            repo::encode(rec),
-            None,
-        )];
-        ops.extend(extra);
-        let owns = |owned: &Owned| epoch.is_some() && owned.epoch(&p.topic_id, p.index) == epoch;
-        if self.fence.txn(self.meta.as_ref(), owns, &ops).await? {
-            Ok(())
-        } else {
-            Err(Error::Kafka(Code::NotLeaderOrFollower))
-        }
-    }
-
-    /// A new producer id; ids are reserved from the metadata store in blocks.
-    pub async fn allocate_producer_id(&self) -> Result<i64> {
-        let mut ids = self.producer_ids.lock().await;
-        if ids.0 >= ids.1 {
-            loop {
-                let cur = self.meta.get(keys::PRODUCER_IDS).await?;
-                let start: i64 = cur
-                    .as_ref()
-                    .and_then(|v| std::str::from_utf8(&v.value).ok()?.parse().ok())
-                    .unwrap_or(0);
-                let end = start + PRODUCER_ID_BLOCK;
-                let ok = self
-                    .meta
-                    .txn(
-                        vec![Compare::Revision(
-                            keys::PRODUCER_IDS.into(),
-                            cur.map(|v| v.mod_revision),
-                        )],
-                        vec![Op::Put(
-                            keys::PRODUCER_IDS.into(),
-                            end.to_string().into(),
-                            None,
-                        )],
-                    )
-                    .await?;
-                if ok {
-                    *ids = (start, end);
-                    break;
-                }
-            }
-        }
-        let id = ids.0;
-        ids.0 += 1;
-        Ok(id)
     }
 }

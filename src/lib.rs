@@ -2,9 +2,11 @@
 //!
 //! The produce path reads as the modules do: [`server`] (listeners, framing) →
 //! [`handlers`] (one file per API family) → [`partition`] (offsets, idempotence) →
-//! [`wal`] (one object per flush, one metadata commit) → [`objects`]; sealed [`segment`]s
-//! and [`maintenance`] (sealing, retention); reads go through [`read`] and [`cache`].
-//! [`meta`] is the metadata store; [`config`] the settings.
+//! [`wal`] (one object per flush, one metadata commit) → the object store
+//! (`stratus_log::objects`); [`upkeep`] seals WAL ranges into segments and applies
+//! retention; reads go through [`read`] and the block cache (`stratus_log::cache`). The
+//! metadata store is `stratus_meta`; [`config`] the settings; [`cluster`] membership,
+//! ownership and fenced writes; [`broker`] assembles the parts.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +18,7 @@ pub mod error;
 pub mod group;
 pub mod handlers;
 pub mod partition;
+pub mod producer_ids;
 pub mod read;
 pub mod registry;
 pub mod replica;
@@ -109,7 +112,7 @@ async fn serve_on(
     let upkeep = tasks.spawn(
         "upkeep",
         cancel.clone(),
-        upkeep::run(broker.clone(), cancel.clone()),
+        upkeep::run(broker.upkeep.clone(), cancel.clone()),
     );
     let coordinator = tasks.spawn(
         "group coordinator",

@@ -164,7 +164,7 @@ async fn the_controller_sweeps_only_wal_objects_that_can_never_be_committed() {
             .unwrap();
     }
     let before = wal_objects(&objects).await;
-    let swept = stratus::upkeep::sweep_orphan_wal_objects(&handle, 0)
+    let swept = stratus::upkeep::sweep_orphan_wal_objects(&handle.upkeep, 0)
         .await
         .unwrap();
     let after = wal_objects(&objects).await;
@@ -192,7 +192,7 @@ async fn the_controller_sweeps_only_wal_objects_that_can_never_be_committed() {
         .await
         .unwrap();
     assert_eq!(
-        stratus::upkeep::sweep_orphan_wal_objects(&handle, 60_000)
+        stratus::upkeep::sweep_orphan_wal_objects(&handle.upkeep, 60_000)
             .await
             .unwrap(),
         0

@@ -202,7 +202,9 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
     let txns = meta.txns.clone();
     txns.lose_next_answers(1);
     assert!(
-        stratus::upkeep::seal(&broker, &p, 1 << 20).await.is_err(),
+        stratus::upkeep::seal(&broker.upkeep, &p, 1 << 20)
+            .await
+            .is_err(),
         "the seal saw its record write fail"
     );
     let key = keys::partition_key(&p.topic_id, p.index);
@@ -226,7 +228,9 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
 
     // The next seal takes the applied write from the store instead of sealing the range
     // again (its WAL objects may be collected by now), and the data reads back.
-    stratus::upkeep::seal(&broker, &p, 1 << 20).await.unwrap();
+    stratus::upkeep::seal(&broker.upkeep, &p, 1 << 20)
+        .await
+        .unwrap();
     assert_eq!(
         p.state().segments(),
         rec.segments,
@@ -244,10 +248,12 @@ async fn a_seal_whose_commit_answer_is_lost_keeps_its_segment() {
     // DeleteRecords whose write is applied but answered with an error: a later write (a
     // seal) never moves the stored log start back.
     txns.lose_next_answers(1);
-    assert!(stratus::upkeep::delete_records(&broker, &p, 1)
+    assert!(stratus::upkeep::delete_records(&broker.upkeep, &p, 1)
         .await
         .is_err());
-    stratus::upkeep::seal(&broker, &p, 1 << 20).await.unwrap();
+    stratus::upkeep::seal(&broker.upkeep, &p, 1 << 20)
+        .await
+        .unwrap();
     let stored = meta.get(&key).await.unwrap().unwrap();
     let rec: repo::PartitionRecord = repo::decode(&key, &stored).unwrap();
     assert_eq!(
@@ -273,7 +279,7 @@ async fn a_seal_whose_segment_put_fails_commits_nothing() {
         ..
     } = unsealed().await;
     puts.fail_next(1);
-    stratus::upkeep::seal(&broker, &p, 1 << 20)
+    stratus::upkeep::seal(&broker.upkeep, &p, 1 << 20)
         .await
         .expect_err("a seal whose PUT failed fails");
     let key = keys::partition_key(&p.topic_id, p.index);
@@ -291,7 +297,9 @@ async fn a_seal_whose_segment_put_fails_commits_nothing() {
     );
     assert_eq!(p.state().sealed_end(), 0);
 
-    stratus::upkeep::seal(&broker, &p, 1 << 20).await.unwrap();
+    stratus::upkeep::seal(&broker.upkeep, &p, 1 << 20)
+        .await
+        .unwrap();
     assert_eq!(p.state().sealed_end(), 2, "the next seal goes through");
     let values: Vec<String> = fetch_values(&mut s, "f")
         .await

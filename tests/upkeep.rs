@@ -73,17 +73,17 @@ async fn segment_ms_seals_when_the_clock_says_and_not_before() {
         (0, 0)
     );
     let p = partition(&c.broker);
-    stratus::upkeep::seal::seal_due(&c.broker).await;
+    stratus::upkeep::seal::seal_due(&c.broker.upkeep).await;
     assert_eq!(p.state().sealed_end(), 0, "younger than segment.ms");
     c.clock.advance(59_999);
-    stratus::upkeep::seal::seal_due(&c.broker).await;
+    stratus::upkeep::seal::seal_due(&c.broker.upkeep).await;
     assert_eq!(
         p.state().sealed_end(),
         0,
         "one millisecond short of segment.ms"
     );
     c.clock.advance(1);
-    let (failed, _) = stratus::upkeep::seal::seal_due(&c.broker).await;
+    let (failed, _) = stratus::upkeep::seal::seal_due(&c.broker.upkeep).await;
     assert_eq!(failed, 0);
     assert_eq!(p.state().sealed_end(), 2, "sealed at segment.ms");
     assert_eq!(
@@ -102,15 +102,15 @@ async fn retention_ms_deletes_a_segment_once_its_newest_record_is_old_enough() {
     );
     let p = partition(&c.broker);
     c.clock.advance(1);
-    stratus::upkeep::seal::seal_due(&c.broker).await;
+    stratus::upkeep::seal::seal_due(&c.broker.upkeep).await;
     let segment = p.state().segments()[0].key.clone();
     // At 6001 the newest record (1001) is exactly 5000 ms old: kept.
     c.clock.advance(4_000);
-    stratus::upkeep::retention::run_once(&c.broker).await;
+    stratus::upkeep::retention::run_once(&c.broker.upkeep).await;
     assert_eq!(start_and_segments(&p), (0, 1));
     // One millisecond later it is past retention.ms: the segment and its object go.
     c.clock.advance(1);
-    stratus::upkeep::retention::run_once(&c.broker).await;
+    stratus::upkeep::retention::run_once(&c.broker.upkeep).await;
     assert_eq!(start_and_segments(&p), (2, 0));
     assert!(
         c.objects.get_range(&segment, 0..1).await.is_err(),
@@ -132,7 +132,7 @@ async fn the_sweep_deletes_segments_no_record_names_and_keeps_a_seal_in_progress
         (0, 0)
     );
     c.clock.advance(1);
-    stratus::upkeep::seal::seal_due(&c.broker).await;
+    stratus::upkeep::seal::seal_due(&c.broker.upkeep).await;
     let p = partition(&c.broker);
     assert_eq!(p.state().sealed_end(), 2);
     let id = c.broker.registry.topic("r").unwrap().id_text.to_string();
@@ -157,7 +157,7 @@ async fn the_sweep_deletes_segments_no_record_names_and_keeps_a_seal_in_progress
             .unwrap();
     }
     c.clock.advance(60_000);
-    let swept = stratus::upkeep::sweep_orphan_segments(&c.broker, 30_000)
+    let swept = stratus::upkeep::sweep_orphan_segments(&c.broker.upkeep, 30_000)
         .await
         .unwrap();
     assert_eq!(swept, 2);

@@ -8,7 +8,7 @@
 //! - [`View`]: every live broker and every owner, from watching `brokers/`;
 //! - `membership`: registration and keep-alive; `controller`: election and placement;
 //!   `ownership`: applying this broker's assignment (recover what it gains, drop what it
-//!   loses).
+//!   loses); `records`: fenced writes of partition records.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,6 +26,7 @@ pub mod controller;
 pub mod membership;
 pub mod ownership;
 pub mod placement;
+pub mod records;
 pub mod routing;
 
 /// This broker's assignment as last seen, with the revision of its key.

@@ -3,6 +3,10 @@
 //! are recovered from the metadata store — the partition record, then every committed WAL
 //! range beyond its sealed end, from any broker's WAL — and then take writes at the new
 //! epoch. Nothing is copied: the tail stays in the WAL objects where it was written.
+//!
+//! [`Ownership`] sees the metadata store, the fence, the registry (and the topic lifecycle,
+//! to learn a topic it has not seen yet) and the group coordinator's shards; never the
+//! broker, the WAL or a client.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,143 +15,181 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::Owned;
-use crate::broker::Broker;
+use super::{Fence, Owned};
 use crate::error::{Error, Result};
+use crate::group::Coordinator;
 use crate::partition::{Partition, PartitionState, TailChunk};
+use crate::registry::Registry;
+use crate::topics::TopicAdmin;
+use stratus_log::clock::Clock;
 use stratus_meta::keys::PartitionId;
 use stratus_meta::repo::{self, Assignment, PartitionRecord, WalEntry, WalRange};
-use stratus_meta::{keys, Op, MAX_TXN_OPS};
+use stratus_meta::{keys, MetaStore, Op, MAX_TXN_OPS};
 
-/// Follows this broker's assignment key until `cancel`.
-pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
-    let key = keys::assignment_key(broker.settings.server.node_id);
-    loop {
-        let mut events = broker.meta.watch(&key);
-        let mut fence_changed = broker.fence.changed.subscribe();
-        if let Err(e) = sync(&broker).await {
-            warn!(error = %e, "assignment not applied; retrying");
-            tokio::select! {
+/// Applies this broker's assignment to its partitions and coordinator shards.
+pub struct Ownership {
+    node_id: i32,
+    meta: Arc<dyn MetaStore>,
+    fence: Arc<Fence>,
+    registry: Arc<Registry>,
+    topics: Arc<TopicAdmin>,
+    groups: Arc<Coordinator>,
+    clock: Arc<dyn Clock>,
+    /// Serializes changes of ownership.
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl Ownership {
+    /// Ownership of `node_id`'s partitions (in `registry`, learning new topics through
+    /// `topics`) and shards (of `groups`), fenced by `fence`.
+    pub fn new(
+        node_id: i32,
+        meta: Arc<dyn MetaStore>,
+        fence: Arc<Fence>,
+        registry: Arc<Registry>,
+        topics: Arc<TopicAdmin>,
+        groups: Arc<Coordinator>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            node_id,
+            meta,
+            fence,
+            registry,
+            topics,
+            groups,
+            clock,
+            serial: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Follows this broker's assignment key until `cancel`.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let key = keys::assignment_key(self.node_id);
+        loop {
+            let mut events = self.meta.watch(&key);
+            let mut fence_changed = self.fence.changed.subscribe();
+            if let Err(e) = self.sync().await {
+                warn!(error = %e, "assignment not applied; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            }
+            let closed = tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                e = events.recv() => e.is_none(),
+                _ = fence_changed.changed() => false,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => false,
+            };
+            if closed {
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            continue;
         }
-        let closed = tokio::select! {
-            _ = cancel.cancelled() => return,
-            e = events.recv() => e.is_none(),
-            _ = fence_changed.changed() => false,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => false,
+    }
+
+    /// Reads the assignment and applies it.
+    pub async fn sync(&self) -> Result<()> {
+        let owned = self.fence.refresh(self.meta.as_ref()).await?;
+        self.apply(&owned).await
+    }
+
+    /// Makes the partitions' and shards' ownership match `owned`.
+    pub async fn apply(&self, owned: &Owned) -> Result<()> {
+        let _serial = self.serial.lock().await;
+        let known = |a: &Assignment| {
+            a.partitions.keys().all(|p| {
+                uuid::Uuid::parse_str(&p.topic_id)
+                    .ok()
+                    .is_some_and(|id| self.registry.topic_by_id(&id).is_some())
+            })
         };
-        if closed {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        if !known(&owned.assignment) {
+            // A topic created on another broker that this one has not seen yet.
+            self.topics.sync_topics().await?;
         }
-    }
-}
-
-/// Reads the assignment and applies it.
-pub async fn sync(broker: &Arc<Broker>) -> Result<()> {
-    let owned = broker.fence.refresh(broker.meta.as_ref()).await?;
-    apply(broker, &owned).await
-}
-
-/// Makes the partitions' and shards' ownership match `owned`.
-pub async fn apply(broker: &Arc<Broker>, owned: &Owned) -> Result<()> {
-    let _serial = broker.ownership_lock.lock().await;
-    let known = |a: &Assignment| {
-        a.partitions.keys().all(|p| {
-            uuid::Uuid::parse_str(&p.topic_id)
-                .ok()
-                .is_some_and(|id| broker.registry.topic_by_id(&id).is_some())
-        })
-    };
-    if !known(&owned.assignment) {
-        // A topic created on another broker that this one has not seen yet.
-        broker.topics.sync_topics().await?;
-    }
-    let mut gain = Vec::new();
-    let mut lost = 0;
-    for topic in broker.registry.topics() {
-        for p in &topic.partitions {
-            let want = owned.epoch(&p.topic_id, p.index);
-            let have = p.state().owner_epoch();
-            if have.is_some() && have != want {
-                p.release();
-                lost += 1;
-            }
-            if let Some(e) = want {
-                if have != want {
-                    gain.push((p.clone(), e));
+        let mut gain = Vec::new();
+        let mut lost = 0;
+        for topic in self.registry.topics() {
+            for p in &topic.partitions {
+                let want = owned.epoch(&p.topic_id, p.index);
+                let have = p.state().owner_epoch();
+                if have.is_some() && have != want {
+                    p.release();
+                    lost += 1;
+                }
+                if let Some(e) = want {
+                    if have != want {
+                        gain.push((p.clone(), e));
+                    }
                 }
             }
         }
+        if !gain.is_empty() {
+            let started = Instant::now();
+            let n = gain.len();
+            self.acquire(owned, gain).await?;
+            info!(
+                partitions = n,
+                ms = started.elapsed().as_millis() as u64,
+                "took ownership"
+            );
+        }
+        if lost > 0 {
+            info!(partitions = lost, "gave up ownership");
+        }
+        self.groups.set_shards(&owned.assignment.shards).await;
+        Ok(())
     }
-    if !gain.is_empty() {
-        let started = Instant::now();
-        let n = gain.len();
-        acquire(broker, owned, gain).await?;
-        info!(
-            partitions = n,
-            ms = started.elapsed().as_millis() as u64,
-            "took ownership"
-        );
-    }
-    if lost > 0 {
-        info!(partitions = lost, "gave up ownership");
-    }
-    broker.groups.set_shards(&owned.assignment.shards).await;
-    Ok(())
-}
 
-/// Recovers partitions from the metadata store and starts taking writes for them.
-async fn acquire(broker: &Broker, owned: &Owned, gain: Vec<(Arc<Partition>, i32)>) -> Result<()> {
-    // WAL ranges first, then partition records: a range missing from the index was sealed
-    // before it went, so the record read after shows it sealed.
-    let mut ranges: HashMap<PartitionId, Vec<(WalRange, Arc<str>, u64)>> =
-        gain.iter().map(|(p, _)| (p.id(), Vec::new())).collect();
-    for (k, v) in broker.meta.range(keys::WAL).await? {
-        let entry: WalEntry = repo::decode(&k, &v)?;
-        let object: Arc<str> = Arc::from(entry.object.as_str());
-        let size = entry.data_end();
-        for r in entry.ranges {
-            if let Some(list) = ranges.get_mut(&r.partition_id()) {
-                list.push((r, object.clone(), size));
+    /// Recovers partitions from the metadata store and starts taking writes for them.
+    async fn acquire(&self, owned: &Owned, gain: Vec<(Arc<Partition>, i32)>) -> Result<()> {
+        // WAL ranges first, then partition records: a range missing from the index was
+        // sealed before it went, so the record read after shows it sealed.
+        let mut ranges: HashMap<PartitionId, Vec<(WalRange, Arc<str>, u64)>> =
+            gain.iter().map(|(p, _)| (p.id(), Vec::new())).collect();
+        for (k, v) in self.meta.range(keys::WAL).await? {
+            let entry: WalEntry = repo::decode(&k, &v)?;
+            let object: Arc<str> = Arc::from(entry.object.as_str());
+            let size = entry.data_end();
+            for r in entry.ranges {
+                if let Some(list) = ranges.get_mut(&r.partition_id()) {
+                    list.push((r, object.clone(), size));
+                }
             }
         }
+        for chunk in gain.chunks(MAX_TXN_OPS - 1) {
+            let mut states = Vec::with_capacity(chunk.len());
+            let mut ops = Vec::with_capacity(chunk.len());
+            for (p, epoch) in chunk {
+                let key = p.id().record_key();
+                let rec: PartitionRecord = repo::load(self.meta.as_ref(), &key)
+                    .await?
+                    .map(|(r, _)| r)
+                    .unwrap_or_else(|| PartitionRecord {
+                        epochs: vec![],
+                        ..Default::default()
+                    });
+                let mut list = ranges.remove(&p.id()).unwrap_or_default();
+                list.sort_by_key(|(r, _, _)| r.base_offset);
+                let state = rebuild(p, &rec, &list, *epoch, self.clock.now_ms());
+                ops.push(Op::Put(key, repo::encode(&state.record()), None));
+                states.push((p.clone(), state));
+            }
+            let applied = self.meta.txn(vec![self.fence.compare(owned)], ops).await?;
+            if !applied {
+                // The assignment changed again; the next round applies the newer one.
+                return Err(Error::Kafka(
+                    kafka_protocol::ResponseError::NotLeaderOrFollower,
+                ));
+            }
+            for (p, state) in states {
+                p.install(state);
+            }
+        }
+        Ok(())
     }
-    for chunk in gain.chunks(MAX_TXN_OPS - 1) {
-        let mut states = Vec::with_capacity(chunk.len());
-        let mut ops = Vec::with_capacity(chunk.len());
-        for (p, epoch) in chunk {
-            let key = p.id().record_key();
-            let rec: PartitionRecord = repo::load(broker.meta.as_ref(), &key)
-                .await?
-                .map(|(r, _)| r)
-                .unwrap_or_else(|| PartitionRecord {
-                    epochs: vec![],
-                    ..Default::default()
-                });
-            let mut list = ranges.remove(&p.id()).unwrap_or_default();
-            list.sort_by_key(|(r, _, _)| r.base_offset);
-            let state = rebuild(p, &rec, &list, *epoch, broker.clock.now_ms());
-            ops.push(Op::Put(key, repo::encode(&state.record()), None));
-            states.push((p.clone(), state));
-        }
-        let applied = broker
-            .meta
-            .txn(vec![broker.fence.compare(owned)], ops)
-            .await?;
-        if !applied {
-            // The assignment changed again; the next round applies the newer one.
-            return Err(Error::Kafka(
-                kafka_protocol::ResponseError::NotLeaderOrFollower,
-            ));
-        }
-        for (p, state) in states {
-            p.install(state);
-        }
-    }
-    Ok(())
 }
 
 /// A partition's state from its record and the committed WAL ranges past its sealed end.

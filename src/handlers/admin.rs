@@ -1,7 +1,6 @@
 //! Topic administration, DeleteRecords, producer ids and cluster descriptions.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
@@ -19,10 +18,35 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as Code;
 
-use crate::broker::Broker;
+use crate::cluster::routing::Routing;
+use crate::config::Settings;
 use crate::error::AdminError;
 use crate::partition::Location;
+use crate::producer_ids::ProducerIds;
+use crate::registry::Registry;
 use crate::topic_config;
+use crate::topics::TopicAdmin;
+use crate::upkeep::Upkeep;
+
+/// What the admin APIs use: the topics and their lifecycle, the routing (live brokers, the
+/// controller, waiting for a take-over), upkeep (DeleteRecords moves the log start and
+/// deletes segments), producer ids and the settings.
+pub struct Handles<'a> {
+    /// Topics.
+    pub registry: &'a Registry,
+    /// Live brokers, the controller, ownership.
+    pub routing: &'a Routing,
+    /// Creates, deletes and grows topics.
+    pub topics: &'a TopicAdmin,
+    /// DeleteRecords.
+    pub upkeep: &'a Upkeep,
+    /// InitProducerId.
+    pub producer_ids: &'a ProducerIds,
+    /// The broker's settings (topic defaults; the object store named as the log dir).
+    pub settings: &'a Settings,
+    /// The cluster id (DescribeCluster).
+    pub cluster_id: &'a str,
+}
 
 fn text(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
@@ -30,7 +54,7 @@ fn text(s: impl Into<String>) -> StrBytes {
 
 /// CreateTopics.
 pub async fn create_topics(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     req: CreateTopicsRequest,
     v: i16,
 ) -> CreateTopicsResponse {
@@ -67,8 +91,7 @@ pub async fn create_topics(
                     "Both numPartitions or replicationFactor and replicasAssignments were set.",
                 ))
             } else {
-                broker
-                    .topics
+                h.topics
                     .create_topic(&name, partitions, rf, configs, req.validate_only)
                     .await
             }
@@ -82,11 +105,8 @@ pub async fn create_topics(
                         topic_config::TOPIC_CONFIGS
                             .iter()
                             .filter_map(|d| {
-                                let (value, source) = topic_config::resolve(
-                                    d.name,
-                                    &topic.configs,
-                                    &broker.settings,
-                                )?;
+                                let (value, source) =
+                                    topic_config::resolve(d.name, &topic.configs, h.settings)?;
                                 Some(
                                     CreatableTopicConfigs::default()
                                         .with_name(text(d.name))
@@ -113,7 +133,7 @@ pub async fn create_topics(
 
 /// DeleteTopics (by name, or by id from v6).
 pub async fn delete_topics(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     req: DeleteTopicsRequest,
     v: i16,
 ) -> DeleteTopicsResponse {
@@ -131,8 +151,8 @@ pub async fn delete_topics(
     let mut resp = DeleteTopicsResponse::default();
     for (name, id) in targets {
         let topic = match &name {
-            Some(n) => broker.registry.topic(n),
-            None => broker.registry.topic_by_id(&id),
+            Some(n) => h.registry.topic(n),
+            None => h.registry.topic_by_id(&id),
         };
         let mut r =
             DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(text(n))));
@@ -153,8 +173,7 @@ pub async fn delete_topics(
                     r.topic_id = t.id;
                     r.name = Some(TopicName(text(t.name.to_string())));
                 }
-                if let Err(AdminError { code, message: msg }) = broker.topics.delete_topic(&t).await
-                {
+                if let Err(AdminError { code, message: msg }) = h.topics.delete_topic(&t).await {
                     r.error_code = code.code();
                     if v >= 5 {
                         r.error_message = Some(text(msg));
@@ -169,20 +188,19 @@ pub async fn delete_topics(
 
 /// CreatePartitions.
 pub async fn create_partitions(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut resp = CreatePartitionsResponse::default();
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let result = match broker.registry.topic(t.name.0.as_str()) {
+        let result = match h.registry.topic(t.name.0.as_str()) {
             None => Err(AdminError::new(
                 Code::UnknownTopicOrPartition,
                 format!("The topic '{}' does not exist.", t.name.0),
             )),
             Some(topic) => {
-                broker
-                    .topics
+                h.topics
                     .create_partitions(&topic, t.count, req.validate_only)
                     .await
             }
@@ -197,14 +215,11 @@ pub async fn create_partitions(
 }
 
 /// DeleteRecords.
-pub async fn delete_records(
-    broker: &Arc<Broker>,
-    req: DeleteRecordsRequest,
-) -> DeleteRecordsResponse {
+pub async fn delete_records(h: &Handles<'_>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut resp = DeleteRecordsResponse::default();
     let deadline = super::lookup::ownership_deadline();
     for t in req.topics {
-        let topic = broker.registry.topic(t.name.0.as_str());
+        let topic = h.registry.topic(t.name.0.as_str());
         let mut out = DeleteRecordsTopicResult::default().with_name(t.name.clone());
         for dp in t.partitions {
             let mut r = DeleteRecordsPartitionResult::default()
@@ -216,8 +231,8 @@ pub async fn delete_records(
             match p {
                 None => r.error_code = Code::UnknownTopicOrPartition.code(),
                 Some(p) => {
-                    broker.routing.await_ownership(p, deadline).await;
-                    match crate::upkeep::delete_records(broker, p, dp.offset).await {
+                    h.routing.await_ownership(p, deadline).await;
+                    match crate::upkeep::delete_records(h.upkeep, p, dp.offset).await {
                         Ok(low) => r.low_watermark = low,
                         Err(e) => r.error_code = e.code(),
                     }
@@ -232,7 +247,7 @@ pub async fn delete_records(
 
 /// InitProducerId for idempotent producers (transactions are not served yet).
 pub async fn init_producer_id(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
@@ -251,7 +266,7 @@ pub async fn init_producer_id(
             .with_producer_id(req.producer_id)
             .with_producer_epoch(req.producer_epoch + 1);
     }
-    match broker.allocate_producer_id().await {
+    match h.producer_ids.allocate().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => resp.with_error_code(e.code()),
     }
@@ -259,17 +274,16 @@ pub async fn init_producer_id(
 
 /// DescribeCluster.
 pub fn describe_cluster(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     session: super::Session,
     _req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let controller = broker.routing.controller();
+    let controller = h.routing.controller();
     DescribeClusterResponse::default()
-        .with_cluster_id(text(broker.cluster_id.clone()))
+        .with_cluster_id(text(h.cluster_id.to_string()))
         .with_controller_id(BrokerId(controller))
         .with_brokers(
-            broker
-                .routing
+            h.routing
                 .live_brokers(session.listener)
                 .into_iter()
                 .map(|b| {
@@ -285,7 +299,7 @@ pub fn describe_cluster(
 
 /// DescribeLogDirs: one log dir, the object store, with each partition's stored bytes.
 pub fn describe_log_dirs(
-    broker: &Arc<Broker>,
+    h: &Handles<'_>,
     req: DescribeLogDirsRequest,
     v: i16,
 ) -> DescribeLogDirsResponse {
@@ -294,9 +308,9 @@ pub fn describe_log_dirs(
             .map(|t| (t.topic.0.to_string(), t.partitions))
             .collect()
     });
-    let mut result = DescribeLogDirsResult::default()
-        .with_log_dir(text(broker.settings.storage.object_store_url()));
-    for topic in broker.registry.topics() {
+    let mut result =
+        DescribeLogDirsResult::default().with_log_dir(text(h.settings.storage.object_store_url()));
+    for topic in h.registry.topics() {
         let filter = match &wanted {
             Some(w) => match w.get(topic.name.as_ref()) {
                 Some(ps) => Some(ps),

@@ -208,6 +208,15 @@ async fn route(
         topics: &broker.topics,
         settings: &broker.settings,
     };
+    let ah = admin::Handles {
+        registry: &broker.registry,
+        routing: &broker.routing,
+        topics: &broker.topics,
+        upkeep: &broker.upkeep,
+        producer_ids: &broker.producer_ids,
+        settings: &broker.settings,
+        cluster_id: &broker.cluster_id,
+    };
     match req {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, v)),
         RequestKind::Metadata(r) => {
@@ -239,25 +248,25 @@ async fn route(
             offsets::offset_for_leader_epoch(&broker.registry, &broker.routing, r).await,
         ),
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(admin::create_topics(broker, r, v).await)
+            ResponseKind::CreateTopics(admin::create_topics(&ah, r, v).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(admin::delete_topics(broker, r, v).await)
+            ResponseKind::DeleteTopics(admin::delete_topics(&ah, r, v).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(admin::create_partitions(broker, r).await)
+            ResponseKind::CreatePartitions(admin::create_partitions(&ah, r).await)
         }
         RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(admin::delete_records(broker, r).await)
+            ResponseKind::DeleteRecords(admin::delete_records(&ah, r).await)
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(admin::init_producer_id(broker, r).await)
+            ResponseKind::InitProducerId(admin::init_producer_id(&ah, r).await)
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(admin::describe_cluster(broker, session, r))
+            ResponseKind::DescribeCluster(admin::describe_cluster(&ah, session, r))
         }
         RequestKind::DescribeLogDirs(r) => {
-            ResponseKind::DescribeLogDirs(admin::describe_log_dirs(broker, r, v))
+            ResponseKind::DescribeLogDirs(admin::describe_log_dirs(&ah, r, v))
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(&gh, session, r, v))

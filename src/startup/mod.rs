@@ -13,9 +13,12 @@ mod stores;
 
 use crate::broker::Broker;
 use crate::cluster::membership::Membership;
+use crate::cluster::ownership::Ownership;
+use crate::cluster::records::PartitionRecords;
 use crate::cluster::routing::Routing;
 use crate::cluster::{Fence, View};
 use crate::config::Settings;
+use crate::producer_ids::ProducerIds;
 use crate::registry::Registry;
 use crate::supervisor::Supervisor;
 use crate::wal::{Wal, WalConfig};
@@ -163,6 +166,28 @@ impl Broker {
             registry.clone(),
             view.subscribe(),
         ));
+        let reader = Arc::new(crate::read::Reader::new(cache.clone()));
+        let upkeep = Arc::new(crate::upkeep::Upkeep {
+            settings: settings.clone(),
+            meta: meta.clone(),
+            objects: objects.clone(),
+            cache: cache.clone(),
+            reader: reader.clone(),
+            registry: registry.clone(),
+            records: Arc::new(PartitionRecords::new(meta.clone(), fence.clone())),
+            view: view.subscribe(),
+            clock: clock.clone(),
+        });
+        let ownership = Arc::new(Ownership::new(
+            node,
+            meta.clone(),
+            fence.clone(),
+            registry.clone(),
+            topics.clone(),
+            groups.clone(),
+            clock.clone(),
+        ));
+        let producer_ids = Arc::new(ProducerIds::new(meta.clone()));
         let broker = Arc::new(Broker {
             request_memory: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.request_memory_bytes(),
@@ -173,18 +198,18 @@ impl Broker {
             objects,
             cache: cache.clone(),
             wal,
-            reader: Arc::new(crate::read::Reader::new(cache.clone())),
-
+            reader,
             cluster_id,
             registry,
-            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            producer_ids,
             started: Instant::now(),
             fence,
             view,
             routing,
             topics,
             membership,
-            ownership_lock: tokio::sync::Mutex::new(()),
+            ownership,
+            upkeep,
             cluster_cancel: CancellationToken::new(),
             replicas: Arc::new(crate::replica::Replicas::default()),
             supervisor,
@@ -237,7 +262,7 @@ impl Broker {
         let deadline = Instant::now()
             + Duration::from_millis(self.settings.cluster.broker_session_timeout_ms.max(1000) * 2);
         loop {
-            let synced = crate::cluster::ownership::sync(self).await.is_ok();
+            let synced = self.ownership.sync().await.is_ok();
             if synced && self.fence.get().assignment.incarnation == self.fence.incarnation() {
                 break;
             }
@@ -267,7 +292,7 @@ impl Broker {
         tasks.spawn(
             "ownership",
             cancel.clone(),
-            crate::cluster::ownership::run(self.clone(), cancel),
+            self.ownership.clone().run(cancel),
         );
         info!(
             node = self.settings.server.node_id,

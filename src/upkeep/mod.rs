@@ -1,18 +1,29 @@
 //! Background upkeep of the log, one job per file: [`seal`] (WAL ranges into segment
 //! objects), [`wal_gc`] (WAL objects once every range in them is sealed), [`orphans`]
 //! (WAL objects that no commit names), [`retention`] (segments past retention, and
-//! DeleteRecords). Jobs read time from the broker's clock, so tests move it by hand.
+//! DeleteRecords). Jobs read time from an injected clock, so tests move it by hand.
 //!
-//! Upkeep may use the broker's stores, cache and partition state; it never answers
-//! clients (handlers call `retention::delete_records`).
+//! [`Upkeep`] holds what the jobs use: the stores, the cache and segment reader, the
+//! registry of partitions, the fenced writer of partition records and the cluster view. It
+//! never sees the broker and never answers clients (the DeleteRecords handler calls
+//! [`delete_records`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::broker::Broker;
+use crate::cluster::records::PartitionRecords;
+use crate::cluster::View;
+use crate::config::Settings;
+use crate::read::Reader;
+use crate::registry::Registry;
+use stratus_log::cache::BlockCache;
+use stratus_log::clock::Clock;
+use stratus_log::objects::Objects;
+use stratus_meta::MetaStore;
 
 pub mod orphans;
 pub mod retention;
@@ -24,30 +35,52 @@ pub use retention::{apply_retention, delete_records};
 pub use seal::seal;
 pub use wal_gc::collect_wal_garbage;
 
+/// What the upkeep jobs use.
+pub struct Upkeep {
+    /// Settings (the node id, the intervals, topic defaults).
+    pub settings: Settings,
+    /// Metadata store (WAL index, partition and topic records).
+    pub meta: Arc<dyn MetaStore>,
+    /// Object store (WAL objects and segments).
+    pub objects: Arc<Objects>,
+    /// Read cache (WAL ranges to seal; entries of collected objects are dropped).
+    pub cache: Arc<BlockCache>,
+    /// Segment reads (entries of deleted segments are dropped).
+    pub reader: Arc<Reader>,
+    /// Every topic this broker knows.
+    pub registry: Arc<Registry>,
+    /// Fenced writes of partition records.
+    pub records: Arc<PartitionRecords>,
+    /// The cluster (who is controller, which brokers live).
+    pub view: watch::Receiver<Arc<View>>,
+    /// Record timestamps, segment ages, retention and object ages.
+    pub clock: Arc<dyn Clock>,
+}
+
 /// The ids of every topic that exists, as the store has them now.
-async fn topic_ids(broker: &Broker) -> crate::error::Result<std::collections::HashSet<String>> {
+async fn topic_ids(up: &Upkeep) -> crate::error::Result<std::collections::HashSet<String>> {
     let mut ids = std::collections::HashSet::new();
-    for (k, v) in broker.meta.range(stratus_meta::keys::TOPICS).await? {
+    for (k, v) in up.meta.range(stratus_meta::keys::TOPICS).await? {
         ids.insert(stratus_meta::repo::decode::<stratus_meta::repo::TopicRecord>(&k, &v)?.id);
     }
     Ok(ids)
 }
 
 /// Whether this broker is the controller (the sweeps run there only).
-fn is_controller(broker: &Broker) -> bool {
-    broker.view.borrow().controller == Some(broker.settings.server.node_id)
+fn is_controller(up: &Upkeep) -> bool {
+    up.view.borrow().controller == Some(up.settings.server.node_id)
 }
 
 /// Runs sealing and retention until cancelled.
-pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
+pub async fn run(up: Arc<Upkeep>, cancel: CancellationToken) {
     let mut seal_tick = tokio::time::interval(Duration::from_millis(
-        broker.settings.storage.seal_check_interval_ms,
+        up.settings.storage.seal_check_interval_ms,
     ));
     let retention_every =
-        Duration::from_millis(broker.settings.storage.retention_check_interval_ms.max(1));
+        Duration::from_millis(up.settings.storage.retention_check_interval_ms.max(1));
     let mut retention_tick = tokio::time::interval(retention_every);
     let mut gc_tick = tokio::time::interval(Duration::from_millis(
-        (broker.settings.storage.seal_check_interval_ms * 5).max(1000),
+        (up.settings.storage.seal_check_interval_ms * 5).max(1000),
     ));
     gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep_tick = tokio::time::interval(Duration::from_secs(600));
@@ -61,7 +94,7 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
             _ = seal_tick.tick() => {
                 // One line when sealing starts failing (a store outage fails every
                 // partition, every tick) and one when it works again.
-                match seal::seal_due(&broker).await {
+                match seal::seal_due(&up).await {
                     (0, _) if sealing_failed => {
                         info!("sealing works again");
                         sealing_failed = false;
@@ -74,19 +107,19 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
                 }
             }
             _ = gc_tick.tick() => {
-                if let Err(e) = collect_wal_garbage(&broker).await {
+                if let Err(e) = collect_wal_garbage(&up).await {
                     warn!(error = %e, "wal garbage collection failed; will retry");
                 }
             }
             _ = sweep_tick.tick() => {
-                if let Err(e) = sweep_orphan_wal_objects(&broker, orphans::ORPHAN_MIN_AGE_MS).await {
+                if let Err(e) = sweep_orphan_wal_objects(&up, orphans::ORPHAN_MIN_AGE_MS).await {
                     warn!(error = %e, "sweep of uncommitted WAL objects failed; will retry");
                 }
-                if let Err(e) = sweep_orphan_segments(&broker, orphans::ORPHAN_MIN_AGE_MS).await {
+                if let Err(e) = sweep_orphan_segments(&up, orphans::ORPHAN_MIN_AGE_MS).await {
                     warn!(error = %e, "sweep of unnamed segments failed; will retry");
                 }
             }
-            _ = retention_tick.tick() => retention::run_once(&broker).await,
+            _ = retention_tick.tick() => retention::run_once(&up).await,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use tracing::info;
 
-use crate::broker::Broker;
+use super::Upkeep;
 use crate::error::Result;
 use stratus_log::paths::{self, SegmentObject, WalObject};
 use stratus_meta::{keys, repo};
@@ -21,17 +21,17 @@ pub(super) const ORPHAN_MIN_AGE_MS: i64 = 10 * 60 * 1000;
 /// and older than `min_age_ms`. They are left by crashes between a PUT and its commit.
 /// Objects are listed first, then the index and the assignments are read: an object
 /// committed after the listing was committed by a live incarnation, which is never swept.
-pub async fn sweep_orphan_wal_objects(broker: &Broker, min_age_ms: i64) -> Result<usize> {
-    if !super::is_controller(broker) {
+pub async fn sweep_orphan_wal_objects(up: &Upkeep, min_age_ms: i64) -> Result<usize> {
+    if !super::is_controller(up) {
         return Ok(0);
     }
-    let listed = broker.objects.list(paths::WAL).await?;
+    let listed = up.objects.list(paths::WAL).await?;
     let mut named = HashSet::new();
-    for (k, v) in broker.meta.range(keys::WAL).await? {
+    for (k, v) in up.meta.range(keys::WAL).await? {
         named.insert(repo::decode::<repo::WalEntry>(&k, &v)?.object);
     }
-    let view = crate::cluster::read_view(broker.meta.as_ref()).await?;
-    let now = broker.clock.now_ms();
+    let view = crate::cluster::read_view(up.meta.as_ref()).await?;
+    let now = up.clock.now_ms();
     let mut swept = 0;
     for (key, modified) in listed {
         if named.contains(&key) || now - modified < min_age_ms {
@@ -53,7 +53,7 @@ pub async fn sweep_orphan_wal_objects(broker: &Broker, min_age_ms: i64) -> Resul
         if registered || may_commit {
             continue;
         }
-        broker.objects.delete(&key).await?;
+        up.objects.delete(&key).await?;
         swept += 1;
     }
     if swept > 0 {
@@ -70,13 +70,13 @@ pub async fn sweep_orphan_wal_objects(broker: &Broker, min_age_ms: i64) -> Resul
 /// their partition's sealed end (a seal's segment starts at the sealed end until its record
 /// is written, so a seal in progress is never swept, nor a segment retention is deleting).
 /// Objects are listed first, then the topics and records are read.
-pub async fn sweep_orphan_segments(broker: &Broker, min_age_ms: i64) -> Result<usize> {
-    if !super::is_controller(broker) {
+pub async fn sweep_orphan_segments(up: &Upkeep, min_age_ms: i64) -> Result<usize> {
+    if !super::is_controller(up) {
         return Ok(0);
     }
-    let listed = broker.objects.list(paths::TOPICS).await?;
-    let topics = super::topic_ids(broker).await?;
-    let now = broker.clock.now_ms();
+    let listed = up.objects.list(paths::TOPICS).await?;
+    let topics = super::topic_ids(up).await?;
+    let now = up.clock.now_ms();
     // (topic id, partition) → (sealed end, named segments), read once per partition.
     let mut records: HashMap<(String, i32), (i64, HashSet<String>)> = HashMap::new();
     let mut swept = 0;
@@ -93,7 +93,7 @@ pub async fn sweep_orphan_segments(broker: &Broker, min_age_ms: i64) -> Result<u
             let id = (seg.topic_id.to_string(), seg.partition);
             if !records.contains_key(&id) {
                 let rec = repo::load::<repo::PartitionRecord>(
-                    broker.meta.as_ref(),
+                    up.meta.as_ref(),
                     &keys::partition_key(seg.topic_id, seg.partition),
                 )
                 .await?
@@ -107,7 +107,7 @@ pub async fn sweep_orphan_segments(broker: &Broker, min_age_ms: i64) -> Result<u
             })
         };
         if orphan {
-            broker.objects.delete(&key).await?;
+            up.objects.delete(&key).await?;
             swept += 1;
         }
     }

@@ -7,23 +7,22 @@ use std::time::Instant;
 use kafka_protocol::ResponseError as Code;
 use tracing::{debug, info, warn};
 
-use crate::broker::Broker;
+use super::Upkeep;
 use crate::error::{Error, Result};
 use crate::partition::Partition;
 
 /// One round of retention over every partition this broker owns.
-pub async fn run_once(broker: &Broker) {
-    let now = broker.clock.now_ms();
-    for topic in broker.registry.topics() {
-        let deletes =
-            crate::topic_config::resolve("cleanup.policy", &topic.configs, &broker.settings)
-                .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "delete"));
+pub async fn run_once(up: &Upkeep) {
+    let now = up.clock.now_ms();
+    for topic in up.registry.topics() {
+        let deletes = crate::topic_config::resolve("cleanup.policy", &topic.configs, &up.settings)
+            .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "delete"));
         // A compact-only topic keeps everything (compaction itself is not done yet);
         // DeleteRecords still applies.
         let (ms, bytes) = if deletes {
             (
-                broker.registry.config_i64(&topic, "retention.ms"),
-                broker.registry.config_i64(&topic, "retention.bytes"),
+                up.registry.config_i64(&topic, "retention.ms"),
+                up.registry.config_i64(&topic, "retention.bytes"),
             )
         } else {
             (-1, -1)
@@ -33,8 +32,8 @@ pub async fn run_once(broker: &Broker) {
                 continue;
             }
             p.state()
-                .expire_producers(now, broker.settings.topics.producer_id_expiration_ms);
-            if let Err(e) = apply_retention(broker, p, now, ms, bytes).await {
+                .expire_producers(now, up.settings.topics.producer_id_expiration_ms);
+            if let Err(e) = apply_retention(up, p, now, ms, bytes).await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed; will retry");
             }
         }
@@ -44,7 +43,7 @@ pub async fn run_once(broker: &Broker) {
 /// Deletes the oldest sealed segments past `retention.ms` / `retention.bytes` or wholly
 /// below the log start offset, and moves the log start offset.
 pub async fn apply_retention(
-    broker: &Broker,
+    up: &Upkeep,
     p: &Partition,
     now: i64,
     retention_ms: i64,
@@ -58,24 +57,24 @@ pub async fn apply_retention(
         return Ok(());
     };
     let rec = p.state().record_after_drop(drop, new_start);
-    broker.write_partition_record(p, &rec, vec![]).await?;
+    up.records.write(p, &rec, vec![]).await?;
     let dropped = p.state().drop_segments(drop, new_start);
     for g in &dropped {
         let key: Arc<str> = Arc::from(g.key.as_str());
-        broker.reader.forget_segment(&key, g.size).await;
-        broker.objects.delete(&g.key).await?;
+        up.reader.forget_segment(&key, g.size).await;
+        up.objects.delete(&g.key).await?;
     }
     info!(topic = %p.topic, partition = p.index, segments = dropped.len(), log_start = new_start, "retention deleted segments");
     Ok(())
 }
 
 /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark).
-pub async fn delete_records(broker: &Broker, p: &Partition, offset: i64) -> Result<i64> {
+pub async fn delete_records(up: &Upkeep, p: &Partition, offset: i64) -> Result<i64> {
     let started = Instant::now();
     {
         let _record = p.record_lock.lock().await;
         // A DeleteRecords whose write failed but was applied: take it first.
-        broker.settle_record(p).await?;
+        up.records.settle(p).await?;
         let (target, rec) = {
             let s = p.state();
             s.check_owner()?;
@@ -89,11 +88,11 @@ pub async fn delete_records(broker: &Broker, p: &Partition, offset: i64) -> Resu
             }
             (target, s.record_with_log_start(target))
         };
-        broker.write_partition_record(p, &rec, vec![]).await?;
+        up.records.write(p, &rec, vec![]).await?;
         p.state().move_log_start(target);
     }
     // Segments now wholly below the log start go at once.
-    apply_retention(broker, p, broker.clock.now_ms(), -1, -1).await?;
+    apply_retention(up, p, up.clock.now_ms(), -1, -1).await?;
     debug!(ms = started.elapsed().as_millis() as u64, "delete records");
     Ok(p.state().log_start())
 }

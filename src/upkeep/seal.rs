@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kafka_protocol::ResponseError as Code;
 use tracing::{debug, warn};
 
-use crate::broker::Broker;
+use super::Upkeep;
 use crate::error::{Error, Result};
 use crate::partition::{Location, Partition};
 use stratus_log::objects::ObjectError;
@@ -15,12 +15,12 @@ use stratus_log::segment;
 use stratus_meta::repo::SegmentRef;
 
 /// Seals what is due; returns how many partitions failed to seal and the first error.
-pub async fn seal_due(broker: &Broker) -> (usize, Option<crate::error::Error>) {
+pub async fn seal_due(up: &Upkeep) -> (usize, Option<crate::error::Error>) {
     let (mut failed, mut first) = (0, None);
-    let now = broker.clock.now_ms();
-    for topic in broker.registry.topics() {
-        let seg_bytes = broker.registry.config_i64(&topic, "segment.bytes").max(1) as u64;
-        let seg_ms = broker.registry.config_i64(&topic, "segment.ms").max(1);
+    let now = up.clock.now_ms();
+    for topic in up.registry.topics() {
+        let seg_bytes = up.registry.config_i64(&topic, "segment.bytes").max(1) as u64;
+        let seg_ms = up.registry.config_i64(&topic, "segment.ms").max(1);
         for p in &topic.partitions {
             let (bytes, oldest) = {
                 let s = p.state();
@@ -31,7 +31,7 @@ pub async fn seal_due(broker: &Broker) -> (usize, Option<crate::error::Error>) {
             };
             let old = oldest.is_some_and(|t| now - t >= seg_ms);
             if bytes > 0 && (bytes >= seg_bytes || old) {
-                if let Err(e) = seal(broker, p, seg_bytes).await {
+                if let Err(e) = seal(up, p, seg_bytes).await {
                     debug!(topic = %p.topic, partition = p.index, error = %e, "sealing failed; will retry");
                     failed += 1;
                     first.get_or_insert(e);
@@ -44,11 +44,11 @@ pub async fn seal_due(broker: &Broker) -> (usize, Option<crate::error::Error>) {
 
 /// Seals the oldest committed WAL ranges of `p`, about `max_bytes` of them, into one
 /// segment object.
-pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> {
+pub async fn seal(up: &Upkeep, p: &Partition, max_bytes: u64) -> Result<()> {
     let _record = p.record_lock.lock().await;
     // A seal whose write failed but was applied: take it, rather than seal that range
     // again from WAL objects that may be collected by now.
-    broker.settle_record(p).await?;
+    up.records.settle(p).await?;
     let chunks = p.state().sealable(max_bytes);
     if chunks.is_empty() {
         return Ok(());
@@ -62,12 +62,7 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
             len,
         } = &c.location
         {
-            data.push(
-                broker
-                    .cache
-                    .read(object, *object_size, *pos..pos + len)
-                    .await?,
-            );
+            data.push(up.cache.read(object, *object_size, *pos..pos + len).await?);
         }
     }
     let Some(built) = segment::build(&data) else {
@@ -80,18 +75,14 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
     }
     .name();
     let size = built.body.len() as u64;
-    match broker.objects.put_new(&key, built.body.clone()).await {
+    match up.objects.put_new(&key, built.body.clone()).await {
         Ok(()) => {}
         Err(ObjectError::Store(object_store::Error::AlreadyExists { .. })) => {
             // Left by an earlier seal of the same range that crashed before its commit.
             // Overwritten in place, never deleted first: a reader never finds it missing.
-            broker
-                .objects
-                .put_replacing(&key, built.body.clone())
-                .await?;
+            up.objects.put_replacing(&key, built.body.clone()).await?;
             let cached: Arc<str> = Arc::from(key.as_str());
-            broker
-                .reader
+            up.reader
                 .forget_segment(&cached, built.body.len() as u64)
                 .await;
         }
@@ -113,13 +104,13 @@ pub async fn seal(broker: &Broker, p: &Partition, max_bytes: u64) -> Result<()> 
     // so (an answer lost when the store or the connection dies, or an earlier attempt
     // applied before a fenced retry), and then the record names it. Deleting it here lost
     // acknowledged data in the chaos test (kill -9 of etcd during a seal). The next seal
-    // settles the state with the store first (Broker::settle_record); a segment no record
+    // settles the state with the store first (PartitionRecords::settle); a segment no record
     // ever names is left behind.
-    let written = broker.write_partition_record(p, &rec, vec![]).await;
+    let written = up.records.write(p, &rec, vec![]).await;
     if p.state().is_deleted() {
         // The topic was deleted while this seal ran: its deletion removed the segments the
         // records named, which may not include this one. Nothing will read it.
-        if let Err(e) = broker.objects.delete(&key).await {
+        if let Err(e) = up.objects.delete(&key).await {
             warn!(object = key, error = %e, "segment of a deleted topic not deleted");
         }
         return Err(Error::Kafka(Code::UnknownTopicOrPartition));

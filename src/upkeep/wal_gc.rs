@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use crate::broker::Broker;
+use super::Upkeep;
 use crate::error::Result;
 use stratus_meta::repo;
 use stratus_meta::{keys, Op, MAX_TXN_OPS};
@@ -16,16 +16,16 @@ use stratus_meta::{keys, Op, MAX_TXN_OPS};
 /// also collects those of brokers that are gone. Evidence comes from the store (or from
 /// the state of partitions this broker owns), read after the entries: the sealed end only
 /// grows, so an entry judged sealed stays sealed.
-pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
-    let node = broker.settings.server.node_id;
-    let view = broker.view.borrow().clone();
+pub async fn collect_wal_garbage(up: &Upkeep) -> Result<()> {
+    let node = up.settings.server.node_id;
+    let view = up.view.borrow().clone();
     let controller = view.controller == Some(node);
     let prefix = if controller {
         keys::WAL.to_string()
     } else {
         keys::wal_prefix(node)
     };
-    let entries: Vec<_> = broker
+    let entries: Vec<_> = up
         .meta
         .range(&prefix)
         .await?
@@ -38,7 +38,7 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
-    let topics = super::topic_ids(broker).await?;
+    let topics = super::topic_ids(up).await?;
     let mut sealed: HashMap<stratus_meta::keys::PartitionId, i64> = HashMap::new();
     let mut freed = Vec::new();
     for (k, v) in entries {
@@ -52,7 +52,7 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
             let end = match sealed.get(&name) {
                 Some(e) => *e,
                 None => {
-                    let e = sealed_end(broker, &r.topic_id, r.partition).await?;
+                    let e = sealed_end(up, &r.topic_id, r.partition).await?;
                     sealed.insert(name, e);
                     e
                 }
@@ -72,13 +72,12 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
             .iter()
             .map(|(k, _, _)| Op::Delete(k.clone()))
             .collect();
-        broker.meta.txn(vec![], ops).await?;
+        up.meta.txn(vec![], ops).await?;
         for (_, object, size) in chunk {
-            broker
-                .cache
+            up.cache
                 .forget_object(&Arc::from(object.as_str()), *size)
                 .await;
-            if let Err(e) = broker.objects.delete(object).await {
+            if let Err(e) = up.objects.delete(object).await {
                 warn!(object, error = %e, "wal object not deleted");
             }
         }
@@ -87,10 +86,10 @@ pub async fn collect_wal_garbage(broker: &Broker) -> Result<()> {
 }
 
 /// Everything below this offset of a partition is in sealed segments.
-async fn sealed_end(broker: &Broker, topic_id: &str, partition: i32) -> Result<i64> {
+async fn sealed_end(up: &Upkeep, topic_id: &str, partition: i32) -> Result<i64> {
     let local = uuid::Uuid::parse_str(topic_id)
         .ok()
-        .and_then(|id| broker.registry.topic_by_id(&id))
+        .and_then(|id| up.registry.topic_by_id(&id))
         .and_then(|t| t.partitions.get(partition as usize).cloned());
     if let Some(p) = local {
         let s = p.state();
@@ -99,10 +98,8 @@ async fn sealed_end(broker: &Broker, topic_id: &str, partition: i32) -> Result<i
         }
     }
     let key = keys::partition_key(topic_id, partition);
-    Ok(
-        repo::load::<repo::PartitionRecord>(broker.meta.as_ref(), &key)
-            .await?
-            .map(|(r, _)| r.sealed_end)
-            .unwrap_or(0),
-    )
+    Ok(repo::load::<repo::PartitionRecord>(up.meta.as_ref(), &key)
+        .await?
+        .map(|(r, _)| r.sealed_end)
+        .unwrap_or(0))
 }
