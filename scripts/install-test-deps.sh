@@ -2,7 +2,7 @@
 # Install everything the integration tests need, cached under $STRATUS_CACHE
 # (default ~/.cache/stratus). Idempotent: each step is skipped when its output exists.
 #   - kcat (Debian package kcat, or kafkacat on older releases)
-#   - a Python venv at $CACHE/venv with confluent-kafka, kafka-python, pytest
+#   - a Python venv at $CACHE/venv with confluent-kafka, kafka-python, pytest, cryptography
 #   - Apache Kafka jars (clients, tools, server) at $CACHE/kafka-$KAFKA_VERSION/lib
 #   - the franz-go group consumer (tests/clients/go/groupconsumer) built to $CACHE/bin
 #   - kafkajs (npm) in $CACHE/node_modules
@@ -53,7 +53,7 @@ fi
 
 # --- Python venv --------------------------------------------------------------
 VENV="$CACHE/venv"
-PY_STAMP="$VENV/.stratus-deps-v3"
+PY_STAMP="$VENV/.stratus-deps-v4"
 if [ -f "$PY_STAMP" ]; then
   log "python venv: present ($VENV)"
 else
@@ -69,8 +69,8 @@ else
   fi
   "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip </dev/null
   "$VENV/bin/pip" install -q --disable-pip-version-check \
-    'confluent-kafka>=2.6' 'kafka-python>=2.0.3' 'pytest>=8' 'pytest-timeout>=2' lz4 zstandard </dev/null
-  "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest; print("confluent-kafka", confluent_kafka.version(), "librdkafka", confluent_kafka.libversion()[0])'
+    'confluent-kafka>=2.6' 'kafka-python>=2.0.3' 'pytest>=8' 'pytest-timeout>=2' lz4 zstandard 'cryptography>=42' </dev/null
+  "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest, cryptography; print("confluent-kafka", confluent_kafka.version(), "librdkafka", confluent_kafka.libversion()[0])'
   touch "$PY_STAMP"
 fi
 

@@ -99,6 +99,9 @@ RULES = [
      "partition-record writes are the store, the fence and the partition"),
     ("cluster::ownership", ["broker", "wal"], "ownership moves partitions and shards, not the WAL"),
     ("handlers::admin", ["broker"], "admin APIs take the registry, the topic lifecycle, upkeep and producer ids"),
+    ("auth", ["broker", "cluster", "group", "partition", "read", "registry", "server", "topics",
+              "upkeep", "wal"],
+     "authentication sees the settings and the credential store; never the log, groups or the broker"),
     ("producer_ids", ["broker", "cluster", "handlers", "partition", "registry", "wal"],
      "producer ids are a block reserved in the metadata store, nothing else"),
 ]
@@ -117,7 +120,8 @@ def violations(graph):
 
 def crate_deps():
     out = []
-    for path in ["Cargo.toml", "proto/Cargo.toml", "crates/meta/Cargo.toml", "crates/log/Cargo.toml"]:
+    for path in ["Cargo.toml", "proto/Cargo.toml", "crates/meta/Cargo.toml", "crates/log/Cargo.toml",
+                 "crates/auth/Cargo.toml"]:
         text = open(os.path.join(ROOT, path)).read()
         name = re.search(r'^name = "([^"]+)"', text, re.M).group(1)
         deps = text.split("[dependencies]", 1)[1].split("\n[", 1)[0]

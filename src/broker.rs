@@ -51,6 +51,8 @@ pub struct Broker {
     pub started: Instant,
     /// The group coordinator.
     pub groups: Arc<crate::group::Coordinator>,
+    /// What each listener asks of its clients (TLS, SASL), and SCRAM credentials.
+    pub security: Arc<crate::auth::Security>,
     /// Bytes of requests read and not yet answered (`queued.max.request.bytes`).
     pub request_memory: Arc<tokio::sync::Semaphore>,
     /// What this broker owns, and the compare its writes carry.

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod broker;
 pub mod cluster;
 pub mod config;
@@ -49,7 +50,9 @@ pub async fn run(
     cancel: CancellationToken,
     bound: Option<tokio::sync::oneshot::Sender<Vec<std::net::SocketAddr>>>,
 ) -> anyhow::Result<()> {
-    // Listeners first: a taken port stops the broker before it touches the stores.
+    // TLS and SASL settings first (a missing certificate file), then the listeners (a
+    // taken port): either stops the broker before it touches the stores.
+    auth::Security::check(&settings)?;
     let listeners = server::bind(&settings).await?;
     // A broker of a cluster waits for its stores: a shutdown meanwhile stops it.
     let broker = tokio::select! {
@@ -119,6 +122,20 @@ async fn serve_on(
         cancel.clone(),
         broker.groups.clone().run(cancel.clone()),
     );
+    // TLS files are checked every second: a rotated certificate reaches new connections.
+    if broker.security.listeners.iter().any(|l| l.tls.is_some()) {
+        let security = broker.security.clone();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => security.reload_tls(),
+                }
+            }
+        });
+    }
     let connections = tokio_util::task::TaskTracker::new();
     let mut servers = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {

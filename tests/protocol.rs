@@ -286,6 +286,11 @@ fn minimal_request(api: ApiKey) -> RequestKind {
             OffsetDelete,
             ConsumerGroupHeartbeat,
             ConsumerGroupDescribe,
+            SaslHandshake,
+            SaslAuthenticate,
+            DescribeUserScramCredentials,
+            AlterUserScramCredentials,
+            DescribeClientQuotas,
         ),
     }
 }

@@ -1,6 +1,7 @@
 //! Every broker setting, written once: its name (Kafka's where the concept is the same),
 //! default, meaning, the values it takes, and the typed field it fills, grouped by concern.
-//! `ssl.*` and `sasl.*` will be a `security` group here.
+//! Security settings (`ssl.*`, `sasl.*`) may also be given per listener, as
+//! `listener.name.<listener>.<setting>` (see `Settings::security_for`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,7 +47,7 @@ macro_rules! settings {
             }
 
             impl $Group {
-                fn from_raw(raw: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+                pub(super) fn from_raw(raw: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
                     Ok($Group {
                         $( $field: FromSetting::from_setting(
                             $key,
@@ -103,6 +104,51 @@ settings! {
         max_connections: usize = ("max.connections", "10000", Int(1, INT)),
         #[doc = "Upper bound on a Fetch's max_wait_ms."]
         fetch_max_wait_cap_ms: u64 = ("fetch.max.wait.cap.ms", "30000", Long(0, LONG)),
+    }
+    #[doc = "Listener security: TLS, SASL and authentication limits. Each may be given for one listener as listener.name.<listener>.<setting>."]
+    security: SecurityConfig {
+        #[doc = "LISTENER:PROTOCOL pairs: the security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) of each listener name; a listener named after a protocol needs no entry."]
+        listener_security_protocol_map: String = ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", Text),
+        #[doc = "Format of the keystore: PEM (PKCS12 and JKS must be converted to PEM)."]
+        ssl_keystore_type: String = ("ssl.keystore.type", "PEM", Choice(&["PEM", "PKCS12", "JKS"])),
+        #[doc = "PEM file with the broker's private key and certificate chain (re-read when it changes)."]
+        ssl_keystore_location: String = ("ssl.keystore.location", "", Text),
+        #[doc = "The broker's private key as PEM text (with ssl.keystore.certificate.chain), instead of a file."]
+        ssl_keystore_key: String = ("ssl.keystore.key", "", Password),
+        #[doc = "The broker's certificate chain as PEM text (with ssl.keystore.key)."]
+        ssl_keystore_certificate_chain: String = ("ssl.keystore.certificate.chain", "", Password),
+        #[doc = "Password of a keystore file (PKCS12; not supported yet)."]
+        ssl_keystore_password: String = ("ssl.keystore.password", "", Password),
+        #[doc = "Password of an encrypted private key (encrypted keys are not supported yet)."]
+        ssl_key_password: String = ("ssl.key.password", "", Password),
+        #[doc = "Format of the truststore: PEM."]
+        ssl_truststore_type: String = ("ssl.truststore.type", "PEM", Choice(&["PEM", "PKCS12", "JKS"])),
+        #[doc = "PEM file of the CA certificates that sign client certificates (re-read when it changes)."]
+        ssl_truststore_location: String = ("ssl.truststore.location", "", Text),
+        #[doc = "The CA certificates as PEM text, instead of a file."]
+        ssl_truststore_certificates: String = ("ssl.truststore.certificates", "", Password),
+        #[doc = "Password of a truststore file (PKCS12; not supported yet)."]
+        ssl_truststore_password: String = ("ssl.truststore.password", "", Password),
+        #[doc = "Client certificates: required (verified by the truststore), requested (verified if given) or none (not asked for)."]
+        ssl_client_auth: String = ("ssl.client.auth", "none", Choice(&["required", "requested", "none"])),
+        #[doc = "TLS versions: TLSv1.2 and/or TLSv1.3."]
+        ssl_enabled_protocols: String = ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3", Text),
+        #[doc = "Cipher suites by IANA name. Empty: every suite rustls offers."]
+        ssl_cipher_suites: String = ("ssl.cipher.suites", "", Text),
+        #[doc = "Rules mapping a client certificate's subject (RFC 2253) to its principal: DEFAULT, RULE:pattern/replacement/[LU], as Kafka writes them."]
+        ssl_principal_mapping_rules: String = ("ssl.principal.mapping.rules", "DEFAULT", Text),
+        #[doc = "SASL mechanisms offered on SASL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512."]
+        sasl_enabled_mechanisms: String = ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", Text),
+        #[doc = "JAAS line whose user_<name>=\"<password>\" options are the PLAIN users (usually given as listener.name.<listener>.plain.sasl.jaas.config)."]
+        sasl_jaas_config: String = ("sasl.jaas.config", "", Password),
+        #[doc = "File of PLAIN users, one user=password per line."]
+        sasl_plain_credentials_file: String = ("sasl.plain.credentials.file", "", Text),
+        #[doc = "Largest frame a connection may send before it has authenticated."]
+        sasl_server_max_receive_size: usize = ("sasl.server.max.receive.size", "524288", Int(1, INT)),
+        #[doc = "Lifetime of a SASL session (KIP-368): the client re-authenticates on the same connection before it ends, or the connection is closed at its next request. 0: no limit."]
+        connections_max_reauth_ms: i64 = ("connections.max.reauth.ms", "0", Long(0, LONG)),
+        #[doc = "Longest time a new connection may take for its TLS handshake and SASL authentication."]
+        authentication_timeout_ms: u64 = ("authentication.timeout.ms", "10000", Long(1, LONG)),
     }
     #[doc = "The metadata store and membership."]
     cluster: Cluster {

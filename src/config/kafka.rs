@@ -32,8 +32,16 @@ pub const IGNORED: &[(&str, &str)] = &[
         "brokers do not talk to each other: they share the stores",
     ),
     (
-        "listener.security.protocol.map",
-        "listeners are PLAINTEXT until TLS and SASL land",
+        "security.inter.broker.protocol",
+        "brokers do not talk to each other: they share the stores",
+    ),
+    (
+        "sasl.mechanism.inter.broker.protocol",
+        "brokers do not talk to each other: they share the stores",
+    ),
+    (
+        "ssl.endpoint.identification.algorithm",
+        "brokers do not connect to each other, so they verify no server name",
     ),
     (
         "num.network.threads",

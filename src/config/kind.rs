@@ -15,6 +15,9 @@ pub enum Kind {
     Ratio,
     /// Any text.
     Text,
+    /// Any text that is a secret (a password, a key, a JAAS line): never shown, and
+    /// reported as sensitive.
+    Password,
     /// Comma-separated `NAME://HOST:PORT` listeners (empty allowed if `true`).
     Listeners(bool),
     /// A URL with one of these schemes (empty allowed if `true`). A scheme ending in `//`
@@ -23,6 +26,13 @@ pub enum Kind {
     Url(&'static [&'static str], bool),
     /// `HOST:PORT`, or empty.
     Address,
+}
+
+impl Kind {
+    /// Whether values of this kind are secrets.
+    pub fn sensitive(&self) -> bool {
+        matches!(self, Kind::Password)
+    }
 }
 
 /// The longest `Long`.
@@ -40,7 +50,7 @@ impl Kind {
             Kind::Bool => matches!(value.to_ascii_lowercase().as_str(), "true" | "false"),
             Kind::Choice(words) => words.contains(&value),
             Kind::Ratio => value.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
-            Kind::Text => true,
+            Kind::Text | Kind::Password => true,
             Kind::Listeners(empty) => {
                 return if value.trim().is_empty() && empty {
                     Ok(())
@@ -84,6 +94,7 @@ impl Kind {
             Kind::Choice(words) => format!("one of {}", words.join(", ")),
             Kind::Ratio => "a number from 0 to 1".into(),
             Kind::Text => "any text".into(),
+            Kind::Password => "any text (kept secret)".into(),
             Kind::Listeners(_) => {
                 "comma-separated NAME://HOST:PORT listeners, e.g. PLAINTEXT://0.0.0.0:9092".into()
             }

@@ -12,14 +12,18 @@ use std::path::PathBuf;
 mod defs;
 pub mod kafka;
 pub mod kind;
+mod listeners;
 mod sources;
 
 use defs::FromSetting;
 pub use defs::{
-    def, Cluster, Groups, Server, SettingDoc, Storage, Topics, Typed, CLEANUP_POLICIES,
-    MAX_PARTITIONS, SETTINGS,
+    def, Cluster, Groups, SecurityConfig, Server, SettingDoc, Storage, Topics, Typed,
+    CLEANUP_POLICIES, MAX_PARTITIONS, SETTINGS,
 };
 pub use kind::Kind;
+pub(crate) use listeners::parse_listeners;
+use listeners::{advertise, check_listener_setting};
+pub use listeners::{per_listener, Listener, SecurityProtocol};
 pub use sources::{env_pairs, help_text, parse_properties, read_properties, Given, Origin};
 
 /// Error in configuration input.
@@ -45,20 +49,9 @@ pub enum ConfigError {
     File(PathBuf, std::io::Error),
 }
 
-/// A listener: name and socket address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
-    /// Listener name (PLAINTEXT).
-    pub name: String,
-    /// Host to bind or advertise.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-}
-
 /// Typed broker settings: the raw values, the typed values by concern, and what is
 /// derived from several of them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// Raw values by name, defaults included, for DescribeConfigs.
     pub raw: BTreeMap<String, String>,
@@ -74,6 +67,8 @@ pub struct Settings {
     pub topics: Topics,
     /// The group coordinator.
     pub groups: Groups,
+    /// Listener security (defaults; `security_for` gives one listener's).
+    pub security: SecurityConfig,
     /// The address advertised for each listener (same order as `server.listeners`): the
     /// advertised listener of the same name, else the listener, never a wildcard host.
     pub advertised: Vec<Listener>,
@@ -180,6 +175,35 @@ impl<T: FromSetting> FromSetting for Option<T> {
     }
 }
 
+impl std::fmt::Debug for Settings {
+    /// Never the values of secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let raw: BTreeMap<&str, &str> = self
+            .raw
+            .iter()
+            .map(|(k, v)| {
+                let secret = k.ends_with("sasl.jaas.config")
+                    || def(k).is_some_and(|d| d.kind.sensitive())
+                    || k.strip_prefix("listener.name.")
+                        .and_then(|r| r.split_once('.'))
+                        .and_then(|(_, s)| def(s))
+                        .is_some_and(|d| d.kind.sensitive());
+                (
+                    k.as_str(),
+                    if secret && !v.is_empty() {
+                        "[hidden]"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
+            .collect();
+        f.debug_struct("Settings")
+            .field("raw", &raw)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Settings {
     /// Builds settings from key/value pairs layered over the defaults (later pairs win).
     pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(
@@ -221,6 +245,22 @@ impl Settings {
                 if aliased.get(to).is_none_or(|(r, _, _)| rank <= *r) {
                     aliased.insert(to, (rank, value.to_string(), note));
                 }
+                continue;
+            }
+            if let Some(rest) = g.key.strip_prefix("listener.name.") {
+                check_listener_setting(&g.key, rest, &g.value).map_err(|(why, unknown)| {
+                    match unknown {
+                        true => ConfigError::Unknown(g.key.clone(), g.origin.clone()),
+                        false => ConfigError::Invalid {
+                            key: g.key.clone(),
+                            value: g.value.clone(),
+                            origin: g.origin.clone(),
+                            why,
+                        },
+                    }
+                })?;
+                explicit.insert(g.key.clone());
+                raw.insert(g.key, g.value);
                 continue;
             }
             let Some(d) = def(&g.key) else {
@@ -270,6 +310,7 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let Typed {
             server,
+            security,
             cluster,
             storage,
             topics,
@@ -293,52 +334,29 @@ impl Settings {
             ));
         }
         let advertised = advertise(&server.listeners, &server.advertised_listeners);
-        Ok(Settings {
+        let settings = Settings {
             notes: Vec::new(),
             raw,
             explicit,
             server,
+            security,
             cluster,
             storage,
             topics,
             groups,
             advertised,
-        })
+        };
+        for l in &settings.server.listeners {
+            settings.security_protocol(&l.name)?;
+            settings.security_for(&l.name)?;
+        }
+        Ok(settings)
     }
 
     /// The raw value of a setting (default included).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.raw.get(key).map(String::as_str)
     }
-}
-
-/// The address to advertise for each bound listener: the advertised listener of the same
-/// name, else the listener itself; a wildcard host becomes this machine's host name, as
-/// clients cannot connect to 0.0.0.0.
-fn advertise(listeners: &[Listener], given: &[Listener]) -> Vec<Listener> {
-    listeners
-        .iter()
-        .map(|l| {
-            let mut a = given
-                .iter()
-                .find(|g| g.name == l.name)
-                .cloned()
-                .unwrap_or_else(|| l.clone());
-            if a.host == "0.0.0.0" || a.host == "::" || a.host.is_empty() {
-                a.host = host_name();
-            }
-            a
-        })
-        .collect()
-}
-
-fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 fn absolute(p: &std::path::Path) -> PathBuf {
@@ -350,40 +368,13 @@ fn absolute(p: &std::path::Path) -> PathBuf {
         .unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn invalid(key: &str, value: &str, why: impl ToString) -> ConfigError {
+pub(super) fn invalid(key: &str, value: &str, why: impl ToString) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_string(),
         value: value.to_string(),
         origin: Origin::Given,
         why: why.to_string(),
     }
-}
-
-pub(crate) fn parse_listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
-    let mut out = Vec::new();
-    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, addr) = part
-            .split_once("://")
-            .ok_or_else(|| invalid(key, part, "expected NAME://HOST:PORT"))?;
-        let (host, port) = addr
-            .rsplit_once(':')
-            .ok_or_else(|| invalid(key, part, "expected NAME://HOST:PORT"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port: u16 = port.parse().map_err(|e| invalid(key, part, e))?;
-        out.push(Listener {
-            name: name.to_string(),
-            host: if host.is_empty() {
-                "0.0.0.0".into()
-            } else {
-                host.to_string()
-            },
-            port,
-        });
-    }
-    if out.is_empty() {
-        return Err(invalid(key, v, "no listener given"));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -405,6 +396,10 @@ mod tests {
                 "listeners".into(),
                 "PLAINTEXT://127.0.0.1:1234,PLAINTEXT2://:99".into(),
             ),
+            (
+                "listener.security.protocol.map".into(),
+                "PLAINTEXT:PLAINTEXT,PLAINTEXT2:PLAINTEXT".into(),
+            ),
             ("num.partitions".into(), "3".into()),
         ])
         .unwrap();
@@ -422,6 +417,10 @@ mod tests {
             (
                 "advertised.listeners".into(),
                 "EXTERNAL://kafka.example.com:9094".into(),
+            ),
+            (
+                "listener.security.protocol.map".into(),
+                "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT".into(),
             ),
         ])
         .unwrap();

@@ -31,6 +31,7 @@ fn config_type(kind: Kind) -> i8 {
     match kind {
         Kind::Bool => 1,
         Kind::Text | Kind::Choice(_) | Kind::Listeners(_) | Kind::Url(..) | Kind::Address => 2,
+        Kind::Password => 9,
         Kind::Int(..) => 3,
         Kind::Long(..) => 5,
         Kind::Ratio => 6,
@@ -104,9 +105,12 @@ pub fn describe(h: &Handles<'_>, req: DescribeConfigsRequest, v: i16) -> Describ
                     } else {
                         Source::Default
                     };
+                    // Secrets are reported as sensitive, with no value, as Kafka does.
+                    let value = (!d.kind.sensitive()).then(|| text(value));
                     let mut c = DescribeConfigsResourceResult::default()
                         .with_name(text(d.name))
-                        .with_value(Some(text(value)))
+                        .with_value(value)
+                        .with_is_sensitive(d.kind.sensitive())
                         .with_read_only(true)
                         .with_config_source(source as i8);
                     if v >= 3 {

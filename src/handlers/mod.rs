@@ -23,6 +23,7 @@ pub mod lookup;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod scram;
 
 /// What a handler knows of the connection a request came on.
 #[derive(Debug, Clone)]
@@ -35,14 +36,7 @@ pub struct Session {
     pub principal: Principal,
 }
 
-/// Who is on the other end of a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// Not authenticated (a PLAINTEXT listener): Kafka's `User:ANONYMOUS`.
-    Anonymous,
-    /// Authenticated (SASL, or a TLS client certificate) as this user.
-    User(std::sync::Arc<str>),
-}
+pub use crate::auth::Principal;
 
 /// The response of one request, ready when its work is done; `None` sends nothing
 /// (acks=0 produce).
@@ -79,6 +73,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
 ];
 
 /// The supported range of an API.
@@ -303,6 +302,15 @@ async fn route(
             ResponseKind::DescribeConfigs(configs::describe(&ch, r, v))
         }
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(&ch, r).await),
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            scram::describe(&broker.security.scram, r).await,
+        ),
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(scram::alter(&broker.security.scram, r).await)
+        }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(scram::describe_client_quotas(r))
+        }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&ch, r).await)
         }

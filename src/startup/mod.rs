@@ -188,7 +188,10 @@ impl Broker {
             clock.clone(),
         ));
         let producer_ids = Arc::new(ProducerIds::new(meta.clone()));
+        let scram = Arc::new(crate::auth::scram_store::ScramStore::new(meta.clone()));
+        let security = Arc::new(crate::auth::Security::from_settings(&settings, scram)?);
         let broker = Arc::new(Broker {
+            security,
             request_memory: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.request_memory_bytes(),
             )),

@@ -32,7 +32,7 @@ STRATUS_BIN = Path(os.environ.get("STRATUS_BIN", _TARGET_DIR / "debug" / "stratu
 KEEP_LOGS = os.environ.get("STRATUS_TEST_KEEP") == "1"
 
 # Settings that only Stratus understands; never passed to the reference broker.
-STRATUS_ONLY_SETTINGS = {"wal.flush.interval.ms"}
+STRATUS_ONLY_SETTINGS = {"wal.flush.interval.ms", "sasl.plain.credentials.file", "authentication.timeout.ms"}
 # Settings the reference broker needs to behave like Stratus in tests (ignored for Stratus).
 KAFKA_ONLY_SETTINGS = {
     "log.segment.delete.delay.ms": "0",
@@ -74,9 +74,13 @@ def port_open(port):
 class Broker:
     """One broker process (Stratus or reference Kafka) with its own data dir and port."""
 
-    def __init__(self, settings=None, name="broker", env=None):
+    def __init__(self, settings=None, name="broker", env=None, listeners=None):
+        """`listeners`: extra listeners as {name: security protocol}, each on a free port
+        (`self.ports[name]`) next to the PLAINTEXT one the fixtures use."""
         self.target = TARGET
         self.settings = dict(settings or {})
+        self.listeners = dict(listeners or {})
+        self.ports = {n: free_port() for n in self.listeners}
         self.extra_env = dict(env or {})
         if TARGET == "stratus" and not STRATUS_BIN.exists():
             pytest.fail(f"Stratus binary not found at {STRATUS_BIN} (cargo build, or set STRATUS_BIN)")
@@ -95,17 +99,35 @@ class Broker:
         self._log_checked = 0  # bytes of the log already searched for panics
 
     # -- process control ------------------------------------------------------
+    def listener_settings(self):
+        """listeners, advertised.listeners and the protocol map for the extra listeners."""
+        if not self.listeners:
+            return {}
+        extra = [f"{n}://127.0.0.1:{self.ports[n]}" for n in self.listeners]
+        plain = f"PLAINTEXT://127.0.0.1:{self.port}"
+        protocols = ["PLAINTEXT:PLAINTEXT"] + [f"{n}:{p}" for n, p in self.listeners.items()]
+        if self.target == "kafka":
+            return {
+                "listeners": ",".join([plain, f"CONTROLLER://127.0.0.1:{self.controller_port}"] + extra),
+                "advertised.listeners": ",".join([plain] + extra),
+                "listener.security.protocol.map": ",".join(protocols + ["CONTROLLER:PLAINTEXT"]),
+            }
+        return {"listener.security.protocol.map": ",".join(protocols)}
+
     def command(self):
         if self.target == "stratus":
+            listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"] + [
+                f"{n}://127.0.0.1:{self.ports[n]}" for n in self.listeners]
             cmd = [str(STRATUS_BIN), "--data-dir", str(self.data_dir),
-                   "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}"]
-            for k, v in self.settings.items():
+                   "--listeners", ",".join(listeners)]
+            for k, v in {**self.listener_settings(), **self.settings}.items():
                 cmd += ["--set", f"{k}={v}"]
             return cmd
         cmd = [str(REPO / "scripts" / "run-kafka.sh"), "--foreground",
                "--data-dir", str(self.data_dir), "--port", str(self.port),
                "--controller-port", str(self.controller_port)]
         settings = dict(KAFKA_ONLY_SETTINGS)
+        settings.update(self.listener_settings())
         settings.update({k: v for k, v in self.settings.items() if k not in STRATUS_ONLY_SETTINGS})
         for k, v in settings.items():
             cmd += ["--set", f"{k}={v}"]
@@ -328,8 +350,9 @@ def make_broker(request):
     """Factory for a dedicated broker with its own settings (stopped after the test)."""
     made = []
 
-    def make(settings=None, start=True):
-        b = Broker(settings, name=re.sub(r"\W+", "-", request.node.name)[:40])
+    def make(settings=None, start=True, listeners=None, env=None):
+        b = Broker(settings, name=re.sub(r"\W+", "-", request.node.name)[:40],
+                   listeners=listeners, env=env)
         made.append(b)
         return b.start() if start else b
 

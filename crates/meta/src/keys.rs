@@ -10,8 +10,9 @@
 //! | `brokers/<node>/…` | registration (leased), assignment, drain mark | broker, controller |
 //! | `groups/<shard:02>/<group>` | group state | the shard's coordinator |
 //! | `offsets/<shard:02>/<group>/<topic>` | committed offsets | the shard's coordinator |
+//! | `scram/<user>/<mechanism>` | SCRAM credentials (salt, derived keys) | any broker (AlterUserScramCredentials) |
 //!
-//! Group ids may hold any character: they are escaped (`%` → `%25`, `/` → `%2F`) so that
+//! Group ids and user names may hold any character: they are escaped (`%` → `%25`, `/` → `%2F`) so that
 //! a key names one group and one topic unambiguously.
 
 /// Key of the cluster id.
@@ -199,6 +200,18 @@ pub fn parse_offset_key(key: &str, shard: u32) -> Option<(String, String)> {
     Some((unescape(g), topic.to_string()))
 }
 
+/// Prefix of SCRAM credentials.
+pub const SCRAM: &str = "scram/";
+/// Key of a user's SCRAM credential for one mechanism (`SCRAM-SHA-256`).
+pub fn scram_key(user: &str, mechanism: &str) -> String {
+    format!("{SCRAM}{}/{mechanism}", escape(user))
+}
+/// The (user, mechanism) of a SCRAM credential key.
+pub fn parse_scram_key(key: &str) -> Option<(String, String)> {
+    let (user, mechanism) = key.strip_prefix(SCRAM)?.split_once('/')?;
+    (!mechanism.contains('/')).then(|| (unescape(user), mechanism.to_string()))
+}
+
 fn escape(s: &str) -> String {
     s.replace('%', "%25").replace('/', "%2F")
 }
@@ -230,6 +243,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn scram_keys_round_trip(user in "\\PC{0,20}") {
+            prop_assert_eq!(
+                parse_scram_key(&scram_key(&user, "SCRAM-SHA-512")),
+                Some((user, "SCRAM-SHA-512".to_string()))
+            );
+        }
+
         #[test]
         fn group_and_offset_keys_round_trip(group in "\\PC{0,20}", topic in "[a-zA-Z0-9._-]{1,20}") {
             let shard = shard_of(&group);

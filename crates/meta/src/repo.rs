@@ -65,6 +65,20 @@ pub struct TopicRecord {
     pub configs: BTreeMap<String, String>,
 }
 
+/// A user's SCRAM credential for one mechanism (the mechanism is in its key): what the
+/// server needs to check a login, never the password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScramRecord {
+    /// Random salt.
+    pub salt: Vec<u8>,
+    /// `H(ClientKey)`.
+    pub stored_key: Vec<u8>,
+    /// `HMAC(SaltedPassword, "Server Key")`.
+    pub server_key: Vec<u8>,
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+}
+
 /// A sealed segment object.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SegmentRef {

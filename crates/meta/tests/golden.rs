@@ -189,3 +189,16 @@ fn a_record_from_a_newer_version_is_refused_as_corrupt_not_misread() {
         "{garbage}"
     );
 }
+
+#[test]
+fn scram_record() {
+    check(
+        "scram",
+        ScramRecord {
+            salt: vec![1, 2, 3, 4],
+            stored_key: vec![5; 32],
+            server_key: vec![6; 32],
+            iterations: 4096,
+        },
+    );
+}

@@ -10,6 +10,9 @@
 //
 //	groupconsumer -brokers HOST:PORT -topic T -produce N
 //
+// Either mode takes TLS and SASL flags (security.go): -tls-ca, -tls-cert, -tls-key, -sasl,
+// -user, -password.
+//
 // Produces N records "franz-<i>" (key "k<i>") with franz-go's defaults (idempotent, acks=all)
 // and prints "PRODUCED <n>" once every one is acknowledged.
 package main
@@ -37,7 +40,7 @@ func main() {
 		os.Exit(produceRecords(*brokers, *topic, *produce, *timeout))
 	}
 
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(*brokers),
 		kgo.ConsumerGroup(*group),
 		kgo.ConsumeTopics(*topic),
@@ -46,7 +49,7 @@ func main() {
 		kgo.SessionTimeout(6*time.Second),
 		kgo.HeartbeatInterval(1*time.Second),
 		kgo.FetchMaxWait(500*time.Millisecond),
-	)
+	}, securityOpts()...)...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ERR client:", err)
 		os.Exit(2)
@@ -96,7 +99,8 @@ func main() {
 }
 
 func produceRecords(brokers, topic string, n, timeoutMs int) int {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic(topic))
+	opts := append([]kgo.Opt{kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic(topic)}, securityOpts()...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ERR client:", err)
 		return 2

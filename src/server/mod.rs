@@ -5,24 +5,33 @@
 //! Produce requests are appended at once, in arrival order, and their responses wait for
 //! durability; a writer task sends responses strictly in request order, so several
 //! produce requests of one connection share a WAL flush.
+//!
+//! A listener's security (`auth`) wraps this: a TLS handshake first on SSL listeners (the
+//! client certificate gives the principal), and on SASL listeners the connection's gate
+//! lets nothing but authentication through until the client has authenticated.
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::auth::ListenerSecurity;
 use crate::broker::Broker;
 use crate::config::Settings;
 use crate::handlers::{self, Principal, ResponseFuture, Session};
 use crate::supervisor::panic_message;
+
+mod gate;
+use gate::{Gate, Verdict};
 
 /// Requests of one connection being processed or awaiting their turn to respond.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
@@ -88,6 +97,7 @@ pub async fn serve(
     let limit = Arc::new(Semaphore::new(
         broker.settings.server.max_connections.max(1),
     ));
+    let security = broker.security.listeners[index].clone();
     loop {
         let permit = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -106,18 +116,12 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let broker = broker.clone();
         let cancel = cancel.clone();
-        // Every listener is PLAINTEXT for now; TLS and SASL (issue 11) set the principal
-        // when the connection authenticates.
-        let session = Session {
-            listener: index,
-            peer,
-            principal: Principal::Anonymous,
-        };
+        let security = security.clone();
         tracker.spawn(async move {
             // A panic here is a bug (input must never cause one): the binary aborts on it
             // (main.rs); embedded, the supervisor stops the broker all the same.
             let tasks = broker.supervisor.clone();
-            let served = AssertUnwindSafe(connection(broker, session, socket, peer, cancel))
+            let served = AssertUnwindSafe(accept(broker, security, index, socket, peer, cancel))
                 .catch_unwind()
                 .await;
             if let Err(panic) = served {
@@ -131,14 +135,76 @@ pub async fn serve(
     }
 }
 
-async fn connection(
+/// Sets a new connection up as its listener's security asks (TLS handshake, principal of
+/// a client certificate), then serves it.
+async fn accept(
     broker: Arc<Broker>,
-    session: Session,
+    security: Arc<ListenerSecurity>,
+    index: usize,
     socket: TcpStream,
     peer: SocketAddr,
     cancel: CancellationToken,
 ) {
-    let (mut rd, wr) = socket.into_split();
+    let mut session = Session {
+        listener: index,
+        peer,
+        principal: Principal::Anonymous,
+    };
+    let Some(tls) = &security.tls else {
+        let (rd, wr) = socket.into_split();
+        return connection(broker, security, session, rd, wr, cancel).await;
+    };
+    let handshake = tokio::time::timeout(security.auth_timeout, tls.acceptor().accept(socket));
+    let stream = tokio::select! {
+        _ = cancel.cancelled() => return,
+        r = handshake => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                info!(%peer, listener = %security.name, error = %e, "TLS handshake failed; connection closed");
+                return;
+            }
+            Err(_) => {
+                info!(%peer, listener = %security.name, "no TLS handshake within authentication.timeout.ms; connection closed");
+                return;
+            }
+        },
+    };
+    if security.sasl.is_none() {
+        if let Some(cert) = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
+            let name = stratus_auth::principal::subject_dn(cert)
+                .and_then(|dn| security.principal_rules.apply(&dn));
+            match name {
+                Ok(name) => session.principal = Principal::User(Arc::from(name.as_str())),
+                Err(e) => {
+                    info!(%peer, listener = %security.name, error = %e, "no principal for the client certificate; connection closed");
+                    return;
+                }
+            }
+        }
+    }
+    let (rd, wr) = tokio::io::split(stream);
+    connection(broker, security, session, rd, wr, cancel).await
+}
+
+async fn connection<R, W>(
+    broker: Arc<Broker>,
+    security: Arc<ListenerSecurity>,
+    mut session: Session,
+    mut rd: R,
+    wr: W,
+    cancel: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = session.peer;
+    let mut gate = Gate::new(&security, &broker.security.scram);
+    let auth_deadline = Instant::now() + security.auth_timeout;
     let (tx, mut rx) = mpsc::channel::<ResponseFuture>(MAX_IN_FLIGHT_PER_CONNECTION);
     let writer = tokio::spawn(async move {
         let mut wr = BufWriter::new(wr);
@@ -159,10 +225,16 @@ async fn connection(
         }
         let _ = wr.flush().await;
     });
-    let max = broker.settings.server.socket_request_max_bytes;
+    let max_request = broker.settings.server.socket_request_max_bytes;
     loop {
+        let max = gate.max_frame(max_request);
+        let unauthenticated = !gate.authenticated();
         let frame = tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(auth_deadline.into()), if unauthenticated => {
+                info!(%peer, listener = %security.name, "not authenticated within authentication.timeout.ms; connection closed");
+                break;
+            }
             f = read_frame(&mut rd, max, &broker.request_memory, broker.settings.server.request_memory_bytes()) => f,
         };
         let (frame, permit) = match frame {
@@ -177,6 +249,22 @@ async fn connection(
                 break;
             }
         };
+        match gate.check(&frame, &mut session.principal).await {
+            Verdict::Pass => {}
+            Verdict::Answer(out) => {
+                if tx.send(ready(Some(out), permit)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Verdict::Close(out, why) => {
+                info!(%peer, listener = %security.name, principal = %session.principal, reason = %why, "closing connection");
+                if let Some(out) = out {
+                    let _ = tx.send(ready(Some(out), permit)).await;
+                }
+                break;
+            }
+        }
         match handlers::dispatch(&broker, session.clone(), frame).await {
             Ok(fut) => {
                 // The request's bytes count against queued.max.request.bytes until it is
@@ -199,6 +287,14 @@ async fn connection(
     drop(tx);
     let _ = writer.await;
     debug!(%peer, "connection closed");
+}
+
+/// A response that is ready now; the request's memory is released once it is sent.
+fn ready(out: Option<Bytes>, permit: OwnedSemaphorePermit) -> ResponseFuture {
+    Box::pin(async move {
+        drop(permit);
+        out
+    })
 }
 
 /// Reads one frame; `None` on a clean end of stream. The frame's size is taken from
