@@ -85,6 +85,7 @@ async fn serve_on(
     let server::Bound {
         kafka: listeners,
         admin,
+        limits,
     } = listeners;
     let admin = match admin {
         Some(l) => {
@@ -142,7 +143,14 @@ async fn serve_on(
         servers.push(tasks.spawn(
             "listener",
             cancel.clone(),
-            server::serve(broker.clone(), l, i, cancel.clone(), connections.clone()),
+            server::serve(
+                broker.clone(),
+                l,
+                i,
+                limits.clone(),
+                cancel.clone(),
+                connections.clone(),
+            ),
         ));
     }
     let failure = tokio::select! {

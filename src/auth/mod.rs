@@ -61,6 +61,8 @@ pub struct ListenerSecurity {
     pub auth_timeout: Duration,
     /// Largest frame before authentication (`sasl.server.max.receive.size`).
     pub max_receive_before_auth: usize,
+    /// `connection.failed.authentication.delay.ms`.
+    pub failed_login_delay_ms: u64,
 }
 
 /// A listener's TLS configuration, rebuilt when the files it came from change.
@@ -160,6 +162,7 @@ impl Security {
                     .map_err(|e| what(format!("ssl.principal.mapping.rules: {e}")))?,
                 auth_timeout: Duration::from_millis(s.authentication_timeout_ms),
                 max_receive_before_auth: s.sasl_server_max_receive_size,
+                failed_login_delay_ms: s.connection_failed_authentication_delay_ms,
             }));
         }
         Ok(listeners)

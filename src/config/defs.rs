@@ -102,6 +102,12 @@ settings! {
         queued_max_request_bytes: u64 = ("queued.max.request.bytes", "536870912", Long(1, LONG)),
         #[doc = "Connections accepted at once; more wait in the accept queue."]
         max_connections: usize = ("max.connections", "10000", Int(1, INT)),
+        #[doc = "Connections from one client address; more are closed as soon as they are accepted."]
+        max_connections_per_ip: usize = ("max.connections.per.ip", "2147483647", Int(0, INT)),
+        #[doc = "Per-address exceptions to max.connections.per.ip: host:count,host:count (host names are resolved at startup)."]
+        max_connections_per_ip_overrides: String = ("max.connections.per.ip.overrides", "", Text),
+        #[doc = "A connection with no request for this long and none in flight is closed."]
+        connections_max_idle_ms: u64 = ("connections.max.idle.ms", "600000", Long(1, LONG)),
         #[doc = "Upper bound on a Fetch's max_wait_ms."]
         fetch_max_wait_cap_ms: u64 = ("fetch.max.wait.cap.ms", "30000", Long(0, LONG)),
     }
@@ -147,6 +153,8 @@ settings! {
         sasl_server_max_receive_size: usize = ("sasl.server.max.receive.size", "524288", Int(1, INT)),
         #[doc = "Lifetime of a SASL session (KIP-368): the client re-authenticates on the same connection before it ends, or the connection is closed at its next request. 0: no limit."]
         connections_max_reauth_ms: i64 = ("connections.max.reauth.ms", "0", Long(0, LONG)),
+        #[doc = "A failed SASL authentication is answered (and its connection closed) this much later, which slows password guessing."]
+        connection_failed_authentication_delay_ms: u64 = ("connection.failed.authentication.delay.ms", "100", Long(0, LONG)),
         #[doc = "Longest time a new connection may take for its TLS handshake and SASL authentication."]
         authentication_timeout_ms: u64 = ("authentication.timeout.ms", "10000", Long(1, LONG)),
     }

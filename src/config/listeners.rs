@@ -68,6 +68,7 @@ pub fn per_listener(name: &str) -> bool {
         || name.starts_with("sasl.")
         || name == "connections.max.reauth.ms"
         || name == "authentication.timeout.ms"
+        || name == "connection.failed.authentication.delay.ms"
 }
 
 /// The mechanisms a `listener.name.<l>.<mechanism>.sasl.jaas.config` may name.

@@ -30,6 +30,8 @@ pub enum Verdict {
     Answer(Bytes),
     /// Send this frame, if any, and close the connection for the reason given.
     Close(Option<Bytes>, String),
+    /// A failed login: like `Close`, after `connection.failed.authentication.delay.ms`.
+    Refuse(Option<Bytes>, String),
 }
 
 /// One connection's gate.
@@ -89,7 +91,7 @@ impl Gate {
                     self.succeeded(principal, user);
                     Verdict::Answer(Bytes::from(token))
                 }
-                Err(e) => Verdict::Close(None, failure(ex, &e)),
+                Err(e) => Verdict::Refuse(None, failure(ex, &e)),
             };
         }
         match api_key(frame) {
@@ -164,7 +166,7 @@ impl Gate {
         let v = header.request_api_version;
         let reauth_ms = ex.reauth_ms();
         let mut resp = SaslAuthenticateResponse::default();
-        let mut close = None;
+        let mut refuse = None;
         match ex.step(&req.auth_bytes).await {
             Ok(Step::Challenge(t)) => resp.auth_bytes = Bytes::from(t),
             Ok(Step::Done { token, user }) => {
@@ -177,7 +179,7 @@ impl Gate {
             Err(e) => {
                 resp.error_code = Code::SaslAuthenticationFailed.code();
                 resp.error_message = Some(StrBytes::from_string(e.to_string()));
-                close = Some(failure(ex, &e));
+                refuse = Some(failure(ex, &e));
             }
         }
         let out = handlers::encode(
@@ -186,9 +188,9 @@ impl Gate {
             header.correlation_id,
             &ResponseKind::SaslAuthenticate(resp),
         );
-        match (close, out) {
+        match (refuse, out) {
             (None, Some(out)) => Verdict::Answer(out),
-            (Some(why), out) => Verdict::Close(out, why),
+            (Some(why), out) => Verdict::Refuse(out, why),
             (None, None) => Verdict::Close(None, "SaslAuthenticate response not encodable".into()),
         }
     }

@@ -12,12 +12,13 @@
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -30,8 +31,12 @@ use crate::config::Settings;
 use crate::handlers::{self, Principal, ResponseFuture, Session};
 use crate::supervisor::panic_message;
 
+mod frames;
 mod gate;
+mod limits;
+use frames::{FrameReader, Limit};
 use gate::{Gate, Verdict};
+pub use limits::ConnectionLimits;
 
 /// Requests of one connection being processed or awaiting their turn to respond.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
@@ -57,7 +62,16 @@ pub async fn bind(settings: &Settings) -> anyhow::Result<Bound> {
         }
         None => None,
     };
-    Ok(Bound { kafka, admin })
+    let limits = ConnectionLimits::new(
+        settings.server.max_connections_per_ip,
+        &settings.server.max_connections_per_ip_overrides,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Bound {
+        kafka,
+        admin,
+        limits: Arc::new(limits),
+    })
 }
 
 /// The bound sockets: Kafka listeners in the order of `listeners`, and the admin API's.
@@ -66,6 +80,8 @@ pub struct Bound {
     pub kafka: Vec<TcpListener>,
     /// The admin API's, if `admin.listener` is set.
     pub admin: Option<TcpListener>,
+    /// Connections per client address, over every listener.
+    pub limits: Arc<ConnectionLimits>,
 }
 
 fn bind_error(what: &str, setting: &str, e: &std::io::Error) -> anyhow::Error {
@@ -91,6 +107,7 @@ pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
     index: usize,
+    limits: Arc<ConnectionLimits>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -113,6 +130,13 @@ pub async fn serve(
                 }
             },
         };
+        let admitted = match limits.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(limit) => {
+                info!(%peer, limit, "too many connections from this address (max.connections.per.ip); closed");
+                continue;
+            }
+        };
         let _ = socket.set_nodelay(true);
         let broker = broker.clone();
         let cancel = cancel.clone();
@@ -131,6 +155,7 @@ pub async fn serve(
                 );
             }
             drop(permit);
+            drop(admitted);
         });
     }
 }
@@ -205,11 +230,18 @@ async fn connection<R, W>(
     let peer = session.peer;
     let mut gate = Gate::new(&security, &broker.security.scram);
     let auth_deadline = Instant::now() + security.auth_timeout;
+    let idle = Duration::from_millis(broker.settings.server.connections_max_idle_ms);
+    let mut last_request = Instant::now();
+    // Requests read and not yet answered (or dropped, for acks=0).
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let (tx, mut rx) = mpsc::channel::<ResponseFuture>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let answered = in_flight.clone();
     let writer = tokio::spawn(async move {
         let mut wr = BufWriter::new(wr);
         while let Some(fut) = rx.recv().await {
-            let Some(resp) = fut.await else { continue };
+            let resp = fut.await;
+            answered.fetch_sub(1, Ordering::Relaxed);
+            let Some(resp) = resp else { continue };
             let ok = async {
                 wr.write_all(&(resp.len() as u32).to_be_bytes()).await?;
                 wr.write_all(&resp).await?;
@@ -226,16 +258,36 @@ async fn connection<R, W>(
         let _ = wr.flush().await;
     });
     let max_request = broker.settings.server.socket_request_max_bytes;
+    let mut frames = FrameReader::default();
     loop {
-        let max = gate.max_frame(max_request);
         let unauthenticated = !gate.authenticated();
+        let limit = if unauthenticated {
+            Limit {
+                max: gate.max_frame(max_request),
+                setting: "sasl.server.max.receive.size",
+            }
+        } else {
+            Limit {
+                max: max_request,
+                setting: "socket.request.max.bytes",
+            }
+        };
         let frame = tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep_until(auth_deadline.into()), if unauthenticated => {
                 info!(%peer, listener = %security.name, "not authenticated within authentication.timeout.ms; connection closed");
                 break;
             }
-            f = read_frame(&mut rd, max, &broker.request_memory, broker.settings.server.request_memory_bytes()) => f,
+            _ = tokio::time::sleep_until((last_request + idle).into()) => {
+                if in_flight.load(Ordering::Relaxed) == 0 {
+                    debug!(%peer, listener = %security.name, "idle for connections.max.idle.ms; connection closed");
+                    break;
+                }
+                // Requests in flight (a long poll): not idle; the frame read goes on.
+                last_request = Instant::now();
+                continue;
+            }
+            f = frames.next(&mut rd, limit, &broker.request_memory, broker.settings.server.request_memory_bytes()) => f,
         };
         let (frame, permit) = match frame {
             Ok(Some(f)) => f,
@@ -249,6 +301,8 @@ async fn connection<R, W>(
                 break;
             }
         };
+        last_request = Instant::now();
+        in_flight.fetch_add(1, Ordering::Relaxed);
         match gate.check(&frame, &mut session.principal).await {
             Verdict::Pass => {}
             Verdict::Answer(out) => {
@@ -259,6 +313,19 @@ async fn connection<R, W>(
             }
             Verdict::Close(out, why) => {
                 info!(%peer, listener = %security.name, principal = %session.principal, reason = %why, "closing connection");
+                if let Some(out) = out {
+                    let _ = tx.send(ready(Some(out), permit)).await;
+                }
+                break;
+            }
+            Verdict::Refuse(out, why) => {
+                info!(%peer, listener = %security.name, reason = %why, "closing connection");
+                // As Kafka: the answer to a failed login comes late, to slow guessing.
+                let delay = Duration::from_millis(security.failed_login_delay_ms);
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
                 if let Some(out) = out {
                     let _ = tx.send(ready(Some(out), permit)).await;
                 }
@@ -295,38 +362,6 @@ fn ready(out: Option<Bytes>, permit: OwnedSemaphorePermit) -> ResponseFuture {
         drop(permit);
         out
     })
-}
-
-/// Reads one frame; `None` on a clean end of stream. The frame's size is taken from
-/// `memory` before its body is read, so buffered requests are bounded broker-wide.
-async fn read_frame(
-    rd: &mut (impl AsyncReadExt + Unpin),
-    max: usize,
-    memory: &Arc<Semaphore>,
-    memory_total: usize,
-) -> std::io::Result<Option<(Bytes, OwnedSemaphorePermit)>> {
-    let mut len = [0u8; 4];
-    match rd.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = i32::from_be_bytes(len);
-    if len < 0 || len as usize > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("request of {len} bytes is larger than socket.request.max.bytes ({max})"),
-        ));
-    }
-    let permits = (len as usize).clamp(1, memory_total) as u32;
-    let permit = memory
-        .clone()
-        .acquire_many_owned(permits)
-        .await
-        .map_err(|_| std::io::Error::other("broker shutting down"))?;
-    let mut buf = BytesMut::zeroed(len as usize);
-    rd.read_exact(&mut buf).await?;
-    Ok(Some((buf.freeze(), permit)))
 }
 
 /// A client that closed or reset its connection: routine, not worth a warning.

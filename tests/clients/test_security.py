@@ -439,3 +439,36 @@ def test_a_listener_that_cannot_do_tls_stops_the_broker_before_it_binds(tmp_path
         assert s in err, f"{s!r} not in: {err}"
     assert not (tmp_path / "data").exists(), "the broker touched its data dir"
     assert not port_open(port)
+
+
+def tls_socket(port, pki):
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def closed_after(s, data):
+    """Sends `data` on a TLS socket; True if the broker closed it without an answer."""
+    try:
+        s.sendall(data)
+        return s.recv(4096) == b""
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+        return True
+    finally:
+        s.close()
+
+
+def test_bad_frames_on_a_tls_listener_close_only_their_connection(secure, pki):
+    port = secure.ports["SSL"]
+    # Larger than socket.request.max.bytes (100 MiB): refused from the size alone.
+    assert closed_after(tls_socket(port, pki), struct.pack(">i", 200 << 20) + b"\0" * 64)
+    # A Metadata request whose body does not decode.
+    body = struct.pack(">hhi", 3, 9, 1) + b"\xff\xff\x7f"
+    assert closed_after(tls_socket(port, pki), struct.pack(">i", len(body)) + body)
+    # An API key no broker has.
+    body = struct.pack(">hhi", 0x7f00, 0, 1)
+    assert closed_after(tls_socket(port, pki), struct.pack(">i", len(body)) + body)
+    # A negative size.
+    assert closed_after(tls_socket(port, pki), b"\xff\xff\xff\xfe" + bytes(range(256)))
+    got = round_trip_records(secure, addr(secure, "SSL"), tls_conf(pki), n=5)
+    assert got == [f"v{i}" for i in range(5)]
