@@ -53,6 +53,7 @@ pub async fn run(
     // TLS and SASL settings first (a missing certificate file), then the listeners (a
     // taken port): either stops the broker before it touches the stores.
     auth::Security::check(&settings)?;
+    cluster::admin::AdminSecurity::from_settings(&settings.server)?;
     let listeners = server::bind(&settings).await?;
     // A broker of a cluster waits for its stores: a shutdown meanwhile stops it.
     let broker = tokio::select! {

@@ -34,9 +34,8 @@ struct Cli {
 enum Command {
     /// Administers a running cluster through a broker's admin API (admin.listener).
     Admin {
-        /// HOST:PORT of any broker's admin listener.
-        #[arg(long, default_value = "127.0.0.1:9644", env = "STRATUS_ADMIN")]
-        server: String,
+        #[command(flatten)]
+        connect: stratus::cluster::cli::Connect,
         #[command(subcommand)]
         command: stratus::cluster::cli::AdminCommand,
     },
@@ -65,8 +64,8 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 
 fn main() {
     let mut cli = Cli::parse();
-    if let Some(Command::Admin { server, command }) = cli.command.take() {
-        std::process::exit(admin(&server, command));
+    if let Some(Command::Admin { connect, command }) = cli.command.take() {
+        std::process::exit(admin(&connect, command));
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -139,7 +138,10 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn admin(server: &str, command: stratus::cluster::cli::AdminCommand) -> i32 {
+fn admin(
+    connect: &stratus::cluster::cli::Connect,
+    command: stratus::cluster::cli::AdminCommand,
+) -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -150,7 +152,7 @@ fn admin(server: &str, command: stratus::cluster::cli::AdminCommand) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(stratus::cluster::cli::run(server, command)) {
+    match runtime.block_on(stratus::cluster::cli::run(connect, command)) {
         Ok(out) => {
             print!("{out}");
             0

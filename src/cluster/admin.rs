@@ -1,6 +1,10 @@
 //! The gRPC admin API (`proto/admin.proto`), served by every broker on `admin.listener`.
 //! Every call works on any broker: reads come from the metadata store, and changes are
 //! metadata transactions that compare what they read (see [`super::controller::apply`]).
+//!
+//! Locked down by [`AdminSecurity`]: TLS (`admin.ssl.keystore.location`), client
+//! certificates (`admin.ssl.truststore.location`) and a bearer token (`admin.token.file`);
+//! an admin listener other machines can reach must have TLS and one of the two.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +23,94 @@ use stratus_proto as pb;
 
 use pb::admin_server::{Admin, AdminServer};
 use pb::*;
+
+/// How the admin API is protected.
+pub struct AdminSecurity {
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    token: Option<String>,
+}
+
+impl AdminSecurity {
+    /// From the settings; refuses an admin listener that other machines can reach without
+    /// TLS and client certificates or a token. The error names the setting to set.
+    pub fn from_settings(s: &crate::config::Server) -> anyhow::Result<Self> {
+        let read = |setting: &str, path: &str| {
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("{setting} {path}: {e}"))
+        };
+        let tls = if s.admin_ssl_keystore_location.is_empty() {
+            None
+        } else {
+            let pem = read(
+                "admin.ssl.keystore.location",
+                &s.admin_ssl_keystore_location,
+            )?;
+            let mut cfg = tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(&pem, &pem));
+            if !s.admin_ssl_truststore_location.is_empty() {
+                let ca = read(
+                    "admin.ssl.truststore.location",
+                    &s.admin_ssl_truststore_location,
+                )?;
+                cfg = cfg.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            }
+            Some(cfg)
+        };
+        let token = if s.admin_token_file.is_empty() {
+            None
+        } else {
+            let t = String::from_utf8(read("admin.token.file", &s.admin_token_file)?).map_err(
+                |_| anyhow::anyhow!("admin.token.file {}: not text", s.admin_token_file),
+            )?;
+            let t = t.trim().to_string();
+            if t.is_empty() {
+                anyhow::bail!("admin.token.file {}: the file is empty", s.admin_token_file);
+            }
+            Some(t)
+        };
+        if let Some(addr) = &s.admin_listener {
+            let authenticated = !s.admin_ssl_truststore_location.is_empty() || token.is_some();
+            if !is_loopback(addr) && (tls.is_none() || !authenticated) {
+                anyhow::bail!(
+                    "admin.listener {addr} can be reached from other machines: set \
+                     admin.ssl.keystore.location and admin.ssl.truststore.location (client \
+                     certificates) or admin.token.file, or bind it to 127.0.0.1"
+                );
+            }
+        }
+        Ok(AdminSecurity { tls, token })
+    }
+}
+
+/// Whether `HOST:PORT` names a loopback address.
+fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks the bearer token of a call (in constant time).
+#[allow(clippy::result_large_err)] // tonic's interceptor signature
+fn check_token(token: &Option<String>, req: Request<()>) -> Result<Request<()>, Status> {
+    let Some(want) = token else {
+        return Ok(req);
+    };
+    let given = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if stratus_auth::scram::constant_time_eq(given.as_bytes(), want.as_bytes()) {
+        Ok(req)
+    } else {
+        Err(Status::unauthenticated(
+            "the admin API needs its token (stratus admin --token-file)",
+        ))
+    }
+}
 
 /// The service.
 pub struct AdminService {
@@ -260,9 +352,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    let security = AdminSecurity::from_settings(&broker.settings.server)?;
     let incoming = tokio_stream_from(listener);
-    tonic::transport::Server::builder()
-        .add_service(AdminServer::new(AdminService { broker }))
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = security.tls {
+        server = server.tls_config(tls)?;
+    }
+    let token = security.token;
+    let service =
+        AdminServer::with_interceptor(AdminService { broker }, move |req| check_token(&token, req));
+    server
+        .add_service(service)
         .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
         .await?;
     Ok(())

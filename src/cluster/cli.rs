@@ -49,16 +49,110 @@ fn status(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", s.message())
 }
 
-/// Runs one admin command against `server` (HOST:PORT of a broker's `admin.listener`).
-pub async fn run(server: &str, cmd: AdminCommand) -> anyhow::Result<String> {
-    let url = if server.contains("://") {
-        server.to_string()
-    } else {
-        format!("http://{server}")
-    };
-    let mut c = AdminClient::connect(url)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the admin API at {server}: {e}"))?;
+/// How to reach the admin API: its address, and the TLS files and token it asks for.
+#[derive(clap::Args, Debug, Default)]
+pub struct Connect {
+    /// HOST:PORT of any broker's admin listener.
+    #[arg(long, default_value = "127.0.0.1:9644", env = "STRATUS_ADMIN")]
+    pub server: String,
+    /// CA certificate(s) (PEM) of the admin API's TLS certificate: connect with TLS.
+    #[arg(long, env = "STRATUS_ADMIN_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), for an admin API that asks for one.
+    #[arg(long, env = "STRATUS_ADMIN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, env = "STRATUS_ADMIN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Name the admin API's certificate must carry (default: the host of --server).
+    #[arg(long)]
+    pub tls_server_name: Option<String>,
+    /// File holding the admin API's bearer token.
+    #[arg(long, env = "STRATUS_ADMIN_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl Connect {
+    async fn client(
+        &self,
+    ) -> anyhow::Result<
+        AdminClient<
+            tonic::service::interceptor::InterceptedService<
+                tonic::transport::Channel,
+                impl tonic::service::Interceptor,
+            >,
+        >,
+    > {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let server = &self.server;
+        let read = |what: &str, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("{what} {}: {e}", p.display()))
+        };
+        let scheme = if self.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let url = if server.contains("://") {
+            server.clone()
+        } else {
+            format!("{scheme}://{server}")
+        };
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| anyhow::anyhow!("--server {server}: {e}"))?;
+        if let Some(ca) = &self.tls_ca {
+            let host = server
+                .rsplit_once(':')
+                .map_or(server.as_str(), |(h, _)| h)
+                .trim_start_matches("https://")
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let mut tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read("--tls-ca", ca)?))
+                .domain_name(self.tls_server_name.clone().unwrap_or(host));
+            if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+                tls = tls.identity(Identity::from_pem(
+                    read("--tls-cert", cert)?,
+                    read("--tls-key", key)?,
+                ));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| anyhow::anyhow!("TLS for {server}: {e}"))?;
+        }
+        let token = match &self.token_file {
+            Some(p) => {
+                let t = String::from_utf8(read("--token-file", p)?)
+                    .map_err(|_| anyhow::anyhow!("--token-file {}: not text", p.display()))?;
+                let value = format!("Bearer {}", t.trim());
+                Some(
+                    tonic::metadata::MetadataValue::try_from(value.as_str()).map_err(|_| {
+                        anyhow::anyhow!("--token-file {}: not a token", p.display())
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the admin API at {server}: {e:?}"))?;
+        Ok(AdminClient::with_interceptor(
+            channel,
+            move |mut req: tonic::Request<()>| {
+                if let Some(t) = &token {
+                    req.metadata_mut().insert("authorization", t.clone());
+                }
+                Ok(req)
+            },
+        ))
+    }
+}
+
+/// Runs one admin command against the admin API `connect` names.
+pub async fn run(connect: &Connect, cmd: AdminCommand) -> anyhow::Result<String> {
+    let mut c = connect.client().await?;
     let out = match cmd {
         AdminCommand::Status => {
             let s = c

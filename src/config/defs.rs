@@ -92,6 +92,12 @@ settings! {
         rack: Option<String> = ("broker.rack", "", Text),
         #[doc = "HOST:PORT of the gRPC admin API (stratus admin, the operator). Empty: not served."]
         admin_listener: Option<String> = ("admin.listener", "", Address),
+        #[doc = "PEM file with the admin API's key and certificate chain: the admin API speaks TLS. Needed unless admin.listener is a loopback address."]
+        admin_ssl_keystore_location: String = ("admin.ssl.keystore.location", "", Text),
+        #[doc = "PEM file of the CAs whose client certificates the admin API accepts; set, every caller needs one."]
+        admin_ssl_truststore_location: String = ("admin.ssl.truststore.location", "", Text),
+        #[doc = "File holding a bearer token every admin API call must carry (stratus admin --token-file)."]
+        admin_token_file: String = ("admin.token.file", "", Text),
         #[doc = "KIP-392: a consumer with client.rack is pointed to a broker of its rack, which serves it from the object store. Empty: consumers always read from the owner."]
         replica_selector_class: String = ("replica.selector.class", "org.apache.kafka.common.replica.RackAwareReplicaSelector", Text),
         #[doc = "On SIGTERM, longest wait for the controller to move this broker's partitions away."]
