@@ -291,6 +291,9 @@ fn minimal_request(api: ApiKey) -> RequestKind {
             DescribeUserScramCredentials,
             AlterUserScramCredentials,
             DescribeClientQuotas,
+            CreateAcls,
+            DescribeAcls,
+            DeleteAcls,
         ),
     }
 }

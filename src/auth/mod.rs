@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::config::{SecurityProtocol, Settings};
 
+pub mod acls;
 pub mod sasl;
 pub mod scram_store;
 

@@ -161,6 +161,12 @@ settings! {
         connections_max_reauth_ms: i64 = ("connections.max.reauth.ms", "0", Long(0, LONG)),
         #[doc = "A failed SASL authentication is answered (and its connection closed) this much later, which slows password guessing."]
         connection_failed_authentication_delay_ms: u64 = ("connection.failed.authentication.delay.ms", "100", Long(0, LONG)),
+        #[doc = "Switches authorization by ACLs on: any value does (Kafka's org.apache.kafka.metadata.authorizer.StandardAuthorizer is the usual one). Empty: every client may do everything."]
+        authorizer_class_name: String = ("authorizer.class.name", "", Text),
+        #[doc = "Principals that may do everything, separated by semicolons: User:admin;User:operator."]
+        super_users: String = ("super.users", "", Text),
+        #[doc = "With authorization on, whether a resource that no ACL names is open to everyone."]
+        allow_everyone_if_no_acl_found: bool = ("allow.everyone.if.no.acl.found", "false", Bool),
         #[doc = "Longest time a new connection may take for its TLS handshake and SASL authentication."]
         authentication_timeout_ms: u64 = ("authentication.timeout.ms", "10000", Long(1, LONG)),
     }

@@ -27,6 +27,9 @@ use crate::registry::Registry;
 use crate::topic_config;
 use crate::topics::TopicAdmin;
 use crate::upkeep::Upkeep;
+use stratus_auth::acl::op;
+
+use super::access::Access;
 
 /// What the admin APIs use: the topics and their lifecycle, the routing (live brokers, the
 /// controller, waiting for a take-over), upkeep (DeleteRecords moves the log start and
@@ -46,6 +49,15 @@ pub struct Handles<'a> {
     pub settings: &'a Settings,
     /// The cluster id (DescribeCluster).
     pub cluster_id: &'a str,
+    /// What the client may do.
+    pub access: Access<'a>,
+}
+
+fn denied(what: &str) -> AdminError {
+    AdminError::new(
+        Code::TopicAuthorizationFailed,
+        format!("Authorization failed: {what}"),
+    )
 }
 
 fn text(s: impl Into<String>) -> StrBytes {
@@ -66,7 +78,9 @@ pub async fn create_topics(
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut r = CreatableTopicResult::default().with_name(t.name.clone());
-        let result = if counts.get(&name).copied().unwrap_or(0) > 1 {
+        let result = if !h.access.create_topic(&name) {
+            Err(denied("CREATE on the cluster or the topic is needed"))
+        } else if counts.get(&name).copied().unwrap_or(0) > 1 {
             Err(AdminError::new(
                 Code::InvalidRequest,
                 format!("Create topic request contains duplicate topic {name}"),
@@ -168,6 +182,9 @@ pub async fn delete_topics(
                 };
                 r.error_code = code.code();
             }
+            Some(t) if !h.access.topic(op::DELETE, &t.name) => {
+                r.error_code = Code::TopicAuthorizationFailed.code();
+            }
             Some(t) => {
                 if v >= 6 {
                     r.topic_id = t.id;
@@ -195,6 +212,9 @@ pub async fn create_partitions(
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         let result = match h.registry.topic(t.name.0.as_str()) {
+            _ if !h.access.topic(op::ALTER, t.name.0.as_str()) => {
+                Err(denied("ALTER on the topic is needed"))
+            }
             None => Err(AdminError::new(
                 Code::UnknownTopicOrPartition,
                 format!("The topic '{}' does not exist.", t.name.0),
@@ -229,6 +249,9 @@ pub async fn delete_records(h: &Handles<'_>, req: DeleteRecordsRequest) -> Delet
                 .as_ref()
                 .and_then(|tp| tp.partitions.get(usize::try_from(dp.partition_index).ok()?));
             match p {
+                _ if !h.access.topic(op::DELETE, t.name.0.as_str()) => {
+                    r.error_code = Code::TopicAuthorizationFailed.code()
+                }
                 None => r.error_code = Code::UnknownTopicOrPartition.code(),
                 Some(p) => {
                     h.routing.await_ownership(p, deadline).await;
@@ -253,12 +276,14 @@ pub async fn init_producer_id(
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if req
-        .transactional_id
-        .as_ref()
-        .is_some_and(|t| !t.0.is_empty())
-    {
+    if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+        if !h.access.transactional_id(op::WRITE, id.0.as_str()) {
+            return resp.with_error_code(Code::TransactionalIdAuthorizationFailed.code());
+        }
         return resp.with_error_code(Code::UnsupportedVersion.code());
+    }
+    if !h.access.idempotent_write() {
+        return resp.with_error_code(Code::ClusterAuthorizationFailed.code());
     }
     // KIP-360: a known producer may bump its epoch instead of taking a new id.
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
@@ -308,6 +333,10 @@ pub fn describe_log_dirs(
             .map(|t| (t.topic.0.to_string(), t.partitions))
             .collect()
     });
+    if !h.access.cluster(op::DESCRIBE) {
+        return DescribeLogDirsResponse::default()
+            .with_error_code(Code::ClusterAuthorizationFailed.code());
+    }
     let mut result =
         DescribeLogDirsResult::default().with_log_dir(text(h.settings.storage.object_store_url()));
     for topic in h.registry.topics() {

@@ -2,6 +2,7 @@
 //! view of the broker's settings).
 
 use std::collections::BTreeMap;
+use stratus_auth::acl::op;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
@@ -47,6 +48,8 @@ pub struct Handles<'a> {
     pub topics: &'a TopicAdmin,
     /// The broker's settings.
     pub settings: &'a Settings,
+    /// What the client may do (DESCRIBE_CONFIGS / ALTER_CONFIGS on topics and the cluster).
+    pub access: super::access::Access<'a>,
 }
 
 /// DescribeConfigs.
@@ -61,6 +64,24 @@ pub fn describe(h: &Handles<'_>, req: DescribeConfigsRequest, v: i16) -> Describ
         let mut out = DescribeConfigsResult::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
+        let allowed = match res.resource_type {
+            TOPIC => h
+                .access
+                .topic(op::DESCRIBE_CONFIGS, res.resource_name.as_str()),
+            BROKER | BROKER_LOGGER => h.access.cluster(op::DESCRIBE_CONFIGS),
+            _ => true,
+        };
+        if !allowed {
+            let code = if res.resource_type == TOPIC {
+                Code::TopicAuthorizationFailed
+            } else {
+                Code::ClusterAuthorizationFailed
+            };
+            out.error_code = code.code();
+            out.error_message = Some(text("Authorization failed."));
+            resp.results.push(out);
+            continue;
+        }
         match res.resource_type {
             TOPIC => match h.registry.topic(res.resource_name.as_str()) {
                 None => {
@@ -181,7 +202,22 @@ pub async fn alter(h: &Handles<'_>, req: AlterConfigsRequest) -> AlterConfigsRes
     for res in req.resources {
         let result = async {
             if res.resource_type != TOPIC {
+                if !h.access.cluster(op::ALTER_CONFIGS) {
+                    return Err(AdminError::new(
+                        Code::ClusterAuthorizationFailed,
+                        "Authorization failed.",
+                    ));
+                }
                 return Err(unsupported_resource(res.resource_type));
+            }
+            if !h
+                .access
+                .topic(op::ALTER_CONFIGS, res.resource_name.as_str())
+            {
+                return Err(AdminError::new(
+                    Code::TopicAuthorizationFailed,
+                    "Authorization failed.",
+                ));
             }
             let topic = h
                 .registry
@@ -222,7 +258,22 @@ pub async fn incremental_alter(
     for res in req.resources {
         let result = async {
             if res.resource_type != TOPIC {
+                if !h.access.cluster(op::ALTER_CONFIGS) {
+                    return Err(AdminError::new(
+                        Code::ClusterAuthorizationFailed,
+                        "Authorization failed.",
+                    ));
+                }
                 return Err(unsupported_resource(res.resource_type));
+            }
+            if !h
+                .access
+                .topic(op::ALTER_CONFIGS, res.resource_name.as_str())
+            {
+                return Err(AdminError::new(
+                    Code::TopicAuthorizationFailed,
+                    "Authorization failed.",
+                ));
             }
             let topic = h
                 .registry

@@ -41,6 +41,8 @@ pub struct Handles<'a> {
     pub max_wait_cap_ms: u64,
     /// This broker's rack.
     pub rack: Option<&'a str>,
+    /// What the client may do (READ on each topic).
+    pub access: super::access::Access<'a>,
 }
 
 /// Handles Fetch.
@@ -99,12 +101,24 @@ async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchRespon
         } else {
             out.topic = t.topic.clone();
         }
+        let allowed = h.access.topic_as_named(
+            stratus_auth::acl::op::READ,
+            t.topic.0.as_str(),
+            topic.as_ref().map(|tp| tp.name.as_ref()),
+            v >= 13,
+        );
         for fp in &t.partitions {
             let mut pd = PartitionData::default()
                 .with_partition_index(fp.partition)
                 .with_high_watermark(-1);
             if v >= 4 {
                 pd.aborted_transactions = read_committed.then(Vec::new);
+            }
+            if !allowed {
+                pd.error_code = Code::TopicAuthorizationFailed.code();
+                error = true;
+                out.partitions.push(pd);
+                continue;
             }
             let Some(p) = lookup::partition(topic.as_ref(), fp.partition) else {
                 let unknown = lookup::unknown_topic(v >= 13 && topic.is_none());

@@ -12,14 +12,15 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError as Code;
+use stratus_auth::acl::op;
 
 use super::groups::{text, Handles};
 use crate::group::offsets::{Change, Committed};
 
 /// A partition and its commit error.
 type PartitionResult = (i32, Option<Code>);
-/// Partition, committed offset, leader epoch, metadata.
-type FetchedOffset = (i32, i64, i32, String);
+/// Partition, committed offset, leader epoch, metadata, error code.
+type FetchedOffset = (i32, i64, i32, String, i16);
 
 /// OffsetCommit.
 pub async fn offset_commit(
@@ -33,18 +34,23 @@ pub async fn offset_commit(
     } else {
         None
     };
-    let allowed = h.groups.check_commit(
-        &group,
-        req.generation_id_or_member_epoch,
-        req.member_id.as_str(),
-        instance.as_deref(),
-    );
+    let allowed = if h.access.group(op::READ, &group) {
+        h.groups.check_commit(
+            &group,
+            req.generation_id_or_member_epoch,
+            req.member_id.as_str(),
+            instance.as_deref(),
+        )
+    } else {
+        Err(Code::GroupAuthorizationFailed)
+    };
     let now = stratus_log::clock::now_ms();
     let max_meta = h.groups.max_metadata();
     let mut changes: Vec<Change> = Vec::new();
     let mut results: Vec<(TopicName, Vec<PartitionResult>)> = Vec::new();
     for t in &req.topics {
         let topic = h.registry.topic(t.name.0.as_str());
+        let topic_allowed = h.access.topic(op::READ, t.name.0.as_str());
         let mut parts = Vec::new();
         for p in &t.partitions {
             let meta = p
@@ -54,6 +60,8 @@ pub async fn offset_commit(
                 .unwrap_or_default();
             let err = if let Err(c) = allowed {
                 Some(c)
+            } else if !topic_allowed {
+                Some(Code::TopicAuthorizationFailed)
             } else if topic.as_ref().is_none_or(|tp| {
                 p.partition_index < 0 || p.partition_index as usize >= tp.partitions.len()
             }) {
@@ -106,7 +114,9 @@ fn fetched(h: &Handles<'_>, group: &str, topic: &str, partition: i32) -> (i64, i
     }
 }
 
-/// The committed offsets of one group: the topics asked for, or every one (`None`).
+/// The committed offsets of one group: the topics asked for (those the client may not
+/// DESCRIBE answered TOPIC_AUTHORIZATION_FAILED), or every one the client may describe
+/// (`None`).
 fn group_offsets(
     h: &Handles<'_>,
     group: &str,
@@ -117,17 +127,28 @@ fn group_offsets(
             .offsets
             .group(group)
             .into_iter()
+            .filter(|(t, _)| h.access.topic(op::DESCRIBE, t))
             .map(|(t, ps)| (t, ps.into_keys().collect()))
             .collect()
     });
     topics
         .into_iter()
         .map(|(t, ps)| {
+            let allowed = h.access.topic(op::DESCRIBE, &t);
             let parts = ps
                 .into_iter()
                 .map(|p| {
+                    if !allowed {
+                        return (
+                            p,
+                            -1,
+                            -1,
+                            String::new(),
+                            Code::TopicAuthorizationFailed.code(),
+                        );
+                    }
                     let (o, e, m) = fetched(h, group, &t, p);
-                    (p, o, e, m)
+                    (p, o, e, m, 0)
                 })
                 .collect();
             (t, parts)
@@ -147,6 +168,11 @@ pub fn offset_fetch(h: &Handles<'_>, req: OffsetFetchRequest, v: i16) -> OffsetF
                         .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
+                if !h.access.group(op::DESCRIBE, g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(Code::GroupAuthorizationFailed.code());
+                }
                 let offsets = group_offsets(h, g.group_id.0.as_str(), topics);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
@@ -158,12 +184,13 @@ pub fn offset_fetch(h: &Handles<'_>, req: OffsetFetchRequest, v: i16) -> OffsetF
                                     .with_name(TopicName(text(t)))
                                     .with_partitions(
                                         ps.into_iter()
-                                            .map(|(p, o, e, m)| {
+                                            .map(|(p, o, e, m, err)| {
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
                                                     .with_committed_offset(o)
                                                     .with_committed_leader_epoch(e)
                                                     .with_metadata(Some(text(m)))
+                                                    .with_error_code(err)
                                             })
                                             .collect(),
                                     )
@@ -179,6 +206,10 @@ pub fn offset_fetch(h: &Handles<'_>, req: OffsetFetchRequest, v: i16) -> OffsetF
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
+    if !h.access.group(op::DESCRIBE, req.group_id.0.as_str()) {
+        return OffsetFetchResponse::default()
+            .with_error_code(Code::GroupAuthorizationFailed.code());
+    }
     let offsets = group_offsets(h, req.group_id.0.as_str(), topics);
     OffsetFetchResponse::default().with_topics(
         offsets
@@ -188,11 +219,12 @@ pub fn offset_fetch(h: &Handles<'_>, req: OffsetFetchRequest, v: i16) -> OffsetF
                     .with_name(TopicName(text(t)))
                     .with_partitions(
                         ps.into_iter()
-                            .map(|(p, o, e, m)| {
+                            .map(|(p, o, e, m, err)| {
                                 let mut r = OffsetFetchResponsePartition::default()
                                     .with_partition_index(p)
                                     .with_committed_offset(o)
-                                    .with_metadata(Some(text(m)));
+                                    .with_metadata(Some(text(m)))
+                                    .with_error_code(err);
                                 if v >= 5 {
                                     r.committed_leader_epoch = e;
                                 }
@@ -208,6 +240,10 @@ pub fn offset_fetch(h: &Handles<'_>, req: OffsetFetchRequest, v: i16) -> OffsetF
 /// OffsetDelete: not for topics an active group consumes.
 pub async fn offset_delete(h: &Handles<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
+    if !h.access.group(op::DELETE, &group) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(Code::GroupAuthorizationFailed.code());
+    }
     if h.groups.describe(&group).is_none() {
         return OffsetDeleteResponse::default().with_error_code(Code::GroupIdNotFound.code());
     }
@@ -216,8 +252,11 @@ pub async fn offset_delete(h: &Handles<'_>, req: OffsetDeleteRequest) -> OffsetD
     let mut resp = OffsetDeleteResponse::default();
     for t in &req.topics {
         let mut out = OffsetDeleteResponseTopic::default().with_name(t.name.clone());
+        let topic_allowed = h.access.topic(op::READ, t.name.0.as_str());
         for p in &t.partitions {
-            let err = if active {
+            let err = if !topic_allowed {
+                Some(Code::TopicAuthorizationFailed)
+            } else if active {
                 Some(Code::GroupSubscribedToTopic)
             } else {
                 changes.push((group.clone(), t.name.0.to_string(), p.partition_index, None));

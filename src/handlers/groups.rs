@@ -4,6 +4,7 @@
 //! `group_offsets`.
 
 use std::time::Duration;
+use stratus_auth::acl::op;
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
@@ -35,6 +36,8 @@ pub struct Handles<'a> {
     pub routing: &'a Routing,
     /// This broker.
     pub node_id: i32,
+    /// What the client may do (on groups, and DESCRIBE on the cluster for ListGroups).
+    pub access: super::access::Access<'a>,
 }
 
 /// The live coordinator of a group shard.
@@ -62,6 +65,12 @@ pub fn find_coordinator(
     let locate = |key: &str| -> Result<(i32, String, i32), Code> {
         if bad_type {
             return Err(Code::InvalidRequest);
+        }
+        if req.key_type == 0 && !h.access.group(op::DESCRIBE, key) {
+            return Err(Code::GroupAuthorizationFailed);
+        }
+        if req.key_type == 1 && !h.access.transactional_id(op::DESCRIBE, key) {
+            return Err(Code::TransactionalIdAuthorizationFailed);
         }
         let node = if req.key_type == 0 {
             coordinator_of(h, crate::group::shard_of(key)).ok_or(Code::CoordinatorNotAvailable)?
@@ -266,10 +275,13 @@ pub fn list_groups(h: &Handles<'_>, req: ListGroupsRequest, v: i16) -> ListGroup
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
+    // DESCRIBE on the cluster lists every group; otherwise those the client may describe.
+    let all = h.access.cluster(op::DESCRIBE);
     let groups = h
         .groups
         .list()
         .into_iter()
+        .filter(|(id, _, _, _)| all || h.access.group(op::DESCRIBE, id))
         .filter(|(_, _, state, _)| {
             states.is_empty() || states.contains(&state.to_ascii_lowercase())
         })
@@ -301,6 +313,9 @@ pub fn describe_groups(
         .iter()
         .map(|id| {
             let d = DescribedGroup::default().with_group_id(id.clone());
+            if !h.access.group(op::DESCRIBE, id.0.as_str()) {
+                return d.with_error_code(Code::GroupAuthorizationFailed.code());
+            }
             match h.groups.describe(id.0.as_str()) {
                 None if v >= 6 => d
                     .with_error_code(Code::GroupIdNotFound.code())
@@ -338,6 +353,14 @@ pub fn describe_groups(
 pub async fn delete_groups(h: &Handles<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::new();
     for g in &req.groups_names {
+        if !h.access.group(op::DELETE, g.0.as_str()) {
+            results.push(
+                kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
+                    .with_group_id(g.clone())
+                    .with_error_code(Code::GroupAuthorizationFailed.code()),
+            );
+            continue;
+        }
         let r = h.groups.delete(g.0.as_str()).await;
         results.push(
             kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
@@ -480,6 +503,9 @@ pub fn consumer_group_describe(
         .iter()
         .map(|id| {
             let d = Described::default().with_group_id(id.clone());
+            if !h.access.group(op::DESCRIBE, id.0.as_str()) {
+                return d.with_error_code(Code::GroupAuthorizationFailed.code());
+            }
             let Some(g) = h.groups.consumer_group(id.0.as_str()) else {
                 return d
                     .with_error_code(Code::GroupIdNotFound.code())

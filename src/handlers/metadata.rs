@@ -7,6 +7,7 @@
 //! LEADER_NOT_AVAILABLE, which clients retry.
 
 use std::collections::BTreeMap;
+use stratus_auth::acl::op;
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -34,6 +35,9 @@ pub struct Handles<'a> {
     pub cluster_id: &'a str,
     /// `auto.create.topics.enable`.
     pub auto_create: bool,
+    /// What the client may do: topics it may not DESCRIBE are not disclosed; creating
+    /// one needs CREATE on the cluster or the topic.
+    pub access: super::access::Access<'a>,
 }
 
 /// Handles Metadata.
@@ -61,6 +65,7 @@ pub async fn handle(
             .registry
             .topics()
             .iter()
+            .filter(|t| h.access.topic(op::DESCRIBE, &t.name))
             .map(|t| topic_entry(&h, t, v))
             .collect();
         return resp;
@@ -69,6 +74,9 @@ pub async fn handle(
         let entry = match (&t.name, t.topic_id) {
             (Some(name), _) => by_name(&h, name.0.as_str(), allow_auto, v).await,
             (None, id) if !id.is_nil() => match h.registry.topic_by_id(&id) {
+                Some(topic) if !h.access.topic(op::DESCRIBE, &topic.name) => {
+                    error_entry(None, id, Code::TopicAuthorizationFailed)
+                }
                 Some(topic) => topic_entry(&h, &topic, v),
                 None => error_entry(None, id, Code::UnknownTopicId),
             },
@@ -80,6 +88,10 @@ pub async fn handle(
 }
 
 async fn by_name(h: &Handles<'_>, name: &str, allow_auto: bool, v: i16) -> MetadataResponseTopic {
+    // Whether a topic the client may not describe exists is not disclosed.
+    if !h.access.topic(op::DESCRIBE, name) {
+        return error_entry(Some(name), Uuid::nil(), Code::TopicAuthorizationFailed);
+    }
     if let Some(t) = h.registry.topic(name) {
         return topic_entry(h, &t, v);
     }
@@ -88,6 +100,9 @@ async fn by_name(h: &Handles<'_>, name: &str, allow_auto: bool, v: i16) -> Metad
     }
     if !(allow_auto && h.auto_create) {
         return error_entry(Some(name), Uuid::nil(), Code::UnknownTopicOrPartition);
+    }
+    if !h.access.create_topic(name) {
+        return error_entry(Some(name), Uuid::nil(), Code::TopicAuthorizationFailed);
     }
     match h
         .topics

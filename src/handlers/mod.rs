@@ -12,6 +12,8 @@ use tracing::error;
 
 use crate::broker::Broker;
 
+pub mod access;
+pub mod acls;
 pub mod admin;
 pub mod api_versions;
 pub mod configs;
@@ -78,6 +80,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The supported range of an API.
@@ -130,6 +135,11 @@ pub async fn dispatch(
             routing: &broker.routing,
             wal: &broker.wal,
             clock: broker.clock.as_ref(),
+            access: access::Access {
+                authz: &broker.authz,
+                principal: &session.principal,
+                host: session.peer.ip(),
+            },
         };
         return Ok(produce::start(handles, req, version, correlation_id).await);
     }
@@ -196,16 +206,24 @@ async fn route(
     req: RequestKind,
     v: i16,
 ) -> ResponseKind {
+    let principal = session.principal.clone();
+    let access = access::Access {
+        authz: &broker.authz,
+        principal: &principal,
+        host: session.peer.ip(),
+    };
     let gh = groups::Handles {
         groups: &broker.groups,
         registry: &broker.registry,
         routing: &broker.routing,
         node_id: broker.settings.server.node_id,
+        access,
     };
     let ch = configs::Handles {
         registry: &broker.registry,
         topics: &broker.topics,
         settings: &broker.settings,
+        access,
     };
     let ah = admin::Handles {
         registry: &broker.registry,
@@ -215,7 +233,11 @@ async fn route(
         producer_ids: &broker.producer_ids,
         settings: &broker.settings,
         cluster_id: &broker.cluster_id,
+        access,
     };
+    if let Some(refused) = access::refuse_group_request(&access, &req) {
+        return refused;
+    }
     match req {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, v)),
         RequestKind::Metadata(r) => {
@@ -225,6 +247,7 @@ async fn route(
                 topics: &broker.topics,
                 cluster_id: &broker.cluster_id,
                 auto_create: broker.settings.topics.auto_create_topics,
+                access,
             };
             ResponseKind::Metadata(metadata::handle(handles, session, r, v).await)
         }
@@ -237,14 +260,23 @@ async fn route(
                 committed: &broker.wal.committed,
                 max_wait_cap_ms: broker.settings.server.fetch_max_wait_cap_ms,
                 rack: broker.settings.server.rack.as_deref(),
+                access,
             };
             ResponseKind::Fetch(fetch::handle(handles, r, v).await)
         }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(
-            offsets::list_offsets(&broker.registry, &broker.routing, &broker.reader, r, v).await,
+            offsets::list_offsets(
+                &broker.registry,
+                &broker.routing,
+                &broker.reader,
+                access,
+                r,
+                v,
+            )
+            .await,
         ),
         RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
-            offsets::offset_for_leader_epoch(&broker.registry, &broker.routing, r).await,
+            offsets::offset_for_leader_epoch(&broker.registry, &broker.routing, access, r).await,
         ),
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(admin::create_topics(&ah, r, v).await)
@@ -303,13 +335,16 @@ async fn route(
         }
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(&ch, r).await),
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
-            scram::describe(&broker.security.scram, r).await,
+            scram::describe(access, &broker.security.scram, r).await,
         ),
-        RequestKind::AlterUserScramCredentials(r) => {
-            ResponseKind::AlterUserScramCredentials(scram::alter(&broker.security.scram, r).await)
-        }
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            scram::alter(access, &broker.security.scram, r).await,
+        ),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(access, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(access, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(access, r).await),
         RequestKind::DescribeClientQuotas(r) => {
-            ResponseKind::DescribeClientQuotas(scram::describe_client_quotas(r))
+            ResponseKind::DescribeClientQuotas(scram::describe_client_quotas(access, r))
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&ch, r).await)

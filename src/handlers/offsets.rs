@@ -1,5 +1,6 @@
 //! ListOffsets and OffsetForLeaderEpoch.
 
+use super::access::Access;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -11,6 +12,7 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochResponse,
 };
 use kafka_protocol::ResponseError as Code;
+use stratus_auth::acl::op;
 
 use super::lookup;
 use crate::cluster::routing::Routing;
@@ -30,6 +32,7 @@ pub async fn list_offsets(
     registry: &Registry,
     routing: &Routing,
     reader: &Reader,
+    access: Access<'_>,
     req: ListOffsetsRequest,
     v: i16,
 ) -> ListOffsetsResponse {
@@ -45,6 +48,9 @@ pub async fn list_offsets(
                 .with_offset(-1);
             let client_epoch = if v >= 4 { lp.current_leader_epoch } else { -1 };
             let result = match lookup::partition(topic.as_ref(), lp.partition_index) {
+                _ if !access.topic(op::DESCRIBE, t.name.0.as_str()) => {
+                    Err(Code::TopicAuthorizationFailed)
+                }
                 None => Err(Code::UnknownTopicOrPartition),
                 Some(p) => {
                     routing.await_ownership(p, deadline).await;
@@ -96,6 +102,7 @@ async fn find_offset(reader: &Reader, p: &Partition, ts: i64) -> Result<(i64, i6
 pub async fn offset_for_leader_epoch(
     registry: &Registry,
     routing: &Routing,
+    access: Access<'_>,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let mut resp = OffsetForLeaderEpochResponse::default();
@@ -109,6 +116,9 @@ pub async fn offset_for_leader_epoch(
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
             match lookup::partition(topic.as_ref(), lp.partition) {
+                _ if !access.topic(op::DESCRIBE, t.topic.0.as_str()) => {
+                    r.error_code = Code::TopicAuthorizationFailed.code()
+                }
                 None => r.error_code = Code::UnknownTopicOrPartition.code(),
                 Some(p) => {
                     routing.await_ownership(p, deadline).await;

@@ -35,6 +35,8 @@ pub struct Handles<'a> {
     pub wal: &'a Wal,
     /// Append times.
     pub clock: &'a dyn Clock,
+    /// What the client may do (WRITE on each topic).
+    pub access: super::access::Access<'a>,
 }
 
 /// Appends every partition's batches now and returns the future of the response.
@@ -56,8 +58,22 @@ pub async fn start(
             head.name = t.name.clone();
         }
         let unknown = lookup::unknown_topic(v >= 13);
+        let allowed = h.access.topic_as_named(
+            stratus_auth::acl::op::WRITE,
+            t.name.0.as_str(),
+            topic.as_ref().map(|tp| tp.name.as_ref()),
+            v >= 13,
+        );
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for pd in t.partition_data {
+            if !allowed {
+                parts.push((
+                    pd.index,
+                    Outcome::Failed(Code::TopicAuthorizationFailed),
+                    -1,
+                ));
+                continue;
+            }
             if !matches!(acks, -1..=1) {
                 parts.push((pd.index, Outcome::Failed(Code::InvalidRequiredAcks), -1));
                 continue;

@@ -15,8 +15,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as Code;
 use stratus_auth::scram::{Credential, Mechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 
+use super::access::Access;
 use crate::auth::scram_store::{Change, ScramStore};
 use crate::error::Error;
+use stratus_auth::acl::op;
 
 fn text(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
@@ -25,9 +27,15 @@ fn text(s: impl Into<String>) -> StrBytes {
 /// DescribeUserScramCredentials: every user with a credential (no users given), or those
 /// asked for.
 pub async fn describe(
+    access: Access<'_>,
     store: &ScramStore,
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if !access.cluster(op::DESCRIBE) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(Code::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(text("Cluster authorization failed.")));
+    }
     let users = match store.users().await {
         Ok(u) => u,
         Err(e) => {
@@ -79,9 +87,31 @@ pub async fn describe(
 /// AlterUserScramCredentials: one change per user per request (a second one fails that
 /// user with DUPLICATE_RESOURCE); every valid change is applied in one transaction.
 pub async fn alter(
+    access: Access<'_>,
     store: &ScramStore,
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    if !access.cluster(op::ALTER) {
+        let mut users: Vec<String> = req
+            .deletions
+            .iter()
+            .map(|d| d.name.to_string())
+            .chain(req.upsertions.iter().map(|u| u.name.to_string()))
+            .collect();
+        users.sort();
+        users.dedup();
+        return AlterUserScramCredentialsResponse::default().with_results(
+            users
+                .into_iter()
+                .map(|u| {
+                    AlterUserScramCredentialsResult::default()
+                        .with_user(text(u))
+                        .with_error_code(Code::ClusterAuthorizationFailed.code())
+                        .with_error_message(Some(text("Cluster authorization failed.")))
+                })
+                .collect(),
+        );
+    }
     let mut changes: HashMap<String, Change> = HashMap::new();
     let mut errors: BTreeMap<String, (Code, String)> = BTreeMap::new();
     let existing = store.users().await;
@@ -211,7 +241,15 @@ fn validate(user: &str, mechanism: i8) -> Result<Mechanism, (Code, String)> {
 /// not served), so every filter matches no entity, as on a Kafka broker with no quotas.
 /// `kafka-configs --describe --entity-type users` asks for quotas and SCRAM credentials
 /// together.
-pub fn describe_client_quotas(req: DescribeClientQuotasRequest) -> DescribeClientQuotasResponse {
+pub fn describe_client_quotas(
+    access: Access<'_>,
+    req: DescribeClientQuotasRequest,
+) -> DescribeClientQuotasResponse {
+    if !access.cluster(op::DESCRIBE_CONFIGS) {
+        return DescribeClientQuotasResponse::default()
+            .with_error_code(Code::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(text("Cluster authorization failed.")));
+    }
     const ENTITY_TYPES: [&str; 3] = ["user", "client-id", "ip"];
     for c in &req.components {
         if !ENTITY_TYPES.contains(&c.entity_type.as_str()) || !(0..=2).contains(&c.match_type) {

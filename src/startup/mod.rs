@@ -190,8 +190,14 @@ impl Broker {
         let producer_ids = Arc::new(ProducerIds::new(meta.clone()));
         let scram = Arc::new(crate::auth::scram_store::ScramStore::new(meta.clone()));
         let security = Arc::new(crate::auth::Security::from_settings(&settings, scram)?);
+        let authz = Arc::new(crate::auth::acls::Authorizer::new(
+            &settings.security,
+            meta.clone(),
+        ));
+        authz.refresh().await?;
         let broker = Arc::new(Broker {
             security,
+            authz,
             request_memory: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.request_memory_bytes(),
             )),
@@ -275,6 +281,7 @@ impl Broker {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        tokio::spawn(self.authz.clone().run(cancel.clone()));
         tasks.spawn(
             "topic watch",
             cancel.clone(),

@@ -1,9 +1,10 @@
 //! Stratus authentication, with no broker in sight: the TLS server configuration of a
 //! listener ([`tls`], rustls), the SASL exchanges ([`plain`], [`scram`]), JAAS lines
-//! ([`jaas`]) and principals from certificates ([`principal`]). The broker keeps the
+//! ([`jaas`]), principals from certificates ([`principal`]) and ACL decisions ([`acl`]). The broker keeps the
 //! connection state, the credential store and the authorization checks; this crate never
 //! sees a socket, a store or a Kafka request.
 
+pub mod acl;
 pub mod jaas;
 pub mod plain;
 pub mod principal;

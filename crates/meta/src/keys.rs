@@ -10,6 +10,7 @@
 //! | `brokers/<node>/…` | registration (leased), assignment, drain mark | broker, controller |
 //! | `groups/<shard:02>/<group>` | group state | the shard's coordinator |
 //! | `offsets/<shard:02>/<group>/<topic>` | committed offsets | the shard's coordinator |
+//! | `acls/<binding id>` | ACL bindings | any broker (CreateAcls, DeleteAcls) |
 //! | `scram/<user>/<mechanism>` | SCRAM credentials (salt, derived keys) | any broker (AlterUserScramCredentials) |
 //!
 //! Group ids and user names may hold any character: they are escaped (`%` → `%25`, `/` → `%2F`) so that
@@ -198,6 +199,13 @@ pub fn parse_offset_key(key: &str, shard: u32) -> Option<(String, String)> {
     let rest = key.strip_prefix(&offsets_prefix(shard))?;
     let (g, topic) = rest.split_once('/')?;
     Some((unescape(g), topic.to_string()))
+}
+
+/// Prefix of ACL bindings.
+pub const ACLS: &str = "acls/";
+/// Key of an ACL binding (its id is a hash of the binding).
+pub fn acl_key(id: &str) -> String {
+    format!("{ACLS}{id}")
 }
 
 /// Prefix of SCRAM credentials.

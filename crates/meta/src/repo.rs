@@ -79,6 +79,25 @@ pub struct ScramRecord {
     pub iterations: u32,
 }
 
+/// An ACL binding (Kafka's numeric codes for types, operations and permissions).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AclRecord {
+    /// Resource type.
+    pub resource_type: i8,
+    /// Resource name or prefix.
+    pub name: String,
+    /// Pattern type (literal or prefixed).
+    pub pattern_type: i8,
+    /// Principal (`User:alice`).
+    pub principal: String,
+    /// Host, or `*`.
+    pub host: String,
+    /// Operation.
+    pub operation: i8,
+    /// Allow or deny.
+    pub permission: i8,
+}
+
 /// A sealed segment object.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SegmentRef {

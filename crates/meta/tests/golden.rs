@@ -202,3 +202,19 @@ fn scram_record() {
         },
     );
 }
+
+#[test]
+fn acl_record() {
+    check(
+        "acl",
+        AclRecord {
+            resource_type: 2,
+            name: "orders-".into(),
+            pattern_type: 4,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: 3,
+            permission: 3,
+        },
+    );
+}
