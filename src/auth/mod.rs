@@ -116,7 +116,14 @@ pub struct Security {
     pub listeners: Vec<Arc<ListenerSecurity>>,
     /// SCRAM credentials.
     pub scram: Arc<ScramStore>,
+    /// Bytes of frames read from clients that have not logged in yet, over all
+    /// connections: kept apart from `queued.max.request.bytes`, so that connections that
+    /// never log in cannot starve the clients that did.
+    pub preauth_memory: Arc<tokio::sync::Semaphore>,
 }
+
+/// Bytes of frames from clients that have not logged in, over all connections.
+pub const PREAUTH_MEMORY: usize = 64 << 20;
 
 impl Security {
     /// Checks every listener's security settings (TLS files included) before anything
@@ -130,6 +137,7 @@ impl Security {
         Ok(Security {
             listeners: Self::listeners(settings)?,
             scram,
+            preauth_memory: Arc::new(tokio::sync::Semaphore::new(PREAUTH_MEMORY)),
         })
     }
 
@@ -182,45 +190,44 @@ impl Security {
 fn tls_settings(s: &crate::config::SecurityConfig) -> Result<TlsSettings, String> {
     let jks = "JKS keystores are not supported: convert it to PKCS12 or PEM \
                (keytool -importkeystore -deststoretype PKCS12, then openssl pkcs12 -nodes)";
-    let key =
-        match s.ssl_keystore_type.as_str() {
-            "JKS" => return Err(format!("ssl.keystore.type=JKS: {jks}")),
-            "PKCS12" => return Err(
-                "ssl.keystore.type=PKCS12 is not supported yet: use PEM (openssl pkcs12 -nodes \
-                 -in keystore.p12 > keystore.pem)"
-                    .into(),
-            ),
-            _ if !s.ssl_keystore_key.is_empty() || !s.ssl_keystore_certificate_chain.is_empty() => {
-                if s.ssl_keystore_key.is_empty() || s.ssl_keystore_certificate_chain.is_empty() {
-                    return Err(
-                        "ssl.keystore.key and ssl.keystore.certificate.chain go together".into(),
-                    );
-                }
-                KeySource::PemInline {
-                    key: s.ssl_keystore_key.clone(),
-                    chain: s.ssl_keystore_certificate_chain.clone(),
-                }
-            }
-            _ if !s.ssl_keystore_location.is_empty() => {
-                KeySource::PemFile(s.ssl_keystore_location.clone().into())
-            }
-            _ => {
+    let key = match s.ssl_keystore_type.as_str() {
+        "JKS" => return Err(format!("ssl.keystore.type=JKS: {jks}")),
+        "PKCS12" if s.ssl_keystore_location.is_empty() => {
+            return Err("ssl.keystore.type=PKCS12 needs ssl.keystore.location".into())
+        }
+        "PKCS12" => KeySource::Pkcs12 {
+            path: s.ssl_keystore_location.clone().into(),
+            password: s.ssl_keystore_password.clone(),
+        },
+        _ if !s.ssl_keystore_key.is_empty() || !s.ssl_keystore_certificate_chain.is_empty() => {
+            if s.ssl_keystore_key.is_empty() || s.ssl_keystore_certificate_chain.is_empty() {
                 return Err(
-                    "TLS needs a key and certificate: set ssl.keystore.location (a PEM file with \
-                 both) or ssl.keystore.key and ssl.keystore.certificate.chain"
-                        .into(),
-                )
+                    "ssl.keystore.key and ssl.keystore.certificate.chain go together".into(),
+                );
             }
-        };
-    let trust = match s.ssl_truststore_type.as_str() {
-        "JKS" => return Err(format!("ssl.truststore.type=JKS: {jks}")),
-        "PKCS12" => {
+            KeySource::PemInline {
+                key: s.ssl_keystore_key.clone(),
+                chain: s.ssl_keystore_certificate_chain.clone(),
+            }
+        }
+        _ if !s.ssl_keystore_location.is_empty() => {
+            KeySource::PemFile(s.ssl_keystore_location.clone().into())
+        }
+        _ => {
             return Err(
-                "ssl.truststore.type=PKCS12 is not supported yet: use PEM (openssl pkcs12 \
-                 -nokeys -in truststore.p12 > truststore.pem)"
+                "TLS needs a key and certificate: set ssl.keystore.location (a PEM file with \
+                 both) or ssl.keystore.key and ssl.keystore.certificate.chain"
                     .into(),
             )
         }
+    };
+    let trust = match s.ssl_truststore_type.as_str() {
+        "JKS" => return Err(format!("ssl.truststore.type=JKS: {jks}")),
+        "PKCS12" if s.ssl_truststore_location.is_empty() => None,
+        "PKCS12" => Some(TrustSource::Pkcs12 {
+            path: s.ssl_truststore_location.clone().into(),
+            password: s.ssl_truststore_password.clone(),
+        }),
         _ if !s.ssl_truststore_certificates.is_empty() => Some(TrustSource::PemInline(
             s.ssl_truststore_certificates.clone(),
         )),
@@ -246,6 +253,7 @@ fn tls_settings(s: &crate::config::SecurityConfig) -> Result<TlsSettings, String
         client_auth,
         protocols: list(&s.ssl_enabled_protocols),
         cipher_suites: list(&s.ssl_cipher_suites),
+        key_password: (!s.ssl_key_password.is_empty()).then(|| s.ssl_key_password.clone()),
     })
 }
 

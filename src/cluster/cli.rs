@@ -121,6 +121,28 @@ impl Connect {
                 .tls_config(tls)
                 .map_err(|e| anyhow::anyhow!("TLS for {server}: {e}"))?;
         }
+        if self.tls_ca.is_none() && (self.tls_cert.is_some() || self.token_file.is_some()) {
+            let host = server.rsplit_once(':').map_or(server.as_str(), |(h, _)| h);
+            let host = host
+                .trim_start_matches("http://")
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if self.tls_cert.is_some() {
+                anyhow::bail!(
+                    "--tls-cert needs --tls-ca (the admin API's CA): without it there is no TLS"
+                );
+            }
+            if !loopback {
+                anyhow::bail!(
+                    "--token-file without --tls-ca would send the token in clear text to {server}; \
+                     give the admin API's CA with --tls-ca"
+                );
+            }
+        }
         let token = match &self.token_file {
             Some(p) => {
                 let t = String::from_utf8(read("--token-file", p)?)

@@ -114,6 +114,8 @@ settings! {
         max_connections_per_ip_overrides: String = ("max.connections.per.ip.overrides", "", Text),
         #[doc = "A connection with no request for this long and none in flight is closed."]
         connections_max_idle_ms: u64 = ("connections.max.idle.ms", "600000", Long(1, LONG)),
+        #[doc = "Most bytes one Fetch response carries, whatever the client asks for."]
+        fetch_max_bytes: usize = ("fetch.max.bytes", "57671680", Int(1024, INT)),
         #[doc = "Upper bound on a Fetch's max_wait_ms."]
         fetch_max_wait_cap_ms: u64 = ("fetch.max.wait.cap.ms", "30000", Long(0, LONG)),
     }
@@ -121,7 +123,7 @@ settings! {
     security: SecurityConfig {
         #[doc = "LISTENER:PROTOCOL pairs: the security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) of each listener name; a listener named after a protocol needs no entry."]
         listener_security_protocol_map: String = ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", Text),
-        #[doc = "Format of the keystore: PEM (PKCS12 and JKS must be converted to PEM)."]
+        #[doc = "Format of the keystore: PEM or PKCS12 (JKS must be converted)."]
         ssl_keystore_type: String = ("ssl.keystore.type", "PEM", Choice(&["PEM", "PKCS12", "JKS"])),
         #[doc = "PEM file with the broker's private key and certificate chain (re-read when it changes)."]
         ssl_keystore_location: String = ("ssl.keystore.location", "", Text),
@@ -129,17 +131,17 @@ settings! {
         ssl_keystore_key: String = ("ssl.keystore.key", "", Password),
         #[doc = "The broker's certificate chain as PEM text (with ssl.keystore.key)."]
         ssl_keystore_certificate_chain: String = ("ssl.keystore.certificate.chain", "", Password),
-        #[doc = "Password of a keystore file (PKCS12; not supported yet)."]
+        #[doc = "Password of a PKCS12 keystore."]
         ssl_keystore_password: String = ("ssl.keystore.password", "", Password),
-        #[doc = "Password of an encrypted private key (encrypted keys are not supported yet)."]
+        #[doc = "Password of an encrypted PEM private key (PKCS#8)."]
         ssl_key_password: String = ("ssl.key.password", "", Password),
-        #[doc = "Format of the truststore: PEM."]
+        #[doc = "Format of the truststore: PEM or PKCS12."]
         ssl_truststore_type: String = ("ssl.truststore.type", "PEM", Choice(&["PEM", "PKCS12", "JKS"])),
         #[doc = "PEM file of the CA certificates that sign client certificates (re-read when it changes)."]
         ssl_truststore_location: String = ("ssl.truststore.location", "", Text),
         #[doc = "The CA certificates as PEM text, instead of a file."]
         ssl_truststore_certificates: String = ("ssl.truststore.certificates", "", Password),
-        #[doc = "Password of a truststore file (PKCS12; not supported yet)."]
+        #[doc = "Password of a PKCS12 truststore."]
         ssl_truststore_password: String = ("ssl.truststore.password", "", Password),
         #[doc = "Client certificates: required (verified by the truststore), requested (verified if given) or none (not asked for)."]
         ssl_client_auth: String = ("ssl.client.auth", "none", Choice(&["required", "requested", "none"])),

@@ -164,6 +164,20 @@ pub async fn delete_topics(
     };
     let mut resp = DeleteTopicsResponse::default();
     for (name, id) in targets {
+        // A name the client may not delete is refused before it is looked up: whether it
+        // exists is not disclosed.
+        if let Some(n) = &name {
+            if !h.access.cluster(op::DELETE) && !h.access.topic(op::DELETE, n) {
+                let mut r = DeletableTopicResult::default()
+                    .with_name(Some(TopicName(text(n.clone()))))
+                    .with_error_code(Code::TopicAuthorizationFailed.code());
+                if v >= 6 {
+                    r.topic_id = id;
+                }
+                resp.responses.push(r);
+                continue;
+            }
+        }
         let topic = match &name {
             Some(n) => h.registry.topic(n),
             None => h.registry.topic_by_id(&id),
@@ -182,7 +196,7 @@ pub async fn delete_topics(
                 };
                 r.error_code = code.code();
             }
-            Some(t) if !h.access.topic(op::DELETE, &t.name) => {
+            Some(t) if !h.access.cluster(op::DELETE) && !h.access.topic(op::DELETE, &t.name) => {
                 r.error_code = Code::TopicAuthorizationFailed.code();
             }
             Some(t) => {

@@ -41,6 +41,8 @@ pub struct Handles<'a> {
     pub max_wait_cap_ms: u64,
     /// This broker's rack.
     pub rack: Option<&'a str>,
+    /// `fetch.max.bytes`: the most a response carries, whatever the client asks.
+    pub max_bytes: usize,
     /// What the client may do (READ on each topic).
     pub access: super::access::Access<'a>,
 }
@@ -85,9 +87,9 @@ fn serves_rack(h: &Handles<'_>, rack: &kafka_protocol::protocol::StrBytes) -> bo
 async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchResponse, usize, bool) {
     let read_committed = req.isolation_level == 1;
     let mut budget = if v >= 3 && req.max_bytes > 0 {
-        req.max_bytes as usize
+        (req.max_bytes as usize).min(h.max_bytes)
     } else {
-        usize::MAX
+        h.max_bytes
     };
     let mut total = 0usize;
     let mut error = false;

@@ -207,8 +207,32 @@ pub fn offset_fetch(h: &Handles<'_>, req: OffsetFetchRequest, v: i16) -> OffsetF
             .collect()
     });
     if !h.access.group(op::DESCRIBE, req.group_id.0.as_str()) {
-        return OffsetFetchResponse::default()
-            .with_error_code(Code::GroupAuthorizationFailed.code());
+        let code = Code::GroupAuthorizationFailed.code();
+        if v >= 2 {
+            return OffsetFetchResponse::default().with_error_code(code);
+        }
+        // Before v2 the response has no top-level error: each partition carries it.
+        return OffsetFetchResponse::default().with_topics(
+            req.topics
+                .iter()
+                .flatten()
+                .map(|t| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partition_indexes
+                                .iter()
+                                .map(|p| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(*p)
+                                        .with_committed_offset(-1)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
     }
     let offsets = group_offsets(h, req.group_id.0.as_str(), topics);
     OffsetFetchResponse::default().with_topics(

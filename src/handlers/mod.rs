@@ -260,6 +260,7 @@ async fn route(
                 committed: &broker.wal.committed,
                 max_wait_cap_ms: broker.settings.server.fetch_max_wait_cap_ms,
                 rack: broker.settings.server.rack.as_deref(),
+                max_bytes: broker.settings.server.fetch_max_bytes,
                 access,
             };
             ResponseKind::Fetch(fetch::handle(handles, r, v).await)

@@ -207,7 +207,11 @@ impl Gate {
 /// The log line's reason for a failed authentication: who the client said it was, and why.
 fn failure(ex: &SaslExchange, e: &stratus_auth::AuthError) -> String {
     match ex.attempted_user() {
-        Some(u) => format!("authentication of User:{u} failed: {e}"),
+        Some(u) => {
+            // What the client sent, escaped and bounded: it may be anything.
+            let shown: String = u.chars().take(64).collect();
+            format!("authentication of User:{shown:?} failed: {e}")
+        }
         None => format!("authentication failed: {e}"),
     }
 }

@@ -125,11 +125,16 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    warn!(error = %e, "accept failed");
+                    // Out of file descriptors, say: wait instead of spinning on the error.
+                    warn!(error = %e, "accept failed; retrying in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
+        // An IPv4 client of an IPv6 wildcard listener is its IPv4 address, for ACL hosts
+        // and per-address limits alike.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let admitted = match limits.admit(peer.ip()) {
             Ok(a) => a,
             Err(limit) => {
@@ -242,16 +247,18 @@ async fn connection<R, W>(
             let resp = fut.await;
             answered.fetch_sub(1, Ordering::Relaxed);
             let Some(resp) = resp else { continue };
-            let ok = async {
+            // A client that stops reading is closed after connections.max.idle.ms, as
+            // Kafka does, rather than holding its responses forever.
+            let ok = tokio::time::timeout(idle, async {
                 wr.write_all(&(resp.len() as u32).to_be_bytes()).await?;
                 wr.write_all(&resp).await?;
                 if rx.is_empty() {
                     wr.flush().await?;
                 }
                 std::io::Result::Ok(())
-            }
+            })
             .await;
-            if ok.is_err() {
+            if !matches!(ok, Ok(Ok(()))) {
                 return;
             }
         }
@@ -272,6 +279,14 @@ async fn connection<R, W>(
                 setting: "socket.request.max.bytes",
             }
         };
+        let (memory, memory_total) = if unauthenticated {
+            (&broker.security.preauth_memory, crate::auth::PREAUTH_MEMORY)
+        } else {
+            (
+                &broker.request_memory,
+                broker.settings.server.request_memory_bytes(),
+            )
+        };
         let frame = tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep_until(auth_deadline.into()), if unauthenticated => {
@@ -287,7 +302,7 @@ async fn connection<R, W>(
                 last_request = Instant::now();
                 continue;
             }
-            f = frames.next(&mut rd, limit, &broker.request_memory, broker.settings.server.request_memory_bytes()) => f,
+            f = frames.next(&mut rd, limit, memory, memory_total) => f,
         };
         let (frame, permit) = match frame {
             Ok(Some(f)) => f,

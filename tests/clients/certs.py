@@ -86,7 +86,18 @@ class CA:
         path.write_text(_pem_key(key) + _pem_cert(cert))
         (self.dir / f"{filename}.key").write_text(_pem_key(key))
         (self.dir / f"{filename}.crt").write_text(_pem_cert(cert))
-        return Issued(path, self.dir / f"{filename}.key", self.dir / f"{filename}.crt", cert.serial_number)
+        issued = Issued(path, self.dir / f"{filename}.key", self.dir / f"{filename}.crt", cert.serial_number)
+        issued._key, issued._cert, issued._ca = key, cert, self
+        return issued
+
+    def truststore_p12(self, path, password):
+        """This CA's certificate in a PKCS12 truststore, made by Java's keytool (which marks
+        it trusted, as Java and Kafka need)."""
+        import subprocess
+        subprocess.run(["keytool", "-importcert", "-noprompt", "-storetype", "PKCS12",
+                        "-keystore", str(path), "-storepass", password, "-alias", "ca",
+                        "-file", str(self.pem)], check=True, capture_output=True, timeout=60)
+        return path
 
 
 class Issued:
@@ -94,6 +105,22 @@ class Issued:
 
     def __init__(self, pem, key, crt, serial):
         self.pem, self.key, self.crt, self.serial = pem, key, crt, serial
+
+    def encrypted_pem(self, path, password):
+        """The key encrypted with `password` (PKCS#8, PBES2), then the certificate."""
+        key = self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.BestAvailableEncryption(password.encode()))
+        path.write_text(key.decode() + _pem_cert(self._cert))
+        return path
+
+    def keystore_p12(self, path, password):
+        """The key and certificate (and the CA's) in a PKCS12 keystore."""
+        from cryptography.hazmat.primitives.serialization import pkcs12
+        data = pkcs12.serialize_key_and_certificates(
+            b"server", self._key, self._cert, [self._ca.cert],
+            serialization.BestAvailableEncryption(password.encode()))
+        path.write_bytes(data)
+        return path
 
 
 def client_dn(cn, ou="eng"):

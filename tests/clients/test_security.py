@@ -472,3 +472,41 @@ def test_bad_frames_on_a_tls_listener_close_only_their_connection(secure, pki):
     assert closed_after(tls_socket(port, pki), b"\xff\xff\xff\xfe" + bytes(range(256)))
     got = round_trip_records(secure, addr(secure, "SSL"), tls_conf(pki), n=5)
     assert got == [f"v{i}" for i in range(5)]
+
+
+# Kafka on Java 17 cannot read a PBES2-encrypted PEM key ("PBES2 SecretKeyFactory not
+# available"), which is what openssl and cryptography write today; Stratus can.
+@pytest.mark.parametrize("store", [pytest.param("encrypted-pem", marks=pytest.mark.stratus_only), "pkcs12"])
+def test_encrypted_keys_and_pkcs12_keystores(make_broker, pki, tmp_path, store):
+    server = pki["server"]
+    if store == "pkcs12":
+        keystore = {"ssl.keystore.type": "PKCS12",
+                    "ssl.keystore.location": str(server.keystore_p12(tmp_path / "ks.p12", "ks-pw")),
+                    "ssl.keystore.password": "ks-pw"}
+    else:
+        keystore = {"ssl.keystore.location": str(server.encrypted_pem(tmp_path / "enc.pem", "key-pw")),
+                    "ssl.key.password": "key-pw"}
+    b = make_broker({**security_settings(pki), **keystore}, listeners={"SSL": "SSL"})
+    got = round_trip_records(b, addr(b, "SSL"), tls_conf(pki), n=5)
+    assert got == [f"v{i}" for i in range(5)]
+
+
+@pytest.mark.stratus_only
+def test_a_pkcs12_truststore_verifies_client_certificates_and_wrong_passwords_stop_the_broker(
+        make_broker, pki, tmp_path):
+    from conftest import STRATUS_BIN, free_port
+    trust = pki["ca"].truststore_p12(tmp_path / "trust.p12", "ts-pass")
+    settings = {**security_settings(pki), "ssl.truststore.type": "PKCS12",
+                "ssl.truststore.location": str(trust), "ssl.truststore.password": "ts-pass"}
+    b = make_broker(settings, listeners={"MTLS": "SSL"})
+    assert round_trip_records(b, addr(b, "MTLS"), tls_conf(pki, "alice"), n=3) == ["v0", "v1", "v2"]
+    assert refused(addr(b, "MTLS"), tls_conf(pki, "stranger")) is not None
+    for bad, says in (({"ssl.truststore.password": "wrong"}, "ssl.truststore.location"),
+                      ({"ssl.keystore.location": str(pki["server"].encrypted_pem(tmp_path / "e.pem", "pw"))},
+                       "ssl.key.password")):
+        args = [str(STRATUS_BIN), "--data-dir", str(tmp_path / "d"), "--listeners",
+                f"SSL://127.0.0.1:{free_port()}"]
+        for k, v in {**settings, **bad}.items():
+            args += ["--set", f"{k}={v}"]
+        p = subprocess.run(args, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert p.returncode != 0 and says in p.stderr, p.stderr[-500:]

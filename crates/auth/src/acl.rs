@@ -272,7 +272,8 @@ impl Policy {
         operation: i8,
         resource_type: i8,
     ) -> bool {
-        if self.super_users.iter().any(|s| s == who.principal) {
+        // As Kafka: a resource no ACL names decides first (allow.everyone.if.no.acl.found).
+        if self.authorize(bindings, who, operation, resource_type, "hardcode") {
             return true;
         }
         bindings.iter().any(|b| {

@@ -71,6 +71,11 @@ impl PlainUsers {
                 "Authentication failed: username not specified".into(),
             ));
         }
+        if password.is_empty() {
+            return Err(AuthError::Invalid(
+                "Authentication failed: password not specified".into(),
+            ));
+        }
         if !authzid.is_empty() && authzid != user {
             return Err(AuthError::Failed(
                 "Authentication failed: Client requested an authorization id that is different from username".into(),
@@ -121,6 +126,7 @@ mod tests {
             b"\0\0x",
             b"alice-secret",
             b"\0alice\0alice-secret\0extra",
+            b"\0alice\0",
         ] {
             assert!(users().authenticate(token).is_err(), "{token:?}");
         }

@@ -27,6 +27,13 @@ pub enum KeySource {
         /// The certificate chain, the broker's own first.
         chain: String,
     },
+    /// `ssl.keystore.location` with `ssl.keystore.type=PKCS12`, and its password.
+    Pkcs12 {
+        /// The keystore file.
+        path: PathBuf,
+        /// `ssl.keystore.password`.
+        password: String,
+    },
 }
 
 impl std::fmt::Debug for KeySource {
@@ -34,17 +41,35 @@ impl std::fmt::Debug for KeySource {
         match self {
             KeySource::PemFile(p) => write!(f, "PemFile({})", p.display()),
             KeySource::PemInline { .. } => write!(f, "PemInline([hidden])"),
+            KeySource::Pkcs12 { path, .. } => write!(f, "Pkcs12({}, [hidden])", path.display()),
         }
     }
 }
 
 /// Where the trusted CA certificates come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum TrustSource {
     /// `ssl.truststore.location` with `ssl.truststore.type=PEM`.
     PemFile(PathBuf),
     /// `ssl.truststore.certificates`, inline PEM.
     PemInline(String),
+    /// `ssl.truststore.location` with `ssl.truststore.type=PKCS12`, and its password.
+    Pkcs12 {
+        /// The truststore file.
+        path: PathBuf,
+        /// `ssl.truststore.password`.
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for TrustSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrustSource::PemFile(p) => write!(f, "PemFile({})", p.display()),
+            TrustSource::PemInline(_) => write!(f, "PemInline(..)"),
+            TrustSource::Pkcs12 { path, .. } => write!(f, "Pkcs12({}, [hidden])", path.display()),
+        }
+    }
 }
 
 /// `ssl.client.auth`.
@@ -59,7 +84,7 @@ pub enum ClientAuth {
 }
 
 /// Everything a listener's TLS configuration is built from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TlsSettings {
     /// The broker's key and chain.
     pub key: KeySource,
@@ -71,6 +96,21 @@ pub struct TlsSettings {
     pub protocols: Vec<String>,
     /// `ssl.cipher.suites` by IANA name; empty: rustls' defaults.
     pub cipher_suites: Vec<String>,
+    /// `ssl.key.password`: the password of an encrypted PEM private key.
+    pub key_password: Option<String>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    /// Never the key password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("key", &self.key)
+            .field("trust", &self.trust)
+            .field("client_auth", &self.client_auth)
+            .field("protocols", &self.protocols)
+            .field("cipher_suites", &self.cipher_suites)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A built configuration and the files (with their modification times) it came from.
@@ -99,15 +139,20 @@ impl TlsSettings {
             KeySource::PemFile(path) => {
                 files.push((path.clone(), modified(path)));
                 let text = read(path, "ssl.keystore.location")?;
+                let what = format!("ssl.keystore.location {}", path.display());
                 (
-                    certs(&text, &format!("ssl.keystore.location {}", path.display()))?,
-                    private_key(&text, &format!("ssl.keystore.location {}", path.display()))?,
+                    certs(&text, &what)?,
+                    private_key(&text, &what, self.key_password.as_deref())?,
                 )
             }
             KeySource::PemInline { key, chain } => (
                 certs(chain, "ssl.keystore.certificate.chain")?,
-                private_key(key, "ssl.keystore.key")?,
+                private_key(key, "ssl.keystore.key", self.key_password.as_deref())?,
             ),
+            KeySource::Pkcs12 { path, password } => {
+                files.push((path.clone(), modified(path)));
+                pkcs12_key(path, password)?
+            }
         };
         let provider = Arc::new(self.provider()?);
         let versions = self.versions()?;
@@ -116,24 +161,34 @@ impl TlsSettings {
             .map_err(|e| {
                 format!("ssl.enabled.protocols and ssl.cipher.suites do not agree: {e}")
             })?;
+        // A configured truststore is read (and checked) even when client certificates are
+        // not asked for, as Kafka does: a wrong password or file fails at startup.
+        let trusted = match &self.trust {
+            Some(TrustSource::PemFile(path)) => {
+                files.push((path.clone(), modified(path)));
+                let what = format!("ssl.truststore.location {}", path.display());
+                Some((certs(&read(path, "ssl.truststore.location")?, &what)?, what))
+            }
+            Some(TrustSource::PemInline(text)) => Some((
+                certs(text, "ssl.truststore.certificates")?,
+                "ssl.truststore.certificates".to_string(),
+            )),
+            Some(TrustSource::Pkcs12 { path, password }) => {
+                files.push((path.clone(), modified(path)));
+                let what = format!("ssl.truststore.location {}", path.display());
+                Some((pkcs12_certs(path, password)?, what))
+            }
+            None => None,
+        };
         let builder = match self.client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
             auth => {
-                let (roots, source) = match &self.trust {
-                    Some(TrustSource::PemFile(path)) => {
-                        files.push((path.clone(), modified(path)));
-                        let what = format!("ssl.truststore.location {}", path.display());
-                        (certs(&read(path, "ssl.truststore.location")?, &what)?, what)
-                    }
-                    Some(TrustSource::PemInline(text)) => (
-                        certs(text, "ssl.truststore.certificates")?,
-                        "ssl.truststore.certificates".to_string(),
-                    ),
-                    None => return Err(
+                let Some((roots, source)) = trusted else {
+                    return Err(
                         "ssl.client.auth asks for client certificates but no truststore is set \
-                             (ssl.truststore.location or ssl.truststore.certificates)"
+                         (ssl.truststore.location or ssl.truststore.certificates)"
                             .into(),
-                    ),
+                    );
                 };
                 let mut store = RootCertStore::empty();
                 for c in roots {
@@ -235,15 +290,98 @@ fn certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, String> 
     Ok(certs)
 }
 
-fn private_key(pem: &str, what: &str) -> Result<PrivateKeyDer<'static>, String> {
-    if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-        return Err(format!(
-            "{what}: the private key is encrypted, which is not supported yet; write it \
-             unencrypted (openssl pkcs8 -topk8 -nocrypt) and protect the file instead"
-        ));
+const ENCRYPTED_BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+const ENCRYPTED_END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+
+/// The private key of a PEM text; an encrypted PKCS#8 key is decrypted with `password`
+/// (`ssl.key.password`).
+fn private_key(
+    pem: &str,
+    what: &str,
+    password: Option<&str>,
+) -> Result<PrivateKeyDer<'static>, String> {
+    if let Some(start) = pem.find(ENCRYPTED_BEGIN) {
+        let end = pem[start..]
+            .find(ENCRYPTED_END)
+            .map(|e| start + e + ENCRYPTED_END.len())
+            .ok_or_else(|| format!("{what}: an ENCRYPTED PRIVATE KEY block is not closed"))?;
+        let Some(password) = password.filter(|p| !p.is_empty()) else {
+            return Err(format!(
+                "{what}: the private key is encrypted: set ssl.key.password"
+            ));
+        };
+        let (_, doc) = pkcs8::Document::from_pem(&pem[start..end])
+            .map_err(|e| format!("{what}: unreadable ENCRYPTED PRIVATE KEY: {e}"))?;
+        let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
+            .map_err(|e| format!("{what}: unreadable ENCRYPTED PRIVATE KEY: {e}"))?;
+        let key = encrypted.decrypt(password).map_err(|_| {
+            format!(
+                "{what}: the private key does not decrypt with ssl.key.password (wrong password?)"
+            )
+        })?;
+        return Ok(PrivateKeyDer::Pkcs8(key.as_bytes().to_vec().into()));
     }
     PrivateKeyDer::from_pem_slice(pem.as_bytes())
         .map_err(|e| format!("{what}: no readable PRIVATE KEY in it: {e}"))
+}
+
+fn pkcs12(path: &Path, password: &str, setting: &str) -> Result<p12_keystore::KeyStore, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{setting} {}: {e}", path.display()))?;
+    p12_keystore::KeyStore::from_pkcs12(&data, password).map_err(|e| {
+        format!(
+            "{setting} {}: not a PKCS12 store this password opens ({e})",
+            path.display()
+        )
+    })
+}
+
+/// The key and chain of a PKCS12 keystore (its first key entry).
+fn pkcs12_key(
+    path: &Path,
+    password: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let store = pkcs12(path, password, "ssl.keystore.location")?;
+    let (_, chain) = store.private_key_chain().ok_or_else(|| {
+        format!(
+            "ssl.keystore.location {}: no private key in it",
+            path.display()
+        )
+    })?;
+    let certs: Vec<CertificateDer<'static>> = chain
+        .chain()
+        .iter()
+        .map(|c| CertificateDer::from(c.as_der().to_vec()))
+        .collect();
+    if certs.is_empty() {
+        return Err(format!(
+            "ssl.keystore.location {}: the key has no certificate",
+            path.display()
+        ));
+    }
+    Ok((certs, PrivateKeyDer::Pkcs8(chain.key().to_vec().into())))
+}
+
+/// The trusted certificates of a PKCS12 truststore.
+fn pkcs12_certs(path: &Path, password: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let store = pkcs12(path, password, "ssl.truststore.location")?;
+    let certs: Vec<CertificateDer<'static>> = store
+        .entries()
+        .filter_map(|(_, e)| match e {
+            p12_keystore::KeyStoreEntry::Certificate(c) => {
+                Some(CertificateDer::from(c.as_der().to_vec()))
+            }
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!(
+            "ssl.truststore.location {}: no trusted certificate in it (as for Java, a \
+             certificate needs the trusted-certificate attribute: add it with keytool \
+             -importcert -storetype PKCS12)",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 #[cfg(test)]
@@ -271,6 +409,7 @@ mod tests {
             client_auth: ClientAuth::None,
             protocols: vec!["TLSv1.2".into(), "TLSv1.3".into()],
             cipher_suites: vec![],
+            key_password: None,
         }
     }
 
@@ -349,7 +488,7 @@ mod tests {
         .build()
         .err()
         .unwrap();
-        assert!(e.contains("encrypted"), "{e}");
+        assert!(e.contains("ssl.key.password"), "{e}");
     }
 
     #[test]
