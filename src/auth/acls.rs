@@ -59,16 +59,9 @@ impl Authorizer {
         resource_type: i8,
         name: &str,
     ) -> bool {
-        if !self.enabled {
-            return true;
-        }
-        let (p, h) = (principal.to_string(), host.to_string());
-        let who = Requester {
-            principal: &p,
-            host: &h,
-        };
-        self.policy
-            .authorize(&self.bindings(), &who, operation, resource_type, name)
+        self.decide(principal, host, |policy, bindings, who| {
+            policy.authorize(bindings, who, operation, resource_type, name)
+        })
     }
 
     /// Whether `principal` may do `operation` on some resource of `resource_type`.
@@ -79,6 +72,18 @@ impl Authorizer {
         operation: i8,
         resource_type: i8,
     ) -> bool {
+        self.decide(principal, host, |policy, bindings, who| {
+            policy.authorize_any(bindings, who, operation, resource_type)
+        })
+    }
+
+    /// Everything is allowed with authorization off; otherwise `decision` says.
+    fn decide(
+        &self,
+        principal: &Principal,
+        host: IpAddr,
+        decision: impl FnOnce(&Policy, &[Binding], &Requester<'_>) -> bool,
+    ) -> bool {
         if !self.enabled {
             return true;
         }
@@ -87,24 +92,14 @@ impl Authorizer {
             principal: &p,
             host: &h,
         };
-        self.policy
-            .authorize_any(&self.bindings(), &who, operation, resource_type)
+        decision(&self.policy, &self.bindings(), &who)
     }
 
     /// Re-reads every binding from the store.
     pub async fn refresh(&self) -> Result<(), MetaError> {
         let mut out = Vec::new();
         for (k, v) in self.meta.range(keys::ACLS).await? {
-            let r: AclRecord = repo::decode(&k, &v)?;
-            out.push(Binding {
-                resource_type: r.resource_type,
-                name: r.name,
-                pattern_type: r.pattern_type,
-                principal: r.principal,
-                host: r.host,
-                operation: r.operation,
-                permission: r.permission,
-            });
+            out.push(from_record(repo::decode(&k, &v)?));
         }
         out.sort();
         *self.bindings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(out);
@@ -131,21 +126,7 @@ impl Authorizer {
     pub async fn create(&self, bindings: &[Binding]) -> Result<(), MetaError> {
         let ops: Vec<Op> = bindings
             .iter()
-            .map(|b| {
-                Op::Put(
-                    keys::acl_key(&b.id()),
-                    repo::encode(&AclRecord {
-                        resource_type: b.resource_type,
-                        name: b.name.clone(),
-                        pattern_type: b.pattern_type,
-                        principal: b.principal.clone(),
-                        host: b.host.clone(),
-                        operation: b.operation,
-                        permission: b.permission,
-                    }),
-                    None,
-                )
-            })
+            .map(|b| Op::Put(keys::acl_key(&b.id()), repo::encode(&to_record(b)), None))
             .collect();
         for chunk in ops.chunks(stratus_meta::MAX_TXN_OPS) {
             self.meta.txn(vec![], chunk.to_vec()).await?;
@@ -171,5 +152,31 @@ impl Authorizer {
         }
         self.refresh().await?;
         Ok(matched)
+    }
+}
+
+/// A binding as the store keeps it.
+fn to_record(b: &Binding) -> AclRecord {
+    AclRecord {
+        resource_type: b.resource_type,
+        name: b.name.clone(),
+        pattern_type: b.pattern_type,
+        principal: b.principal.clone(),
+        host: b.host.clone(),
+        operation: b.operation,
+        permission: b.permission,
+    }
+}
+
+/// A stored binding.
+fn from_record(r: AclRecord) -> Binding {
+    Binding {
+        resource_type: r.resource_type,
+        name: r.name,
+        pattern_type: r.pattern_type,
+        principal: r.principal,
+        host: r.host,
+        operation: r.operation,
+        permission: r.permission,
     }
 }

@@ -21,7 +21,19 @@ fn text(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-const DISABLED: &str = "No Authorizer is configured.";
+/// Why a request on ACLs is refused (no authorizer, or no `operation` on the cluster).
+fn refusal(a: &Access<'_>, operation: i8) -> Option<(Code, &'static str)> {
+    if !a.authz.enabled() {
+        Some((Code::SecurityDisabled, "No Authorizer is configured."))
+    } else if !a.cluster(operation) {
+        Some((
+            Code::ClusterAuthorizationFailed,
+            "Cluster authorization failed.",
+        ))
+    } else {
+        None
+    }
+}
 
 /// CreateAcls.
 pub async fn create(a: Access<'_>, req: CreateAclsRequest) -> CreateAclsResponse {
@@ -31,14 +43,8 @@ pub async fn create(a: Access<'_>, req: CreateAclsRequest) -> CreateAclsResponse
             .with_error_message(Some(text(msg)));
         CreateAclsResponse::default().with_results(vec![r; req.creations.len()])
     };
-    if !a.authz.enabled() {
-        return fail(Code::SecurityDisabled, DISABLED);
-    }
-    if !a.cluster(op::ALTER) {
-        return fail(
-            Code::ClusterAuthorizationFailed,
-            "Cluster authorization failed.",
-        );
+    if let Some((code, msg)) = refusal(&a, op::ALTER) {
+        return fail(code, msg);
     }
     let mut results = Vec::new();
     let mut valid = Vec::new();
@@ -96,15 +102,10 @@ fn filter(
 
 /// DescribeAcls.
 pub fn describe(a: Access<'_>, req: DescribeAclsRequest) -> DescribeAclsResponse {
-    if !a.authz.enabled() {
+    if let Some((code, msg)) = refusal(&a, op::DESCRIBE) {
         return DescribeAclsResponse::default()
-            .with_error_code(Code::SecurityDisabled.code())
-            .with_error_message(Some(text(DISABLED)));
-    }
-    if !a.cluster(op::DESCRIBE) {
-        return DescribeAclsResponse::default()
-            .with_error_code(Code::ClusterAuthorizationFailed.code())
-            .with_error_message(Some(text("Cluster authorization failed.")));
+            .with_error_code(code.code())
+            .with_error_message(Some(text(msg)));
     }
     let f = filter(
         req.resource_type_filter,
@@ -150,14 +151,8 @@ pub async fn delete(a: Access<'_>, req: DeleteAclsRequest) -> DeleteAclsResponse
             .with_error_message(Some(text(msg)));
         DeleteAclsResponse::default().with_filter_results(vec![r; req.filters.len()])
     };
-    if !a.authz.enabled() {
-        return fail(Code::SecurityDisabled, DISABLED);
-    }
-    if !a.cluster(op::ALTER) {
-        return fail(
-            Code::ClusterAuthorizationFailed,
-            "Cluster authorization failed.",
-        );
+    if let Some((code, msg)) = refusal(&a, op::ALTER) {
+        return fail(code, msg);
     }
     let filters: Vec<Filter> = req
         .filters

@@ -270,17 +270,23 @@ def topic_id_names(topic_id):
     return names
 
 
-@pytest.fixture(scope="session")
-def session_broker(request):
-    """The broker shared by most tests (tests use unique topic names)."""
-    b = Broker({"auto.create.topics.enable": "true", "num.partitions": "1"}, name="session")
+def shared_broker(request, b):
+    """Starts `b` for a session- or module-scoped fixture, yields it, and stops it; its log
+    is kept when a test failed meanwhile."""
     b.start()
     failed_before = request.session.testsfailed
     yield b
     failed = request.session.testsfailed > failed_before
     b.cleanup(keep=failed)
     if failed:
-        print(f"\nsession broker log kept at {b.log_path}", file=sys.stderr)
+        print(f"\n{b.tmp.name} broker log kept at {b.log_path}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def session_broker(request):
+    """The broker shared by most tests (tests use unique topic names)."""
+    yield from shared_broker(request, Broker(
+        {"auto.create.topics.enable": "true", "num.partitions": "1"}, name="session"))
 
 
 # Broker settings for consumer-group tests: no initial rebalance delay (Stratus defaults to
@@ -313,14 +319,7 @@ def group_settings(extra=None):
 @pytest.fixture(scope="session")
 def session_group_broker(request):
     """A broker shared by the consumer-group tests (unique topic and group names per test)."""
-    b = Broker(group_settings(), name="groups")
-    b.start()
-    failed_before = request.session.testsfailed
-    yield b
-    failed = request.session.testsfailed > failed_before
-    b.cleanup(keep=failed)
-    if failed:
-        print(f"\ngroup broker log kept at {b.log_path}", file=sys.stderr)
+    yield from shared_broker(request, Broker(group_settings(), name="groups"))
 
 
 def _shared(b):

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
                                    AdminClient, ConfigResource, ResourcePatternType, ResourceType)
 
-from conftest import REPO, Broker
+from conftest import REPO, Broker, shared_broker
 from util import consume, create_topic, produce_sync, tp, wait_for
 
 JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
@@ -33,13 +33,7 @@ def secured(request):
         "auto.create.topics.enable": "false",
         "group.initial.rebalance.delay.ms": "0",
     }, name="acls", listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT"})
-    b.start()
-    failed_before = request.session.testsfailed
-    yield b
-    failed = request.session.testsfailed > failed_before
-    b.cleanup(keep=failed)
-    if failed:
-        print(f"\nacl broker log kept at {b.log_path}")
+    yield from shared_broker(request, b)
 
 
 def as_user(b, user):

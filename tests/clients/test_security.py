@@ -20,7 +20,7 @@ from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechan
                                    UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
 from certs import CA, client_dn, server_dn
-from conftest import CACHE, REPO, Broker
+from conftest import CACHE, REPO, Broker, shared_broker
 from util import consume, create_topic, produce_sync, producer, tp, wait_for
 
 LISTENERS = {"SSL": "SSL", "MTLS": "SSL", "SASL_SSL": "SASL_SSL", "SASL_PLAINTEXT": "SASL_PLAINTEXT"}
@@ -62,15 +62,9 @@ def security_settings(pki):
 
 @pytest.fixture(scope="module")
 def secure(pki, request):
-    b = Broker({**security_settings(pki), "auto.create.topics.enable": "false"},
-               name="secure", listeners=LISTENERS)
-    b.start()
-    failed_before = request.session.testsfailed
-    yield b
-    failed = request.session.testsfailed > failed_before
-    b.cleanup(keep=failed)
-    if failed:
-        print(f"\nsecure broker log kept at {b.log_path}")
+    yield from shared_broker(request, Broker(
+        {**security_settings(pki), "auto.create.topics.enable": "false"},
+        name="secure", listeners=LISTENERS))
 
 
 def addr(b, listener):
