@@ -102,6 +102,9 @@ RULES = [
     ("auth", ["broker", "cluster", "group", "partition", "read", "registry", "server", "topics",
               "upkeep", "wal"],
      "authentication sees the settings and the credential store; never the log, groups or the broker"),
+    ("quotas", ["broker", "cluster", "group", "handlers", "partition", "read", "registry", "server",
+                "topics", "upkeep", "wal"],
+     "quotas measure clients against the table in the store; nothing else"),
     ("producer_ids", ["broker", "cluster", "handlers", "partition", "registry", "wal"],
      "producer ids are a block reserved in the metadata store, nothing else"),
 ]

@@ -53,6 +53,8 @@ pub struct Broker {
     pub groups: Arc<crate::group::Coordinator>,
     /// ACLs and the decision whether a principal may do something.
     pub authz: Arc<crate::auth::acls::Authorizer>,
+    /// Client quotas.
+    pub quotas: Arc<crate::quotas::Quotas>,
     /// What each listener asks of its clients (TLS, SASL), and SCRAM credentials.
     pub security: Arc<crate::auth::Security>,
     /// Bytes of requests read and not yet answered (`queued.max.request.bytes`).

@@ -20,6 +20,7 @@ pub mod group;
 pub mod handlers;
 pub mod partition;
 pub mod producer_ids;
+pub mod quotas;
 pub mod read;
 pub mod registry;
 pub mod replica;

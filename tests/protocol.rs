@@ -291,6 +291,7 @@ fn minimal_request(api: ApiKey) -> RequestKind {
             DescribeUserScramCredentials,
             AlterUserScramCredentials,
             DescribeClientQuotas,
+            AlterClientQuotas,
             CreateAcls,
             DescribeAcls,
             DeleteAcls,

@@ -36,6 +36,16 @@ pub enum Principal {
     User(Arc<str>),
 }
 
+impl Principal {
+    /// The name without its type: `alice`, `ANONYMOUS`.
+    pub fn name(&self) -> &str {
+        match self {
+            Principal::Anonymous => "ANONYMOUS",
+            Principal::User(u) => u,
+        }
+    }
+}
+
 impl std::fmt::Display for Principal {
     /// Kafka's form: `User:alice`, `User:ANONYMOUS`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

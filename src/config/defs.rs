@@ -118,6 +118,10 @@ settings! {
         fetch_max_bytes: usize = ("fetch.max.bytes", "57671680", Int(1024, INT)),
         #[doc = "Upper bound on a Fetch's max_wait_ms."]
         fetch_max_wait_cap_ms: u64 = ("fetch.max.wait.cap.ms", "30000", Long(0, LONG)),
+        #[doc = "Samples a client-quota rate is measured over."]
+        quota_window_num: usize = ("quota.window.num", "11", Int(2, INT)),
+        #[doc = "Length of one client-quota sample, in seconds."]
+        quota_window_size_seconds: u64 = ("quota.window.size.seconds", "1", Long(1, 3600)),
     }
     #[doc = "Listener security: TLS, SASL and authentication limits. Each may be given for one listener as listener.name.<listener>.<setting>."]
     security: SecurityConfig {

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::bail;
 use bytes::{Bytes, BytesMut};
@@ -11,6 +12,8 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::error;
 
 use crate::broker::Broker;
+use crate::quotas::response::{Charge, Timed};
+use crate::quotas::Throttle;
 
 pub mod access;
 pub mod acls;
@@ -25,6 +28,7 @@ pub mod lookup;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod quotas;
 pub mod scram;
 
 /// What a handler knows of the connection a request came on.
@@ -80,6 +84,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
@@ -112,13 +117,20 @@ pub fn encode(
     }
 }
 
+/// The response of one request before it is encoded; `None` sends nothing.
+pub type KindFuture = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>;
+
 /// Decodes one request frame and starts it. Produce appends happen before this returns,
 /// so they keep the connection's order; everything else runs when its response is due.
+/// When client quotas are set, the request is charged to its client once answered, and
+/// `throttle` mutes the connection of a client over its quota.
 pub async fn dispatch(
     broker: &Arc<Broker>,
     session: Session,
     frame: Bytes,
+    throttle: &Arc<Throttle>,
 ) -> anyhow::Result<ResponseFuture> {
+    let size = frame.len();
     let (api, version, correlation_id) = peek(&frame)?;
     if !supports(api, version) {
         if api == ApiKey::ApiVersions {
@@ -129,7 +141,22 @@ pub async fn dispatch(
     }
     let (header, request) = decode_request(frame)?;
     let broker = broker.clone();
-    if let RequestKind::Produce(req) = request {
+    let charge = broker.quotas.enabled().then(|| Charge {
+        quotas: broker.quotas.clone(),
+        user: session.principal.name().to_string(),
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        throttle: throttle.clone(),
+    });
+    let mut busy = Duration::ZERO;
+    let mut throttled_until = None;
+    let work: KindFuture = if let RequestKind::Produce(req) = request {
+        if let Some(charge) = &charge {
+            throttled_until = charge.produce(size);
+        }
         let handles = produce::Handles {
             registry: &broker.registry,
             routing: &broker.routing,
@@ -141,12 +168,28 @@ pub async fn dispatch(
                 host: session.peer.ip(),
             },
         };
-        return Ok(produce::start(handles, req, version, correlation_id).await);
-    }
-    Ok(Box::pin(async move {
-        let resp = handle(&broker, session, &header, request, version).await;
-        encode(api, version, correlation_id, &resp)
-    }))
+        let start = produce::start(handles, req, version);
+        if charge.is_some() {
+            let (work, spent) = Timed::new(Box::pin(start), Duration::ZERO).await;
+            busy = spent;
+            work
+        } else {
+            start.await
+        }
+    } else {
+        let broker = broker.clone();
+        Box::pin(async move { Some(handle(&broker, session, &header, request, version).await) })
+    };
+    Ok(match charge {
+        None => Box::pin(async move { encode(api, version, correlation_id, &work.await?) }),
+        Some(charge) => Box::pin(async move {
+            let (resp, busy) = Timed::new(work, busy).await;
+            let resp = charge
+                .settle(api, version, throttled_until, resp, busy)
+                .await?;
+            encode(api, version, correlation_id, &resp)
+        }),
+    })
 }
 
 /// The API key, version and correlation id at the start of a frame; an error for a
@@ -260,7 +303,7 @@ async fn route(
                 committed: &broker.wal.committed,
                 max_wait_cap_ms: broker.settings.server.fetch_max_wait_cap_ms,
                 rack: broker.settings.server.rack.as_deref(),
-                max_bytes: broker.settings.server.fetch_max_bytes,
+                max_bytes: fetch_max_bytes(broker, &principal, client_id),
                 access,
             };
             ResponseKind::Fetch(fetch::handle(handles, r, v).await)
@@ -345,7 +388,10 @@ async fn route(
         RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(access, r)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(access, r).await),
         RequestKind::DescribeClientQuotas(r) => {
-            ResponseKind::DescribeClientQuotas(scram::describe_client_quotas(access, r))
+            ResponseKind::DescribeClientQuotas(quotas::describe(access, &broker.quotas, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(quotas::alter(access, &broker.quotas, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&ch, r).await)
@@ -353,6 +399,19 @@ async fn route(
         // Produce is started in `dispatch`; nothing else passes `supported`.
         _ => unreachable_response(),
     }
+}
+
+/// `fetch.max.bytes`, and for a client with a fetch quota no more than that quota allows
+/// over the window (as Kafka bounds it).
+fn fetch_max_bytes(broker: &Broker, principal: &Principal, client_id: &str) -> usize {
+    let max = broker.settings.server.fetch_max_bytes;
+    if !broker.quotas.enabled() {
+        return max;
+    }
+    broker
+        .quotas
+        .fetch_bytes_bound(principal.name(), client_id)
+        .map_or(max, |q| q.clamp(1, max))
 }
 
 fn unreachable_response() -> ResponseKind {

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::ResponseError as Code;
 
-use super::{lookup, ResponseFuture};
+use super::{lookup, KindFuture};
 use crate::cluster::routing::Routing;
 use crate::error::Error;
 use crate::registry::{Registry, Topic};
@@ -39,13 +39,9 @@ pub struct Handles<'a> {
     pub access: super::access::Access<'a>,
 }
 
-/// Appends every partition's batches now and returns the future of the response.
-pub async fn start(
-    h: Handles<'_>,
-    req: ProduceRequest,
-    v: i16,
-    correlation_id: i32,
-) -> ResponseFuture {
+/// Appends every partition's batches now and returns the future of the response (none
+/// for acks=0).
+pub async fn start(h: Handles<'_>, req: ProduceRequest, v: i16) -> KindFuture {
     let acks = req.acks;
     let deadline = lookup::ownership_deadline();
     let mut results: Vec<(TopicProduceResponse, Vec<PartitionOutcome>)> = Vec::new();
@@ -136,12 +132,7 @@ pub async fn start(
             }
             resp.responses.push(head);
         }
-        super::encode(
-            ApiKey::Produce,
-            v,
-            correlation_id,
-            &ResponseKind::Produce(resp),
-        )
+        Some(ResponseKind::Produce(resp))
     })
 }
 

@@ -1,8 +1,6 @@
 //! DescribeUserScramCredentials and AlterUserScramCredentials (KIP-554), as Kafka answers
 //! them: `kafka-configs --alter --add-config 'SCRAM-SHA-512=[password=…]' --entity-type
 //! users --entity-name alice` sends the salted password; the store keeps the derived keys.
-//! And DescribeClientQuotas, which `kafka-configs --describe --entity-type users` sends
-//! with it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -235,32 +233,4 @@ fn validate(user: &str, mechanism: i8) -> Result<Mechanism, (Code, String)> {
             "Unknown SCRAM mechanism".into(),
         )
     })
-}
-
-/// DescribeClientQuotas: no client quota can be set on this broker yet (AlterClientQuotas is
-/// not served), so every filter matches no entity, as on a Kafka broker with no quotas.
-/// `kafka-configs --describe --entity-type users` asks for quotas and SCRAM credentials
-/// together.
-pub fn describe_client_quotas(
-    access: Access<'_>,
-    req: DescribeClientQuotasRequest,
-) -> DescribeClientQuotasResponse {
-    if !access.cluster(op::DESCRIBE_CONFIGS) {
-        return DescribeClientQuotasResponse::default()
-            .with_error_code(Code::ClusterAuthorizationFailed.code())
-            .with_error_message(Some(text("Cluster authorization failed.")));
-    }
-    const ENTITY_TYPES: [&str; 3] = ["user", "client-id", "ip"];
-    for c in &req.components {
-        if !ENTITY_TYPES.contains(&c.entity_type.as_str()) || !(0..=2).contains(&c.match_type) {
-            return DescribeClientQuotasResponse::default()
-                .with_error_code(Code::InvalidRequest.code())
-                .with_error_message(Some(text(format!(
-                    "Invalid quota filter: entity type {} with match type {}",
-                    c.entity_type.as_str(),
-                    c.match_type
-                ))));
-        }
-    }
-    DescribeClientQuotasResponse::default().with_entries(Some(Vec::new()))
 }

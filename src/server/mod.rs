@@ -29,6 +29,7 @@ use crate::auth::ListenerSecurity;
 use crate::broker::Broker;
 use crate::config::Settings;
 use crate::handlers::{self, Principal, ResponseFuture, Session};
+use crate::quotas::Throttle;
 use crate::supervisor::panic_message;
 
 mod frames;
@@ -266,7 +267,19 @@ async fn connection<R, W>(
     });
     let max_request = broker.settings.server.socket_request_max_bytes;
     let mut frames = FrameReader::default();
+    let throttle = Arc::new(Throttle::default());
     loop {
+        // Over a client quota: read nothing more until the throttle time has passed (it
+        // may be extended meanwhile, when the throttled response goes out).
+        while let Some(until) = throttle.muted_until() {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(until.into()) => {}
+            }
+        }
+        if cancel.is_cancelled() {
+            break;
+        }
         let unauthenticated = !gate.authenticated();
         let limit = if unauthenticated {
             Limit {
@@ -347,7 +360,7 @@ async fn connection<R, W>(
                 break;
             }
         }
-        match handlers::dispatch(&broker, session.clone(), frame).await {
+        match handlers::dispatch(&broker, session.clone(), frame, &throttle).await {
             Ok(fut) => {
                 // The request's bytes count against queued.max.request.bytes until it is
                 // answered.

@@ -195,9 +195,16 @@ impl Broker {
             meta.clone(),
         ));
         authz.refresh().await?;
+        let quotas = Arc::new(crate::quotas::Quotas::new(
+            meta.clone(),
+            settings.server.quota_window_num,
+            settings.server.quota_window_size_seconds * 1000,
+        ));
+        quotas.refresh().await?;
         let broker = Arc::new(Broker {
             security,
             authz,
+            quotas,
             request_memory: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.request_memory_bytes(),
             )),
@@ -282,6 +289,7 @@ impl Broker {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::spawn(self.authz.clone().run(cancel.clone()));
+        tokio::spawn(self.quotas.clone().run(cancel.clone()));
         tasks.spawn(
             "topic watch",
             cancel.clone(),

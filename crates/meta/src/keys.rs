@@ -12,6 +12,7 @@
 //! | `offsets/<shard:02>/<group>/<topic>` | committed offsets | the shard's coordinator |
 //! | `acls/<binding id>` | ACL bindings | any broker (CreateAcls, DeleteAcls) |
 //! | `scram/<user>/<mechanism>` | SCRAM credentials (salt, derived keys) | any broker (AlterUserScramCredentials) |
+//! | `quotas/<user part>/<client-id part>` | client quotas of one entity | any broker (AlterClientQuotas) |
 //!
 //! Group ids and user names may hold any character: they are escaped (`%` → `%25`, `/` → `%2F`) so that
 //! a key names one group and one topic unambiguously.
@@ -220,6 +221,21 @@ pub fn parse_scram_key(key: &str) -> Option<(String, String)> {
     (!mechanism.contains('/')).then(|| (unescape(user), mechanism.to_string()))
 }
 
+/// Prefix of client quotas.
+pub const QUOTAS: &str = "quotas/";
+/// Key of one client-quota entity. Each part is `-` when the entity has no such part, `*`
+/// for the default entity, and `=<name>` for a named one.
+pub fn quota_key(user: Option<Option<&str>>, client_id: Option<Option<&str>>) -> String {
+    fn part(p: Option<Option<&str>>) -> String {
+        match p {
+            None => "-".into(),
+            Some(None) => "*".into(),
+            Some(Some(name)) => format!("={}", escape(name)),
+        }
+    }
+    format!("{QUOTAS}{}/{}", part(user), part(client_id))
+}
+
 fn escape(s: &str) -> String {
     s.replace('%', "%25").replace('/', "%2F")
 }
@@ -248,6 +264,14 @@ mod tests {
             format!("groups/{:02}/a%2Fb%25", shard_of("a/b%"))
         );
         assert_eq!(offset_key("g", "t"), "offsets/06/g/t");
+    }
+
+    #[test]
+    fn quota_keys_tell_entities_apart() {
+        assert_eq!(quota_key(Some(Some("alice")), None), "quotas/=alice/-");
+        assert_eq!(quota_key(Some(None), Some(Some("*"))), "quotas/*/=*");
+        assert_eq!(quota_key(None, Some(Some("a/b"))), "quotas/-/=a%2Fb");
+        assert_ne!(quota_key(Some(Some("-")), None), quota_key(None, None));
     }
 
     proptest! {

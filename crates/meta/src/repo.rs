@@ -98,6 +98,27 @@ pub struct AclRecord {
     pub permission: i8,
 }
 
+/// The name of one part (user or client id) of a client-quota entity.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QuotaName {
+    /// The default entity of its type (`--entity-default`).
+    Default,
+    /// A named user or client id.
+    Name(String),
+}
+
+/// The client quotas of one entity (Kafka's quota keys: `producer_byte_rate`,
+/// `consumer_byte_rate`, `request_percentage`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QuotaRecord {
+    /// The user part, if the entity has one.
+    pub user: Option<QuotaName>,
+    /// The client-id part, if the entity has one.
+    pub client_id: Option<QuotaName>,
+    /// Quota key to value.
+    pub values: BTreeMap<String, f64>,
+}
+
 /// A sealed segment object.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SegmentRef {

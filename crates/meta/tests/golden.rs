@@ -218,3 +218,18 @@ fn acl_record() {
         },
     );
 }
+
+#[test]
+fn quota_record() {
+    check(
+        "quota",
+        QuotaRecord {
+            user: Some(QuotaName::Name("alice".into())),
+            client_id: Some(QuotaName::Default),
+            values: BTreeMap::from([
+                ("producer_byte_rate".to_string(), 1048576.0),
+                ("request_percentage".to_string(), 12.5),
+            ]),
+        },
+    );
+}
