@@ -20,11 +20,13 @@ use tracing::{info, warn};
 use crate::config::{SecurityProtocol, Settings};
 
 pub mod acls;
+pub mod oauth;
 pub mod sasl;
 pub mod scram_store;
 
 use sasl::{SaslConfig, PLAIN};
 use scram_store::ScramStore;
+use stratus_auth::oauth::OAUTHBEARER;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +189,18 @@ impl Security {
         Ok(listeners)
     }
 
+    /// The OAUTHBEARER validators of the listeners that have one, with their names (an
+    /// https JWKS is kept fresh by [`oauth::OAuth::run`]).
+    pub fn oauth(&self) -> Vec<(String, Arc<oauth::OAuth>)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| {
+                let o = l.sasl.as_ref()?.oauth.clone()?;
+                Some((l.name.clone(), o))
+            })
+            .collect()
+    }
+
     /// Re-reads TLS files that changed (the broker calls this every second).
     pub fn reload_tls(&self) {
         for l in &self.listeners {
@@ -275,9 +289,9 @@ fn sasl_config(s: &crate::config::SecurityConfig) -> Result<SaslConfig, String> 
         .map(str::trim)
         .filter(|m| !m.is_empty())
     {
-        if m != PLAIN && Mechanism::from_name(m).is_none() {
+        if m != PLAIN && m != OAUTHBEARER && Mechanism::from_name(m).is_none() {
             return Err(format!(
-                "sasl.enabled.mechanisms: {m} is not supported; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                "sasl.enabled.mechanisms: {m} is not supported; use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"
             ));
         }
         mechanisms.push(m.to_string());
@@ -303,9 +317,15 @@ fn sasl_config(s: &crate::config::SecurityConfig) -> Result<SaslConfig, String> 
     if mechanisms.iter().any(|m| m == PLAIN) && plain.is_empty() {
         warn!("SASL PLAIN is enabled but no user is configured (sasl.jaas.config user_<name>=\"...\" or sasl.plain.credentials.file): every PLAIN login fails");
     }
+    let oauth = if mechanisms.iter().any(|m| m == OAUTHBEARER) {
+        Some(Arc::new(oauth::OAuth::from_settings(s)?))
+    } else {
+        None
+    };
     Ok(SaslConfig {
         mechanisms,
         plain,
+        oauth,
         reauth_ms: s.connections_max_reauth_ms,
     })
 }

@@ -21,6 +21,8 @@ pub struct SaslConfig {
     pub mechanisms: Vec<String>,
     /// PLAIN users (from the JAAS line or the credentials file).
     pub plain: PlainUsers,
+    /// OAUTHBEARER's token validator, if the mechanism is enabled.
+    pub oauth: Option<Arc<super::oauth::OAuth>>,
     /// `connections.max.reauth.ms` (0: sessions do not expire).
     pub reauth_ms: i64,
 }
@@ -61,6 +63,8 @@ pub enum Step {
         token: Vec<u8>,
         /// The authenticated user.
         user: String,
+        /// When the credential expires (an OAUTHBEARER token's exp, ms since the epoch).
+        expires_ms: Option<i64>,
     },
 }
 
@@ -144,7 +148,18 @@ impl SaslExchange {
                         .nth(1)
                         .map(|u| String::from_utf8_lossy(u).into_owned());
                     let user = self.config.plain.authenticate(token)?;
-                    return self.done(&mechanism, user, Vec::new());
+                    return self.done(&mechanism, user, Vec::new(), None);
+                }
+                if mechanism == stratus_auth::oauth::OAUTHBEARER {
+                    let oauth = self.config.oauth.clone().ok_or_else(|| {
+                        AuthError::Invalid("OAUTHBEARER is not configured".into())
+                    })?;
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let v = oauth.authenticate(token, now_ms).await?;
+                    self.attempted = Some(v.principal.clone());
+                    return self.done(&mechanism, v.principal, Vec::new(), Some(v.expires_ms));
                 }
                 let Some(m) = Mechanism::from_name(&mechanism) else {
                     return Err(AuthError::Invalid(format!(
@@ -174,12 +189,18 @@ impl SaslExchange {
             } => {
                 let user = exchange.username().to_string();
                 let token = exchange.finish(token)?;
-                self.done(&mechanism, user, token)
+                self.done(&mechanism, user, token, None)
             }
         }
     }
 
-    fn done(&mut self, mechanism: &str, user: String, token: Vec<u8>) -> Result<Step, AuthError> {
+    fn done(
+        &mut self,
+        mechanism: &str,
+        user: String,
+        token: Vec<u8>,
+        expires_ms: Option<i64>,
+    ) -> Result<Step, AuthError> {
         if let Some((_, previous)) = &self.authenticated {
             if *previous != user {
                 return Err(AuthError::Failed(format!(
@@ -188,6 +209,10 @@ impl SaslExchange {
             }
         }
         self.authenticated = Some((mechanism.to_string(), user.clone()));
-        Ok(Step::Done { token, user })
+        Ok(Step::Done {
+            token,
+            user,
+            expires_ms,
+        })
     }
 }

@@ -155,10 +155,30 @@ settings! {
         ssl_cipher_suites: String = ("ssl.cipher.suites", "", Text),
         #[doc = "Rules mapping a client certificate's subject (RFC 2253) to its principal: DEFAULT, RULE:pattern/replacement/[LU], as Kafka writes them."]
         ssl_principal_mapping_rules: String = ("ssl.principal.mapping.rules", "DEFAULT", Text),
-        #[doc = "SASL mechanisms offered on SASL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512."]
+        #[doc = "SASL mechanisms offered on SASL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER."]
         sasl_enabled_mechanisms: String = ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", Text),
         #[doc = "JAAS line whose user_<name>=\"<password>\" options are the PLAIN users (usually given as listener.name.<listener>.plain.sasl.jaas.config)."]
         sasl_jaas_config: String = ("sasl.jaas.config", "", Password),
+        #[doc = "The OAUTHBEARER JAAS line (usually given as listener.name.<listener>.oauthbearer.sasl.jaas.config); its ssl.truststore.location option (PEM) is trusted for an https JWKS endpoint."]
+        sasl_oauthbearer_jaas_config: String = ("sasl.oauthbearer.jaas.config", "", Password),
+        #[doc = "Where OAUTHBEARER tokens' signing keys are: a JWKS file (file:///path or a path, re-read when it changes) or an https URL (fetched at start and every sasl.oauthbearer.jwks.endpoint.refresh.ms, and when a token names an unknown key)."]
+        sasl_oauthbearer_jwks_endpoint_url: String = ("sasl.oauthbearer.jwks.endpoint.url", "", Text),
+        #[doc = "How often an https JWKS is fetched again."]
+        sasl_oauthbearer_jwks_endpoint_refresh_ms: u64 = ("sasl.oauthbearer.jwks.endpoint.refresh.ms", "3600000", Long(1000, LONG)),
+        #[doc = "First wait before fetching a JWKS again after a failure (doubling up to sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms)."]
+        sasl_oauthbearer_jwks_endpoint_retry_backoff_ms: u64 = ("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", "100", Long(1, LONG)),
+        #[doc = "Longest wait between attempts to fetch a JWKS."]
+        sasl_oauthbearer_jwks_endpoint_retry_backoff_max_ms: u64 = ("sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms", "10000", Long(1, LONG)),
+        #[doc = "Audiences a token must name one of in its aud claim, separated by commas. Empty: any."]
+        sasl_oauthbearer_expected_audience: String = ("sasl.oauthbearer.expected.audience", "", Text),
+        #[doc = "Issuer a token's iss claim must be. Empty: any."]
+        sasl_oauthbearer_expected_issuer: String = ("sasl.oauthbearer.expected.issuer", "", Text),
+        #[doc = "Claim whose value is the principal."]
+        sasl_oauthbearer_sub_claim_name: String = ("sasl.oauthbearer.sub.claim.name", "sub", Text),
+        #[doc = "Claim holding a token's scopes (read, not enforced)."]
+        sasl_oauthbearer_scope_claim_name: String = ("sasl.oauthbearer.scope.claim.name", "scope", Text),
+        #[doc = "Difference allowed between the identity provider's clock and the broker's when checking exp and nbf."]
+        sasl_oauthbearer_clock_skew_seconds: i64 = ("sasl.oauthbearer.clock.skew.seconds", "30", Long(0, INT)),
         #[doc = "File of PLAIN users, one user=password per line."]
         sasl_plain_credentials_file: String = ("sasl.plain.credentials.file", "", Text),
         #[doc = "Largest frame a connection may send before it has authenticated."]

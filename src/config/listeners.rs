@@ -72,7 +72,12 @@ pub fn per_listener(name: &str) -> bool {
 }
 
 /// The mechanisms a `listener.name.<l>.<mechanism>.sasl.jaas.config` may name.
-const JAAS_MECHANISMS: &[&str] = &["plain", "scram-sha-256", "scram-sha-512"];
+const JAAS_MECHANISMS: &[&str] = &["plain", "scram-sha-256", "scram-sha-512", "oauthbearer"];
+
+/// Kafka's broker-side OAUTHBEARER validator: the one server callback handler Stratus takes
+/// (it validates tokens against the JWKS itself).
+const OAUTH_VALIDATOR: &str =
+    "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler";
 
 impl Settings {
     /// A listener's security protocol, from `listener.security.protocol.map` (a listener
@@ -120,9 +125,15 @@ impl Settings {
             let Some(setting) = k.strip_prefix(&prefix) else {
                 continue;
             };
+            if setting.ends_with(".sasl.server.callback.handler.class") {
+                continue;
+            }
             match setting.strip_suffix(".sasl.jaas.config") {
                 Some("plain") => {
                     overlay.insert("sasl.jaas.config".into(), v.clone());
+                }
+                Some("oauthbearer") => {
+                    overlay.insert("sasl.oauthbearer.jaas.config".into(), v.clone());
                 }
                 Some(_) => {}
                 None => {
@@ -165,6 +176,18 @@ pub(super) fn check_listener_setting(
     let Some((_, setting)) = rest.split_once('.') else {
         return Err((format!("{key} names no setting"), true));
     };
+    if let Some(mechanism) = setting.strip_suffix(".sasl.server.callback.handler.class") {
+        return if mechanism != "oauthbearer" {
+            Err(("a mechanism of oauthbearer".to_string(), true))
+        } else if value.trim() == OAUTH_VALIDATOR {
+            Ok(())
+        } else {
+            Err((
+                format!("{OAUTH_VALIDATOR} (Stratus validates tokens against sasl.oauthbearer.jwks.endpoint.url)"),
+                false,
+            ))
+        };
+    }
     if let Some(mechanism) = setting.strip_suffix(".sasl.jaas.config") {
         return if JAAS_MECHANISMS.contains(&mechanism) {
             Ok(())

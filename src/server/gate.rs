@@ -87,8 +87,12 @@ impl Gate {
             // After a v0 handshake the tokens are bare frames.
             return match ex.step(frame).await {
                 Ok(Step::Challenge(t)) => Verdict::Answer(Bytes::from(t)),
-                Ok(Step::Done { token, user }) => {
-                    self.succeeded(principal, user);
+                Ok(Step::Done {
+                    token,
+                    user,
+                    expires_ms,
+                }) => {
+                    self.succeeded(principal, user, expires_ms);
                     Verdict::Answer(Bytes::from(token))
                 }
                 Err(e) => Verdict::Refuse(None, failure(ex, &e)),
@@ -169,12 +173,18 @@ impl Gate {
         let mut refuse = None;
         match ex.step(&req.auth_bytes).await {
             Ok(Step::Challenge(t)) => resp.auth_bytes = Bytes::from(t),
-            Ok(Step::Done { token, user }) => {
+            Ok(Step::Done {
+                token,
+                user,
+                expires_ms,
+            }) => {
                 resp.auth_bytes = Bytes::from(token);
-                if reauth_ms > 0 && v >= 1 {
-                    resp.session_lifetime_ms = reauth_ms;
+                if let Some(lifetime) = session_lifetime_ms(reauth_ms, expires_ms) {
+                    if v >= 1 {
+                        resp.session_lifetime_ms = lifetime;
+                    }
                 }
-                self.succeeded(principal, user);
+                self.succeeded(principal, user, expires_ms);
             }
             Err(e) => {
                 resp.error_code = Code::SaslAuthenticationFailed.code();
@@ -195,13 +205,27 @@ impl Gate {
         }
     }
 
-    fn succeeded(&mut self, principal: &mut Principal, user: String) {
+    fn succeeded(&mut self, principal: &mut Principal, user: String, expires_ms: Option<i64>) {
         *principal = Principal::User(Arc::from(user.as_str()));
         self.authenticated = true;
         let reauth_ms = self.exchange.as_ref().map_or(0, SaslExchange::reauth_ms);
-        self.expires =
-            (reauth_ms > 0).then(|| Instant::now() + Duration::from_millis(reauth_ms as u64));
+        self.expires = session_lifetime_ms(reauth_ms, expires_ms)
+            .map(|ms| Instant::now() + Duration::from_millis(ms as u64));
     }
+}
+
+/// How long a new session lasts (KIP-368): `connections.max.reauth.ms`, and no longer than
+/// the credential (an OAUTHBEARER token) when that expires first. With re-authentication
+/// off, sessions do not end, whatever the credential, as in Kafka.
+fn session_lifetime_ms(reauth_ms: i64, expires_ms: Option<i64>) -> Option<i64> {
+    if reauth_ms <= 0 {
+        return None;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let credential = expires_ms.map_or(i64::MAX, |e| (e - now_ms).max(1));
+    Some(reauth_ms.min(credential))
 }
 
 /// The log line's reason for a failed authentication: who the client said it was, and why.
@@ -249,5 +273,35 @@ fn illegal_state(frame: &Bytes, why: &str) -> Verdict {
     match handlers::encode(api, v, header.correlation_id, &resp) {
         Some(out) => Verdict::Answer(out),
         None => Verdict::Close(None, format!("SASL response not encodable ({why})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_lifetime_ms;
+
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    #[test]
+    fn a_session_ends_with_its_token_when_that_comes_first() {
+        // Re-authentication off: no end, whatever the token.
+        assert_eq!(session_lifetime_ms(0, Some(now_ms() + 1000)), None);
+        assert_eq!(session_lifetime_ms(60_000, None), Some(60_000));
+        let ends = session_lifetime_ms(60_000, Some(now_ms() + 5_000)).unwrap();
+        assert!((4_000..=5_000).contains(&ends), "{ends}");
+        assert_eq!(
+            session_lifetime_ms(60_000, Some(now_ms() + 600_000)),
+            Some(60_000)
+        );
+        // A token past its exp (within the clock skew): the session is over at once, but a
+        // zero would mean "no limit" to the client.
+        assert_eq!(
+            session_lifetime_ms(60_000, Some(now_ms() - 10_000)),
+            Some(1)
+        );
     }
 }

@@ -290,6 +290,9 @@ impl Broker {
         }
         tokio::spawn(self.authz.clone().run(cancel.clone()));
         tokio::spawn(self.quotas.clone().run(cancel.clone()));
+        for (listener, oauth) in self.security.oauth() {
+            tokio::spawn(oauth.run(listener, cancel.clone()));
+        }
         tasks.spawn(
             "topic watch",
             cancel.clone(),

@@ -1,11 +1,12 @@
 //! Stratus authentication, with no broker in sight: the TLS server configuration of a
-//! listener ([`tls`], rustls), the SASL exchanges ([`plain`], [`scram`]), JAAS lines
+//! listener ([`tls`], rustls), the SASL exchanges ([`plain`], [`scram`], [`oauth`]), JAAS lines
 //! ([`jaas`]), principals from certificates ([`principal`]) and ACL decisions ([`acl`]). The broker keeps the
 //! connection state, the credential store and the authorization checks; this crate never
 //! sees a socket, a store or a Kafka request.
 
 pub mod acl;
 pub mod jaas;
+pub mod oauth;
 pub mod plain;
 pub mod principal;
 pub mod scram;
