@@ -200,6 +200,12 @@ settings! {
     cluster: Cluster {
         #[doc = "Metadata store: embedded (a file under data.dir; one broker) or etcd://HOST:PORT[,HOST:PORT...][/namespace] for a cluster. etcd credentials come from ETCD_USERNAME / ETCD_PASSWORD."]
         metadata_url: String = ("metadata.store.url", "embedded", Url(&["embedded", "etcd://"], true)),
+        #[doc = "How brokers reach etcd: PLAINTEXT, or SSL (TLS, checked against metadata.store.ssl.truststore.location or the system's CAs)."]
+        metadata_security_protocol: String = ("metadata.store.security.protocol", "PLAINTEXT", Choice(&["PLAINTEXT", "SSL"])),
+        #[doc = "PEM file of the CA certificates that sign etcd's server certificate (SSL). Empty: the system's."]
+        metadata_ssl_truststore_location: String = ("metadata.store.ssl.truststore.location", "", Text),
+        #[doc = "PEM file with the broker's client certificate chain and private key, for an etcd that asks for client certificates (--client-cert-auth)."]
+        metadata_ssl_keystore_location: String = ("metadata.store.ssl.keystore.location", "", Text),
         #[doc = "Deadline of one metadata-store request; a store that does not answer gives retriable errors."]
         metadata_timeout_ms: u64 = ("metadata.request.timeout.ms", "5000", Long(1, LONG)),
         #[doc = "Lease of a broker's registration: a broker silent this long loses its partitions to the others."]
@@ -211,6 +217,8 @@ settings! {
         data_dir: PathBuf = ("data.dir", "./stratus-data", Text),
         #[doc = "Object store URL: file:///path, s3://bucket/prefix, memory://. Default: file://<data.dir>/objects."]
         object_store: String = ("object.store.url", "", Url(&["file://", "s3://", "s3a://", "memory:"], true)),
+        #[doc = "PEM file of CA certificates trusted for an https S3 endpoint (AWS_ENDPOINT_URL), besides the system's."]
+        object_store_ssl_truststore_location: String = ("object.store.ssl.truststore.location", "", Text),
         #[doc = "Longest wait for more data before a WAL object is written. Default: 2 (file), 0 (memory), 100 (s3)."]
         wal_flush_interval_ms: Option<u64> = ("wal.flush.interval.ms", "", Long(0, LONG)),
         #[doc = "A WAL object is written as soon as this many bytes are buffered."]

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::config::Settings;
 use stratus_log::objects::{ObjectError, Objects};
 use stratus_meta::embedded::EmbeddedStore;
-use stratus_meta::etcd::EtcdStore;
+use stratus_meta::etcd::{EtcdStore, EtcdTls};
 use stratus_meta::{keys, MetaError, MetaStore};
 
 /// Longest wait for the object store to answer the startup probe.
@@ -92,7 +92,8 @@ pub async fn metadata(settings: &Settings) -> Result<Arc<dyn MetaStore>, StoreEr
                 let text = e.to_string();
                 let message = format!(
                     "metadata store {url} did not answer: {text}; check that etcd runs at that \
-                     address and {}",
+                     address, {}, and {}",
+                    etcd_tls_hint(settings),
                     etcd_credentials()
                 );
                 if etcd_refusal(&text) {
@@ -101,12 +102,45 @@ pub async fn metadata(settings: &Settings) -> Result<Arc<dyn MetaStore>, StoreEr
                     StoreError::down(message)
                 }
             };
-            let store = EtcdStore::connect(url, timeout).await.map_err(failed)?;
+            let tls = etcd_tls(settings).map_err(StoreError::refused)?;
+            let store = EtcdStore::connect(url, timeout, tls)
+                .await
+                .map_err(failed)?;
             // One read: etcd answers, the credentials are accepted, the namespace is readable.
             store.get(keys::CLUSTER_ID).await.map_err(failed)?;
             Ok(Arc::new(store))
         }
     }
+}
+
+/// TLS to etcd, as `metadata.store.security.protocol` and the `metadata.store.ssl.*` files
+/// say.
+fn etcd_tls(settings: &Settings) -> Result<Option<EtcdTls>, String> {
+    let c = &settings.cluster;
+    let read = |setting: &str, path: &str| {
+        std::fs::read(path).map_err(|e| format!("{setting} {path}: {e}"))
+    };
+    if c.metadata_security_protocol != "SSL" {
+        if !c.metadata_ssl_truststore_location.is_empty()
+            || !c.metadata_ssl_keystore_location.is_empty()
+        {
+            return Err("metadata.store.ssl.* files are set but metadata.store.security.protocol                         is PLAINTEXT: set it to SSL to reach etcd over TLS"
+                .into());
+        }
+        return Ok(None);
+    }
+    let ca = match c.metadata_ssl_truststore_location.as_str() {
+        "" => None,
+        path => Some(read("metadata.store.ssl.truststore.location", path)?),
+    };
+    let identity = match c.metadata_ssl_keystore_location.as_str() {
+        "" => None,
+        path => {
+            let pem = read("metadata.store.ssl.keystore.location", path)?;
+            Some((pem.clone(), pem))
+        }
+    };
+    Ok(Some(EtcdTls { ca, identity }))
 }
 
 /// Whether etcd answered with a refusal (credentials, permissions, a malformed URL) rather
@@ -125,6 +159,21 @@ fn etcd_refusal(text: &str) -> bool {
     .any(|m| text.contains(m))
 }
 
+/// What to check of TLS when etcd does not answer.
+fn etcd_tls_hint(settings: &Settings) -> &'static str {
+    let c = &settings.cluster;
+    if c.metadata_security_protocol != "SSL" {
+        "that it serves plain http (an etcd with TLS needs metadata.store.security.protocol=SSL)"
+    } else if c.metadata_ssl_keystore_location.is_empty() {
+        "that it serves TLS with a certificate metadata.store.ssl.truststore.location trusts, \
+         and whether it asks for client certificates (--client-cert-auth closes the connection \
+         of a client with none: set metadata.store.ssl.keystore.location)"
+    } else {
+        "that it serves TLS with a certificate metadata.store.ssl.truststore.location trusts, \
+         and that its --trusted-ca-file signs metadata.store.ssl.keystore.location"
+    }
+}
+
 fn etcd_credentials() -> &'static str {
     match std::env::var("ETCD_USERNAME") {
         Ok(_) => "that the user in ETCD_USERNAME / ETCD_PASSWORD may read and write",
@@ -136,8 +185,20 @@ fn etcd_credentials() -> &'static str {
 /// deletes a small object.
 pub async fn objects(settings: &Settings) -> Result<Arc<Objects>, StoreError> {
     let url = &settings.storage.object_store_url();
-    let objects =
-        Arc::new(Objects::from_url(url).map_err(|e| StoreError::refused(format!("{e}")))?);
+    let ca = match settings
+        .storage
+        .object_store_ssl_truststore_location
+        .as_str()
+    {
+        "" => None,
+        path => Some(std::fs::read(path).map_err(|e| {
+            StoreError::refused(format!("object.store.ssl.truststore.location {path}: {e}"))
+        })?),
+    };
+    let objects = Arc::new(
+        Objects::from_url_trusting(url, ca.as_deref())
+            .map_err(|e| StoreError::refused(format!("{e}")))?,
+    );
     let key = format!(
         "{PROBE_PREFIX}{}-{}",
         settings.server.node_id,

@@ -76,15 +76,17 @@ def tail(path, n=30):
 class Service:
     """A server process started from one of the scripts/run-*.sh wrappers (which exec)."""
 
-    def __init__(self, name, script, data, port, env=None):
+    def __init__(self, name, script, data, port, env=None, args=()):
         self.name, self.script, self.data, self.port = name, script, data, port
+        self.args = list(args)
         self.env = dict(os.environ, **(env or {}))
         self.log = Path(data).parent / f"{name}.log"
         self.proc = None
 
     def start(self):
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([str(REPO / "scripts" / self.script), str(self.data), str(self.port)],
+            self.proc = subprocess.Popen([str(REPO / "scripts" / self.script), str(self.data), str(self.port),
+                                          *self.args],
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=self.env)
 
@@ -187,7 +189,7 @@ class Cluster:
     `admin_ports[node_id]`, `admin_address(node_id)`."""
 
     def __init__(self, infra, n=3, settings=None, name="cluster", admin=False, racks=None, env=None,
-                 etcd_endpoint=None):
+                 etcd_endpoint=None, listeners=None):
         from conftest import Broker
         ns = f"{name}-{uuid.uuid4().hex[:8]}"
         self.infra = infra
@@ -210,7 +212,7 @@ class Cluster:
                 own["admin.listener"] = f"127.0.0.1:{self.admin_ports[i]}"
             if racks:
                 own["broker.rack"] = racks[i - 1]
-            b = Broker({**common, **own}, name=f"{name}-{i}", env=env)
+            b = Broker({**common, **own}, name=f"{name}-{i}", env=env, listeners=listeners)
             b.node_id = i
             self.brokers.append(b)
 

@@ -53,6 +53,12 @@ impl Objects {
     /// Opens the store named by `url`: `file:///dir`, `memory://`, `s3://bucket/prefix`
     /// (credentials and endpoint from the usual `AWS_*` environment variables).
     pub fn from_url(url: &str) -> Result<Self, ObjectError> {
+        Self::from_url_trusting(url, None)
+    }
+
+    /// [`Objects::from_url`], trusting the CA certificates of `ca_pem` (a PEM bundle) for
+    /// an https S3 endpoint besides the system's.
+    pub fn from_url_trusting(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, ObjectError> {
         let bad = |e: &dyn std::fmt::Display| ObjectError::Url(url.to_string(), e.to_string());
         let (store, local_root): (Arc<dyn ObjectStore>, _) =
             if let Some(path) = url.strip_prefix("file://") {
@@ -64,10 +70,25 @@ impl Objects {
             } else if url.starts_with("memory:") {
                 (Arc::new(object_store::memory::InMemory::new()), None)
             } else if url.starts_with("s3://") || url.starts_with("s3a://") {
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(url)
-                    .build()
-                    .map_err(|e| bad(&e))?;
+                let mut options = object_store::ClientOptions::new();
+                if let Some(pem) = ca_pem {
+                    for cert in object_store::Certificate::from_pem_bundle(pem)
+                        .map_err(|e| bad(&format!("the CA certificates: {e}")))?
+                    {
+                        options = options.with_root_certificate(cert);
+                    }
+                }
+                // As AmazonS3Builder::from_env, over these client options.
+                let mut builder =
+                    object_store::aws::AmazonS3Builder::new().with_client_options(options);
+                for (key, value) in std::env::vars() {
+                    if key.starts_with("AWS_") {
+                        if let Ok(k) = key.to_ascii_lowercase().parse() {
+                            builder = builder.with_config(k, value);
+                        }
+                    }
+                }
+                let s3 = builder.with_url(url).build().map_err(|e| bad(&e))?;
                 let prefixed = object_store::prefix::PrefixStore::new(s3, s3_prefix(url));
                 (Arc::new(prefixed), None)
             } else {

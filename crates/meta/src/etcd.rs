@@ -32,6 +32,27 @@ fn unavailable(e: impl std::fmt::Display) -> MetaError {
     MetaError::Unavailable(e.to_string())
 }
 
+/// TLS to etcd: the CA certificates that sign its server certificate (PEM; none: the
+/// system's), and the client's certificate chain and key (PEM) when etcd asks for one
+/// (`--client-cert-auth`).
+#[derive(Clone, Default)]
+pub struct EtcdTls {
+    /// CA certificates (PEM).
+    pub ca: Option<Vec<u8>>,
+    /// The client's certificate chain and private key (PEM; one file may hold both).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The identity holds a private key.
+        f.debug_struct("EtcdTls")
+            .field("ca", &self.ca.is_some())
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
 /// Parses `etcd://host:port[,host:port...][/namespace]` into endpoints and namespace.
 pub fn parse_url(url: &str) -> Result<(Vec<String>, String), String> {
     let rest = url
@@ -56,10 +77,15 @@ pub fn parse_url(url: &str) -> Result<(Vec<String>, String), String> {
 }
 
 impl EtcdStore {
-    /// Connects to etcd. The connection is lazy: an etcd that is down now makes calls
-    /// fail (retriably) until it is back, and the store reconnects by itself.
-    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, MetaError> {
-        let (endpoints, namespace) = parse_url(url).map_err(MetaError::Unavailable)?;
+    /// Connects to etcd, over TLS when `tls` is given. The connection is lazy: an etcd
+    /// that is down now makes calls fail (retriably) until it is back, and the store
+    /// reconnects by itself.
+    pub async fn connect(
+        url: &str,
+        timeout: Duration,
+        tls: Option<EtcdTls>,
+    ) -> Result<Self, MetaError> {
+        let (mut endpoints, namespace) = parse_url(url).map_err(MetaError::Unavailable)?;
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_timeout(timeout)
@@ -70,6 +96,19 @@ impl EtcdStore {
             std::env::var("ETCD_PASSWORD"),
         ) {
             opts = opts.with_user(user, password);
+        }
+        if let Some(tls) = tls {
+            for e in &mut endpoints {
+                *e = e.replacen("http://", "https://", 1);
+            }
+            let mut config = etcd_client::TlsOptions::new().with_enabled_roots();
+            if let Some(ca) = tls.ca {
+                config = config.ca_certificate(etcd_client::Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = tls.identity {
+                config = config.identity(etcd_client::Identity::from_pem(cert, key));
+            }
+            opts = opts.with_tls(config);
         }
         let client = Client::connect(endpoints, Some(opts))
             .await
@@ -324,6 +363,7 @@ mod tests {
         let store = EtcdStore::connect(
             &format!("etcd://{endpoint}/conformance-{ns}"),
             Duration::from_secs(5),
+            None,
         )
         .await
         .unwrap();
