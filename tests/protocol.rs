@@ -1,5 +1,6 @@
 //! Wire-level tests against an in-process broker: every advertised version answers, and
-//! bad input gets Kafka's answer (or a closed connection) without hurting the broker.
+//! bad input gets Kafka's answer (or a closed connection) without hurting the broker, on a
+//! PLAINTEXT listener and on an SSL one alike.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 
 mod common;
@@ -12,7 +13,10 @@ use kafka_protocol::records::RecordBatchDecoder;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-async fn api_versions(s: &mut TcpStream, version: i16) -> ApiVersionsResponse {
+async fn api_versions<S>(s: &mut S, version: i16) -> ApiVersionsResponse
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + ?Sized,
+{
     let req = ApiVersionsRequest::default()
         .with_client_software_name(StrBytes::from_static_str("t"))
         .with_client_software_version(StrBytes::from_static_str("1"));
@@ -151,28 +155,57 @@ async fn unknown_api_versions_version_gets_v0_error() {
 
 #[tokio::test]
 async fn bad_frames_close_only_their_connection() {
-    let b = start(&[("socket.request.max.bytes", "1000")]).await;
+    bad_frames(&start(&[("socket.request.max.bytes", "1000")]).await).await;
+}
+
+#[tokio::test]
+async fn bad_frames_close_only_their_connection_on_a_tls_listener() {
+    bad_frames(&start_tls(&[("socket.request.max.bytes", "1000")]).await).await;
+}
+
+async fn bad_frames(b: &TestBroker) {
     // Oversize: refused from the length prefix alone.
-    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let mut s = b.connect().await;
     s.write_all(&100_000u32.to_be_bytes()).await.unwrap();
     assert!(
         read_frame(&mut s).await.is_none(),
         "oversize frame closes the connection"
     );
     // Undecodable body.
-    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let mut s = b.connect().await;
     assert!(
         send_raw(&mut s, &[0, 3, 0, 9, 0, 0, 0, 1, 0xff, 0xff, 0x7f])
             .await
             .is_none()
     );
     // Unknown API key.
-    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let mut s = b.connect().await;
     assert!(send_raw(&mut s, &[0x7f, 0, 0, 0, 0, 0, 0, 1])
         .await
         .is_none());
+    // A frame cut short by the client going away.
+    let mut s = b.connect().await;
+    s.write_all(&500u32.to_be_bytes()).await.unwrap();
+    s.write_all(&[0, 3, 0, 9]).await.unwrap();
+    drop(s);
+    // Random frames, each on its own connection: answered or closed, never a crash.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..40 {
+        let len = (next() % 200) as usize + 8;
+        let mut frame: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        frame[0] = 0;
+        frame[1] = (next() % 70) as u8;
+        let mut s = b.connect().await;
+        let _ = send_raw(&mut s, &frame).await;
+    }
     // The broker still serves.
-    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let mut s = b.connect().await;
     let r: ApiVersionsResponse = call(
         &mut s,
         ApiKey::ApiVersions,
@@ -181,16 +214,33 @@ async fn bad_frames_close_only_their_connection() {
     )
     .await;
     assert_eq!(r.error_code, 0);
+    b.assert_alive();
 }
 
 #[tokio::test]
 async fn bad_batches_get_kafka_errors() {
-    let b = start(&[
+    bad_batches(
+        &start(&[
+            ("auto.create.topics.enable", "false"),
+            ("message.max.bytes", "200"),
+        ])
+        .await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_batches_get_kafka_errors_on_a_tls_listener() {
+    let b = start_tls(&[
         ("auto.create.topics.enable", "false"),
         ("message.max.bytes", "200"),
     ])
     .await;
-    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    bad_batches(&b).await;
+}
+
+async fn bad_batches(b: &TestBroker) {
+    let mut s = b.connect().await;
     let create = CreateTopicsRequest::default().with_topics(vec![
         create_topics_request::CreatableTopic::default()
             .with_name(TopicName(StrBytes::from_static_str("bad")))
@@ -303,9 +353,17 @@ fn minimal_request(api: ApiKey) -> RequestKind {
 /// request on the same connection with a response that decodes at that version.
 #[tokio::test]
 async fn every_advertised_api_answers_at_every_version() {
+    every_api_at_every_version(&start(&[]).await).await;
+}
+
+#[tokio::test]
+async fn every_advertised_api_answers_at_every_version_on_a_tls_listener() {
+    every_api_at_every_version(&start_tls(&[]).await).await;
+}
+
+async fn every_api_at_every_version(b: &TestBroker) {
     use kafka_protocol::protocol::Encodable;
-    let b = start(&[]).await;
-    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let mut s = b.connect().await;
     let advertised = api_versions(&mut s, 3).await;
     assert!(advertised.api_keys.len() >= 20, "{:?}", advertised.api_keys);
     let mut answered = 0;

@@ -78,7 +78,7 @@ impl Gate {
         let Some(ex) = self.exchange.as_mut() else {
             return match api_key(frame) {
                 Some(ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) => {
-                    illegal_state(frame, "this listener does not use SASL")
+                    illegal_state(frame, "this listener does not use SASL", false)
                 }
                 _ => Verdict::Pass,
             };
@@ -98,9 +98,23 @@ impl Gate {
                 Err(e) => Verdict::Refuse(None, failure(ex, &e)),
             };
         }
+        // A SASL exchange under way (its handshake done): only its SaslAuthenticate may
+        // come, during a re-authentication as well (Kafka's ILLEGAL_SASL_STATE otherwise).
+        let exchanging = !ex.awaits_handshake();
         match api_key(frame) {
             Some(ApiKey::SaslHandshake) => self.handshake(frame),
+            Some(ApiKey::SaslAuthenticate) if !exchanging => {
+                illegal_state(frame, "SaslAuthenticate before SaslHandshake", true)
+            }
             Some(ApiKey::SaslAuthenticate) => self.authenticate(frame, principal).await,
+            api if exchanging => Verdict::Close(
+                None,
+                format!(
+                    "{} during a SASL exchange",
+                    api.map(|a| format!("{a:?}"))
+                        .unwrap_or_else(|| "an unknown request".into())
+                ),
+            ),
             Some(ApiKey::ApiVersions) => Verdict::Pass,
             api if !self.authenticated => Verdict::Close(
                 None,
@@ -247,7 +261,9 @@ fn api_key(frame: &Bytes) -> Option<ApiKey> {
 }
 
 /// ILLEGAL_SASL_STATE for a SASL request on a listener without SASL.
-fn illegal_state(frame: &Bytes, why: &str) -> Verdict {
+/// ILLEGAL_SASL_STATE for a SASL request that has no place here; `close`: then the
+/// connection is closed.
+fn illegal_state(frame: &Bytes, why: &str, close: bool) -> Verdict {
     let Ok((header, req)) = handlers::decode_request(frame.clone()) else {
         return Verdict::Close(None, format!("undecodable SASL request ({why})"));
     };
@@ -264,13 +280,12 @@ fn illegal_state(frame: &Bytes, why: &str) -> Verdict {
             ResponseKind::SaslAuthenticate(
                 SaslAuthenticateResponse::default()
                     .with_error_code(Code::IllegalSaslState.code())
-                    .with_error_message(Some(StrBytes::from_static_str(
-                        "this listener does not use SASL",
-                    ))),
+                    .with_error_message(Some(StrBytes::from_string(why.to_string()))),
             ),
         ),
     };
     match handlers::encode(api, v, header.correlation_id, &resp) {
+        Some(out) if close => Verdict::Close(Some(out), why.to_string()),
         Some(out) => Verdict::Answer(out),
         None => Verdict::Close(None, format!("SASL response not encodable ({why})")),
     }

@@ -114,7 +114,7 @@ def test_a_valid_token_produces_and_consumes(oauth_broker, idp):
 
 
 @pytest.mark.parametrize("case", ["expired", "untrusted key", "wrong audience", "wrong issuer",
-                                  "unknown key id"])
+                                  "unknown key id", "no subject"])
 def test_bad_tokens_are_refused(oauth_broker, idp, case):
     key = idp["key"]
     make = {
@@ -123,6 +123,7 @@ def test_bad_tokens_are_refused(oauth_broker, idp, case):
         "wrong audience": lambda: key.token("alice", aud="billing"),
         "wrong issuer": lambda: key.token("alice", iss="https://evil.example.test"),
         "unknown key id": lambda: IdentityProvider("key-9").token("mallory"),
+        "no subject": lambda: key.token(""),
     }[case]
 
     def token():
@@ -240,3 +241,38 @@ def test_an_https_jwks_is_fetched_and_fetched_again_for_a_new_key(tmp_path, requ
     fetched = server.fetches
     assert refused(addr(b), oauth_conf(lambda: rotated.token("bob"))) is None
     assert server.fetches > fetched
+
+
+def test_sessions_end_with_their_token_and_clients_reauthenticate(idp, make_broker):
+    """With connections.max.reauth.ms, a session lasts no longer than its token: a client
+    whose tokens live 5 s re-authenticates with fresh ones on the same connection and keeps
+    producing."""
+    url = f"file://{idp['jwks']}"
+    b = make_broker({
+        "sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": LOGIN_MODULE,
+        "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": VALIDATOR,
+        "sasl.oauthbearer.jwks.endpoint.url": url,
+        "sasl.oauthbearer.expected.audience": AUDIENCE,
+        "sasl.oauthbearer.clock.skew.seconds": "0",
+        "connections.max.reauth.ms": "600000",
+    }, listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT"}, env={"KAFKA_OPTS": allowed_urls(url)})
+    issued = []
+
+    def fresh():
+        issued.append(time.time())
+        return idp["key"].token("short-lived", lifetime_s=5)
+
+    conf = oauth_conf(fresh)
+    topic = f"oauth-reauth-{uuid.uuid4().hex[:8]}"
+    create_topic(b.admin(), topic)
+    p = producer(addr(b), **conf)
+    sent = 0
+    deadline = time.time() + 12
+    while time.time() < deadline:  # more than two token lifetimes
+        produce_sync(p, topic, [{"value": f"r{sent + i}".encode()} for i in range(10)])
+        sent += 10
+        time.sleep(0.5)
+    assert len(issued) >= 2, "the client never needed a new token"
+    got = consume(addr(b), [tp(topic, 0, 0)], sent, **conf)
+    assert [m.value().decode() for m in got] == [f"r{i}" for i in range(sent)]

@@ -324,6 +324,44 @@ def test_before_authentication_only_sasl_requests_and_small_frames_pass(secure):
     assert refused(addr(secure, "SASL_PLAINTEXT"), sasl_conf("PLAIN", "alice", "alice-secret")) is None
 
 
+def answers_then_closes(port, data, timeout=10):
+    """Sends `data`; returns the frames the broker answered before it closed the
+    connection (it must close it)."""
+    out, buf = [], b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        while True:
+            try:
+                chunk = s.recv(4096)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                break
+            buf += chunk
+    while len(buf) >= 4:
+        (size,) = struct.unpack(">i", buf[:4])
+        out.append(buf[4:4 + size])
+        buf = buf[4 + size:]
+    return out
+
+
+def test_sasl_requests_out_of_order_end_the_connection(secure):
+    port = secure.ports["SASL_PLAINTEXT"]
+    token = b"\0alice\0alice-secret"
+    authenticate = frame(36, 1, 5, struct.pack(">i", len(token)) + token)
+    # SaslAuthenticate before SaslHandshake: Kafka's IllegalSaslState, and the connection ends.
+    for answer in answers_then_closes(port, authenticate):
+        assert struct.unpack(">ih", answer[:6]) == (5, 34), "ILLEGAL_SASL_STATE"
+    # A Metadata request between SaslHandshake and SaslAuthenticate ends the connection (Kafka
+    # answers it with an error first): the SaslAuthenticate after it is never served.
+    mech = b"PLAIN"
+    handshake = frame(17, 1, 6, struct.pack(">h", len(mech)) + mech)
+    late = frame(36, 1, 8, struct.pack(">i", len(token)) + token)
+    answers = answers_then_closes(port, handshake + frame(3, 1, 7, struct.pack(">i", -1)) + late)
+    ids = [struct.unpack(">i", a[:4])[0] for a in answers]
+    assert ids[0] == 6 and 8 not in ids, ids
+
+
 def test_an_unsupported_mechanism_gets_the_list_of_enabled_ones(secure):
     port = secure.ports["SASL_PLAINTEXT"]
     mech = b"GSSAPI"

@@ -12,19 +12,42 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// For a broker whose first listener is SSL: how clients connect.
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     cancel: CancellationToken,
     /// Set when `serve` returned an error (a critical task stopped or panicked).
     failed: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     _dir: tempfile::TempDir,
 }
 
+/// A client connection: plain TCP, or TLS over it.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 impl TestBroker {
+    /// A new connection to the first listener (with a TLS handshake on an SSL one).
+    pub async fn connect(&self) -> Box<dyn Io> {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        match &self.tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let name =
+                    tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .expect("TLS handshake");
+                Box::new(tls)
+            }
+        }
+    }
+
     /// Panics if the broker stopped on its own (a critical task returned or panicked).
     pub fn assert_alive(&self) {
         if let Some(e) = self.failed.lock().unwrap().as_ref() {
@@ -76,6 +99,7 @@ pub async fn serve(broker: std::sync::Arc<stratus::Broker>, dir: tempfile::TempD
     let addrs = rx.await.expect("the broker binds its listeners");
     TestBroker {
         addr: addrs[0],
+        tls: None,
         cancel,
         failed,
         _dir: dir,
@@ -90,7 +114,44 @@ pub async fn start(extra: &[(&str, &str)]) -> TestBroker {
     serve(broker, dir).await
 }
 
-pub async fn send_raw(s: &mut TcpStream, frame: &[u8]) -> Option<Bytes> {
+/// A broker whose only listener is SSL, with a certificate for localhost from a CA made
+/// here; its `connect` trusts that CA.
+pub async fn start_tls(extra: &[(&str, &str)]) -> TestBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let pem = dir.path().join("server.pem");
+    std::fs::write(&pem, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
+    let pem = pem.display().to_string();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("listeners", "SSL://127.0.0.1:0"),
+        ("ssl.keystore.location", pem.as_str()),
+    ];
+    pairs.extend_from_slice(extra);
+    let broker = stratus::Broker::open(settings(dir.path(), &pairs))
+        .await
+        .unwrap();
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let config = tokio_rustls::rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut b = serve(broker, dir).await;
+    b.tls = Some(std::sync::Arc::new(config));
+    b
+}
+
+pub async fn send_raw<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    s: &mut S,
+    frame: &[u8],
+) -> Option<Bytes> {
     s.write_all(&(frame.len() as u32).to_be_bytes())
         .await
         .ok()?;
@@ -98,7 +159,7 @@ pub async fn send_raw(s: &mut TcpStream, frame: &[u8]) -> Option<Bytes> {
     read_frame(s).await
 }
 
-pub async fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+pub async fn read_frame<S: AsyncRead + Unpin + ?Sized>(s: &mut S) -> Option<Bytes> {
     let mut len = [0u8; 4];
     tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut len))
         .await
@@ -109,12 +170,12 @@ pub async fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
     Some(Bytes::from(buf))
 }
 
-pub async fn call<Req: Encodable + HeaderVersionOf, Resp: Decodable>(
-    s: &mut TcpStream,
-    api: ApiKey,
-    version: i16,
-    req: &Req,
-) -> Resp {
+pub async fn call<Req, Resp, S>(s: &mut S, api: ApiKey, version: i16, req: &Req) -> Resp
+where
+    Req: Encodable + HeaderVersionOf,
+    Resp: Decodable,
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
     let mut buf = BytesMut::new();
     let header = RequestHeader::default()
         .with_request_api_key(api as i16)
@@ -181,13 +242,21 @@ pub fn produce_req(topic: &str, records: Bytes) -> ProduceRequest {
             ])])
 }
 
-pub async fn produce_code(s: &mut TcpStream, topic: &str, records: Bytes) -> (i16, i64) {
+pub async fn produce_code<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    s: &mut S,
+    topic: &str,
+    records: Bytes,
+) -> (i16, i64) {
     let resp: ProduceResponse = call(s, ApiKey::Produce, 9, &produce_req(topic, records)).await;
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
 
-pub async fn create_topic(s: &mut TcpStream, name: &str, partitions: i32) {
+pub async fn create_topic<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    s: &mut S,
+    name: &str,
+    partitions: i32,
+) {
     let create = CreateTopicsRequest::default()
         .with_timeout_ms(5000)
         .with_topics(vec![create_topics_request::CreatableTopic::default()
@@ -199,7 +268,10 @@ pub async fn create_topic(s: &mut TcpStream, name: &str, partitions: i32) {
 }
 
 /// Every record of partition 0 of `topic` from offset 0: (offset, value).
-pub async fn fetch_values(s: &mut TcpStream, topic: &str) -> Vec<(i64, String)> {
+pub async fn fetch_values<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    s: &mut S,
+    topic: &str,
+) -> Vec<(i64, String)> {
     let req = FetchRequest::default()
         .with_max_wait_ms(10)
         .with_max_bytes(1 << 20)

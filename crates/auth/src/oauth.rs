@@ -2,9 +2,9 @@
 //! `OAuthBearerValidatorCallbackHandler` checks it: the client's first message carries a
 //! JWT; its signature must verify with a key of the identity provider's JWKS (RS256/384/512,
 //! PS256/384/512, ES256/384, EdDSA; never `none`), it must have `exp` and `iat`, not be
-//! expired or not yet valid (with clock skew), name the expected issuer and one of the
-//! expected audiences when those are set, and carry the subject claim, which becomes the
-//! principal.
+//! expired or not yet valid (with clock skew), name the expected issuer when one is set,
+//! name one of the expected audiences (and have no `aud` when none is set, as jose4j has it
+//! in Kafka), and carry the subject claim, which becomes the principal.
 
 use aws_lc_rs::signature::{self, RsaParameters, RsaPublicKeyComponents, UnparsedPublicKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -228,15 +228,21 @@ pub fn validate(
     {
         return Err(failed("the issuer (iss) is not the expected one"));
     }
-    if !expect.audiences.is_empty() {
-        let aud: Vec<&str> = match claims.get("aud") {
-            Some(Value::String(a)) => vec![a.as_str()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        if !aud.iter().any(|a| expect.audiences.iter().any(|e| e == a)) {
-            return Err(failed("no expected audience (aud)"));
+    let aud: Vec<&str> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if expect.audiences.is_empty() {
+        // As Kafka (jose4j): a token meant for some audience is not taken by a broker
+        // that was not told it is one.
+        if claims.get("aud").is_some() {
+            return Err(failed(
+                "the token names an audience (aud) but sasl.oauthbearer.expected.audience is not set",
+            ));
         }
+    } else if !aud.iter().any(|a| expect.audiences.iter().any(|e| e == a)) {
+        return Err(failed("no expected audience (aud)"));
     }
     let sub = claims
         .get(&expect.sub_claim)
@@ -431,6 +437,12 @@ mod tests {
         let mut wrong_iss = expect();
         wrong_iss.issuer = "https://elsewhere".into();
         assert!(reason(&i.token("k1", claims(NOW / 1000 + 60)), &wrong_iss).contains("issuer"));
+        let mut no_audience = expect();
+        no_audience.audiences.clear();
+        assert!(
+            reason(&i.token("k1", claims(NOW / 1000 + 60)), &no_audience)
+                .contains("expected.audience")
+        );
         let mut by_email = expect();
         by_email.sub_claim = "email".into();
         assert!(reason(&i.token("k1", claims(NOW / 1000 + 60)), &by_email).contains("'email'"));
