@@ -83,6 +83,18 @@ impl Access<'_> {
                 .allowed_any(self.principal, self.host, op::WRITE, resource::TOPIC)
     }
 
+    /// Kafka's `authorized_operations` bitfield of a resource: bit `op` set for each
+    /// operation of the type (as Kafka lists them) the client may do on it.
+    pub fn authorized_operations(&self, resource_type: i8, name: &str) -> i32 {
+        stratus_auth::acl::supported_operations(resource_type)
+            .iter()
+            .filter(|o| {
+                self.authz
+                    .allowed(self.principal, self.host, **o, resource_type, name)
+            })
+            .fold(0, |bits, o| bits | (1 << o))
+    }
+
     /// Topic creation: CREATE on the cluster, or on the topic.
     pub fn create_topic(&self, name: &str) -> bool {
         self.cluster(op::CREATE) || self.topic(op::CREATE, name)
@@ -91,7 +103,8 @@ impl Access<'_> {
 
 /// The answer to a group request the client may not make (READ on the group, for joining,
 /// syncing, heartbeats, leaving and KIP-848 heartbeats): GROUP_AUTHORIZATION_FAILED, as
-/// Kafka answers, before the coordinator is asked anything.
+/// Kafka answers, before the coordinator is asked anything; and TOPIC_AUTHORIZATION_FAILED
+/// for a KIP-848 heartbeat that subscribes to a topic the member may not describe.
 pub fn refuse_group_request(
     a: &Access<'_>,
     req: &kafka_protocol::messages::RequestKind,
@@ -112,6 +125,21 @@ pub fn refuse_group_request(
         }
         RequestKind::LeaveGroup(r) if !read(r.group_id.0.as_str()) => {
             ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(code))
+        }
+        // As Kafka: a member may subscribe only to topics it may describe.
+        RequestKind::ConsumerGroupHeartbeat(r)
+            if read(r.group_id.0.as_str())
+                && r.subscribed_topic_names
+                    .as_ref()
+                    .is_some_and(|ts| ts.iter().any(|t| !a.topic(op::DESCRIBE, t.0.as_str()))) =>
+        {
+            ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(Code::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                        "The group does not have describe access to some of its subscribed topics.",
+                    ))),
+            )
         }
         RequestKind::ConsumerGroupHeartbeat(r) if !read(r.group_id.0.as_str()) => {
             ResponseKind::ConsumerGroupHeartbeat(

@@ -315,11 +315,17 @@ pub async fn init_producer_id(
 pub fn describe_cluster(
     h: &Handles<'_>,
     session: super::Session,
-    _req: DescribeClusterRequest,
+    req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let controller = h.routing.controller();
-    DescribeClusterResponse::default()
-        .with_cluster_id(text(h.cluster_id.to_string()))
+    let mut resp = DescribeClusterResponse::default();
+    if req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = h.access.authorized_operations(
+            stratus_auth::acl::resource::CLUSTER,
+            stratus_auth::acl::resource::CLUSTER_NAME,
+        );
+    }
+    resp.with_cluster_id(text(h.cluster_id.to_string()))
         .with_controller_id(BrokerId(controller))
         .with_brokers(
             h.routing

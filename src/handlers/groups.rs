@@ -4,7 +4,7 @@
 //! `group_offsets`.
 
 use std::time::Duration;
-use stratus_auth::acl::op;
+use stratus_auth::acl::{op, resource};
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
@@ -312,9 +312,14 @@ pub fn describe_groups(
         .groups
         .iter()
         .map(|id| {
-            let d = DescribedGroup::default().with_group_id(id.clone());
+            let mut d = DescribedGroup::default().with_group_id(id.clone());
             if !h.access.group(op::DESCRIBE, id.0.as_str()) {
                 return d.with_error_code(Code::GroupAuthorizationFailed.code());
+            }
+            if v >= 3 && req.include_authorized_operations {
+                d.authorized_operations = h
+                    .access
+                    .authorized_operations(resource::GROUP, id.0.as_str());
             }
             match h.groups.describe(id.0.as_str()) {
                 None if v >= 6 => d
@@ -502,9 +507,14 @@ pub fn consumer_group_describe(
         .group_ids
         .iter()
         .map(|id| {
-            let d = Described::default().with_group_id(id.clone());
+            let mut d = Described::default().with_group_id(id.clone());
             if !h.access.group(op::DESCRIBE, id.0.as_str()) {
                 return d.with_error_code(Code::GroupAuthorizationFailed.code());
+            }
+            if req.include_authorized_operations {
+                d.authorized_operations = h
+                    .access
+                    .authorized_operations(resource::GROUP, id.0.as_str());
             }
             let Some(g) = h.groups.consumer_group(id.0.as_str()) else {
                 return d

@@ -7,8 +7,9 @@
 //! LEADER_NOT_AVAILABLE, which clients retry.
 
 use std::collections::BTreeMap;
-use stratus_auth::acl::op;
+use stratus_auth::acl::{op, resource};
 
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -55,7 +56,41 @@ pub async fn handle(
         resp.cluster_id = Some(StrBytes::from_string(h.cluster_id.to_string()));
     }
     let allow_auto = v < 4 || req.allow_auto_topic_creation;
-    let requested = match req.topics {
+    if (8..=10).contains(&v) && req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = h
+            .access
+            .authorized_operations(resource::CLUSTER, resource::CLUSTER_NAME);
+    }
+    let with_ops = v >= 8 && req.include_topic_authorized_operations;
+    let resp = handle_topics(&h, resp, req.topics, allow_auto, v).await;
+    if with_ops {
+        return with_topic_operations(&h, resp);
+    }
+    resp
+}
+
+/// Each described topic's authorized operations.
+fn with_topic_operations(h: &Handles<'_>, mut resp: MetadataResponse) -> MetadataResponse {
+    for t in &mut resp.topics {
+        if t.error_code == 0 {
+            if let Some(name) = &t.name {
+                t.topic_authorized_operations = h
+                    .access
+                    .authorized_operations(resource::TOPIC, name.0.as_str());
+            }
+        }
+    }
+    resp
+}
+
+async fn handle_topics(
+    h: &Handles<'_>,
+    mut resp: MetadataResponse,
+    topics: Option<Vec<MetadataRequestTopic>>,
+    allow_auto: bool,
+    v: i16,
+) -> MetadataResponse {
+    let requested = match topics {
         None => None,
         Some(t) if v == 0 && t.is_empty() => None,
         Some(t) => Some(t),
@@ -66,18 +101,18 @@ pub async fn handle(
             .topics()
             .iter()
             .filter(|t| h.access.topic(op::DESCRIBE, &t.name))
-            .map(|t| topic_entry(&h, t, v))
+            .map(|t| topic_entry(h, t, v))
             .collect();
         return resp;
     };
     for t in requested {
         let entry = match (&t.name, t.topic_id) {
-            (Some(name), _) => by_name(&h, name.0.as_str(), allow_auto, v).await,
+            (Some(name), _) => by_name(h, name.0.as_str(), allow_auto, v).await,
             (None, id) if !id.is_nil() => match h.registry.topic_by_id(&id) {
                 Some(topic) if !h.access.topic(op::DESCRIBE, &topic.name) => {
                     error_entry(None, id, Code::TopicAuthorizationFailed)
                 }
-                Some(topic) => topic_entry(&h, &topic, v),
+                Some(topic) => topic_entry(h, &topic, v),
                 None => error_entry(None, id, Code::UnknownTopicId),
             },
             (None, _) => error_entry(None, Uuid::nil(), Code::InvalidRequest),

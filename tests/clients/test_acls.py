@@ -157,3 +157,83 @@ def test_only_the_cluster_alterer_may_change_acls(secured):
         for f in bob.create_acls(
                 [allow("User:bob", ResourceType.TOPIC, "*", AclOperation.ALL)]).values():
             f.result(timeout=10)
+
+
+def test_authorized_operations_are_reported_as_kafka_reports_them(secured):
+    """Admin clients asking for authorized operations (describeTopics, describeCluster,
+    describeConsumerGroups with includeAuthorizedOperations) get the operations the
+    principal may do, implied ones included."""
+    from confluent_kafka import TopicCollection
+    admin = secured.admin()
+    run = uuid.uuid4().hex[:6]
+    topic, group = f"ops-{run}", f"ops-g-{run}"
+    create_topic(admin, topic)
+    add(admin,
+        allow("User:alice", ResourceType.TOPIC, topic, AclOperation.READ),
+        allow("User:alice", ResourceType.TOPIC, topic, AclOperation.DESCRIBE_CONFIGS),
+        allow("User:alice", ResourceType.GROUP, group, AclOperation.DELETE),
+        allow("User:alice", ResourceType.BROKER, "kafka-cluster", AclOperation.DESCRIBE))
+    alice = AdminClient(as_user(secured, "alice"))
+
+    def topic_ops():
+        d = alice.describe_topics(TopicCollection([topic]), request_timeout=10,
+                                  include_authorized_operations=True)[topic].result(timeout=15)
+        return sorted(o.name for o in d.authorized_operations or [])
+    wait_for(lambda: topic_ops() == ["DESCRIBE", "DESCRIBE_CONFIGS", "READ"], timeout=15,
+             what=f"alice's operations on {topic}: {topic_ops()}")
+
+    cluster = alice.describe_cluster(include_authorized_operations=True, request_timeout=10).result(timeout=15)
+    assert sorted(o.name for o in cluster.authorized_operations) == ["DESCRIBE"]
+
+    # DELETE on a group implies DESCRIBE.
+    def describe_group():
+        try:
+            return alice.describe_consumer_groups([group], include_authorized_operations=True,
+                                                  request_timeout=10)[group].result(timeout=15)
+        except KafkaException as e:
+            if e.args[0].code() in (KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.NOT_COORDINATOR):
+                return None  # the coordinator of a just-started broker is loading
+            raise
+    g = wait_for(describe_group, timeout=30, what="the group's description")
+    assert sorted(o.name for o in g.authorized_operations or []) == ["DELETE", "DESCRIBE"], g
+
+    # The super user may do everything a topic allows.
+    d = admin.describe_topics(TopicCollection([topic]), include_authorized_operations=True)[topic].result(timeout=15)
+    assert {o.name for o in d.authorized_operations} == {
+        "READ", "WRITE", "CREATE", "DELETE", "ALTER", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"}
+
+
+def test_a_kip848_member_may_subscribe_only_to_topics_it_may_describe(secured):
+    from confluent_kafka import Consumer
+    admin = secured.admin()
+    run = uuid.uuid4().hex[:6]
+    mine, theirs, group = f"sub-{run}", f"hidden-{run}", f"sub-g-{run}"
+    for t in (mine, theirs):
+        create_topic(admin, t)
+    add(admin,
+        allow("User:alice", ResourceType.TOPIC, mine, AclOperation.READ),
+        allow("User:alice", ResourceType.GROUP, group, AclOperation.READ))
+    produce_sync(Producer({"bootstrap.servers": secured.bootstrap}), mine,
+                 [{"value": f"m{i}".encode()} for i in range(3)])
+
+    def first_event(topics, timeout=20):
+        errors = []
+        c = Consumer({**as_user(secured, "alice"), "group.id": group, "group.protocol": "consumer",
+                      "auto.offset.reset": "earliest", "error_cb": lambda e: errors.append(e)})
+        c.subscribe(topics)
+        try:
+            deadline = __import__("time").time() + timeout
+            while __import__("time").time() < deadline:
+                m = c.poll(0.5)
+                if m is not None:
+                    return m.error() or m.value()
+                if errors:
+                    return errors[0]
+            return None
+        finally:
+            c.close()
+
+    refused = first_event([mine, theirs])
+    assert isinstance(refused, KafkaError), refused
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
+    assert first_event([mine]) == b"m0"

@@ -68,6 +68,38 @@ pub mod op {
     pub const DESCRIBE_TOKENS: i8 = 14;
 }
 
+/// The operations Kafka reports in an `authorized_operations` bitfield for a resource type
+/// (AclEntry.supportedOperations).
+pub fn supported_operations(resource_type: i8) -> &'static [i8] {
+    use op::*;
+    match resource_type {
+        resource::TOPIC => &[
+            READ,
+            WRITE,
+            CREATE,
+            DESCRIBE,
+            DELETE,
+            ALTER,
+            DESCRIBE_CONFIGS,
+            ALTER_CONFIGS,
+        ],
+        resource::GROUP => &[READ, DESCRIBE, DELETE],
+        resource::CLUSTER => &[
+            CREATE,
+            CLUSTER_ACTION,
+            DESCRIBE_CONFIGS,
+            ALTER_CONFIGS,
+            IDEMPOTENT_WRITE,
+            ALTER,
+            DESCRIBE,
+        ],
+        resource::TRANSACTIONAL_ID => &[DESCRIBE, WRITE],
+        resource::DELEGATION_TOKEN => &[DESCRIBE],
+        resource::USER => &[CREATE_TOKENS, DESCRIBE_TOKENS],
+        _ => &[],
+    }
+}
+
 /// Deny or allow (1 is ANY in filters).
 pub mod permission {
     /// Any (filters only).
