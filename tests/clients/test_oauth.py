@@ -276,3 +276,79 @@ def test_sessions_end_with_their_token_and_clients_reauthenticate(idp, make_brok
     assert len(issued) >= 2, "the client never needed a new token"
     got = consume(addr(b), [tp(topic, 0, 0)], sent, **conf)
     assert [m.value().decode() for m in got] == [f"r{i}" for i in range(sent)]
+
+
+def test_franz_go_produces_and_consumes_a_group_with_a_token(oauth_broker, idp, tmp_path):
+    from test_security import franz
+    token, _ = idp["key"].token("franz")
+    token_file = tmp_path / "token.jwt"
+    token_file.write_text(token)
+    topic = f"oauth-franz-{uuid.uuid4().hex[:8]}"
+    create_topic(oauth_broker.admin(), topic)
+    auth = ["-sasl", "OAUTHBEARER", "-token-file", str(token_file)]
+    r = franz("-brokers", addr(oauth_broker), "-topic", topic, "-produce", "20", *auth)
+    assert r.returncode == 0 and "PRODUCED 20" in r.stdout, r.stdout + r.stderr
+    r = franz("-brokers", addr(oauth_broker), "-topic", topic, "-group", f"g-{topic}", "-max", "20",
+              "-timeout-ms", "60000", *auth)
+    assert r.returncode == 0 and "DONE 20" in r.stdout, r.stdout + r.stderr
+
+
+class TokenEndpoint:
+    """An OIDC token endpoint (client credentials) handing out tokens of `idp`."""
+
+    def __init__(self, idp, sub):
+        import http.server
+        import threading
+        outer = self
+        self.issued = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.issued += 1
+                token, _ = idp.token(sub)
+                body = json.dumps({"access_token": token, "token_type": "bearer",
+                                   "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_kcat_gets_a_token_from_an_oidc_endpoint_and_produces_and_consumes(oauth_broker, idp, request):
+    endpoint = TokenEndpoint(idp["key"], "kcat-client")
+    request.addfinalizer(endpoint.close)
+    topic = f"oauth-kcat-{uuid.uuid4().hex[:8]}"
+    create_topic(oauth_broker.admin(), topic)
+    oidc = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=OAUTHBEARER",
+            "-X", "sasl.oauthbearer.method=oidc", "-X", "sasl.oauthbearer.client.id=kcat",
+            "-X", "sasl.oauthbearer.client.secret=kcat-secret",
+            "-X", f"sasl.oauthbearer.token.endpoint.url={endpoint.url}"]
+    r = subprocess.run(["kcat", "-b", addr(oauth_broker), *oidc, "-P", "-t", topic],
+                       input="a\nb\nc\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["kcat", "-b", addr(oauth_broker), *oidc, "-C", "-t", topic, "-o", "beginning",
+                        "-c", "3", "-e"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.split() == ["a", "b", "c"], r.stdout + r.stderr
+    assert endpoint.issued >= 1
+
+
+def test_kcat_unsigned_tokens_are_refused(oauth_broker):
+    """librdkafka's development tokens (alg none) get nowhere."""
+    r = subprocess.run(["kcat", "-b", addr(oauth_broker), "-X", "security.protocol=SASL_PLAINTEXT",
+                        "-X", "sasl.mechanism=OAUTHBEARER", "-X", "enable.sasl.oauthbearer.unsecure.jwt=true",
+                        "-X", "sasl.oauthbearer.config=principal=mallory", "-L", "-m", "8"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0, r.stdout
+    assert "authentication" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr

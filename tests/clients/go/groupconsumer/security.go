@@ -5,6 +5,7 @@ package main
 //	-tls-ca FILE            speak TLS, trusting the CAs in FILE (PEM)
 //	-tls-cert F -tls-key K  present this client certificate (mutual TLS)
 //	-sasl MECH -user U -password P   authenticate with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+//	-sasl OAUTHBEARER -token-file F  authenticate with the JWT in F
 
 import (
 	"crypto/tls"
@@ -12,8 +13,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
@@ -22,7 +25,8 @@ var (
 	tlsCA    = flag.String("tls-ca", "", "CA certificates (PEM): connect with TLS")
 	tlsCert  = flag.String("tls-cert", "", "client certificate (PEM)")
 	tlsKey   = flag.String("tls-key", "", "client key (PEM)")
-	saslMech = flag.String("sasl", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	saslMech = flag.String("sasl", "", "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER")
+	tokenFile = flag.String("token-file", "", "OAUTHBEARER: file holding the JWT")
 	user     = flag.String("user", "", "SASL user")
 	password = flag.String("password", "", "SASL password")
 )
@@ -57,6 +61,12 @@ func securityOpts() []kgo.Opt {
 		opts = append(opts, kgo.SASL(scram.Auth{User: *user, Pass: *password}.AsSha256Mechanism()))
 	case "SCRAM-SHA-512":
 		opts = append(opts, kgo.SASL(scram.Auth{User: *user, Pass: *password}.AsSha512Mechanism()))
+	case "OAUTHBEARER":
+		token, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			fail("token-file: %v", err)
+		}
+		opts = append(opts, kgo.SASL(oauth.Auth{Token: strings.TrimSpace(string(token))}.AsMechanism()))
 	default:
 		fail("sasl: unknown mechanism %s", *saslMech)
 	}
