@@ -10,6 +10,7 @@
 //! would have carried are not counted.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ use rate::Rate;
 pub struct Quotas {
     meta: Arc<dyn MetaStore>,
     table: RwLock<Arc<Table>>,
+    /// Whether the table has any quota (read on every request).
+    any: AtomicBool,
     /// Usage per (type, user tag, client-id tag).
     rates: Mutex<HashMap<(QuotaType, String, String), Rate>>,
     samples: usize,
@@ -44,6 +47,7 @@ impl Quotas {
         Quotas {
             meta,
             table: RwLock::new(Arc::new(Table::new())),
+            any: AtomicBool::new(false),
             rates: Mutex::new(HashMap::new()),
             samples: samples.max(2),
             window_ms: window_ms.max(1) as i64,
@@ -58,7 +62,7 @@ impl Quotas {
 
     /// Whether any quota is set: when none is, requests are not measured at all.
     pub fn enabled(&self) -> bool {
-        !self.table().is_empty()
+        self.any.load(Ordering::Relaxed)
     }
 
     fn now_ms(&self) -> i64 {
@@ -139,6 +143,7 @@ impl Quotas {
                 table.insert(entity, r.values);
             }
         }
+        self.any.store(!table.is_empty(), Ordering::Relaxed);
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
         Ok(())
     }

@@ -179,35 +179,41 @@ def test_keys_added_to_the_jwks_file_are_used_without_a_restart(oauth_broker, id
         write_jwks(idp["jwks"], idp["key"])
 
 
-class JwksServer:
-    """An identity provider's JWKS endpoint over https (a certificate of the test CA)."""
+class JsonServer:
+    """A local HTTP server (https with `cert`) answering every GET and POST with the JSON
+    document `body()` returns; counts the requests."""
 
-    def __init__(self, cert, keys):
+    def __init__(self, path, body, cert=None):
         import http.server
         import ssl
         import threading
-        self.keys = list(keys)
-        self.fetches = 0
+        self.requests = 0
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.fetches += 1
-                body = json.dumps({"keys": [k.jwk() for k in outer.keys]}).encode()
+            def answer(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests += 1
+                data = json.dumps(body()).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(data)
+
+            do_GET = do_POST = answer
 
             def log_message(self, *args):
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cert.crt), str(cert.key))
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/jwks"
+        scheme = "http"
+        if cert is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(cert.crt), str(cert.key))
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}{path}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):
@@ -220,9 +226,11 @@ def test_an_https_jwks_is_fetched_and_fetched_again_for_a_new_key(tmp_path, requ
     token signed with a key the broker has not seen makes it fetch the keys again."""
     from certs import CA, server_dn
     ca = CA(tmp_path / "ca")
-    server = JwksServer(ca.issue("idp", server_dn(), server=True), [IdentityProvider("k-a")])
+    keys = [IdentityProvider("k-a")]
+    server = JsonServer("/jwks", lambda: {"keys": [k.jwk() for k in keys]},
+                        cert=ca.issue("idp", server_dn(), server=True))
     request.addfinalizer(server.close)
-    first = server.keys[0]
+    first = keys[0]
     jaas = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
             f'ssl.truststore.location="{ca.pem}" ssl.truststore.type="PEM" ;')
     b = Broker({
@@ -237,10 +245,10 @@ def test_an_https_jwks_is_fetched_and_fetched_again_for_a_new_key(tmp_path, requ
     request.addfinalizer(lambda: next(gen, None))
     assert refused(addr(b), oauth_conf(lambda: first.token("alice"))) is None
     rotated = IdentityProvider("k-b")
-    server.keys.append(rotated)
-    fetched = server.fetches
+    keys.append(rotated)
+    fetched = server.requests
     assert refused(addr(b), oauth_conf(lambda: rotated.token("bob"))) is None
-    assert server.fetches > fetched
+    assert server.requests > fetched
 
 
 def test_sessions_end_with_their_token_and_clients_reauthenticate(idp, make_broker):
@@ -293,43 +301,11 @@ def test_franz_go_produces_and_consumes_a_group_with_a_token(oauth_broker, idp, 
     assert r.returncode == 0 and "DONE 20" in r.stdout, r.stdout + r.stderr
 
 
-class TokenEndpoint:
-    """An OIDC token endpoint (client credentials) handing out tokens of `idp`."""
-
-    def __init__(self, idp, sub):
-        import http.server
-        import threading
-        outer = self
-        self.issued = 0
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.issued += 1
-                token, _ = idp.token(sub)
-                body = json.dumps({"access_token": token, "token_type": "bearer",
-                                   "expires_in": 300}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-
-
 def test_librdkafka_gets_tokens_from_an_oidc_endpoint(oauth_broker, idp, request):
     """sasl.oauthbearer.method=oidc: librdkafka fetches the token from the provider's token
     endpoint (client credentials) itself. (Debian's kcat is built without OIDC support.)"""
-    endpoint = TokenEndpoint(idp["key"], "oidc-client")
+    endpoint = JsonServer("/token", lambda: {"access_token": idp["key"].token("oidc-client")[0],
+                                             "token_type": "bearer", "expires_in": 300})
     request.addfinalizer(endpoint.close)
     topic = f"oauth-oidc-{uuid.uuid4().hex[:8]}"
     create_topic(oauth_broker.admin(), topic)
@@ -341,7 +317,7 @@ def test_librdkafka_gets_tokens_from_an_oidc_endpoint(oauth_broker, idp, request
     produce_sync(p, topic, [{"value": f"o{i}".encode()} for i in range(10)])
     got = consume(addr(oauth_broker), [tp(topic, 0, 0)], 10, **conf)
     assert [m.value().decode() for m in got] == [f"o{i}" for i in range(10)]
-    assert endpoint.issued >= 1
+    assert endpoint.requests >= 1
 
 
 def test_kcat_unsigned_tokens_are_refused(oauth_broker):
