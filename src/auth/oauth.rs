@@ -14,6 +14,9 @@ use tracing::{info, warn};
 
 use crate::config::SecurityConfig;
 
+/// Largest JWKS document accepted (from a file or an endpoint).
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
 /// Where the keys come from.
 enum Source {
     File(PathBuf),
@@ -131,6 +134,10 @@ impl OAuth {
         if mtime.is_some() && *last == mtime && self.current().is_some() {
             return Ok(());
         }
+        let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+        if size > MAX_JWKS_BYTES as u64 {
+            return Err(format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes"));
+        }
         let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
         let jwks = Jwks::parse(&text)?;
         self.set(jwks);
@@ -144,13 +151,21 @@ impl OAuth {
             return self.reload_file();
         };
         *self.fetched.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        let resp = client
+        let mut resp = client
             .get(url)
             .send()
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|e| e.to_string())?;
-        let text = resp.text().await.map_err(|e| e.to_string())?;
+        // A key set is a few KiB: a larger answer is refused before it is buffered.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(body).map_err(|_| "the JWKS is not UTF-8".to_string())?;
         let jwks = Jwks::parse(&text)?;
         info!(url = %url, keys = jwks.len(), "OAUTHBEARER JWKS fetched");
         self.set(jwks);

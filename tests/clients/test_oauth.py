@@ -328,3 +328,26 @@ def test_kcat_unsigned_tokens_are_refused(oauth_broker):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0, r.stdout
     assert "authentication" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+
+
+@pytest.mark.stratus_only
+def test_an_oversized_jwks_is_refused_before_it_is_buffered(tmp_path, request):
+    from certs import CA, server_dn
+    ca = CA(tmp_path / "ca")
+    key = IdentityProvider("k-big")
+    server = JsonServer("/jwks", lambda: {"keys": [key.jwk()], "padding": "x" * (2 << 20)},
+                        cert=ca.issue("idp", server_dn(), server=True))
+    request.addfinalizer(server.close)
+    jaas = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+            f'ssl.truststore.location="{ca.pem}" ;')
+    b = Broker({
+        "sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": jaas,
+        "sasl.oauthbearer.jwks.endpoint.url": server.url,
+        "sasl.oauthbearer.expected.audience": AUDIENCE,
+    }, name="oauth-big", listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT"})
+    gen = shared_broker(request, b)
+    next(gen)
+    request.addfinalizer(lambda: next(gen, None))
+    assert refused(addr(b), oauth_conf(lambda: key.token("alice"))) is not None
+    assert "larger than 1048576 bytes" in b.log_path.read_text()
