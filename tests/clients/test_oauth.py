@@ -220,17 +220,13 @@ class JsonServer:
         self.httpd.shutdown()
 
 
-@pytest.mark.stratus_only
-def test_an_https_jwks_is_fetched_and_fetched_again_for_a_new_key(tmp_path, request):
-    """The JWKS comes from an https endpoint whose CA the listener's JAAS line names; a
-    token signed with a key the broker has not seen makes it fetch the keys again."""
+def https_jwks_broker(request, tmp_path, name, body):
+    """A broker whose JWKS is `body()` served over https by a CA that the listener's JAAS
+    line names; returns (broker, the JWKS server)."""
     from certs import CA, server_dn
     ca = CA(tmp_path / "ca")
-    keys = [IdentityProvider("k-a")]
-    server = JsonServer("/jwks", lambda: {"keys": [k.jwk() for k in keys]},
-                        cert=ca.issue("idp", server_dn(), server=True))
+    server = JsonServer("/jwks", body, cert=ca.issue("idp", server_dn(), server=True))
     request.addfinalizer(server.close)
-    first = keys[0]
     jaas = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
             f'ssl.truststore.location="{ca.pem}" ssl.truststore.type="PEM" ;')
     b = Broker({
@@ -239,10 +235,21 @@ def test_an_https_jwks_is_fetched_and_fetched_again_for_a_new_key(tmp_path, requ
         "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": VALIDATOR,
         "sasl.oauthbearer.jwks.endpoint.url": server.url,
         "sasl.oauthbearer.expected.audience": AUDIENCE,
-    }, name="oauth-https", listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT"})
+    }, name=name, listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT"})
     gen = shared_broker(request, b)
     next(gen)
     request.addfinalizer(lambda: next(gen, None))
+    return b, server
+
+
+@pytest.mark.stratus_only
+def test_an_https_jwks_is_fetched_and_fetched_again_for_a_new_key(tmp_path, request):
+    """The JWKS comes from an https endpoint whose CA the listener's JAAS line names; a
+    token signed with a key the broker has not seen makes it fetch the keys again."""
+    keys = [IdentityProvider("k-a")]
+    b, server = https_jwks_broker(request, tmp_path, "oauth-https",
+                                  lambda: {"keys": [k.jwk() for k in keys]})
+    first = keys[0]
     assert refused(addr(b), oauth_conf(lambda: first.token("alice"))) is None
     rotated = IdentityProvider("k-b")
     keys.append(rotated)
@@ -332,22 +339,8 @@ def test_kcat_unsigned_tokens_are_refused(oauth_broker):
 
 @pytest.mark.stratus_only
 def test_an_oversized_jwks_is_refused_before_it_is_buffered(tmp_path, request):
-    from certs import CA, server_dn
-    ca = CA(tmp_path / "ca")
     key = IdentityProvider("k-big")
-    server = JsonServer("/jwks", lambda: {"keys": [key.jwk()], "padding": "x" * (2 << 20)},
-                        cert=ca.issue("idp", server_dn(), server=True))
-    request.addfinalizer(server.close)
-    jaas = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
-            f'ssl.truststore.location="{ca.pem}" ;')
-    b = Broker({
-        "sasl.enabled.mechanisms": "OAUTHBEARER",
-        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": jaas,
-        "sasl.oauthbearer.jwks.endpoint.url": server.url,
-        "sasl.oauthbearer.expected.audience": AUDIENCE,
-    }, name="oauth-big", listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT"})
-    gen = shared_broker(request, b)
-    next(gen)
-    request.addfinalizer(lambda: next(gen, None))
+    b, _ = https_jwks_broker(request, tmp_path, "oauth-big",
+                             lambda: {"keys": [key.jwk()], "padding": "x" * (2 << 20)})
     assert refused(addr(b), oauth_conf(lambda: key.token("alice"))) is not None
     assert "larger than 1048576 bytes" in b.log_path.read_text()
