@@ -2,12 +2,15 @@
 # Install everything the integration tests need, cached under $STRATUS_CACHE
 # (default ~/.cache/stratus). Idempotent: each step is skipped when its output exists.
 #   - kcat (Debian package kcat, or kafkacat on older releases)
-#   - a Python venv at $CACHE/venv with confluent-kafka, kafka-python, pytest, cryptography
+#   - a Python venv at $CACHE/venv with confluent-kafka, kafka-python, pytest, cryptography,
+#     prometheus-client (its text parser reads /metrics)
 #   - Apache Kafka jars (clients, tools, server) at $CACHE/kafka-$KAFKA_VERSION/lib
 #   - the franz-go group consumer (tests/clients/go/groupconsumer) built to $CACHE/bin
 #   - kafkajs (npm) in $CACHE/node_modules
 #   - MinIO (minio) and etcd (etcd, etcdctl) built from Go modules to $CACHE/bin
 #     (start them with scripts/run-minio.sh and scripts/run-etcd.sh)
+#   - an OpenTelemetry Collector (otelcol: otlp receiver, batch processor, file and debug
+#     exporters) built from Go modules (scripts/otelcol-wrapper) to $CACHE/bin
 # Works non-interactively (CI=true, no stdin).
 set -euo pipefail
 
@@ -21,6 +24,11 @@ LOG4J_VERSION=2.25.4
 MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 # etcd server + etcdctl; must match the requires in scripts/etcd-wrapper/go.mod (checked below).
 ETCD_VERSION=v3.7.3
+# OpenTelemetry Collector core (v0.x modules) and contrib release; must match the requires in
+# scripts/otelcol-wrapper/go.mod (checked below). Not newer: from v0.162.0 on, the Go module
+# proxy serves no otlpencodingextension (a test import of fileexporter), so `go mod tidy` of
+# the wrapper fails there.
+OTELCOL_VERSION=v0.161.0
 export DEBIAN_FRONTEND=noninteractive
 mkdir -p "$CACHE"
 
@@ -53,7 +61,7 @@ fi
 
 # --- Python venv --------------------------------------------------------------
 VENV="$CACHE/venv"
-PY_STAMP="$VENV/.stratus-deps-v4"
+PY_STAMP="$VENV/.stratus-deps-v5"
 if [ -f "$PY_STAMP" ]; then
   log "python venv: present ($VENV)"
 else
@@ -69,8 +77,8 @@ else
   fi
   "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip </dev/null
   "$VENV/bin/pip" install -q --disable-pip-version-check \
-    'confluent-kafka>=2.6' 'kafka-python>=2.0.3' 'pytest>=8' 'pytest-timeout>=2' lz4 zstandard 'cryptography>=42' </dev/null
-  "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest, cryptography; print("confluent-kafka", confluent_kafka.version(), "librdkafka", confluent_kafka.libversion()[0])'
+    'confluent-kafka>=2.6' 'kafka-python>=2.0.3' 'pytest>=8' 'pytest-timeout>=2' lz4 zstandard 'cryptography>=42' 'prometheus-client>=0.20' </dev/null
+  "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest, cryptography, prometheus_client; print("confluent-kafka", confluent_kafka.version(), "librdkafka", confluent_kafka.libversion()[0])'
   touch "$PY_STAMP"
 fi
 
@@ -195,6 +203,33 @@ else
     mv "$ETCD_BIN.tmp" "$ETCD_BIN"
     mv "$ETCDCTL_BIN.tmp" "$ETCDCTL_BIN"
     echo "$ETCD_HASH" > "$ETCD_BIN.src"
+  fi
+fi
+
+# --- OpenTelemetry Collector (Go) -------------------------------------------------------
+# scripts/otelcol-wrapper is what the collector builder (ocb) would generate for just the
+# components the tests use; its go.mod/go.sum pin the release. Rebuilt when the wrapper's
+# sources change. Cold: ~3 min on 2 cores (+~30 s, ~450 MB of module downloads); binary ~50 MB.
+OTELCOL_SRC="$(cd "$(dirname "$0")" && pwd)/otelcol-wrapper"
+OTELCOL_BIN="$CACHE/bin/otelcol"
+if [ "$GO_OK" != 1 ]; then
+  log "go not found: skipping the OpenTelemetry Collector (OTLP export tests will fail)"
+else
+  for m in go.opentelemetry.io/collector/otelcol \
+           github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter; do
+    grep -q "$m $OTELCOL_VERSION\$" "$OTELCOL_SRC/go.mod" || {
+      log "scripts/otelcol-wrapper/go.mod does not require $m $OTELCOL_VERSION"; exit 1; }
+  done
+  OTELCOL_HASH="$(cat "$OTELCOL_SRC"/go.mod "$OTELCOL_SRC"/go.sum "$OTELCOL_SRC"/*.go | sha256sum | cut -c1-16)"
+  if [ -x "$OTELCOL_BIN" ] && [ "$(cat "$OTELCOL_BIN.src" 2>/dev/null)" = "$OTELCOL_HASH" ]; then
+    log "otelcol: present ($OTELCOL_BIN)"
+  else
+    log "otelcol $OTELCOL_VERSION: building (takes a few minutes)"
+    mkdir -p "$CACHE/bin" "$CACHE/go"
+    (cd "$OTELCOL_SRC" && GOFLAGS="-mod=readonly -modcacherw" GOMODCACHE="$CACHE/go/mod" \
+       GOCACHE="$CACHE/go/build" GOTOOLCHAIN=local go build -o "$OTELCOL_BIN.tmp" . </dev/null)
+    mv "$OTELCOL_BIN.tmp" "$OTELCOL_BIN"
+    echo "$OTELCOL_HASH" > "$OTELCOL_BIN.src"
   fi
 fi
 

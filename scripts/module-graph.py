@@ -105,6 +105,8 @@ RULES = [
     ("quotas", ["broker", "cluster", "group", "handlers", "partition", "read", "registry", "server",
                 "topics", "upkeep", "wal"],
      "quotas measure clients against the table in the store; nothing else"),
+    ("telemetry", ["server", "upkeep", "topics", "cluster", "wal", "group", "partition", "read"],
+     "telemetry observes the broker through its public state; it changes nothing"),
     ("producer_ids", ["broker", "cluster", "handlers", "partition", "registry", "wal"],
      "producer ids are a block reserved in the metadata store, nothing else"),
 ]
@@ -124,7 +126,7 @@ def violations(graph):
 def crate_deps():
     out = []
     for path in ["Cargo.toml", "proto/Cargo.toml", "crates/meta/Cargo.toml", "crates/log/Cargo.toml",
-                 "crates/auth/Cargo.toml"]:
+                 "crates/auth/Cargo.toml", "crates/metrics/Cargo.toml"]:
         text = open(os.path.join(ROOT, path)).read()
         name = re.search(r'^name = "([^"]+)"', text, re.M).group(1)
         deps = text.split("[dependencies]", 1)[1].split("\n[", 1)[0]

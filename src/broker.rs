@@ -78,6 +78,8 @@ pub struct Broker {
     pub replicas: Arc<crate::replica::Replicas>,
     /// The critical background tasks; the broker stops when one of them does.
     pub supervisor: Arc<Supervisor>,
+    /// Metrics and health.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// Wall-clock time for record timestamps, segment age, retention and object ages
     /// (tests move a manual clock instead of sleeping).
     pub clock: Arc<dyn Clock>,

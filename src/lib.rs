@@ -27,6 +27,7 @@ pub mod replica;
 pub mod server;
 mod startup;
 pub mod supervisor;
+pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod topic_config;
@@ -87,8 +88,41 @@ async fn serve_on(
     let server::Bound {
         kafka: listeners,
         admin,
+        http,
         limits,
     } = listeners;
+    if let Some(l) = http {
+        if let Ok(addr) = l.local_addr() {
+            let _ = broker.telemetry.http_addr.set(addr);
+        }
+        tokio::spawn(telemetry::http::serve(
+            Arc::downgrade(&broker),
+            l,
+            broker.cluster_cancel.clone(),
+        ));
+    }
+    {
+        let b = broker.clone();
+        let stop = broker.cluster_cancel.clone();
+        tokio::spawn(async move { b.telemetry.health.probe(b.meta.clone(), stop).await });
+    }
+    let otlp = match telemetry::otel::OtelConfig::from_settings(&broker.settings) {
+        Some(cfg) => {
+            match telemetry::otel::install_tracing(&cfg) {
+                Ok(on) => broker
+                    .telemetry
+                    .tracing
+                    .store(on, std::sync::atomic::Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "traces will not be exported"),
+            }
+            Some(tokio::spawn(telemetry::otel::export_metrics(
+                cfg,
+                broker.telemetry.registry.clone(),
+                broker.cluster_cancel.clone(),
+            )))
+        }
+        None => None,
+    };
     let admin = match admin {
         Some(l) => {
             let until = broker.cluster_cancel.clone();
@@ -155,6 +189,7 @@ async fn serve_on(
             ),
         ));
     }
+    broker.telemetry.health.set_serving(true);
     let failure = tokio::select! {
         _ = cancel.cancelled() => None,
         f = tasks.failed() => Some(f),
@@ -168,6 +203,7 @@ async fn serve_on(
         broker.cluster_cancel.cancel();
         return Err(anyhow::anyhow!("{f}; stopping"));
     }
+    broker.telemetry.health.set_serving(false);
     broker.hand_off().await;
     for s in servers {
         let _ = s.await;
@@ -193,6 +229,12 @@ async fn serve_on(
     broker.cluster_cancel.cancel();
     if let Some(a) = admin {
         let _ = a.await;
+    }
+    telemetry::otel::flush_traces();
+    if let Some(export) = otlp {
+        // The last push of the metrics, bounded: a collector that is gone does not hold
+        // the shutdown.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), export).await;
     }
     broker.membership.deregister().await;
     if let Some(f) = tasks.failure() {

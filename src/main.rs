@@ -67,13 +67,6 @@ fn main() {
     if let Some(Command::Admin { connect, command }) = cli.command.take() {
         std::process::exit(admin(&connect, command));
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    abort_on_panic();
     let settings = match settings(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -81,6 +74,20 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if settings.telemetry.log_format == "json" {
+        // One JSON object per line: timestamp, level, target, message and fields.
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    abort_on_panic();
     for note in &settings.notes {
         tracing::warn!("{note}");
     }

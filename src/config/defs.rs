@@ -284,6 +284,25 @@ settings! {
         #[doc = "Largest metadata string of a committed offset."]
         offset_metadata_max_bytes: usize = ("offset.metadata.max.bytes", "4096", Int(0, INT)),
     }
+    #[doc = "Telemetry: the HTTP endpoint (metrics, health), OTLP export, logs."]
+    telemetry: Telemetry {
+        #[doc = "HOST:PORT of the HTTP endpoint serving /metrics (Prometheus text), /livez and /readyz; empty: none. Use 0.0.0.0:9644 for Prometheus and kubelet probes from other hosts."]
+        http_listener: String = ("http.listener", "127.0.0.1:9644", Address),
+        #[doc = "Log lines as text, or one JSON object per line."]
+        log_format: String = ("log.format", "text", Choice(&["text", "json"])),
+        #[doc = "Also export per-partition series (consumer lag per partition); off by default to keep the series count bounded."]
+        metrics_partition_series: bool = ("metrics.partition.series", "false", Bool),
+        #[doc = "Label sets one metric may hold; beyond it, new label sets count under one series labelled __overflow__."]
+        metrics_max_series: usize = ("metrics.max.series.per.metric", "2000", Int(10, 1_000_000)),
+        #[doc = "OTLP/gRPC endpoint (http://host:4317) that receives metrics and traces; empty: OTEL_EXPORTER_OTLP_ENDPOINT, else no export."]
+        otel_exporter_otlp_endpoint: String = ("otel.exporter.otlp.endpoint", "", Text),
+        #[doc = "service.name of what is exported (OTEL_SERVICE_NAME when not set)."]
+        otel_service_name: String = ("otel.service.name", "stratus", Text),
+        #[doc = "Share of requests traced, 0 to 1 (OTEL_TRACES_SAMPLER_ARG when not set); a request of a sampled trace is always traced."]
+        otel_traces_sampler_arg: f64 = ("otel.traces.sampler.arg", "0.01", Ratio),
+        #[doc = "How often metrics are exported over OTLP (OTEL_METRIC_EXPORT_INTERVAL when not set)."]
+        otel_metric_export_interval_ms: u64 = ("otel.metric.export.interval.ms", "60000", Long(100, LONG)),
+    }
 }
 
 /// Looks up a setting.

@@ -17,7 +17,7 @@ mod sources;
 
 use defs::FromSetting;
 pub use defs::{
-    def, Cluster, Groups, SecurityConfig, Server, SettingDoc, Storage, Topics, Typed,
+    def, Cluster, Groups, SecurityConfig, Server, SettingDoc, Storage, Telemetry, Topics, Typed,
     CLEANUP_POLICIES, MAX_PARTITIONS, SETTINGS,
 };
 pub use kind::Kind;
@@ -67,6 +67,8 @@ pub struct Settings {
     pub topics: Topics,
     /// The group coordinator.
     pub groups: Groups,
+    /// Metrics, health, traces and logs.
+    pub telemetry: Telemetry,
     /// Listener security (defaults; `security_for` gives one listener's).
     pub security: SecurityConfig,
     /// The address advertised for each listener (same order as `server.listeners`): the
@@ -138,7 +140,7 @@ macro_rules! from_parse {
         }
     )*};
 }
-from_parse!(i16, i32, i64, u64, usize, String);
+from_parse!(i16, i32, i64, u64, usize, f64, String);
 
 impl FromSetting for bool {
     fn from_setting(key: &str, text: &str) -> Result<Self, ConfigError> {
@@ -315,6 +317,7 @@ impl Settings {
             storage,
             topics,
             groups,
+            telemetry,
         } = Typed::from_raw(&raw)?;
         let mut server = server;
         // A KRaft controller listener carried over from Kafka is not a Kafka listener here.
@@ -344,6 +347,7 @@ impl Settings {
             storage,
             topics,
             groups,
+            telemetry,
             advertised,
         };
         for l in &settings.server.listeners {

@@ -413,6 +413,20 @@ impl Coordinator {
         out
     }
 
+    /// Every committed offset of the groups this broker coordinates: group, topic,
+    /// partition, offset (for the lag metrics).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let mut out = Vec::new();
+        for g in self.offsets.group_ids() {
+            for (topic, parts) in self.offsets.group(&g) {
+                for (p, c) in parts {
+                    out.push((g.clone(), topic.clone(), p, c.offset));
+                }
+            }
+        }
+        out
+    }
+
     /// A group's description, `None` if unknown.
     pub fn describe(&self, group: &str) -> Option<GroupView> {
         let groups = self.lock();

@@ -9,6 +9,7 @@ use anyhow::bail;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
+use opentelemetry::trace::FutureExt as _;
 use tracing::error;
 
 use crate::broker::Broker;
@@ -123,12 +124,14 @@ pub type KindFuture = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>
 /// Decodes one request frame and starts it. Produce appends happen before this returns,
 /// so they keep the connection's order; everything else runs when its response is due.
 /// When client quotas are set, the request is charged to its client once answered, and
-/// `throttle` mutes the connection of a client over its quota.
+/// `throttle` mutes the connection of a client over its quota. A sampled request's work
+/// runs in its `trace` context, so that what it does below shows in its trace.
 pub async fn dispatch(
     broker: &Arc<Broker>,
     session: Session,
     frame: Bytes,
     throttle: &Arc<Throttle>,
+    trace: Option<opentelemetry::Context>,
 ) -> anyhow::Result<ResponseFuture> {
     let size = frame.len();
     let (api, version, correlation_id) = peek(&frame)?;
@@ -162,6 +165,7 @@ pub async fn dispatch(
             routing: &broker.routing,
             wal: &broker.wal,
             clock: broker.clock.as_ref(),
+            metrics: &broker.telemetry.topics,
             access: access::Access {
                 authz: &broker.authz,
                 principal: &session.principal,
@@ -169,8 +173,12 @@ pub async fn dispatch(
             },
         };
         let start = produce::start(handles, req, version);
+        let start: Pin<Box<dyn Future<Output = KindFuture> + Send + '_>> = match &trace {
+            Some(cx) => Box::pin(start.with_context(cx.clone())),
+            None => Box::pin(start),
+        };
         if charge.is_some() {
-            let (work, spent) = Timed::new(Box::pin(start), Duration::ZERO).await;
+            let (work, spent) = Timed::new(start, Duration::ZERO).await;
             busy = spent;
             work
         } else {
@@ -178,18 +186,52 @@ pub async fn dispatch(
         }
     } else {
         let broker = broker.clone();
-        Box::pin(async move { Some(handle(&broker, session, &header, request, version).await) })
+        let work = async move { Some(handle(&broker, session, &header, request, version).await) };
+        match trace {
+            Some(cx) => Box::pin(work.with_context(cx)),
+            None => Box::pin(work),
+        }
     };
+    let seen = broker.clone();
     Ok(match charge {
-        None => Box::pin(async move { encode(api, version, correlation_id, &work.await?) }),
+        None => Box::pin(async move {
+            let resp = work.await?;
+            observe(&seen, api, &resp);
+            encode(api, version, correlation_id, &resp)
+        }),
         Some(charge) => Box::pin(async move {
             let (resp, busy) = Timed::new(work, busy).await;
             let resp = charge
                 .settle(api, version, throttled_until, resp, busy)
                 .await?;
+            observe(&seen, api, &resp);
             encode(api, version, correlation_id, &resp)
         }),
     })
+}
+
+/// Counts a response's error codes, and the bytes and records a Fetch sends per topic.
+fn observe(broker: &Broker, api: ApiKey, resp: &ResponseKind) {
+    let t = &broker.telemetry;
+    t.requests.count_errors(api, resp);
+    let ResponseKind::Fetch(f) = resp else { return };
+    for topic in &f.responses {
+        let (mut bytes, mut records) = (0u64, 0u64);
+        for p in &topic.partitions {
+            if let Some(r) = &p.records {
+                bytes += r.len() as u64;
+                records += crate::telemetry::records_in(r);
+            }
+        }
+        if bytes == 0 {
+            continue;
+        }
+        if !topic.topic.is_empty() {
+            t.topics.fetched(topic.topic.as_str(), bytes, records);
+        } else if let Some(known) = broker.registry.topic_by_id(&topic.topic_id) {
+            t.topics.fetched(&known.name, bytes, records);
+        }
+    }
 }
 
 /// The API key, version and correlation id at the start of a frame; an error for a

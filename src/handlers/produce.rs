@@ -35,6 +35,8 @@ pub struct Handles<'a> {
     pub wal: &'a Wal,
     /// Append times.
     pub clock: &'a dyn Clock,
+    /// Bytes and records in, per topic.
+    pub metrics: &'a crate::telemetry::TopicMetrics,
     /// What the client may do (WRITE on each topic).
     pub access: super::access::Access<'a>,
 }
@@ -166,10 +168,16 @@ async fn append(
     let now = h.clock.now_ms();
     let append_time = h.registry.log_append_time(topic).then_some(now);
     match h.wal.append(partition, &batches, append_time, now).await {
-        Ok(pending) => Outcome::Pending {
-            pending,
-            append_time: append_time.unwrap_or(-1),
-        },
+        Ok(pending) => {
+            let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
+            let records: i64 = batches.iter().map(|b| i64::from(b.record_count)).sum();
+            h.metrics
+                .produced(&topic.name, bytes as u64, records.max(0) as u64);
+            Outcome::Pending {
+                pending,
+                append_time: append_time.unwrap_or(-1),
+            }
+        }
         Err(e) => Outcome::Failed(e.kafka()),
     }
 }

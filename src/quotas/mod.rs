@@ -38,6 +38,8 @@ pub struct Quotas {
     samples: usize,
     window_ms: i64,
     epoch: Instant,
+    /// Throttle time given, per quota and entity.
+    throttled: stratus_metrics::Family<stratus_metrics::Counter>,
 }
 
 impl Quotas {
@@ -52,6 +54,12 @@ impl Quotas {
             samples: samples.max(2),
             window_ms: window_ms.max(1) as i64,
             epoch: Instant::now(),
+            throttled: stratus_metrics::Family::new(
+                "stratus_quota_throttle_time_ms_total",
+                "Throttle time given to clients over a quota, by quota and by the entity it is set on (user and client_id as the quota names them; empty: not part of it).",
+                &["quota", "user", "client_id"],
+                stratus_metrics::Counter::default,
+            ),
         }
     }
 
@@ -77,13 +85,22 @@ impl Quotas {
         };
         let now = self.now_ms();
         let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
-        let rate = rates
-            .entry((ty, applied.user, applied.client_id))
-            .or_insert_with(|| Rate::new(self.samples, self.window_ms));
+        let key = (ty, applied.user, applied.client_id);
+        if !rates.contains_key(&key) {
+            rates.insert(key.clone(), Rate::new(self.samples, self.window_ms));
+        }
+        let Some(rate) = rates.get_mut(&key) else {
+            return 0;
+        };
         rate.record(value, now);
         let observed = rate.measure(now);
         let throttle = rate::throttle_ms(observed, applied.bound, rate.window_size_ms(now));
+        drop(rates);
+        let (_, user, client_id) = &key;
         if throttle > 0 {
+            self.throttled
+                .get(&[ty.key(), user, client_id])
+                .add(throttle);
             tracing::debug!(
                 ?ty,
                 user,
@@ -229,5 +246,11 @@ impl Throttle {
     pub fn muted_until(&self) -> Option<Instant> {
         let u = *self.until.lock().unwrap_or_else(|p| p.into_inner());
         u.filter(|t| *t > Instant::now())
+    }
+}
+
+impl stratus_metrics::Collect for Quotas {
+    fn collect(&self, out: &mut Vec<stratus_metrics::FamilySnapshot>) {
+        self.throttled.collect(out);
     }
 }

@@ -31,6 +31,7 @@ use crate::config::Settings;
 use crate::handlers::{self, Principal, ResponseFuture, Session};
 use crate::quotas::Throttle;
 use crate::supervisor::panic_message;
+use crate::telemetry::requests::{Measured, Timing};
 
 mod frames;
 mod gate;
@@ -53,6 +54,16 @@ pub async fn bind(settings: &Settings) -> anyhow::Result<Bound> {
         info!(listener = %l.name, addr = %listener.local_addr()?, "listening");
         kafka.push(listener);
     }
+    let http = match settings.telemetry.http_listener.as_str() {
+        "" => None,
+        addr => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| bind_error(&format!("http.listener {addr}"), "http.listener", &e))?;
+            info!(addr = %l.local_addr()?, "HTTP endpoint (/metrics, /livez, /readyz) listening");
+            Some(l)
+        }
+    };
     let admin = match &settings.server.admin_listener {
         Some(addr) => {
             let l = TcpListener::bind(addr.as_str())
@@ -71,6 +82,7 @@ pub async fn bind(settings: &Settings) -> anyhow::Result<Bound> {
     Ok(Bound {
         kafka,
         admin,
+        http,
         limits: Arc::new(limits),
     })
 }
@@ -81,6 +93,8 @@ pub struct Bound {
     pub kafka: Vec<TcpListener>,
     /// The admin API's, if `admin.listener` is set.
     pub admin: Option<TcpListener>,
+    /// The HTTP endpoint's (metrics, health), if `http.listener` is set.
+    pub http: Option<TcpListener>,
     /// Connections per client address, over every listener.
     pub limits: Arc<ConnectionLimits>,
 }
@@ -116,6 +130,11 @@ pub async fn serve(
         broker.settings.server.max_connections.max(1),
     ));
     let security = broker.security.listeners[index].clone();
+    let metrics = &broker.telemetry.connections;
+    let created = metrics.created.get(&[&security.name]);
+    let open = metrics
+        .open
+        .get(&[&security.name, &security.protocol.to_string()]);
     loop {
         let permit = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -147,6 +166,9 @@ pub async fn serve(
         let broker = broker.clone();
         let cancel = cancel.clone();
         let security = security.clone();
+        created.inc();
+        open.inc();
+        let open = open.clone();
         tracker.spawn(async move {
             // A panic here is a bug (input must never cause one): the binary aborts on it
             // (main.rs); embedded, the supervisor stops the broker all the same.
@@ -160,6 +182,7 @@ pub async fn serve(
                     format!("it panicked: {}", panic_message(&*panic)),
                 );
             }
+            open.dec();
             drop(permit);
             drop(admitted);
         });
@@ -192,6 +215,7 @@ async fn accept(
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 info!(%peer, listener = %security.name, error = %e, "TLS handshake failed; connection closed");
+                failed_authentication(&broker, &security);
                 return;
             }
             Err(_) => {
@@ -213,6 +237,7 @@ async fn accept(
                 Ok(name) => session.principal = Principal::User(Arc::from(name.as_str())),
                 Err(e) => {
                     info!(%peer, listener = %security.name, error = %e, "no principal for the client certificate; connection closed");
+                    failed_authentication(&broker, &security);
                     return;
                 }
             }
@@ -240,14 +265,21 @@ async fn connection<R, W>(
     let mut last_request = Instant::now();
     // Requests read and not yet answered (or dropped, for acks=0).
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let (tx, mut rx) = mpsc::channel::<ResponseFuture>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT_PER_CONNECTION);
     let answered = in_flight.clone();
+    let measured = broker.clone();
     let writer = tokio::spawn(async move {
         let mut wr = BufWriter::new(wr);
         while let Some(fut) = rx.recv().await {
-            let resp = fut.await;
+            let (resp, timing) = fut.await;
             answered.fetch_sub(1, Ordering::Relaxed);
-            let Some(resp) = resp else { continue };
+            let sending = Instant::now();
+            let Some(resp) = resp else {
+                if let Some(t) = &timing {
+                    measured.telemetry.requests.finished(t, Duration::ZERO);
+                }
+                continue;
+            };
             // A client that stops reading is closed after connections.max.idle.ms, as
             // Kafka does, rather than holding its responses forever.
             let ok = tokio::time::timeout(idle, async {
@@ -261,6 +293,9 @@ async fn connection<R, W>(
             .await;
             if !matches!(ok, Ok(Ok(()))) {
                 return;
+            }
+            if let Some(t) = &timing {
+                measured.telemetry.requests.finished(t, sending.elapsed());
             }
         }
         let _ = wr.flush().await;
@@ -330,6 +365,7 @@ async fn connection<R, W>(
             }
         };
         last_request = Instant::now();
+        let received = last_request;
         in_flight.fetch_add(1, Ordering::Relaxed);
         match gate.check(&frame, &mut session.principal).await {
             Verdict::Pass => {}
@@ -348,6 +384,7 @@ async fn connection<R, W>(
             }
             Verdict::Refuse(out, why) => {
                 info!(%peer, listener = %security.name, reason = %why, "closing connection");
+                failed_authentication(&broker, &security);
                 // As Kafka: the answer to a failed login comes late, to slow guessing.
                 let delay = Duration::from_millis(security.failed_login_delay_ms);
                 tokio::select! {
@@ -360,7 +397,12 @@ async fn connection<R, W>(
                 break;
             }
         }
-        match handlers::dispatch(&broker, session.clone(), frame, &throttle).await {
+        let api = frame
+            .get(0..2)
+            .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
+        let span = broker.telemetry.request_span(api, received, &security.name);
+        let trace = span.context().cloned();
+        match handlers::dispatch(&broker, session.clone(), frame, &throttle, trace).await {
             Ok(fut) => {
                 // The request's bytes count against queued.max.request.bytes until it is
                 // answered.
@@ -369,6 +411,10 @@ async fn connection<R, W>(
                     drop(permit);
                     resp
                 });
+                let fut: Reply = Box::pin(Measured::new(
+                    fut,
+                    Timing::new(api, received, Instant::now(), span),
+                ));
                 if tx.send(fut).await.is_err() {
                     break;
                 }
@@ -384,12 +430,26 @@ async fn connection<R, W>(
     debug!(%peer, "connection closed");
 }
 
+/// A response to write (`None`: nothing, for acks=0) and, for a request that was
+/// dispatched, its timing.
+type Reply =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (Option<Bytes>, Option<Timing>)> + Send>>;
+
 /// A response that is ready now; the request's memory is released once it is sent.
-fn ready(out: Option<Bytes>, permit: OwnedSemaphorePermit) -> ResponseFuture {
+fn ready(out: Option<Bytes>, permit: OwnedSemaphorePermit) -> Reply {
     Box::pin(async move {
         drop(permit);
-        out
+        (out, None)
     })
+}
+
+fn failed_authentication(broker: &Broker, security: &ListenerSecurity) {
+    broker
+        .telemetry
+        .connections
+        .failed_authentication
+        .get(&[&security.name])
+        .inc();
 }
 
 /// A client that closed or reset its connection: routine, not worth a warning.

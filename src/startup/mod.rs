@@ -81,6 +81,8 @@ impl Broker {
         objects: Arc<Objects>,
         clock: Arc<dyn stratus_log::clock::Clock>,
     ) -> anyhow::Result<Arc<Broker>> {
+        let telemetry = Arc::new(crate::telemetry::Telemetry::new(&settings));
+        let meta = crate::telemetry::InstrumentedMeta::wrap(meta, &telemetry.registry);
         let cache = Arc::new(BlockCache::new(
             objects.clone(),
             settings.storage.cache_block_bytes,
@@ -229,8 +231,10 @@ impl Broker {
             cluster_cancel: CancellationToken::new(),
             replicas: Arc::new(crate::replica::Replicas::default()),
             supervisor,
+            telemetry,
             clock,
         });
+        crate::telemetry::collect::register(&broker);
         broker.topics.sync_topics().await?;
         broker.join().await?;
         Ok(broker)

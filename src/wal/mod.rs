@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
+use opentelemetry::trace::FutureExt as _;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -27,6 +28,9 @@ use stratus_log::paths::WalObject;
 use stratus_log::wal_format;
 use stratus_meta::repo::{self, ProducerBatch, WalEntry, WalRange};
 use stratus_meta::{keys, Compare, MetaStore, Op};
+use stratus_metrics::trace::SpanGuard;
+
+mod metrics;
 
 const PUT_ATTEMPTS: u32 = 5;
 const FAILED_REMEMBERED: usize = 256;
@@ -41,6 +45,8 @@ struct Entry {
     max_timestamp: i64,
     producers: Vec<ProducerBatch>,
     _permit: OwnedSemaphorePermit,
+    /// The sampled request that appended it, if any: its trace gets the flush's spans.
+    trace: Option<opentelemetry::Context>,
 }
 
 /// A flush whose object is being written.
@@ -54,6 +60,10 @@ struct Flush {
     index: Bytes,
     /// The partition of each range of `entry`, and its epoch, in the same order.
     partitions: Vec<(Arc<Partition>, i32)>,
+    /// When it left the buffer.
+    started: Instant,
+    /// The flush's span, when a sampled request is in it.
+    span: SpanGuard,
 }
 
 /// The PUT of a flush's object.
@@ -112,6 +122,8 @@ pub struct Wal {
     /// What this broker owns: every commit compares its revision.
     fence: Arc<Fence>,
     healthy: AtomicBool,
+    max_memory: usize,
+    metrics: metrics::WalMetrics,
 }
 
 /// Batches handed to the WAL: [`Pending::acked`] resolves once they are durable.
@@ -173,6 +185,8 @@ impl Wal {
         let max = cfg.max_buffer_bytes.clamp(1 << 20, Semaphore::MAX_PERMITS);
         Wal {
             memory: Arc::new(Semaphore::new(max)),
+            max_memory: max,
+            metrics: metrics::WalMetrics::new(),
             cfg,
             meta,
             objects,
@@ -208,12 +222,14 @@ impl Wal {
     ) -> Result<Pending> {
         let size: usize = batches.iter().map(|b| b.bytes.len()).sum();
         let permits = size.clamp(1, self.cfg.max_buffer_bytes.max(1 << 20)) as u32;
+        let span = SpanGuard::child("wal.append");
         let permit = self
             .memory
             .clone()
             .acquire_many_owned(permits)
             .await
             .map_err(|_| Error::not_durable("the broker is shutting down"))?;
+        drop(span);
         let mut state = partition.state();
         let mut buf = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
         if buf.poisoned {
@@ -254,6 +270,7 @@ impl Wal {
                     max_timestamp,
                     producers,
                     _permit: permit,
+                    trace: stratus_metrics::trace::sampled_context(),
                 });
                 base_offset
             }
@@ -309,8 +326,26 @@ impl Wal {
                 seq,
             }
             .name();
+            let started = Instant::now();
+            // The first sampled request of the flush carries its spans.
+            let span = entries
+                .iter()
+                .find_map(|e| e.trace.as_ref())
+                .map_or_else(SpanGuard::default, |cx| {
+                    SpanGuard::child_of("wal.flush", cx)
+                });
             let (body, entry, index, partitions) = build_object(&object, &entries);
-            let put = tokio::spawn(put_with_retries(self.objects.clone(), object, body.clone()));
+            self.metrics.bytes.observe(body.len() as f64);
+            if span.is_recording() {
+                span.set("wal.seq", seq as i64);
+                span.set("bytes", body.len() as i64);
+                span.set("partitions", partitions.len() as i64);
+            }
+            let put = put_with_retries(self.objects.clone(), object, body.clone());
+            let put = match span.context().cloned() {
+                Some(cx) => tokio::spawn(put.with_context(cx)),
+                None => tokio::spawn(put),
+            };
             let flush = Flush {
                 seq,
                 _entries: entries,
@@ -318,6 +353,8 @@ impl Wal {
                 entry,
                 index,
                 partitions,
+                started,
+                span,
             };
             if tx.send((flush, put)).await.is_err() {
                 break;
@@ -345,9 +382,11 @@ impl Wal {
         // Partitions to truncate once every flush taken before a failure has failed too.
         let mut failing: Option<Vec<Arc<Partition>>> = None;
         while let Some((f, put)) = rx.recv().await {
-            let result = match (&failing, put.await) {
+            let put = put.await;
+            let put_done = Instant::now();
+            let result = match (&failing, put) {
                 (Some(_), _) => Err(Error::not_durable("an earlier WAL flush failed")),
-                (None, Ok(Ok(()))) => self.commit(&f).await,
+                (None, Ok(Ok(()))) => f.span.run(self.commit(&f)).await,
                 (None, Ok(Err(e))) => Err(e.into()),
                 (None, Err(e)) => {
                     warn!(error = %e, "a WAL object write task stopped");
@@ -356,11 +395,18 @@ impl Wal {
             };
             match result {
                 Ok(()) => {
+                    self.metrics.flushed.inc();
+                    self.metrics.timed(
+                        put_done - f.started,
+                        put_done.elapsed(),
+                        f.started.elapsed(),
+                    );
                     self.healthy.store(true, Ordering::Relaxed);
                     self.finish(f.seq, false);
                     self.committed.send_modify(|c| *c += 1);
                 }
                 Err(e) => {
+                    self.metrics.failed.inc();
                     if failing.is_none() {
                         warn!(seq = f.seq, error = %e, "wal flush failed; unacknowledged data is dropped and producers retry");
                         self.healthy.store(false, Ordering::Relaxed);

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -57,6 +58,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(180))
 
 
+# Secrets the tests give brokers or clients (passwords, tokens): none may appear in a
+# Stratus broker's log or in a label or value of its /metrics (checked when it stops).
+SECRETS = set()
+
+
+def secret(value):
+    """Registers `value` as a secret that Stratus must never show; returns it."""
+    SECRETS.add(value)
+    return value
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -91,6 +103,8 @@ class Broker:
         self.data_dir.mkdir()
         self.port = free_port()
         self.controller_port = free_port()
+        # Stratus's HTTP endpoint (metrics, health): a free port, so brokers never clash.
+        self.http_port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.proc = None
         self.log_path = self.tmp / "broker.log"
@@ -120,7 +134,8 @@ class Broker:
                 f"{n}://127.0.0.1:{self.ports[n]}" for n in self.listeners]
             cmd = [str(STRATUS_BIN), "--data-dir", str(self.data_dir),
                    "--listeners", ",".join(listeners)]
-            for k, v in {**self.listener_settings(), **self.settings}.items():
+            own = {"http.listener": f"127.0.0.1:{self.http_port}"}
+            for k, v in {**own, **self.listener_settings(), **self.settings}.items():
                 cmd += ["--set", f"{k}={v}"]
             return cmd
         cmd = [str(REPO / "scripts" / "run-kafka.sh"), "--foreground",
@@ -213,6 +228,26 @@ class Broker:
             out.append(f"{self.name_for_errors()} log has {len(panics)} panic(s): {panics[:3]}")
         return out
 
+    def metrics_text(self):
+        """The body of /metrics, or None if the endpoint does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+                return r.read().decode()
+        except OSError:
+            return None
+
+    def leaked_secrets(self, metrics=None):
+        """Registered secrets found in this broker's log or in `metrics` (Stratus only)."""
+        if self.target != "stratus" or not SECRETS:
+            return []
+        try:
+            log = self.log_path.read_text(errors="replace")
+        except OSError:
+            log = ""
+        found = [f"log has {s!r}" for s in sorted(SECRETS) if s in log]
+        found += [f"/metrics has {s!r}" for s in sorted(SECRETS) if metrics and s in metrics]
+        return found
+
     def name_for_errors(self):
         node = getattr(self, "node_id", None)
         return f"broker {node}" if node is not None else f"broker {self.bootstrap}"
@@ -276,10 +311,15 @@ def shared_broker(request, b):
     b.start()
     failed_before = request.session.testsfailed
     yield b
-    failed = request.session.testsfailed > failed_before
+    metrics = b.metrics_text() if b.alive() and b.target == "stratus" else None
+    b.stop()
+    leaked = b.leaked_secrets(metrics)
+    failed = request.session.testsfailed > failed_before or bool(leaked)
     b.cleanup(keep=failed)
     if failed:
         print(f"\n{b.tmp.name} broker log kept at {b.log_path}", file=sys.stderr)
+    if leaked:
+        pytest.fail(f"{b.name_for_errors()} showed secrets: {leaked}")
 
 
 @pytest.fixture(scope="session")
@@ -373,8 +413,10 @@ def stop_and_check(brokers):
     for b in brokers:
         ran = b.alive()
         early = b.died()
+        metrics = b.metrics_text() if ran and b.target == "stratus" else None
         b.stop()
         problems += b.problems()
+        problems += [f"{b.name_for_errors()} showed a secret: {x}" for x in b.leaked_secrets(metrics)]
         if early is None and ran and b.target == "stratus" and b.proc.returncode != 0:
             problems.append(f"{b.name_for_errors()} exited with {b.proc.returncode} on SIGTERM")
     return problems

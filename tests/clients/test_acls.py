@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
                                    AdminClient, ConfigResource, ResourcePatternType, ResourceType)
 
-from conftest import REPO, Broker, shared_broker
+from conftest import REPO, Broker, secret, shared_broker
 from util import consume, create_topic, produce_sync, tp, wait_for
 
 JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
@@ -39,7 +39,7 @@ def secured(request):
 def as_user(b, user):
     return {"bootstrap.servers": f"127.0.0.1:{b.ports['SASL_PLAINTEXT']}",
             "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
-            "sasl.username": user, "sasl.password": f"{user}-pw"}
+            "sasl.username": user, "sasl.password": secret(f"{user}-pw")}
 
 
 def allow(principal, rtype, name, op, pattern=ResourcePatternType.LITERAL, perm=AclPermissionType.ALLOW):

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from conftest import REPO, Broker, shared_broker
+from conftest import REPO, Broker, secret, shared_broker
 from test_security import refused
 from util import consume, create_topic, produce_sync, producer, tp
 
@@ -51,7 +51,8 @@ class IdentityProvider:
                   "scope": "kafka"}
         signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
         sig = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-        return f"{signing_input}.{b64(sig)}", now + lifetime_s
+        # The signature makes the token a credential: the broker must never show it.
+        return f"{signing_input}.{secret(b64(sig))}", now + lifetime_s
 
 
 def write_jwks(path, *idps):
@@ -318,7 +319,7 @@ def test_librdkafka_gets_tokens_from_an_oidc_endpoint(oauth_broker, idp, request
     create_topic(oauth_broker.admin(), topic)
     conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
             "sasl.oauthbearer.method": "oidc", "sasl.oauthbearer.client.id": "billing",
-            "sasl.oauthbearer.client.secret": "billing-secret",
+            "sasl.oauthbearer.client.secret": secret("billing-secret"),
             "sasl.oauthbearer.token.endpoint.url": endpoint.url}
     p = producer(addr(oauth_broker), **conf)
     produce_sync(p, topic, [{"value": f"o{i}".encode()} for i in range(10)])

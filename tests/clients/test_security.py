@@ -20,7 +20,7 @@ from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechan
                                    UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
 from certs import CA, client_dn, server_dn
-from conftest import CACHE, REPO, Broker, shared_broker
+from conftest import CACHE, REPO, Broker, secret, shared_broker
 from util import consume, create_topic, produce_sync, producer, tp, wait_for
 
 LISTENERS = {"SSL": "SSL", "MTLS": "SSL", "SASL_SSL": "SASL_SSL", "SASL_PLAINTEXT": "SASL_PLAINTEXT"}
@@ -28,6 +28,11 @@ PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required 
               'username="admin" password="admin-secret" '
               'user_admin="admin-secret" user_alice="alice-secret";')
 SCRAM_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+# Every password of this suite: the brokers must never show one (conftest checks their logs
+# and /metrics when they stop).
+for _password in ("admin-secret", "alice-secret", "cli-secret", "franz-pw", "ks-pw", "key-pw",
+                  "ts-pass"):
+    secret(_password)
 
 
 @pytest.fixture(scope="module")

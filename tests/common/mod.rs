@@ -79,6 +79,7 @@ pub fn settings(dir: &std::path::Path, extra: &[(&str, &str)]) -> stratus::Setti
         ("data.dir".to_string(), dir.display().to_string()),
         ("object.store.url".to_string(), "memory://".to_string()),
         ("cache.disk.bytes".to_string(), "0".to_string()),
+        ("http.listener".to_string(), "127.0.0.1:0".to_string()),
     ];
     pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     stratus::Settings::from_pairs(pairs).unwrap()

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use moka::future::Cache;
+use stratus_metrics::trace::SpanGuard;
+use stratus_metrics::{Collect, Counter, Family, FamilySnapshot, Kind, Value};
 
 use crate::objects::{ObjectError, Objects};
 
@@ -19,6 +21,57 @@ pub struct BlockCache {
     block: u64,
     memory: Cache<BlockKey, Bytes>,
     disk: Option<DiskCache>,
+    metrics: CacheMetrics,
+}
+
+/// Lookups per tier (`memory`, `disk`), and bytes served per tier (`object_store` for
+/// blocks read from the store).
+struct CacheMetrics {
+    hits: Family<Counter>,
+    misses: Family<Counter>,
+    served: Family<Counter>,
+    memory_hits: Arc<Counter>,
+    memory_misses: Arc<Counter>,
+    disk_hits: Arc<Counter>,
+    disk_misses: Arc<Counter>,
+    memory_bytes: Arc<Counter>,
+    disk_bytes: Arc<Counter>,
+    store_bytes: Arc<Counter>,
+}
+
+impl CacheMetrics {
+    fn new() -> Self {
+        let hits = Family::new(
+            "stratus_cache_hits_total",
+            "Block lookups a cache tier answered.",
+            &["tier"],
+            Counter::default,
+        );
+        let misses = Family::new(
+            "stratus_cache_misses_total",
+            "Block lookups a cache tier could not answer (the next tier was asked).",
+            &["tier"],
+            Counter::default,
+        );
+        let served = Family::new(
+            "stratus_cache_read_bytes_total",
+            "Bytes of blocks served, by the tier that had them (object_store: read from the store).",
+            &["tier"],
+            Counter::default,
+        );
+        CacheMetrics {
+            memory_hits: hits.get(&["memory"]),
+            memory_misses: misses.get(&["memory"]),
+            disk_hits: hits.get(&["disk"]),
+            disk_misses: misses.get(&["disk"]),
+            memory_bytes: served.get(&["memory"]),
+            disk_bytes: served.get(&["disk"]),
+            store_bytes: served.get(&["object_store"]),
+            hits,
+            misses,
+            served,
+        }
+    }
 }
 
 struct DiskCache {
@@ -68,6 +121,7 @@ impl BlockCache {
             block,
             memory,
             disk,
+            metrics: CacheMetrics::new(),
         }
     }
 
@@ -132,22 +186,34 @@ impl BlockCache {
 
     async fn block_of(&self, key: Arc<str>, size: u64, block: u64) -> Result<Bytes, ObjectError> {
         let k: BlockKey = (key, block);
+        let m = &self.metrics;
+        let span = SpanGuard::child("cache.read");
         if let Some(b) = self.memory.get(&k).await {
+            m.memory_hits.inc();
+            m.memory_bytes.add(b.len() as u64);
+            span.set("tier", "memory");
             return Ok(b);
         }
+        m.memory_misses.inc();
         if let Some(d) = &self.disk {
             if d.index.get(&k).await.is_some() {
                 let path = d.dir.join(file_name(&k));
                 if let Ok(data) = tokio::fs::read(&path).await {
+                    span.set("tier", "disk");
+                    m.disk_hits.inc();
+                    m.disk_bytes.add(data.len() as u64);
                     let b = Bytes::from(data);
                     self.memory.insert(k, b.clone()).await;
                     return Ok(b);
                 }
             }
+            m.disk_misses.inc();
         }
         let start = block * self.block;
         let end = (start + self.block).min(size);
-        let b = self.objects.get_range(&k.0, start..end).await?;
+        span.set("tier", "object_store");
+        let b = span.run(self.objects.get_range(&k.0, start..end)).await?;
+        m.store_bytes.add(b.len() as u64);
         self.memory.insert(k.clone(), b.clone()).await;
         if let Some(d) = &self.disk {
             let path = d.dir.join(file_name(&k));
@@ -158,15 +224,45 @@ impl BlockCache {
         Ok(b)
     }
 
+    /// Bytes held by each tier now: memory, then disk (0 without a disk tier).
+    pub fn held_bytes(&self) -> (u64, u64) {
+        (
+            self.memory.weighted_size(),
+            self.disk.as_ref().map_or(0, |d| d.index.weighted_size()),
+        )
+    }
+
     /// Drops every cached block in memory (the benchmark's "cold" reads).
     pub fn clear_memory(&self) {
         self.memory.invalidate_all();
     }
 }
 
+impl Collect for BlockCache {
+    fn collect(&self, out: &mut Vec<FamilySnapshot>) {
+        let m = &self.metrics;
+        m.hits.collect(out);
+        m.misses.collect(out);
+        m.served.collect(out);
+        let (memory, disk) = self.held_bytes();
+        let mut held = FamilySnapshot::new(
+            "stratus_cache_bytes",
+            "Bytes of blocks each cache tier holds.",
+            Kind::Gauge,
+            &["tier"],
+        );
+        held.push(vec!["memory".into()], Value::Gauge(memory as f64));
+        if self.disk.is_some() {
+            held.push(vec!["disk".into()], Value::Gauge(disk as f64));
+        }
+        out.push(held);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::objects::Op;
 
     #[tokio::test]
     async fn reads_across_blocks_and_tiers() {
@@ -187,19 +283,17 @@ mod tests {
         let key: Arc<str> = Arc::from("o");
         let got = cache.read(&key, 10_000, 1500..4200).await.unwrap();
         assert_eq!(&got[..], &data[1500..4200]);
-        let gets = objects
-            .metrics
-            .gets
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let gets = objects.metrics.requests(Op::Get);
         assert_eq!(gets, 4, "whole blocks 1..=4 are read");
         cache.clear_memory();
         let again = cache.read(&key, 10_000, 1500..4200).await.unwrap();
         assert_eq!(&again[..], &data[1500..4200]);
-        let gets2 = objects
-            .metrics
-            .gets
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let gets2 = objects.metrics.requests(Op::Get);
         assert_eq!(gets2, 4, "the disk tier served the second read");
+        let m = &cache.metrics;
+        assert_eq!((m.memory_misses.get(), m.disk_hits.get()), (8, 4));
+        assert_eq!(m.store_bytes.get(), 4000);
+        assert_eq!(m.disk_bytes.get(), 4000);
         let tail = cache.read(&key, 10_000, 9990..20_000).await.unwrap();
         assert_eq!(&tail[..], &data[9990..]);
     }

@@ -1,15 +1,18 @@
 //! The object store: object_store's backends chosen by URL, with the guarantees Stratus
 //! needs on top (a local-directory object is durable only after fsync of the file and of
-//! its directory) and counters of requests for cost accounting.
+//! its directory) and metrics of every request (count, errors, bytes, latency) per
+//! operation, for cost accounting and alerts.
 
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use stratus_metrics::trace::SpanGuard;
+use stratus_metrics::{Collect, Counter, Family, FamilySnapshot, Histogram, LATENCY_SECONDS};
 
 /// Object store errors; all are retriable except `AlreadyExists`.
 #[derive(Debug, thiserror::Error)]
@@ -25,19 +28,150 @@ pub enum ObjectError {
     Url(String, String),
 }
 
-/// Request counters.
-#[derive(Debug, Default)]
+impl ObjectError {
+    /// Whether a `put_new` found the object already there.
+    pub fn already_exists(&self) -> bool {
+        matches!(
+            self,
+            ObjectError::Store(object_store::Error::AlreadyExists { .. })
+        )
+    }
+}
+
+/// An object-store operation, as the metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// PUT of a whole object.
+    Put,
+    /// Ranged GET.
+    Get,
+    /// LIST of a prefix.
+    List,
+    /// DELETE.
+    Delete,
+}
+
+impl Op {
+    const ALL: [Op; 4] = [Op::Put, Op::Get, Op::List, Op::Delete];
+
+    /// The `operation` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::Get => "get",
+            Op::List => "list",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+struct OpMetrics {
+    requests: Arc<Counter>,
+    errors: Arc<Counter>,
+    bytes: Arc<Counter>,
+    time: Arc<Histogram>,
+}
+
+/// Requests, errors, bytes and latency per operation
+/// (`stratus_object_store_requests_total{operation}` and its siblings).
 pub struct ObjectMetrics {
-    /// PUT requests.
-    pub puts: AtomicU64,
-    /// Bytes PUT.
-    pub put_bytes: AtomicU64,
-    /// GET requests.
-    pub gets: AtomicU64,
-    /// Bytes read.
-    pub get_bytes: AtomicU64,
-    /// DELETE requests.
-    pub deletes: AtomicU64,
+    requests: Family<Counter>,
+    errors: Family<Counter>,
+    bytes: Family<Counter>,
+    time: Family<Histogram>,
+    ops: Vec<OpMetrics>,
+}
+
+impl Default for ObjectMetrics {
+    fn default() -> Self {
+        let requests = Family::new(
+            "stratus_object_store_requests_total",
+            "Object store requests, by operation (errors included).",
+            &["operation"],
+            Counter::default,
+        );
+        let errors = Family::new(
+            "stratus_object_store_errors_total",
+            "Object store requests that failed, by operation.",
+            &["operation"],
+            Counter::default,
+        );
+        let bytes = Family::new(
+            "stratus_object_store_bytes_total",
+            "Bytes written (put) and read (get) from the object store.",
+            &["operation"],
+            Counter::default,
+        );
+        let bounds: Arc<[f64]> = Arc::from(LATENCY_SECONDS);
+        let time = Family::new(
+            "stratus_object_store_request_time_seconds",
+            "Latency of object store requests (a local PUT includes its fsync).",
+            &["operation"],
+            move || Histogram::new(bounds.clone()),
+        );
+        let ops = Op::ALL
+            .iter()
+            .map(|op| OpMetrics {
+                requests: requests.get(&[op.name()]),
+                errors: errors.get(&[op.name()]),
+                bytes: bytes.get(&[op.name()]),
+                time: time.get(&[op.name()]),
+            })
+            .collect();
+        ObjectMetrics {
+            requests,
+            errors,
+            bytes,
+            time,
+            ops,
+        }
+    }
+}
+
+impl std::fmt::Debug for ObjectMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectMetrics").finish_non_exhaustive()
+    }
+}
+
+impl ObjectMetrics {
+    fn op(&self, op: Op) -> &OpMetrics {
+        &self.ops[op as usize]
+    }
+
+    /// Requests of `op` so far (errors included).
+    pub fn requests(&self, op: Op) -> u64 {
+        self.op(op).requests.get()
+    }
+
+    /// Bytes of `op` so far.
+    pub fn bytes(&self, op: Op) -> u64 {
+        self.op(op).bytes.get()
+    }
+
+    /// Requests of `op` that failed so far.
+    pub fn errors(&self, op: Op) -> u64 {
+        self.op(op).errors.get()
+    }
+
+    fn record<T, E>(&self, op: Op, started: Instant, bytes: u64, r: &Result<T, E>) {
+        let m = self.op(op);
+        m.requests.inc();
+        m.time.observe_duration(started.elapsed());
+        match r {
+            Ok(_) => m.bytes.add(bytes),
+            Err(_) => m.errors.inc(),
+        }
+    }
+}
+
+impl Collect for ObjectMetrics {
+    fn collect(&self, out: &mut Vec<FamilySnapshot>) {
+        self.requests.collect(out);
+        self.errors.collect(out);
+        self.bytes.collect(out);
+        self.time.collect(out);
+    }
 }
 
 /// The object store as Stratus uses it.
@@ -130,11 +264,33 @@ impl Objects {
             mode,
             ..Default::default()
         };
+        let span = SpanGuard::child("object_store.put");
+        if span.is_recording() {
+            span.set("object", key.to_string());
+            span.set("bytes", len as i64);
+        }
+        let started = Instant::now();
+        let r = self.put_durably(key, data, opts).await;
+        if let Err(e) = &r {
+            span.fail(e);
+        }
+        // An object that already exists is an answer, not a failure of the store.
+        let failed = matches!(&r, Err(e) if !e.already_exists());
+        let counted: Result<(), ()> = if failed { Err(()) } else { Ok(()) };
+        self.metrics
+            .record(Op::Put, started, if r.is_ok() { len } else { 0 }, &counted);
+        r
+    }
+
+    async fn put_durably(
+        &self,
+        key: &str,
+        data: Bytes,
+        opts: PutOptions,
+    ) -> Result<(), ObjectError> {
         self.store
             .put_opts(&Path::from(key), PutPayload::from_bytes(data), opts)
             .await?;
-        self.metrics.puts.fetch_add(1, Ordering::Relaxed);
-        self.metrics.put_bytes.fetch_add(len, Ordering::Relaxed);
         if let Some(root) = &self.local_root {
             self.fsync_local(root.join(key)).await?;
         }
@@ -180,12 +336,19 @@ impl Objects {
 
     /// Reads a byte range of an object.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, ObjectError> {
-        let b = self.store.get_range(&Path::from(key), range).await?;
-        self.metrics.gets.fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .get_bytes
-            .fetch_add(b.len() as u64, Ordering::Relaxed);
-        Ok(b)
+        let span = SpanGuard::child("object_store.get");
+        if span.is_recording() {
+            span.set("object", key.to_string());
+            span.set("bytes", (range.end - range.start) as i64);
+        }
+        let started = Instant::now();
+        let r = self.store.get_range(&Path::from(key), range).await;
+        if let Err(e) = &r {
+            span.fail(e);
+        }
+        let len = r.as_ref().map_or(0, |b| b.len() as u64);
+        self.metrics.record(Op::Get, started, len, &r);
+        Ok(r?)
     }
 
     /// Every object under `prefix`: its key and when it was last modified (ms since the
@@ -193,8 +356,11 @@ impl Objects {
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, ObjectError> {
         use futures::TryStreamExt;
         let p = Path::from(prefix);
-        let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(&p)).try_collect().await?;
-        Ok(metas
+        let started = Instant::now();
+        let r: Result<Vec<object_store::ObjectMeta>, _> =
+            self.store.list(Some(&p)).try_collect().await;
+        self.metrics.record(Op::List, started, 0, &r);
+        Ok(r?
             .into_iter()
             .map(|m| (m.location.to_string(), m.last_modified.timestamp_millis()))
             .collect())
@@ -202,11 +368,19 @@ impl Objects {
 
     /// Deletes an object; a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
-        self.metrics.deletes.fetch_add(1, Ordering::Relaxed);
-        match self.store.delete(&Path::from(key)).await {
+        let started = Instant::now();
+        let r = match self.store.delete(&Path::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
-        }
+        };
+        self.metrics.record(Op::Delete, started, 0, &r);
+        r
+    }
+}
+
+impl Collect for Objects {
+    fn collect(&self, out: &mut Vec<FamilySnapshot>) {
+        self.metrics.collect(out);
     }
 }
 
