@@ -3,7 +3,7 @@
 # (default ~/.cache/stratus). Idempotent: each step is skipped when its output exists.
 #   - kcat (Debian package kcat, or kafkacat on older releases)
 #   - a Python venv at $CACHE/venv with confluent-kafka, kafka-python, pytest, cryptography,
-#     prometheus-client (its text parser reads /metrics)
+#     prometheus-client (its text parser reads /metrics), pyyaml (the chart's alert rules)
 #   - Apache Kafka jars (clients, tools, server) at $CACHE/kafka-$KAFKA_VERSION/lib
 #   - the franz-go group consumer (tests/clients/go/groupconsumer) built to $CACHE/bin
 #   - kafkajs (npm) in $CACHE/node_modules
@@ -77,8 +77,8 @@ else
   fi
   "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip </dev/null
   "$VENV/bin/pip" install -q --disable-pip-version-check \
-    'confluent-kafka>=2.6' 'kafka-python>=2.0.3' 'pytest>=8' 'pytest-timeout>=2' lz4 zstandard 'cryptography>=42' 'prometheus-client>=0.20' </dev/null
-  "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest, cryptography, prometheus_client; print("confluent-kafka", confluent_kafka.version(), "librdkafka", confluent_kafka.libversion()[0])'
+    'confluent-kafka>=2.6' 'kafka-python>=2.0.3' 'pytest>=8' 'pytest-timeout>=2' lz4 zstandard 'cryptography>=42' 'prometheus-client>=0.20' 'pyyaml>=6' </dev/null
+  "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest, cryptography, prometheus_client, yaml; print("confluent-kafka", confluent_kafka.version(), "librdkafka", confluent_kafka.libversion()[0])'
   touch "$PY_STAMP"
 fi
 

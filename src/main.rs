@@ -81,7 +81,8 @@ fn main() {
         tracing_subscriber::fmt()
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
+            .with_span_list(false)
             .with_env_filter(filter)
             .init();
     } else {

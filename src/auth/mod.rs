@@ -85,6 +85,14 @@ pub struct Tls {
 }
 
 impl Tls {
+    /// When the certificate in use expires (seconds since the Unix epoch).
+    pub fn not_after(&self) -> Option<i64> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .not_after
+    }
+
     /// The acceptor for a new connection (existing connections keep theirs).
     pub fn acceptor(&self) -> TlsAcceptor {
         let built = self

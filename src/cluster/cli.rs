@@ -43,6 +43,9 @@ pub enum AdminCommand {
     },
     /// Spreads partitions and coordinator shards evenly over the brokers.
     Rebalance,
+    /// A live view from the brokers' /metrics: throughput per topic, lag per group, cache
+    /// hit ratio, object-store requests and their cost per hour.
+    Top(crate::telemetry::top::Top),
 }
 
 fn status(s: tonic::Status) -> anyhow::Error {
@@ -53,7 +56,7 @@ fn status(s: tonic::Status) -> anyhow::Error {
 #[derive(clap::Args, Debug, Default)]
 pub struct Connect {
     /// HOST:PORT of any broker's admin listener.
-    #[arg(long, default_value = "127.0.0.1:9644", env = "STRATUS_ADMIN")]
+    #[arg(long, default_value = "127.0.0.1:9645", env = "STRATUS_ADMIN")]
     pub server: String,
     /// CA certificate(s) (PEM) of the admin API's TLS certificate: connect with TLS.
     #[arg(long, env = "STRATUS_ADMIN_TLS_CA")]
@@ -174,8 +177,13 @@ impl Connect {
 
 /// Runs one admin command against the admin API `connect` names.
 pub async fn run(connect: &Connect, cmd: AdminCommand) -> anyhow::Result<String> {
+    if let AdminCommand::Top(top) = &cmd {
+        // Reads the brokers' /metrics, not the admin API.
+        return crate::telemetry::top::run(top).await;
+    }
     let mut c = connect.client().await?;
     let out = match cmd {
+        AdminCommand::Top(top) => crate::telemetry::top::run(&top).await?,
         AdminCommand::Status => {
             let s = c
                 .cluster_status(pb::ClusterStatusRequest {})

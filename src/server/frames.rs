@@ -86,6 +86,15 @@ impl FrameReader {
     }
 }
 
+/// The client id of a request frame (every request header version carries it as a
+/// nullable INT16-length string after the API key, version and correlation id); `None`
+/// when null, not UTF-8 or cut short.
+pub fn client_id(frame: &[u8]) -> Option<&str> {
+    let len = i16::from_be_bytes(frame.get(8..10)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    std::str::from_utf8(frame.get(10..10 + len)?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +159,15 @@ mod tests {
             clean.is_none(),
             "a closed stream with nothing pending ends cleanly"
         );
+    }
+
+    #[test]
+    fn the_client_id_is_read_from_any_header() {
+        let mut f = vec![0, 0, 0, 9, 0, 0, 0, 1, 0, 3];
+        f.extend_from_slice(b"app");
+        assert_eq!(client_id(&f), Some("app"));
+        assert_eq!(client_id(&[0, 0, 0, 9, 0, 0, 0, 1, 0xff, 0xff]), None);
+        assert_eq!(client_id(&[0, 0, 0, 9, 0, 0, 0, 1, 0, 9, b'a']), None);
+        assert_eq!(client_id(&[0, 1]), None);
     }
 }

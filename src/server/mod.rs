@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, info_span, warn, Instrument, Span};
 
 use crate::auth::ListenerSecurity;
 use crate::broker::Broker;
@@ -173,8 +173,18 @@ pub async fn serve(
             // A panic here is a bug (input must never cause one): the binary aborts on it
             // (main.rs); embedded, the supervisor stops the broker all the same.
             let tasks = broker.supervisor.clone();
+            // Every log line of this connection names it: listener, client address, and
+            // once known the principal and client id.
+            let span = info_span!(
+                "connection",
+                listener = %security.name,
+                peer = %peer,
+                principal = tracing::field::Empty,
+                client_id = tracing::field::Empty,
+            );
             let served = AssertUnwindSafe(accept(broker, security, index, socket, peer, cancel))
                 .catch_unwind()
+                .instrument(span)
                 .await;
             if let Err(panic) = served {
                 tasks.fail(
@@ -268,39 +278,43 @@ async fn connection<R, W>(
     let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT_PER_CONNECTION);
     let answered = in_flight.clone();
     let measured = broker.clone();
-    let writer = tokio::spawn(async move {
-        let mut wr = BufWriter::new(wr);
-        while let Some(fut) = rx.recv().await {
-            let (resp, timing) = fut.await;
-            answered.fetch_sub(1, Ordering::Relaxed);
-            let sending = Instant::now();
-            let Some(resp) = resp else {
+    let writer = tokio::spawn(
+        async move {
+            let mut wr = BufWriter::new(wr);
+            while let Some(fut) = rx.recv().await {
+                let (resp, timing) = fut.await;
+                answered.fetch_sub(1, Ordering::Relaxed);
+                let sending = Instant::now();
+                let Some(resp) = resp else {
+                    if let Some(t) = &timing {
+                        measured.telemetry.requests.finished(t, Duration::ZERO);
+                    }
+                    continue;
+                };
+                // A client that stops reading is closed after connections.max.idle.ms, as
+                // Kafka does, rather than holding its responses forever.
+                let ok = tokio::time::timeout(idle, async {
+                    wr.write_all(&(resp.len() as u32).to_be_bytes()).await?;
+                    wr.write_all(&resp).await?;
+                    if rx.is_empty() {
+                        wr.flush().await?;
+                    }
+                    std::io::Result::Ok(())
+                })
+                .await;
+                if !matches!(ok, Ok(Ok(()))) {
+                    return;
+                }
                 if let Some(t) = &timing {
-                    measured.telemetry.requests.finished(t, Duration::ZERO);
+                    measured.telemetry.requests.finished(t, sending.elapsed());
                 }
-                continue;
-            };
-            // A client that stops reading is closed after connections.max.idle.ms, as
-            // Kafka does, rather than holding its responses forever.
-            let ok = tokio::time::timeout(idle, async {
-                wr.write_all(&(resp.len() as u32).to_be_bytes()).await?;
-                wr.write_all(&resp).await?;
-                if rx.is_empty() {
-                    wr.flush().await?;
-                }
-                std::io::Result::Ok(())
-            })
-            .await;
-            if !matches!(ok, Ok(Ok(()))) {
-                return;
             }
-            if let Some(t) = &timing {
-                measured.telemetry.requests.finished(t, sending.elapsed());
-            }
+            let _ = wr.flush().await;
         }
-        let _ = wr.flush().await;
-    });
+        .instrument(Span::current()),
+    );
     let max_request = broker.settings.server.socket_request_max_bytes;
+    let mut named = false;
     let mut frames = FrameReader::default();
     let throttle = Arc::new(Throttle::default());
     loop {
@@ -367,9 +381,30 @@ async fn connection<R, W>(
         last_request = Instant::now();
         let received = last_request;
         in_flight.fetch_add(1, Ordering::Relaxed);
+        let was_authenticated = gate.authenticated();
         match gate.check(&frame, &mut session.principal).await {
-            Verdict::Pass => {}
+            Verdict::Pass => {
+                if !named {
+                    // The first request the connection may send names its client and
+                    // (after authentication) its principal in the log lines that follow.
+                    named = true;
+                    let span = Span::current();
+                    span.record("principal", tracing::field::display(&session.principal));
+                    if let Some(id) = frames::client_id(&frame) {
+                        span.record("client_id", id);
+                    }
+                }
+            }
             Verdict::Answer(out) => {
+                if !was_authenticated && gate.authenticated() {
+                    broker
+                        .telemetry
+                        .connections
+                        .successful_authentication
+                        .get(&[&security.name])
+                        .inc();
+                    named = false;
+                }
                 if tx.send(ready(Some(out), permit)).await.is_err() {
                     break;
                 }

@@ -18,6 +18,7 @@ pub fn register(broker: &Arc<Broker>) {
         if let Some(b) = weak.upgrade() {
             ownership(&b, out);
             groups(&b, out);
+            certificates(&b, out);
             b.telemetry.topics.retain(|t| b.registry.topic(t).is_some());
         }
     });
@@ -84,6 +85,23 @@ fn ownership(b: &Broker, out: &mut Vec<FamilySnapshot>) {
             0.0
         },
     ));
+}
+
+fn certificates(b: &Broker, out: &mut Vec<FamilySnapshot>) {
+    let mut f = FamilySnapshot::new(
+        "stratus_tls_certificate_expiry_timestamp_seconds",
+        "When the certificate a TLS listener presents expires, in seconds since the Unix epoch.",
+        Kind::Gauge,
+        &["listener"],
+    );
+    for l in &b.security.listeners {
+        if let Some(at) = l.tls.as_ref().and_then(|t| t.not_after()) {
+            f.push(vec![l.name.as_str().into()], Value::Gauge(at as f64));
+        }
+    }
+    if !f.series.is_empty() {
+        out.push(f);
+    }
 }
 
 fn groups(b: &Broker, out: &mut Vec<FamilySnapshot>) {

@@ -29,6 +29,7 @@ mod meta;
 pub mod otel;
 mod process;
 pub mod requests;
+pub mod top;
 
 pub use meta::InstrumentedMeta;
 

@@ -3,7 +3,12 @@
 end offset minus committed offset), and /readyz following the metadata store.
 
 Stratus only: Kafka exposes its metrics over JMX, not HTTP."""
+import json
 import os
+import re
+import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -14,8 +19,11 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+import yaml
+
+from certs import CA, server_dn
 from cluster_infra import wait_http
-from conftest import group_settings
+from conftest import REPO, STRATUS_BIN, group_settings
 from group_util import committed_offsets
 from util import create_topic, produce_sync, producer, wait_for
 
@@ -171,3 +179,90 @@ def test_readyz_is_not_ready_while_etcd_is_down(cluster, infra):
         wait_http(f"http://{infra.etcd_endpoint}/health", proc=infra.etcd.proc, log=infra.etcd.log)
     wait_for(lambda: get(b, "/readyz")[0] == 200, timeout=60, what="ready again with etcd back")
     assert Scrape(b).value("stratus_metadata_store_up") == 1
+
+
+def test_the_dashboard_and_alerts_name_metrics_the_broker_serves(make_broker, tmp_path):
+    """Every metric the chart's Grafana dashboard and PrometheusRule query is one a broker
+    serves (with a TLS listener, a consumer group and a load), and the dashboard JSON is
+    what scripts/dashboard.py writes."""
+    subprocess.run([sys.executable, str(REPO / "scripts" / "dashboard.py"), "--check"], check=True)
+    ca = CA(tmp_path / "ca")
+    server = ca.issue("server", server_dn(), server=True)
+    b = make_broker({"ssl.keystore.type": "PEM", "ssl.keystore.location": str(server.pem),
+                     **group_settings()}, listeners={"SSL": "SSL"})
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    topic = f"metrics-dash-{uuid.uuid4().hex[:8]}"
+    create_topic(admin, topic)
+    produce_sync(producer(b.bootstrap), topic, [{"value": b"x"} for _ in range(10)])
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": f"dash-{topic}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    wait_for(lambda: bool(c.consume(num_messages=5, timeout=1)), timeout=30, what="records")
+    c.commit(asynchronous=False)
+    c.close()
+    m = Scrape(b)
+    served = set(n for n, _ in m.samples)
+    for f in m.families:
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(f.type, [""])
+        served |= {f.name + x for x in suffixes}
+
+    chart = REPO / "charts" / "stratus"
+    dashboard = json.loads((chart / "files" / "dashboards" / "stratus.json").read_text())
+    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    rules = yaml.safe_load((chart / "files" / "prometheus-rules.yaml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    for r in alerts:
+        assert r["labels"]["severity"] in ("warning", "critical"), r
+        assert r["annotations"]["summary"] and r["annotations"]["description"], r
+    queries += [r["expr"] for r in alerts]
+    named = set()
+    for q in queries:
+        named |= set(re.findall(r"\b((?:stratus|process)_[a-z0-9_]+)\b", q))
+    assert len(named) >= 30, named
+    missing = sorted(named - served)
+    assert not missing, f"queried but not served: {missing}"
+    names = {r["alert"] for r in alerts}
+    for needed in ("StratusPartitionsUnowned", "StratusObjectStoreErrors",
+                   "StratusMetadataStoreUnreachable", "StratusWalBacklogGrowing",
+                   "StratusConsumerLagGrowing", "StratusCertificateExpiresSoon"):
+        assert needed in names, needed
+    # The certificate's expiry as the alert reads it: the issued one's, about a year away.
+    expiry = m.value("stratus_tls_certificate_expiry_timestamp_seconds", listener="SSL")
+    assert 300 * 86400 < expiry - time.time() < 400 * 86400, expiry
+
+
+def test_admin_top_shows_throughput_lag_and_cost(make_broker):
+    b = make_broker(group_settings())
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    topic = f"metrics-top-{uuid.uuid4().hex[:8]}"
+    create_topic(admin, topic)
+    group = f"top-{topic}"
+    produce_sync(producer(b.bootstrap), topic, [{"value": b"v" * 100} for _ in range(50)])
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    wait_for(lambda: bool(c.consume(num_messages=10, timeout=1)), timeout=30, what="records")
+    c.commit(asynchronous=False)
+    c.close()
+    stop = threading.Event()
+
+    def load():
+        p = producer(b.bootstrap)
+        while not stop.is_set():
+            produce_sync(p, topic, [{"value": b"w" * 1000} for _ in range(100)])
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        out = subprocess.run([str(STRATUS_BIN), "admin", "top", "--metrics",
+                              f"http://127.0.0.1:{b.http_port}/metrics", "--interval", "2", "--once"],
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        stop.set()
+        t.join()
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines() if line.strip()}
+    assert float(rows[topic][0]) > 0, out.stdout  # MB/s in
+    assert int(rows[group][0]) > 0, out.stdout  # its lag grows with the load
+    assert "put" in rows and float(rows["put"][0]) > 0, out.stdout
+    assert "per hour at S3 Standard list prices" in out.stdout

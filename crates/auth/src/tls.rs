@@ -117,6 +117,8 @@ impl std::fmt::Debug for TlsSettings {
 pub struct Built {
     /// The rustls configuration.
     pub config: Arc<ServerConfig>,
+    /// When the broker's own certificate expires (seconds since the Unix epoch).
+    pub not_after: Option<i64>,
     files: Vec<(PathBuf, Option<SystemTime>)>,
 }
 
@@ -209,11 +211,17 @@ impl TlsSettings {
                 builder.with_client_cert_verifier(verifier)
             }
         };
+        let not_after = chain.first().and_then(|c| {
+            x509_parser::parse_x509_certificate(c.as_ref())
+                .ok()
+                .map(|(_, cert)| cert.validity().not_after.timestamp())
+        });
         let config = builder
             .with_single_cert(chain, key)
             .map_err(|e| format!("the key does not fit the certificate: {e}"))?;
         Ok(Built {
             config: Arc::new(config),
+            not_after,
             files,
         })
     }

@@ -102,6 +102,91 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// One sample read back from the text format: its name, labels and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The sample's name (`_bucket`, `_sum`, `_count` included).
+    pub name: String,
+    /// Label names and values, in order.
+    pub labels: Vec<(String, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// The value of label `name`, or "".
+    pub fn label(&self, name: &str) -> &str {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// Reads the samples of a Prometheus text exposition (comments and malformed lines are
+/// skipped: it reads what brokers serve, for `stratus admin top`).
+pub fn parse(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(parse_line)
+        .collect()
+}
+
+fn parse_line(line: &str) -> Option<Sample> {
+    let (name_end, has_labels) = match line.find(['{', ' ']) {
+        Some(i) => (i, line.as_bytes()[i] == b'{'),
+        None => return None,
+    };
+    let name = line[..name_end].to_string();
+    let mut labels = Vec::new();
+    let mut rest = &line[name_end..];
+    if has_labels {
+        let mut chars = rest[1..].char_indices();
+        let mut key = String::new();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '}' => {
+                    end = Some(i + 2);
+                    break;
+                }
+                ',' | ' ' => {}
+                '=' => {
+                    // A quoted value with \\, \" and \n escapes.
+                    if !matches!(chars.next(), Some((_, '"'))) {
+                        return None;
+                    }
+                    let mut value = String::new();
+                    loop {
+                        match chars.next()? {
+                            (_, '\\') => match chars.next()?.1 {
+                                'n' => value.push('\n'),
+                                c => value.push(c),
+                            },
+                            (_, '"') => break,
+                            (_, c) => value.push(c),
+                        }
+                    }
+                    labels.push((std::mem::take(&mut key), value));
+                }
+                c => key.push(c),
+            }
+        }
+        rest = &rest[end?..];
+    }
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +221,13 @@ lat_seconds_count 2
 req_total{request=\"Produce\"} 7
 ";
         assert_eq!(text, expected);
+        let back = parse(&text);
+        assert_eq!(back[0].name, "conns");
+        assert_eq!(back[0].label("listener"), "a\"b\\c");
+        assert_eq!(back[0].value, 1.5);
+        let inf = back.iter().find(|s| s.label("le") == "+Inf").unwrap();
+        assert_eq!((inf.name.as_str(), inf.value), ("lat_seconds_bucket", 2.0));
+        assert_eq!(back.last().unwrap().label("request"), "Produce");
+        assert_eq!(back.len(), 7);
     }
 }
