@@ -307,6 +307,17 @@ impl PartitionState {
     pub fn sealed_end(&self) -> i64 {
         self.sealed_end
     }
+    /// Bytes beyond the sealed end (in WAL objects, or appended and not yet committed).
+    pub fn unsealed_bytes(&self) -> u64 {
+        self.tail
+            .iter()
+            .map(|c| match &c.location {
+                Location::Wal { len, .. } => *len,
+                Location::Pending(b) => b.len() as u64,
+            })
+            .sum()
+    }
+
     /// Data beyond the sealed end, in offset order.
     pub fn tail(&self) -> &VecDeque<TailChunk> {
         &self.tail

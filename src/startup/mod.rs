@@ -179,6 +179,7 @@ impl Broker {
             records: Arc::new(PartitionRecords::new(meta.clone(), fence.clone())),
             view: view.subscribe(),
             clock: clock.clone(),
+            metrics: Arc::new(crate::upkeep::metrics::UpkeepMetrics::default()),
         });
         let ownership = Arc::new(Ownership::new(
             node,

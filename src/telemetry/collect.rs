@@ -27,6 +27,7 @@ pub fn register(broker: &Arc<Broker>) {
     r.register(broker.cache.clone());
     r.register(broker.wal.clone());
     r.register(broker.quotas.clone());
+    r.register(broker.upkeep.metrics.clone());
 }
 
 fn gauge(name: &'static str, help: &'static str, v: f64) -> FamilySnapshot {
@@ -57,6 +58,25 @@ fn ownership(b: &Broker, out: &mut Vec<FamilySnapshot>) {
         "stratus_partitions_moving",
         "Partitions assigned to this broker that it is still taking over (recovering their tail).",
         moving as f64,
+    ));
+    let unsealed: u64 = b
+        .registry
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| {
+            let s = p.state();
+            if s.owner_epoch().is_some() {
+                s.unsealed_bytes()
+            } else {
+                0
+            }
+        })
+        .sum();
+    out.push(gauge(
+        "stratus_unsealed_bytes",
+        "Bytes of the owned partitions still in WAL objects, not yet sealed into segments.",
+        unsealed as f64,
     ));
     out.push(gauge(
         "stratus_coordinator_shards_owned",

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1 as common;
@@ -83,11 +83,14 @@ pub fn install_tracing(cfg: &OtelConfig) -> anyhow::Result<bool> {
     if PROVIDER.get().is_some() {
         return Ok(true);
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(cfg.endpoint.clone())
-        .with_timeout(Duration::from_secs(10))
-        .build()?;
+        .with_timeout(Duration::from_secs(10));
+    if cfg.endpoint.starts_with("https://") {
+        builder = builder.with_tls_config(tls());
+    }
+    let exporter = builder.build()?;
     let processor =
         opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
             exporter,
@@ -106,6 +109,11 @@ pub fn install_tracing(cfg: &OtelConfig) -> anyhow::Result<bool> {
     }
     info!(endpoint = %cfg.endpoint, ratio = cfg.ratio, "exporting traces over OTLP");
     Ok(true)
+}
+
+/// TLS to an https endpoint: the system's CA certificates.
+fn tls() -> tonic::transport::ClientTlsConfig {
+    tonic::transport::ClientTlsConfig::new().with_native_roots()
 }
 
 /// Sends the spans still queued (at shutdown).
@@ -142,11 +150,13 @@ pub async fn export_metrics(cfg: OtelConfig, registry: Arc<Registry>, cancel: Ca
         let request = to_otlp(&cfg, &registry.gather(), start, nanos(SystemTime::now()));
         let sent = async {
             if client.is_none() {
-                let channel = tonic::transport::Endpoint::from_shared(cfg.endpoint.clone())?
+                let mut endpoint = tonic::transport::Endpoint::from_shared(cfg.endpoint.clone())?
                     .connect_timeout(Duration::from_secs(5))
-                    .timeout(Duration::from_secs(10))
-                    .connect()
-                    .await?;
+                    .timeout(Duration::from_secs(10));
+                if cfg.endpoint.starts_with("https://") {
+                    endpoint = endpoint.tls_config(tls())?;
+                }
+                let channel = endpoint.connect().await?;
                 client = Some(MetricsServiceClient::new(channel));
             }
             let Some(c) = client.as_mut() else {

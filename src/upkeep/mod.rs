@@ -25,6 +25,7 @@ use stratus_log::clock::Clock;
 use stratus_log::objects::Objects;
 use stratus_meta::MetaStore;
 
+pub mod metrics;
 pub mod orphans;
 pub mod retention;
 pub mod seal;
@@ -55,6 +56,8 @@ pub struct Upkeep {
     pub view: watch::Receiver<Arc<View>>,
     /// Record timestamps, segment ages, retention and object ages.
     pub clock: Arc<dyn Clock>,
+    /// Seals, retention and WAL collection, counted.
+    pub metrics: Arc<metrics::UpkeepMetrics>,
 }
 
 /// The ids of every topic that exists, as the store has them now.

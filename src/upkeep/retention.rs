@@ -63,6 +63,8 @@ pub async fn apply_retention(
         let key: Arc<str> = Arc::from(g.key.as_str());
         up.reader.forget_segment(&key, g.size).await;
         up.objects.delete(&g.key).await?;
+        up.metrics.retention_segments.inc();
+        up.metrics.retention_bytes.add(g.size);
     }
     info!(topic = %p.topic, partition = p.index, segments = dropped.len(), log_start = new_start, "retention deleted segments");
     Ok(())

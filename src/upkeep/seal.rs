@@ -32,6 +32,7 @@ pub async fn seal_due(up: &Upkeep) -> (usize, Option<crate::error::Error>) {
             let old = oldest.is_some_and(|t| now - t >= seg_ms);
             if bytes > 0 && (bytes >= seg_bytes || old) {
                 if let Err(e) = seal(up, p, seg_bytes).await {
+                    up.metrics.seal_failures.inc();
                     debug!(topic = %p.topic, partition = p.index, error = %e, "sealing failed; will retry");
                     failed += 1;
                     first.get_or_insert(e);
@@ -46,6 +47,7 @@ pub async fn seal_due(up: &Upkeep) -> (usize, Option<crate::error::Error>) {
 /// segment object.
 pub async fn seal(up: &Upkeep, p: &Partition, max_bytes: u64) -> Result<()> {
     let _record = p.record_lock.lock().await;
+    let started = std::time::Instant::now();
     // A seal whose write failed but was applied: take it, rather than seal that range
     // again from WAL objects that may be collected by now.
     up.records.settle(p).await?;
@@ -117,6 +119,9 @@ pub async fn seal(up: &Upkeep, p: &Partition, max_bytes: u64) -> Result<()> {
     }
     written?;
     p.state().apply_seal(seg);
+    up.metrics.sealed.inc();
+    up.metrics.sealed_bytes.add(size);
+    up.metrics.seal_seconds.observe_duration(started.elapsed());
     debug!(topic = %p.topic, partition = p.index, base = built.base_offset, end = built.end_offset, bytes = size, "sealed segment");
     Ok(())
 }

@@ -77,8 +77,9 @@ pub async fn collect_wal_garbage(up: &Upkeep) -> Result<()> {
             up.cache
                 .forget_object(&Arc::from(object.as_str()), *size)
                 .await;
-            if let Err(e) = up.objects.delete(object).await {
-                warn!(object, error = %e, "wal object not deleted");
+            match up.objects.delete(object).await {
+                Ok(()) => up.metrics.wal_collected.inc(),
+                Err(e) => warn!(object, error = %e, "wal object not deleted"),
             }
         }
     }

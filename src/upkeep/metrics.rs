@@ -1,0 +1,82 @@
+//! What upkeep measures: seals (segments, bytes, time, failures), retention (segments and
+//! bytes deleted) and WAL collection (objects deleted).
+
+use std::sync::Arc;
+
+use stratus_metrics::{Collect, Counter, Family, FamilySnapshot, Histogram, LATENCY_SECONDS};
+
+/// The upkeep instruments.
+pub struct UpkeepMetrics {
+    families: Vec<Family<Counter>>,
+    seal_time: Family<Histogram>,
+    /// Segments sealed.
+    pub sealed: Arc<Counter>,
+    /// Bytes of segments sealed.
+    pub sealed_bytes: Arc<Counter>,
+    /// Seals that failed (retried at the next check).
+    pub seal_failures: Arc<Counter>,
+    /// Time of each seal (read the WAL ranges, PUT the segment, commit its record).
+    pub seal_seconds: Arc<Histogram>,
+    /// Segments deleted by retention or DeleteRecords.
+    pub retention_segments: Arc<Counter>,
+    /// Bytes of those segments.
+    pub retention_bytes: Arc<Counter>,
+    /// WAL objects deleted once every range in them was sealed.
+    pub wal_collected: Arc<Counter>,
+}
+
+impl Default for UpkeepMetrics {
+    fn default() -> Self {
+        let counter = |name, help| Family::new(name, help, &[], Counter::default);
+        let families = vec![
+            counter(
+                "stratus_segments_sealed_total",
+                "Segments sealed from WAL ranges.",
+            ),
+            counter("stratus_seal_bytes_total", "Bytes of the segments sealed."),
+            counter(
+                "stratus_seal_failures_total",
+                "Seals that failed (retried at the next check).",
+            ),
+            counter(
+                "stratus_retention_segments_deleted_total",
+                "Segments deleted by retention or DeleteRecords.",
+            ),
+            counter(
+                "stratus_retention_bytes_deleted_total",
+                "Bytes of the segments deleted by retention or DeleteRecords.",
+            ),
+            counter(
+                "stratus_wal_objects_collected_total",
+                "WAL objects deleted once every range in them was sealed.",
+            ),
+        ];
+        let bounds: Arc<[f64]> = Arc::from(LATENCY_SECONDS);
+        let seal_time = Family::new(
+            "stratus_seal_time_seconds",
+            "Time of each seal: reading its WAL ranges, writing the segment, committing its record.",
+            &[],
+            move || Histogram::new(bounds.clone()),
+        );
+        UpkeepMetrics {
+            sealed: families[0].get(&[]),
+            sealed_bytes: families[1].get(&[]),
+            seal_failures: families[2].get(&[]),
+            retention_segments: families[3].get(&[]),
+            retention_bytes: families[4].get(&[]),
+            wal_collected: families[5].get(&[]),
+            seal_seconds: seal_time.get(&[]),
+            families,
+            seal_time,
+        }
+    }
+}
+
+impl Collect for UpkeepMetrics {
+    fn collect(&self, out: &mut Vec<FamilySnapshot>) {
+        for f in &self.families {
+            f.collect(out);
+        }
+        self.seal_time.collect(out);
+    }
+}
