@@ -15,9 +15,13 @@ Brokers (one run; runs alternate the order):
 
 Per broker:
   produce  ProducerPerformance, BENCH_RECORDS 1 KiB records (default 300000), acks=all,
-           8 partitions, throughput unbounded; the first third is warm-up
+           8 partitions, throughput unbounded; the first third is warm-up; and the broker
+           process's CPU time over the whole produce, per GiB (steadier than throughput on a
+           shared two-core machine)
   latency  ProducerPerformance at BENCH_LAT_RATE records/s (default 10240: 10 MiB/s) for
-           BENCH_LAT_S s (default 15; the first 5 s are warm-up): p50 and p99
+           BENCH_LAT_S s (default 15; the first 5 s are warm-up): p50 and p99, and the
+           broker's CPU per GiB at that fixed rate (the same work off and on: the difference
+           is what telemetry costs)
 
 Then a Stratus broker with telemetry on gets 10 topics of 100 partitions, a record in each
 partition, and 100 groups with committed offsets; its /metrics is counted (samples and
@@ -54,7 +58,15 @@ LAT_S = int(os.environ.get("BENCH_LAT_S", "15"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "1"))
 RESULTS = Path(os.environ.get("BENCH_RESULTS", BENCH / "results"))
 RAW = RESULTS / "telemetry-run"
-KEYS = ("produce MiB/s", "p50 ms", "p99 ms")
+KEYS = ("produce MiB/s", "broker CPU s/GiB", "p50 ms", "p99 ms", "broker CPU s/GiB at 10 MiB/s")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (its children included: Kafka's script
+    execs the JVM, so the pid is the broker itself either way)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def log(msg):
@@ -143,17 +155,24 @@ def measure(mode, collector, out):
         time.sleep(1)
         log(f"{mode}: produce {RECORDS} records")
         warm = RECORDS // 3
+        cpu0 = cpu_seconds(b.proc.pid)
         tool(out / "produce.txt", 900, "producer-perf", "--topic", topics[0], "--num-records",
              str(RECORDS), "--warmup-records", str(warm), "--record-size", "1024", "--throughput", "-1",
              "--producer-props", f"bootstrap.servers={b.bootstrap}", "acks=all")
+        cpu = cpu_seconds(b.proc.pid) - cpu0
         produce = report_parse.produce_result(out / "produce.txt", RECORDS, warm)
         log(f"{mode}: {LAT_RATE} records/s for {LAT_S} s")
         n, warm = LAT_RATE * LAT_S, LAT_RATE * min(5, LAT_S // 3)
+        cpu0 = cpu_seconds(b.proc.pid)
         tool(out / "latency.txt", 600, "producer-perf", "--topic", topics[1], "--num-records", str(n),
              "--warmup-records", str(warm), "--record-size", "1024", "--throughput", str(LAT_RATE),
              "--producer-props", f"bootstrap.servers={b.bootstrap}", "acks=all")
+        lat_cpu = cpu_seconds(b.proc.pid) - cpu0
         lat = report_parse.produce_result(out / "latency.txt", n, warm)
-        figures = {"produce MiB/s": produce["mibps"], "p50 ms": lat["p50"], "p99 ms": lat["p99"]}
+        figures = {"produce MiB/s": produce["mibps"],
+                   "broker CPU s/GiB": round(cpu / (RECORDS * 1024 / 2**30), 2),
+                   "p50 ms": lat["p50"], "p99 ms": lat["p99"],
+                   "broker CPU s/GiB at 10 MiB/s": round(lat_cpu / (n * 1024 / 2**30), 2)}
         if scraper:
             figures["scrapes"] = scraper.scrapes
         log(f"{mode}: {figures}")

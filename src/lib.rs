@@ -109,10 +109,8 @@ async fn serve_on(
     let otlp = match telemetry::otel::OtelConfig::from_settings(&broker.settings) {
         Some(cfg) => {
             match telemetry::otel::install_tracing(&cfg) {
-                Ok(on) => broker
-                    .telemetry
-                    .tracing
-                    .store(on, std::sync::atomic::Ordering::Relaxed),
+                Ok(true) => broker.telemetry.trace(cfg.ratio),
+                Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "traces will not be exported"),
             }
             Some(tokio::spawn(telemetry::otel::export_metrics(

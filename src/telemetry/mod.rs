@@ -51,6 +51,8 @@ pub struct Telemetry {
     pub partition_series: bool,
     /// Whether requests are traced (an OTLP endpoint and a sampling ratio above 0).
     pub tracing: AtomicBool,
+    /// The share of requests traced (the bits of an f64), when `tracing`.
+    pub trace_ratio: std::sync::atomic::AtomicU64,
 }
 
 impl Telemetry {
@@ -68,14 +70,28 @@ impl Telemetry {
             http_addr: OnceLock::new(),
             partition_series: settings.telemetry.metrics_partition_series,
             tracing: AtomicBool::new(false),
+            trace_ratio: std::sync::atomic::AtomicU64::new(0),
             registry,
         }
     }
 
+    /// Starts tracing requests: a share `ratio` of them, picked here (the tracer provider
+    /// then records every span it is given).
+    pub fn trace(&self, ratio: f64) {
+        self.trace_ratio
+            .store(ratio.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+        self.tracing.store(ratio > 0.0, Ordering::Relaxed);
+    }
+
     /// The span of a request of API `api` read at `received` on `listener`, if tracing is
-    /// on and the sampler picks it (empty otherwise, at the cost of one atomic load).
+    /// on and this request is picked (empty otherwise: one atomic load when tracing is off,
+    /// and a thread-local random draw for a request not picked).
     pub fn request_span(&self, api: i16, received: Instant, listener: &str) -> SpanGuard {
         if !self.tracing.load(Ordering::Relaxed) {
+            return SpanGuard::default();
+        }
+        let ratio = f64::from_bits(self.trace_ratio.load(Ordering::Relaxed));
+        if random_unit() >= ratio {
             return SpanGuard::default();
         }
         let Ok(key) = ApiKey::try_from(api) else {
@@ -93,6 +109,26 @@ impl Telemetry {
         }
         SpanGuard::from_context(Context::new().with_span(span))
     }
+}
+
+/// A random number in [0, 1) from a per-thread xorshift generator (seeded from the
+/// standard library's random hash keys): the sampling draw, with no lock and no syscall.
+fn random_unit() -> f64 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::collections::hash_map::RandomState::new().build_hasher().finish() | 1,
+        );
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
 }
 
 /// Bytes and records in and out, per topic (Kafka's `BrokerTopicMetrics`) and for the
@@ -227,7 +263,8 @@ pub fn records_in(data: &[u8]) -> u64 {
     while let Some(header) = data.get(pos..pos + 27) {
         let len = i32::from_be_bytes([header[8], header[9], header[10], header[11]]);
         let Ok(len) = usize::try_from(len) else { break };
-        if data.len() < pos + 12 + len {
+        // A v2 batch header is 49 bytes after its length field.
+        if len < 49 || data.len() < pos + 12 + len {
             break;
         }
         let delta = i32::from_be_bytes([header[23], header[24], header[25], header[26]]);
@@ -235,4 +272,37 @@ pub fn records_in(data: &[u8]) -> u64 {
         pos += 12 + len;
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sampling_draw_picks_its_share() {
+        let n = 200_000;
+        let picked = (0..n).filter(|_| random_unit() < 0.01).count();
+        assert!((1_600..2_400).contains(&picked), "{picked} of {n} at 1 %");
+        assert!((0..1000)
+            .map(|_| random_unit())
+            .all(|x| (0.0..1.0).contains(&x)));
+    }
+
+    #[test]
+    fn records_are_counted_in_whole_batches() {
+        // Two v2 batch headers: base offset, length, epoch, magic, crc, attributes,
+        // last offset delta (4 records, then 1), and a partial third.
+        let mut data = Vec::new();
+        for delta in [3i32, 0] {
+            let mut b = vec![0u8; 61];
+            b[8..12].copy_from_slice(&49i32.to_be_bytes());
+            b[23..27].copy_from_slice(&delta.to_be_bytes());
+            data.extend_from_slice(&b);
+        }
+        let mut partial = vec![0u8; 30];
+        partial[8..12].copy_from_slice(&1000i32.to_be_bytes());
+        data.extend_from_slice(&partial);
+        assert_eq!(records_in(&data), 5);
+        assert_eq!(records_in(&[0u8; 40]), 0, "a zero length is not a batch");
+    }
 }

@@ -97,11 +97,11 @@ pub fn install_tracing(cfg: &OtelConfig) -> anyhow::Result<bool> {
             opentelemetry_sdk::runtime::Tokio,
         )
         .build();
+    // Requests are picked at `cfg.ratio` where they arrive (Telemetry::request_span), so
+    // that the others cost no span at all; what reaches the provider is recorded.
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            cfg.ratio,
-        ))))
+        .with_sampler(Sampler::AlwaysOn)
         .with_resource(resource(cfg))
         .build();
     if PROVIDER.set(provider.clone()).is_ok() {

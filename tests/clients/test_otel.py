@@ -145,13 +145,21 @@ def test_a_produce_trace_runs_from_the_socket_to_the_put_and_the_commit(collecto
     assert int(put["endTimeUnixNano"]) <= int(commit["startTimeUnixNano"])
     assert int(flush["endTimeUnixNano"]) <= int(root["endTimeUnixNano"])
 
-    # A fetch's trace shows the cache tier that served its blocks.
-    def fetch_reads():
+    # A fetch's trace shows the cache tier that served its blocks: memory right after the
+    # produce; after a restart (an empty cache) the object store, with the GET under it.
+    def fetch_reads(tier):
         s = spans(collector["traces"])
         fetches = {x["spanId"] for x in s if x["name"] == "Fetch"}
-        return [x for x in s if x["name"] == "cache.read" and x.get("parentSpanId") in fetches]
-    wait_for(fetch_reads, timeout=30, what="a Fetch trace with its cache reads")
-    assert {r["attrs"].get("tier") for r in fetch_reads()} <= {"memory", "disk", "object_store"}
+        return [x for x in s if x["name"] == "cache.read" and x.get("parentSpanId") in fetches
+                and x["attrs"].get("tier") == tier]
+    wait_for(lambda: fetch_reads("memory"), timeout=30, what="a Fetch served from memory")
+    b.restart()
+    assert len(consume(b.bootstrap, [tp(topic, 0, 0)], 5)) == 5
+    wait_for(lambda: fetch_reads("object_store"), timeout=30, what="a Fetch served by the store")
+    read = fetch_reads("object_store")[0]
+    gets = [x for x in spans(collector["traces"])
+            if x["name"] == "object_store.get" and x.get("parentSpanId") == read["spanId"]]
+    assert gets and int(gets[0]["attrs"]["bytes"]) > 0, gets
 
     # The metrics arrive over OTLP as well, with their labels as attributes.
     def bytes_in():
