@@ -12,7 +12,7 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from conftest import CACHE, free_port
+from conftest import CACHE, free_port, port_open
 from util import consume, create_topic, produce_sync, producer, tp, wait_for
 
 pytestmark = pytest.mark.stratus_only
@@ -59,15 +59,6 @@ service:
             proc.kill()
             proc.wait()
         log.close()
-
-
-def port_open(port):
-    import socket
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def lines(path):
