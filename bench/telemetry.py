@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO / "tests" / "clients"))
 sys.path.insert(0, str(BENCH))
 
 import report_parse  # noqa: E402
+from tls import log, tool  # noqa: E402  (the same runner of Kafka's perf tools)
 from conftest import CACHE, Broker, free_port  # noqa: E402
 from confluent_kafka import Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -73,18 +74,6 @@ def cpu_seconds(pid):
     execs the JVM, so the pid is the broker itself either way)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def tool(out, timeout, *args):
-    with open(out, "w") as f:
-        r = subprocess.run([str(REPO / "scripts" / "kafka-cli"), *args], stdout=f,
-                           stderr=subprocess.STDOUT, timeout=timeout)
-    if r.returncode != 0:
-        raise SystemExit(f"bench: {args[0]} failed (exit {r.returncode}); see {out}")
 
 
 class Collector:

@@ -38,17 +38,7 @@ fn gauge(name: &'static str, help: &'static str, v: f64) -> FamilySnapshot {
 
 fn ownership(b: &Broker, out: &mut Vec<FamilySnapshot>) {
     let owned = b.fence.get();
-    let mut moving = 0usize;
-    for (id, epoch) in &owned.assignment.partitions {
-        let serving = uuid::Uuid::parse_str(&id.topic_id)
-            .ok()
-            .and_then(|t| b.registry.topic_by_id(&t))
-            .and_then(|t| t.partitions.get(usize::try_from(id.index).ok()?).cloned())
-            .is_some_and(|p| p.state().owner_epoch() == Some(*epoch));
-        if !serving {
-            moving += 1;
-        }
-    }
+    let moving = super::health::not_serving(b, &owned.assignment);
     out.push(gauge(
         "stratus_partitions_owned",
         "Partitions assigned to this broker (Kafka's LeaderCount).",

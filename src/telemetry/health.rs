@@ -93,6 +93,22 @@ impl Health {
     }
 }
 
+/// How many partitions of `assignment` this broker does not serve yet at their assigned
+/// epoch (it is still taking them over).
+pub fn not_serving(broker: &Broker, assignment: &stratus_meta::repo::Assignment) -> usize {
+    assignment
+        .partitions
+        .iter()
+        .filter(|(id, epoch)| {
+            uuid::Uuid::parse_str(&id.topic_id)
+                .ok()
+                .and_then(|t| broker.registry.topic_by_id(&t))
+                .and_then(|t| t.partitions.get(usize::try_from(id.index).ok()?).cloned())
+                .is_none_or(|p| p.state().owner_epoch() != Some(**epoch))
+        })
+        .count()
+}
+
 /// Each readiness check by name, and why it fails.
 pub fn readiness(broker: &Broker) -> Vec<(&'static str, Result<(), String>)> {
     let health = &broker.telemetry.health;
@@ -108,17 +124,7 @@ pub fn readiness(broker: &Broker) -> Vec<(&'static str, Result<(), String>)> {
         }
     };
     let owned = broker.fence.get();
-    let mut unloaded = 0usize;
-    for (id, epoch) in &owned.assignment.partitions {
-        let loaded = uuid::Uuid::parse_str(&id.topic_id)
-            .ok()
-            .and_then(|t| broker.registry.topic_by_id(&t))
-            .and_then(|t| t.partitions.get(usize::try_from(id.index).ok()?).cloned())
-            .is_some_and(|p| p.state().owner_epoch() == Some(*epoch));
-        if !loaded {
-            unloaded += 1;
-        }
-    }
+    let unloaded = not_serving(broker, &owned.assignment);
     let partitions = if unloaded == 0 {
         Ok(())
     } else {

@@ -107,12 +107,21 @@ impl RequestMetrics {
         }))
     }
 
-    /// Counts the error codes of a response.
+    /// Counts the error codes of a response: one lookup per distinct code, not per
+    /// partition (a response of many partitions mostly carries one code).
     pub fn count_errors(&self, api: ApiKey, resp: &ResponseKind) {
         let name = api_name(api);
-        super::errors::each_code(resp, &mut |code| {
-            self.errors.get(&[name, error_name(code)]).inc();
-        });
+        let mut counts: Vec<(i16, u64)> = Vec::new();
+        super::errors::each_code(
+            resp,
+            &mut |code| match counts.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((code, 1)),
+            },
+        );
+        for (code, n) in counts {
+            self.errors.get(&[name, error_name(code)]).add(n);
+        }
     }
 
     /// Records a request answered: its timing, and the time its response took to write.
