@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the integration tests need, cached under $STRATUS_CACHE
 # (default ~/.cache/stratus). Idempotent: each step is skipped when its output exists.
-#   - kcat (Debian package kcat, or kafkacat on older releases)
+#   - kcat (Debian package kcat, or kafkacat on older releases), podman (the image test)
 #   - a Python venv at $CACHE/venv with confluent-kafka, kafka-python, pytest, cryptography,
 #     prometheus-client (its text parser reads /metrics), pyyaml (the chart's alert rules)
 #   - Apache Kafka jars (clients, tools, server) at $CACHE/kafka-$KAFKA_VERSION/lib
@@ -11,6 +11,9 @@
 #     (start them with scripts/run-minio.sh and scripts/run-etcd.sh)
 #   - an OpenTelemetry Collector (otelcol: otlp receiver, batch processor, file and debug
 #     exporters) built from Go modules (scripts/otelcol-wrapper) to $CACHE/bin
+#   - a Kubernetes control plane for the operator tests, built from Go modules to
+#     $CACHE/k8s/bin: kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
+#     (k8s.io/kubernetes through scripts/k8s-wrapper), KWOK (fake nodes) and Helm
 # Works non-interactively (CI=true, no stdin).
 set -euo pipefail
 
@@ -57,6 +60,17 @@ fi
 if ! command -v kcat >/dev/null 2>&1 && command -v kafkacat >/dev/null 2>&1; then
   mkdir -p "$CACHE/bin"
   ln -sf "$(command -v kafkacat)" "$CACHE/bin/kcat"
+fi
+
+# --- podman (the image test builds and runs the Dockerfile's image) ---------------------
+# runc too: the test runs containers with runc under cgroupfs, which works in sandboxes where
+# crun refuses hybrid cgroups.
+if command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1; then
+  log "podman: present"
+else
+  log "podman, runc: installing from apt"
+  as_root apt-get update -qq </dev/null
+  as_root apt-get install -y -qq podman runc </dev/null
 fi
 
 # --- Python venv --------------------------------------------------------------
@@ -230,6 +244,63 @@ else
        GOCACHE="$CACHE/go/build" GOTOOLCHAIN=local go build -o "$OTELCOL_BIN.tmp" . </dev/null)
     mv "$OTELCOL_BIN.tmp" "$OTELCOL_BIN"
     echo "$OTELCOL_HASH" > "$OTELCOL_BIN.src"
+  fi
+fi
+
+# --- Kubernetes control plane, KWOK and Helm (operator tests) ------------------------------
+# k8s.io/kubernetes replaces its k8s.io/* staging modules with local paths, so it cannot be
+# `go install`ed; scripts/k8s-wrapper requires it and replaces each staging module with its
+# published v0.37 release. The version variables are set so that the servers report
+# K8S_VERSION (not v0.0.0, which fails version checks). KWOK and Helm have no replace
+# directives and are installed at a pinned version. Cold: ~5 min for the control plane and
+# ~2 min for KWOK and Helm on 2 cores (+~1 GB of module downloads); ~550 MB of binaries.
+K8S_VERSION=v1.37.2
+KWOK_VERSION=v0.8.0
+HELM_VERSION=v3.22.0
+K8S_SRC="$(cd "$(dirname "$0")" && pwd)/k8s-wrapper"
+K8S_BIN="$CACHE/k8s/bin"
+if [ "$GO_OK" != 1 ]; then
+  log "go not found: skipping the Kubernetes control plane (operator tests will fail)"
+else
+  grep -qE "^\s+k8s.io/kubernetes $K8S_VERSION( |$)" "$K8S_SRC/go.mod" || {
+    log "scripts/k8s-wrapper/go.mod does not require k8s.io/kubernetes $K8S_VERSION"; exit 1; }
+  K8S_HASH="$(cat "$K8S_SRC"/go.mod "$K8S_SRC"/go.sum | sha256sum | cut -c1-16)-$KWOK_VERSION-$HELM_VERSION"
+  if [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$K8S_BIN/kwok" ] && [ -x "$K8S_BIN/helm" ] && \
+     [ -f "$K8S_BIN/kwok-stages.yaml" ] && \
+     [ "$(cat "$K8S_BIN/.src" 2>/dev/null)" = "$K8S_HASH" ]; then
+    log "kubernetes $K8S_VERSION, kwok, helm: present ($K8S_BIN)"
+  else
+    log "kubernetes $K8S_VERSION control plane, kwok $KWOK_VERSION, helm $HELM_VERSION: building (takes several minutes)"
+    mkdir -p "$K8S_BIN.tmp" "$CACHE/go"
+    minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+    LD="-s -w"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      LD="$LD -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+      LD="$LD -X $p.gitTreeState=clean -X $p.gitCommit=stratus-k8s-wrapper -X $p.buildDate=2026-01-01T00:00:00Z"
+    done
+    export_go() { env GOFLAGS="-mod=readonly -modcacherw -trimpath" GOMODCACHE="$CACHE/go/mod" \
+      GOCACHE="$CACHE/go/build" GOTOOLCHAIN=local "$@"; }
+    (cd "$K8S_SRC" && export_go go build -ldflags "$LD" -o "$K8S_BIN.tmp/" \
+       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+       k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl </dev/null)
+    (cd "$K8S_BIN.tmp" && export_go env GOBIN="$K8S_BIN.tmp" GOFLAGS="-modcacherw -trimpath" \
+       go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" </dev/null)
+    (cd "$K8S_BIN.tmp" && export_go env GOBIN="$K8S_BIN.tmp" GOFLAGS="-modcacherw -trimpath" \
+       go install -ldflags "-s -w" \
+       "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" </dev/null)
+    # KWOK's stages (node start and heartbeat over a Lease, pods ready and deleted), as
+    # one config file: kwok ships them as kustomize files, not in the binary.
+    STAGES="$CACHE/go/mod/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage"
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+             pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+      echo "---"; cat "$STAGES/$f"
+    done > "$K8S_BIN.tmp/kwok-stages.yaml"
+    "$K8S_BIN.tmp/kube-apiserver" --version | grep -q "$K8S_VERSION" || {
+      log "kube-apiserver does not report $K8S_VERSION"; exit 1; }
+    echo "$K8S_HASH" > "$K8S_BIN.tmp/.src"
+    rm -rf "$K8S_BIN"; mv "$K8S_BIN.tmp" "$K8S_BIN"
+    # The build cache is large (~6 GB) and only this build uses it.
+    rm -rf "$CACHE/go/build"
   fi
 fi
 

@@ -126,7 +126,7 @@ def violations(graph):
 def crate_deps():
     out = []
     for path in ["Cargo.toml", "proto/Cargo.toml", "crates/meta/Cargo.toml", "crates/log/Cargo.toml",
-                 "crates/auth/Cargo.toml", "crates/metrics/Cargo.toml"]:
+                 "crates/auth/Cargo.toml", "crates/metrics/Cargo.toml", "operator/Cargo.toml"]:
         text = open(os.path.join(ROOT, path)).read()
         name = re.search(r'^name = "([^"]+)"', text, re.M).group(1)
         deps = text.split("[dependencies]", 1)[1].split("\n[", 1)[0]

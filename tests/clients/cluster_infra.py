@@ -184,12 +184,12 @@ class Infra:
 
 
 class Cluster:
-    """n Stratus brokers (node ids 1..n) over the infra's etcd and MinIO. With admin=True each
+    """n Stratus brokers (node ids first_id.., 1..n by default) over the infra's etcd and MinIO. With admin=True each
     broker also serves the admin API (`stratus admin`) on its own loopback port:
     `admin_ports[node_id]`, `admin_address(node_id)`."""
 
     def __init__(self, infra, n=3, settings=None, name="cluster", admin=False, racks=None, env=None,
-                 etcd_endpoint=None, listeners=None):
+                 etcd_endpoint=None, listeners=None, first_id=1):
         from conftest import Broker
         ns = f"{name}-{uuid.uuid4().hex[:8]}"
         self.infra = infra
@@ -205,13 +205,15 @@ class Cluster:
                "AWS_ENDPOINT": infra.s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
                "RUST_LOG": os.environ.get("STRATUS_TEST_RUST_LOG", "info"), **(env or {})}
         self.brokers = []
-        self.admin_ports = {i: free_port() for i in range(1, n + 1)} if admin else {}
-        for i in range(1, n + 1):
+        self.first_id = first_id
+        ids = range(first_id, first_id + n)
+        self.admin_ports = {i: free_port() for i in ids} if admin else {}
+        for i in ids:
             own = {"node.id": str(i)}
             if admin:
                 own["admin.listener"] = f"127.0.0.1:{self.admin_ports[i]}"
             if racks:
-                own["broker.rack"] = racks[i - 1]
+                own["broker.rack"] = racks[i - first_id]
             b = Broker({**common, **own}, name=f"{name}-{i}", env=env, listeners=listeners)
             b.node_id = i
             self.brokers.append(b)
@@ -226,7 +228,7 @@ class Cluster:
         return self
 
     def broker(self, node_id):
-        return self.brokers[node_id - 1]
+        return self.brokers[node_id - self.first_id]
 
     def admin_address(self, node_id):
         return f"127.0.0.1:{self.admin_ports[node_id]}"

@@ -18,7 +18,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 #[derive(Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// `ssl.keystore.location` with `ssl.keystore.type=PEM`: the private key and the chain
-    /// in one file.
+    /// in one file, or a directory holding `tls.key` and `tls.crt` (a mounted
+    /// `kubernetes.io/tls` Secret, as cert-manager writes it).
     PemFile(PathBuf),
     /// `ssl.keystore.key` and `ssl.keystore.certificate.chain`, inline PEM.
     PemInline {
@@ -139,8 +140,7 @@ impl TlsSettings {
         let mut files = Vec::new();
         let (chain, key) = match &self.key {
             KeySource::PemFile(path) => {
-                files.push((path.clone(), modified(path)));
-                let text = read(path, "ssl.keystore.location")?;
+                let text = read_keystore(path, &mut files)?;
                 let what = format!("ssl.keystore.location {}", path.display());
                 (
                     certs(&text, &what)?,
@@ -282,6 +282,26 @@ fn iana_name(s: &rustls::SupportedCipherSuite) -> String {
         Some(rest) => format!("TLS_{rest}"),
         None => name,
     }
+}
+
+/// A PEM keystore: one file, or a directory with `tls.key` and `tls.crt`; each file read is
+/// added to `files` (watched for changes).
+fn read_keystore(
+    path: &Path,
+    files: &mut Vec<(PathBuf, Option<SystemTime>)>,
+) -> Result<String, String> {
+    if !path.is_dir() {
+        files.push((path.to_path_buf(), modified(path)));
+        return read(path, "ssl.keystore.location");
+    }
+    let mut text = String::new();
+    for name in ["tls.key", "tls.crt"] {
+        let file = path.join(name);
+        files.push((file.clone(), modified(&file)));
+        text.push_str(&read(&file, "ssl.keystore.location")?);
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 fn read(path: &Path, setting: &str) -> Result<String, String> {
@@ -436,6 +456,28 @@ mod tests {
         settings(KeySource::PemFile(path))
             .build()
             .expect("the chain may come first");
+    }
+
+    #[test]
+    fn a_directory_with_tls_key_and_tls_crt_is_a_keystore() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key, chain) = pki();
+        std::fs::write(dir.path().join("tls.key"), &key).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), &chain).unwrap();
+        let built = settings(KeySource::PemFile(dir.path().to_path_buf()))
+            .build()
+            .unwrap();
+        assert!(built.not_after.is_some());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (_, _, chain2) = pki();
+        std::fs::write(dir.path().join("tls.crt"), chain2).unwrap();
+        assert!(built.files_changed(), "a renewed certificate is noticed");
+        std::fs::remove_file(dir.path().join("tls.key")).unwrap();
+        let err = settings(KeySource::PemFile(dir.path().to_path_buf()))
+            .build()
+            .err()
+            .unwrap();
+        assert!(err.contains("tls.key"), "{err}");
     }
 
     #[test]

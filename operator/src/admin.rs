@@ -1,0 +1,160 @@
+//! The brokers' admin API (`proto/admin.proto`), the operator's only way into a cluster.
+//! Any broker answers for the whole cluster, so the operator calls the client Service.
+
+use std::time::Duration;
+
+use stratus_proto as pb;
+use stratus_proto::admin_client::AdminClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::cluster::plan::{BrokerState, View};
+
+/// How to reach one cluster's admin API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// `https://host:port` (or `http://` on loopback, for tests and port-forwards).
+    pub url: String,
+    /// The CA of the admin certificate (the operator's own, from the admin Secret).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Server name to check the certificate against.
+    pub server_name: Option<String>,
+    /// Bearer token.
+    pub token: Option<String>,
+}
+
+/// Errors of admin calls.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Could not connect.
+    #[error("admin API {0}: {1}")]
+    Connect(String, String),
+    /// The call failed.
+    #[error("admin API call {0} failed: {1}")]
+    Call(&'static str, tonic::Status),
+}
+
+/// What the operator asks of a cluster.
+#[async_trait::async_trait]
+pub trait Admin: Send + Sync {
+    /// Brokers and ownership.
+    async fn status(&self) -> Result<View, AdminError>;
+    /// Starts draining a broker (does not wait).
+    async fn drain(&self, id: i32) -> Result<(), AdminError>;
+    /// Lets a broker take partitions again.
+    async fn undrain(&self, id: i32) -> Result<(), AdminError>;
+    /// Spreads partitions and shards evenly; returns (partitions, shards) moved.
+    async fn rebalance(&self) -> Result<(u32, u32), AdminError>;
+}
+
+/// The gRPC client.
+pub struct Grpc {
+    client: AdminClient<Channel>,
+    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    url: String,
+}
+
+impl Grpc {
+    /// A lazily connected client of `t`.
+    pub fn new(t: &Target) -> Result<Self, AdminError> {
+        let err = |e: &dyn std::fmt::Display| AdminError::Connect(t.url.clone(), e.to_string());
+        let mut endpoint = Endpoint::from_shared(t.url.clone())
+            .map_err(|e| err(&e))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(15));
+        if let Some(ca) = &t.ca_pem {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some(name) = &t.server_name {
+                tls = tls.domain_name(name.clone());
+            }
+            endpoint = endpoint.tls_config(tls).map_err(|e| err(&e))?;
+        }
+        let token = match &t.token {
+            Some(tok) => Some(
+                format!("Bearer {tok}")
+                    .parse()
+                    .map_err(|_| err(&"the token is not ASCII"))?,
+            ),
+            None => None,
+        };
+        Ok(Grpc {
+            client: AdminClient::new(endpoint.connect_lazy()),
+            token,
+            url: t.url.clone(),
+        })
+    }
+
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(t) = &self.token {
+            r.metadata_mut().insert("authorization", t.clone());
+        }
+        r
+    }
+
+    /// The URL called.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+#[async_trait::async_trait]
+impl Admin for Grpc {
+    async fn status(&self) -> Result<View, AdminError> {
+        let r = self
+            .client
+            .clone()
+            .cluster_status(self.request(pb::ClusterStatusRequest {}))
+            .await
+            .map_err(|e| AdminError::Call("ClusterStatus", e))?
+            .into_inner();
+        Ok(View {
+            brokers: r
+                .brokers
+                .iter()
+                .map(|b| BrokerState {
+                    id: b.node_id,
+                    alive: b.alive,
+                    draining: b.draining,
+                    partitions: b.partitions,
+                    shards: b.coordinator_shards,
+                    incarnation: b.incarnation,
+                })
+                .collect(),
+            unassigned: r.unassigned_partitions,
+            controller: r.controller_id,
+        })
+    }
+
+    async fn drain(&self, id: i32) -> Result<(), AdminError> {
+        self.client
+            .clone()
+            .drain_broker(self.request(pb::DrainBrokerRequest {
+                node_id: id,
+                wait: false,
+                timeout_ms: 0,
+            }))
+            .await
+            .map_err(|e| AdminError::Call("DrainBroker", e))?;
+        Ok(())
+    }
+
+    async fn undrain(&self, id: i32) -> Result<(), AdminError> {
+        self.client
+            .clone()
+            .undrain_broker(self.request(pb::UndrainBrokerRequest { node_id: id }))
+            .await
+            .map_err(|e| AdminError::Call("UndrainBroker", e))?;
+        Ok(())
+    }
+
+    async fn rebalance(&self) -> Result<(u32, u32), AdminError> {
+        let r = self
+            .client
+            .clone()
+            .rebalance(self.request(pb::RebalanceRequest {}))
+            .await
+            .map_err(|e| AdminError::Call("Rebalance", e))?
+            .into_inner();
+        Ok((r.moved_partitions, r.moved_shards))
+    }
+}
