@@ -46,6 +46,21 @@ pub trait Admin: Send + Sync {
     async fn rebalance(&self) -> Result<(u32, u32), AdminError>;
 }
 
+/// What a topic is after [`Grpc::ensure_topic`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicState {
+    /// The topic id.
+    pub id: String,
+    /// Its partitions.
+    pub partitions: i32,
+    /// It was created by this call.
+    pub created: bool,
+    /// Config overrides that were set back to the request's.
+    pub changed_configs: Vec<String>,
+    /// Partitions added by this call.
+    pub added_partitions: i32,
+}
+
 /// The gRPC client.
 pub struct Grpc {
     client: AdminClient<Channel>,
@@ -94,6 +109,85 @@ impl Grpc {
     /// The URL called.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Makes the topic what is asked (created, partitions added, configs set).
+    pub async fn ensure_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: &std::collections::BTreeMap<String, String>,
+    ) -> Result<TopicState, AdminError> {
+        let r = self
+            .client
+            .clone()
+            .ensure_topic(self.request(pb::EnsureTopicRequest {
+                name: name.into(),
+                partitions,
+                replication_factor,
+                configs: configs.clone().into_iter().collect(),
+            }))
+            .await
+            .map_err(|e| AdminError::Call("EnsureTopic", e))?
+            .into_inner();
+        Ok(TopicState {
+            id: r.topic_id,
+            partitions: r.partitions,
+            created: r.created,
+            changed_configs: r.changed_configs,
+            added_partitions: r.added_partitions,
+        })
+    }
+
+    /// Deletes a topic; `Ok(false)` when there was none.
+    pub async fn delete_topic(&self, name: &str) -> Result<bool, AdminError> {
+        match self
+            .client
+            .clone()
+            .delete_topic(self.request(pb::DeleteTopicRequest { name: name.into() }))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+            Err(s) => Err(AdminError::Call("DeleteTopic", s)),
+        }
+    }
+
+    /// What a rebalance would move now: (partitions, shards, [(broker, before, after)]).
+    pub async fn propose(&self) -> Result<(u32, u32, Vec<(i32, u32, u32)>), AdminError> {
+        let r = self
+            .client
+            .clone()
+            .rebalance(self.request(pb::RebalanceRequest { dry_run: true }))
+            .await
+            .map_err(|e| AdminError::Call("Rebalance", e))?
+            .into_inner();
+        let load = r
+            .load
+            .iter()
+            .map(|l| (l.node_id, l.partitions_before, l.partitions_after))
+            .collect();
+        Ok((r.moved_partitions, r.moved_shards, load))
+    }
+}
+
+impl AdminError {
+    /// Whether the broker refused the request itself (retrying the same will not help).
+    pub fn refused(&self) -> Option<&str> {
+        match self {
+            AdminError::Call(_, s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::InvalidArgument
+                        | tonic::Code::FailedPrecondition
+                        | tonic::Code::AlreadyExists
+                ) =>
+            {
+                Some(s.message())
+            }
+            _ => None,
+        }
     }
 }
 
@@ -151,7 +245,7 @@ impl Admin for Grpc {
         let r = self
             .client
             .clone()
-            .rebalance(self.request(pb::RebalanceRequest {}))
+            .rebalance(self.request(pb::RebalanceRequest { dry_run: false }))
             .await
             .map_err(|e| AdminError::Call("Rebalance", e))?
             .into_inner();

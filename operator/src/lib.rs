@@ -12,3 +12,4 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod quantity;
+pub mod topic;

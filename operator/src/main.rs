@@ -8,7 +8,7 @@ use clap::Parser;
 use stratus_operator::context::{Context, Settings};
 use stratus_operator::leader::{self, Election};
 use stratus_operator::metrics::Metrics;
-use stratus_operator::{cluster, crd, http};
+use stratus_operator::{cluster, crd, http, topic};
 
 /// The Stratus Kubernetes operator.
 #[derive(Parser, Debug)]
@@ -110,7 +110,10 @@ async fn main() -> anyhow::Result<()> {
         .started
         .store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(namespace = ?cli.watch_namespace, "reconciling StratusClusters");
-    cluster::run(ctx, cli.watch_namespace).await;
+    tokio::join!(
+        cluster::run(ctx.clone(), cli.watch_namespace.clone()),
+        topic::run(ctx, cli.watch_namespace)
+    );
     if cli.leader_elect {
         leader::release(client, &election).await;
     }

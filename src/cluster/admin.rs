@@ -334,15 +334,53 @@ impl Admin for AdminService {
 
     async fn rebalance(
         &self,
-        _req: Request<RebalanceRequest>,
+        req: Request<RebalanceRequest>,
     ) -> Result<Response<RebalanceResponse>, Status> {
+        if req.into_inner().dry_run {
+            let (changed, load) = controller::propose(self.broker.meta.as_ref())
+                .await
+                .map_err(status)?;
+            return Ok(Response::new(RebalanceResponse {
+                moved_partitions: changed.partitions as u32,
+                moved_shards: changed.shards as u32,
+                load: load
+                    .into_iter()
+                    .map(|(node_id, before, after)| BrokerLoad {
+                        node_id,
+                        partitions_before: before as u32,
+                        partitions_after: after as u32,
+                    })
+                    .collect(),
+            }));
+        }
         let changed = controller::apply(self.broker.meta.as_ref(), None, true, Vec::new())
             .await
             .map_err(apply_status)?;
         Ok(Response::new(RebalanceResponse {
             moved_partitions: changed.partitions as u32,
             moved_shards: changed.shards as u32,
+            load: Vec::new(),
         }))
+    }
+
+    async fn ensure_topic(
+        &self,
+        req: Request<EnsureTopicRequest>,
+    ) -> Result<Response<EnsureTopicResponse>, Status> {
+        let r = req.into_inner();
+        super::topics::ensure(&self.broker, r)
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_topic(
+        &self,
+        req: Request<DeleteTopicRequest>,
+    ) -> Result<Response<DeleteTopicResponse>, Status> {
+        let name = req.into_inner().name;
+        super::topics::delete(&self.broker, &name)
+            .await
+            .map(Response::new)
     }
 }
 

@@ -296,7 +296,7 @@ pub async fn run(connect: &Connect, cmd: AdminCommand) -> anyhow::Result<String>
         }
         AdminCommand::Rebalance => {
             let r = c
-                .rebalance(pb::RebalanceRequest {})
+                .rebalance(pb::RebalanceRequest { dry_run: false })
                 .await
                 .map_err(status)?
                 .into_inner();

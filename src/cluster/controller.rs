@@ -34,6 +34,30 @@ pub async fn round(
     rebalance: bool,
     moves: Vec<(PartitionId, i32)>,
 ) -> Result<Option<Changed>, MetaError> {
+    round_with(meta, me, rebalance, moves, None).await
+}
+
+/// Partitions per broker, before and after a plan: (node, before, after).
+pub type Load = Vec<(i32, usize, usize)>;
+
+/// What a rebalance would change now, and the partitions per broker before and after;
+/// writes nothing.
+pub async fn propose(meta: &dyn MetaStore) -> Result<(Changed, Load), MetaError> {
+    let mut load = Vec::new();
+    let changed = round_with(meta, None, true, Vec::new(), Some(&mut load))
+        .await?
+        .unwrap_or_default();
+    Ok((changed, load))
+}
+
+/// A round; with `dry_run`, fills it with the load and writes nothing.
+async fn round_with(
+    meta: &dyn MetaStore,
+    me: Option<&ControllerRecord>,
+    rebalance: bool,
+    moves: Vec<(PartitionId, i32)>,
+    dry_run: Option<&mut Load>,
+) -> Result<Option<Changed>, MetaError> {
     let view = read_view(meta).await?;
     let controller = meta.get(keys::CONTROLLER).await?;
     if let Some(me) = me {
@@ -119,6 +143,19 @@ pub async fn round(
             current.map(|(_, r)| *r),
         ));
         ops.push(Op::Put(keys::assignment_key(*node), repo::encode(a), None));
+    }
+    if let Some(load) = dry_run {
+        let mut nodes: BTreeSet<i32> = planned.keys().copied().collect();
+        nodes.extend(view.assignments.keys());
+        for n in nodes {
+            let before = view
+                .assignments
+                .get(&n)
+                .map_or(0, |(a, _)| a.partitions.len());
+            let after = planned.get(&n).map_or(0, |a| a.partitions.len());
+            load.push((n, before, after));
+        }
+        return Ok(Some(changed));
     }
     if ops.is_empty() {
         return Ok(Some(changed));
@@ -376,5 +413,14 @@ mod tests {
             .unwrap();
         let drained = owners(&meta).await;
         assert_eq!((on(1, &drained), on(2, &drained)), (0, 4));
+
+        // Undrained, broker 1 would get half back: a proposal says so and writes nothing.
+        meta.txn(vec![], vec![Op::Delete(keys::drain_key(1))])
+            .await
+            .unwrap();
+        let (changed, load) = propose(&meta).await.unwrap();
+        assert_eq!(changed.partitions, 2);
+        assert_eq!(load, vec![(1, 0, 2), (2, 4, 2)]);
+        assert_eq!(owners(&meta).await, drained, "a proposal writes nothing");
     }
 }

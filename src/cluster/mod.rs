@@ -28,6 +28,7 @@ pub mod ownership;
 pub mod placement;
 pub mod records;
 pub mod routing;
+pub mod topics;
 
 /// This broker's assignment as last seen, with the revision of its key.
 #[derive(Debug, Clone, Default)]

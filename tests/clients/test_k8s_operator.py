@@ -369,3 +369,64 @@ def test_a_config_change_rolls_one_broker_at_a_time_even_across_an_operator_rest
         assert restarts >= 3, restarts
     finally:
         op.stop()
+
+
+def test_topics_are_created_grown_kept_as_declared_and_deleted_with_their_resource(
+        k8s, operator, cluster):
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+    c = cluster(3, admin=True, first_id=0)
+    live_cluster(k8s, c, "topics", 3)
+    ready(k8s, "topics", 3)
+    kafka = AdminClient({"bootstrap.servers": c.bootstrap})
+
+    def partitions(name):
+        # All topics: asking Metadata for one name would create it (auto.create.topics.enable).
+        t = kafka.list_topics(timeout=10).topics.get(name)
+        return None if t is None or t.error is not None else len(t.partitions)
+
+    def retention(name):
+        res = ConfigResource(ConfigResource.Type.TOPIC, name)
+        cfgs = kafka.describe_configs([res])[res].result(timeout=10)
+        return cfgs["retention.ms"].value
+
+    topic = {"apiVersion": "stratus.io/v1alpha1", "kind": "StratusTopic",
+             "metadata": {"name": "orders", "namespace": "kafka"},
+             "spec": {"cluster": "topics", "partitions": 3, "config": {"retention.ms": "3600000"}}}
+    apply(k8s, topic)
+    wait_for("the topic in Kafka", lambda: partitions("orders") == 3)
+    assert retention("orders") == "3600000"
+    st = wait_for("Ready", lambda: (lambda o: o if (condition(o, "Ready") or {}).get("status") == "True" else None)(
+        k8s.get("-n", "kafka", "stratustopic", "orders")))
+    assert st["status"]["partitions"] == 3 and st["status"]["topicId"]
+    assert "stratus.io/topic" in st["metadata"]["finalizers"]
+    # More partitions: added.
+    k8s.kubectl("-n", "kafka", "patch", "stratustopic", "orders", "--type=merge", "-p", '{"spec":{"partitions":6}}')
+    wait_for("6 partitions in Kafka", lambda: partitions("orders") == 6)
+    wait_for("status", lambda: k8s.get("-n", "kafka", "stratustopic", "orders")["status"].get("partitions") == 6)
+    # A change made with Kafka tools is put back and reported.
+    res = ConfigResource(ConfigResource.Type.TOPIC, "orders", incremental_configs=[
+        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    kafka.incremental_alter_configs([res])[res].result(timeout=10)
+    assert retention("orders") == "1000"
+    wait_for("drift put back", lambda: retention("orders") == "3600000", timeout=60)
+    st = wait_for("drift reported", lambda: (lambda o: o if o["status"].get("drift") else None)(
+        k8s.get("-n", "kafka", "stratustopic", "orders")))
+    assert st["status"]["drift"] == ["retention.ms"]
+    # A config the broker refuses is reported, not retried in a loop.
+    k8s.kubectl("-n", "kafka", "patch", "stratustopic", "orders", "--type=merge",
+                "-p", '{"spec":{"config":{"retention.ms":"soon"}}}')
+    st = wait_for("refused", lambda: (lambda o: o if (condition(o, "Ready") or {}).get("reason") == "Refused" else None)(
+        k8s.get("-n", "kafka", "stratustopic", "orders")))
+    assert "retention.ms" in condition(st, "Ready")["message"]
+    # Deleting the resource deletes the topic.
+    k8s.kubectl("-n", "kafka", "delete", "stratustopic", "orders", "--timeout=60s")
+    wait_for("the topic gone from Kafka", lambda: partitions("orders") is None)
+    # A cluster that keeps topics keeps them.
+    k8s.kubectl("-n", "kafka", "patch", "stratuscluster", "topics", "--type=merge",
+                "-p", '{"spec":{"topicDeletion":"Keep"}}')
+    topic["metadata"]["name"] = "ledger"
+    apply(k8s, topic)
+    wait_for("ledger in Kafka", lambda: partitions("ledger") == 3)
+    k8s.kubectl("-n", "kafka", "delete", "stratustopic", "ledger", "--timeout=60s")
+    time.sleep(3)
+    assert partitions("ledger") == 3

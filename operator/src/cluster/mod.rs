@@ -407,6 +407,17 @@ async fn ensure_admin_secret(
     Ok(made)
 }
 
+/// A client of `c`'s admin API, with the credentials of its admin Secret.
+pub async fn admin_of(ctx: &Context, c: &StratusCluster) -> Result<Grpc, Error> {
+    let names = Names::of(c);
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let s = api
+        .get_opt(&names.admin_secret())
+        .await?
+        .unwrap_or_default();
+    Ok(Grpc::new(&admin_target(c, &names, &s))?)
+}
+
 fn admin_target(c: &StratusCluster, names: &Names, s: &Secret) -> Target {
     let data = s.data.clone().unwrap_or_default();
     let text = |k: &str| data.get(k).map(|v| v.0.clone());
