@@ -172,6 +172,114 @@ impl Grpc {
     }
 }
 
+/// A SCRAM password for [`Grpc::ensure_user`].
+pub struct Scram {
+    /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    /// The password (from a Secret; never logged).
+    pub password: String,
+    /// PBKDF2 iterations; 0: the broker's default.
+    pub iterations: u32,
+}
+
+impl std::fmt::Debug for Scram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scram")
+            .field("mechanism", &self.mechanism)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// One ACL for [`Grpc::ensure_user`] (one operation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AclSpec {
+    /// topic, group, cluster, transactionalId.
+    pub resource_type: String,
+    /// The resource's name.
+    pub resource_name: String,
+    /// literal or prefixed.
+    pub pattern: String,
+    /// The operation.
+    pub operation: String,
+    /// allow or deny.
+    pub permission: String,
+    /// Host.
+    pub host: String,
+}
+
+/// What [`Grpc::ensure_user`] changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserState {
+    /// ACLs in force.
+    pub acls: u32,
+    /// ACLs added.
+    pub acls_added: u32,
+    /// ACLs removed.
+    pub acls_removed: u32,
+    /// Mechanisms whose credential was set or removed.
+    pub scram_changed: Vec<String>,
+}
+
+impl Grpc {
+    /// Sets a user's SCRAM credential (when `scram` is given; none: no SCRAM credential)
+    /// and exactly these ACLs.
+    pub async fn ensure_user(
+        &self,
+        name: &str,
+        scram: Option<Scram>,
+        acls: &[AclSpec],
+    ) -> Result<UserState, AdminError> {
+        let r = self
+            .client
+            .clone()
+            .ensure_user(
+                self.request(pb::EnsureUserRequest {
+                    name: name.into(),
+                    scram: scram
+                        .into_iter()
+                        .map(|s| pb::ScramPassword {
+                            mechanism: s.mechanism,
+                            password: s.password,
+                            iterations: s.iterations,
+                        })
+                        .collect(),
+                    manage_scram: true,
+                    acls: acls
+                        .iter()
+                        .map(|a| pb::AclEntry {
+                            resource_type: a.resource_type.clone(),
+                            resource_name: a.resource_name.clone(),
+                            pattern: a.pattern.clone(),
+                            operation: a.operation.clone(),
+                            permission: a.permission.clone(),
+                            host: a.host.clone(),
+                        })
+                        .collect(),
+                }),
+            )
+            .await
+            .map_err(|e| AdminError::Call("EnsureUser", e))?
+            .into_inner();
+        Ok(UserState {
+            acls: r.acls,
+            acls_added: r.acls_added,
+            acls_removed: r.acls_removed,
+            scram_changed: r.scram_changed,
+        })
+    }
+
+    /// Removes a user's credentials and ACLs.
+    pub async fn delete_user(&self, name: &str) -> Result<(), AdminError> {
+        self.client
+            .clone()
+            .delete_user(self.request(pb::DeleteUserRequest { name: name.into() }))
+            .await
+            .map_err(|e| AdminError::Call("DeleteUser", e))?;
+        Ok(())
+    }
+}
+
 impl AdminError {
     /// Whether the broker refused the request itself (retrying the same will not help).
     pub fn refused(&self) -> Option<&str> {

@@ -101,6 +101,29 @@ impl Context {
     }
 }
 
+/// Writes `status` to `obj`'s status subresource (a merge patch).
+pub async fn patch_status<K>(
+    client: &Client,
+    obj: &K,
+    status: &impl Serialize,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Applies `obj` (server-side apply, forced: the operator owns these fields).
 pub async fn apply<K>(client: &Client, obj: &K) -> Result<K, kube::Error>
 where

@@ -13,3 +13,4 @@ pub mod leader;
 pub mod metrics;
 pub mod quantity;
 pub mod topic;
+pub mod user;

@@ -8,7 +8,7 @@ use clap::Parser;
 use stratus_operator::context::{Context, Settings};
 use stratus_operator::leader::{self, Election};
 use stratus_operator::metrics::Metrics;
-use stratus_operator::{cluster, crd, http, topic};
+use stratus_operator::{cluster, crd, http, topic, user};
 
 /// The Stratus Kubernetes operator.
 #[derive(Parser, Debug)]
@@ -112,7 +112,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(namespace = ?cli.watch_namespace, "reconciling StratusClusters");
     tokio::join!(
         cluster::run(ctx.clone(), cli.watch_namespace.clone()),
-        topic::run(ctx, cli.watch_namespace)
+        topic::run(ctx.clone(), cli.watch_namespace.clone()),
+        user::run(ctx, cli.watch_namespace)
     );
     if cli.leader_elect {
         leader::release(client, &election).await;

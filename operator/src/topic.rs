@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::watcher;
@@ -14,7 +13,7 @@ use kube::{Api, ResourceExt};
 
 use crate::admin::AdminError;
 use crate::cluster::{admin_of, Error};
-use crate::context::Context;
+use crate::context::{patch_status, Context};
 use crate::crd::{set_condition, StratusCluster, StratusTopic, StratusTopicStatus, TopicDeletion};
 
 /// The finalizer that deletes the Kafka topic before its resource goes.
@@ -207,6 +206,11 @@ async fn cleanup(t: &StratusTopic, ctx: &Context) -> Result<Action, Error> {
     let Some(cluster) = cluster_of(t, ctx).await? else {
         return Ok(Action::await_change());
     };
+    // A cluster with no brokers, or going away, has no topic to delete (its data stays in
+    // the bucket either way).
+    if cluster.spec.brokers == 0 || cluster.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     if cluster.spec.topic_deletion.unwrap_or_default() == TopicDeletion::Keep {
         ctx.event(
             t,
@@ -230,17 +234,8 @@ async fn write_status(
     ctx: &Context,
     status: &StratusTopicStatus,
 ) -> Result<(), Error> {
-    if t.status.as_ref() == Some(status) {
-        return Ok(());
+    if t.status.as_ref() != Some(status) {
+        patch_status(&ctx.client, t, status).await?;
     }
-    let api: Api<StratusTopic> =
-        Api::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
-    let patch = serde_json::json!({ "status": status });
-    api.patch_status(
-        &t.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
     Ok(())
 }

@@ -382,6 +382,25 @@ impl Admin for AdminService {
             .await
             .map(Response::new)
     }
+
+    async fn ensure_user(
+        &self,
+        req: Request<EnsureUserRequest>,
+    ) -> Result<Response<EnsureUserResponse>, Status> {
+        super::users::ensure(&self.broker, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_user(
+        &self,
+        req: Request<DeleteUserRequest>,
+    ) -> Result<Response<DeleteUserResponse>, Status> {
+        let name = req.into_inner().name;
+        super::users::delete(&self.broker, &name)
+            .await
+            .map(Response::new)
+    }
 }
 
 /// Serves the admin API on `addr` until `cancel`.

@@ -29,6 +29,7 @@ pub mod placement;
 pub mod records;
 pub mod routing;
 pub mod topics;
+pub mod users;
 
 /// This broker's assignment as last seen, with the revision of its key.
 #[derive(Debug, Clone, Default)]

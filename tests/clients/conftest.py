@@ -471,9 +471,11 @@ def cluster(infra, request):
     """Three brokers over the session's etcd and MinIO, each test in its own namespace."""
     made = []
 
-    def make(n=3, settings=None, admin=False, racks=None, env=None, etcd_endpoint=None, first_id=1):
+    def make(n=3, settings=None, admin=False, racks=None, env=None, etcd_endpoint=None, first_id=1,
+             listeners=None):
         c = Cluster(infra, n, settings, name=re.sub(r"\W+", "-", request.node.name)[:30], admin=admin,
-                    racks=racks, env=env, etcd_endpoint=etcd_endpoint, first_id=first_id)
+                    racks=racks, env=env, etcd_endpoint=etcd_endpoint, first_id=first_id,
+                    listeners=listeners)
         made.append(c)
         return c.start()
 

@@ -168,13 +168,14 @@ def test_crd_validation_refuses_shrinking_partitions_and_a_new_bucket(k8s, opera
     r = k8s.kubectl("apply", "-f", "-", input=json.dumps(managed), check=False)
     assert r.returncode != 0 and "managed by the operator" in r.stderr, r.stderr
     topic = {"apiVersion": "stratus.io/v1alpha1", "kind": "StratusTopic",
-             "metadata": {"name": "orders", "namespace": "kafka"},
+             "metadata": {"name": "shrinking", "namespace": "kafka"},
              "spec": {"cluster": "immutable", "partitions": 6}}
     apply(k8s, topic)
     topic["spec"]["partitions"] = 3
     r = k8s.kubectl("apply", "-f", "-", input=json.dumps(topic), check=False)
     assert r.returncode != 0 and "never removed" in r.stderr, r.stderr
-    k8s.kubectl("-n", "kafka", "delete", "stratustopic", "orders")
+    # A cluster with no brokers has no topic to delete: the resource goes at once.
+    k8s.kubectl("-n", "kafka", "delete", "stratustopic", "shrinking", "--timeout=60s")
     k8s.kubectl("-n", "kafka", "delete", "stratuscluster", "immutable")
 
 
@@ -430,3 +431,67 @@ def test_topics_are_created_grown_kept_as_declared_and_deleted_with_their_resour
     k8s.kubectl("-n", "kafka", "delete", "stratustopic", "ledger", "--timeout=60s")
     time.sleep(3)
     assert partitions("ledger") == 3
+
+
+def test_users_get_scram_credentials_from_a_secret_and_exactly_their_acls(k8s, operator, cluster):
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from conftest import secret
+    scram_jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    c = cluster(3, admin=True, first_id=0, listeners={"SASL": "SASL_PLAINTEXT"}, settings={
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.sasl.scram-sha-512.sasl.jaas.config": scram_jaas,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found": "false"})
+    live_cluster(k8s, c, "users", 3)
+    ready(k8s, "users", 3)
+    kafka = AdminClient({"bootstrap.servers": c.bootstrap})
+    for t in ("orders", "secret"):
+        kafka.create_topics([NewTopic(t, 1)])[t].result(10)
+    password = secret(f"pw-{uuid.uuid4().hex}")
+    k8s.kubectl("-n", "kafka", "create", "secret", "generic", "alice-password", f"--from-literal=password={password}")
+    user = {"apiVersion": "stratus.io/v1alpha1", "kind": "StratusUser",
+            "metadata": {"name": "alice", "namespace": "kafka"},
+            "spec": {"cluster": "users",
+                     "scram": {"mechanism": "SCRAM-SHA-512", "passwordSecret": {"name": "alice-password"}},
+                     "acls": [{"resourceType": "topic", "resourceName": "orders",
+                               "operations": ["Write", "Describe"]}]}}
+    apply(k8s, user)
+    st = wait_for("Ready", lambda: (lambda o: o if (condition(o, "Ready") or {}).get("status") == "True" else None)(
+        k8s.get("-n", "kafka", "stratususer", "alice")))
+    assert st["status"]["principal"] == "User:alice" and st["status"]["acls"] == 2
+
+    sasl = ",".join(f"127.0.0.1:{b.ports['SASL']}" for b in c.brokers)
+
+    def write(topic, pw=password):
+        p = Producer({"bootstrap.servers": sasl, "security.protocol": "SASL_PLAINTEXT",
+                      "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "alice", "sasl.password": pw,
+                      "message.timeout.ms": 8000})
+        errors = []
+        p.produce(topic, b"x", on_delivery=lambda err, msg: errors.append(err))
+        p.flush(12)
+        return errors[0] if errors else "no report"
+
+    assert write("orders") is None, "alice may write orders"
+    denied = write("secret")
+    assert denied is not None and "AUTHORIZATION" in denied.name(), denied
+    # The ACLs are exactly the resource's: one added with Kafka tools is removed.
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                       ResourcePatternType, ResourceType)
+    extra = AclBinding(ResourceType.TOPIC, "secret", ResourcePatternType.LITERAL, "User:alice", "*",
+                       AclOperation.WRITE, AclPermissionType.ALLOW)
+    kafka.create_acls([extra])[extra].result(10)
+    any_of_alice = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, "User:alice", None,
+                                    AclOperation.ANY, AclPermissionType.ANY)
+    wait_for("the extra ACL removed", lambda: len(kafka.describe_acls(any_of_alice).result(10)) == 2, timeout=60)
+    # A new password in the Secret becomes the credential.
+    new = secret(f"pw-{uuid.uuid4().hex}")
+    k8s.kubectl("-n", "kafka", "patch", "secret", "alice-password", "--type=merge",
+                "-p", json.dumps({"stringData": {"password": new}}))
+    wait_for("the new password works", lambda: write("orders", new) is None, timeout=60)
+    assert write("orders", password) is not None, "the old password no longer works"
+    # Deleting the resource removes the credential and the ACLs.
+    k8s.kubectl("-n", "kafka", "delete", "stratususer", "alice", "--timeout=60s")
+    assert kafka.describe_acls(any_of_alice).result(10) == []
+    assert write("orders", new) is not None

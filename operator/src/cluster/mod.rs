@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -444,16 +444,8 @@ async fn write_status(
     ctx: &Context,
     status: &StratusClusterStatus,
 ) -> Result<(), Error> {
-    if c.status.as_ref() == Some(status) {
-        return Ok(());
+    if c.status.as_ref() != Some(status) {
+        crate::context::patch_status(&ctx.client, c, status).await?;
     }
-    let api: Api<StratusCluster> = Api::namespaced(ctx.client.clone(), &Names::of(c).namespace);
-    let patch = serde_json::json!({ "status": status });
-    api.patch_status(
-        &c.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
     Ok(())
 }
