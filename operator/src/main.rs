@@ -8,7 +8,7 @@ use clap::Parser;
 use stratus_operator::context::{Context, Settings};
 use stratus_operator::leader::{self, Election};
 use stratus_operator::metrics::Metrics;
-use stratus_operator::{cluster, crd, http, topic, user};
+use stratus_operator::{cluster, crd, http, rebalance, topic, user};
 
 /// The Stratus Kubernetes operator.
 #[derive(Parser, Debug)]
@@ -113,7 +113,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::join!(
         cluster::run(ctx.clone(), cli.watch_namespace.clone()),
         topic::run(ctx.clone(), cli.watch_namespace.clone()),
-        user::run(ctx, cli.watch_namespace)
+        user::run(ctx.clone(), cli.watch_namespace.clone()),
+        rebalance::run(ctx, cli.watch_namespace)
     );
     if cli.leader_elect {
         leader::release(client, &election).await;

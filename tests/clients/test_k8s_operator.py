@@ -495,3 +495,39 @@ def test_users_get_scram_credentials_from_a_secret_and_exactly_their_acls(k8s, o
     k8s.kubectl("-n", "kafka", "delete", "stratususer", "alice", "--timeout=60s")
     assert kafka.describe_acls(any_of_alice).result(10) == []
     assert write("orders", new) is not None
+
+
+def test_a_rebalance_is_proposed_approved_by_annotation_and_executed(k8s, operator, cluster, topic):
+    from confluent_kafka.admin import AdminClient
+    from util import create_topic
+    c = cluster(3, admin=True, first_id=0)
+    create_topic(AdminClient({"bootstrap.servers": c.bootstrap}), topic, partitions=12)
+    live_cluster(k8s, c, "spread", 3, autoRebalance=False)
+    ready(k8s, "spread", 3)
+    # Crowd broker 0 by hand: with autoRebalance off, the cluster leaves it so.
+    stratus = str(REPO / os.environ.get("CARGO_TARGET_DIR", "target") / "debug" / "stratus")
+    from test_cluster_clients import partition_rows
+    owners = partition_rows(subprocess.run([stratus, "admin", "--server", c.admin_address(0), "partitions",
+                                            "--topic", topic], capture_output=True, text=True).stdout, topic)
+    for p, (o, _) in owners.items():
+        if o != 0:
+            subprocess.run([stratus, "admin", "--server", c.admin_address(0), "move", topic, str(p), "0"],
+                           check=True, capture_output=True, timeout=30)
+    time.sleep(6)
+    assert admin_rows(c, 0)[0]["partitions"] == 12, "no rebalance without approval"
+    apply(k8s, {"apiVersion": "stratus.io/v1alpha1", "kind": "StratusRebalance",
+                "metadata": {"name": "even-out", "namespace": "kafka"}, "spec": {"cluster": "spread"}})
+    st = wait_for("a proposal", lambda: (lambda o: o if (o.get("status") or {}).get("state") == "ProposalReady"
+                                         else None)(k8s.get("-n", "kafka", "stratusrebalance", "even-out")))
+    proposal = st["status"]["proposal"]
+    assert proposal["partitionMoves"] >= 8, proposal
+    assert "0=12" in proposal["before"] and "0=4" in proposal["after"], proposal
+    time.sleep(3)
+    assert admin_rows(c, 0)[0]["partitions"] == 12, "a proposal moves nothing"
+    k8s.kubectl("-n", "kafka", "annotate", "stratusrebalance", "even-out", "stratus.io/rebalance=approve")
+    st = wait_for("done", lambda: (lambda o: o if (o.get("status") or {}).get("state") == "Ready" else None)(
+        k8s.get("-n", "kafka", "stratusrebalance", "even-out")))
+    assert condition(st, "Ready")["status"] == "True"
+    assert "stratus.io/rebalance" not in (st["metadata"].get("annotations") or {}), "the approval is used up"
+    rows = admin_rows(c, 0)
+    assert sorted(r["partitions"] for r in rows.values()) == [4, 4, 4], rows

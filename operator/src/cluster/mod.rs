@@ -179,6 +179,7 @@ async fn reconcile_inner(
             .and_then(|s| s.update_revision.clone()),
         pods: pods.clone(),
         view,
+        auto_rebalance: c.spec.auto_rebalance.unwrap_or(true),
         restarting: status
             .restarting
             .as_ref()

@@ -61,6 +61,8 @@ pub struct Observed {
     /// The broker restarted last and its incarnation then (kept in status): the roll
     /// goes on only once that broker is back as a new incarnation.
     pub restarting: Option<(i32, u64)>,
+    /// Rebalance whenever partitions are unevenly spread.
+    pub auto_rebalance: bool,
 }
 
 /// One action.
@@ -256,7 +258,7 @@ pub fn decide(o: &Observed) -> Plan {
             ..plan(Vec::new(), Phase::Balancing, "undraining brokers")
         };
     }
-    if unbalanced(&serving) {
+    if o.auto_rebalance && unbalanced(&serving) {
         steps.push(Step::Rebalance);
         return Plan {
             steps,

@@ -37,6 +37,7 @@ fn observed(desired: i32, replicas: i32, view: Option<View>) -> Observed {
         pods: pods(replicas, "r1"),
         view,
         restarting: None,
+        auto_rebalance: true,
     }
 }
 
@@ -49,6 +50,7 @@ fn a_new_cluster_gets_its_statefulset() {
         pods: vec![],
         view: None,
         restarting: None,
+        auto_rebalance: true,
     };
     let p = decide(&o);
     assert_eq!(p.steps, vec![Step::Replicas(3)]);
@@ -75,6 +77,15 @@ fn scale_up_adds_pods_then_rebalances_once_the_new_brokers_serve() {
     let p = decide(&o);
     assert_eq!(p.steps, vec![Step::Rebalance]);
     assert_eq!(p.phase, Phase::Balancing);
+}
+
+#[test]
+fn without_auto_rebalance_an_uneven_spread_is_left_alone() {
+    let mut o = observed(3, 3, Some(brokers(&[(0, 9), (1, 1), (2, 2)])));
+    o.auto_rebalance = false;
+    let p = decide(&o);
+    assert!(p.steps.is_empty());
+    assert_eq!(p.phase, Phase::Ready);
 }
 
 #[test]

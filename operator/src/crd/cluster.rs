@@ -86,6 +86,10 @@ pub struct StratusClusterSpec {
     /// Spread brokers over zones and set `broker.rack` from the node's zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<Rack>,
+    /// Rebalance by itself whenever partitions are unevenly spread (after scaling up, a
+    /// roll, or moves made by hand); default true. False: only StratusRebalance does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_rebalance: Option<bool>,
     /// What happens to a Kafka topic when its StratusTopic is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_deletion: Option<TopicDeletion>,

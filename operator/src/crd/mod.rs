@@ -208,6 +208,7 @@ pub mod testing {
                 cache: None,
                 config: Default::default(),
                 rack: None,
+                auto_rebalance: None,
                 topic_deletion: None,
                 pod_template: None,
             },
