@@ -155,6 +155,31 @@ def test_chart_lints_installs_crds_and_renders_what_the_api_server_accepts(k8s):
     dep = k8s.get("-n", OP_NS, "deployment", "stratus-operator")
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--apply-crds" in args and any(a.startswith("--broker-image=localhost/stratus:test") for a in args)
+    # An upgrade: two replicas elect a leader; a new image tag reaches the brokers' default.
+    k8s.helm("upgrade", "stratus", str(CHART), "-n", OP_NS, "--reuse-values",
+             "--set", "operator.replicas=2", "--set", "image.tag=test2")
+    dep = k8s.get("-n", OP_NS, "deployment", "stratus-operator")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert dep["spec"]["replicas"] == 2 and "--leader-elect" in args, args
+    assert "--broker-image=localhost/stratus:test2" in args
+    k8s.helm("rollback", "stratus", "1", "-n", OP_NS)
+    assert k8s.get("-n", OP_NS, "deployment", "stratus-operator")["spec"]["replicas"] == 1
+
+
+def test_the_operator_upgrades_crds_helm_installed(k8s):
+    # An older CRD in the cluster (a printer column missing): the operator puts the
+    # generated one back when it starts (Helm never upgrades crds/).
+    crd = "stratusclusters.stratus.io"
+    cols = k8s.get("crd", crd)["spec"]["versions"][0]["additionalPrinterColumns"]
+    k8s.kubectl("patch", "crd", crd, "--type=json", "-p",
+                json.dumps([{"op": "remove", "path": "/spec/versions/0/additionalPrinterColumns/0"}]))
+    assert len(k8s.get("crd", crd)["spec"]["versions"][0]["additionalPrinterColumns"]) == len(cols) - 1
+    op = Operator(k8s).start()
+    try:
+        wait_for("the CRD upgraded", lambda: k8s.get("crd", crd)["spec"]["versions"][0]
+                 ["additionalPrinterColumns"] == cols, timeout=60)
+    finally:
+        op.stop()
 
 
 def test_crd_validation_refuses_shrinking_partitions_and_a_new_bucket(k8s, operator):
@@ -531,3 +556,25 @@ def test_a_rebalance_is_proposed_approved_by_annotation_and_executed(k8s, operat
     assert "stratus.io/rebalance" not in (st["metadata"].get("annotations") or {}), "the approval is used up"
     rows = admin_rows(c, 0)
     assert sorted(r["partitions"] for r in rows.values()) == [4, 4, 4], rows
+
+
+def test_autoscaling_makes_an_hpa_that_scales_the_cluster_resource(k8s, operator):
+    ns(k8s, "kafka")
+    apply(k8s, cluster_manifest("auto", 2, spec={"autoscaling": {"minBrokers": 2, "maxBrokers": 6}}))
+    hpa = wait_for("the HPA", lambda: k8s.get("-n", "kafka", "hpa", "auto", check=False))
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "stratus.io/v1alpha1", "kind": "StratusCluster",
+                                             "name": "auto"}
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600
+    # The HPA controller reads the cluster's /scale (its CPU metrics need a metrics server,
+    # which this control plane does not run).
+    able = wait_for("AbleToScale", lambda: (lambda h: h if any(
+        c["type"] == "AbleToScale" and c["status"] == "True" for c in (h.get("status") or {}).get("conditions", []))
+        else None)(k8s.get("-n", "kafka", "hpa", "auto")), timeout=60)
+    assert able["status"]["currentReplicas"] == 2
+    r = k8s.kubectl("apply", "-f", "-", check=False, input=json.dumps(
+        cluster_manifest("auto", 2, spec={"autoscaling": {"minBrokers": 5, "maxBrokers": 3}})))
+    assert r.returncode != 0 and "minBrokers" in r.stderr, r.stderr
+    k8s.kubectl("-n", "kafka", "patch", "stratuscluster", "auto", "--type=json",
+                "-p", '[{"op":"remove","path":"/spec/autoscaling"}]')
+    wait_for("the HPA gone", lambda: k8s.get("-n", "kafka", "hpa", "auto", check=False) is None)
+    k8s.kubectl("-n", "kafka", "delete", "stratuscluster", "auto")

@@ -3,10 +3,12 @@
 //! Nothing here talks to the API server, so every object is checked by unit tests.
 
 mod config;
+mod hpa;
 mod pod;
 mod services;
 
 pub use config::{broker_properties, config_hash, config_map, restart_needed};
+pub use hpa::autoscaler;
 pub use pod::{pod_disruption_budget, service_account, stateful_set, template_annotations};
 pub use services::{bootstrap, client_service, headless_service};
 

@@ -155,6 +155,7 @@ async fn reconcile_inner(
     apply(client, &build::headless_service(c)).await?;
     apply(client, &build::client_service(c)).await?;
     apply(client, &build::pod_disruption_budget(c)).await?;
+    sync_autoscaler(c, ctx, names).await?;
     let admin_secret = ensure_admin_secret(c, ctx, names).await?;
 
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &names.namespace);
@@ -406,6 +407,31 @@ async fn ensure_admin_secret(
     )
     .await;
     Ok(made)
+}
+
+/// Applies the HPA the cluster asks for, or deletes the one it no longer asks for.
+async fn sync_autoscaler(c: &StratusCluster, ctx: &Context, names: &Names) -> Result<(), Error> {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    match build::autoscaler(c) {
+        Some(h) => {
+            apply(&ctx.client, &h).await?;
+        }
+        None => {
+            let api: Api<HorizontalPodAutoscaler> =
+                Api::namespaced(ctx.client.clone(), &names.namespace);
+            let ours = api.get_opt(&names.cluster).await?.is_some_and(|h| {
+                h.metadata
+                    .owner_references
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|o| Some(&o.uid) == c.metadata.uid.as_ref())
+            });
+            if ours {
+                api.delete(&names.cluster, &DeleteParams::default()).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A client of `c`'s admin API, with the credentials of its admin Secret.

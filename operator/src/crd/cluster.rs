@@ -86,6 +86,10 @@ pub struct StratusClusterSpec {
     /// Spread brokers over zones and set `broker.rack` from the node's zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<Rack>,
+    /// An HorizontalPodAutoscaler on this cluster's `/scale` (the operator makes it): each
+    /// step drains or rebalances like `kubectl scale`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
     /// Rebalance by itself whenever partitions are unevenly spread (after scaling up, a
     /// roll, or moves made by hand); default true. False: only StratusRebalance does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +189,31 @@ pub struct Cache {
     /// Put the disk cache in memory (emptyDir medium Memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_memory: Option<bool>,
+}
+
+/// Autoscaling bounds and targets.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minBrokers <= self.maxBrokers").message("minBrokers must not exceed maxBrokers"))]
+pub struct Autoscaling {
+    /// Fewest brokers.
+    #[schemars(range(min = 1))]
+    pub min_brokers: i32,
+    /// Most brokers.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_brokers: i32,
+    /// Average CPU utilization (percent of requests) to keep; default 70.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization: Option<i32>,
+    /// Records per second per broker to keep (`stratus_records_in_per_second`, served to
+    /// the HPA by a metrics adapter such as prometheus-adapter); unset: CPU only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_records_per_second: Option<String>,
+    /// Seconds of lower recommendations before scaling down (default 600): no flapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_down_stabilization_seconds: Option<i32>,
 }
 
 /// Zone awareness.

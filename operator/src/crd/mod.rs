@@ -209,6 +209,7 @@ pub mod testing {
                 config: Default::default(),
                 rack: None,
                 auto_rebalance: None,
+                autoscaling: None,
                 topic_deletion: None,
                 pod_template: None,
             },
