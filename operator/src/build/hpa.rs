@@ -29,12 +29,12 @@ pub fn autoscaler(c: &StratusCluster) -> Option<HorizontalPodAutoscaler> {
         }),
         ..Default::default()
     }];
-    if let Some(rate) = &a.target_records_per_second {
+    if let Some(rate) = &a.target_messages_in_per_second {
         metrics.push(MetricSpec {
             type_: "Pods".into(),
             pods: Some(PodsMetricSource {
                 metric: MetricIdentifier {
-                    name: "stratus_records_in_per_second".into(),
+                    name: "stratus_broker_messages_in_per_second".into(),
                     ..Default::default()
                 },
                 target: MetricTarget {
@@ -93,7 +93,7 @@ mod tests {
             min_brokers: 3,
             max_brokers: 12,
             target_cpu_utilization: None,
-            target_records_per_second: Some("50k".into()),
+            target_messages_in_per_second: Some("50k".into()),
             scale_down_stabilization_seconds: None,
         });
         let h = autoscaler(&c).unwrap().spec;

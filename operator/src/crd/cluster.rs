@@ -206,10 +206,10 @@ pub struct Autoscaling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization: Option<i32>,
-    /// Records per second per broker to keep (`stratus_records_in_per_second`, served to
+    /// Records produced per second per broker to keep (`stratus_broker_messages_in_per_second`, served to
     /// the HPA by a metrics adapter such as prometheus-adapter); unset: CPU only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_records_per_second: Option<String>,
+    pub target_messages_in_per_second: Option<String>,
     /// Seconds of lower recommendations before scaling down (default 600): no flapping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 3600))]
