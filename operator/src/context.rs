@@ -35,6 +35,8 @@ pub struct Context {
     pub settings: Settings,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
+    /// Makes admin API clients (gRPC; a fake in unit tests).
+    pub connect: Arc<crate::admin::Connect>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -55,6 +57,7 @@ impl Context {
             client,
             settings,
             metrics,
+            connect: Arc::new(crate::admin::connect_grpc),
             failures: Mutex::new(HashMap::new()),
         }
     }

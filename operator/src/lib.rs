@@ -15,3 +15,8 @@ pub mod quantity;
 pub mod rebalance;
 pub mod topic;
 pub mod user;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod reconcile_tests;

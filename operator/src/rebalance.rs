@@ -137,7 +137,7 @@ async fn reconcile(r: Arc<StratusRebalance>, ctx: Arc<Context>) -> Result<Action
                 generation,
             );
             write(&r, &ctx, &status).await?;
-            let (partitions, shards) = crate::admin::Admin::rebalance(&admin).await?;
+            let (partitions, shards) = admin.rebalance().await?;
             status.state = Some("Ready".into());
             let msg = format!("moved {partitions} partitions and {shards} coordinator shards");
             set_condition(

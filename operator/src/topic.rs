@@ -48,7 +48,8 @@ fn error_policy(
     Action::requeue(delay)
 }
 
-async fn reconcile(
+/// One reconcile of one topic (public for the operator's tests).
+pub async fn reconcile(
     t: Arc<StratusTopic>,
     ctx: Arc<Context>,
 ) -> Result<Action, kube::runtime::finalizer::Error<Error>> {

@@ -46,7 +46,8 @@ fn error_policy(u: Arc<StratusUser>, e: &FinalizerError, ctx: Arc<Context>) -> A
     Action::requeue(delay)
 }
 
-async fn reconcile(u: Arc<StratusUser>, ctx: Arc<Context>) -> Result<Action, FinalizerError> {
+/// One reconcile of one user (public for the operator's tests).
+pub async fn reconcile(u: Arc<StratusUser>, ctx: Arc<Context>) -> Result<Action, FinalizerError> {
     let ns = u.namespace().unwrap_or_else(|| "default".into());
     let api: Api<StratusUser> = Api::namespaced(ctx.client.clone(), &ns);
     let key = format!("user/{ns}/{}", u.name_any());

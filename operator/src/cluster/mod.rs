@@ -17,7 +17,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use crate::admin::{Admin, Grpc, Target};
+use crate::admin::{Admin, Target};
 use crate::build::{self, Names, ADMIN_PORT};
 use crate::context::{apply, Context};
 use crate::crd::{set_condition, StratusCluster, StratusClusterStatus};
@@ -162,7 +162,7 @@ async fn reconcile_inner(
     let set = sets.get_opt(&names.brokers()).await?;
     let pods = observe_pods(ctx, names).await?;
     let target = admin_target(c, names, &admin_secret);
-    let admin = Grpc::new(&target)?;
+    let admin = (ctx.connect)(&target)?;
     let view = match tokio::time::timeout(Duration::from_secs(10), admin.status()).await {
         Ok(Ok(v)) => Some(v),
         Ok(Err(e)) => {
@@ -285,7 +285,7 @@ async fn act(
     c: &StratusCluster,
     ctx: &Context,
     names: &Names,
-    admin: &Grpc,
+    admin: &Arc<dyn Admin>,
     step: &Step,
     current: Option<i32>,
 ) -> Result<(), Error> {
@@ -435,14 +435,14 @@ async fn sync_autoscaler(c: &StratusCluster, ctx: &Context, names: &Names) -> Re
 }
 
 /// A client of `c`'s admin API, with the credentials of its admin Secret.
-pub async fn admin_of(ctx: &Context, c: &StratusCluster) -> Result<Grpc, Error> {
+pub async fn admin_of(ctx: &Context, c: &StratusCluster) -> Result<Arc<dyn Admin>, Error> {
     let names = Names::of(c);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let s = api
         .get_opt(&names.admin_secret())
         .await?
         .unwrap_or_default();
-    Ok(Grpc::new(&admin_target(c, &names, &s))?)
+    Ok((ctx.connect)(&admin_target(c, &names, &s))?)
 }
 
 fn admin_target(c: &StratusCluster, names: &Names, s: &Secret) -> Target {
