@@ -17,6 +17,4 @@ pub mod topic;
 pub mod user;
 
 #[cfg(test)]
-mod fake;
-#[cfg(test)]
-mod reconcile_tests;
+mod tests;

@@ -51,15 +51,28 @@ struct Cli {
 
 #[derive(clap::Subcommand, Debug)]
 enum Command {
-    /// Prints every CustomResourceDefinition as YAML (the chart's crds/ files).
-    Crds,
+    /// Prints every CustomResourceDefinition as YAML, or writes one file per CRD to --dir
+    /// (the chart's crds/).
+    Crds {
+        /// Write `<name>.yaml` files here instead of printing.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Crds) = cli.command {
-        print!("{}", crd::yaml()?);
+    if let Some(Command::Crds { dir }) = &cli.command {
+        match dir {
+            Some(dir) => {
+                for (name, text) in crd::files()? {
+                    std::fs::write(dir.join(&name), text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(&name).display()))?;
+                }
+            }
+            None => print!("{}", crd::yaml()?),
+        }
         return Ok(());
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -137,6 +137,9 @@ async fn reconcile(r: Arc<StratusRebalance>, ctx: Arc<Context>) -> Result<Action
                 generation,
             );
             write(&r, &ctx, &status).await?;
+            // The approval is recorded (Rebalancing) before it is used up, so that an
+            // operator restarted in between still runs it.
+            clear_annotation(&r, &ctx, annotation.is_some()).await?;
             let (partitions, shards) = admin.rebalance().await?;
             status.state = Some("Ready".into());
             let msg = format!("moved {partitions} partitions and {shards} coordinator shards");
@@ -153,16 +156,8 @@ async fn reconcile(r: Arc<StratusRebalance>, ctx: Arc<Context>) -> Result<Action
         Next::Wait => {}
     }
     write(&r, &ctx, &status).await?;
-    if annotation.is_some() {
-        // Acted on: the annotation goes, so that it is not acted on twice.
-        let api: Api<StratusRebalance> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = serde_json::json!({"metadata": {"annotations": {REBALANCE_ANNOTATION: null}}});
-        api.patch(
-            &r.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    if step == Next::Propose {
+        clear_annotation(&r, &ctx, annotation.is_some()).await?;
     }
     ctx.succeeded(&key);
     ctx.metrics
@@ -170,6 +165,23 @@ async fn reconcile(r: Arc<StratusRebalance>, ctx: Arc<Context>) -> Result<Action
         .get(&["StratusRebalance", "ok"])
         .inc();
     Ok(Action::await_change())
+}
+
+/// Acted on: the annotation goes, so that it is not acted on twice.
+async fn clear_annotation(r: &StratusRebalance, ctx: &Context, present: bool) -> Result<(), Error> {
+    if !present {
+        return Ok(());
+    }
+    let api: Api<StratusRebalance> =
+        Api::namespaced(ctx.client.clone(), &r.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"annotations": {REBALANCE_ANNOTATION: null}}});
+    api.patch(
+        &r.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn write(

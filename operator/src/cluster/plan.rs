@@ -334,7 +334,3 @@ fn scale_down(desired: i32, current: i32, view: &View) -> Plan {
         restarting: None,
     }
 }
-
-#[cfg(test)]
-#[path = "plan_tests.rs"]
-mod tests;

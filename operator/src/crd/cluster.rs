@@ -250,11 +250,13 @@ pub struct PodOverrides {
     /// Node selector.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
-    /// Tolerations.
+    /// Tolerations (Kubernetes' own schema; checked when the StatefulSet is applied).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "any_objects")]
     pub tolerations: Vec<Toleration>,
-    /// Affinity.
+    /// Affinity (Kubernetes' own schema; checked when the StatefulSet is applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
     pub affinity: Option<Affinity>,
     /// Priority class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,6 +267,20 @@ pub struct PodOverrides {
     /// Seconds a broker gets to hand its partitions over when stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination_grace_period_seconds: Option<i64>,
+}
+
+/// A Kubernetes object the API server checks where it is used (a StatefulSet field): its
+/// whole OpenAPI schema copied into the CRD would be most of the CRD.
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+/// A list of such objects.
+fn any_objects(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+    })
 }
 
 /// What the operator last saw and did.

@@ -1,4 +1,6 @@
-use super::*;
+//! Every decision of `cluster::plan::decide`.
+
+use crate::cluster::plan::*;
 
 fn pods(n: i32, rev: &str) -> Vec<PodState> {
     (0..n)

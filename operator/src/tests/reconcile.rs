@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::fake::{context, FakeAdmin, FakeApi};
 use crate::cluster::plan::{BrokerState, View};
 use crate::crd::testing::cluster;
 use crate::crd::{StratusCluster, StratusTopic, StratusUser};
-use crate::fake::{context, FakeAdmin, FakeApi};
 
 const STS: &str = "/apis/apps/v1/namespaces/kafka/statefulsets/prod-broker";
 const CLUSTER: &str = "/apis/stratus.io/v1alpha1/namespaces/kafka/stratusclusters/prod";
