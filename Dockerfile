@@ -16,6 +16,8 @@ ARG BINARIES=build
 ARG PROFILE=release
 
 FROM ${BUILDER_IMAGE} AS build
+# aws-lc-sys (rustls' crypto) builds with CMake where its C builder does not cover the target.
+RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 ENV CARGO_INCREMENTAL=0 \

@@ -5,9 +5,13 @@
 #
 #   scripts/run-kafka.sh --data-dir DIR [--port 9092] [--controller-port 9093]
 #                        [--pid-file FILE] [--set key=value]... [--wait] [--foreground]
+#                        [--node-id 1] [--roles broker,controller|broker|controller]
+#                        [--voters ID@HOST:PORT,...] [--cluster-id ID]
 #
-# Storage is formatted with a random cluster id when DIR has none yet, so the same DIR
-# can be restarted. Output goes to DIR/kafka.log.
+# Storage is formatted (with --cluster-id, or a random one) when DIR has none yet, so the
+# same DIR can be restarted. Output goes to DIR/kafka.log. For a cluster: one node with
+# --roles controller (its --controller-port in every node's --voters) and brokers with
+# --roles broker, all with the same --cluster-id.
 set -euo pipefail
 
 SCRIPTS="$(cd "$(dirname "$0")" && pwd)"
@@ -19,6 +23,10 @@ PIDFILE=""
 WAIT=0
 FOREGROUND=0
 OVERRIDES=()
+NODE_ID=1
+ROLES=broker,controller
+VOTERS=""
+CLUSTER_ID=""
 
 usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -30,6 +38,10 @@ while [ $# -gt 0 ]; do
     --set) OVERRIDES+=("$2"); shift 2 ;;
     --wait) WAIT=1; shift ;;
     --foreground) FOREGROUND=1; shift ;;
+    --node-id) NODE_ID="$2"; shift 2 ;;
+    --roles) ROLES="$2"; shift 2 ;;
+    --voters) VOTERS="$2"; shift 2 ;;
+    --cluster-id) CLUSTER_ID="$2"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "run-kafka: unknown argument $1" >&2; usage ;;
   esac
@@ -44,12 +56,18 @@ KAFKA_HOME="${KAFKA_HOME%/}"
 [ -d "$KAFKA_HOME/lib" ] || { echo "run-kafka: no Kafka jars (run scripts/install-test-deps.sh)" >&2; exit 2; }
 
 CONF="$DATA/server.properties"
+VOTERS="${VOTERS:-$NODE_ID@127.0.0.1:$CPORT}"
+case "$ROLES" in
+  broker) LISTENERS="PLAINTEXT://127.0.0.1:$PORT"; ADVERTISED="advertised.listeners=PLAINTEXT://127.0.0.1:$PORT" ;;
+  controller) LISTENERS="CONTROLLER://127.0.0.1:$CPORT"; ADVERTISED="" ;;
+  *) LISTENERS="PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT"; ADVERTISED="advertised.listeners=PLAINTEXT://127.0.0.1:$PORT" ;;
+esac
 cat > "$CONF" <<PROPS
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$CPORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+process.roles=$ROLES
+node.id=$NODE_ID
+controller.quorum.voters=$VOTERS
+listeners=$LISTENERS
+$ADVERTISED
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -77,7 +95,7 @@ done
 
 export KAFKA_HOME
 if [ ! -f "$DATA/logs/meta.properties" ]; then
-  CLUSTER_ID="$("$SCRIPTS/kafka-cli" storage random-uuid)"
+  CLUSTER_ID="${CLUSTER_ID:-$("$SCRIPTS/kafka-cli" storage random-uuid)}"
   "$SCRIPTS/kafka-cli" storage format -t "$CLUSTER_ID" -c "$CONF" >"$DATA/format.log" 2>&1 || {
     cat "$DATA/format.log" >&2; exit 1; }
 fi
@@ -98,6 +116,7 @@ echo "$PID" > "$PIDFILE"
 echo "$PID"
 
 if [ "$WAIT" = 1 ]; then
+  [ "$ROLES" = controller ] && PORT="$CPORT"
   for _ in $(seq 1 300); do
     if ! kill -0 "$PID" 2>/dev/null; then
       echo "run-kafka: broker exited; log:" >&2; tail -30 "$DATA/kafka.log" >&2; exit 1

@@ -17,10 +17,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
-{{- define "stratus.image" -}}
-{{- printf "%s:%s" .repository (.tag | default $.appVersion) -}}
-{{- end }}
-
 {{- define "stratus.brokerImage" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end }}
