@@ -98,7 +98,9 @@ class Load:
         from test_crash import start_producers
         self.dir = Path(tmp) / name
         self.dir.mkdir(parents=True)
-        self.procs = start_producers(bootstrap, TOPIC, self.dir, ("A", "B"), PARTITIONS, RATE, debug="")
+        # Tags of their own: each phase's values ("<tag>:<seq>") are new to the checker.
+        self.procs = start_producers(bootstrap, TOPIC, self.dir, (f"{name}-A", f"{name}-B"), PARTITIONS,
+                                     RATE, debug="")
 
     def finish(self):
         from test_crash import finish_producers
