@@ -104,6 +104,33 @@ impl Context {
     }
 }
 
+/// `Kind/namespace/name`: the key of an object's failure count.
+pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// Every controller's error policy: log, count, retry with [`Context::backoff`].
+pub fn error_policy<K, E>(
+    obj: Arc<K>,
+    e: &E,
+    ctx: Arc<Context>,
+) -> kube::runtime::controller::Action
+where
+    K: Resource<DynamicType = ()>,
+    E: std::fmt::Display,
+{
+    let key = object_key(obj.as_ref());
+    let delay = ctx.backoff(&key);
+    tracing::warn!(object = %key, error = %e, retry_in = ?delay, "reconcile failed");
+    ctx.metrics.reconciles.get(&[&K::kind(&()), "error"]).inc();
+    kube::runtime::controller::Action::requeue(delay)
+}
+
 /// Writes `status` to `obj`'s status subresource (a merge patch).
 pub async fn patch_status<K>(
     client: &Client,

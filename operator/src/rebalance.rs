@@ -27,24 +27,9 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     };
     Controller::new(api, watcher::Config::default())
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, crate::context::error_policy, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-fn error_policy(r: Arc<StratusRebalance>, e: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!(
-        "rebalance/{}/{}",
-        r.namespace().unwrap_or_default(),
-        r.name_any()
-    );
-    let delay = ctx.backoff(&key);
-    tracing::warn!(rebalance = %key, error = %e, retry_in = ?delay, "reconcile failed");
-    ctx.metrics
-        .reconciles
-        .get(&["StratusRebalance", "error"])
-        .inc();
-    Action::requeue(delay)
 }
 
 /// What to do with a rebalance in `state` given its annotation and auto-approval.
@@ -72,7 +57,7 @@ pub fn next(state: Option<&str>, annotation: Option<&str>, auto_approve: bool) -
 
 async fn reconcile(r: Arc<StratusRebalance>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = r.namespace().unwrap_or_else(|| "default".into());
-    let key = format!("rebalance/{ns}/{}", r.name_any());
+    let key = crate::context::object_key(r.as_ref());
     let generation = r.metadata.generation;
     let mut status = r.status.clone().unwrap_or_default();
     status.observed_generation = generation;

@@ -27,25 +27,9 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     };
     Controller::new(api, watcher::Config::default())
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, crate::context::error_policy, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-fn error_policy(
-    t: Arc<StratusTopic>,
-    e: &kube::runtime::finalizer::Error<Error>,
-    ctx: Arc<Context>,
-) -> Action {
-    let key = format!(
-        "topic/{}/{}",
-        t.namespace().unwrap_or_default(),
-        t.name_any()
-    );
-    let delay = ctx.backoff(&key);
-    tracing::warn!(topic = %key, error = %e, retry_in = ?delay, "reconcile failed");
-    ctx.metrics.reconciles.get(&["StratusTopic", "error"]).inc();
-    Action::requeue(delay)
 }
 
 /// One reconcile of one topic (public for the operator's tests).
@@ -55,7 +39,7 @@ pub async fn reconcile(
 ) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
     let ns = t.namespace().unwrap_or_else(|| "default".into());
     let api: Api<StratusTopic> = Api::namespaced(ctx.client.clone(), &ns);
-    let key = format!("topic/{ns}/{}", t.name_any());
+    let key = crate::context::object_key(t.as_ref());
     let result = finalizer(&api, FINALIZER, t, |event| async {
         match event {
             Finalizer::Apply(t) => apply(&t, &ctx).await,

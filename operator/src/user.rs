@@ -29,28 +29,16 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     };
     Controller::new(api, watcher::Config::default())
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, crate::context::error_policy, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-fn error_policy(u: Arc<StratusUser>, e: &FinalizerError, ctx: Arc<Context>) -> Action {
-    let key = format!(
-        "user/{}/{}",
-        u.namespace().unwrap_or_default(),
-        u.name_any()
-    );
-    let delay = ctx.backoff(&key);
-    tracing::warn!(user = %key, error = %e, retry_in = ?delay, "reconcile failed");
-    ctx.metrics.reconciles.get(&["StratusUser", "error"]).inc();
-    Action::requeue(delay)
 }
 
 /// One reconcile of one user (public for the operator's tests).
 pub async fn reconcile(u: Arc<StratusUser>, ctx: Arc<Context>) -> Result<Action, FinalizerError> {
     let ns = u.namespace().unwrap_or_else(|| "default".into());
     let api: Api<StratusUser> = Api::namespaced(ctx.client.clone(), &ns);
-    let key = format!("user/{ns}/{}", u.name_any());
+    let key = crate::context::object_key(u.as_ref());
     let result = finalizer(&api, FINALIZER, u, |event| async {
         match event {
             Finalizer::Apply(u) => apply(&u, &ctx).await,

@@ -74,7 +74,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
             })
         })
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, crate::context::error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "reconcile");
@@ -83,22 +83,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         .await;
 }
 
-fn error_policy(c: Arc<StratusCluster>, e: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any());
-    let delay = ctx.backoff(&key);
-    tracing::warn!(cluster = %key, error = %e, retry_in = ?delay, "reconcile failed");
-    ctx.metrics
-        .reconciles
-        .get(&["StratusCluster", "error"])
-        .inc();
-    Action::requeue(delay)
-}
-
 /// One reconcile of one cluster.
 pub async fn reconcile(c: Arc<StratusCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let names = Names::of(&c);
-    let key = format!("{}/{}", names.namespace, names.cluster);
+    let key = crate::context::object_key(c.as_ref());
     let result = reconcile_inner(&c, &ctx, &names).await;
     ctx.metrics
         .reconcile_time
