@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
@@ -21,13 +23,36 @@ pub const FINALIZER: &str = "stratus.io/user";
 
 type FinalizerError = kube::runtime::finalizer::Error<Error>;
 
-/// Runs the controller until the process ends.
+/// Runs the controller until the process ends. A change of a password Secret reconciles
+/// the users that name it at once.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let api: Api<StratusUser> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
+    let (api, secrets): (Api<StratusUser>, Api<PartialObjectMeta<Secret>>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
-    Controller::new(api, watcher::Config::default())
+    let controller = Controller::new(api, watcher::Config::default());
+    let users = controller.store();
+    // Metadata only (PartialObjectMeta): a change bumps the Secret's resourceVersion; its
+    // data is not needed here and is not streamed for every Secret of the cluster.
+    controller
+        .watches(secrets, watcher::Config::default(), move |secret| {
+            let (name, ns) = (secret.name_any(), secret.namespace());
+            users
+                .state()
+                .into_iter()
+                .filter(|u| {
+                    u.namespace() == ns
+                        && u.spec
+                            .scram
+                            .as_ref()
+                            .is_some_and(|s| s.password_secret.name == name)
+                })
+                .map(|u| ObjectRef::from_obj(u.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .shutdown_on_signal()
         .run(reconcile, crate::context::error_policy, ctx)
         .for_each(|_| async {})
