@@ -14,7 +14,9 @@ use kube::{Api, ResourceExt};
 use crate::admin::AdminError;
 use crate::cluster::{admin_of, Error};
 use crate::context::{patch_status, Context};
-use crate::crd::{set_condition, StratusCluster, StratusTopic, StratusTopicStatus, TopicDeletion};
+use crate::crd::{
+    set_condition, set_failed, StratusCluster, StratusTopic, StratusTopicStatus, TopicDeletion,
+};
 
 /// The finalizer that deletes the Kafka topic before its resource goes.
 pub const FINALIZER: &str = "stratus.io/topic";
@@ -165,22 +167,7 @@ async fn refused_or_retry(
         return Err(e.into());
     };
     let generation = t.metadata.generation;
-    set_condition(
-        &mut status.conditions,
-        "Ready",
-        false,
-        "Refused",
-        &msg,
-        generation,
-    );
-    set_condition(
-        &mut status.conditions,
-        "Degraded",
-        true,
-        "Refused",
-        &msg,
-        generation,
-    );
+    set_failed(&mut status.conditions, "Refused", &msg, generation);
     ctx.event(t, true, "Refused", msg).await;
     write_status(t, ctx, &status).await?;
     Ok(Action::requeue(ctx.settings.resync))

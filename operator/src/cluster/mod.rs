@@ -20,7 +20,7 @@ use kube::{Api, ResourceExt};
 use crate::admin::{Admin, Target};
 use crate::build::{self, Names, ADMIN_PORT};
 use crate::context::{apply, Context};
-use crate::crd::{set_condition, StratusCluster, StratusClusterStatus};
+use crate::crd::{set_condition, set_failed, StratusCluster, StratusClusterStatus};
 use plan::{decide, Observed, Phase, PodState, Step};
 
 /// Annotation on a StratusCluster that points the operator at an admin API other than
@@ -115,22 +115,7 @@ async fn reconcile_inner(
     let props = match build::broker_properties(c) {
         Ok(p) => p,
         Err(msg) => {
-            set_condition(
-                &mut status.conditions,
-                "Ready",
-                false,
-                "InvalidSpec",
-                &msg,
-                generation,
-            );
-            set_condition(
-                &mut status.conditions,
-                "Degraded",
-                true,
-                "InvalidSpec",
-                &msg,
-                generation,
-            );
+            set_failed(&mut status.conditions, "InvalidSpec", &msg, generation);
             ctx.event(c, true, "InvalidSpec", msg).await;
             write_status(c, ctx, &status).await?;
             return Ok(Action::await_change());

@@ -126,6 +126,18 @@ pub fn set_condition(
     });
 }
 
+/// Ready False and Degraded True, both for `reason`: the resource cannot be made as its
+/// spec says.
+pub fn set_failed(
+    conditions: &mut Vec<Condition>,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    set_condition(conditions, "Ready", false, reason, message, generation);
+    set_condition(conditions, "Degraded", true, reason, message, generation);
+}
+
 /// Whether condition `type_` is True.
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions
