@@ -4,7 +4,8 @@
 Watches OBJECTS_DIR and every directory created under it, and appends one line per event:
     G <epoch> <path>   a GET: a file under OBJECTS_DIR opened read-only and closed
                        (object_store's local backend opens the file for every ranged read)
-    P <epoch> <path>   a new object (its final name appears; staging names "...#N" are skipped)
+    P <epoch> <path>   a new object (its final name appears; staging names "...#N" and
+                       files under _staging/ are skipped)
 A read-only open within 1 s of the object's creation is not a GET but the broker fsyncing
 the object it has just written, and is skipped. Directory opens (fsyncs) are skipped too.
 Start it before the broker and stop it (SIGTERM) while other tools read the files.
@@ -92,6 +93,8 @@ def main():
                 if not name or wd not in dirs:
                     continue
                 path = os.path.join(dirs[wd], name)
+                if os.path.relpath(path, root).split(os.sep, 1)[0] == "_staging":
+                    continue  # objects being written a slice at a time: counted once linked
                 if mask & IN_ISDIR:
                     if mask & (IN_CREATE | IN_MOVED_TO):
                         watch(path)

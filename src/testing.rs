@@ -27,6 +27,30 @@ pub struct Faults {
     pub lose_answer: AtomicU32,
     /// The next request waits this many milliseconds first (then it is back to 0).
     pub delay_ms: std::sync::atomic::AtomicU64,
+    /// Seeded random faults of every request, besides the counted ones.
+    random: std::sync::Mutex<Option<RandomFaults>>,
+}
+
+/// Random faults: every request waits up to `max_delay_ms`, fails with probability
+/// `fail_per_mille` / 1000 and loses its answer with `lose_per_mille` / 1000.
+#[derive(Debug)]
+struct RandomFaults {
+    state: u64,
+    max_delay_ms: u64,
+    fail_per_mille: u64,
+    lose_per_mille: u64,
+}
+
+impl RandomFaults {
+    /// xorshift64*: deterministic for a seed.
+    fn next(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
 }
 
 impl Faults {
@@ -38,10 +62,39 @@ impl Faults {
     pub fn lose_next_answers(&self, n: u32) {
         self.lose_answer.store(n, Ordering::SeqCst);
     }
-    /// Back to normal.
+    /// Back to normal (random faults stop too).
     pub fn heal(&self) {
         self.fail.store(0, Ordering::SeqCst);
         self.lose_answer.store(0, Ordering::SeqCst);
+        *self.random.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+    /// From now on every request waits a random time up to `max_delay_ms`, fails with
+    /// probability `fail_per_mille` / 1000, and loses its answer (after succeeding) with
+    /// probability `lose_per_mille` / 1000; the same seed gives the same sequence.
+    pub fn randomize(
+        &self,
+        seed: u64,
+        max_delay_ms: u64,
+        fail_per_mille: u64,
+        lose_per_mille: u64,
+    ) {
+        *self.random.lock().unwrap_or_else(|p| p.into_inner()) = Some(RandomFaults {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            max_delay_ms,
+            fail_per_mille,
+            lose_per_mille,
+        });
+    }
+    /// Draws this request's random faults: (delay ms, fail, lose).
+    fn draw(&self) -> (u64, bool, bool) {
+        let mut r = self.random.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(r) = r.as_mut() else {
+            return (0, false, false);
+        };
+        let delay = r.next() % (r.max_delay_ms + 1);
+        let fail = r.next() % 1000 < r.fail_per_mille;
+        let lose = r.next() % 1000 < r.lose_per_mille;
+        (delay, fail, lose)
     }
     fn take(counter: &AtomicU32) -> bool {
         counter
@@ -57,6 +110,15 @@ impl Faults {
     }
     fn should_lose(&self) -> bool {
         Self::take(&self.lose_answer)
+    }
+    /// Waits as told, then whether the request fails and whether its answer is lost.
+    async fn begin(&self) -> (bool, bool) {
+        self.wait_if_delayed().await;
+        let (delay, fail, lose) = self.draw();
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        (self.should_fail() || fail, lose)
     }
     /// Makes the next request wait `ms` first.
     pub fn delay_next(&self, ms: u64) {
@@ -116,12 +178,12 @@ impl ObjectStore for FaultyObjectStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        self.puts.wait_if_delayed().await;
-        if self.puts.should_fail() {
+        let (fail, lose) = self.puts.begin().await;
+        if fail {
             return Err(injected());
         }
         let r = self.inner.put_opts(location, payload, opts).await?;
-        if self.puts.should_lose() {
+        if self.puts.should_lose() || lose {
             return Err(injected());
         }
         Ok(r)
@@ -205,11 +267,12 @@ impl MetaStore for FaultyMetaStore {
         self.inner.range(prefix).await
     }
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
-        if self.txns.should_fail() {
+        let (fail, lose) = self.txns.begin().await;
+        if fail {
             return Err(unavailable());
         }
         let r = self.inner.txn(compares, ops).await?;
-        if self.txns.should_lose() {
+        if self.txns.should_lose() || lose {
             return Err(unavailable());
         }
         Ok(r)

@@ -171,3 +171,39 @@ async fn the_sweep_deletes_segments_no_record_names_and_keeps_a_seal_in_progress
         vec![(0, "a".to_string()), (1, "b".to_string())]
     );
 }
+
+#[tokio::test]
+async fn a_record_written_after_its_topics_deletion_is_swept_and_live_records_stay() {
+    let now = stratus_log::clock::now_ms();
+    let mut c = clocked(now, &[]).await;
+    assert_eq!(
+        produce_code(&mut c.conn, "r", batch(&["a", "b"], 2)).await,
+        (0, 0)
+    );
+    let topic = c.broker.registry.topic("r").unwrap();
+    let key = stratus_meta::keys::partition_key(&topic.id_text, 0);
+    c.broker.topics.delete_topic(&topic).await.unwrap();
+    assert!(c.broker.meta.get(&key).await.unwrap().is_none());
+    // An owner's record write that passed its fence before the controller took the
+    // partition away (a seal, an ownership change) lands after the deletion's cleanup.
+    let late = stratus_meta::repo::PartitionRecord::default();
+    c.broker
+        .meta
+        .put(&key, stratus_meta::repo::encode(&late))
+        .await
+        .unwrap();
+    // A live topic's record is never touched.
+    create_topic(&mut c.conn, "kept", 1).await;
+    let kept = c.broker.registry.topic("kept").unwrap();
+    let kept_key = stratus_meta::keys::partition_key(&kept.id_text, 0);
+    assert!(c.broker.meta.get(&kept_key).await.unwrap().is_some());
+    let swept = stratus::upkeep::sweep_orphan_records(&c.broker.upkeep)
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    assert!(
+        c.broker.meta.get(&key).await.unwrap().is_none(),
+        "no record behind a deleted topic"
+    );
+    assert!(c.broker.meta.get(&kept_key).await.unwrap().is_some());
+}

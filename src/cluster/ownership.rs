@@ -193,7 +193,7 @@ impl Ownership {
 }
 
 /// A partition's state from its record and the committed WAL ranges past its sealed end.
-fn rebuild(
+pub(crate) fn rebuild(
     p: &Partition,
     rec: &PartitionRecord,
     ranges: &[(WalRange, Arc<str>, u64)],

@@ -105,6 +105,19 @@ impl Storage {
             })
     }
 
+    /// `wal.flush.min.bytes`, or its default for the object store: 0 for a local
+    /// directory or memory (a write costs no request), 256 KiB for S3.
+    pub fn flush_min_bytes(&self) -> usize {
+        let url = self.object_store_url();
+        self.wal_flush_min_bytes.unwrap_or(
+            if url.starts_with("file:") || url.starts_with("memory:") {
+                0
+            } else {
+                256 << 10
+            },
+        )
+    }
+
     /// `cache.disk.bytes`, or its default: none for a local directory (its objects are
     /// local already), 1 GiB otherwise.
     pub fn disk_cache_bytes(&self) -> u64 {

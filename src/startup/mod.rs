@@ -121,6 +121,7 @@ impl Broker {
                 node_id: node,
                 incarnation,
                 flush_interval: Duration::from_millis(settings.storage.flush_interval_ms()),
+                flush_min_bytes: settings.storage.flush_min_bytes(),
                 flush_bytes: settings.storage.wal_flush_bytes,
                 max_buffer_bytes: settings.storage.wal_buffer_max_bytes,
                 max_in_flight: settings.storage.wal_max_in_flight,

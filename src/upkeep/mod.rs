@@ -31,7 +31,7 @@ pub mod retention;
 pub mod seal;
 pub mod wal_gc;
 
-pub use orphans::{sweep_orphan_segments, sweep_orphan_wal_objects};
+pub use orphans::{sweep_orphan_records, sweep_orphan_segments, sweep_orphan_wal_objects};
 pub use retention::{apply_retention, delete_records};
 pub use seal::seal;
 pub use wal_gc::collect_wal_garbage;
@@ -120,6 +120,9 @@ pub async fn run(up: Arc<Upkeep>, cancel: CancellationToken) {
                 }
                 if let Err(e) = sweep_orphan_segments(&up, orphans::ORPHAN_MIN_AGE_MS).await {
                     warn!(error = %e, "sweep of unnamed segments failed; will retry");
+                }
+                if let Err(e) = sweep_orphan_records(&up).await {
+                    warn!(error = %e, "sweep of partition records of deleted topics failed; will retry");
                 }
             }
             _ = retention_tick.tick() => retention::run_once(&up).await,

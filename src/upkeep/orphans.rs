@@ -1,7 +1,7 @@
 //! Sweeps of objects nothing names: WAL objects that no index entry names and no live
 //! incarnation can still commit (left by crashes between a PUT and its commit), and
 //! segments that no partition record names (left by seals whose record write failed, or by
-//! a topic deletion cut short).
+//! a topic deletion cut short), and partition records of deleted topics.
 
 use std::collections::{HashMap, HashSet};
 
@@ -118,4 +118,34 @@ pub async fn sweep_orphan_segments(up: &Upkeep, min_age_ms: i64) -> Result<usize
         );
     }
     Ok(swept)
+}
+
+/// The controller deletes partition records of topics that no longer exist: a seal or an
+/// ownership change of a partition may write its record after the topic's deletion
+/// removed the records it found. Records are listed first, then the topics read: a topic
+/// id is never reused, so a record whose topic is missing from the later read belongs to
+/// a deleted topic (and its segments to the segment sweep).
+pub async fn sweep_orphan_records(up: &Upkeep) -> Result<usize> {
+    if !super::is_controller(up) {
+        return Ok(0);
+    }
+    let listed = up.meta.range(keys::PARTITIONS).await?;
+    let topics = super::topic_ids(up).await?;
+    let orphans: Vec<stratus_meta::Op> = listed
+        .into_iter()
+        .filter(|(k, _)| {
+            keys::parse_partition_key(k).is_some_and(|p| !topics.contains(&*p.topic_id))
+        })
+        .map(|(k, _)| stratus_meta::Op::Delete(k))
+        .collect();
+    for chunk in orphans.chunks(stratus_meta::MAX_TXN_OPS) {
+        up.meta.txn(vec![], chunk.to_vec()).await?;
+    }
+    if !orphans.is_empty() {
+        info!(
+            records = orphans.len(),
+            "swept partition records of deleted topics"
+        );
+    }
+    Ok(orphans.len())
 }

@@ -77,12 +77,12 @@ pub async fn seal(up: &Upkeep, p: &Partition, max_bytes: u64) -> Result<()> {
     }
     .name();
     let size = built.body.len() as u64;
-    match up.objects.put_new(&key, built.body.clone()).await {
+    match up.objects.put_bulk(&key, built.body.clone(), false).await {
         Ok(()) => {}
         Err(ObjectError::Store(object_store::Error::AlreadyExists { .. })) => {
             // Left by an earlier seal of the same range that crashed before its commit.
             // Overwritten in place, never deleted first: a reader never finds it missing.
-            up.objects.put_replacing(&key, built.body.clone()).await?;
+            up.objects.put_bulk(&key, built.body.clone(), true).await?;
             let cached: Arc<str> = Arc::from(key.as_str());
             up.reader
                 .forget_segment(&cached, built.body.len() as u64)

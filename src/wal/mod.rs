@@ -30,7 +30,13 @@ use stratus_meta::repo::{self, ProducerBatch, WalEntry, WalRange};
 use stratus_meta::{keys, Compare, MetaStore, Op};
 use stratus_metrics::trace::SpanGuard;
 
+mod commit;
 mod metrics;
+mod object;
+pub mod policy;
+
+use object::{build_object, put_with_retries};
+use policy::{BufferView, FlushPolicy, Next};
 
 const PUT_ATTEMPTS: u32 = 5;
 const FAILED_REMEMBERED: usize = 256;
@@ -78,6 +84,8 @@ struct Buffer {
     poisoned: bool,
     /// Flushes taken from the buffer and not yet finished.
     in_flight: usize,
+    /// When the last flush was taken.
+    last_flush: Option<Instant>,
 }
 
 /// Progress of flushes: every sequence up to `done` is finished, and those in `failed`
@@ -97,8 +105,10 @@ pub struct WalConfig {
     pub node_id: i32,
     /// Unique per process start; part of object names so that no name is reused.
     pub incarnation: u64,
-    /// Longest linger before a flush.
+    /// Longest linger before a flush, and the shortest gap between flushes of an idle WAL.
     pub flush_interval: Duration,
+    /// Buffered bytes that are flushed at once while the pipeline has room.
+    pub flush_min_bytes: usize,
     /// Flush when this many bytes are buffered.
     pub flush_bytes: usize,
     /// Backpressure bound.
@@ -110,6 +120,7 @@ pub struct WalConfig {
 /// The WAL.
 pub struct Wal {
     cfg: WalConfig,
+    policy: FlushPolicy,
     meta: Arc<dyn MetaStore>,
     objects: Arc<Objects>,
     cache: Arc<BlockCache>,
@@ -183,7 +194,13 @@ impl Wal {
         fence: Arc<Fence>,
     ) -> Self {
         let max = cfg.max_buffer_bytes.clamp(1 << 20, Semaphore::MAX_PERMITS);
+        let policy = FlushPolicy {
+            interval: cfg.flush_interval,
+            min_bytes: cfg.flush_min_bytes.min(cfg.flush_bytes),
+            max_in_flight: cfg.max_in_flight.max(1),
+        };
         Wal {
+            policy,
             memory: Arc::new(Semaphore::new(max)),
             max_memory: max,
             metrics: metrics::WalMetrics::new(),
@@ -295,12 +312,13 @@ impl Wal {
 
     /// The flush loop; runs until `cancel`, then flushes what is buffered once more.
     ///
-    /// Two stages: this one takes the buffer, builds the object and starts its PUT; the
-    /// committer commits finished PUTs strictly in sequence order. Up to
-    /// `max_in_flight` objects are in flight, so a slow PUT does not stop the next
-    /// flush from starting.
+    /// Two stages: this one takes the buffer when the [`policy`] says so, builds the
+    /// object and starts its PUT; the committer commits finished PUTs strictly in
+    /// sequence order. Up to `max_in_flight` objects are in flight, so a slow PUT does
+    /// not stop the next flush from starting.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let (tx, rx) = mpsc::channel::<(Flush, Put)>(self.cfg.max_in_flight.max(1));
+        // The policy keeps at most `max_in_flight` flushes taken: the channel never fills.
+        let (tx, rx) = mpsc::channel::<(Flush, Put)>(self.policy.max_in_flight + 1);
         let mut committer = tokio::spawn(self.clone().commit_loop(rx));
         loop {
             let empty = self.lock_buffer().entries.is_empty();
@@ -314,7 +332,12 @@ impl Wal {
                 }
                 continue;
             }
-            self.linger().await;
+            tokio::select! {
+                _ = self.wait_ready() => {}
+                // Shutting down: what is buffered is written now.
+                _ = cancel.cancelled() => {}
+                done = &mut committer => return propagate_panic(done),
+            }
             let Some((seq, entries)) = self.take() else {
                 // Poisoned: the committer is failing what is in flight.
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -375,83 +398,37 @@ impl Wal {
         buf.bytes = 0;
         buf.first_at = None;
         buf.in_flight += 1;
+        buf.last_flush = Some(Instant::now());
         Some((seq, std::mem::take(&mut buf.entries)))
-    }
-
-    async fn commit_loop(self: Arc<Self>, mut rx: mpsc::Receiver<(Flush, Put)>) {
-        // Partitions to truncate once every flush taken before a failure has failed too.
-        let mut failing: Option<Vec<Arc<Partition>>> = None;
-        while let Some((f, put)) = rx.recv().await {
-            let put = put.await;
-            let put_done = Instant::now();
-            let result = match (&failing, put) {
-                (Some(_), _) => Err(Error::not_durable("an earlier WAL flush failed")),
-                (None, Ok(Ok(()))) => f.span.run(self.commit(&f)).await,
-                (None, Ok(Err(e))) => Err(e.into()),
-                (None, Err(e)) => {
-                    warn!(error = %e, "a WAL object write task stopped");
-                    Err(Error::not_durable("the WAL object write stopped"))
-                }
-            };
-            match result {
-                Ok(()) => {
-                    self.metrics.flushed.inc();
-                    self.metrics.timed(
-                        put_done - f.started,
-                        put_done.elapsed(),
-                        f.started.elapsed(),
-                    );
-                    self.healthy.store(true, Ordering::Relaxed);
-                    self.finish(f.seq, false);
-                    self.committed.send_modify(|c| *c += 1);
-                }
-                Err(e) => {
-                    self.metrics.failed.inc();
-                    if failing.is_none() {
-                        warn!(seq = f.seq, error = %e, "wal flush failed; unacknowledged data is dropped and producers retry");
-                        self.healthy.store(false, Ordering::Relaxed);
-                        self.lock_buffer().poisoned = true;
-                        failing = Some(Vec::new());
-                    }
-                    if let Some(parts) = failing.as_mut() {
-                        parts.extend(f.partitions.iter().map(|(p, _)| p.clone()));
-                    }
-                    self.finish(f.seq, true);
-                }
-            }
-            let idle = {
-                let mut buf = self.lock_buffer();
-                buf.in_flight -= 1;
-                buf.in_flight == 0
-            };
-            if idle {
-                if let Some(parts) = failing.take() {
-                    self.abandon(parts);
-                }
-            }
-        }
     }
 
     fn lock_buffer(&self) -> std::sync::MutexGuard<'_, Buffer> {
         self.buffer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn linger(&self) {
-        let interval = self.cfg.flush_interval;
-        if interval.is_zero() {
-            return;
-        }
+    /// Waits until the policy says to flush (see [`policy`]); returns at once if the
+    /// buffer is empty.
+    async fn wait_ready(&self) {
         loop {
-            let (first, bytes) = {
+            let view = {
                 let b = self.lock_buffer();
-                (b.first_at, b.bytes)
+                BufferView {
+                    bytes: b.bytes,
+                    first_at: b.first_at,
+                    in_flight: b.in_flight,
+                    last_flush: b.last_flush,
+                }
             };
-            let Some(first) = first else { return };
-            let deadline = first + interval;
-            if bytes >= self.cfg.flush_bytes || Instant::now() >= deadline {
+            if view.first_at.is_none() {
                 return;
             }
-            let _ = tokio::time::timeout(deadline - Instant::now(), self.wake.notified()).await;
+            match self.policy.next(view, Instant::now()) {
+                Next::Flush => return,
+                Next::Wait => self.wake.notified().await,
+                Next::WaitUntil(at) => {
+                    let _ = tokio::time::timeout_at(at.into(), self.wake.notified()).await;
+                }
+            }
         }
     }
 
@@ -466,221 +443,6 @@ impl Wal {
             }
         });
     }
-
-    /// Commits a flush whose object is durable, then makes its data visible: the ranges of
-    /// partitions still owned at the epoch they were appended under.
-    async fn commit(&self, f: &Flush) -> Result<()> {
-        let committed = self.commit_index(f).await?;
-        let key: Arc<str> = Arc::from(f.entry.object.as_str());
-        let size = f.body.len() as u64;
-        if committed.is_empty() {
-            // Nothing in it is still ours: the object is garbage.
-            if let Err(e) = self.objects.delete(&f.entry.object).await {
-                debug!(object = f.entry.object, error = %e, "unused wal object not deleted");
-            }
-            return Ok(());
-        }
-        self.cache.insert_object(&key, &f.body).await;
-        for i in &committed {
-            let (r, (p, _)) = (&f.entry.ranges[*i], &f.partitions[*i]);
-            p.state().commit(r.end_offset, &key, size, r.pos, r.len);
-        }
-        debug!(
-            seq = f.seq,
-            bytes = size,
-            partitions = committed.len(),
-            "wal flushed"
-        );
-        Ok(())
-    }
-
-    /// One transaction: the entry is new, and this broker's assignment is the one the
-    /// ranges were filtered against. Returns the indexes of the committed ranges.
-    ///
-    /// A compare that fails means the assignment changed: it is re-read, and the ranges
-    /// of partitions lost meanwhile are left out. An error from the store leaves the
-    /// outcome unknown, so this retries (with backoff) until the answer is definite:
-    /// guessing "not committed" could reuse offsets that a commit did take. Meanwhile
-    /// producers time out and retry, and the bounded buffer holds the rest back.
-    async fn commit_index(&self, f: &Flush) -> Result<Vec<usize>> {
-        let key = keys::wal_key(self.cfg.node_id, f.seq, self.cfg.incarnation);
-        let mut owned = self.fence.get();
-        let mut delay = Duration::from_millis(20);
-        let mut warned = false;
-        loop {
-            let keep: Vec<usize> = (0..f.entry.ranges.len())
-                .filter(|i| {
-                    let (p, epoch) = &f.partitions[*i];
-                    owned.epoch(&p.topic_id, p.index) == Some(*epoch)
-                })
-                .collect();
-            if keep.len() < f.entry.ranges.len() {
-                // A zombie's or a moved partition's data: never acknowledged, never seen.
-                info!(
-                    seq = f.seq,
-                    fenced = f.entry.ranges.len() - keep.len(),
-                    "wal ranges fenced out: their partitions moved to another owner or epoch"
-                );
-            }
-            if keep.is_empty() {
-                return Ok(keep);
-            }
-            let value = if keep.len() == f.entry.ranges.len() {
-                f.index.clone()
-            } else {
-                repo::encode(&WalEntry {
-                    object: f.entry.object.clone(),
-                    ranges: keep.iter().map(|i| f.entry.ranges[*i].clone()).collect(),
-                })
-            };
-            let res = self
-                .meta
-                .txn(
-                    vec![
-                        self.fence.compare(&owned),
-                        Compare::Revision(key.clone(), None),
-                    ],
-                    vec![Op::Put(key.clone(), value, None)],
-                )
-                .await;
-            let err = match res {
-                Ok(true) => return Ok(keep),
-                Ok(false) => match self.meta.get(&key).await {
-                    // Applied by an earlier attempt whose answer was lost (the key is
-                    // unique to this process): what it holds is what was committed.
-                    Ok(Some(v)) => {
-                        let done: WalEntry = repo::decode(&key, &v)?;
-                        return Ok((0..f.entry.ranges.len())
-                            .filter(|i| done.ranges.contains(&f.entry.ranges[*i]))
-                            .collect());
-                    }
-                    Ok(None) => match self.fence.refresh(self.meta.as_ref()).await {
-                        Ok(o) => {
-                            owned = o;
-                            continue;
-                        }
-                        Err(e) => e,
-                    },
-                    Err(e) => e,
-                },
-                Err(e) => e,
-            };
-            if !warned {
-                warn!(seq = f.seq, error = %err, "wal commit failed; retrying until the metadata store answers");
-                warned = true;
-            }
-            self.healthy.store(false, Ordering::Relaxed);
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-        }
-    }
-
-    /// Flushes failed and nothing taken before is still in flight: forget their data and
-    /// everything appended after it, so offsets stay contiguous, and fail every waiting
-    /// producer with a retriable error. The buffer stays poisoned (appends refused) until
-    /// the partitions are truncated.
-    fn abandon(&self, mut affected: Vec<Arc<Partition>>) {
-        let open = {
-            let mut buf = self.lock_buffer();
-            affected.extend(buf.entries.iter().map(|e| e.partition.clone()));
-            let open = buf.seq;
-            buf.entries.clear();
-            buf.bytes = 0;
-            buf.first_at = None;
-            buf.seq += 1;
-            open
-        };
-        let mut seen = HashSet::new();
-        for p in affected {
-            if seen.insert(Arc::as_ptr(&p)) {
-                p.state().truncate_to_committed();
-            }
-        }
-        self.finish(open, true);
-        self.lock_buffer().poisoned = false;
-    }
-}
-
-/// The object body, its index entry (also encoded: the footer), and each range's partition
-/// and epoch.
-type Built = (Bytes, WalEntry, Bytes, Vec<(Arc<Partition>, i32)>);
-
-fn build_object(object: &str, entries: &[Entry]) -> Built {
-    // One range per partition and epoch (a partition moved away and back within one
-    // buffer has data under two epochs; only the current one can commit).
-    let mut groups: IndexMap<(*const Partition, i32), Vec<&Entry>> = IndexMap::new();
-    for e in entries {
-        groups
-            .entry((Arc::as_ptr(&e.partition), e.epoch))
-            .or_default()
-            .push(e);
-    }
-    let total: usize = entries.iter().map(|e| e.bytes.len()).sum();
-    let mut body = BytesMut::with_capacity(total + 256 + 128 * groups.len());
-    let mut ranges = Vec::with_capacity(groups.len());
-    let mut partitions = Vec::with_capacity(groups.len());
-    for group in groups.values() {
-        let pos = body.len() as u64;
-        for e in group {
-            body.extend_from_slice(&e.bytes);
-        }
-        let p = &group[0].partition;
-        partitions.push((p.clone(), group[0].epoch));
-        let base = batch_base(&group[0].bytes);
-        ranges.push(WalRange {
-            topic_id: p.topic_id.to_string(),
-            partition: p.index,
-            base_offset: base,
-            end_offset: group.last().map(|e| e.end).unwrap_or(base),
-            pos,
-            len: body.len() as u64 - pos,
-            max_timestamp: group.iter().map(|e| e.max_timestamp).max().unwrap_or(-1),
-            producers: group
-                .iter()
-                .flat_map(|e| e.producers.iter().copied())
-                .collect(),
-        });
-    }
-    let entry = WalEntry {
-        object: object.to_string(),
-        ranges,
-    };
-    let footer = repo::encode(&entry);
-    wal_format::finish(&mut body, &footer);
-    (body.freeze(), entry, footer, partitions)
-}
-
-async fn put_with_retries(
-    objects: Arc<Objects>,
-    object: String,
-    body: Bytes,
-) -> Result<(), ObjectError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match objects.put_new(&object, body.clone()).await {
-            Ok(()) => return Ok(()),
-            // An earlier attempt wrote it and its answer was lost: the name is unique to
-            // this process and sequence, so the object is ours.
-            Err(ObjectError::Store(object_store::Error::AlreadyExists { .. })) if attempt > 1 => {
-                return Ok(())
-            }
-            Err(e) if attempt < PUT_ATTEMPTS => {
-                warn!(object, attempt, error = %e, "wal object put failed; retrying");
-                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn batch_base(b: &Bytes) -> i64 {
-    if b.len() < 8 {
-        return 0;
-    }
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    i64::from_be_bytes(a)
 }
 
 /// Re-raises a sub-task's panic in the task that awaited it (whose supervisor reports it).

@@ -17,6 +17,7 @@ pub mod batch;
 pub mod cache;
 pub mod clock;
 pub mod objects;
+pub mod paced;
 pub mod paths;
 pub mod segment;
 #[cfg(any(test, feature = "test-util"))]

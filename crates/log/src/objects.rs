@@ -198,6 +198,7 @@ impl Objects {
             if let Some(path) = url.strip_prefix("file://") {
                 let root = PathBuf::from(path);
                 std::fs::create_dir_all(&root).map_err(|e| bad(&e))?;
+                crate::paced::clear_staging(&root).map_err(|e| bad(&e))?;
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&root)
                     .map_err(|e| bad(&e))?;
                 (Arc::new(fs), Some(root))
@@ -256,6 +257,49 @@ impl Objects {
     /// bytes or the new ones, never no object). Returns once the object is durable.
     pub async fn put_replacing(&self, key: &str, data: Bytes) -> Result<(), ObjectError> {
         self.put_mode(key, data, PutMode::Overwrite).await
+    }
+
+    /// Writes a large object in the background of the foreground's writes (a sealed
+    /// segment): on a local directory a slice at a time (see [`crate::paced`]), so that
+    /// WAL fsyncs never wait for all of it; elsewhere as [`Objects::put_new`] or
+    /// [`Objects::put_replacing`].
+    pub async fn put_bulk(&self, key: &str, data: Bytes, replace: bool) -> Result<(), ObjectError> {
+        let Some(root) = self.local_root.clone() else {
+            let mode = if replace {
+                PutMode::Overwrite
+            } else {
+                PutMode::Create
+            };
+            return self.put_mode(key, data, mode).await;
+        };
+        let len = data.len() as u64;
+        let started = Instant::now();
+        let owned = key.to_string();
+        let mode = if replace {
+            crate::paced::Mode::Replace
+        } else {
+            crate::paced::Mode::Create
+        };
+        let r = match tokio::task::spawn_blocking(move || {
+            crate::paced::write(&root, &owned, &data, mode)
+        })
+        .await
+        {
+            Ok(Ok(file)) => self.fsync_local(file).await,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(ObjectError::Store(object_store::Error::AlreadyExists {
+                    path: key.to_string(),
+                    source: Box::new(e),
+                }))
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(std::io::Error::other(e.to_string()).into()),
+        };
+        let failed = matches!(&r, Err(e) if !e.already_exists());
+        let counted: Result<(), ()> = if failed { Err(()) } else { Ok(()) };
+        self.metrics
+            .record(Op::Put, started, if r.is_ok() { len } else { 0 }, &counted);
+        r
     }
 
     async fn put_mode(&self, key: &str, data: Bytes, mode: PutMode) -> Result<(), ObjectError> {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::testing::{Faults, FaultyObjectStore};
+use crate::testing::{Faults, FaultyMetaStore, FaultyObjectStore};
 use stratus_log::testing::make_batch;
 use stratus_meta::embedded::EmbeddedStore;
 use stratus_meta::repo::{Assignment, PartitionRecord};
@@ -14,11 +14,15 @@ use stratus_meta::repo::{Assignment, PartitionRecord};
 const NODE: i32 = 1;
 const INCARNATION: u64 = 7;
 
+mod model;
+
 struct Rig {
     wal: Arc<Wal>,
     meta: Arc<dyn MetaStore>,
     objects: Arc<Objects>,
     puts: Arc<Faults>,
+    /// Faults of the metadata store's transactions (the WAL's commits among them).
+    txns: Arc<Faults>,
     parts: Vec<Arc<Partition>>,
     cancel: CancellationToken,
     _dir: tempfile::TempDir,
@@ -34,16 +38,28 @@ async fn assign(meta: &dyn MetaStore, epochs: &[i32]) {
             .collect(),
         shards: Default::default(),
     };
-    meta.put(&keys::assignment_key(NODE), repo::encode(&a))
-        .await
-        .unwrap();
+    // Retried: the store may be injecting faults (a put that is applied twice is once).
+    let value = repo::encode(&a);
+    for _ in 0..1000 {
+        if meta
+            .put(&keys::assignment_key(NODE), value.clone())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    panic!("the assignment was never written");
 }
 
 /// A WAL owning `n` partitions of topic `t` at epoch 1 (not running yet).
 async fn rig(n: i32) -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let meta: Arc<dyn MetaStore> =
-        Arc::new(EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap());
+    let faulty = FaultyMetaStore::new(Arc::new(
+        EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap(),
+    ));
+    let txns = faulty.txns.clone();
+    let meta: Arc<dyn MetaStore> = Arc::new(faulty);
     let store = Arc::new(FaultyObjectStore::new(Arc::new(
         object_store::memory::InMemory::new(),
     )));
@@ -75,6 +91,7 @@ async fn rig(n: i32) -> Rig {
         node_id: NODE,
         incarnation: INCARNATION,
         flush_interval: Duration::ZERO,
+        flush_min_bytes: 0,
         flush_bytes: 1 << 20,
         max_buffer_bytes: 1 << 24,
         max_in_flight: 4,
@@ -92,6 +109,7 @@ async fn rig(n: i32) -> Rig {
         meta,
         objects,
         puts,
+        txns,
         parts,
         cancel: CancellationToken::new(),
         _dir: dir,

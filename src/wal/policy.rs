@@ -1,0 +1,169 @@
+//! When the WAL writes its buffer: at once when that costs nothing, grouped when it
+//! would only queue behind other writes or when a small object would waste a request.
+//!
+//! A flush starts only while fewer than `max_in_flight` objects are being written
+//! (the pipeline has room), and then as soon as one of these holds:
+//!
+//! - **enough bytes**: `min_bytes` are buffered (`wal.flush.min.bytes`; 0 for a local
+//!   directory, so that every write goes at once and several are written side by side);
+//! - **idle**: nothing is in flight and the last flush started `interval` ago or more,
+//!   so a lone producer waits for one write and one commit, never for a timer, while a
+//!   steady trickle still costs at most one object per `interval`;
+//! - **lingered**: the oldest buffered byte has waited `interval`.
+//!
+//! While the pipeline is full the buffer keeps growing: the next object takes all of it
+//! (group commit), which is what bounds requests per byte under load.
+
+use std::time::{Duration, Instant};
+
+/// The knobs of the policy.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushPolicy {
+    /// Longest wait of buffered data (`wal.flush.interval.ms`), and the shortest gap
+    /// between two flushes of an idle WAL.
+    pub interval: Duration,
+    /// Buffered bytes worth an object of their own at once (`wal.flush.min.bytes`).
+    pub min_bytes: usize,
+    /// Objects written at once (`wal.max.in.flight`).
+    pub max_in_flight: usize,
+}
+
+/// What the WAL's buffer looks like now.
+#[derive(Debug, Clone, Copy)]
+pub struct BufferView {
+    /// Bytes buffered.
+    pub bytes: usize,
+    /// When the oldest buffered byte arrived; `None` when the buffer is empty.
+    pub first_at: Option<Instant>,
+    /// Objects being written or committed.
+    pub in_flight: usize,
+    /// When the last flush started.
+    pub last_flush: Option<Instant>,
+}
+
+/// The decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Write the buffer now.
+    Flush,
+    /// Wait for more data or until then, whichever comes first.
+    WaitUntil(Instant),
+    /// Wait for more data or for a flush in flight to finish (the pipeline is full, or
+    /// the buffer is empty).
+    Wait,
+}
+
+impl FlushPolicy {
+    /// The decision at `now`.
+    pub fn next(&self, b: BufferView, now: Instant) -> Next {
+        let Some(first) = b.first_at else {
+            return Next::Wait;
+        };
+        if b.in_flight >= self.max_in_flight.max(1) {
+            return Next::Wait;
+        }
+        if b.bytes >= self.min_bytes.max(1) {
+            return Next::Flush;
+        }
+        let lingered = first + self.interval;
+        let idle_at = match b.last_flush {
+            Some(last) if b.in_flight == 0 => last + self.interval,
+            None if b.in_flight == 0 => now,
+            _ => lingered,
+        };
+        let at = lingered.min(idle_at);
+        if now >= at {
+            Next::Flush
+        } else {
+            Next::WaitUntil(at)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn s3() -> FlushPolicy {
+        FlushPolicy {
+            interval: 100 * MS,
+            min_bytes: 256 << 10,
+            max_in_flight: 4,
+        }
+    }
+
+    fn view(
+        bytes: usize,
+        waited: u64,
+        in_flight: usize,
+        last: Option<u64>,
+        now: Instant,
+    ) -> BufferView {
+        BufferView {
+            bytes,
+            first_at: Some(now - Duration::from_millis(waited)),
+            in_flight,
+            last_flush: last.map(|l| now - Duration::from_millis(l)),
+        }
+    }
+
+    #[test]
+    fn an_idle_wal_writes_a_lone_record_at_once() {
+        let now = Instant::now() + Duration::from_secs(10);
+        assert_eq!(s3().next(view(100, 0, 0, None, now), now), Next::Flush);
+        assert_eq!(s3().next(view(100, 0, 0, Some(500), now), now), Next::Flush);
+    }
+
+    #[test]
+    fn a_steady_trickle_costs_at_most_one_object_per_interval() {
+        let now = Instant::now() + Duration::from_secs(10);
+        // The last flush started 30 ms ago: the next waits until 100 ms after it.
+        assert_eq!(
+            s3().next(view(100, 5, 0, Some(30), now), now),
+            Next::WaitUntil(now + 70 * MS)
+        );
+        // A flush in flight: data waits at most the interval from its arrival.
+        assert_eq!(
+            s3().next(view(100, 40, 1, Some(45), now), now),
+            Next::WaitUntil(now + 60 * MS)
+        );
+        assert_eq!(
+            s3().next(view(100, 100, 1, Some(45), now), now),
+            Next::Flush
+        );
+    }
+
+    #[test]
+    fn enough_bytes_go_at_once_while_the_pipeline_has_room() {
+        let now = Instant::now() + Duration::from_secs(10);
+        assert_eq!(
+            s3().next(view(256 << 10, 0, 3, Some(1), now), now),
+            Next::Flush
+        );
+        assert_eq!(
+            s3().next(view(8 << 20, 500, 4, Some(1), now), now),
+            Next::Wait
+        );
+    }
+
+    #[test]
+    fn a_local_directory_writes_every_buffer_at_once_up_to_the_pipeline() {
+        let local = FlushPolicy {
+            interval: 2 * MS,
+            min_bytes: 0,
+            max_in_flight: 4,
+        };
+        let now = Instant::now() + Duration::from_secs(10);
+        assert_eq!(local.next(view(1, 0, 3, Some(0), now), now), Next::Flush);
+        assert_eq!(local.next(view(1, 0, 4, Some(0), now), now), Next::Wait);
+        let empty = BufferView {
+            bytes: 0,
+            first_at: None,
+            in_flight: 0,
+            last_flush: None,
+        };
+        assert_eq!(local.next(empty, now), Next::Wait);
+    }
+}
