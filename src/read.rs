@@ -140,7 +140,8 @@ pub async fn read(reader: &Reader, p: &Partition, offset: i64, max_bytes: usize)
                 ..
             } => (object.clone(), *object_size, *pos, pos + len),
         };
-        let done = scan(reader, &key, size, start, end, |b| {
+        let mut run = Run::default();
+        let done = scan(reader, &key, size, start, end, |b, window| {
             if b.base_offset >= hw {
                 return Step::Stop;
             }
@@ -151,7 +152,7 @@ pub async fn read(reader: &Reader, p: &Partition, offset: i64, max_bytes: usize)
                 return Step::Stop;
             }
             taken += b.bytes.len();
-            out.push(b.bytes.clone());
+            run.push(&mut out, window, &b.bytes);
             if taken >= max_bytes {
                 Step::Stop
             } else {
@@ -159,11 +160,48 @@ pub async fn read(reader: &Reader, p: &Partition, offset: i64, max_bytes: usize)
             }
         })
         .await?;
+        run.finish(&mut out);
         if done {
             break;
         }
     }
     Ok(concat(out))
+}
+
+/// Adjacent batches of one window (a slice of a cached block) kept as one slice of it: a
+/// read copies record data only where it crosses a block.
+#[derive(Default)]
+struct Run {
+    /// The window, and the run's start and end in it.
+    open: Option<(Bytes, usize, usize)>,
+}
+
+impl Run {
+    fn push(&mut self, out: &mut Vec<Bytes>, window: &Bytes, batch: &Bytes) {
+        let at = (batch.as_ptr() as usize).wrapping_sub(window.as_ptr() as usize);
+        let inside = at
+            .checked_add(batch.len())
+            .is_some_and(|e| e <= window.len());
+        match &mut self.open {
+            Some((w, _, end)) if inside && w.as_ptr() == window.as_ptr() && *end == at => {
+                *end = at + batch.len();
+                return;
+            }
+            _ => {}
+        }
+        self.finish(out);
+        if inside {
+            self.open = Some((window.clone(), at, at + batch.len()));
+        } else {
+            out.push(batch.clone());
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        if let Some((w, start, end)) = self.open.take() {
+            out.push(w.slice(start..end));
+        }
+    }
 }
 
 fn concat(parts: Vec<Bytes>) -> Bytes {
@@ -194,19 +232,27 @@ async fn scan(
     size: u64,
     start: u64,
     end: u64,
-    mut visit: impl FnMut(&batch::Batch) -> Step,
+    mut visit: impl FnMut(&batch::Batch, &Bytes) -> Step,
 ) -> Result<bool> {
+    let block = reader.cache.block_size().max(1);
     let mut pos = start;
-    let mut window = MIN_WINDOW;
+    let mut window = 0;
     while pos < end {
+        // To the end of the block holding `pos` (a slice of the cached block, no copy),
+        // unless that is too little or a batch larger than that is next.
+        let want = if window > 0 {
+            window
+        } else {
+            ((pos / block + 1) * block - pos).max(MIN_WINDOW)
+        };
         let bytes = reader
             .cache
-            .read(key, size, pos..(pos + window).min(end))
+            .read(key, size, pos..(pos + want).min(end))
             .await?;
         let mut consumed = 0u64;
         for b in batch::stored(&bytes) {
             consumed += b.bytes.len() as u64;
-            match visit(&b) {
+            match visit(&b, &bytes) {
                 Step::Skip | Step::Continue => {}
                 Step::Stop => return Ok(true),
             }
@@ -224,7 +270,7 @@ async fn scan(
             continue;
         }
         pos += consumed;
-        window = MIN_WINDOW;
+        window = 0;
     }
     Ok(false)
 }
@@ -297,7 +343,7 @@ async fn find_in_source(
         } => (object.clone(), *object_size, *pos, pos + len),
     };
     let mut hit = None;
-    scan(reader, &key, size, start, end, |b| {
+    scan(reader, &key, size, start, end, |b, _| {
         if b.base_offset >= hw {
             return Step::Stop;
         }

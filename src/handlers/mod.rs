@@ -31,6 +31,7 @@ pub mod offsets;
 pub mod produce;
 pub mod quotas;
 pub mod scram;
+pub mod splice;
 
 /// What a handler knows of the connection a request came on.
 #[derive(Debug, Clone)]
@@ -47,7 +48,7 @@ pub use crate::auth::Principal;
 
 /// The response of one request, ready when its work is done; `None` sends nothing
 /// (acks=0 produce).
-pub type ResponseFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Option<splice::Frame>> + Send>>;
 
 /// The APIs and versions this broker serves: every one of them works at every version.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -96,6 +97,25 @@ pub fn supported(key: i16) -> Option<(ApiKey, i16, i16)> {
     SUPPORTED.iter().copied().find(|(k, _, _)| *k as i16 == key)
 }
 
+/// Encodes a response with its header as the pieces to write: a fetch response's record
+/// data is not copied (see [`splice`]).
+pub fn encode_frame(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    resp: &ResponseKind,
+) -> Option<splice::Frame> {
+    if let ResponseKind::Fetch(f) = resp {
+        let header = ResponseHeader::default().with_correlation_id(correlation_id);
+        if let Some(frame) =
+            splice::fetch(&header, api.response_header_version(version), f, version)
+        {
+            return Some(frame);
+        }
+    }
+    encode(api, version, correlation_id, resp).map(splice::Frame::from)
+}
+
 /// Encodes a response with its header.
 pub fn encode(
     api: ApiKey,
@@ -103,7 +123,16 @@ pub fn encode(
     correlation_id: i32,
     resp: &ResponseKind,
 ) -> Option<Bytes> {
-    let mut buf = BytesMut::new();
+    // A fetch response is mostly record data: sized up front, it is copied once, never
+    // again by the buffer growing (which cost a tenth of a hot consumer's CPU).
+    let capacity = match resp {
+        ResponseKind::Fetch(f) => {
+            use kafka_protocol::protocol::Encodable;
+            f.compute_size(version).unwrap_or(0) + 16
+        }
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(capacity);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let res = header
         .encode(&mut buf, api.response_header_version(version))
@@ -138,7 +167,7 @@ pub async fn dispatch(
     if !supports(api, version) {
         if api == ApiKey::ApiVersions {
             let resp = api_versions::unsupported_version(correlation_id);
-            return Ok(Box::pin(async move { Some(resp) }));
+            return Ok(Box::pin(async move { Some(splice::Frame::from(resp)) }));
         }
         bail!("unsupported version {version} of {api:?}");
     }
@@ -197,7 +226,7 @@ pub async fn dispatch(
         None => Box::pin(async move {
             let resp = work.await?;
             observe(&seen, api, &resp);
-            encode(api, version, correlation_id, &resp)
+            encode_frame(api, version, correlation_id, &resp)
         }),
         Some(charge) => Box::pin(async move {
             let (resp, busy) = Timed::new(work, busy).await;
@@ -205,7 +234,7 @@ pub async fn dispatch(
                 .settle(api, version, throttled_until, resp, busy)
                 .await?;
             observe(&seen, api, &resp);
-            encode(api, version, correlation_id, &resp)
+            encode_frame(api, version, correlation_id, &resp)
         }),
     })
 }

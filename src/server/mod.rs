@@ -28,6 +28,7 @@ use tracing::{debug, info, info_span, warn, Instrument, Span};
 use crate::auth::ListenerSecurity;
 use crate::broker::Broker;
 use crate::config::Settings;
+use crate::handlers::splice::Frame;
 use crate::handlers::{self, Principal, ResponseFuture, Session};
 use crate::quotas::Throttle;
 use crate::supervisor::panic_message;
@@ -295,7 +296,11 @@ async fn connection<R, W>(
                 // Kafka does, rather than holding its responses forever.
                 let ok = tokio::time::timeout(idle, async {
                     wr.write_all(&(resp.len() as u32).to_be_bytes()).await?;
-                    wr.write_all(&resp).await?;
+                    // Record data goes from the cache to the socket: a part larger than
+                    // the buffer is written directly, not copied into it.
+                    for part in resp.parts() {
+                        wr.write_all(part).await?;
+                    }
                     if rx.is_empty() {
                         wr.flush().await?;
                     }
@@ -468,13 +473,13 @@ async fn connection<R, W>(
 /// A response to write (`None`: nothing, for acks=0) and, for a request that was
 /// dispatched, its timing.
 type Reply =
-    std::pin::Pin<Box<dyn std::future::Future<Output = (Option<Bytes>, Option<Timing>)> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = (Option<Frame>, Option<Timing>)> + Send>>;
 
 /// A response that is ready now; the request's memory is released once it is sent.
 fn ready(out: Option<Bytes>, permit: OwnedSemaphorePermit) -> Reply {
     Box::pin(async move {
         drop(permit);
-        (out, None)
+        (out.map(Frame::from), None)
     })
 }
 

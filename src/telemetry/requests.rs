@@ -9,7 +9,6 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use kafka_protocol::ResponseError;
 use stratus_metrics::trace::SpanGuard;
@@ -238,8 +237,8 @@ impl<F> Measured<F> {
     }
 }
 
-impl<F: Future<Output = Option<Bytes>> + Unpin> Future for Measured<F> {
-    type Output = (Option<Bytes>, Option<Timing>);
+impl<T, F: Future<Output = Option<T>> + Unpin> Future for Measured<F> {
+    type Output = (Option<T>, Option<Timing>);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let start = Instant::now();

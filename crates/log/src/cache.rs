@@ -153,6 +153,11 @@ impl BlockCache {
         }
     }
 
+    /// Size of a block: a read within one block returns a slice of it, not a copy.
+    pub fn block_size(&self) -> u64 {
+        self.block
+    }
+
     /// Reads `range` of the object `key` whose total size is `size`.
     pub async fn read(
         &self,
@@ -176,12 +181,16 @@ impl BlockCache {
             let b = &blocks[0];
             return Ok(b.slice(skip.min(b.len())..(skip + len).min(b.len())));
         }
-        let mut out = BytesMut::with_capacity(len + skip);
+        // Spanning blocks: only the wanted bytes are copied.
+        let mut out = BytesMut::with_capacity(len);
+        let mut at = first * self.block;
         for b in &blocks {
-            out.extend_from_slice(b);
+            let from = range.start.saturating_sub(at).min(b.len() as u64) as usize;
+            let to = (end.saturating_sub(at)).min(b.len() as u64) as usize;
+            out.extend_from_slice(&b[from..to.max(from)]);
+            at += self.block;
         }
-        let out = out.freeze();
-        Ok(out.slice(skip.min(out.len())..(skip + len).min(out.len())))
+        Ok(out.freeze())
     }
 
     async fn block_of(&self, key: Arc<str>, size: u64, block: u64) -> Result<Bytes, ObjectError> {

@@ -386,7 +386,10 @@ impl Objects {
             span.set("bytes", (range.end - range.start) as i64);
         }
         let started = Instant::now();
-        let r = self.store.get_range(&Path::from(key), range).await;
+        let r = match &self.local_root {
+            Some(root) => read_local(root.join(key), key, range).await,
+            None => self.store.get_range(&Path::from(key), range).await,
+        };
         if let Err(e) = &r {
             span.fail(e);
         }
@@ -419,6 +422,49 @@ impl Objects {
         };
         self.metrics.record(Op::Delete, started, 0, &r);
         r
+    }
+}
+
+/// A ranged read of a local object, into memory that is not zeroed first (object_store's
+/// local backend zeroes every buffer it reads into: a tenth of a consumer's CPU).
+async fn read_local(file: PathBuf, key: &str, range: Range<u64>) -> object_store::Result<Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = key.to_string();
+    let wanted = range.end.saturating_sub(range.start);
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut f = std::fs::File::open(&file)?;
+        f.seek(SeekFrom::Start(range.start))?;
+        let mut buf = Vec::with_capacity(wanted as usize);
+        f.take(wanted).read_to_end(&mut buf)?;
+        Ok(buf)
+    })
+    .await;
+    match read {
+        Ok(Ok(buf)) if buf.len() as u64 == wanted => Ok(Bytes::from(buf)),
+        Ok(Ok(buf)) => Err(object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: format!(
+                "range {}..{} of {path}: only {} bytes there",
+                range.start,
+                range.end,
+                buf.len()
+            )
+            .into(),
+        }),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(object_store::Error::NotFound {
+                path,
+                source: Box::new(e),
+            })
+        }
+        Ok(Err(e)) => Err(object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        }),
+        Err(e) => Err(object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::other(e.to_string())),
+        }),
     }
 }
 
