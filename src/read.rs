@@ -125,6 +125,7 @@ pub async fn read(reader: &Reader, p: &Partition, offset: i64, max_bytes: usize)
     }
     let mut out: Vec<Bytes> = Vec::new();
     let mut taken = 0usize;
+    let mut next = offset;
     for src in &sources {
         let (key, size, start, end) = match src {
             Source::Segment(g) => {
@@ -145,13 +146,15 @@ pub async fn read(reader: &Reader, p: &Partition, offset: i64, max_bytes: usize)
             if b.base_offset >= hw {
                 return Step::Stop;
             }
-            if b.last_offset() < offset {
+            // Below the offset, or handed out already by the previous source.
+            if b.last_offset() < next {
                 return Step::Skip;
             }
             if taken > 0 && taken + b.bytes.len() > max_bytes {
                 return Step::Stop;
             }
             taken += b.bytes.len();
+            next = b.last_offset() + 1;
             run.push(&mut out, window, &b.bytes);
             if taken >= max_bytes {
                 Step::Stop

@@ -21,11 +21,14 @@ use stratus_meta::{keys, MetaStore, Versioned};
 /// One committed WAL range of a partition.
 type Range = (WalRange, Arc<str>, u64);
 
+/// A WAL key's object, and the partitions it has ranges of with their base offsets.
+type KeyRanges = (Arc<str>, Vec<(PartitionId, i64)>);
+
 #[derive(Default)]
 struct Index {
     records: HashMap<PartitionId, PartitionRecord>,
-    /// WAL key → the partitions it has ranges of, and their base offsets.
-    entries: HashMap<String, Vec<(PartitionId, i64)>>,
+    /// WAL key → its object, and the partitions it has ranges of with their base offsets.
+    entries: HashMap<String, KeyRanges>,
     /// Partition → its committed WAL ranges by base offset.
     tails: HashMap<PartitionId, BTreeMap<i64, Range>>,
 }
@@ -63,16 +66,20 @@ impl Index {
                 .or_default()
                 .insert(r.base_offset, (r, object.clone(), size));
         }
-        self.entries.insert(key.to_string(), names);
+        self.entries.insert(key.to_string(), (object, names));
     }
 
     fn delete_wal(&mut self, key: &str) {
-        let Some(ranges) = self.entries.remove(key) else {
+        let Some((object, ranges)) = self.entries.remove(key) else {
             return;
         };
         for (n, base) in ranges {
             if let Some(t) = self.tails.get_mut(&n) {
-                t.remove(&base);
+                // Only this key's range: a WAL compaction puts the merged range (at the
+                // same base, in another object) before it deletes the keys it replaces.
+                if t.get(&base).is_some_and(|(_, o, _)| *o == object) {
+                    t.remove(&base);
+                }
                 if t.is_empty() {
                     self.tails.remove(&n);
                 }
@@ -108,6 +115,10 @@ impl Replicas {
                 if r.base_offset > s.next_offset() {
                     // A range not yet seen (watch order): stop at the gap.
                     break;
+                }
+                if r.end_offset <= s.next_offset() {
+                    // Inside a merged range of a compaction whose deletes are still coming.
+                    continue;
                 }
                 s.recover_range(
                     TailChunk::from_wal(r, object, *size, stratus_log::clock::now_ms()),

@@ -321,3 +321,56 @@ fn taking_ownership_starts_an_epoch_at_the_log_end_and_forgets_empty_ones() {
     assert!(s.is_deleted() && s.owner_epoch().is_none());
     assert_eq!(s.check_owner(), Err(Code::UnknownTopicOrPartition));
 }
+
+#[test]
+fn relocated_chunks_point_into_the_compacted_object_and_merge_where_it_merged_them() {
+    let mut s = PartitionState::default();
+    let chunk = |base, end, object: &str, pos, len| TailChunk {
+        base,
+        end,
+        max_timestamp: base,
+        location: Location::Wal {
+            object: Arc::from(object),
+            object_size: 1000,
+            pos,
+            len,
+        },
+        created_ms: 10 * base,
+    };
+    s.recover_range(chunk(0, 2, "a", 0, 10), &[]);
+    s.recover_range(chunk(2, 3, "a", 10, 5), &[]);
+    s.recover_range(chunk(3, 4, "b", 40, 7), &[]);
+    s.recover_range(chunk(4, 5, "c", 0, 3), &[]);
+    // `a` 0..15 went to 100, `b` 40..47 right after it; `c` stayed.
+    let moved = HashMap::from([
+        (Arc::from("a"), vec![(0, 15, 100)]),
+        (Arc::from("b"), vec![(40, 7, 115)]),
+    ]);
+    let to: Arc<str> = Arc::from("n");
+    assert_eq!(s.relocate(&moved, &to, 500), 3);
+    let tail: Vec<_> = s
+        .tail()
+        .iter()
+        .map(|c| match &c.location {
+            Location::Wal {
+                object,
+                object_size,
+                pos,
+                len,
+            } => (c.base, c.end, object.to_string(), *object_size, *pos, *len),
+            Location::Pending(_) => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        tail,
+        vec![
+            (0, 4, "n".into(), 500, 100, 22),
+            (4, 5, "c".into(), 1000, 0, 3)
+        ]
+    );
+    assert_eq!(s.tail()[0].max_timestamp, 3);
+    assert_eq!(s.tail()[0].created_ms, 0);
+    // A span that does not hold the whole chunk leaves it where it is.
+    let partial = HashMap::from([(Arc::from("c"), vec![(0, 2, 7)])]);
+    assert_eq!(s.relocate(&partial, &to, 500), 0);
+}

@@ -181,6 +181,8 @@ impl Broker {
             view: view.subscribe(),
             clock: clock.clone(),
             metrics: Arc::new(crate::upkeep::metrics::UpkeepMetrics::default()),
+            fence: fence.clone(),
+            compaction: Default::default(),
         });
         let ownership = Arc::new(Ownership::new(
             node,

@@ -1,5 +1,5 @@
 //! What upkeep measures: seals (segments, bytes, time, failures), retention (segments and
-//! bytes deleted) and WAL collection (objects deleted).
+//! bytes deleted), WAL collection (objects deleted) and WAL compaction.
 
 use std::sync::Arc;
 
@@ -23,6 +23,10 @@ pub struct UpkeepMetrics {
     pub retention_bytes: Arc<Counter>,
     /// WAL objects deleted once every range in them was sealed.
     pub wal_collected: Arc<Counter>,
+    /// Compacted WAL objects written.
+    pub wal_compactions: Arc<Counter>,
+    /// Live bytes WAL compaction wrote again.
+    pub wal_compacted_bytes: Arc<Counter>,
 }
 
 impl Default for UpkeepMetrics {
@@ -50,6 +54,14 @@ impl Default for UpkeepMetrics {
                 "stratus_wal_objects_collected_total",
                 "WAL objects deleted once every range in them was sealed.",
             ),
+            counter(
+                "stratus_wal_compactions_total",
+                "Compacted WAL objects written (each replaces several WAL index entries).",
+            ),
+            counter(
+                "stratus_wal_compacted_bytes_total",
+                "Live bytes WAL compaction wrote again.",
+            ),
         ];
         let bounds: Arc<[f64]> = Arc::from(LATENCY_SECONDS);
         let seal_time = Family::new(
@@ -65,6 +77,8 @@ impl Default for UpkeepMetrics {
             retention_segments: families[3].get(&[]),
             retention_bytes: families[4].get(&[]),
             wal_collected: families[5].get(&[]),
+            wal_compactions: families[6].get(&[]),
+            wal_compacted_bytes: families[7].get(&[]),
             seal_seconds: seal_time.get(&[]),
             families,
             seal_time,

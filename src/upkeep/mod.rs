@@ -1,5 +1,6 @@
 //! Background upkeep of the log, one job per file: [`seal`] (WAL ranges into segment
-//! objects), [`wal_gc`] (WAL objects once every range in them is sealed), [`orphans`]
+//! objects), [`wal_gc`] (WAL objects once every range in them is sealed), [`compact`]
+//! (small WAL objects into one, bounding the index), [`orphans`]
 //! (WAL objects that no commit names), [`retention`] (segments past retention, and
 //! DeleteRecords). Jobs read time from an injected clock, so tests move it by hand.
 //!
@@ -25,6 +26,7 @@ use stratus_log::clock::Clock;
 use stratus_log::objects::Objects;
 use stratus_meta::MetaStore;
 
+pub mod compact;
 pub mod metrics;
 pub mod orphans;
 pub mod retention;
@@ -58,6 +60,10 @@ pub struct Upkeep {
     pub clock: Arc<dyn Clock>,
     /// Seals, retention and WAL collection, counted.
     pub metrics: Arc<metrics::UpkeepMetrics>,
+    /// What this broker owns (WAL compaction moves only its own partitions' data).
+    pub fence: Arc<crate::cluster::Fence>,
+    /// WAL compaction's state between runs.
+    pub compaction: compact::Compaction,
 }
 
 /// The ids of every topic that exists, as the store has them now.
@@ -90,10 +96,29 @@ pub async fn run(up: Arc<Upkeep>, cancel: CancellationToken) {
     sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     seal_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     retention_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let compact_every = up.settings.storage.wal_compaction_interval_ms;
+    let mut compact_tick = tokio::time::interval(Duration::from_millis(compact_every.max(1)));
+    compact_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sealing_failed = false;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = compact_tick.tick(), if compact_every > 0 => {
+                let max = up.settings.storage.wal_compaction_max_bytes;
+                match compact::compact_wal(&up, max).await {
+                    Ok(done) if !done.replaced.is_empty() => {
+                        // Reads and seals may still hold the old locations for a moment.
+                        let up = up.clone();
+                        let grace = Duration::from_millis(compact_every.max(5000));
+                        tokio::spawn(async move {
+                            tokio::time::sleep(grace).await;
+                            compact::delete_replaced(&up, &done.replaced).await;
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "wal compaction failed; will retry"),
+                }
+            }
             _ = seal_tick.tick() => {
                 // One line when sealing starts failing (a store outage fails every
                 // partition, every tick) and one when it works again.

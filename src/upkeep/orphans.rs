@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::Upkeep;
 use crate::error::Result;
-use stratus_log::paths::{self, SegmentObject, WalObject};
+use stratus_log::paths::{self, SegmentObject};
 use stratus_meta::{keys, repo};
 
 /// How long an unreferenced WAL object is left alone before it may be swept.
@@ -37,12 +37,7 @@ pub async fn sweep_orphan_wal_objects(up: &Upkeep, min_age_ms: i64) -> Result<us
         if named.contains(&key) || now - modified < min_age_ms {
             continue;
         }
-        let Some(WalObject {
-            node: n,
-            incarnation: inc,
-            ..
-        }) = WalObject::parse(&key)
-        else {
+        let Some((n, inc)) = paths::wal_writer(&key) else {
             continue;
         };
         let registered = view.brokers.get(&n).is_some_and(|r| r.incarnation == inc);

@@ -87,7 +87,7 @@ pub async fn collect_wal_garbage(up: &Upkeep) -> Result<()> {
 }
 
 /// Everything below this offset of a partition is in sealed segments.
-async fn sealed_end(up: &Upkeep, topic_id: &str, partition: i32) -> Result<i64> {
+pub(super) async fn sealed_end(up: &Upkeep, topic_id: &str, partition: i32) -> Result<i64> {
     let local = uuid::Uuid::parse_str(topic_id)
         .ok()
         .and_then(|id| up.registry.topic_by_id(&id))

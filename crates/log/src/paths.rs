@@ -3,6 +3,8 @@
 //! - WAL objects: `wal/<node>/<incarnation:016x>-<seq:020>.wal`: one per flush; the
 //!   incarnation (unique per process start) keeps two processes from ever writing the
 //!   same name, and the zero-padded sequence keeps a broker's objects in write order.
+//! - Compacted WAL objects: `wal/<node>/<incarnation:016x>-c<n:019>.wal`: several WAL
+//!   objects' live ranges written again as one.
 //! - Segments: `topics/<topic-id>/<partition>/<base-offset:020>.seg`: one per seal.
 
 /// Prefix of every WAL object.
@@ -44,6 +46,50 @@ impl WalObject {
             seq: seq.parse().ok()?,
         })
     }
+}
+
+/// A compacted WAL object's name: `wal/<node>/<incarnation:016x>-c<n:019>.wal`, the data
+/// of several WAL objects written again as one by WAL compaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactedObject {
+    /// The broker that wrote it.
+    pub node: i32,
+    /// The writing process's incarnation.
+    pub incarnation: u64,
+    /// The compaction's number within that incarnation.
+    pub n: u64,
+}
+
+impl CompactedObject {
+    /// The object name.
+    pub fn name(&self) -> String {
+        format!(
+            "{WAL}{}/{:016x}-c{:019}.wal",
+            self.node, self.incarnation, self.n
+        )
+    }
+
+    /// Parses a name built by [`CompactedObject::name`]; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix(WAL)?;
+        let (node, file) = rest.split_once('/')?;
+        let (inc, n) = file.strip_suffix(".wal")?.split_once("-c")?;
+        if inc.len() != 16 || n.len() != 19 || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Self {
+            node: parse_decimal(node)?,
+            incarnation: u64::from_str_radix(inc, 16).ok()?,
+            n: n.parse().ok()?,
+        })
+    }
+}
+
+/// The broker and incarnation that wrote a WAL object, flushed or compacted.
+pub fn wal_writer(name: &str) -> Option<(i32, u64)> {
+    WalObject::parse(name)
+        .map(|w| (w.node, w.incarnation))
+        .or_else(|| CompactedObject::parse(name).map(|c| (c.node, c.incarnation)))
 }
 
 /// A segment's name.
@@ -146,6 +192,12 @@ mod tests {
         fn wal_names_round_trip(node in 0i32.., incarnation: u64, seq: u64) {
             let w = WalObject { node, incarnation, seq };
             prop_assert_eq!(WalObject::parse(&w.name()), Some(w));
+            prop_assert_eq!(CompactedObject::parse(&w.name()), None);
+            prop_assert_eq!(wal_writer(&w.name()), Some((node, incarnation)));
+            let c = CompactedObject { node, incarnation, n: seq % 10_000_000_000_000_000_000 };
+            prop_assert_eq!(CompactedObject::parse(&c.name()), Some(c));
+            prop_assert_eq!(WalObject::parse(&c.name()), None);
+            prop_assert_eq!(wal_writer(&c.name()), Some((node, incarnation)));
         }
 
         #[test]

@@ -7,6 +7,7 @@
 //! | `topics/<name>` | topic records | any broker (admin requests) |
 //! | `partitions/<topic-id>/<partition:06>` | partition records | the partition's owner |
 //! | `wal/<node>/<seq:020>-<incarnation:016x>` | WAL index entries | the writing broker |
+//! | `wal/<node>/c-<incarnation:016x>-<n:020>` | compacted WAL index entries | the writing broker |
 //! | `brokers/<node>/…` | registration (leased), assignment, drain mark | broker, controller |
 //! | `groups/<shard:02>/<group>` | group state | the shard's coordinator |
 //! | `offsets/<shard:02>/<group>/<topic>` | committed offsets | the shard's coordinator |
@@ -45,7 +46,17 @@ pub fn wal_prefix(node: i32) -> String {
 pub fn wal_key(node: i32, seq: u64, incarnation: u64) -> String {
     format!("wal/{node}/{seq:020}-{incarnation:016x}")
 }
-/// The sequence of a WAL index key.
+/// Key of a compacted WAL index entry (one written by WAL compaction, not by a flush): `n`
+/// counts the compactions of the incarnation. It has no flush sequence ([`wal_seq`] is
+/// `None`), so the next flush sequence never depends on it.
+pub fn compacted_wal_key(node: i32, incarnation: u64, n: u64) -> String {
+    format!("wal/{node}/c-{incarnation:016x}-{n:020}")
+}
+/// Whether a WAL index key is a compacted entry's.
+pub fn is_compacted_wal_key(key: &str) -> bool {
+    key.rsplit('/').next().is_some_and(|k| k.starts_with("c-"))
+}
+/// The sequence of a flush's WAL index key (`None` for a compacted entry's).
 pub fn wal_seq(key: &str) -> Option<u64> {
     key.rsplit('/').next()?.split('-').next()?.parse().ok()
 }
@@ -298,6 +309,11 @@ mod tests {
             let k = wal_key(node, seq, inc);
             prop_assert_eq!(wal_seq(&k), Some(seq));
             prop_assert_eq!(wal_node(&k), Some(node));
+            prop_assert!(!is_compacted_wal_key(&k));
+            let c = compacted_wal_key(node, inc, seq);
+            prop_assert_eq!(wal_seq(&c), None);
+            prop_assert_eq!(wal_node(&c), Some(node));
+            prop_assert!(is_compacted_wal_key(&c));
         }
     }
 }

@@ -1,0 +1,504 @@
+//! WAL compaction: the live ranges of many small WAL objects are written again as one
+//! object with one range per partition, and its index entry replaces theirs in one
+//! transaction. The index in the metadata store then holds a bounded number of entries per
+//! broker, however many slow partitions keep data unsealed for however long `segment.ms`
+//! lets them (AutoMQ's stream-set objects are the same idea).
+//!
+//! A run takes this broker's flush entries older than the previous run, and the compacted
+//! entries of the lowest size tier that has [`MERGE_AT`] of them (so each byte is written
+//! again a logarithmic number of times, not at every run). Sealed ranges and ranges of
+//! deleted topics are left out. An entry with a live range of a partition this broker does
+//! not own is left alone: its owner's memory points into the object. For the partitions it
+//! does own, the run points their tail chunks at the new object once the transaction is
+//! applied; the replaced objects are deleted after a grace period, so that reads and seals
+//! already holding their old locations finish.
+//!
+//! The transaction compares the assignment and every replaced key's revision: a key
+//! collected, or an assignment changed, since the entries were read makes it fail, and
+//! nothing changes (the new object is deleted). A crash after the PUT and before the commit
+//! leaves an object no entry names, which the orphan sweep deletes; a crash after the
+//! commit leaves the replaced objects, which nothing names either.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tracing::{debug, info, warn};
+
+use super::Upkeep;
+use crate::error::Result;
+use stratus_log::paths::CompactedObject;
+use stratus_log::wal_format;
+use stratus_meta::keys::PartitionId;
+use stratus_meta::repo::{self, ProducerBatch, WalEntry, WalRange};
+use stratus_meta::{keys, Compare, Op, MAX_TXN_OPS};
+
+/// Compacted entries of one size tier that are merged together.
+pub const MERGE_AT: usize = 8;
+/// Most entries replaced by one compacted entry (inside one transaction).
+const FAN_IN: usize = MAX_TXN_OPS - 8;
+/// Live bytes of the smallest tier; each tier is [`TIER_FACTOR`] times the one below.
+const TIER_BASE: u64 = 1 << 20;
+const TIER_FACTOR: u64 = 8;
+/// Attempts of a compaction's commit before the run gives up (its outcome unknown).
+const COMMIT_ATTEMPTS: u32 = 5;
+/// Idempotent batches kept per producer in a merged range (what deduplication needs).
+const PRODUCER_BATCHES: usize = 5;
+
+/// The compactor's memory between runs.
+#[derive(Default)]
+pub struct Compaction {
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Highest flush sequence seen by the previous run: later entries are too young.
+    watermark: u64,
+    /// Compactions written by this incarnation (names the next one).
+    written: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone)]
+pub struct Compacted {
+    /// Index entries replaced.
+    pub replaced_entries: usize,
+    /// Compacted entries written.
+    pub written: usize,
+    /// Live bytes written again.
+    pub bytes: u64,
+    /// The objects replaced, with their sizes: delete them after the grace period
+    /// ([`delete_replaced`]).
+    pub replaced: Vec<(String, u64)>,
+}
+
+/// One index entry read for a run.
+struct Input {
+    key: String,
+    revision: u64,
+    entry: WalEntry,
+    /// Indexes of its live ranges.
+    live: Vec<usize>,
+    live_bytes: u64,
+}
+
+/// Compacts this broker's WAL index entries, writing at most about `max_bytes` again.
+pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
+    let mut state = up.compaction.state.lock().await;
+    let node = up.settings.server.node_id;
+    let owned = up.fence.get();
+    let listed = up.meta.range(&keys::wal_prefix(node)).await?;
+    let watermark = state.watermark;
+    state.watermark = listed
+        .iter()
+        .filter_map(|(k, _)| keys::wal_seq(k))
+        .max()
+        .unwrap_or(0)
+        .max(watermark);
+    let topics = super::topic_ids(up).await?;
+    let mut sealed: HashMap<PartitionId, (i64, bool)> = HashMap::new();
+    let mut young = Vec::new();
+    let mut tiers: BTreeMap<u32, Vec<Input>> = BTreeMap::new();
+    for (key, v) in listed {
+        let compacted = keys::is_compacted_wal_key(&key);
+        if !compacted && keys::wal_seq(&key).is_none_or(|s| s > watermark) {
+            continue;
+        }
+        let entry: WalEntry = repo::decode(&key, &v)?;
+        let mut live = Vec::new();
+        let mut live_bytes = 0;
+        let mut movable = true;
+        for (i, r) in entry.ranges.iter().enumerate() {
+            if !topics.contains(&r.topic_id) {
+                continue;
+            }
+            let id = r.partition_id();
+            let (end, ours) = match sealed.get(&id) {
+                Some(s) => *s,
+                None => {
+                    let s = sealed_end(up, &owned, &r.topic_id, r.partition).await?;
+                    sealed.insert(id, s);
+                    s
+                }
+            };
+            if r.end_offset <= end {
+                continue;
+            }
+            if !ours {
+                movable = false;
+                break;
+            }
+            live.push(i);
+            live_bytes += r.len;
+        }
+        // Nothing live: WAL collection deletes it. Another owner's data: left alone.
+        if !movable || live.is_empty() {
+            continue;
+        }
+        let input = Input {
+            key,
+            revision: v.mod_revision,
+            entry,
+            live,
+            live_bytes,
+        };
+        if compacted {
+            tiers.entry(tier(input.live_bytes)).or_default().push(input);
+        } else {
+            young.push(input);
+        }
+    }
+    young.sort_by_key(|i| keys::wal_seq(&i.key));
+    let mut groups = batches(young, max_bytes);
+    if let Some((_, merge)) = tiers.into_iter().find(|(_, t)| t.len() >= MERGE_AT) {
+        groups.extend(batches(merge, max_bytes));
+    }
+    let mut done = Compacted::default();
+    for group in groups {
+        if done.bytes >= max_bytes {
+            break;
+        }
+        // One entry with nothing dead gains nothing from being written again.
+        if let [one] = &group[..] {
+            if one.live.len() == one.entry.ranges.len() {
+                continue;
+            }
+        }
+        state.written += 1;
+        let n = state.written;
+        match write(up, &owned, &group, n).await? {
+            Some((bytes, replaced)) => {
+                done.replaced_entries += group.len();
+                done.written += 1;
+                done.bytes += bytes;
+                done.replaced.extend(replaced);
+            }
+            // The assignment or the index changed under the run: the next run sees it.
+            None => break,
+        }
+    }
+    if done.written > 0 {
+        up.metrics.wal_compactions.add(done.written as u64);
+        up.metrics.wal_compacted_bytes.add(done.bytes);
+        debug!(
+            entries = done.replaced_entries,
+            written = done.written,
+            bytes = done.bytes,
+            "wal compacted"
+        );
+    }
+    Ok(done)
+}
+
+/// Deletes objects a compaction replaced (after the grace period).
+pub async fn delete_replaced(up: &Upkeep, replaced: &[(String, u64)]) {
+    for (object, size) in replaced {
+        up.cache
+            .forget_object(&Arc::from(object.as_str()), *size)
+            .await;
+        if let Err(e) = up.objects.delete(object).await {
+            warn!(object, error = %e, "compacted wal object not deleted; the orphan sweep will");
+        }
+    }
+}
+
+/// The size tier of `live` bytes.
+fn tier(live: u64) -> u32 {
+    let mut t = 0;
+    let mut bound = TIER_BASE;
+    while live >= bound && t < 16 {
+        bound = bound.saturating_mul(TIER_FACTOR);
+        t += 1;
+    }
+    t
+}
+
+/// Inputs in order, cut into groups of at most [`FAN_IN`] entries and about `max_bytes`.
+fn batches(inputs: Vec<Input>, max_bytes: u64) -> Vec<Vec<Input>> {
+    let mut out: Vec<Vec<Input>> = Vec::new();
+    let mut bytes = 0;
+    for i in inputs {
+        let full = out
+            .last()
+            .is_none_or(|g| g.len() >= FAN_IN || bytes + i.live_bytes > max_bytes);
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += i.live_bytes;
+        if let Some(g) = out.last_mut() {
+            g.push(i);
+        }
+    }
+    out
+}
+
+/// Everything below this offset of a partition is sealed, and whether this broker owns
+/// it at the epoch of `owned` with that epoch installed (so that its memory is the only
+/// one pointing into WAL objects, besides read-only replicas that follow the index).
+async fn sealed_end(
+    up: &Upkeep,
+    owned: &crate::cluster::Owned,
+    topic_id: &str,
+    partition: i32,
+) -> Result<(i64, bool)> {
+    let local = uuid::Uuid::parse_str(topic_id)
+        .ok()
+        .and_then(|id| up.registry.topic_by_id(&id))
+        .and_then(|t| t.partitions.get(partition as usize).cloned());
+    if let Some(p) = local {
+        let s = p.state();
+        let epoch = s.owner_epoch();
+        if epoch.is_some() && epoch == owned.epoch(topic_id, partition) {
+            return Ok((s.sealed_end(), true));
+        }
+    }
+    Ok((
+        super::wal_gc::sealed_end(up, topic_id, partition).await?,
+        false,
+    ))
+}
+
+/// One range of the new object, and where its pieces came from.
+struct Piece {
+    object: Arc<str>,
+    pos: u64,
+    data: Bytes,
+}
+
+/// Writes one compacted object for `group` and commits its entry in place of theirs.
+/// Returns the live bytes written and the replaced objects, or `None` if the transaction
+/// found the index or the assignment changed.
+async fn write(
+    up: &Upkeep,
+    owned: &crate::cluster::Owned,
+    group: &[Input],
+    n: u64,
+) -> Result<Option<(u64, Vec<(String, u64)>)>> {
+    // Each partition's live ranges, by base offset, with their data.
+    let mut parts: BTreeMap<PartitionId, Vec<(WalRange, Piece)>> = BTreeMap::new();
+    for input in group {
+        let object: Arc<str> = Arc::from(input.entry.object.as_str());
+        let size = input.entry.data_end();
+        for i in &input.live {
+            let r = &input.entry.ranges[*i];
+            let data = up.cache.read(&object, size, r.pos..r.pos + r.len).await?;
+            parts.entry(r.partition_id()).or_default().push((
+                r.clone(),
+                Piece {
+                    object: object.clone(),
+                    pos: r.pos,
+                    data,
+                },
+            ));
+        }
+    }
+    let node = up.settings.server.node_id;
+    let incarnation = up.fence.incarnation();
+    let name = CompactedObject {
+        node,
+        incarnation,
+        n,
+    }
+    .name();
+    let total: usize = parts
+        .values()
+        .flat_map(|v| v.iter().map(|(_, p)| p.data.len()))
+        .sum();
+    let mut body = BytesMut::with_capacity(total + 256 * (parts.len() + 1));
+    let mut ranges: Vec<WalRange> = Vec::new();
+    // Partition → old object → its copied spans (old position, length, new position).
+    let mut moved: HashMap<PartitionId, crate::partition::Moved> = HashMap::new();
+    // Partition → the end of its first range here (a seal reaching it ends the run).
+    let mut first_end: BTreeMap<PartitionId, i64> = BTreeMap::new();
+    for (id, mut list) in parts {
+        list.sort_by_key(|(r, _)| r.base_offset);
+        if let Some((r, _)) = list.first() {
+            first_end.insert(id.clone(), r.end_offset);
+        }
+        let moves = moved.entry(id).or_default();
+        for (r, piece) in list {
+            let pos = body.len() as u64;
+            body.extend_from_slice(&piece.data);
+            moves
+                .entry(piece.object)
+                .or_default()
+                .push((piece.pos, piece.data.len() as u64, pos));
+            match ranges.last_mut() {
+                // Contiguous with the previous range of the same partition: one range.
+                Some(last)
+                    if last.topic_id == r.topic_id
+                        && last.partition == r.partition
+                        && last.end_offset == r.base_offset
+                        && last.pos + last.len == pos =>
+                {
+                    last.end_offset = r.end_offset;
+                    last.len += r.len;
+                    last.max_timestamp = last.max_timestamp.max(r.max_timestamp);
+                    last.producers.extend(r.producers);
+                    last.producers = trim(std::mem::take(&mut last.producers));
+                }
+                _ => ranges.push(WalRange { pos, ..r }),
+            }
+        }
+    }
+    let entry = WalEntry {
+        object: name.clone(),
+        ranges,
+    };
+    let footer = repo::encode(&entry);
+    wal_format::finish(&mut body, &footer);
+    let body = body.freeze();
+    up.objects.put_new(&name, body.clone()).await?;
+    // No seal of these partitions may run between here and the relocation: a seal that
+    // read the old chunks and ended inside a merged range would leave that range of the
+    // index partly sealed. One that ended since the ranges were read makes the run stop.
+    let partitions: Vec<(Arc<crate::partition::Partition>, i64)> = first_end
+        .iter()
+        .filter_map(|(id, end)| Some((local_partition(up, id)?, *end)))
+        .collect();
+    let mut guards = Vec::with_capacity(partitions.len());
+    for (p, _) in &partitions {
+        guards.push(p.record_lock.lock().await);
+    }
+    if partitions
+        .iter()
+        .any(|(p, end)| p.state().sealed_end() >= *end)
+    {
+        drop(guards);
+        discard(up, &name, "a seal ended meanwhile").await;
+        return Ok(None);
+    }
+    let key = keys::compacted_wal_key(node, incarnation, n);
+    let mut compares = vec![
+        up.fence.compare(owned),
+        Compare::Revision(key.clone(), None),
+    ];
+    let mut ops = vec![Op::Put(key.clone(), footer, None)];
+    for input in group {
+        compares.push(Compare::Revision(input.key.clone(), Some(input.revision)));
+        ops.push(Op::Delete(input.key.clone()));
+    }
+    // An error leaves the outcome unknown: the transaction is sent again, and once it
+    // answers, a refusal after an unknown attempt is checked against the new key (the
+    // first attempt may have been applied). Never guessed: deleting an object whose entry
+    // was committed would lose its data.
+    let mut unknown = false;
+    let mut attempt = 0;
+    let applied = loop {
+        attempt += 1;
+        match up.meta.txn(compares.clone(), ops.clone()).await {
+            Ok(true) => break true,
+            Ok(false) if !unknown => break false,
+            Ok(false) => break up.meta.get(&key).await?.is_some(),
+            Err(e) if attempt < COMMIT_ATTEMPTS => {
+                unknown = true;
+                debug!(object = name, error = %e, "wal compaction commit failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+            }
+            Err(e) => {
+                warn!(object = name, error = %e, "wal compaction commit unknown; its object stays until the orphan sweep");
+                return Err(e.into());
+            }
+        }
+    };
+    if !applied {
+        drop(guards);
+        discard(up, &name, "the index or the assignment changed meanwhile").await;
+        return Ok(None);
+    }
+    let new_object: Arc<str> = Arc::from(name.as_str());
+    let size = body.len() as u64;
+    up.cache.insert_object(&new_object, &body).await;
+    for (id, mut moves) in moved {
+        for spans in moves.values_mut() {
+            spans.sort_unstable();
+        }
+        if let Some(p) = local_partition(up, &id) {
+            p.state().relocate(&moves, &new_object, size);
+        }
+    }
+    drop(guards);
+    let replaced: HashSet<(String, u64)> = group
+        .iter()
+        .map(|i| (i.entry.object.clone(), i.entry.data_end()))
+        .collect();
+    Ok(Some((total as u64, replaced.into_iter().collect())))
+}
+
+/// This broker's copy of a partition.
+fn local_partition(up: &Upkeep, id: &PartitionId) -> Option<Arc<crate::partition::Partition>> {
+    uuid::Uuid::parse_str(&id.topic_id)
+        .ok()
+        .and_then(|t| up.registry.topic_by_id(&t))
+        .and_then(|t| t.partitions.get(id.index as usize).cloned())
+}
+
+/// Deletes a compacted object whose entry was not committed.
+async fn discard(up: &Upkeep, name: &str, why: &str) {
+    if let Err(e) = up.objects.delete(name).await {
+        debug!(object = name, error = %e, "unused compacted wal object not deleted");
+    }
+    info!(reason = why, "wal compaction skipped; the next run retries");
+}
+
+/// The last [`PRODUCER_BATCHES`] batches of each producer, in order.
+fn trim(batches: Vec<ProducerBatch>) -> Vec<ProducerBatch> {
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    let mut kept: Vec<ProducerBatch> = batches
+        .into_iter()
+        .rev()
+        .filter(|b| {
+            let n = seen.entry(b.pid).or_default();
+            *n += 1;
+            *n <= PRODUCER_BATCHES
+        })
+        .collect();
+    kept.reverse();
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_grow_by_the_factor() {
+        assert_eq!(tier(0), 0);
+        assert_eq!(tier(TIER_BASE - 1), 0);
+        assert_eq!(tier(TIER_BASE), 1);
+        assert_eq!(tier(TIER_BASE * TIER_FACTOR - 1), 1);
+        assert_eq!(tier(TIER_BASE * TIER_FACTOR), 2);
+        assert_eq!(tier(u64::MAX), 16);
+    }
+
+    #[test]
+    fn a_merged_range_keeps_each_producers_last_five_batches() {
+        let b = |pid: i64, seq: i32| ProducerBatch {
+            pid,
+            epoch: 0,
+            first_seq: seq,
+            last_seq: seq,
+            base_offset: seq as i64,
+            last_offset: seq as i64,
+            appended_ms: 0,
+        };
+        let mut all = Vec::new();
+        for s in 0..8 {
+            all.push(b(1, s));
+            if s < 3 {
+                all.push(b(2, s));
+            }
+        }
+        let kept = trim(all);
+        let seqs = |pid| {
+            kept.iter()
+                .filter(|x| x.pid == pid)
+                .map(|x| x.first_seq)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(1), vec![3, 4, 5, 6, 7]);
+        assert_eq!(seqs(2), vec![0, 1, 2]);
+    }
+}
