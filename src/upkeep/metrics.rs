@@ -3,11 +3,14 @@
 
 use std::sync::Arc;
 
-use stratus_metrics::{Collect, Counter, Family, FamilySnapshot, Histogram, LATENCY_SECONDS};
+use stratus_metrics::{
+    Collect, Counter, Family, FamilySnapshot, Gauge, Histogram, LATENCY_SECONDS,
+};
 
 /// The upkeep instruments.
 pub struct UpkeepMetrics {
     families: Vec<Family<Counter>>,
+    gauges: Vec<Family<Gauge>>,
     seal_time: Family<Histogram>,
     /// Segments sealed.
     pub sealed: Arc<Counter>,
@@ -27,6 +30,10 @@ pub struct UpkeepMetrics {
     pub wal_compactions: Arc<Counter>,
     /// Live bytes WAL compaction wrote again.
     pub wal_compacted_bytes: Arc<Counter>,
+    /// This broker's entries in the metadata store's WAL index (at the last collection).
+    pub wal_index_entries: Arc<Gauge>,
+    /// Their bytes, keys included.
+    pub wal_index_bytes: Arc<Gauge>,
 }
 
 impl Default for UpkeepMetrics {
@@ -63,6 +70,17 @@ impl Default for UpkeepMetrics {
                 "Live bytes WAL compaction wrote again.",
             ),
         ];
+        let gauge = |name, help| Family::new(name, help, &[], Gauge::default);
+        let gauges = vec![
+            gauge(
+                "stratus_wal_index_entries",
+                "This broker's entries in the metadata store's WAL index (at the last WAL collection).",
+            ),
+            gauge(
+                "stratus_wal_index_bytes",
+                "Bytes of this broker's WAL index entries, keys included.",
+            ),
+        ];
         let bounds: Arc<[f64]> = Arc::from(LATENCY_SECONDS);
         let seal_time = Family::new(
             "stratus_seal_time_seconds",
@@ -79,8 +97,11 @@ impl Default for UpkeepMetrics {
             wal_collected: families[5].get(&[]),
             wal_compactions: families[6].get(&[]),
             wal_compacted_bytes: families[7].get(&[]),
+            wal_index_entries: gauges[0].get(&[]),
+            wal_index_bytes: gauges[1].get(&[]),
             seal_seconds: seal_time.get(&[]),
             families,
+            gauges,
             seal_time,
         }
     }
@@ -90,6 +111,9 @@ impl Collect for UpkeepMetrics {
     fn collect(&self, out: &mut Vec<FamilySnapshot>) {
         for f in &self.families {
             f.collect(out);
+        }
+        for g in &self.gauges {
+            g.collect(out);
         }
         self.seal_time.collect(out);
     }

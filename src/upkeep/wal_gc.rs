@@ -35,6 +35,13 @@ pub async fn collect_wal_garbage(up: &Upkeep) -> Result<()> {
             owner == node || !view.brokers.contains_key(&owner)
         })
         .collect();
+    let own = entries
+        .iter()
+        .filter(|(k, _)| keys::wal_node(k) == Some(node))
+        .map(|(k, v)| k.len() + v.value.len());
+    let (count, bytes) = own.fold((0, 0), |(c, b), n| (c + 1, b + n));
+    up.metrics.wal_index_entries.set(count as f64);
+    up.metrics.wal_index_bytes.set(bytes as f64);
     if entries.is_empty() {
         return Ok(());
     }
