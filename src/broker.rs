@@ -73,6 +73,8 @@ pub struct Broker {
     pub upkeep: Arc<crate::upkeep::Upkeep>,
     /// Stops the cluster tasks (after the listeners and the WAL).
     pub(crate) cluster_cancel: CancellationToken,
+    /// Fetch sessions (KIP-227), shared by every connection.
+    pub fetch_sessions: Arc<crate::handlers::fetch_session::FetchSessions>,
     /// Read-only index of partitions owned elsewhere (brokers with a rack serve them to
     /// consumers of that rack).
     pub replicas: Arc<crate::replica::Replicas>,

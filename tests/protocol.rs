@@ -402,3 +402,106 @@ async fn every_api_at_every_version(b: &TestBroker) {
         advertised.api_keys.len()
     );
 }
+
+/// A fetch of the session's `(topic, offset)` partitions, or of none (incremental).
+fn session_fetch(id: i32, epoch: i32, parts: &[(&str, i64)], wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_id(id)
+        .with_session_epoch(epoch)
+        .with_replica_id(BrokerId(-1))
+        .with_topics(
+            parts
+                .iter()
+                .map(|(t, o)| {
+                    fetch_request::FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partitions(vec![fetch_request::FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(*o)
+                            .with_partition_max_bytes(1 << 20)])
+                })
+                .collect(),
+        )
+}
+
+/// The topics a fetch response carries, with the high watermark and record bytes of each.
+fn carried(r: &FetchResponse) -> Vec<(String, i64, usize)> {
+    r.responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                let n = p.records.as_ref().map_or(0, |r| r.len());
+                (t.topic.0.to_string(), p.high_watermark, n)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn fetch_sessions_send_only_what_changed_and_check_their_epochs() {
+    let b = start(&[]).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    create_topic(&mut s, "busy", 1).await;
+    create_topic(&mut s, "idle", 1).await;
+    let full: FetchResponse = call(
+        &mut s,
+        ApiKey::Fetch,
+        12,
+        &session_fetch(0, 0, &[("busy", 0), ("idle", 0)], 10),
+    )
+    .await;
+    let id = full.session_id;
+    assert!(id > 0, "a session is opened");
+    assert_eq!(
+        carried(&full).len(),
+        2,
+        "a full fetch tells every partition"
+    );
+
+    assert_eq!(produce_code(&mut s, "busy", batch(&["x"], 2)).await, (0, 0));
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &session_fetch(id, 1, &[], 2000)).await;
+    assert_eq!(r.session_id, id);
+    let got = carried(&r);
+    assert_eq!(got.len(), 1, "only the partition with news: {got:?}");
+    assert_eq!((got[0].0.as_str(), got[0].1), ("busy", 1));
+    assert!(got[0].2 > 0, "with its record");
+
+    // The client moved its offset; nothing new anywhere: an empty answer after the wait.
+    let r: FetchResponse = call(
+        &mut s,
+        ApiKey::Fetch,
+        12,
+        &session_fetch(id, 2, &[("busy", 1)], 100),
+    )
+    .await;
+    assert_eq!((r.error_code, r.session_id), (0, id));
+    assert!(r.responses.is_empty(), "{:?}", carried(&r));
+
+    let again: FetchResponse =
+        call(&mut s, ApiKey::Fetch, 12, &session_fetch(id, 2, &[], 10)).await;
+    assert_eq!(again.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
+    let unknown: FetchResponse = call(
+        &mut s,
+        ApiKey::Fetch,
+        12,
+        &session_fetch(id ^ 1, 1, &[], 10),
+    )
+    .await;
+    assert_eq!(unknown.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+
+    // Epoch -1 closes the session (and fetches without one).
+    let closed: FetchResponse = call(
+        &mut s,
+        ApiKey::Fetch,
+        12,
+        &session_fetch(id, -1, &[("busy", 0)], 10),
+    )
+    .await;
+    assert_eq!((closed.error_code, closed.session_id), (0, 0));
+    assert_eq!(carried(&closed)[0].1, 1);
+    let gone: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &session_fetch(id, 3, &[], 10)).await;
+    assert_eq!(gone.error_code, 70);
+}

@@ -116,6 +116,8 @@ settings! {
         connections_max_idle_ms: u64 = ("connections.max.idle.ms", "600000", Long(1, LONG)),
         #[doc = "Most bytes one Fetch response carries, whatever the client asks for."]
         fetch_max_bytes: usize = ("fetch.max.bytes", "57671680", Int(1024, INT)),
+        #[doc = "Fetch sessions (KIP-227) kept at once; when full, one idle for 2 minutes makes room or none is created (0: never)."]
+        max_incremental_fetch_session_cache_slots: usize = ("max.incremental.fetch.session.cache.slots", "1000", Int(0, INT)),
         #[doc = "Upper bound on a Fetch's max_wait_ms."]
         fetch_max_wait_cap_ms: u64 = ("fetch.max.wait.cap.ms", "30000", Long(0, LONG)),
         #[doc = "Samples a client-quota rate is measured over."]

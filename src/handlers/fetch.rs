@@ -1,9 +1,9 @@
 //! Fetch: long polling (min_bytes / max_wait), per-partition and total byte limits, stored
 //! batch bytes handed out as they are.
 //!
-//! Fetch sessions (KIP-227): this broker declines to create sessions (it answers session
-//! id 0, as Kafka does when its session cache is full), so clients keep sending full
-//! fetch requests. An unknown session id gets FETCH_SESSION_ID_NOT_FOUND.
+//! Fetch sessions (KIP-227) are kept in [`super::fetch_session`]: a full fetch with epoch 0
+//! opens one, and an incremental fetch is answered as a full fetch of the session's
+//! partitions whose response keeps only what changed.
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use kafka_protocol::ResponseError as Code;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::fetch_session::{Context, FetchSessions};
 use super::lookup;
 use crate::cluster::routing::Routing;
 use crate::error::Error;
@@ -45,20 +46,40 @@ pub struct Handles<'a> {
     pub max_bytes: usize,
     /// What the client may do (READ on each topic).
     pub access: super::access::Access<'a>,
+    /// Fetch sessions (KIP-227).
+    pub sessions: &'a FetchSessions,
 }
 
 /// Handles Fetch.
 pub async fn handle(h: Handles<'_>, req: FetchRequest, v: i16) -> FetchResponse {
-    if v >= 7 && req.session_id != 0 {
-        return FetchResponse::default().with_error_code(Code::FetchSessionIdNotFound.code());
+    match h.sessions.context(&req, v) {
+        Context::Sessionless => poll(&h, &req, v).await,
+        Context::Error(code) => FetchResponse::default().with_error_code(code.code()),
+        Context::Full => {
+            let mut resp = poll(&h, &req, v).await;
+            if resp.error_code == 0 {
+                resp.session_id = h.sessions.create(&req, &resp, v);
+            }
+            resp
+        }
+        Context::Incremental(id, full) => {
+            let mut resp = poll(&h, &full, v).await;
+            h.sessions.filter(id, &mut resp, v);
+            resp.session_id = id;
+            resp
+        }
     }
+}
+
+/// Answers `req` once `min_bytes` are there, or at its `max_wait_ms` (capped).
+async fn poll(h: &Handles<'_>, req: &FetchRequest, v: i16) -> FetchResponse {
     let cap = h.max_wait_cap_ms;
     let wait = Duration::from_millis((req.max_wait_ms.max(0) as u64).min(cap));
     let deadline = Instant::now() + wait;
     let mut committed = h.committed.subscribe();
     loop {
         committed.mark_unchanged();
-        let (resp, bytes, error) = fetch_once(&h, &req, v).await;
+        let (resp, bytes, error) = fetch_once(h, req, v).await;
         if bytes >= req.min_bytes.max(0) as usize || error || Instant::now() >= deadline {
             return resp;
         }
@@ -67,7 +88,7 @@ pub async fn handle(h: Handles<'_>, req: FetchRequest, v: i16) -> FetchResponse 
             .is_err()
         {
             // Timed out: answer with what is there now.
-            return fetch_once(&h, &req, v).await.0;
+            return fetch_once(h, req, v).await.0;
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod api_versions;
 pub mod configs;
 pub mod coordination;
 pub mod fetch;
+pub mod fetch_session;
 pub mod group_offsets;
 pub mod groups;
 pub mod lookup;
@@ -376,6 +377,7 @@ async fn route(
                 rack: broker.settings.server.rack.as_deref(),
                 max_bytes: fetch_max_bytes(broker, &principal, client_id),
                 access,
+                sessions: &broker.fetch_sessions,
             };
             ResponseKind::Fetch(fetch::handle(handles, r, v).await)
         }

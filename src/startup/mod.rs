@@ -207,7 +207,11 @@ impl Broker {
             settings.server.quota_window_size_seconds * 1000,
         ));
         quotas.refresh().await?;
+        let fetch_sessions = Arc::new(crate::handlers::fetch_session::FetchSessions::new(
+            settings.server.max_incremental_fetch_session_cache_slots,
+        ));
         let broker = Arc::new(Broker {
+            fetch_sessions,
             security,
             authz,
             quotas,

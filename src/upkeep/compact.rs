@@ -167,15 +167,21 @@ pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
         }
         state.written += 1;
         let n = state.written;
-        match write(up, &owned, &group, n).await? {
-            Some((bytes, replaced)) => {
+        match write(up, &owned, &group, n).await {
+            Ok(Some((bytes, replaced))) => {
                 done.replaced_entries += group.len();
                 done.written += 1;
                 done.bytes += bytes;
                 done.replaced.extend(replaced);
             }
             // The assignment or the index changed under the run: the next run sees it.
-            None => break,
+            Ok(None) => break,
+            Err(e) if done.written == 0 => return Err(e),
+            // What was committed already still has objects to delete.
+            Err(e) => {
+                warn!(error = %e, "wal compaction stopped early; will retry");
+                break;
+            }
         }
     }
     if done.written > 0 {

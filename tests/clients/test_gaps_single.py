@@ -518,8 +518,11 @@ def test_delete_topic_while_producing(make_broker, topic):
     codes = {e.code() for e in errors}
     print(f"acked {len(acked)} ({acked_before} before the delete, {acked_at_delete} when it returned), "
           f"errors {len(errors)}: {sorted(KafkaError(c).name() for c in codes)}, broker said {broker_errors}")
-    assert codes <= {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}, \
-        [str(e) for e in errors[:5]]
+    # _DESTROY: once (in ~30 CI runs, under load) librdkafka reported messages it had in flight
+    # when the topic vanished with it, next to _UNKNOWN_TOPIC; a client-side form of the same
+    # outcome (not yet seen against Kafka: to investigate, issue 14's note).
+    unknown = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
+    assert codes & unknown and codes <= unknown | {KafkaError._DESTROY}, [str(e) for e in errors[:5]]
     assert "Unknown topic or partition" in broker_errors, broker_errors
     # once the producer got errors nothing more was acknowledged
     assert len(acked) == acked_later, (acked_later, len(acked))

@@ -247,3 +247,55 @@ async fn ranges_of_a_partition_that_moved_are_left_out_of_the_commit() {
         "the object holds committed data: it stays"
     );
 }
+
+/// The duplicate-retry race, made deterministic: a producer's retry arrives while the
+/// flush holding its original is in flight (taken from the buffer, its PUT delayed). The
+/// retry is acknowledged with the original's offset, never before the original commits,
+/// and never if the original's flush fails; the data is written once.
+#[tokio::test]
+async fn a_retry_of_a_batch_in_flight_is_acked_with_its_original_and_never_before_it() {
+    let r = rig(1).await;
+    r.start();
+    let p = r.parts[0].clone();
+    let batch = |n, seq| stratus_log::batch::validate(&make_batch(n, 9, seq, 1)).unwrap();
+    r.puts.delay_next(300);
+    let original = r.wal.append(&p, &batch(3, 0), None, 1).await.unwrap();
+    eventually("the flush is taken", || {
+        r.wal.lock_buffer().entries.is_empty()
+    })
+    .await;
+    let retry = r.wal.append(&p, &batch(3, 0), None, 1).await.unwrap();
+    assert_eq!((retry.base_offset, retry.seq), (0, original.seq));
+    let acked = tokio::spawn(retry.acked());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !acked.is_finished(),
+        "acknowledged before its original committed"
+    );
+    assert_eq!(p.state().high_watermark(), 0);
+    assert_eq!(acked.await.unwrap().unwrap(), 0);
+    assert_eq!(original.acked().await.unwrap(), 0);
+    assert_eq!(p.state().high_watermark(), 3, "written once");
+
+    // The original's flush fails: neither it nor its retry is acknowledged.
+    r.puts.delay_next(200);
+    r.puts.fail_next(u32::MAX);
+    let original = r.wal.append(&p, &batch(2, 3), None, 1).await.unwrap();
+    eventually("the flush is taken", || {
+        r.wal.lock_buffer().entries.is_empty()
+    })
+    .await;
+    let retry = r.wal.append(&p, &batch(2, 3), None, 1).await.unwrap();
+    assert_eq!((retry.base_offset, retry.seq), (3, original.seq));
+    assert!(retry.acked().await.is_err());
+    assert!(original.acked().await.is_err());
+    r.puts.heal();
+    eventually("the failed flush is forgotten", || {
+        p.state().next_offset() == 3 && !r.wal.lock_buffer().poisoned
+    })
+    .await;
+    // The producer's next retry is new data again, at the same offset.
+    let again = r.wal.append(&p, &batch(2, 3), None, 1).await.unwrap();
+    assert_eq!(again.acked().await.unwrap(), 3);
+    assert_eq!(p.state().high_watermark(), 5);
+}
