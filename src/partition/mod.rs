@@ -16,6 +16,7 @@ use stratus_meta::keys::PartitionId;
 use stratus_meta::repo::{PartitionRecord, ProducerBatch, SegmentRef};
 
 mod producers;
+mod relocate;
 use producers::Producers;
 
 /// Leader epochs a partition remembers.
@@ -589,78 +590,6 @@ impl PartitionState {
             },
         );
         self.high_watermark = end;
-    }
-
-    /// Points WAL chunks at the object a WAL compaction copied them to: `moved` maps an
-    /// old object to its copied spans `(old position, length, new position)` sorted by old
-    /// position; a chunk inside a span moves to the same offset in `to` (of `size` bytes).
-    /// Returns how many chunks moved.
-    pub fn relocate(&mut self, moved: &Moved, to: &Arc<str>, size: u64) -> usize {
-        let mut n = 0;
-        for c in self.tail.iter_mut() {
-            let Location::Wal {
-                object,
-                object_size,
-                pos,
-                len,
-            } = &mut c.location
-            else {
-                continue;
-            };
-            let Some(spans) = moved.get(object) else {
-                continue;
-            };
-            let i = spans.partition_point(|(start, _, _)| *start <= *pos);
-            let Some((start, span, new)) = i.checked_sub(1).map(|i| spans[i]) else {
-                continue;
-            };
-            if *pos + *len <= start + span {
-                *object = to.clone();
-                *object_size = size;
-                *pos = new + (*pos - start);
-                n += 1;
-            }
-        }
-        if n > 0 {
-            self.coalesce(to);
-        }
-        n
-    }
-
-    /// Merges adjacent chunks that follow each other in `object` into one, as the
-    /// compacted index entry merged their ranges: a seal then always ends where a range of
-    /// the index ends, and the index never has a range that is partly sealed.
-    fn coalesce(&mut self, object: &Arc<str>) {
-        let mut out: VecDeque<TailChunk> = VecDeque::with_capacity(self.tail.len());
-        for c in self.tail.drain(..) {
-            if let Some(last) = out.back_mut() {
-                if let (
-                    Location::Wal {
-                        object: o1,
-                        pos: p1,
-                        len: l1,
-                        ..
-                    },
-                    Location::Wal {
-                        object: o2,
-                        pos: p2,
-                        len: l2,
-                        ..
-                    },
-                ) = (&mut last.location, &c.location)
-                {
-                    if o1 == object && o2 == object && *p1 + *l1 == *p2 && last.end == c.base {
-                        *l1 += *l2;
-                        last.end = c.end;
-                        last.max_timestamp = last.max_timestamp.max(c.max_timestamp);
-                        last.created_ms = last.created_ms.min(c.created_ms);
-                        continue;
-                    }
-                }
-            }
-            out.push_back(c);
-        }
-        self.tail = out;
     }
 
     /// Forgets everything not committed (a flush failed): the log ends at the high
