@@ -313,3 +313,27 @@ async fn soak_at_short_timers_the_index_and_the_bucket_stay_flat() {
         assert_eq!(got, want, "k{t}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_more_entries_than_one_transaction_holds_commits_them_all() {
+    let st = stores();
+    let mut n = node(&st, true).await;
+    let up = n.broker.upkeep.clone();
+    let rounds = 16;
+    for round in 0..rounds {
+        produce_round(&mut n, round).await;
+    }
+    let (before, _) = index(st.meta.as_ref()).await;
+    assert!(before >= rounds * TOPICS, "{before} entries");
+    compact_wal(&up, 64 << 20).await.unwrap(); // notes the watermark
+    let done = compact_wal(&up, 64 << 20).await.unwrap();
+    assert_eq!(done.replaced_entries, before, "{done:?}");
+    assert!(
+        done.written >= 3,
+        "{} entries need several transactions",
+        before
+    );
+    delete_replaced(&up, &done.replaced).await;
+    assert_eq!(index(st.meta.as_ref()).await.0, done.written);
+    assert_all(&mut n, rounds).await;
+}

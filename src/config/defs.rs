@@ -240,7 +240,7 @@ settings! {
         #[doc = "How often partitions are checked for data to seal into segments."]
         seal_check_interval_ms: u64 = ("seal.check.interval.ms", "1000", Long(1, LONG)),
         #[doc = "How often WAL compaction writes the live data of older WAL objects again as one object, so that the metadata store's WAL index stays small (0 disables it)."]
-        wal_compaction_interval_ms: u64 = ("wal.compaction.interval.ms", "60000", Long(0, LONG)),
+        wal_compaction_interval_ms: u64 = ("wal.compaction.interval.ms", "10000", Long(0, LONG)),
         #[doc = "Most bytes one WAL compaction run writes (and holds in memory)."]
         wal_compaction_max_bytes: u64 = ("wal.compaction.max.bytes", "67108864", Long(1048576, LONG)),
         #[doc = "How often retention runs."]

@@ -35,8 +35,11 @@ use stratus_meta::{keys, Compare, Op, MAX_TXN_OPS};
 
 /// Compacted entries of one size tier that are merged together.
 pub const MERGE_AT: usize = 8;
-/// Most entries replaced by one compacted entry (inside one transaction).
-const FAN_IN: usize = MAX_TXN_OPS - 8;
+/// Most entries replaced by one compacted entry: its transaction compares and deletes
+/// each, besides the assignment compare and the new entry's compare and put, and the store
+/// counts compares and operations together.
+const FAN_IN: usize = (MAX_TXN_OPS - 3) / 2;
+const _: () = assert!(2 * FAN_IN + 3 <= MAX_TXN_OPS);
 /// Live bytes of the smallest tier; each tier is [`TIER_FACTOR`] times the one below.
 const TIER_BASE: u64 = 1 << 20;
 const TIER_FACTOR: u64 = 8;
@@ -398,6 +401,12 @@ async fn write(
             Ok(true) => break true,
             Ok(false) if !unknown => break false,
             Ok(false) => break up.meta.get(&key).await?.is_some(),
+            // Refused before anything applied (a limit of the store): a bug, never a guess.
+            Err(e @ stratus_meta::MetaError::TooLarge(_)) if !unknown => {
+                drop(guards);
+                discard(up, &name, "the store refused the transaction as too large").await;
+                return Err(e.into());
+            }
             Err(e) if attempt < COMMIT_ATTEMPTS => {
                 unknown = true;
                 debug!(object = name, error = %e, "wal compaction commit failed; retrying");
