@@ -40,6 +40,18 @@ struct Cached {
     log_start_offset: i64,
 }
 
+impl Cached {
+    /// A partition the client just named; nothing told about it yet.
+    fn new(request: &FetchPartition) -> Self {
+        Cached {
+            request: request.clone(),
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
 struct Session {
     /// The epoch the next incremental fetch must carry.
     next_epoch: i32,
@@ -128,15 +140,7 @@ impl FetchSessions {
                         match s.partitions.get_mut(&key(t, p.partition, v)) {
                             Some(c) => c.request = p.clone(),
                             None => {
-                                s.partitions.insert(
-                                    key(t, p.partition, v),
-                                    Cached {
-                                        request: p.clone(),
-                                        high_watermark: -1,
-                                        last_stable_offset: -1,
-                                        log_start_offset: -1,
-                                    },
-                                );
+                                s.partitions.insert(key(t, p.partition, v), Cached::new(p));
                             }
                         }
                     }
@@ -169,15 +173,7 @@ impl FetchSessions {
         let mut partitions = IndexMap::new();
         for t in &req.topics {
             for p in &t.partitions {
-                partitions.insert(
-                    key(t, p.partition, v),
-                    Cached {
-                        request: p.clone(),
-                        high_watermark: -1,
-                        last_stable_offset: -1,
-                        log_start_offset: -1,
-                    },
-                );
+                partitions.insert(key(t, p.partition, v), Cached::new(p));
             }
         }
         remember(&mut partitions, resp, v);

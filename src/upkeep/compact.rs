@@ -252,11 +252,7 @@ async fn sealed_end(
     topic_id: &str,
     partition: i32,
 ) -> Result<(i64, bool)> {
-    let local = uuid::Uuid::parse_str(topic_id)
-        .ok()
-        .and_then(|id| up.registry.topic_by_id(&id))
-        .and_then(|t| t.partitions.get(partition as usize).cloned());
-    if let Some(p) = local {
+    if let Some(p) = super::local_partition(up, topic_id, partition) {
         let s = p.state();
         let epoch = s.owner_epoch();
         if epoch.is_some() && epoch == owned.epoch(topic_id, partition) {
@@ -365,7 +361,7 @@ async fn write(
     // index partly sealed. One that ended since the ranges were read makes the run stop.
     let partitions: Vec<(Arc<crate::partition::Partition>, i64)> = first_end
         .iter()
-        .filter_map(|(id, end)| Some((local_partition(up, id)?, *end)))
+        .filter_map(|(id, end)| Some((super::local_partition(up, &id.topic_id, id.index)?, *end)))
         .collect();
     let mut guards = Vec::with_capacity(partitions.len());
     for (p, _) in &partitions {
@@ -430,7 +426,7 @@ async fn write(
         for spans in moves.values_mut() {
             spans.sort_unstable();
         }
-        if let Some(p) = local_partition(up, &id) {
+        if let Some(p) = super::local_partition(up, &id.topic_id, id.index) {
             p.state().relocate(&moves, &new_object, size);
         }
     }
@@ -440,14 +436,6 @@ async fn write(
         .map(|i| (i.entry.object.clone(), i.entry.data_end()))
         .collect();
     Ok(Some((total as u64, replaced.into_iter().collect())))
-}
-
-/// This broker's copy of a partition.
-fn local_partition(up: &Upkeep, id: &PartitionId) -> Option<Arc<crate::partition::Partition>> {
-    uuid::Uuid::parse_str(&id.topic_id)
-        .ok()
-        .and_then(|t| up.registry.topic_by_id(&t))
-        .and_then(|t| t.partitions.get(id.index as usize).cloned())
 }
 
 /// Deletes a compacted object whose entry was not committed.

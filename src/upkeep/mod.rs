@@ -75,6 +75,18 @@ async fn topic_ids(up: &Upkeep) -> crate::error::Result<std::collections::HashSe
     Ok(ids)
 }
 
+/// This broker's copy of a partition, if it knows the topic.
+fn local_partition(
+    up: &Upkeep,
+    topic_id: &str,
+    partition: i32,
+) -> Option<Arc<crate::partition::Partition>> {
+    uuid::Uuid::parse_str(topic_id)
+        .ok()
+        .and_then(|id| up.registry.topic_by_id(&id))
+        .and_then(|t| t.partitions.get(partition as usize).cloned())
+}
+
 /// Whether this broker is the controller (the sweeps run there only).
 fn is_controller(up: &Upkeep) -> bool {
     up.view.borrow().controller == Some(up.settings.server.node_id)

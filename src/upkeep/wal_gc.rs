@@ -95,11 +95,7 @@ pub async fn collect_wal_garbage(up: &Upkeep) -> Result<()> {
 
 /// Everything below this offset of a partition is in sealed segments.
 pub(super) async fn sealed_end(up: &Upkeep, topic_id: &str, partition: i32) -> Result<i64> {
-    let local = uuid::Uuid::parse_str(topic_id)
-        .ok()
-        .and_then(|id| up.registry.topic_by_id(&id))
-        .and_then(|t| t.partitions.get(partition as usize).cloned());
-    if let Some(p) = local {
+    if let Some(p) = super::local_partition(up, topic_id, partition) {
         let s = p.state();
         if s.owner_epoch().is_some() {
             return Ok(s.sealed_end());
