@@ -45,36 +45,42 @@ struct Node {
     _served: TestBroker,
 }
 
-/// Broker 1 on the shared stores, compaction by hand only; waits until it owns `s0..`.
-async fn node(st: &Stores, create: bool) -> Node {
+/// Broker 1 on the shared stores, WAL flushes at once and no retention (the test records'
+/// timestamps are from 1970), with `extra` settings.
+async fn open(st: &Stores, extra: &[(&str, &str)]) -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let s = settings(
-        dir.path(),
-        &[
-            ("wal.flush.interval.ms", "1"),
-            ("wal.compaction.interval.ms", "0"),
-            // The test records' timestamps are from 1970.
-            ("log.retention.ms", "-1"),
-            // A restart waits for the old incarnation's session to end.
-            ("broker.session.timeout.ms", "1500"),
-        ],
-    );
+    let mut pairs = vec![("wal.flush.interval.ms", "1"), ("log.retention.ms", "-1")];
+    pairs.extend_from_slice(extra);
     let meta: Arc<dyn MetaStore> = st.meta.clone();
-    let broker = stratus::Broker::open_with(s, meta, st.objects.clone())
+    let broker = stratus::Broker::open_with(settings(dir.path(), &pairs), meta, st.objects.clone())
         .await
         .unwrap();
     let served = serve(broker.clone(), dir).await;
-    let mut conn = TcpStream::connect(served.addr).await.unwrap();
-    if create {
-        for t in 0..TOPICS {
-            create_topic(&mut conn, &format!("s{t}"), 1).await;
-        }
-    }
+    let conn = TcpStream::connect(served.addr).await.unwrap();
     Node {
         broker,
         conn,
         _served: served,
     }
+}
+
+/// Broker 1 with compaction by hand only; creates `s0..` when asked.
+async fn node(st: &Stores, create: bool) -> Node {
+    let mut n = open(
+        st,
+        &[
+            ("wal.compaction.interval.ms", "0"),
+            // A restart waits for the old incarnation's session to end.
+            ("broker.session.timeout.ms", "1500"),
+        ],
+    )
+    .await;
+    if create {
+        for t in 0..TOPICS {
+            create_topic(&mut n.conn, &format!("s{t}"), 1).await;
+        }
+    }
+    n
 }
 
 /// The WAL index: its entries and their bytes.
@@ -245,22 +251,16 @@ async fn a_compaction_cut_short_anywhere_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_at_short_timers_the_index_and_the_bucket_stay_flat() {
     let st = stores();
-    let dir = tempfile::tempdir().unwrap();
-    let s = settings(
-        dir.path(),
+    let Node {
+        mut conn, _served, ..
+    } = open(
+        &st,
         &[
-            ("wal.flush.interval.ms", "1"),
             ("wal.compaction.interval.ms", "300"),
             ("seal.check.interval.ms", "200"),
-            ("log.retention.ms", "-1"),
         ],
-    );
-    let meta: Arc<dyn MetaStore> = st.meta.clone();
-    let broker = stratus::Broker::open_with(s, meta, st.objects.clone())
-        .await
-        .unwrap();
-    let served = serve(broker.clone(), dir).await;
-    let mut conn = TcpStream::connect(served.addr).await.unwrap();
+    )
+    .await;
     let topics = 20;
     for t in 0..topics {
         create_topic(&mut conn, &format!("k{t}"), 1).await;
