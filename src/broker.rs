@@ -95,9 +95,16 @@ impl Broker {
     /// owns nothing — or at once if no other broker can take them.
     pub async fn hand_off(&self) {
         let started = Instant::now();
-        if let Err(e) = self.membership.leave().await {
-            warn!(error = %e, "could not announce the shutdown; partitions move when the lease expires");
-            return;
+        match self.membership.leave().await {
+            Ok(true) => {}
+            Ok(false) => {
+                info!("another process of this node id registered: nothing to hand off");
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "could not announce the shutdown; partitions move when the lease expires");
+                return;
+            }
         }
         let deadline =
             started + Duration::from_millis(self.settings.server.controlled_shutdown_timeout_ms);

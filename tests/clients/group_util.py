@@ -31,14 +31,27 @@ def end_offsets(acked):
     """{partition: next offset} after the acknowledged (partition, offset, value) records."""
     ends = {}
     for p, o, _ in acked:
-        ends[p] = max(ends.get(p, 0), o + 1)
+        if o is not None:
+            ends[p] = max(ends.get(p, 0), o + 1)
     return ends
 
 
 def missing(acked, consumed):
-    """Acknowledged records absent from `consumed` (an iterable of (partition, offset, value))."""
+    """Acknowledged records absent from `consumed` (an iterable of (partition, offset, value));
+    a record acknowledged without an offset (None: librdkafka's implicit acknowledgement)
+    anywhere in its partition."""
+    consumed = list(consumed)
     have = {(p, o): v for p, o, v in consumed}
-    return [(p, o, v) for p, o, v in acked if have.get((p, o)) != v]
+    values = {(p, v) for p, _, v in consumed}
+    return [(p, o, v) for p, o, v in acked
+            if (have.get((p, o)) != v if o is not None else (p, v) not in values)]
+
+
+def resolved(acked, consumed):
+    """`acked` with the offsets the producer did not learn (None) taken from where the
+    records were consumed."""
+    where = {(p, v): o for p, o, v in consumed}
+    return [(p, where.get((p, v)) if o is None else o, v) for p, o, v in acked]
 
 
 class MemberProcess:

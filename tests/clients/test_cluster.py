@@ -176,12 +176,12 @@ class GroupWatch:
         """Waits until every acked record was consumed and the commits reached the end;
         returns problems: a committed offset that went backwards or vanished, or a commit
         acknowledged before a fault (start, end, what) that is not there after it."""
-        from group_util import end_offsets, missing
+        from group_util import end_offsets, missing, resolved
         problems = []
         try:
             wait_for(lambda: not missing(acked, list(self.consumed)), timeout=120, interval=0.5,
                      what="the group to consume every acknowledged record")
-            ends = end_offsets(acked)
+            ends = end_offsets(resolved(acked, list(self.consumed)))
             wait_for(lambda: self.observed and all(self.observed[-1][1].get(p) == o for p, o in ends.items()),
                      timeout=60, interval=0.5, what=f"committed offsets to reach {ends}")
         except AssertionError as e:

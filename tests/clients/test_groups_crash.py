@@ -20,7 +20,7 @@ from kafka import TopicPartition as KpTopicPartition
 from kafka.errors import KafkaError
 
 from conftest import TARGET, group_settings
-from group_util import end_offsets, missing
+from group_util import end_offsets, missing, resolved
 from util import create_topic, producer, wait_for
 
 PARTITIONS = 4
@@ -153,7 +153,7 @@ def test_kill9_broker_while_group_consumes_with_auto_commit(make_broker, topic, 
         wait_for(everything_consumed, 90, interval=0.5,
                  what=f"all {len(acked)} acknowledged records to be consumed "
                       f"(missing e.g. {missing(acked, list(consumed))[:5]})")
-        ends = end_offsets(acked)
+        ends = end_offsets(resolved(acked, list(consumed)))
         wait_for(lambda: observed and observed[-1][1] == ends, 30, interval=0.5,
                  what=f"committed offsets to reach the end {ends} (last seen {observed[-1:]})")
     finally:
