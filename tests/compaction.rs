@@ -131,8 +131,19 @@ async fn await_owned(n: &mut Node) {
         last = Some(owner);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let assignment = n.broker.meta.get("brokers/1/assignment").await.unwrap();
-    panic!("the restarted broker never owned its partitions: {last:?}, {assignment:?}");
+    let mut state = Vec::new();
+    for k in [
+        "brokers/1/assignment",
+        "brokers/1/registration",
+        "cluster/controller",
+    ] {
+        let v = n.broker.meta.get(k).await.unwrap();
+        state.push(format!(
+            "{k}: {:?}",
+            v.map(|v| String::from_utf8_lossy(&v.value).into_owned())
+        ));
+    }
+    panic!("the restarted broker never owned its partitions: {last:?}; {state:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -223,7 +223,11 @@ pub async fn run(
                     )
                     .await;
                 if matches!(won, Ok(true)) {
-                    info!(node = me.node, "elected controller");
+                    info!(
+                        node = me.node,
+                        incarnation = me.incarnation,
+                        "elected controller"
+                    );
                     leading = true;
                     eligible_before = None;
                 }
@@ -246,7 +250,11 @@ pub async fn run(
                 Ok(Some(_)) => eligible_before = eligible,
                 Ok(None) => {
                     if !holds(meta.as_ref(), &me).await {
-                        info!(node = me.node, "no longer controller");
+                        info!(
+                            node = me.node,
+                            incarnation = me.incarnation,
+                            "no longer controller"
+                        );
                         leading = false;
                     }
                 }

@@ -70,7 +70,13 @@ impl Membership {
         let lease = self.meta.grant_lease(self.ttl).await?;
         self.put(&self.registration(), lease, None).await?;
         *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease);
-        info!(node = self.registration().node, lease, "registered");
+        let r = self.registration();
+        info!(
+            node = r.node,
+            incarnation = r.incarnation,
+            lease,
+            "registered"
+        );
         Ok(lease)
     }
 

@@ -19,6 +19,7 @@ pub async fn run_all(store: &dyn MetaStore) {
     transactions(store).await;
     watches(store).await;
     leases(store).await;
+    revoke_races_a_put_under_another_lease(store).await;
 }
 
 async fn get_put_range(store: &dyn MetaStore) {
@@ -159,4 +160,26 @@ async fn leases(store: &dyn MetaStore) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(store.keep_alive(short).await.is_err());
+}
+
+/// A key put again under a new lease while its old lease is revoked stays: the revoke
+/// deletes what is under the old lease when it happens, never a key that moved on (a
+/// process restarting over its predecessor's registration lost it this way).
+async fn revoke_races_a_put_under_another_lease(store: &dyn MetaStore) {
+    for i in 0..40 {
+        let key = format!("conf/r/{i}");
+        let old = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+        let new = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+        let put = |lease| store.txn(vec![], vec![Op::Put(key.clone(), b("v"), Some(lease))]);
+        put(old).await.unwrap();
+        let (revoked, moved) = tokio::join!(store.revoke_lease(old), put(new));
+        revoked.unwrap();
+        assert!(moved.unwrap());
+        assert!(
+            store.get(&key).await.unwrap().is_some(),
+            "round {i}: revoking the old lease deleted the key put under the new one"
+        );
+        store.revoke_lease(new).await.unwrap();
+        assert!(store.get(&key).await.unwrap().is_none());
+    }
 }

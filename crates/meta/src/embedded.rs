@@ -105,10 +105,30 @@ impl EmbeddedStore {
 
 impl Inner {
     fn apply(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
+        self.write(compares, ops, None)
+    }
+
+    /// One write transaction: the compares, then `ops`, then (for a revoke) the deletion of
+    /// every key under `revoked` as of this transaction — found and deleted in it, so a
+    /// key put again under another lease meanwhile is never deleted with the old one.
+    fn write(
+        &self,
+        compares: Vec<Compare>,
+        mut ops: Vec<Op>,
+        revoked: Option<LeaseId>,
+    ) -> Result<bool, MetaError> {
         let w = self.db.begin_write().map_err(err)?;
         let mut events = Vec::new();
         {
             let mut kv = w.open_table(KV).map_err(err)?;
+            if let Some(id) = revoked {
+                for e in kv.iter().map_err(err)? {
+                    let (k, v) = e.map_err(err)?;
+                    if decode(v.value()).is_some_and(|(_, l, _)| l == id) {
+                        ops.push(Op::Delete(k.value().to_string()));
+                    }
+                }
+            }
             for c in &compares {
                 let ok = match c {
                     Compare::Revision(k, want) => {
@@ -194,18 +214,7 @@ impl Inner {
         {
             return Err(MetaError::LeaseNotFound(id));
         }
-        let keys: Vec<String> = {
-            let r = self.db.begin_read().map_err(err)?;
-            let kv = r.open_table(KV).map_err(err)?;
-            kv.iter()
-                .map_err(err)?
-                .filter_map(|e| e.ok())
-                .filter(|(_, v)| decode(v.value()).is_some_and(|(_, l, _)| l == id))
-                .map(|(k, _)| k.value().to_string())
-                .collect()
-        };
-        self.apply(vec![], keys.into_iter().map(Op::Delete).collect())
-            .map(|_| ())
+        self.write(vec![], vec![], Some(id)).map(|_| ())
     }
 }
 
