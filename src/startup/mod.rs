@@ -112,7 +112,7 @@ impl Broker {
             .range(&keys::wal_prefix(node))
             .await?
             .iter()
-            .filter_map(|(k, _)| keys::wal_seq(k))
+            .filter_map(|(k, _)| keys::wal_last_seq(k))
             .max()
             .map(|s| s + 1)
             .unwrap_or(1);

@@ -4,9 +4,12 @@
 //! broker, however many slow partitions keep data unsealed for however long `segment.ms`
 //! lets them (AutoMQ's stream-set objects are the same idea).
 //!
-//! A run takes this broker's flush entries older than the previous run, and the compacted
-//! entries of the lowest size tier that has [`MERGE_AT`] of them (so each byte is written
-//! again a logarithmic number of times, not at every run). Sealed ranges and ranges of
+//! A run takes this broker's flush entries older than the previous run, and adjacent
+//! compacted entries of the lowest size tier that has [`MERGE_AT`] of them side by side (so
+//! each byte is written again a logarithmic number of times, not at every run). Entries are
+//! merged only with their neighbours in time (a compacted entry's key names the flush
+//! sequences it covers), so that every partition's data in a merged entry is one range and
+//! the index's bytes stay flat, not only its entries. Sealed ranges and ranges of
 //! deleted topics are left out. An entry with a live range of a partition this broker does
 //! not own is left alone: its owner's memory points into the object. For the partitions it
 //! does own, the run points their tail chunks at the new object once the transaction is
@@ -79,6 +82,10 @@ pub struct Compacted {
 /// One index entry read for a run.
 struct Input {
     key: String,
+    /// A flush's entry (not a compacted one).
+    young: bool,
+    /// The flush sequences it covers.
+    span: (u64, u64),
     revision: u64,
     entry: WalEntry,
     /// Indexes of its live ranges.
@@ -101,13 +108,15 @@ pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
         .max(watermark);
     let topics = super::topic_ids(up).await?;
     let mut sealed: HashMap<PartitionId, (i64, bool)> = HashMap::new();
-    let mut young = Vec::new();
-    let mut tiers: BTreeMap<u32, Vec<Input>> = BTreeMap::new();
+    let mut inputs = Vec::new();
     for (key, v) in listed {
-        let compacted = keys::is_compacted_wal_key(&key);
-        if !compacted && keys::wal_seq(&key).is_none_or(|s| s > watermark) {
-            continue;
-        }
+        let span = match (keys::wal_seq(&key), keys::compacted_span(&key)) {
+            (Some(s), _) if s <= watermark => (s, s),
+            // Too young: the next run takes it.
+            (Some(_), _) => continue,
+            (None, span) if keys::is_compacted_wal_key(&key) => span.unwrap_or((0, 0)),
+            (None, _) => continue,
+        };
         let entry: WalEntry = repo::decode(&key, &v)?;
         let mut live = Vec::new();
         let mut live_bytes = 0;
@@ -139,24 +148,17 @@ pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
         if !movable || live.is_empty() {
             continue;
         }
-        let input = Input {
+        inputs.push(Input {
+            young: !keys::is_compacted_wal_key(&key),
             key,
+            span,
             revision: v.mod_revision,
             entry,
             live,
             live_bytes,
-        };
-        if compacted {
-            tiers.entry(tier(input.live_bytes)).or_default().push(input);
-        } else {
-            young.push(input);
-        }
+        });
     }
-    young.sort_by_key(|i| keys::wal_seq(&i.key));
-    let mut groups = batches(young, max_bytes);
-    if let Some((_, merge)) = tiers.into_iter().find(|(_, t)| t.len() >= MERGE_AT) {
-        groups.extend(batches(merge, max_bytes));
-    }
+    let groups = plan(inputs, max_bytes);
     let mut done = Compacted::default();
     for group in groups {
         if done.bytes >= max_bytes {
@@ -221,6 +223,78 @@ fn tier(live: u64) -> u32 {
         t += 1;
     }
     t
+}
+
+/// The groups of a run, each of entries adjacent in time (so that every partition's data
+/// in the entry a group becomes is one range): the runs of flush entries between compacted
+/// ones, then the compacted entries [`merge_run`] picks.
+fn plan(mut inputs: Vec<Input>, max_bytes: u64) -> Vec<Vec<Input>> {
+    inputs.sort_by_key(|i| i.span);
+    let young: Vec<bool> = inputs.iter().map(|i| i.young).collect();
+    let compacted: Vec<usize> = (0..inputs.len()).filter(|i| !young[*i]).collect();
+    let tiers: Vec<u32> = compacted
+        .iter()
+        .map(|i| tier(inputs[*i].live_bytes))
+        .collect();
+    let mut picked: Vec<Vec<usize>> = young_runs(&young)
+        .into_iter()
+        .map(|r| r.collect())
+        .collect();
+    if let Some(r) = merge_run(&tiers) {
+        picked.push(compacted[r].to_vec());
+    }
+    let mut slots: Vec<Option<Input>> = inputs.into_iter().map(Some).collect();
+    let mut groups = Vec::new();
+    for indexes in picked {
+        let run = indexes.iter().filter_map(|i| slots[*i].take()).collect();
+        groups.extend(batches(run, max_bytes));
+    }
+    groups
+}
+
+/// The maximal runs of `true`.
+fn young_runs(young: &[bool]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, y) in young.iter().chain([&false]).enumerate() {
+        match (*y, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push(s..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The compacted entries to merge, given their tiers in time order: for the lowest tier
+/// `t` that has one, a maximal run of adjacent entries of tier at most `t` holding
+/// [`MERGE_AT`] of tier `t` (so a large entry is never written again for a few small
+/// neighbours, and each byte is written again about once per tier).
+fn merge_run(tiers: &[u32]) -> Option<std::ops::Range<usize>> {
+    let mut levels = tiers.to_vec();
+    levels.sort_unstable();
+    levels.dedup();
+    for t in levels {
+        let mut start = 0;
+        while start < tiers.len() {
+            if tiers[start] > t {
+                start += 1;
+                continue;
+            }
+            let end = tiers[start..]
+                .iter()
+                .position(|x| *x > t)
+                .map_or(tiers.len(), |k| start + k);
+            if tiers[start..end].iter().filter(|x| **x == t).count() >= MERGE_AT {
+                return Some(start..end);
+            }
+            start = end;
+        }
+    }
+    None
 }
 
 /// Inputs in order, cut into groups of at most [`FAN_IN`] entries and about `max_bytes`.
@@ -375,7 +449,9 @@ async fn write(
         discard(up, &name, "a seal ended meanwhile").await;
         return Ok(None);
     }
-    let key = keys::compacted_wal_key(node, incarnation, n);
+    let first = group.iter().map(|i| i.span.0).min().unwrap_or(0);
+    let last = group.iter().map(|i| i.span.1).max().unwrap_or(0);
+    let key = keys::compacted_wal_key(node, first, last, incarnation, n);
     let mut compares = vec![
         up.fence.compare(owned),
         Compare::Revision(key.clone(), None),
@@ -465,6 +541,38 @@ fn trim(batches: Vec<ProducerBatch>) -> Vec<ProducerBatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merges_take_entries_adjacent_in_time_of_the_lowest_tier_that_has_enough() {
+        assert_eq!(young_runs(&[]), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(
+            young_runs(&[true, true, false, true, false, false, true]),
+            vec![0..2, 3..4, 6..7]
+        );
+        let eight = vec![0; MERGE_AT];
+        assert_eq!(merge_run(&eight), Some(0..MERGE_AT));
+        assert_eq!(merge_run(&eight[1..]), None);
+        // Eight small entries, but not adjacent: a larger one lies between.
+        let mut split = eight.clone();
+        split.insert(3, 1);
+        assert_eq!(merge_run(&split), None);
+        // A large entry is not written again with a few small neighbours...
+        let mut one_big = vec![2];
+        one_big.extend(&eight[1..]);
+        assert_eq!(merge_run(&one_big), None);
+        // ...but eight of a tier take the smaller ones between and around them.
+        let mut mixed = vec![3, 0];
+        for _ in 0..MERGE_AT {
+            mixed.extend([1, 0]);
+        }
+        mixed.push(2);
+        assert_eq!(merge_run(&mixed), Some(1..2 + 2 * MERGE_AT));
+        // The lowest tier first.
+        let mut both = vec![1; MERGE_AT];
+        both.push(2);
+        both.extend(vec![0; MERGE_AT]);
+        assert_eq!(merge_run(&both), Some(MERGE_AT + 1..2 * MERGE_AT + 1));
+    }
 
     #[test]
     fn tiers_grow_by_the_factor() {

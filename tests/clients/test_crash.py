@@ -6,6 +6,7 @@ little there); set STRATUS_CRASH_ON_KAFKA=1 to run it against Kafka to check the
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,9 @@ class ProducerLog:
 RETENTION_MS = 8000
 DELETING_TOPIC = {"segment.ms": "500", "segment.bytes": "16384", "retention.ms": str(RETENTION_MS)}
 DELETING_BROKER = {"seal.check.interval.ms": "100", "log.retention.check.interval.ms": "300"}
+# Broker settings under which kill -9 lands in WAL compaction: a run every 200 ms rewrites
+# the flushes of the one before (nothing seals: every partition's data stays in the WAL).
+COMPACTING_BROKER = {"wal.compaction.interval.ms": "200"}
 
 
 def check_log(ends, log, logs, retention_ms=None, checked_at=None):
@@ -197,11 +201,13 @@ def finish_producers(procs, tmp_path, min_acked=200):
 
 @pytest.mark.crash
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("deleting", [False, True], ids=["defaults", "sealing_gc_retention"])
-def test_kill9_during_idempotent_produce_loses_and_duplicates_nothing(make_broker, topic, tmp_path, deleting):
+@pytest.mark.parametrize("mode", ["defaults", "sealing_gc_retention", "compacting"])
+def test_kill9_during_idempotent_produce_loses_and_duplicates_nothing(make_broker, topic, tmp_path, mode):
     if TARGET == "kafka" and os.environ.get("STRATUS_CRASH_ON_KAFKA") != "1":
         pytest.skip("crash test targets Stratus (STRATUS_CRASH_ON_KAFKA=1 runs it on Kafka)")
-    broker = make_broker({"auto.create.topics.enable": "false", **(DELETING_BROKER if deleting else {})})
+    deleting = mode == "sealing_gc_retention"
+    extra = {"sealing_gc_retention": DELETING_BROKER, "compacting": COMPACTING_BROKER}.get(mode, {})
+    broker = make_broker({"auto.create.topics.enable": "false", **extra})
     create_topic(broker.admin(), topic, partitions=PARTITIONS, config=DELETING_TOPIC if deleting else None)
 
     procs = start_producers(broker.bootstrap, topic, tmp_path, PRODUCERS, PARTITIONS)
@@ -245,6 +251,12 @@ def test_kill9_during_idempotent_produce_loses_and_duplicates_nothing(make_broke
         print(f"objects left: {len(wal)} WAL, {len(segs)} segments; log starts {starts}")
         if not segs:
             problems.append("no sealed segment left: sealing did not run")
+    if mode == "compacting":
+        compacted = [f for f in (broker.objects_dir() / "wal").rglob("*.wal")
+                     if re.fullmatch(r"[0-9a-f]{16}-c[0-9]{19}\.wal", f.name)]
+        print(f"compacted WAL objects left: {len(compacted)}")
+        if not compacted:
+            problems.append("no compacted WAL object: compaction did not run")
     print(f"faults: {kills} kill -9 of the broker")
     assert kills == KILLS >= 1
     assert not problems, "\n".join(problems[:20])

@@ -7,7 +7,7 @@
 //! | `topics/<name>` | topic records | any broker (admin requests) |
 //! | `partitions/<topic-id>/<partition:06>` | partition records | the partition's owner |
 //! | `wal/<node>/<seq:020>-<incarnation:016x>` | WAL index entries | the writing broker |
-//! | `wal/<node>/c-<incarnation:016x>-<n:020>` | compacted WAL index entries | the writing broker |
+//! | `wal/<node>/c-<first:020>-<last:020>-<incarnation:016x>-<n:020>` | compacted WAL index entries | the writing broker |
 //! | `brokers/<node>/…` | registration (leased), assignment, drain mark | broker, controller |
 //! | `groups/<shard:02>/<group>` | group state | the shard's coordinator |
 //! | `offsets/<shard:02>/<group>/<topic>` | committed offsets | the shard's coordinator |
@@ -46,11 +46,27 @@ pub fn wal_prefix(node: i32) -> String {
 pub fn wal_key(node: i32, seq: u64, incarnation: u64) -> String {
     format!("wal/{node}/{seq:020}-{incarnation:016x}")
 }
-/// Key of a compacted WAL index entry (one written by WAL compaction, not by a flush): `n`
-/// counts the compactions of the incarnation. It has no flush sequence ([`wal_seq`] is
-/// `None`), so the next flush sequence never depends on it.
-pub fn compacted_wal_key(node: i32, incarnation: u64, n: u64) -> String {
-    format!("wal/{node}/c-{incarnation:016x}-{n:020}")
+/// Key of a compacted WAL index entry (one written by WAL compaction, not by a flush):
+/// `first..=last` are the flush sequences of the entries it replaced (directly or through
+/// other compacted entries), so that merges keep time order; `n` counts the compactions of
+/// the incarnation. It has no flush sequence of its own ([`wal_seq`] is `None`).
+pub fn compacted_wal_key(node: i32, first: u64, last: u64, incarnation: u64, n: u64) -> String {
+    format!("wal/{node}/c-{first:020}-{last:020}-{incarnation:016x}-{n:020}")
+}
+/// The flush sequences `(first, last)` a compacted entry's key covers (`None` for a
+/// flush's key, or a compacted key of the format before sequences were in it).
+pub fn compacted_span(key: &str) -> Option<(u64, u64)> {
+    let rest = key.rsplit('/').next()?.strip_prefix("c-")?;
+    let parts: Vec<&str> = rest.split('-').collect();
+    match parts[..] {
+        [first, last, _, _] => Some((first.parse().ok()?, last.parse().ok()?)),
+        _ => None,
+    }
+}
+/// The highest flush sequence a WAL index key names: its own, or the last a compacted
+/// entry covers. The next flush of the node takes a higher one.
+pub fn wal_last_seq(key: &str) -> Option<u64> {
+    wal_seq(key).or_else(|| compacted_span(key).map(|(_, last)| last))
 }
 /// Whether a WAL index key is a compacted entry's.
 pub fn is_compacted_wal_key(key: &str) -> bool {
@@ -310,8 +326,12 @@ mod tests {
             prop_assert_eq!(wal_seq(&k), Some(seq));
             prop_assert_eq!(wal_node(&k), Some(node));
             prop_assert!(!is_compacted_wal_key(&k));
-            let c = compacted_wal_key(node, inc, seq);
+            let c = compacted_wal_key(node, seq / 2, seq, inc, p as u64);
             prop_assert_eq!(wal_seq(&c), None);
+            prop_assert_eq!(compacted_span(&c), Some((seq / 2, seq)));
+            prop_assert_eq!(wal_last_seq(&c), Some(seq));
+            prop_assert_eq!(wal_last_seq(&k), Some(seq));
+            prop_assert_eq!(compacted_span(&k), None);
             prop_assert_eq!(wal_node(&c), Some(node));
             prop_assert!(is_compacted_wal_key(&c));
         }
