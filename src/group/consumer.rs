@@ -93,7 +93,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn error(code: Code, member_id: &str) -> Self {
+    /// An error answer.
+    pub fn error(code: Code, member_id: &str) -> Self {
         Answer {
             error: Some(code),
             member_id: member_id.to_string(),
@@ -433,6 +434,14 @@ impl ConsumerGroup {
             return Err(Code::StaleMemberEpoch);
         }
         Ok(())
+    }
+
+    /// Forgets what was sent to `member` (its answer was not delivered): the next
+    /// heartbeat sends its assignment again.
+    pub fn unsent(&mut self, member: &str) {
+        if let Some(m) = self.members.get_mut(member) {
+            m.sent = None;
+        }
     }
 
     /// Restarts members' session timers (after loading).

@@ -9,6 +9,7 @@ pub mod assignor;
 pub mod classic;
 pub mod consumer;
 pub mod offsets;
+mod persist;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +18,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::ResponseError as Code;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -29,7 +29,7 @@ use crate::supervisor::Supervisor;
 use classic::{Group, Join, JoinResult, Joined, Limits, Member, State, SyncResult};
 use consumer::{Answer, ConsumerGroup, Heartbeat, TopicInfo};
 use offsets::{Change, OffsetStore};
-use stratus_meta::{keys, repo, MetaStore, Op};
+use stratus_meta::{keys, repo, MetaStore};
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -96,8 +96,8 @@ pub struct Coordinator {
     /// Committed offsets.
     pub offsets: Arc<OffsetStore>,
     groups: Mutex<Groups>,
-    /// Group records to write, with the epoch of their shard when they were taken.
-    persist: mpsc::Sender<(String, Option<Bytes>, i32)>,
+    /// Group records to write (staged under the `groups` lock, in the order they changed).
+    staging: Arc<persist::Staging>,
 }
 
 /// Every group, by protocol.
@@ -143,16 +143,14 @@ impl Coordinator {
         settings: GroupSettings,
     ) -> Result<Arc<Self>> {
         let offsets = OffsetStore::open(tasks, meta.clone(), Some(fence.clone()));
-        let (tx, rx) = mpsc::channel(1024);
-        // Ends when the coordinator (the only sender) is dropped.
-        tasks.spawn_owned("group state writer", persist(meta.clone(), fence, rx));
+        let staging = persist::Staging::open(tasks, meta.clone(), fence);
         Ok(Arc::new(Coordinator {
             settings,
             meta,
             shards: Shards::default(),
             offsets,
             groups: Mutex::new(Groups::default()),
-            persist: tx,
+            staging,
         }))
     }
 
@@ -340,8 +338,36 @@ impl Coordinator {
         Ok(())
     }
 
-    /// ConsumerGroupHeartbeat (KIP-848).
-    pub fn consumer_heartbeat(&self, group: &str, hb: Heartbeat, topics: &[TopicInfo]) -> Answer {
+    /// ConsumerGroupHeartbeat (KIP-848), answered once what the answer depends on is
+    /// durable (see [`persist`]).
+    pub async fn consumer_heartbeat(
+        &self,
+        group: &str,
+        hb: Heartbeat,
+        topics: &[TopicInfo],
+    ) -> Answer {
+        let answer = self.consumer_heartbeat_now(group, hb, topics);
+        if answer.error.is_some() {
+            return answer;
+        }
+        let Some(version) = self.staging.pending(group) else {
+            return answer;
+        };
+        let error = if !self.staging.wait(version).await {
+            Code::CoordinatorNotAvailable
+        } else if !self.owns(group) {
+            Code::NotCoordinator
+        } else {
+            return answer;
+        };
+        // The member did not get its assignment: the next heartbeat sends it again.
+        if let Some(g) = self.lock().consumer.get_mut(group) {
+            g.unsent(&answer.member_id);
+        }
+        Answer::error(error, &answer.member_id)
+    }
+
+    fn consumer_heartbeat_now(&self, group: &str, hb: Heartbeat, topics: &[TopicInfo]) -> Answer {
         if group.is_empty() {
             return Answer {
                 error: Some(Code::InvalidGroupId),
@@ -363,7 +389,15 @@ impl Coordinator {
             groups.classic.remove(group);
         }
         let g = groups.consumer.entry(group.to_string()).or_default();
-        g.heartbeat(hb, topics, self.settings.limits.max_size)
+        let answer = g.heartbeat(hb, topics, self.settings.limits.max_size);
+        if g.dirty {
+            if let Some(epoch) = self.shard_epoch(shard_of(group)) {
+                g.dirty = false;
+                let value = repo::encode(&Persisted::Consumer(g.clone()));
+                self.staging.stage(group, Some(value), epoch);
+            }
+        }
+        answer
     }
 
     /// Heartbeat interval for consumer-protocol members.
@@ -523,9 +557,9 @@ impl Coordinator {
                 None if !self.offsets.has_group(group) => return Err(Code::GroupIdNotFound),
                 None => {}
             }
-        }
-        if let Some(epoch) = self.shard_epoch(shard_of(group)) {
-            let _ = self.persist.send((group.to_string(), None, epoch)).await;
+            if let Some(epoch) = self.shard_epoch(shard_of(group)) {
+                self.staging.stage(group, None, epoch);
+            }
         }
         self.offsets
             .delete_group(group)
@@ -545,36 +579,29 @@ impl Coordinator {
                 _ = tick.tick() => {}
             }
             let now = Instant::now();
-            let mut writes = Vec::new();
             {
+                // Staged under the lock that made the changes: records are written in the
+                // order the state changed.
                 let mut groups = self.lock();
                 for g in groups.classic.values_mut() {
                     g.expire(now, self.settings.limits);
                     if g.dirty {
                         g.dirty = false;
-                        writes.push((
-                            g.id.clone(),
-                            Some(repo::encode(&Persisted::Classic(snapshot(g)))),
-                        ));
+                        if let Some(epoch) = self.shard_epoch(shard_of(&g.id)) {
+                            let value = repo::encode(&Persisted::Classic(snapshot(g)));
+                            self.staging.stage(&g.id, Some(value), epoch);
+                        }
                     }
                 }
                 for (id, g) in groups.consumer.iter_mut() {
                     g.expire(now, self.settings.consumer_session);
                     if g.dirty {
                         g.dirty = false;
-                        writes.push((
-                            id.clone(),
-                            Some(repo::encode(&Persisted::Consumer(g.clone()))),
-                        ));
+                        if let Some(epoch) = self.shard_epoch(shard_of(id)) {
+                            let value = repo::encode(&Persisted::Consumer(g.clone()));
+                            self.staging.stage(id, Some(value), epoch);
+                        }
                     }
-                }
-            }
-            for (id, value) in writes {
-                let Some(epoch) = self.shard_epoch(shard_of(&id)) else {
-                    continue;
-                };
-                if self.persist.send((id, value, epoch)).await.is_err() {
-                    return;
                 }
             }
             if last_expiry.elapsed() >= Duration::from_secs(60) {
@@ -681,39 +708,4 @@ fn restore(id: &str, s: Snapshot) -> Group {
         );
     }
     g
-}
-
-/// Writes group records in the order they changed, while this broker coordinates them.
-async fn persist(
-    meta: Arc<dyn MetaStore>,
-    fence: Arc<Fence>,
-    mut rx: mpsc::Receiver<(String, Option<Bytes>, i32)>,
-) {
-    while let Some((id, value, epoch)) = rx.recv().await {
-        let op = match value {
-            Some(v) => Op::Put(keys::group_key(&id), v, None),
-            None => Op::Delete(keys::group_key(&id)),
-        };
-        let mut delay = Duration::from_millis(50);
-        let shard = [(shard_of(&id), epoch)];
-        loop {
-            match crate::coordinator::fenced_txn(
-                &meta,
-                Some(&fence),
-                &shard,
-                std::slice::from_ref(&op),
-            )
-            .await
-            {
-                Ok(()) => break,
-                // Another broker coordinates the group now; its state is that broker's.
-                Err(crate::error::Error::Kafka(_)) => break,
-                Err(e) => {
-                    warn!(group = %id, error = %e, "group state not persisted; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-    }
 }

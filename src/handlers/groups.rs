@@ -385,7 +385,7 @@ fn topic_snapshot(h: &Handles<'_>) -> Vec<crate::group::consumer::TopicInfo> {
 }
 
 /// ConsumerGroupHeartbeat (KIP-848).
-pub fn consumer_group_heartbeat(
+pub async fn consumer_group_heartbeat(
     h: &Handles<'_>,
     session: Session,
     client_id: &str,
@@ -445,7 +445,8 @@ pub fn consumer_group_heartbeat(
     let topics = topic_snapshot(h);
     let a = h
         .groups
-        .consumer_heartbeat(req.group_id.0.as_str(), hb, &topics);
+        .consumer_heartbeat(req.group_id.0.as_str(), hb, &topics)
+        .await;
     let mut resp = ConsumerGroupHeartbeatResponse::default()
         .with_error_code(a.error.map(|c| c.code()).unwrap_or(0))
         .with_member_id(Some(text(a.member_id)))

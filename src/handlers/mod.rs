@@ -435,7 +435,7 @@ async fn route(
             ResponseKind::OffsetDelete(group_offsets::offset_delete(&gh, r).await)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
-            groups::consumer_group_heartbeat(&gh, session, client_id, r, v),
+            groups::consumer_group_heartbeat(&gh, session, client_id, r, v).await,
         ),
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(groups::consumer_group_describe(&gh, r, v))

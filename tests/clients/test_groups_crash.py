@@ -1,8 +1,8 @@
 """Crash recovery of consumer groups: kill -9 the broker (and restart it on the same data)
 while a group of auto-committing librdkafka consumers reads a topic that is still being
-written. The group re-forms, no committed offset ever goes backwards (committed offsets are
-polled all along, and every commit a consumer saw acknowledged must survive), and every
-acknowledged record is eventually consumed.
+written. The group re-forms, no committed offset ever goes backwards but by a member's own
+(retried) commit (committed offsets are polled all along, and every commit a consumer saw
+acknowledged must survive), and every acknowledged record is eventually consumed.
 
 Stratus only (the reference Kafka keeps its files in the page cache across kill -9, so it says
 little there); STRATUS_CRASH_ON_KAFKA=1 runs it against Kafka to check the test itself.
@@ -79,11 +79,25 @@ def test_kill9_broker_while_group_consumes_with_auto_commit(make_broker, topic, 
     consumed = []  # (partition, offset, value) from every member
     commit_acks = []  # (time, partition, offset) of every commit a member saw succeed
 
+    commit_log = []  # (time, member, what) of every commit callback and assignment change, to explain a failure
+
     def member(stop):
+        me = threading.current_thread().name
+
         def on_commit(err, parts):
+            t = time.time()
+            commit_log.append((t, me, f"commit {err} {[(tp.partition, tp.offset, str(tp.error)) for tp in parts]}"))
             if err is None:
-                t = time.time()
                 commit_acks.extend((t, tp.partition, tp.offset) for tp in parts if tp.error is None and tp.offset >= 0)
+
+        def on_assign(_c, parts):
+            commit_log.append((time.time(), me, f"assigned {[tp.partition for tp in parts]}"))
+
+        def on_revoke(_c, parts):
+            commit_log.append((time.time(), me, f"revoked {[tp.partition for tp in parts]}"))
+
+        def on_lost(_c, parts):
+            commit_log.append((time.time(), me, f"lost {[tp.partition for tp in parts]}"))
         conf = {"bootstrap.servers": b, "group.id": group, "auto.offset.reset": "earliest",
                 "enable.auto.commit": True, "auto.commit.interval.ms": 200, "on_commit": on_commit}
         if protocol == "classic":
@@ -91,7 +105,7 @@ def test_kill9_broker_while_group_consumes_with_auto_commit(make_broker, topic, 
         else:  # KIP-848: the broker's group.consumer.* settings give the timeouts
             conf["group.protocol"] = "consumer"
         c = Consumer(conf)
-        c.subscribe([topic])
+        c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
         try:
             while not stop.is_set():
                 m = c.poll(0.2)
@@ -164,17 +178,30 @@ def test_kill9_broker_while_group_consumes_with_auto_commit(make_broker, topic, 
     errors = [t.error for t in threads if t.error is not None]
     assert not errors, errors
 
-    # no committed offset ever went backwards
+    # No committed offset ever went backwards, but by a member's own commit: librdkafka
+    # retries a commit that was in flight when the broker died with the offsets it had
+    # then, after the newer commits it made once the broker was back (a client behaviour,
+    # the same against Kafka). Such a step back is the broker applying a commit a member
+    # saw succeed after the higher offset was observed; a broker that reverts state (or
+    # loses a commit) steps back with no such commit.
+    def own_commit(p, o, t_high, t_low):
+        return any(cp == p and co == o and t_high < ct <= t_low + 2 for ct, cp, co in commit_acks)
+
     last, back = {}, []
     for t, offs in observed:
         for p, o in offs.items():
-            if o is not None and last.get(p) is not None and o < last[p][1]:
+            if (o is not None and last.get(p) is not None and o < last[p][1]
+                    and not own_commit(p, o, last[p][0], t)):
                 back.append(f"partition {p}: {last[p][1]} at {last[p][0]:.3f} then {o} at {t:.3f}")
             if o is not None:
                 last[p] = (t, o)
             elif p in last:
                 back.append(f"partition {p}: committed offset {last[p][1]} disappeared at {t:.3f}")
-    assert not back, f"committed offsets went backwards (kills at {[f'{k:.3f}' for k in kills]}):\n" + "\n".join(back[:20])
+    if back:
+        first = float(back[0].split(" at ")[1].split(" ")[0])
+        around = [f"{t:.3f} {m} {what}" for t, m, what in commit_log if abs(t - first) < 2]
+        pytest.fail(f"committed offsets went backwards (kills at {[f'{k:.3f}' for k in kills]}):\n"
+                    + "\n".join(back[:20]) + "\nwhat the members saw around it:\n" + "\n".join(around[:80]))
 
     # every commit acknowledged before a kill is there when the broker is back
     for k in kills:
