@@ -350,10 +350,7 @@ impl Coordinator {
         if answer.error.is_some() {
             return answer;
         }
-        let Some(version) = self.staging.pending(group) else {
-            return answer;
-        };
-        let error = if !self.staging.wait(version).await {
+        let error = if !self.staging.settled(group).await {
             Code::CoordinatorNotAvailable
         } else if !self.owns(group) {
             Code::NotCoordinator

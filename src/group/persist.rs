@@ -93,17 +93,22 @@ impl Staging {
     }
 
     /// The version of `group`'s newest change not yet known durable.
-    pub fn pending(&self, group: &str) -> Option<u64> {
+    fn pending(&self, group: &str) -> Option<u64> {
         self.queue().latest.get(group).copied()
     }
 
-    /// Waits (up to [`WAIT`]) until `version` is durable; whether it is.
-    pub async fn wait(&self, version: u64) -> bool {
+    /// Waits (up to [`WAIT`]) until every change of `group` staged so far is durable;
+    /// whether it is. A record replaced before it was written is settled by the newer one.
+    pub async fn settled(&self, group: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + WAIT;
         let mut rx = self.durable.subscribe();
-        let durable = tokio::time::timeout(WAIT, rx.wait_for(|d| *d >= version))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        durable
+        while let Some(version) = self.pending(group) {
+            match tokio::time::timeout_at(deadline, rx.wait_for(|d| *d >= version)).await {
+                Ok(Ok(_)) => {}
+                _ => return false,
+            }
+        }
+        true
     }
 
     fn take(&self) -> Vec<(String, Staged)> {
@@ -200,5 +205,60 @@ async fn write_chunk(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FaultyMetaStore;
+    use stratus_meta::embedded::EmbeddedStore;
+    use stratus_meta::repo::{self, Assignment};
+
+    #[tokio::test]
+    async fn an_answer_waits_until_its_group_is_written_and_the_newest_record_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn MetaStore> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("m.redb")).unwrap());
+        let faulty = Arc::new(FaultyMetaStore::new(inner.clone()));
+        let meta: Arc<dyn MetaStore> = faulty.clone();
+        let shard = keys::shard_of("g");
+        let a = Assignment {
+            incarnation: 7,
+            shards: [(shard, 1)].into_iter().collect(),
+            ..Default::default()
+        };
+        meta.txn(
+            vec![],
+            vec![Op::Put(keys::assignment_key(1), repo::encode(&a), None)],
+        )
+        .await
+        .unwrap();
+        let fence = Arc::new(Fence::new(1, 7));
+        fence.refresh(meta.as_ref()).await.unwrap();
+        let staging = Staging::open(&Arc::default(), meta.clone(), fence);
+        let stored = || async {
+            inner
+                .get(&keys::group_key("g"))
+                .await
+                .unwrap()
+                .map(|v| v.value)
+        };
+
+        // The store fails: the change is not durable, so it is not answered.
+        faulty.txns.fail_next(u32::MAX);
+        staging.stage("g", Some(Bytes::from_static(b"1")), 1);
+        assert!(!staging.settled("g").await);
+        assert_eq!(stored().await, None);
+        // A newer record replaces the one being retried; the group settles with it.
+        staging.stage("g", Some(Bytes::from_static(b"2")), 1);
+        faulty.txns.heal();
+        assert!(staging.settled("g").await);
+        assert_eq!(stored().await, Some(Bytes::from_static(b"2")));
+        // Unrelated groups do not wait for it, and a deletion is a record too.
+        assert!(staging.settled("other").await);
+        staging.stage("g", None, 1);
+        assert!(staging.settled("g").await);
+        assert_eq!(stored().await, None);
     }
 }
