@@ -4,9 +4,10 @@
 //! broker, however many slow partitions keep data unsealed for however long `segment.ms`
 //! lets them (AutoMQ's stream-set objects are the same idea).
 //!
-//! A run takes this broker's flush entries older than the previous run, and adjacent
-//! compacted entries of the lowest size tier that has [`MERGE_AT`] of them side by side (so
-//! each byte is written again a logarithmic number of times, not at every run). Entries are
+//! A run takes this broker's flush entries older than the previous run, and, for every
+//! size tier that has [`MERGE_AT`] compacted entries side by side, those and the smaller ones
+//! among them (so each byte is written again about once per tier, not at every run; entries
+//! of half the run's byte budget or more are full and stay). Entries are
 //! merged only with their neighbours in time (a compacted entry's key names the flush
 //! sequences it covers), so that every partition's data in a merged entry is one range and
 //! the index's bytes stay flat, not only its entries. Sealed ranges and ranges of
@@ -227,22 +228,26 @@ fn tier(live: u64) -> u32 {
 
 /// The groups of a run, each of entries adjacent in time (so that every partition's data
 /// in the entry a group becomes is one range): the runs of flush entries between compacted
-/// ones, then the compacted entries [`merge_run`] picks.
+/// ones, then the compacted entries [`merge_runs`] picks, lowest tier first. An entry of
+/// half `max_bytes` or more is full: merged, it would be cut again at `max_bytes`.
 fn plan(mut inputs: Vec<Input>, max_bytes: u64) -> Vec<Vec<Input>> {
     inputs.sort_by_key(|i| i.span);
     let young: Vec<bool> = inputs.iter().map(|i| i.young).collect();
     let compacted: Vec<usize> = (0..inputs.len()).filter(|i| !young[*i]).collect();
-    let tiers: Vec<u32> = compacted
+    let tiers: Vec<Option<u32>> = compacted
         .iter()
-        .map(|i| tier(inputs[*i].live_bytes))
+        .map(|i| inputs[*i].live_bytes)
+        .map(|live| (live < max_bytes / 2).then(|| tier(live)))
         .collect();
     let mut picked: Vec<Vec<usize>> = young_runs(&young)
         .into_iter()
         .map(|r| r.collect())
         .collect();
-    if let Some(r) = merge_run(&tiers) {
-        picked.push(compacted[r].to_vec());
-    }
+    picked.extend(
+        merge_runs(&tiers)
+            .into_iter()
+            .map(|r| compacted[r].to_vec()),
+    );
     let mut slots: Vec<Option<Input>> = inputs.into_iter().map(Some).collect();
     let mut groups = Vec::new();
     for indexes in picked {
@@ -269,32 +274,38 @@ fn young_runs(young: &[bool]) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-/// The compacted entries to merge, given their tiers in time order: for the lowest tier
-/// `t` that has one, a maximal run of adjacent entries of tier at most `t` holding
-/// [`MERGE_AT`] of tier `t` (so a large entry is never written again for a few small
-/// neighbours, and each byte is written again about once per tier).
-fn merge_run(tiers: &[u32]) -> Option<std::ops::Range<usize>> {
-    let mut levels = tiers.to_vec();
+/// The compacted entries to merge, given their tiers in time order (`None`: full, never
+/// merged): for each tier `t` from the lowest, every maximal run of adjacent entries of
+/// tier at most `t`, not taken by a lower tier, holding [`MERGE_AT`] of tier `t` (so a
+/// large entry is never written again for a few small neighbours, and each byte is
+/// written again about once per tier). Every tier that has enough merges in the same run:
+/// with one merge per run, the lowest tier (new every run) took it each time and the
+/// entries above it were never merged, so they piled up with time.
+fn merge_runs(tiers: &[Option<u32>]) -> Vec<std::ops::Range<usize>> {
+    let mut levels: Vec<u32> = tiers.iter().flatten().copied().collect();
     levels.sort_unstable();
     levels.dedup();
+    let mut taken = vec![false; tiers.len()];
+    let mut out = Vec::new();
     for t in levels {
+        let fits = |i: usize, taken: &[bool]| !taken[i] && tiers[i].is_some_and(|x| x <= t);
         let mut start = 0;
         while start < tiers.len() {
-            if tiers[start] > t {
+            if !fits(start, &taken) {
                 start += 1;
                 continue;
             }
-            let end = tiers[start..]
-                .iter()
-                .position(|x| *x > t)
-                .map_or(tiers.len(), |k| start + k);
-            if tiers[start..end].iter().filter(|x| **x == t).count() >= MERGE_AT {
-                return Some(start..end);
+            let end = (start..tiers.len())
+                .find(|i| !fits(*i, &taken))
+                .unwrap_or(tiers.len());
+            if tiers[start..end].iter().filter(|x| **x == Some(t)).count() >= MERGE_AT {
+                taken[start..end].fill(true);
+                out.push(start..end);
             }
             start = end;
         }
     }
-    None
+    out
 }
 
 /// Inputs in order, cut into groups of at most [`FAN_IN`] entries and about `max_bytes`.
@@ -549,29 +560,38 @@ mod tests {
             young_runs(&[true, true, false, true, false, false, true]),
             vec![0..2, 3..4, 6..7]
         );
-        let eight = vec![0; MERGE_AT];
-        assert_eq!(merge_run(&eight), Some(0..MERGE_AT));
-        assert_eq!(merge_run(&eight[1..]), None);
-        // Eight small entries, but not adjacent: a larger one lies between.
-        let mut split = eight.clone();
-        split.insert(3, 1);
-        assert_eq!(merge_run(&split), None);
-        // A large entry is not written again with a few small neighbours...
-        let mut one_big = vec![2];
-        one_big.extend(&eight[1..]);
-        assert_eq!(merge_run(&one_big), None);
-        // ...but eight of a tier take the smaller ones between and around them.
-        let mut mixed = vec![3, 0];
-        for _ in 0..MERGE_AT {
-            mixed.extend([1, 0]);
+        const NONE: Vec<std::ops::Range<usize>> = Vec::new();
+        let t = |v: &[u32]| v.iter().map(|x| Some(*x)).collect::<Vec<_>>();
+        let eight = t(&[0; MERGE_AT]);
+        assert_eq!(merge_runs(&eight), vec![0..MERGE_AT]);
+        assert_eq!(merge_runs(&eight[1..]), NONE);
+        // Eight small entries, but not adjacent: a larger one (or a full one) lies between.
+        for between in [Some(1), None] {
+            let mut split = eight.clone();
+            split.insert(3, between);
+            assert_eq!(merge_runs(&split), NONE);
         }
-        mixed.push(2);
-        assert_eq!(merge_run(&mixed), Some(1..2 + 2 * MERGE_AT));
-        // The lowest tier first.
-        let mut both = vec![1; MERGE_AT];
-        both.push(2);
-        both.extend(vec![0; MERGE_AT]);
-        assert_eq!(merge_run(&both), Some(MERGE_AT + 1..2 * MERGE_AT + 1));
+        // A large entry is not written again with a few small neighbours...
+        let mut one_big = vec![Some(2)];
+        one_big.extend(&eight[1..]);
+        assert_eq!(merge_runs(&one_big), NONE);
+        // ...but eight of a tier take the smaller ones between and around them.
+        let mut mixed = t(&[3, 0]);
+        for _ in 0..MERGE_AT {
+            mixed.extend(t(&[1, 0]));
+        }
+        mixed.push(Some(2));
+        assert_eq!(merge_runs(&mixed), vec![1..2 + 2 * MERGE_AT]);
+        // Every tier that has enough, the lowest first; an entry merges once per run.
+        let mut both = t(&[1; MERGE_AT]);
+        both.push(Some(2));
+        both.extend(t(&[0; MERGE_AT]));
+        assert_eq!(
+            merge_runs(&both),
+            vec![MERGE_AT + 1..2 * MERGE_AT + 1, 0..MERGE_AT]
+        );
+        // Full entries never merge, however many.
+        assert_eq!(merge_runs(&[None; 3 * MERGE_AT]), NONE);
     }
 
     #[test]
