@@ -207,3 +207,76 @@ async fn a_record_written_after_its_topics_deletion_is_swept_and_live_records_st
     );
     assert!(c.broker.meta.get(&kept_key).await.unwrap().is_some());
 }
+
+/// A segment larger than an upload part is streamed to the store in parts (a multipart
+/// upload; on a local directory, a staging file) and reads back whole: every batch, in
+/// order, with its index, and served to a fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_larger_than_a_part_is_streamed_and_reads_back_whole() {
+    let local = tempfile::tempdir().unwrap();
+    let stores = [
+        Objects::from_store(Arc::new(object_store::memory::InMemory::new())),
+        Objects::from_url(&format!("file://{}", local.path().display())).unwrap(),
+    ];
+    for objects in stores {
+        let objects = Arc::new(objects);
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap());
+        let broker = stratus::Broker::open_with(
+            settings(dir.path(), &[("log.segment.bytes", "1073741824")]),
+            meta,
+            objects.clone(),
+        )
+        .await
+        .unwrap();
+        let served = serve(broker.clone(), dir).await;
+        let mut conn = TcpStream::connect(served.addr).await.unwrap();
+        create_topic(&mut conn, "r", 1).await;
+        // 2.5 parts of 100 KiB records.
+        let n = (stratus_log::bulk::PART * 5 / 2).div_ceil(100 << 10);
+        let value = |i: usize| format!("{i:06}-{}", "x".repeat(100 << 10));
+        for i in 0..n {
+            let v = value(i);
+            assert_eq!(
+                produce_code(&mut conn, "r", batch(&[&v], 2)).await,
+                (0, i as i64)
+            );
+        }
+        let p = partition(&broker);
+        stratus::upkeep::seal(&broker.upkeep, &p, u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(p.state().sealed_end(), n as i64);
+        let segs = p.state().segments().to_vec();
+        assert_eq!(segs.len(), 1);
+        let seg = &segs[0];
+        assert!(
+            seg.size > 2 * stratus_log::bulk::PART as u64,
+            "{}",
+            seg.size
+        );
+        // The object holds every batch in order, then an index that finds them.
+        let body = objects.get_range(&seg.key, 0..seg.size).await.unwrap();
+        assert_eq!(body.len() as u64, seg.size);
+        let index =
+            stratus_log::segment::parse_index(&body.slice(seg.data_len as usize..)).unwrap();
+        assert!(index.len() > 1);
+        let mut data = body.slice(..seg.data_len as usize);
+        let values: Vec<(i64, String)> =
+            kafka_protocol::records::RecordBatchDecoder::decode_all(&mut data)
+                .unwrap()
+                .into_iter()
+                .flat_map(|set| set.records)
+                .map(|r| {
+                    let v = r.value.unwrap_or_default();
+                    (r.offset, String::from_utf8_lossy(&v[..6]).to_string())
+                })
+                .collect();
+        let want: Vec<(i64, String)> = (0..n).map(|i| (i as i64, format!("{i:06}"))).collect();
+        assert_eq!(values, want);
+        // A fetch reads it from the segment.
+        let fetched = fetch_values(&mut conn, "r").await;
+        assert!(!fetched.is_empty());
+        assert_eq!(fetched[0], (0, value(0)));
+    }
+}

@@ -9,6 +9,7 @@ use tracing::{debug, warn};
 use super::Upkeep;
 use crate::error::{Error, Result};
 use crate::partition::{Location, Partition};
+use stratus_log::bulk::{self, BulkWriter};
 use stratus_log::objects::ObjectError;
 use stratus_log::paths::SegmentObject;
 use stratus_log::segment;
@@ -55,44 +56,10 @@ pub async fn seal(up: &Upkeep, p: &Partition, max_bytes: u64) -> Result<()> {
     if chunks.is_empty() {
         return Ok(());
     }
-    let mut data = Vec::with_capacity(chunks.len());
-    for c in &chunks {
-        if let Location::Wal {
-            object,
-            object_size,
-            pos,
-            len,
-        } = &c.location
-        {
-            data.push(up.cache.read(object, *object_size, *pos..pos + len).await?);
-        }
-    }
-    let Some(built) = segment::build(&data) else {
+    let Some((key, built)) = write_segment(up, p, &chunks).await? else {
         return Ok(());
     };
-    let key = SegmentObject {
-        topic_id: &p.topic_id,
-        partition: p.index,
-        base_offset: built.base_offset,
-    }
-    .name();
-    let size = built.body.len() as u64;
-    match up.objects.put_bulk(&key, built.body.clone(), false).await {
-        Ok(()) => {}
-        Err(ObjectError::Store(object_store::Error::AlreadyExists { .. })) => {
-            // Left by an earlier seal of the same range that crashed before its commit.
-            // Overwritten in place, never deleted first: a reader never finds it missing.
-            up.objects.put_bulk(&key, built.body.clone(), true).await?;
-            let cached: Arc<str> = Arc::from(key.as_str());
-            up.reader
-                .forget_segment(&cached, built.body.len() as u64)
-                .await;
-        }
-        // Any other failure (the object store is down) ends the seal before its record
-        // names the segment. (Once, every other error was ignored here and the record
-        // committed a segment that was never written; WAL collection then lost the data.)
-        Err(e) => return Err(e.into()),
-    }
+    let size = built.size;
     let seg = SegmentRef {
         key: key.clone(),
         base_offset: built.base_offset,
@@ -124,4 +91,109 @@ pub async fn seal(up: &Upkeep, p: &Partition, max_bytes: u64) -> Result<()> {
     up.metrics.seal_seconds.observe_duration(started.elapsed());
     debug!(topic = %p.topic, partition = p.index, base = built.base_offset, end = built.end_offset, bytes = size, "sealed segment");
     Ok(())
+}
+
+/// Writes the segment of `chunks` and returns its name and what it holds (`None`: the
+/// chunks held no batch). Never holds the segment whole: chunks are read one at a time and
+/// the segment goes to the store in parts of [`bulk::PART`] once it outgrows one (a single
+/// PUT below that). An object left under the name by an earlier seal that crashed before
+/// its commit is replaced in place, never deleted first (a reader never finds it missing).
+async fn write_segment(
+    up: &Upkeep,
+    p: &Partition,
+    chunks: &[crate::partition::TailChunk],
+) -> Result<Option<(String, segment::Meta)>> {
+    let name = |base_offset| {
+        SegmentObject {
+            topic_id: &p.topic_id,
+            partition: p.index,
+            base_offset,
+        }
+        .name()
+    };
+    let mut w = segment::Writer::new();
+    let mut out: Option<(String, BulkWriter<'_>)> = None;
+    let mut failed = None;
+    for c in chunks {
+        let Location::Wal {
+            object,
+            object_size,
+            pos,
+            len,
+        } = &c.location
+        else {
+            continue;
+        };
+        let data = match up.cache.read(object, *object_size, *pos..pos + len).await {
+            Ok(d) => d,
+            Err(e) => {
+                failed = Some(Error::from(e));
+                break;
+            }
+        };
+        w.push(&data);
+        let Some(part) = w.take_part(bulk::PART) else {
+            continue;
+        };
+        if out.is_none() {
+            let key = name(w.base_offset().unwrap_or_default());
+            match up.objects.bulk_writer(&key).await {
+                Ok(b) => out = Some((key, b)),
+                Err(e) => {
+                    failed = Some(e.into());
+                    break;
+                }
+            }
+        }
+        if let Some((_, b)) = &mut out {
+            if let Err(e) = b.write(part).await {
+                failed = Some(e.into());
+                break;
+            }
+        }
+    }
+    let finished = match failed {
+        None => w.finish(),
+        Some(_) => None,
+    };
+    let Some((last, meta)) = finished else {
+        if let Some((_, b)) = out {
+            b.abort().await;
+        }
+        return failed.map_or(Ok(None), Err);
+    };
+    let (key, replaced) = match out {
+        None => {
+            let key = name(meta.base_offset);
+            (key.clone(), put_whole(up, &key, last).await?)
+        }
+        Some((key, mut b)) => {
+            if let Err(e) = b.write(last).await {
+                b.abort().await;
+                return Err(e.into());
+            }
+            let replaced = b.finish().await?;
+            (key, replaced)
+        }
+    };
+    if replaced {
+        let cached: Arc<str> = Arc::from(key.as_str());
+        up.reader.forget_segment(&cached, meta.size).await;
+    }
+    Ok(Some((key, meta)))
+}
+
+/// One PUT of a small segment; whether it replaced one left under its name.
+async fn put_whole(up: &Upkeep, key: &str, body: bytes::Bytes) -> Result<bool> {
+    match up.objects.put_bulk(key, body.clone(), false).await {
+        Ok(()) => Ok(false),
+        Err(ObjectError::Store(object_store::Error::AlreadyExists { .. })) => {
+            up.objects.put_bulk(key, body, true).await?;
+            Ok(true)
+        }
+        // Any other failure (the object store is down) ends the seal before its record
+        // names the segment. (Once, every other error was ignored here and the record
+        // committed a segment that was never written; WAL collection then lost the data.)
+        Err(e) => Err(e.into()),
+    }
 }

@@ -7,6 +7,7 @@
 //!   footer naming each partition's range);
 //! - [`paths`]: every object name, built and parsed in one place;
 //! - [`objects`]: the object store (object_store backends by URL, local fsync, counters);
+//! - [`bulk`]: large objects streamed to the store a part at a time (sealed segments);
 //! - [`cache`]: the read cache (memory, then local disk, then ranged GETs);
 //! - [`clock`]: wall-clock time, injectable so that time-driven jobs can be tested.
 //!
@@ -14,6 +15,7 @@
 //! protocol handlers.
 
 pub mod batch;
+pub mod bulk;
 pub mod cache;
 pub mod clock;
 pub mod objects;

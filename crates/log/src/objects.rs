@@ -154,7 +154,7 @@ impl ObjectMetrics {
         self.op(op).errors.get()
     }
 
-    fn record<T, E>(&self, op: Op, started: Instant, bytes: u64, r: &Result<T, E>) {
+    pub(crate) fn record<T, E>(&self, op: Op, started: Instant, bytes: u64, r: &Result<T, E>) {
         let m = self.op(op);
         m.requests.inc();
         m.time.observe_duration(started.elapsed());
@@ -176,8 +176,8 @@ impl Collect for ObjectMetrics {
 
 /// The object store as Stratus uses it.
 pub struct Objects {
-    store: Arc<dyn ObjectStore>,
-    local_root: Option<PathBuf>,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) local_root: Option<PathBuf>,
     synced_dirs: Mutex<HashSet<PathBuf>>,
     /// Request counters.
     pub metrics: ObjectMetrics,
@@ -341,7 +341,7 @@ impl Objects {
         Ok(())
     }
 
-    async fn fsync_local(&self, file: PathBuf) -> Result<(), ObjectError> {
+    pub(crate) async fn fsync_local(&self, file: PathBuf) -> Result<(), ObjectError> {
         let root = self.local_root.clone().unwrap_or_default();
         let known: HashSet<PathBuf> = self
             .synced_dirs

@@ -31,40 +31,109 @@ pub enum Mode {
     Create,
     /// Replaces an object of that name atomically.
     Replace,
+    /// Takes the name whether or not it is taken (replacing atomically if it is).
+    Any,
 }
 
 /// Writes `data` as `root/key`, a slice at a time; returns the object's path. Blocking:
 /// call it from a blocking thread.
 pub fn write(root: &Path, key: &str, data: &[u8], mode: Mode) -> io::Result<PathBuf> {
-    let dest = root.join(key);
-    if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let staging_dir = root.join(STAGING);
-    std::fs::create_dir_all(&staging_dir)?;
-    let staging = staging_dir.join(format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = write_slices(&staging, data).and_then(|()| match mode {
-        Mode::Create => std::fs::hard_link(&staging, &dest),
-        Mode::Replace => std::fs::rename(&staging, &dest),
-    });
-    // Linked (or failed): the staging name goes; renamed: it is gone already.
-    if mode == Mode::Create || result.is_err() {
-        let _ = std::fs::remove_file(&staging);
-    }
-    result.map(|()| dest)
+    let mut staged = Staged::create(root, key)?;
+    staged.write(data)?;
+    staged.commit(mode).map(|(path, _)| path)
 }
 
-fn write_slices(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut f = File::create_new(path)?;
-    for slice in data.chunks(SLICE) {
-        f.write_all(slice)?;
-        f.sync_data()?;
+/// An object being written under `_staging/`, a slice at a time, and put in place whole
+/// by [`Staged::commit`]; dropped uncommitted, its staging file is removed. Blocking: use
+/// it from a blocking thread.
+pub struct Staged {
+    file: Option<File>,
+    path: PathBuf,
+    dest: PathBuf,
+    /// Bytes written since the last sync.
+    unsynced: usize,
+}
+
+impl Staged {
+    /// A new staging file for `root/key`.
+    pub fn create(root: &Path, key: &str) -> io::Result<Self> {
+        let dest = root.join(key);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let staging_dir = root.join(STAGING);
+        std::fs::create_dir_all(&staging_dir)?;
+        let path = staging_dir.join(format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = File::create_new(&path)?;
+        Ok(Staged {
+            file: Some(file),
+            path,
+            dest,
+            unsynced: 0,
+        })
     }
-    f.sync_all()
+
+    /// Appends `data`, syncing every [`SLICE`] bytes.
+    pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("staged object already committed"))?;
+        while !data.is_empty() {
+            let n = (SLICE - self.unsynced).min(data.len());
+            f.write_all(&data[..n])?;
+            data = &data[n..];
+            self.unsynced += n;
+            if self.unsynced == SLICE {
+                f.sync_data()?;
+                self.unsynced = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the object durable and puts it in place: in `Create` mode an object of that
+    /// name is an `AlreadyExists` error; in `Replace` mode it is replaced atomically.
+    /// Returns the object's path and whether an object of that name was replaced.
+    pub fn commit(mut self, mode: Mode) -> io::Result<(PathBuf, bool)> {
+        let f = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("staged object already committed"))?;
+        f.sync_all()?;
+        drop(f);
+        let replaced = match mode {
+            Mode::Create => {
+                std::fs::hard_link(&self.path, &self.dest)?;
+                false
+            }
+            Mode::Replace => {
+                let existed = self.dest.exists();
+                std::fs::rename(&self.path, &self.dest)?;
+                existed
+            }
+            Mode::Any => match std::fs::hard_link(&self.path, &self.dest) {
+                Ok(()) => false,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    std::fs::rename(&self.path, &self.dest)?;
+                    true
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        Ok((self.dest.clone(), replaced))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // Linked, failed or abandoned: the staging name goes (renamed: it is gone already).
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Removes staging files left by a crash.
@@ -98,5 +167,46 @@ mod tests {
         clear_staging(dir.path()).unwrap();
         assert!(!dir.path().join(STAGING).exists());
         clear_staging(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_staged_object_written_in_pieces_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(SLICE * 2 + 17)).map(|i| (i % 251) as u8).collect();
+        let mut s = Staged::create(dir.path(), "seg/x").unwrap();
+        for piece in data.chunks(SLICE / 3 + 5) {
+            s.write(piece).unwrap();
+            assert!(!dir.path().join("seg/x").exists(), "never seen in part");
+        }
+        let (path, replaced) = s.commit(Mode::Create).unwrap();
+        assert_eq!(
+            (std::fs::read(&path).unwrap(), replaced),
+            (data.clone(), false)
+        );
+        // A second one of that name: refused in Create mode, replaces in Replace mode.
+        let mut again = Staged::create(dir.path(), "seg/x").unwrap();
+        again.write(b"new").unwrap();
+        let e = again.commit(Mode::Create).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        let mut again = Staged::create(dir.path(), "seg/x").unwrap();
+        again.write(b"new").unwrap();
+        assert!(again.commit(Mode::Replace).unwrap().1);
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let mut any = Staged::create(dir.path(), "seg/x").unwrap();
+        any.write(b"newer").unwrap();
+        assert!(any.commit(Mode::Any).unwrap().1);
+        assert_eq!(std::fs::read(&path).unwrap(), b"newer");
+        let mut fresh = Staged::create(dir.path(), "seg/z").unwrap();
+        fresh.write(b"z").unwrap();
+        assert!(!fresh.commit(Mode::Any).unwrap().1);
+        // Abandoned: nothing appears, and no staging file is left.
+        let mut gone = Staged::create(dir.path(), "seg/y").unwrap();
+        gone.write(&data).unwrap();
+        drop(gone);
+        assert!(!dir.path().join("seg/y").exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(STAGING)).unwrap().count(),
+            0
+        );
     }
 }

@@ -43,45 +43,121 @@ pub struct Built {
 /// Builds a segment from stored batches (in offset order).
 pub fn build(data: &[Bytes]) -> Option<Built> {
     let total: usize = data.iter().map(Bytes::len).sum();
-    let mut body = BytesMut::with_capacity(total + total / 100 + FOOTER_LEN);
-    let mut index = Vec::new();
-    let mut last_indexed: Option<u64> = None;
-    let mut max_ts = -1i64;
-    let mut base = None;
-    let mut end = 0;
+    let mut w = Writer::with_capacity(total + total / 100 + FOOTER_LEN);
     for chunk in data {
-        for b in batch::stored(chunk) {
-            let pos = body.len() as u64;
-            if last_indexed.is_none_or(|l| pos - l >= INDEX_INTERVAL) {
-                index.push(IndexEntry {
-                    offset: b.base_offset,
-                    pos,
-                    max_timestamp_before: max_ts,
-                });
-                last_indexed = Some(pos);
-            }
-            base.get_or_insert(b.base_offset);
-            end = b.last_offset() + 1;
-            max_ts = max_ts.max(b.max_timestamp);
-            body.extend_from_slice(&b.bytes);
+        w.push(chunk);
+    }
+    let (body, meta) = w.finish()?;
+    Some(Built {
+        body,
+        data_len: meta.data_len,
+        base_offset: meta.base_offset,
+        end_offset: meta.end_offset,
+        max_timestamp: meta.max_timestamp,
+    })
+}
+
+/// What a finished segment holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Bytes of batches.
+    pub data_len: u64,
+    /// The whole object's size.
+    pub size: u64,
+    /// First offset.
+    pub base_offset: i64,
+    /// One past the last offset.
+    pub end_offset: i64,
+    /// Largest timestamp.
+    pub max_timestamp: i64,
+}
+
+/// A segment built a part at a time (a seal streams it to the store without holding it
+/// whole): batches are pushed in offset order, the bytes so far are taken in parts, and
+/// the last part carries the index and the footer. The bytes are those [`build`] makes.
+#[derive(Default)]
+pub struct Writer {
+    part: BytesMut,
+    /// Bytes already taken in parts.
+    taken: u64,
+    index: Vec<IndexEntry>,
+    last_indexed: Option<u64>,
+    max_ts: i64,
+    base: Option<i64>,
+    end: i64,
+}
+
+impl Writer {
+    /// An empty segment.
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    fn with_capacity(n: usize) -> Self {
+        Writer {
+            part: BytesMut::with_capacity(n),
+            max_ts: -1,
+            ..Default::default()
         }
     }
-    let base_offset = base?;
-    let data_len = body.len() as u64;
-    for e in &index {
-        body.put_i64(e.offset);
-        body.put_u64(e.pos);
-        body.put_i64(e.max_timestamp_before);
+
+    /// Appends the batches of a chunk of stored batches.
+    pub fn push(&mut self, chunk: &Bytes) {
+        for b in batch::stored(chunk) {
+            let pos = self.taken + self.part.len() as u64;
+            if self.last_indexed.is_none_or(|l| pos - l >= INDEX_INTERVAL) {
+                self.index.push(IndexEntry {
+                    offset: b.base_offset,
+                    pos,
+                    max_timestamp_before: self.max_ts,
+                });
+                self.last_indexed = Some(pos);
+            }
+            self.base.get_or_insert(b.base_offset);
+            self.end = b.last_offset() + 1;
+            self.max_ts = self.max_ts.max(b.max_timestamp);
+            self.part.extend_from_slice(&b.bytes);
+        }
     }
-    body.put_u32(index.len() as u32);
-    body.extend_from_slice(MAGIC);
-    Some(Built {
-        body: body.freeze(),
-        data_len,
-        base_offset,
-        end_offset: end,
-        max_timestamp: max_ts,
-    })
+
+    /// The first offset, once a batch was pushed.
+    pub fn base_offset(&self) -> Option<i64> {
+        self.base
+    }
+
+    /// The bytes pushed since the last part, if there are at least `min` of them.
+    pub fn take_part(&mut self, min: usize) -> Option<Bytes> {
+        if self.part.len() < min.max(1) {
+            return None;
+        }
+        self.taken += self.part.len() as u64;
+        Some(self.part.split().freeze())
+    }
+
+    /// The last part (the rest of the batches, the index and the footer) and what the
+    /// segment holds; `None` if no batch was pushed.
+    pub fn finish(mut self) -> Option<(Bytes, Meta)> {
+        let base_offset = self.base?;
+        let data_len = self.taken + self.part.len() as u64;
+        for e in &self.index {
+            self.part.put_i64(e.offset);
+            self.part.put_u64(e.pos);
+            self.part.put_i64(e.max_timestamp_before);
+        }
+        self.part.put_u32(self.index.len() as u32);
+        self.part.extend_from_slice(MAGIC);
+        let size = self.taken + self.part.len() as u64;
+        Some((
+            self.part.freeze(),
+            Meta {
+                data_len,
+                size,
+                base_offset,
+                end_offset: self.end,
+                max_timestamp: self.max_ts,
+            },
+        ))
+    }
 }
 
 /// Parses the index part of a segment (the bytes from `data_len` to the end).
@@ -180,5 +256,49 @@ mod tests {
             }
         }
         assert!(parse_index(&Bytes::from_static(b"garbage")).is_none());
+    }
+
+    #[test]
+    fn a_segment_taken_in_parts_is_the_segment_built_whole() {
+        let mut chunks = Vec::new();
+        let mut off = 0;
+        for i in 0..300 {
+            let b =
+                crate::batch::validate(&make_batch(1 + i % 7, -1, -1, 1000 + i as i64)).unwrap();
+            chunks.push(crate::batch::stamp(&b[0], off, 0, None));
+            off += 1 + (i % 7) as i64;
+        }
+        let whole = build(&chunks).unwrap();
+        for part in [1, 100, 5000, 1 << 20] {
+            let mut w = Writer::new();
+            let mut body = Vec::new();
+            for c in &chunks {
+                w.push(c);
+                if let Some(p) = w.take_part(part) {
+                    assert!(p.len() >= part);
+                    body.extend_from_slice(&p);
+                }
+            }
+            let (last, meta) = w.finish().unwrap();
+            body.extend_from_slice(&last);
+            assert_eq!(body, whole.body, "parts of at least {part} bytes");
+            assert_eq!(
+                (
+                    meta.data_len,
+                    meta.size,
+                    meta.base_offset,
+                    meta.end_offset,
+                    meta.max_timestamp
+                ),
+                (
+                    whole.data_len,
+                    whole.body.len() as u64,
+                    0,
+                    off,
+                    whole.max_timestamp
+                )
+            );
+        }
+        assert!(Writer::new().finish().is_none());
     }
 }
