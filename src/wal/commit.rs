@@ -72,6 +72,11 @@ impl Wal {
                     span.run(self.commit_group(&group)).await
                 }
             };
+            // Each flush's span ends before its producers are answered: a request's span
+            // then always encloses the flush that made it durable.
+            for f in &mut group {
+                drop(std::mem::take(&mut f.span));
+            }
             match result {
                 Ok(()) => {
                     for f in &group {
