@@ -388,13 +388,20 @@ impl Coordinator {
         let g = groups.consumer.entry(group.to_string()).or_default();
         let answer = g.heartbeat(hb, topics, self.settings.limits.max_size);
         if g.dirty {
-            if let Some(epoch) = self.shard_epoch(shard_of(group)) {
-                g.dirty = false;
-                let value = repo::encode(&Persisted::Consumer(g.clone()));
-                self.staging.stage(group, Some(value), epoch);
-            }
+            g.dirty = false;
+            let value = repo::encode(&Persisted::Consumer(g.clone()));
+            self.stage(group, Some(value));
         }
         answer
+    }
+
+    /// Stages the new record of `group` (`None`: deleted), fenced at the epoch its shard is
+    /// coordinated at; nothing if this broker does not coordinate it. Call it under the
+    /// `groups` lock that made the change, so records are written in the order of changes.
+    fn stage(&self, group: &str, value: Option<Bytes>) {
+        if let Some(epoch) = self.shard_epoch(shard_of(group)) {
+            self.staging.stage(group, value, epoch);
+        }
     }
 
     /// Heartbeat interval for consumer-protocol members.
@@ -554,9 +561,7 @@ impl Coordinator {
                 None if !self.offsets.has_group(group) => return Err(Code::GroupIdNotFound),
                 None => {}
             }
-            if let Some(epoch) = self.shard_epoch(shard_of(group)) {
-                self.staging.stage(group, None, epoch);
-            }
+            self.stage(group, None);
         }
         self.offsets
             .delete_group(group)
@@ -584,20 +589,14 @@ impl Coordinator {
                     g.expire(now, self.settings.limits);
                     if g.dirty {
                         g.dirty = false;
-                        if let Some(epoch) = self.shard_epoch(shard_of(&g.id)) {
-                            let value = repo::encode(&Persisted::Classic(snapshot(g)));
-                            self.staging.stage(&g.id, Some(value), epoch);
-                        }
+                        self.stage(&g.id, Some(repo::encode(&Persisted::Classic(snapshot(g)))));
                     }
                 }
                 for (id, g) in groups.consumer.iter_mut() {
                     g.expire(now, self.settings.consumer_session);
                     if g.dirty {
                         g.dirty = false;
-                        if let Some(epoch) = self.shard_epoch(shard_of(id)) {
-                            let value = repo::encode(&Persisted::Consumer(g.clone()));
-                            self.staging.stage(id, Some(value), epoch);
-                        }
+                        self.stage(id, Some(repo::encode(&Persisted::Consumer(g.clone()))));
                     }
                 }
             }
