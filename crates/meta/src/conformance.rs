@@ -117,6 +117,22 @@ async fn watches(store: &dyn MetaStore) {
         .unwrap();
     assert_eq!((e2.key.as_str(), e2.value), ("conf/w/k", None));
     assert!(e2.revision > e1.revision);
+    // A change made right after `watch` returns is delivered, however long the store
+    // takes to set the watch up behind it: watchers read, then wait on a watch made before
+    // the read, and a change lost in between would go unseen until their next poll.
+    for round in 0..20 {
+        let prefix = format!("conf/wr/{round}/");
+        let mut rx = store.watch(&prefix);
+        store.put(&format!("{prefix}k"), b("v")).await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .ok()
+            .flatten();
+        assert!(
+            e.is_some_and(|e| e.key == format!("{prefix}k")),
+            "round {round}: a put right after watch() was not delivered"
+        );
+    }
 }
 
 async fn leases(store: &dyn MetaStore) {

@@ -6,6 +6,8 @@
 //! the etcd has auth enabled, come from `ETCD_USERNAME` / `ETCD_PASSWORD`, never from the
 //! command line.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +28,10 @@ pub struct EtcdStore {
     client: Client,
     namespace: String,
     timeout: Duration,
+    /// The highest store revision any answer to this client has named. A watch starts
+    /// just after it, so a change made after [`MetaStore::watch`] returns is delivered
+    /// even though the gRPC watch itself is set up later, in the background.
+    seen: Arc<AtomicI64>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> MetaError {
@@ -117,7 +123,15 @@ impl EtcdStore {
             client,
             namespace,
             timeout,
+            seen: Arc::new(AtomicI64::new(0)),
         })
+    }
+
+    /// Notes the revision an answer was given at.
+    fn saw(&self, header: Option<&etcd_client::ResponseHeader>) {
+        if let Some(h) = header {
+            self.seen.fetch_max(h.revision(), Ordering::AcqRel);
+        }
     }
 
     fn key(&self, k: &str) -> String {
@@ -153,6 +167,7 @@ impl MetaStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, MetaError> {
         let mut kv = self.client.kv_client();
         let resp = self.deadline(kv.get(self.key(key), None)).await?;
+        self.saw(resp.header());
         Ok(resp.kvs().first().map(|kv| Versioned {
             value: Bytes::copy_from_slice(kv.value()),
             mod_revision: revision(kv.mod_revision()),
@@ -164,6 +179,7 @@ impl MetaStore for EtcdStore {
         let resp = self
             .deadline(kv.get(self.key(prefix), Some(GetOptions::new().with_prefix())))
             .await?;
+        self.saw(resp.header());
         Ok(resp
             .kvs()
             .iter()
@@ -215,6 +231,7 @@ impl MetaStore for EtcdStore {
         let resp = self
             .deadline(kv.txn(Txn::new().when(when).and_then(then)))
             .await?;
+        self.saw(resp.header());
         Ok(resp.succeeded())
     }
 
@@ -224,14 +241,20 @@ impl MetaStore for EtcdStore {
         let key = self.key(prefix);
         let ns = self.namespace.clone();
         let timeout = self.timeout;
+        // Every change after this call has a revision above the highest one this client
+        // has been told of, so watching from just after it misses none of them (and may
+        // replay a few older ones, which a watcher re-reads anyway). A start revision
+        // etcd has compacted cancels the watch, and the watcher re-reads.
+        let mut options = WatchOptions::new().with_prefix();
+        let seen = self.seen.load(Ordering::Acquire);
+        if seen > 0 {
+            options = options.with_start_revision(seen + 1);
+        }
         tokio::spawn(async move {
             // Ends (closing the channel) when the stream breaks or the receiver is gone:
             // the watcher then re-reads and watches again, as the trait asks.
-            let stream = tokio::time::timeout(
-                timeout,
-                client.watch(key.clone(), Some(WatchOptions::new().with_prefix())),
-            )
-            .await;
+            let stream =
+                tokio::time::timeout(timeout, client.watch(key.clone(), Some(options))).await;
             let mut stream = match stream {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
