@@ -4,6 +4,7 @@ processes over them. Every cluster gets its own etcd namespace and bucket prefix
 never see each other's data. Everything started here is stopped by PID."""
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,23 +22,51 @@ SECRET_KEY = "stratus-secret"
 BUCKET = "stratus-test"
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+HANDED_OUT = set()
+
+
+def listen_range():
+    """Ports for servers under test: below (or above) the kernel's ephemeral range. A port
+    asked of the kernel with bind(0) comes from that range, and between the test picking it
+    and the server binding it, any client's outgoing connection may take it as its source
+    port (a broker once failed to start on "Address already in use" that way)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = map(int, f.read().split())
+    except (OSError, ValueError):
+        lo, hi = 32768, 60999
+    if lo >= 12000:
+        return 10000, lo - 1
+    return hi + 1, 65535
+
+
+def is_free(port):
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+
+
+def free_port(pair=False):
+    """A port free now, outside the ephemeral range, and not handed out before by this
+    process (a server that has not bound its port yet is not seen by the bind test);
+    with `pair`, its successor too (etcd's peer port, MinIO's console)."""
+    lo, hi = listen_range()
+    for _ in range(2000):
+        p = random.randint(lo, hi - 1)
+        wanted = [p, p + 1] if pair else [p]
+        if any(q in HANDED_OUT for q in wanted) or not all(is_free(q) for q in wanted):
+            continue
+        HANDED_OUT.update(wanted)
+        return p
+    raise RuntimeError(f"no free port in {lo}-{hi}")
 
 
 def free_port_pair():
     """A port whose successor is free too (etcd peer port, MinIO console)."""
-    for _ in range(100):
-        p = free_port()
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind(("127.0.0.1", p + 1))
-            return p
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair")
+    return free_port(pair=True)
 
 
 def wait_http(url, timeout=60, proc=None, log=None):

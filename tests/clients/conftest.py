@@ -69,10 +69,7 @@ def secret(value):
     return value
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from cluster_infra import free_port  # noqa: E402,F401 (test files import it from here)
 
 
 def port_open(port):
