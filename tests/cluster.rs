@@ -13,8 +13,10 @@ use std::time::Duration;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use stratus::partition::Partition;
 use stratus_log::objects::Objects;
 use stratus_meta::embedded::EmbeddedStore;
+use stratus_meta::repo::PartitionRecord;
 use stratus_meta::MetaStore;
 use tokio::net::TcpStream;
 
@@ -53,11 +55,13 @@ fn shared_stores() -> (tempfile::TempDir, Arc<dyn MetaStore>, Arc<Objects>) {
     (dir, meta, objects)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
-    let (_meta_dir, meta, objects) = shared_stores();
-    let mut brokers = Vec::new();
-    let mut handles = Vec::new();
+/// Brokers 1 and 2 over the shared stores, each flushing its WAL at once, served, with a
+/// connection to each.
+async fn two_brokers(
+    meta: &Arc<dyn MetaStore>,
+    objects: &Arc<Objects>,
+) -> (Vec<TestBroker>, Vec<Arc<stratus::Broker>>, Vec<TcpStream>) {
+    let (mut brokers, mut handles, mut conns) = (Vec::new(), Vec::new(), Vec::new());
     for node in [1, 2] {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(
@@ -71,12 +75,55 @@ async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
             .await
             .unwrap();
         handles.push(b.clone());
-        brokers.push(serve(b, dir).await);
+        let served = serve(b, dir).await;
+        conns.push(TcpStream::connect(served.addr).await.unwrap());
+        brokers.push(served);
     }
-    let mut conns = Vec::new();
-    for b in &brokers {
-        conns.push(TcpStream::connect(b.addr).await.unwrap());
+    (brokers, handles, conns)
+}
+
+/// Moves partition 0 of `topic` to broker `to` (as `stratus admin move` does) and waits
+/// until Metadata names it with an epoch above `epoch`.
+async fn move_partition(
+    meta: &dyn MetaStore,
+    broker: &stratus::Broker,
+    conn: &mut TcpStream,
+    topic: &str,
+    to: i32,
+    epoch: i32,
+) {
+    let t = broker.registry.topic(topic).unwrap();
+    let name = stratus_meta::keys::PartitionId::new(&t.id_text, 0);
+    stratus::cluster::controller::apply(meta, None, false, vec![(name, to)])
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let (l, e) = leader(conn, topic).await;
+        if l == to && e > epoch {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    panic!("Metadata never named broker {to} with an epoch above {epoch}");
+}
+
+/// Produces `value` to the new owner of partition 0 until it takes it; returns the result.
+async fn produce_once_owned(conn: &mut TcpStream, topic: &str, value: &str) -> (i16, i64) {
+    let mut ok = (0, -1);
+    for _ in 0..100 {
+        ok = produce_code(conn, topic, batch(&[value], 2)).await;
+        if ok.0 == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
+    let (_meta_dir, meta, objects) = shared_stores();
+    let (_brokers, handles, mut conns) = two_brokers(&meta, &objects).await;
     create_topic(&mut conns[0], "moved", 1).await;
     let (owner, epoch) = leader(&mut conns[1], "moved").await;
     assert!(owner == 1 || owner == 2, "an owner is assigned: {owner}");
@@ -90,23 +137,15 @@ async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
         other.0, 6,
         "NOT_LEADER_OR_FOLLOWER from a broker that does not own it"
     );
-
-    // Move it, as `stratus admin move` does.
-    let topic = handles[0].registry.topic("moved").unwrap();
-    let name = stratus_meta::keys::PartitionId::new(&topic.id_text, 0);
-    stratus::cluster::controller::apply(meta.as_ref(), None, false, vec![(name, to as i32 + 1)])
-        .await
-        .unwrap();
-    let mut moved = false;
-    for _ in 0..100 {
-        let (l, e) = leader(&mut conns[from], "moved").await;
-        if l == to as i32 + 1 && e > epoch {
-            moved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(moved, "Metadata names the new owner with a higher epoch");
+    move_partition(
+        meta.as_ref(),
+        &handles[0],
+        &mut conns[from],
+        "moved",
+        to as i32 + 1,
+        epoch,
+    )
+    .await;
     let mut refused = false;
     for _ in 0..100 {
         if produce_code(&mut conns[from], "moved", batch(&["late"], 2))
@@ -120,14 +159,7 @@ async fn a_moved_partition_keeps_its_data_and_the_old_owner_refuses_writes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(refused, "the old owner refuses writes");
-    let mut ok = (0, -1);
-    for _ in 0..100 {
-        ok = produce_code(&mut conns[to], "moved", batch(&["c"], 2)).await;
-        if ok.0 == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ok = produce_once_owned(&mut conns[to], "moved", "c").await;
     assert_eq!(ok, (0, 2), "the new owner continues at the next offset");
     assert_eq!(
         fetch_values(&mut conns[to], "moved").await,
@@ -196,5 +228,99 @@ async fn the_controller_sweeps_only_wal_objects_that_can_never_be_committed() {
             .await
             .unwrap(),
         0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_out_owners_late_seal_never_replaces_the_new_owners_segment() {
+    let (_meta_dir, meta, objects) = shared_stores();
+    let (_brokers, handles, mut conns) = two_brokers(&meta, &objects).await;
+    create_topic(&mut conns[0], "resealed", 1).await;
+    let (owner, epoch) = leader(&mut conns[1], "resealed").await;
+    let (from, to) = (owner as usize - 1, 2 - owner as usize);
+    assert_eq!(
+        produce_code(&mut conns[from], "resealed", batch(&["a", "b"], 2)).await,
+        (0, 0)
+    );
+    // The old owner's partition as it stands now, kept aside: a broker that stalls (a GC
+    // pause, a network cut) with a seal under way and resumes it once the partition has
+    // moved on.
+    let old = handles[from].registry.topic("resealed").unwrap().partitions[0].clone();
+    let zombie = Partition::new(
+        old.topic_id.clone(),
+        old.topic.clone(),
+        0,
+        &PartitionRecord::default(),
+    );
+    {
+        let src = old.state();
+        let mut z = zombie.state();
+        for c in src.tail() {
+            z.recover_range(c.clone(), &[]);
+        }
+        z.take_ownership(src.owner_epoch().unwrap());
+        assert_eq!(z.sealable(u64::MAX).len(), src.tail().len());
+    }
+    move_partition(
+        meta.as_ref(),
+        &handles[0],
+        &mut conns[from],
+        "resealed",
+        to as i32 + 1,
+        epoch,
+    )
+    .await;
+    assert_eq!(
+        produce_once_owned(&mut conns[to], "resealed", "c").await,
+        (0, 2)
+    );
+    let new = handles[to].registry.topic("resealed").unwrap().partitions[0].clone();
+    stratus::upkeep::seal(&handles[to].upkeep, &new, u64::MAX)
+        .await
+        .unwrap();
+    let seg = new.state().segments()[0].clone();
+    assert_eq!((seg.base_offset, seg.end_offset), (0, 3));
+    let sealed = objects.get_range(&seg.key, 0..seg.size).await.unwrap();
+
+    let late = stratus::upkeep::seal(&handles[from].upkeep, &zombie, u64::MAX).await;
+    assert!(
+        matches!(
+            late,
+            Err(stratus::error::Error::Kafka(
+                kafka_protocol::ResponseError::NotLeaderOrFollower
+            ))
+        ),
+        "the ex-owner's record write is fenced: {late:?}"
+    );
+    assert_eq!(
+        objects.get_range(&seg.key, 0..seg.size).await.unwrap(),
+        sealed,
+        "the segment the record names is as its owner sealed it"
+    );
+    let segments = |listed: Vec<(String, i64)>| -> Vec<String> {
+        listed.into_iter().map(|(k, _)| k).collect()
+    };
+    let listed = segments(objects.list("topics/").await.unwrap());
+    assert_eq!(
+        listed.len(),
+        2,
+        "the late seal wrote its own object: {listed:?}"
+    );
+    // Nothing names the ex-owner's segment and it starts below the sealed end: the
+    // controller sweeps it, and the one the record names stays.
+    let mut swept = 0;
+    for h in &handles {
+        swept += stratus::upkeep::sweep_orphan_segments(&h.upkeep, 0)
+            .await
+            .unwrap();
+    }
+    assert_eq!(swept, 1);
+    assert_eq!(
+        segments(objects.list("topics/").await.unwrap()),
+        vec![seg.key.clone()]
+    );
+    assert_eq!(
+        fetch_values(&mut conns[to], "resealed").await,
+        vec![(0, "a".into()), (1, "b".into()), (2, "c".into())],
     );
 }

@@ -141,6 +141,7 @@ async fn the_sweep_deletes_segments_no_record_names_and_keeps_a_seal_in_progress
             topic_id,
             partition: 0,
             base_offset,
+            epoch: Some(0),
         }
         .name()
     };

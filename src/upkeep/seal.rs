@@ -52,11 +52,14 @@ pub async fn seal(up: &Upkeep, p: &Partition, max_bytes: u64) -> Result<()> {
     // A seal whose write failed but was applied: take it, rather than seal that range
     // again from WAL objects that may be collected by now.
     up.records.settle(p).await?;
-    let chunks = p.state().sealable(max_bytes);
-    if chunks.is_empty() {
+    let (chunks, epoch) = {
+        let s = p.state();
+        (s.sealable(max_bytes), s.owner_epoch())
+    };
+    let Some(epoch) = epoch.filter(|_| !chunks.is_empty()) else {
         return Ok(());
-    }
-    let Some((key, built)) = write_segment(up, p, &chunks).await? else {
+    };
+    let Some((key, built)) = write_segment(up, p, &chunks, epoch).await? else {
         return Ok(());
     };
     let size = built.size;
@@ -96,18 +99,23 @@ pub async fn seal(up: &Upkeep, p: &Partition, max_bytes: u64) -> Result<()> {
 /// Writes the segment of `chunks` and returns its name and what it holds (`None`: the
 /// chunks held no batch). Never holds the segment whole: chunks are read one at a time and
 /// the segment goes to the store in parts of [`bulk::PART`] once it outgrows one (a single
-/// PUT below that). An object left under the name by an earlier seal that crashed before
-/// its commit is replaced in place, never deleted first (a reader never finds it missing).
+/// PUT below that). The name carries the owner `epoch`, so only a seal of this ownership
+/// can meet an object under it: one left by an earlier seal of the same ownership that
+/// failed before its commit, which is replaced in place, never deleted first (a reader
+/// never finds it missing). A fenced-out ex-owner sealing late writes under its own epoch's
+/// name, never over the segment the new owner sealed from the same base offset.
 async fn write_segment(
     up: &Upkeep,
     p: &Partition,
     chunks: &[crate::partition::TailChunk],
+    epoch: i32,
 ) -> Result<Option<(String, segment::Meta)>> {
     let name = |base_offset| {
         SegmentObject {
             topic_id: &p.topic_id,
             partition: p.index,
             base_offset,
+            epoch: Some(epoch),
         }
         .name()
     };

@@ -1,8 +1,8 @@
 """Time-based retention deletes sealed segments and moves the log start offset.
 
-On Stratus the sealed segments are objects/topics/<topic-id>/<partition>/<base offset>.seg in
-the data dir; on the reference Kafka (used to check the test) they are the .log files of
-logs/<topic>-<partition>/. Both name a segment by its 20-digit base offset.
+On Stratus the sealed segments are objects/topics/<topic-id>/<partition>/<base offset>-<owner
+epoch>.seg in the data dir; on the reference Kafka (used to check the test) they are the .log
+files of logs/<topic>-<partition>/. Both names start with the 20-digit base offset.
 """
 
 import time
@@ -34,7 +34,7 @@ def test_time_retention_deletes_segments_and_moves_log_start(make_broker, topic)
     while time.time() - start < 60:
         produce_sync(p, topic, [{"value": f"r{produced + i}".encode(), "partition": 0} for i in range(20)])
         produced += 20
-        now = {f.name: int(f.stem) for f in broker.segment_files(topic, topic_id, 0)}
+        now = {f.name: int(f.stem.split("-")[0]) for f in broker.segment_files(topic, topic_id, 0)}
         gone |= set(seen) - set(now)
         seen.update(now)
         log_start = earliest()

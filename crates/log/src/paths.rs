@@ -5,7 +5,12 @@
 //!   same name, and the zero-padded sequence keeps a broker's objects in write order.
 //! - Compacted WAL objects: `wal/<node>/<incarnation:016x>-c<n:019>.wal`: several WAL
 //!   objects' live ranges written again as one.
-//! - Segments: `topics/<topic-id>/<partition>/<base-offset:020>.seg`: one per seal.
+//! - Segments: `topics/<topic-id>/<partition>/<base-offset:020>-<owner-epoch:010>.seg`: one
+//!   per seal. The owner epoch keeps a fenced-out ex-owner, sealing late from its stale
+//!   state, from ever writing over the segment the new owner sealed at the same base
+//!   offset (its record write is fenced; its object lands under its own name, an orphan).
+//!   Names without the epoch (`<base-offset:020>.seg`) were written before it was added and
+//!   are still read and parsed.
 
 /// Prefix of every WAL object.
 pub const WAL: &str = "wal/";
@@ -101,15 +106,27 @@ pub struct SegmentObject<'a> {
     pub partition: i32,
     /// The offset of its first record.
     pub base_offset: i64,
+    /// The epoch at which the sealing broker owned the partition (`None`: a name written
+    /// before the epoch was part of it).
+    pub epoch: Option<i32>,
 }
 
 impl<'a> SegmentObject<'a> {
     /// The object name.
     pub fn name(&self) -> String {
-        format!(
-            "{TOPICS}{}/{}/{:020}.seg",
-            self.topic_id, self.partition, self.base_offset
-        )
+        match self.epoch {
+            Some(epoch) => format!(
+                "{TOPICS}{}/{}/{:020}-{:010}.seg",
+                self.topic_id,
+                self.partition,
+                self.base_offset,
+                epoch.max(0)
+            ),
+            None => format!(
+                "{TOPICS}{}/{}/{:020}.seg",
+                self.topic_id, self.partition, self.base_offset
+            ),
+        }
     }
 
     /// Parses a name built by [`SegmentObject::name`]; `None` for anything else.
@@ -117,14 +134,25 @@ impl<'a> SegmentObject<'a> {
         let rest = name.strip_prefix(TOPICS)?;
         let (topic_id, rest) = rest.split_once('/')?;
         let (partition, file) = rest.split_once('/')?;
-        let base = file.strip_suffix(".seg")?;
-        if topic_id.is_empty() || topic_id.contains('/') || base.len() != 20 {
+        let stem = file.strip_suffix(".seg")?;
+        let (base, epoch) = match stem.split_once('-') {
+            Some((base, epoch)) => (base, Some(epoch)),
+            None => (stem, None),
+        };
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        if topic_id.is_empty() || topic_id.contains('/') || !digits(base, 20) {
             return None;
         }
+        let epoch = match epoch {
+            Some(e) if digits(e, 10) => Some(e.parse().ok()?),
+            Some(_) => return None,
+            None => None,
+        };
         Some(Self {
             topic_id,
             partition: parse_decimal(partition)?,
             base_offset: base.parse().ok()?,
+            epoch,
         })
     }
 }
@@ -159,8 +187,17 @@ mod tests {
             topic_id: "9f1c",
             partition: 7,
             base_offset: 100,
+            epoch: None,
         };
         assert_eq!(s.name(), "topics/9f1c/7/00000000000000000100.seg");
+        let s = SegmentObject {
+            epoch: Some(12),
+            ..s
+        };
+        assert_eq!(
+            s.name(),
+            "topics/9f1c/7/00000000000000000100-0000000012.seg"
+        );
         assert_eq!(topic_segments("9f1c"), "topics/9f1c/");
     }
 
@@ -181,6 +218,11 @@ mod tests {
             "topics//0/00000000000000000100.seg",
             "topics/t/+1/00000000000000000100.seg",
             "topics/t/0/100.seg",
+            "topics/t/0/00000000000000000100-12.seg",
+            "topics/t/0/00000000000000000100-.seg",
+            "topics/t/0/00000000000000000100-00000000012.seg",
+            "topics/t/0/0000000000000000010a-0000000012.seg",
+            "topics/t/0/00000000000000000100-000000001x.seg",
             "wal/1/x.seg",
         ] {
             assert_eq!(SegmentObject::parse(bad), None, "{bad}");
@@ -201,8 +243,8 @@ mod tests {
         }
 
         #[test]
-        fn segment_names_round_trip(topic_id in "[0-9a-f-]{1,36}", partition in 0i32.., base_offset in 0i64..) {
-            let s = SegmentObject { topic_id: &topic_id, partition, base_offset };
+        fn segment_names_round_trip(topic_id in "[0-9a-f-]{1,36}", partition in 0i32.., base_offset in 0i64.., epoch in proptest::option::of(0i32..)) {
+            let s = SegmentObject { topic_id: &topic_id, partition, base_offset, epoch };
             let name = s.name();
             prop_assert_eq!(SegmentObject::parse(&name), Some(s));
         }
