@@ -84,8 +84,11 @@ impl Kind {
     /// What the kind allows, in words.
     pub fn allowed(&self) -> String {
         match *self {
-            Kind::Long(min, max) | Kind::Int(min, max) if max == LONG || max == INT => {
-                format!("a whole number of at least {min}")
+            Kind::Long(min, LONG) => format!("a whole number of at least {min}"),
+            // Said outright: "at least 14" read as a contradiction when 10737418240 was
+            // refused for log.segment.bytes (an int in Kafka too).
+            Kind::Int(min, INT) => {
+                format!("a whole number from {min} to {INT} (a 32-bit integer)")
             }
             Kind::Long(min, max) | Kind::Int(min, max) => {
                 format!("a whole number from {min} to {max}")
@@ -138,6 +141,13 @@ mod tests {
         let int = Kind::Int(1, 100);
         assert!(int.check("100").is_ok());
         assert_eq!(int.check("101"), Err("a whole number from 1 to 100".into()));
+        // An int setting names its upper bound: 10737418240 is not "less than 14".
+        let segment_bytes = Kind::Int(14, INT);
+        assert!(segment_bytes.check("2147483647").is_ok());
+        assert_eq!(
+            segment_bytes.check("10737418240"),
+            Err("a whole number from 14 to 2147483647 (a 32-bit integer)".into())
+        );
         assert!(Kind::Bool.check("TRUE").is_ok() && Kind::Bool.check("yes").is_err());
         let url = Kind::Url(&["embedded", "etcd://"], false);
         assert!(url.check("embedded").is_ok() && url.check("etcd://h:2379").is_ok());
