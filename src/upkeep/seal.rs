@@ -15,10 +15,19 @@ use stratus_log::paths::SegmentObject;
 use stratus_log::segment;
 use stratus_meta::repo::SegmentRef;
 
+/// Seals run at once. The partitions due together mostly hold ranges of the same WAL
+/// objects (one object per flush holds every partition written meanwhile), so side by side
+/// their seals read each block once ([`stratus_log::cache::BlockCache`] fetches a block
+/// once for all who wait on it); one after another, each re-read every object it touched
+/// once the unsealed data outgrew the memory cache. Each holds at most one part
+/// ([`bulk::PART`]) of its segment.
+const SEALS_AT_ONCE: usize = 8;
+
 /// Seals what is due; returns how many partitions failed to seal and the first error.
 pub async fn seal_due(up: &Upkeep) -> (usize, Option<crate::error::Error>) {
-    let (mut failed, mut first) = (0, None);
+    use futures::StreamExt as _;
     let now = up.clock.now_ms();
+    let mut due = Vec::new();
     for topic in up.registry.topics() {
         let seg_bytes = up.registry.config_i64(&topic, "segment.bytes").max(1) as u64;
         let seg_ms = up.registry.config_i64(&topic, "segment.ms").max(1);
@@ -32,13 +41,20 @@ pub async fn seal_due(up: &Upkeep) -> (usize, Option<crate::error::Error>) {
             };
             let old = oldest.is_some_and(|t| now - t >= seg_ms);
             if bytes > 0 && (bytes >= seg_bytes || old) {
-                if let Err(e) = seal(up, p, seg_bytes).await {
-                    up.metrics.seal_failures.inc();
-                    debug!(topic = %p.topic, partition = p.index, error = %e, "sealing failed; will retry");
-                    failed += 1;
-                    first.get_or_insert(e);
-                }
+                due.push((p.clone(), seg_bytes));
             }
+        }
+    }
+    let mut results = futures::stream::iter(due)
+        .map(|(p, seg_bytes)| async move { (seal(up, &p, seg_bytes).await, p) })
+        .buffer_unordered(SEALS_AT_ONCE);
+    let (mut failed, mut first) = (0, None);
+    while let Some((result, p)) = results.next().await {
+        if let Err(e) = result {
+            up.metrics.seal_failures.inc();
+            debug!(topic = %p.topic, partition = p.index, error = %e, "sealing failed; will retry");
+            failed += 1;
+            first.get_or_insert(e);
         }
     }
     (failed, first)

@@ -204,33 +204,41 @@ impl BlockCache {
             return Ok(b);
         }
         m.memory_misses.inc();
-        if let Some(d) = &self.disk {
-            if d.index.get(&k).await.is_some() {
+        // One fetch per block however many read it at once: the seals of partitions that
+        // share WAL objects run side by side and reach the same blocks together (sealed one
+        // after another, each re-read every object it touched: six bytes read per byte
+        // sealed at 8 partitions once the memory tier no longer held the unsealed data).
+        // The fetched block is inserted by `try_get_with` itself.
+        let fetch = async {
+            if let Some(d) = &self.disk {
+                if d.index.get(&k).await.is_some() {
+                    let path = d.dir.join(file_name(&k));
+                    if let Ok(data) = tokio::fs::read(&path).await {
+                        span.set("tier", "disk");
+                        m.disk_hits.inc();
+                        m.disk_bytes.add(data.len() as u64);
+                        return Ok(Bytes::from(data));
+                    }
+                }
+                m.disk_misses.inc();
+            }
+            let start = block * self.block;
+            let end = (start + self.block).min(size);
+            span.set("tier", "object_store");
+            let b = span.run(self.objects.get_range(&k.0, start..end)).await?;
+            m.store_bytes.add(b.len() as u64);
+            if let Some(d) = &self.disk {
                 let path = d.dir.join(file_name(&k));
-                if let Ok(data) = tokio::fs::read(&path).await {
-                    span.set("tier", "disk");
-                    m.disk_hits.inc();
-                    m.disk_bytes.add(data.len() as u64);
-                    let b = Bytes::from(data);
-                    self.memory.insert(k, b.clone()).await;
-                    return Ok(b);
+                if tokio::fs::write(&path, &b).await.is_ok() {
+                    d.index.insert(k.clone(), b.len() as u32).await;
                 }
             }
-            m.disk_misses.inc();
-        }
-        let start = block * self.block;
-        let end = (start + self.block).min(size);
-        span.set("tier", "object_store");
-        let b = span.run(self.objects.get_range(&k.0, start..end)).await?;
-        m.store_bytes.add(b.len() as u64);
-        self.memory.insert(k.clone(), b.clone()).await;
-        if let Some(d) = &self.disk {
-            let path = d.dir.join(file_name(&k));
-            if tokio::fs::write(&path, &b).await.is_ok() {
-                d.index.insert(k, b.len() as u32).await;
-            }
-        }
-        Ok(b)
+            Ok::<_, ObjectError>(b)
+        };
+        self.memory
+            .try_get_with(k.clone(), fetch)
+            .await
+            .map_err(|e| Arc::try_unwrap(e).unwrap_or_else(ObjectError::Shared))
     }
 
     /// Bytes held by each tier now: memory, then disk (0 without a disk tier).
@@ -305,5 +313,43 @@ mod tests {
         assert_eq!(m.disk_bytes.get(), 4000);
         let tail = cache.read(&key, 10_000, 9990..20_000).await.unwrap();
         assert_eq!(&tail[..], &data[9990..]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readers_of_the_same_blocks_at_once_fetch_each_block_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("store").display());
+        std::fs::create_dir_all(dir.path().join("store")).unwrap();
+        let objects = Arc::new(Objects::from_url(&url).unwrap());
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        objects
+            .put_new("o", Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        let cache = Arc::new(BlockCache::new(
+            objects.clone(),
+            100_000,
+            1 << 20,
+            dir.path().join("c"),
+            0,
+        ));
+        let key: Arc<str> = Arc::from("o");
+        let readers = (0..16).map(|i| {
+            let (cache, key) = (cache.clone(), key.clone());
+            tokio::spawn(async move {
+                let from = (i * 1000) as u64;
+                (from, cache.read(&key, 300_000, from..from + 250_000).await)
+            })
+        });
+        for r in futures::future::join_all(readers).await {
+            let (from, got) = r.unwrap();
+            let got = got.unwrap();
+            assert_eq!(&got[..], &data[from as usize..from as usize + 250_000]);
+        }
+        assert_eq!(
+            objects.metrics.requests(Op::Get),
+            3,
+            "16 readers of blocks 0..=2 at once: one GET per block"
+        );
     }
 }

@@ -26,6 +26,10 @@ pub enum ObjectError {
     /// The URL is not understood.
     #[error("object store url '{0}': {1}")]
     Url(String, String),
+    /// A failed read that several readers waited on at once ([`crate::cache::BlockCache`]
+    /// fetches a block once for all of them).
+    #[error("{0}")]
+    Shared(Arc<ObjectError>),
 }
 
 impl ObjectError {
