@@ -26,7 +26,7 @@ pub enum ObjectError {
     /// The URL is not understood.
     #[error("object store url '{0}': {1}")]
     Url(String, String),
-    /// A failed read that several readers waited on at once ([`crate::cache::BlockCache`]
+    /// A failed read that several readers waited on at once (the block cache
     /// fetches a block once for all of them).
     #[error("{0}")]
     Shared(Arc<ObjectError>),
