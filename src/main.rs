@@ -3,7 +3,9 @@
 use clap::Parser;
 
 // glibc's malloc kept about a gigabyte of freed buffers (sealing, large fetches) resident
-// under load; mimalloc returns them.
+// under load; mimalloc returns them. Built without transparent huge pages ("no_thp"): with
+// them the kernel zeroed a whole 2 MiB page for each one mimalloc touched after returning
+// part of it, a third of the broker's CPU at full produce load.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tokio_util::sync::CancellationToken;
