@@ -16,6 +16,9 @@ use stratus_meta::repo::SegmentRef;
 
 /// Bytes read ahead when a read starts (the block cache reads whole blocks anyway).
 const MIN_WINDOW: u64 = 64 * 1024;
+/// Blocks of a segment fetched ahead of a reader that stopped inside it (its next fetch
+/// starts there), so that a sequential consumer finds them in memory.
+const READ_AHEAD_BLOCKS: u64 = 2;
 const MAX_SOURCES: usize = 64;
 
 enum Source {
@@ -142,7 +145,7 @@ pub async fn read(reader: &Reader, p: &Partition, offset: i64, max_bytes: usize)
             } => (object.clone(), *object_size, *pos, pos + len),
         };
         let mut run = Run::default();
-        let done = scan(reader, &key, size, start, end, |b, window| {
+        let stopped = scan(reader, &key, size, start, end, |b, window| {
             if b.base_offset >= hw {
                 return Step::Stop;
             }
@@ -164,7 +167,14 @@ pub async fn read(reader: &Reader, p: &Partition, offset: i64, max_bytes: usize)
         })
         .await?;
         run.finish(&mut out);
-        if done {
+        if let Some(at) = stopped {
+            if let Source::Segment(g) = src {
+                let next = at / reader.cache.block_size().max(1) + 1;
+                let last = g.data_len.div_ceil(reader.cache.block_size().max(1));
+                reader
+                    .cache
+                    .read_ahead(&key, size, next..(next + READ_AHEAD_BLOCKS).min(last));
+            }
             break;
         }
     }
@@ -227,8 +237,8 @@ enum Step {
     Stop,
 }
 
-/// Visits the batches stored in `[start, end)` of an object. Returns whether the visitor
-/// stopped.
+/// Visits the batches stored in `[start, end)` of an object. Returns where the batch the
+/// visitor stopped at starts, if it stopped.
 async fn scan(
     reader: &Reader,
     key: &Arc<str>,
@@ -236,7 +246,7 @@ async fn scan(
     start: u64,
     end: u64,
     mut visit: impl FnMut(&batch::Batch, &Bytes) -> Step,
-) -> Result<bool> {
+) -> Result<Option<u64>> {
     let block = reader.cache.block_size().max(1);
     let mut pos = start;
     let mut window = 0;
@@ -254,10 +264,11 @@ async fn scan(
             .await?;
         let mut consumed = 0u64;
         for b in batch::stored(&bytes) {
+            let at = pos + consumed;
             consumed += b.bytes.len() as u64;
             match visit(&b, &bytes) {
                 Step::Skip | Step::Continue => {}
-                Step::Stop => return Ok(true),
+                Step::Stop => return Ok(Some(at)),
             }
         }
         if consumed == 0 {
@@ -275,7 +286,7 @@ async fn scan(
         pos += consumed;
         window = 0;
     }
-    Ok(false)
+    Ok(None)
 }
 
 fn corrupt(key: &str) -> Error {

@@ -281,3 +281,57 @@ async fn a_segment_larger_than_a_part_is_streamed_and_reads_back_whole() {
         assert_eq!(fetched[0], (0, value(0)));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_reader_of_a_sealed_segment_finds_its_next_blocks_in_memory() {
+    let c = clocked(1_000, &[("cache.block.bytes", "65536")]).await;
+    let mut conn = c.conn;
+    // About 1 MiB in 40 batches of 25 KiB.
+    let value = "v".repeat(25 << 10);
+    for i in 0..40 {
+        assert_eq!(
+            produce_code(&mut conn, "r", batch(&[&value], 2)).await,
+            (0, i)
+        );
+    }
+    let p = partition(&c.broker);
+    stratus::upkeep::seal(&c.broker.upkeep, &p, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(p.state().sealed_end(), 40);
+    c.broker.cache.clear_memory();
+    let gets = |o: &Objects| o.metrics.requests(stratus_log::objects::Op::Get);
+    // A consumer reading 64 KiB at a time, from the start: each fetch finds the blocks it
+    // needs read ahead by the one before, so it makes no GET of its own after the first.
+    let cache = &c.broker.cache;
+    let mut offset = 0i64;
+    let mut fetches = 0;
+    while offset < 40 {
+        let before = gets(&c.objects) - cache.read_ahead_total();
+        let bytes = stratus::read::read(&c.broker.reader, &p, offset, 64 << 10)
+            .await
+            .unwrap();
+        let batches: Vec<_> = stratus_log::batch::stored(&bytes).collect();
+        assert!(!batches.is_empty());
+        assert_eq!(batches[0].base_offset, offset);
+        offset = batches.last().unwrap().last_offset() + 1;
+        // The read-ahead it started lands before the consumer's next fetch.
+        while cache.reading_ahead() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if fetches > 0 {
+            assert_eq!(
+                gets(&c.objects) - cache.read_ahead_total(),
+                before,
+                "fetch {fetches} at offset {offset} had to read from the store"
+            );
+        }
+        fetches += 1;
+    }
+    assert!(
+        cache.read_ahead_total() >= 10,
+        "{}",
+        cache.read_ahead_total()
+    );
+    assert!(fetches >= 15, "{fetches} fetches");
+}

@@ -1,6 +1,7 @@
 //! The read cache between fetches and the object store: blocks of objects in memory
 //! (moka, bounded by bytes), then in a bounded local directory, then ranged GETs of whole
-//! blocks (read-ahead) from the object store.
+//! blocks from the object store. A sequential reader's next blocks are fetched ahead of it
+//! ([`BlockCache::read_ahead`]), a bounded number at once.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -15,6 +16,9 @@ use crate::objects::{ObjectError, Objects};
 
 type BlockKey = (Arc<str>, u64);
 
+/// Blocks being read ahead at once, for all readers together; more are not started.
+const READ_AHEAD_AT_ONCE: usize = 8;
+
 /// The tiered block cache.
 pub struct BlockCache {
     objects: Arc<Objects>,
@@ -22,6 +26,8 @@ pub struct BlockCache {
     memory: Cache<BlockKey, Bytes>,
     disk: Option<DiskCache>,
     metrics: CacheMetrics,
+    /// Permits for blocks being read ahead.
+    reading_ahead: Arc<tokio::sync::Semaphore>,
 }
 
 /// Lookups per tier (`memory`, `disk`), and bytes served per tier (`object_store` for
@@ -30,6 +36,8 @@ struct CacheMetrics {
     hits: Family<Counter>,
     misses: Family<Counter>,
     served: Family<Counter>,
+    read_ahead: Family<Counter>,
+    read_ahead_blocks: Arc<Counter>,
     memory_hits: Arc<Counter>,
     memory_misses: Arc<Counter>,
     disk_hits: Arc<Counter>,
@@ -59,7 +67,15 @@ impl CacheMetrics {
             &["tier"],
             Counter::default,
         );
+        let read_ahead = Family::new(
+            "stratus_cache_read_ahead_blocks_total",
+            "Blocks fetched ahead of sequential readers (from the disk tier or the store).",
+            &[],
+            Counter::default,
+        );
         CacheMetrics {
+            read_ahead_blocks: read_ahead.get(&[]),
+            read_ahead,
             memory_hits: hits.get(&["memory"]),
             memory_misses: misses.get(&["memory"]),
             disk_hits: hits.get(&["disk"]),
@@ -122,6 +138,34 @@ impl BlockCache {
             memory,
             disk,
             metrics: CacheMetrics::new(),
+            reading_ahead: Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_AT_ONCE)),
+        }
+    }
+
+    /// Starts fetching blocks `blocks` of the object `key` (of `size` bytes) into memory in
+    /// the background, those not there yet, while fewer than [`READ_AHEAD_AT_ONCE`] are
+    /// being fetched; the others are left to the reader. A read of a block being fetched
+    /// waits for that fetch instead of starting its own. Needs a Tokio runtime (does
+    /// nothing outside one).
+    pub fn read_ahead(self: &Arc<Self>, key: &Arc<str>, size: u64, blocks: Range<u64>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for b in blocks.start..blocks.end.min(size.div_ceil(self.block)) {
+            if self.memory.contains_key(&(key.clone(), b)) {
+                continue;
+            }
+            let Ok(permit) = self.reading_ahead.clone().try_acquire_owned() else {
+                return;
+            };
+            self.metrics.read_ahead_blocks.inc();
+            let (cache, key) = (self.clone(), key.clone());
+            rt.spawn(async move {
+                if let Err(e) = cache.block_of(key.clone(), size, b).await {
+                    tracing::debug!(object = %key, block = b, error = %e, "read-ahead failed");
+                }
+                drop(permit);
+            });
         }
     }
 
@@ -241,6 +285,16 @@ impl BlockCache {
             .map_err(|e| Arc::try_unwrap(e).unwrap_or_else(ObjectError::Shared))
     }
 
+    /// Blocks read ahead since the start (fetches started by [`BlockCache::read_ahead`]).
+    pub fn read_ahead_total(&self) -> u64 {
+        self.metrics.read_ahead_blocks.get()
+    }
+
+    /// Blocks being read ahead now.
+    pub fn reading_ahead(&self) -> usize {
+        READ_AHEAD_AT_ONCE.saturating_sub(self.reading_ahead.available_permits())
+    }
+
     /// Bytes held by each tier now: memory, then disk (0 without a disk tier).
     pub fn held_bytes(&self) -> (u64, u64) {
         (
@@ -261,6 +315,7 @@ impl Collect for BlockCache {
         m.hits.collect(out);
         m.misses.collect(out);
         m.served.collect(out);
+        m.read_ahead.collect(out);
         let (memory, disk) = self.held_bytes();
         let mut held = FamilySnapshot::new(
             "stratus_cache_bytes",
@@ -313,6 +368,49 @@ mod tests {
         assert_eq!(m.disk_bytes.get(), 4000);
         let tail = cache.read(&key, 10_000, 9990..20_000).await.unwrap();
         assert_eq!(&tail[..], &data[9990..]);
+    }
+
+    #[tokio::test]
+    async fn read_ahead_fetches_blocks_once_and_a_bounded_number_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Arc::new(Objects::from_url("memory://").unwrap());
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i % 251) as u8).collect();
+        objects
+            .put_new("o", Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        let cache = Arc::new(BlockCache::new(
+            objects.clone(),
+            1000,
+            1 << 20,
+            dir.path().join("c"),
+            0,
+        ));
+        let key: Arc<str> = Arc::from("o");
+        // 20 blocks asked for at once: READ_AHEAD_AT_ONCE start, the rest are left.
+        cache.read_ahead(&key, 30_000, 5..25);
+        assert_eq!(
+            cache.metrics.read_ahead_blocks.get(),
+            READ_AHEAD_AT_ONCE as u64
+        );
+        let gets_done = || objects.metrics.requests(Op::Get);
+        while gets_done() < READ_AHEAD_AT_ONCE as u64 {
+            tokio::task::yield_now().await;
+        }
+        while cache.reading_ahead() > 0 {
+            tokio::task::yield_now().await;
+        }
+        // The blocks read ahead are in memory: reading them makes no request.
+        let got = cache.read(&key, 30_000, 5000..13_000).await.unwrap();
+        assert_eq!(&got[..], &data[5000..13_000]);
+        assert_eq!(gets_done(), READ_AHEAD_AT_ONCE as u64);
+        // Blocks held already and blocks past the end are not fetched again.
+        cache.read_ahead(&key, 30_000, 5..13);
+        cache.read_ahead(&key, 30_000, 30..40);
+        assert_eq!(
+            cache.metrics.read_ahead_blocks.get(),
+            READ_AHEAD_AT_ONCE as u64
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
