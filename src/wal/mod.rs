@@ -81,6 +81,8 @@ struct Buffer {
     entries: Vec<Entry>,
     bytes: usize,
     first_at: Option<Instant>,
+    /// When the newest buffered byte arrived.
+    last_at: Option<Instant>,
     poisoned: bool,
     /// Flushes taken from the buffer and not yet finished.
     in_flight: usize,
@@ -277,7 +279,9 @@ impl Wal {
                 producers,
             } => {
                 buf.bytes += bytes.len();
-                buf.first_at.get_or_insert_with(Instant::now);
+                let now = Instant::now();
+                buf.first_at.get_or_insert(now);
+                buf.last_at = Some(now);
                 end = end_offset;
                 buf.entries.push(Entry {
                     partition: partition.clone(),
@@ -397,6 +401,7 @@ impl Wal {
         buf.seq += 1;
         buf.bytes = 0;
         buf.first_at = None;
+        buf.last_at = None;
         buf.in_flight += 1;
         buf.last_flush = Some(Instant::now());
         Some((seq, std::mem::take(&mut buf.entries)))
@@ -415,6 +420,7 @@ impl Wal {
                 BufferView {
                     bytes: b.bytes,
                     first_at: b.first_at,
+                    last_at: b.last_at,
                     in_flight: b.in_flight,
                     last_flush: b.last_flush,
                 }

@@ -9,7 +9,16 @@
 //! - **idle**: nothing is in flight and the last flush started `interval` ago or more,
 //!   so a lone producer waits for one write and one commit, never for a timer, while a
 //!   steady trickle still costs at most one object per `interval`;
-//! - **lingered**: the oldest buffered byte has waited `interval`.
+//! - **lingered**: the oldest buffered byte has waited `interval`;
+//! - **quiet**: at least a quarter of `min_bytes` is buffered and nothing was appended
+//!   for `interval / 50` (at least 1 ms). Producers then wait for acks before they send
+//!   more (a Kafka producer has at most 5 requests in flight), so waiting longer groups
+//!   nothing and only adds latency: a default Java producer's window (5 requests of
+//!   8 partitions × 16 KiB) is not a multiple of `min_bytes`, and its remainder used to
+//!   wait out the whole interval, which held it to 7 MB/s on MinIO (37 MB/s with this
+//!   rule, at the same objects per byte). The quarter bounds objects from below (at most
+//!   4× the requests per byte of full objects), so a trickle of small writes still costs
+//!   at most one object per `interval`.
 //!
 //! While the pipeline is full the buffer keeps growing: the next object takes all of it
 //! (group commit), which is what bounds requests per byte under load.
@@ -35,6 +44,8 @@ pub struct BufferView {
     pub bytes: usize,
     /// When the oldest buffered byte arrived; `None` when the buffer is empty.
     pub first_at: Option<Instant>,
+    /// When the newest buffered byte arrived.
+    pub last_at: Option<Instant>,
     /// Objects being written or committed.
     pub in_flight: usize,
     /// When the last flush started.
@@ -54,6 +65,11 @@ pub enum Next {
 }
 
 impl FlushPolicy {
+    /// How long no append means producers are waiting for acks.
+    fn quiet(&self) -> Duration {
+        (self.interval / 50).max(Duration::from_millis(1))
+    }
+
     /// The decision at `now`.
     pub fn next(&self, b: BufferView, now: Instant) -> Next {
         let Some(first) = b.first_at else {
@@ -71,7 +87,11 @@ impl FlushPolicy {
             None if b.in_flight == 0 => now,
             _ => lingered,
         };
-        let at = lingered.min(idle_at);
+        let quiet_at = match b.last_at {
+            Some(last) if b.bytes >= self.min_bytes / 4 => last + self.quiet(),
+            _ => lingered,
+        };
+        let at = lingered.min(idle_at).min(quiet_at);
         if now >= at {
             Next::Flush
         } else {
@@ -104,6 +124,7 @@ mod tests {
         BufferView {
             bytes,
             first_at: Some(now - Duration::from_millis(waited)),
+            last_at: Some(now - Duration::from_millis(waited)),
             in_flight,
             last_flush: last.map(|l| now - Duration::from_millis(l)),
         }
@@ -136,6 +157,30 @@ mod tests {
     }
 
     #[test]
+    fn a_remainder_goes_once_producers_stop_sending() {
+        let now = Instant::now() + Duration::from_secs(10);
+        // 128 KiB (the rest of a producer's window) arrived 1 ms ago while two flushes are
+        // in flight: wait until 2 ms after the last append, not the 100 ms linger.
+        let mut v = view(128 << 10, 3, 2, Some(3), now);
+        v.last_at = Some(now - MS);
+        assert_eq!(s3().next(v, now), Next::WaitUntil(now + MS));
+        v.last_at = Some(now - 2 * MS);
+        assert_eq!(s3().next(v, now), Next::Flush);
+        // The same with nothing in flight, 30 ms after the last flush.
+        let mut idle = view(128 << 10, 3, 0, Some(30), now);
+        idle.last_at = Some(now - 2 * MS);
+        assert_eq!(s3().next(idle, now), Next::Flush);
+        // Less than a quarter of min_bytes waits for the linger, or for the interval after
+        // the last flush when nothing is in flight (or for more data).
+        let mut small = view((64 << 10) - 1, 3, 2, Some(3), now);
+        small.last_at = Some(now - 50 * MS);
+        assert_eq!(s3().next(small, now), Next::WaitUntil(now + 97 * MS));
+        let mut trickle = view(10 << 10, 3, 0, Some(30), now);
+        trickle.last_at = Some(now - 3 * MS);
+        assert_eq!(s3().next(trickle, now), Next::WaitUntil(now + 70 * MS));
+    }
+
+    #[test]
     fn enough_bytes_go_at_once_while_the_pipeline_has_room() {
         let now = Instant::now() + Duration::from_secs(10);
         assert_eq!(
@@ -161,6 +206,7 @@ mod tests {
         let empty = BufferView {
             bytes: 0,
             first_at: None,
+            last_at: None,
             in_flight: 0,
             last_flush: None,
         };
