@@ -8,10 +8,11 @@
 //! next (what RocksDB's `bytes_per_sync` does), bounds that wait to one slice.
 //!
 //! Each synced slice is then dropped from the page cache (`posix_fadvise(DONTNEED)`): the
-//! broker serves recent data from its own block cache, and segments piling up in the page
-//! cache made every new write take fresh pages. On a 2-core VM that halved the broker's
-//! CPU per byte at full produce load (27 s → 13.5 s for 2 GB) and raised throughput from
-//! 67 to 98 MB/s.
+//! broker serves recent data from its own block cache, and on the 2-core test VM segments
+//! piling up in the page cache made later writes take fresh pages, which cost the kernel
+//! much CPU: in one state of that machine, broker CPU for 2 GB produced fell from 27 s to
+//! 13.5 s and 8-partition produce rose from 67 to 98 MB/s; in a later A/B (after the
+//! machine's memory had been recycled) the two were within noise, hot consume included.
 //!
 //! The object is written under `_staging/` and linked (or renamed) into place once whole,
 //! so a reader never sees part of it; a crash leaves only a staging file, which
