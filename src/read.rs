@@ -169,8 +169,8 @@ pub async fn read(reader: &Reader, p: &Partition, offset: i64, max_bytes: usize)
         run.finish(&mut out);
         if let Some(at) = stopped {
             if let Source::Segment(g) = src {
-                let next = at / reader.cache.block_size().max(1) + 1;
-                let last = g.data_len.div_ceil(reader.cache.block_size().max(1));
+                let block = reader.cache.block_size().max(1);
+                let (next, last) = (at / block + 1, g.data_len.div_ceil(block));
                 reader
                     .cache
                     .read_ahead(&key, size, next..(next + READ_AHEAD_BLOCKS).min(last));

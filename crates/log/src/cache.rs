@@ -336,23 +336,45 @@ mod tests {
     use super::*;
     use crate::objects::Op;
 
-    #[tokio::test]
-    async fn reads_across_blocks_and_tiers() {
+    /// The directory (keep it), a store (a local directory or memory) holding the object
+    /// `key` of `len` patterned bytes `data`, and a cache over it with `block`-byte blocks,
+    /// 1 MiB of memory and `disk` bytes of disk tier.
+    type Fixture = (
+        tempfile::TempDir,
+        Arc<Objects>,
+        Arc<BlockCache>,
+        Arc<str>,
+        Vec<u8>,
+    );
+
+    async fn fixture(local: bool, len: u32, block: u64, disk: u64) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let objects = Arc::new(Objects::from_url("memory://").unwrap());
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let objects = if local {
+            let store = dir.path().join("store");
+            std::fs::create_dir_all(&store).unwrap();
+            Objects::from_url(&format!("file://{}", store.display())).unwrap()
+        } else {
+            Objects::from_url("memory://").unwrap()
+        };
+        let objects = Arc::new(objects);
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         objects
             .put_new("o", Bytes::from(data.clone()))
             .await
             .unwrap();
-        let cache = BlockCache::new(
+        let cache = Arc::new(BlockCache::new(
             objects.clone(),
-            1000,
+            block,
             1 << 20,
             dir.path().join("c"),
-            1 << 20,
-        );
-        let key: Arc<str> = Arc::from("o");
+            disk,
+        ));
+        (dir, objects, cache, Arc::from("o"), data)
+    }
+
+    #[tokio::test]
+    async fn reads_across_blocks_and_tiers() {
+        let (_dir, objects, cache, key, data) = fixture(false, 10_000, 1000, 1 << 20).await;
         let got = cache.read(&key, 10_000, 1500..4200).await.unwrap();
         assert_eq!(&got[..], &data[1500..4200]);
         let gets = objects.metrics.requests(Op::Get);
@@ -372,21 +394,7 @@ mod tests {
 
     #[tokio::test]
     async fn read_ahead_fetches_blocks_once_and_a_bounded_number_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let objects = Arc::new(Objects::from_url("memory://").unwrap());
-        let data: Vec<u8> = (0..30_000u32).map(|i| (i % 251) as u8).collect();
-        objects
-            .put_new("o", Bytes::from(data.clone()))
-            .await
-            .unwrap();
-        let cache = Arc::new(BlockCache::new(
-            objects.clone(),
-            1000,
-            1 << 20,
-            dir.path().join("c"),
-            0,
-        ));
-        let key: Arc<str> = Arc::from("o");
+        let (_dir, objects, cache, key, data) = fixture(false, 30_000, 1000, 0).await;
         // 20 blocks asked for at once: READ_AHEAD_AT_ONCE start, the rest are left.
         cache.read_ahead(&key, 30_000, 5..25);
         assert_eq!(
@@ -415,23 +423,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readers_of_the_same_blocks_at_once_fetch_each_block_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("file://{}", dir.path().join("store").display());
-        std::fs::create_dir_all(dir.path().join("store")).unwrap();
-        let objects = Arc::new(Objects::from_url(&url).unwrap());
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        objects
-            .put_new("o", Bytes::from(data.clone()))
-            .await
-            .unwrap();
-        let cache = Arc::new(BlockCache::new(
-            objects.clone(),
-            100_000,
-            1 << 20,
-            dir.path().join("c"),
-            0,
-        ));
-        let key: Arc<str> = Arc::from("o");
+        let (_dir, objects, cache, key, data) = fixture(true, 300_000, 100_000, 0).await;
         let readers = (0..16).map(|i| {
             let (cache, key) = (cache.clone(), key.clone());
             tokio::spawn(async move {
