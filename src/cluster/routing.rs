@@ -117,6 +117,11 @@ impl Routing {
         if p.state().check_owner() != Err(Code::NotLeaderOrFollower) {
             return;
         }
+        // The assignment may also go the other way meanwhile (the partition moved on):
+        // a change of the view or of this broker's assignment ends the wait too, or an old
+        // owner whose view lagged held its clients for the whole deadline.
+        let mut view = self.view.clone();
+        let mut fence = self.fence.changed.subscribe();
         loop {
             let changed = p.ownership_changed.notified();
             tokio::pin!(changed);
@@ -124,14 +129,20 @@ impl Routing {
             if p.state().check_owner() != Err(Code::NotLeaderOrFollower) {
                 return;
             }
+            fence.borrow_and_update();
             let assigned = self.fence.get().epoch(&p.topic_id, p.index).is_some()
-                || self
-                    .view
-                    .borrow()
+                || view
+                    .borrow_and_update()
                     .owner(&p.topic_id, p.index)
                     .is_some_and(|(owner, _)| owner == self.node);
-            if !assigned || tokio::time::timeout_at(deadline, changed).await.is_err() {
+            if !assigned {
                 return;
+            }
+            tokio::select! {
+                _ = changed => {}
+                Ok(()) = view.changed() => {}
+                Ok(()) = fence.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => return,
             }
         }
     }
@@ -163,5 +174,55 @@ impl Routing {
             return None;
         }
         Some(in_rack[partition.rem_euclid(in_rack.len() as i32) as usize])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use stratus_meta::keys::PartitionId;
+    use stratus_meta::repo::PartitionRecord;
+
+    #[tokio::test]
+    async fn an_old_owner_whose_view_lagged_answers_as_soon_as_the_view_moves_on() {
+        let settings = Settings::from_pairs(vec![("node.id".into(), "1".into())]).unwrap();
+        let fence = Arc::new(Fence::new(1, 7));
+        // The view still names this broker, but the partition is no longer owned here
+        // (its assignment already moved on): the wait must end with the view's update.
+        let stale = View {
+            owners: [(PartitionId::new("t", 0), (1, 3))].into_iter().collect(),
+            ..Default::default()
+        };
+        let (tx, rx) = watch::channel(Arc::new(stale));
+        let routing = Arc::new(Routing::new(&settings, fence, rx));
+        let p = Arc::new(Partition::new(
+            "t".into(),
+            "topic".into(),
+            0,
+            &PartitionRecord::default(),
+        ));
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_secs(3);
+        let waiting = {
+            let (routing, p) = (routing.clone(), p.clone());
+            tokio::spawn(async move { routing.await_ownership(&p, deadline).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !waiting.is_finished(),
+            "waits while the view names this broker"
+        );
+        let moved = View {
+            owners: [(PartitionId::new("t", 0), (2, 4))].into_iter().collect(),
+            ..Default::default()
+        };
+        tx.send_replace(Arc::new(moved));
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the wait ended with the view's update, not at the deadline")
+            .unwrap();
+        assert_eq!(routing.owner_of(&p), Some((2, 4)));
     }
 }
