@@ -61,16 +61,22 @@ async fn two_brokers(
     meta: &Arc<dyn MetaStore>,
     objects: &Arc<Objects>,
 ) -> (Vec<TestBroker>, Vec<Arc<stratus::Broker>>, Vec<TcpStream>) {
+    two_brokers_with(meta, objects, &[]).await
+}
+
+/// [`two_brokers`] with more settings.
+async fn two_brokers_with(
+    meta: &Arc<dyn MetaStore>,
+    objects: &Arc<Objects>,
+    extra: &[(&str, &str)],
+) -> (Vec<TestBroker>, Vec<Arc<stratus::Broker>>, Vec<TcpStream>) {
     let (mut brokers, mut handles, mut conns) = (Vec::new(), Vec::new(), Vec::new());
     for node in [1, 2] {
         let dir = tempfile::tempdir().unwrap();
-        let s = settings(
-            dir.path(),
-            &[
-                ("node.id", &node.to_string()),
-                ("wal.flush.interval.ms", "1"),
-            ],
-        );
+        let id = node.to_string();
+        let mut all = vec![("node.id", id.as_str()), ("wal.flush.interval.ms", "1")];
+        all.extend_from_slice(extra);
+        let s = settings(dir.path(), &all);
         let b = stratus::Broker::open_with(s, meta.clone(), objects.clone())
             .await
             .unwrap();
@@ -323,4 +329,126 @@ async fn a_fenced_out_owners_late_seal_never_replaces_the_new_owners_segment() {
         fetch_values(&mut conns[to], "resealed").await,
         vec![(0, "a".into()), (1, "b".into()), (2, "c".into())],
     );
+}
+
+/// Produces 128 KiB to each of `partitions` of `topic`; returns their error codes.
+async fn produce_128k(conn: &mut TcpStream, topic: &str, partitions: &[i32]) -> Vec<i16> {
+    let value = "x".repeat(8 * 1024);
+    let values: Vec<&str> = (0..16).map(|_| value.as_str()).collect();
+    let mut req = produce_req(topic, batch(&values, 2));
+    let data = req.topic_data[0].partition_data[0].clone();
+    req.topic_data[0].partition_data = partitions
+        .iter()
+        .map(|i| data.clone().with_index(*i))
+        .collect();
+    let r: ProduceResponse = call(conn, ApiKey::Produce, 9, &req).await;
+    r.responses[0]
+        .partition_responses
+        .iter()
+        .map(|p| p.error_code)
+        .collect()
+}
+
+/// Owner of each partition of `topic`, once every one has a live owner.
+async fn owners_of(broker: &stratus::Broker, topic: &str, n: i32) -> Vec<i32> {
+    let t = broker.registry.topic(topic).unwrap();
+    for _ in 0..200 {
+        let view = stratus::cluster::read_view(broker.meta.as_ref())
+            .await
+            .unwrap();
+        let owners: Vec<i32> = (0..n)
+            .filter_map(|i| view.owner(&t.id_text, i).map(|(o, _)| o))
+            .collect();
+        if owners.len() == n as usize {
+            return owners;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("partitions of {topic} without an owner");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_splits_the_busy_partitions_by_their_measured_traffic() {
+    let (_meta_dir, meta, objects) = shared_stores();
+    let (_brokers, handles, mut conns) =
+        two_brokers_with(&meta, &objects, &[("load.report.interval.ms", "300")]).await;
+    create_topic(&mut conns[0], "busy", 4).await;
+    let owners = owners_of(&handles[0], "busy", 4).await;
+    // Counts are even: two partitions each. Make both of broker 1's the busy ones.
+    assert_eq!(owners.iter().filter(|o| **o == 1).count(), 2, "{owners:?}");
+    let hot: Vec<i32> = (0..4).filter(|i| owners[*i as usize] == 1).collect();
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        let codes = produce_128k(&mut conns[0], "busy", &hot).await;
+        assert!(
+            codes.iter().all(|c| *c == 0),
+            "produce to broker 1's partitions: {codes:?}"
+        );
+    }
+    // The dry run shows the measured imbalance and a plan that evens it out.
+    let (changed, load) = stratus::cluster::controller::propose(meta.as_ref())
+        .await
+        .unwrap();
+    let by_node = |n: i32| load.iter().find(|l| l.node == n).copied().unwrap();
+    let (one, two) = (by_node(1), by_node(2));
+    assert!(one.bytes_per_sec_before > 256 << 10, "{load:?}");
+    assert_eq!(two.bytes_per_sec_before, 0, "{load:?}");
+    assert!(
+        two.bytes_per_sec_after > 0 && one.bytes_per_sec_after > 0,
+        "{load:?}"
+    );
+    assert_eq!(
+        (one.partitions_after, two.partitions_after),
+        (2, 2),
+        "{load:?}"
+    );
+    assert_eq!(
+        changed.partitions, 2,
+        "one busy and one idle partition trade places"
+    );
+    stratus::cluster::controller::apply(meta.as_ref(), None, true, Vec::new())
+        .await
+        .unwrap();
+    let after = owners_of(&handles[0], "busy", 4).await;
+    let busy_owners: Vec<i32> = hot.iter().map(|i| after[*i as usize]).collect();
+    assert!(
+        busy_owners.contains(&1) && busy_owners.contains(&2),
+        "each broker owns one busy partition: {after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auto_rebalance_a_busy_broker_sheds_load_on_its_own() {
+    let (_meta_dir, meta, objects) = shared_stores();
+    let settings = [
+        ("load.report.interval.ms", "300"),
+        ("auto.rebalance.enable", "true"),
+        ("auto.rebalance.interval.ms", "1000"),
+    ];
+    let (_brokers, handles, mut conns) = two_brokers_with(&meta, &objects, &settings).await;
+    create_topic(&mut conns[0], "busy", 4).await;
+    let owners = owners_of(&handles[0], "busy", 4).await;
+    assert_eq!(owners.iter().filter(|o| **o == 1).count(), 2, "{owners:?}");
+    let hot: Vec<i32> = (0..4).filter(|i| owners[*i as usize] == 1).collect();
+    // Keep producing to broker 1's two partitions until one of them moves (a moved one
+    // answers NOT_LEADER_OR_FOLLOWER, as a client would then look up its new owner).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let moved = loop {
+        let codes = produce_128k(&mut conns[0], "busy", &hot).await;
+        assert!(codes.iter().all(|c| *c == 0 || *c == 6), "{codes:?}");
+        if codes.contains(&6) {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+    };
+    assert!(moved, "no busy partition left broker 1 within 20 s");
+    let after = owners_of(&handles[0], "busy", 4).await;
+    let busy_owners: Vec<i32> = hot.iter().map(|i| after[*i as usize]).collect();
+    assert!(
+        busy_owners.contains(&1) && busy_owners.contains(&2),
+        "each broker owns one busy partition: {after:?}"
+    );
+    assert_eq!(after.iter().filter(|o| **o == 1).count(), 2, "{after:?}");
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::controller;
 use crate::broker::Broker;
@@ -202,6 +202,16 @@ impl Admin for AdminService {
                 }
             })
             .collect();
+        // What a rebalance would move now (by measured traffic, else by count): the
+        // operator's autoRebalance acts on this, so that it never repeats a rebalance that
+        // moves nothing.
+        let rebalance_moves = match controller::propose(self.broker.meta.as_ref()).await {
+            Ok((changed, _)) => Some((changed.partitions + changed.shards) as u32),
+            Err(e) => {
+                debug!(error = %e, "no rebalance proposal for the status");
+                None
+            }
+        };
         Ok(Response::new(ClusterStatusResponse {
             cluster_id: self.broker.cluster_id.clone(),
             controller_id: view.controller.unwrap_or(-1),
@@ -210,6 +220,7 @@ impl Admin for AdminService {
             partitions,
             unassigned_partitions: partitions.saturating_sub(assigned),
             coordinator_shards: view.shard_owners.len() as u32,
+            rebalance_moves,
         }))
     }
 
@@ -345,10 +356,12 @@ impl Admin for AdminService {
                 moved_shards: changed.shards as u32,
                 load: load
                     .into_iter()
-                    .map(|(node_id, before, after)| BrokerLoad {
-                        node_id,
-                        partitions_before: before as u32,
-                        partitions_after: after as u32,
+                    .map(|l| BrokerLoad {
+                        node_id: l.node,
+                        partitions_before: l.partitions_before as u32,
+                        partitions_after: l.partitions_after as u32,
+                        bytes_per_sec_before: l.bytes_per_sec_before,
+                        bytes_per_sec_after: l.bytes_per_sec_after,
                     })
                     .collect(),
             }));

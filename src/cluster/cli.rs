@@ -41,8 +41,13 @@ pub enum AdminCommand {
         /// Target broker.
         to: i32,
     },
-    /// Spreads partitions and coordinator shards evenly over the brokers.
-    Rebalance,
+    /// Spreads partitions and coordinator shards over the brokers: by measured bytes per
+    /// second when the brokers have reported traffic, else by count.
+    Rebalance {
+        /// Print what would move and each broker's load before and after; move nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// A live view from the brokers' /metrics: throughput per topic, lag per group, cache
     /// hit ratio, object-store requests and their cost per hour.
     Top(crate::telemetry::top::Top),
@@ -294,16 +299,40 @@ pub async fn run(connect: &Connect, cmd: AdminCommand) -> anyhow::Result<String>
                 r.leader_epoch
             )
         }
-        AdminCommand::Rebalance => {
+        AdminCommand::Rebalance { dry_run } => {
             let r = c
-                .rebalance(pb::RebalanceRequest { dry_run: false })
+                .rebalance(pb::RebalanceRequest { dry_run })
                 .await
                 .map_err(status)?
                 .into_inner();
-            format!(
-                "rebalanced: {} partitions and {} coordinator shards moved\n",
-                r.moved_partitions, r.moved_shards
-            )
+            if !dry_run {
+                return Ok(format!(
+                    "rebalanced: {} partitions and {} coordinator shards moved\n",
+                    r.moved_partitions, r.moved_shards
+                ));
+            }
+            let mut out = format!(
+                "would move {} partitions and {} coordinator shards\n\
+                 {:>6} {:>10} {:>10} {:>14} {:>14}\n",
+                r.moved_partitions,
+                r.moved_shards,
+                "broker",
+                "parts now",
+                "parts then",
+                "bytes/s now",
+                "bytes/s then"
+            );
+            for l in &r.load {
+                out.push_str(&format!(
+                    "{:>6} {:>10} {:>10} {:>14} {:>14}\n",
+                    l.node_id,
+                    l.partitions_before,
+                    l.partitions_after,
+                    l.bytes_per_sec_before,
+                    l.bytes_per_sec_after
+                ));
+            }
+            out
         }
     };
     Ok(out)

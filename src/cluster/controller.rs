@@ -37,11 +37,26 @@ pub async fn round(
     round_with(meta, me, rebalance, moves, None).await
 }
 
-/// Partitions per broker, before and after a plan: (node, before, after).
-pub type Load = Vec<(i32, usize, usize)>;
+/// What one broker carries before and after a plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrokerLoad {
+    /// The broker.
+    pub node: i32,
+    /// Partitions it owns now.
+    pub partitions_before: usize,
+    /// Partitions it would own.
+    pub partitions_after: usize,
+    /// Measured bytes per second (in + out) of the partitions it owns now.
+    pub bytes_per_sec_before: u64,
+    /// Measured bytes per second of the partitions it would own.
+    pub bytes_per_sec_after: u64,
+}
 
-/// What a rebalance would change now, and the partitions per broker before and after;
-/// writes nothing.
+/// Every broker's load before and after a plan.
+pub type Load = Vec<BrokerLoad>;
+
+/// What a rebalance would change now, and each broker's partitions and measured traffic
+/// before and after; writes nothing.
 pub async fn propose(meta: &dyn MetaStore) -> Result<(Changed, Load), MetaError> {
     let mut load = Vec::new();
     let changed = round_with(meta, None, true, Vec::new(), Some(&mut load))
@@ -97,6 +112,11 @@ async fn round_with(
             )
         })
         .collect();
+    let traffic = if rebalance {
+        super::load::read(meta, &view).await?
+    } else {
+        Default::default()
+    };
     let input = Input {
         members,
         current: view
@@ -109,6 +129,7 @@ async fn round_with(
         epoch: last_epoch + 1,
         rebalance,
         moves,
+        traffic,
     };
     let planned = placement::plan(&input);
     let mut changed = Changed::default();
@@ -147,13 +168,22 @@ async fn round_with(
     if let Some(load) = dry_run {
         let mut nodes: BTreeSet<i32> = planned.keys().copied().collect();
         nodes.extend(view.assignments.keys());
+        let bytes = |a: &repo::Assignment| -> u64 {
+            a.partitions
+                .keys()
+                .map(|p| input.traffic.get(p).copied().unwrap_or(0))
+                .sum()
+        };
         for n in nodes {
-            let before = view
-                .assignments
-                .get(&n)
-                .map_or(0, |(a, _)| a.partitions.len());
-            let after = planned.get(&n).map_or(0, |a| a.partitions.len());
-            load.push((n, before, after));
+            let before = view.assignments.get(&n).map(|(a, _)| a);
+            let after = planned.get(&n);
+            load.push(BrokerLoad {
+                node: n,
+                partitions_before: before.map_or(0, |a| a.partitions.len()),
+                partitions_after: after.map_or(0, |a| a.partitions.len()),
+                bytes_per_sec_before: before.map_or(0, bytes),
+                bytes_per_sec_after: after.map_or(0, bytes),
+            });
         }
         return Ok(Some(changed));
     }
@@ -185,6 +215,22 @@ async fn round_with(
     }
 }
 
+/// How long the controller sleeps when nothing changes: `period`, or less when an
+/// automatic rebalance falls due sooner (but at least a second: a round that failed is
+/// not retried in a tight loop).
+fn next_wake(
+    period: Duration,
+    auto_rebalance: Option<Duration>,
+    last: tokio::time::Instant,
+) -> Duration {
+    match auto_rebalance {
+        Some(every) => period
+            .min(every.saturating_sub(last.elapsed()))
+            .max(Duration::from_secs(1)),
+        None => period,
+    }
+}
+
 /// Leader epochs handed out before the epoch key existed (an upgrade from a single-node
 /// store): the new epochs must be above all of them.
 async fn highest_recorded_epoch(meta: &dyn MetaStore) -> Result<i32, MetaError> {
@@ -206,10 +252,12 @@ pub async fn run(
     me: ControllerRecord,
     lease: impl Fn() -> Option<LeaseId> + Send + 'static,
     period: Duration,
+    auto_rebalance: Option<Duration>,
     cancel: CancellationToken,
 ) {
     let mut leading = false;
     let mut eligible_before: Option<BTreeSet<i32>> = None;
+    let mut last_rebalance = tokio::time::Instant::now();
     loop {
         let mut brokers = meta.watch(keys::BROKERS);
         let mut topics = meta.watch(keys::TOPICS);
@@ -246,8 +294,22 @@ pub async fn run(
                 (Some(before), Some(now)) => now.iter().any(|n| !before.contains(n)),
                 _ => false,
             };
-            match round(meta.as_ref(), Some(&me), joined, Vec::new()).await {
-                Ok(Some(_)) => eligible_before = eligible,
+            // With auto.rebalance.enable, the controller also evens out the measured
+            // traffic on its own (a plan within the tolerance moves nothing).
+            let due = auto_rebalance.is_some_and(|every| last_rebalance.elapsed() >= every);
+            match round(meta.as_ref(), Some(&me), joined || due, Vec::new()).await {
+                Ok(Some(changed)) => {
+                    eligible_before = eligible;
+                    if due {
+                        last_rebalance = tokio::time::Instant::now();
+                        if changed.partitions > 0 {
+                            info!(
+                                partitions = changed.partitions,
+                                "auto rebalance moved partitions"
+                            );
+                        }
+                    }
+                }
                 Ok(None) => {
                     if !holds(meta.as_ref(), &me).await {
                         info!(
@@ -263,7 +325,7 @@ pub async fn run(
         }
         let closed = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(period) => false,
+            _ = tokio::time::sleep(next_wake(period, auto_rebalance.filter(|_| leading), last_rebalance)) => false,
             e = brokers.recv() => e.is_none(),
             e = topics.recv() => e.is_none(),
             e = control.recv() => e.is_none(),
@@ -428,7 +490,11 @@ mod tests {
             .unwrap();
         let (changed, load) = propose(&meta).await.unwrap();
         assert_eq!(changed.partitions, 2);
-        assert_eq!(load, vec![(1, 0, 2), (2, 4, 2)]);
+        let counts: Vec<_> = load
+            .iter()
+            .map(|l| (l.node, l.partitions_before, l.partitions_after))
+            .collect();
+        assert_eq!(counts, vec![(1, 0, 2), (2, 4, 2)]);
         assert_eq!(owners(&meta).await, drained, "a proposal writes nothing");
     }
 }

@@ -23,12 +23,14 @@ use stratus_meta::{keys, Compare, MetaError, MetaStore, Op};
 pub mod admin;
 pub mod cli;
 pub mod controller;
+pub mod load;
 pub mod membership;
 pub mod ownership;
 pub mod placement;
 pub mod records;
 pub mod routing;
 pub mod topics;
+mod traffic;
 pub mod users;
 
 /// This broker's assignment as last seen, with the revision of its key.

@@ -33,11 +33,14 @@ pub struct Input {
     pub rebalance: bool,
     /// Explicit moves: partition → node.
     pub moves: Vec<(PartitionId, i32)>,
+    /// Measured bytes per second (in + out) per partition. When any is known, a rebalance
+    /// evens out these rather than partition counts ([`super::traffic`]).
+    pub traffic: BTreeMap<PartitionId, u64>,
 }
 
 /// Unit of placement: a partition or a shard.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Unit {
+pub(super) enum Unit {
     Partition(PartitionId),
     Shard(u32),
 }
@@ -49,7 +52,7 @@ impl Unit {
             Unit::Shard(_) => "",
         }
     }
-    fn is_shard(&self) -> bool {
+    pub(super) fn is_shard(&self) -> bool {
         matches!(self, Unit::Shard(_))
     }
 }
@@ -134,7 +137,11 @@ pub fn plan(input: &Input) -> BTreeMap<i32, Assignment> {
         placed.insert(u, (*to, input.epoch));
     }
     if input.rebalance {
-        rebalance(&mut placed, &mut load, input.epoch);
+        let measured = input.traffic.values().any(|b| *b > 0);
+        if measured {
+            super::traffic::rebalance(&mut placed, &eligible, &input.traffic, input.epoch);
+        }
+        rebalance(&mut placed, &mut load, input.epoch, !measured);
     }
     let mut out: BTreeMap<i32, Assignment> = BTreeMap::new();
     for (node, a) in &input.current {
@@ -170,8 +177,14 @@ pub fn plan(input: &Input) -> BTreeMap<i32, Assignment> {
 /// Evens out the load with as few moves as it takes: first each topic (its partitions
 /// within one of each other on every node, so that a topic's traffic is spread), then the
 /// totals of partitions and of shards, moving only units whose topic is denser on the
-/// source than on the target, which keeps every topic even.
-fn rebalance(placed: &mut BTreeMap<Unit, (i32, i32)>, load: &mut Load, epoch: i32) {
+/// source than on the target, which keeps every topic even. Without `partitions`, only
+/// the shards (the partitions were balanced by their measured traffic).
+fn rebalance(
+    placed: &mut BTreeMap<Unit, (i32, i32)>,
+    load: &mut Load,
+    epoch: i32,
+    partitions: bool,
+) {
     let relocate = |placed: &mut BTreeMap<Unit, (i32, i32)>, load: &mut Load, u: Unit, from, to| {
         load.remove(from, &u);
         load.add(to, &u);
@@ -182,7 +195,7 @@ fn rebalance(placed: &mut BTreeMap<Unit, (i32, i32)>, load: &mut Load, epoch: i3
         .filter(|u| !u.is_shard())
         .map(|u| u.topic().to_string())
         .collect();
-    for t in &topics {
+    for t in topics.iter().filter(|_| partitions) {
         while let Some((from, to)) = load.topic_imbalance(t) {
             let Some(u) = placed
                 .iter()
@@ -196,6 +209,9 @@ fn rebalance(placed: &mut BTreeMap<Unit, (i32, i32)>, load: &mut Load, epoch: i3
         }
     }
     for shards in [false, true] {
+        if !shards && !partitions {
+            continue;
+        }
         while let Some((from, to)) = load.imbalance(shards) {
             let denser = |u: &Unit| {
                 load.topic_count(from, u.topic()) as i64 - load.topic_count(to, u.topic()) as i64

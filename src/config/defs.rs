@@ -212,6 +212,12 @@ settings! {
         metadata_timeout_ms: u64 = ("metadata.request.timeout.ms", "5000", Long(1, LONG)),
         #[doc = "Lease of a broker's registration: a broker silent this long loses its partitions to the others."]
         broker_session_timeout_ms: u64 = ("broker.session.timeout.ms", "6000", Long(1, LONG)),
+        #[doc = "How often a broker reports the bytes per second each of its partitions takes in and sends out (one key per broker in the metadata store); a rebalance evens out these rates across brokers."]
+        load_report_interval_ms: u64 = ("load.report.interval.ms", "30000", Long(100, LONG)),
+        #[doc = "Whether the controller rebalances on its own every auto.rebalance.interval.ms: partitions move when two brokers' measured traffic differs by more than 10 % of the mean (at least 64 KiB/s), or their partition counts by more than one."]
+        auto_rebalance_enable: bool = ("auto.rebalance.enable", "false", Bool),
+        #[doc = "How often the controller checks the balance when auto.rebalance.enable is true."]
+        auto_rebalance_interval_ms: u64 = ("auto.rebalance.interval.ms", "300000", Long(1000, LONG)),
     }
     #[doc = "The data directory, the object store, the WAL, the read cache and upkeep."]
     storage: Storage {

@@ -240,25 +240,38 @@ pub async fn dispatch(
     })
 }
 
-/// Counts a response's error codes, and the bytes and records a Fetch sends per topic.
+/// Counts a response's error codes, and the bytes and records a Fetch sends per topic and
+/// per partition.
 fn observe(broker: &Broker, api: ApiKey, resp: &ResponseKind) {
     let t = &broker.telemetry;
     t.requests.count_errors(api, resp);
     let ResponseKind::Fetch(f) = resp else { return };
     for topic in &f.responses {
         let (mut bytes, mut records) = (0u64, 0u64);
+        let known = if topic.topic.is_empty() {
+            broker.registry.topic_by_id(&topic.topic_id)
+        } else {
+            broker.registry.topic(topic.topic.as_str())
+        };
         for p in &topic.partitions {
             if let Some(r) = &p.records {
-                bytes += r.len() as u64;
+                let n = r.len() as u64;
+                bytes += n;
                 records += crate::telemetry::records_in(r);
+                let part = known.as_ref().and_then(|k| {
+                    usize::try_from(p.partition_index)
+                        .ok()
+                        .and_then(|i| k.partitions.get(i))
+                });
+                if let Some(part) = part {
+                    part.traffic.fetched(n);
+                }
             }
         }
         if bytes == 0 {
             continue;
         }
-        if !topic.topic.is_empty() {
-            t.topics.fetched(topic.topic.as_str(), bytes, records);
-        } else if let Some(known) = broker.registry.topic_by_id(&topic.topic_id) {
+        if let Some(known) = &known {
             t.topics.fetched(&known.name, bytes, records);
         }
     }

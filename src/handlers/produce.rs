@@ -173,6 +173,7 @@ async fn append(
             let records: i64 = batches.iter().map(|b| i64::from(b.record_count)).sum();
             h.metrics
                 .produced(&topic.name, bytes as u64, records.max(0) as u64);
+            partition.traffic.produced(bytes as u64);
             Outcome::Pending {
                 pending,
                 append_time: append_time.unwrap_or(-1),

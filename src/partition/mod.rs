@@ -17,7 +17,9 @@ use stratus_meta::repo::{PartitionRecord, ProducerBatch, SegmentRef};
 
 mod producers;
 mod relocate;
+mod traffic;
 use producers::Producers;
+pub use traffic::Traffic;
 
 /// Leader epochs a partition remembers.
 const MAX_EPOCHS: usize = 1000;
@@ -161,6 +163,8 @@ pub struct Partition {
     pub record_lock: tokio::sync::Mutex<()>,
     /// Woken when this broker takes or gives up ownership.
     pub ownership_changed: tokio::sync::Notify,
+    /// Bytes produced to and fetched from it on this broker.
+    pub traffic: Traffic,
 }
 
 impl Partition {
@@ -181,6 +185,7 @@ impl Partition {
             state: Mutex::new(PartitionState::from_record(rec)),
             record_lock: tokio::sync::Mutex::new(()),
             ownership_changed: tokio::sync::Notify::new(),
+            traffic: Traffic::default(),
         }
     }
 

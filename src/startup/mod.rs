@@ -282,6 +282,23 @@ impl Broker {
                 },
                 move || membership.lease(),
                 Duration::from_secs(5),
+                self.settings.cluster.auto_rebalance_enable.then(|| {
+                    Duration::from_millis(self.settings.cluster.auto_rebalance_interval_ms)
+                }),
+                cancel.clone(),
+            ),
+        );
+        let membership = self.membership.clone();
+        tasks.spawn(
+            "load report",
+            cancel.clone(),
+            crate::cluster::load::run(
+                self.meta.clone(),
+                self.registry.clone(),
+                self.settings.server.node_id,
+                self.fence.incarnation(),
+                move || membership.lease(),
+                Duration::from_millis(self.settings.cluster.load_report_interval_ms),
                 cancel.clone(),
             ),
         );

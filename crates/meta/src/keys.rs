@@ -93,6 +93,14 @@ pub fn registration_key(node: i32) -> String {
 pub fn drain_key(node: i32) -> String {
     format!("brokers/{node}/drain")
 }
+/// Prefix of the brokers' load reports (outside `brokers/`, so that a report does not wake
+/// every broker's cluster view).
+pub const LOADS: &str = "loads/";
+/// Key of a broker's load report, under its lease: the bytes per second each of its
+/// partitions takes in and sends out, rewritten every `load.report.interval.ms`.
+pub fn load_key(node: i32) -> String {
+    format!("loads/{node}")
+}
 /// Key of the elected controller, under its lease.
 pub const CONTROLLER: &str = "cluster/controller";
 /// Key of the last leader epoch the controller handed out (epochs are cluster-wide and

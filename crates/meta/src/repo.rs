@@ -29,6 +29,16 @@ pub struct Registration {
     pub leaving: bool,
 }
 
+/// A broker's measured traffic, per partition it owns: what the controller balances.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoadReport {
+    /// The reporting incarnation; a report of another is ignored.
+    pub incarnation: u64,
+    /// (bytes in, bytes out) per second, smoothed over the last reports; partitions
+    /// without traffic are left out.
+    pub partitions: BTreeMap<keys::PartitionId, (u64, u64)>,
+}
+
 /// What a broker owns, written by the controller.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Assignment {

@@ -85,6 +85,7 @@ impl Admin for Grpc {
                 .collect(),
             unassigned: r.unassigned_partitions,
             controller: r.controller_id,
+            rebalance_moves: r.rebalance_moves,
         })
     }
 

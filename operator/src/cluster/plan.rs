@@ -43,6 +43,9 @@ pub struct View {
     pub unassigned: u32,
     /// The controller's id.
     pub controller: i32,
+    /// Partitions and shards a rebalance would move now, as the brokers compute it (by
+    /// measured traffic, else by count); `None` from brokers that do not say.
+    pub rebalance_moves: Option<u32>,
 }
 
 /// Everything a decision looks at.
@@ -61,7 +64,7 @@ pub struct Observed {
     /// The broker restarted last and its incarnation then (kept in status): the roll
     /// goes on only once that broker is back as a new incarnation.
     pub restarting: Option<(i32, u64)>,
-    /// Rebalance whenever partitions are unevenly spread.
+    /// Rebalance whenever a rebalance would move something (uneven traffic or counts).
     pub auto_rebalance: bool,
 }
 
@@ -258,7 +261,13 @@ pub fn decide(o: &Observed) -> Plan {
             ..plan(Vec::new(), Phase::Balancing, "undraining brokers")
         };
     }
-    if o.auto_rebalance && unbalanced(&serving) {
+    // The brokers' own dry run decides when they give one: it weighs measured traffic,
+    // and a plan it cannot improve moves nothing, so no rebalance is repeated in vain.
+    let uneven = match view.rebalance_moves {
+        Some(moves) => moves > 0,
+        None => unbalanced(&serving),
+    };
+    if o.auto_rebalance && uneven {
         steps.push(Step::Rebalance);
         return Plan {
             steps,

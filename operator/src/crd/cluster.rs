@@ -90,8 +90,10 @@ pub struct StratusClusterSpec {
     /// step drains or rebalances like `kubectl scale`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
-    /// Rebalance by itself whenever partitions are unevenly spread (after scaling up, a
-    /// roll, or moves made by hand); default true. False: only StratusRebalance does.
+    /// Rebalance by itself whenever the brokers' plan would move something: measured
+    /// traffic (bytes per second in and out) uneven across brokers, or partition counts
+    /// after scaling up, a roll, or moves made by hand; default true. False: only
+    /// StratusRebalance does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_rebalance: Option<bool>,
     /// What happens to a Kafka topic when its StratusTopic is deleted.

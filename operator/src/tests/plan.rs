@@ -28,6 +28,7 @@ fn brokers(counts: &[(i32, u32)]) -> View {
             .collect(),
         unassigned: 0,
         controller: 0,
+        rebalance_moves: None,
     }
 }
 
@@ -77,6 +78,23 @@ fn scale_up_adds_pods_then_rebalances_once_the_new_brokers_serve() {
     assert!(decide(&o).steps.is_empty());
     o.view = Some(brokers(&[(0, 4), (1, 4), (2, 4), (3, 0), (4, 0)]));
     let p = decide(&o);
+    assert_eq!(p.steps, vec![Step::Rebalance]);
+    assert_eq!(p.phase, Phase::Balancing);
+}
+
+#[test]
+fn the_brokers_dry_run_decides_when_they_give_one() {
+    // Counts are uneven, but the brokers' plan (by measured traffic) moves nothing: no
+    // rebalance, which would move nothing either.
+    let mut view = brokers(&[(0, 9), (1, 1), (2, 2)]);
+    view.rebalance_moves = Some(0);
+    let p = decide(&observed(3, 3, Some(view)));
+    assert!(p.steps.is_empty(), "{p:?}");
+    assert_eq!(p.phase, Phase::Ready);
+    // Counts are even, but the brokers would move busy partitions: rebalance.
+    let mut view = brokers(&[(0, 4), (1, 4), (2, 4)]);
+    view.rebalance_moves = Some(2);
+    let p = decide(&observed(3, 3, Some(view)));
     assert_eq!(p.steps, vec![Step::Rebalance]);
     assert_eq!(p.phase, Phase::Balancing);
 }

@@ -39,6 +39,7 @@ fn view(partitions: &[(i32, u32, bool)]) -> View {
             .collect(),
         unassigned: 0,
         controller: 0,
+        rebalance_moves: None,
     }
 }
 
