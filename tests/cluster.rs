@@ -452,3 +452,100 @@ async fn with_auto_rebalance_a_busy_broker_sheds_load_on_its_own() {
     );
     assert_eq!(after.iter().filter(|o| **o == 1).count(), 2, "{after:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_refused_by_the_old_owner_is_told_the_new_owner_and_its_address() {
+    let (_meta_dir, meta, objects) = shared_stores();
+    let (_brokers, handles, mut conns) = two_brokers(&meta, &objects).await;
+    create_topic(&mut conns[0], "moved", 1).await;
+    let (owner, epoch) = leader(&mut conns[1], "moved").await;
+    let (from, to) = (owner as usize - 1, 2 - owner as usize);
+    move_partition(
+        meta.as_ref(),
+        &handles[0],
+        &mut conns[from],
+        "moved",
+        to as i32 + 1,
+        epoch,
+    )
+    .await;
+    let (_, new_epoch) = leader(&mut conns[to], "moved").await;
+    // The new owner's address, as Metadata gives it on this listener.
+    let md: MetadataResponse = call(
+        &mut conns[from],
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![])),
+    )
+    .await;
+    let b = md
+        .brokers
+        .iter()
+        .find(|b| b.node_id.0 == to as i32 + 1)
+        .unwrap();
+    let address = vec![(to as i32 + 1, b.host.to_string(), b.port)];
+    // Produce v11 to the old owner (KIP-951): refused, with the new owner and its address.
+    let mut answer = None;
+    for _ in 0..100 {
+        let r: ProduceResponse = call(
+            &mut conns[from],
+            ApiKey::Produce,
+            11,
+            &produce_req("moved", batch(&["late"], 2)),
+        )
+        .await;
+        if r.responses[0].partition_responses[0].error_code == 6 {
+            answer = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = answer.expect("the old owner refuses the write");
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.current_leader.leader_id.0, to as i32 + 1, "{r:?}");
+    assert_eq!(p.current_leader.leader_epoch, new_epoch, "{r:?}");
+    let ends: Vec<(i32, String, i32)> = r
+        .node_endpoints
+        .iter()
+        .map(|e| (e.node_id.0, e.host.to_string(), e.port))
+        .collect();
+    assert_eq!(ends, address);
+    // Fetch v16 likewise.
+    let id = handles[0].registry.topic("moved").unwrap().id;
+    let req = FetchRequest::default()
+        .with_max_wait_ms(10)
+        .with_max_bytes(1 << 20)
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic_id(id)
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let f: FetchResponse = call(&mut conns[from], ApiKey::Fetch, 16, &req).await;
+    let fp = &f.responses[0].partitions[0];
+    assert_eq!(fp.error_code, 6, "{f:?}");
+    assert_eq!(
+        (
+            fp.current_leader.leader_id.0,
+            fp.current_leader.leader_epoch
+        ),
+        (to as i32 + 1, new_epoch)
+    );
+    let ends: Vec<(i32, String, i32)> = f
+        .node_endpoints
+        .iter()
+        .map(|e| (e.node_id.0, e.host.to_string(), e.port))
+        .collect();
+    assert_eq!(ends, address);
+    // Older versions carry neither (they cannot encode them).
+    let old: ProduceResponse = call(
+        &mut conns[from],
+        ApiKey::Produce,
+        9,
+        &produce_req("moved", batch(&["late"], 2)),
+    )
+    .await;
+    assert_eq!(old.responses[0].partition_responses[0].error_code, 6);
+    assert!(old.node_endpoints.is_empty());
+}

@@ -95,6 +95,26 @@ impl Routing {
         out
     }
 
+    /// The owner (and its epoch) a client refused with NOT_LEADER_OR_FOLLOWER should go
+    /// to instead (KIP-951), when another live broker owns the partition.
+    pub fn new_leader(&self, p: &Partition) -> Option<(i32, i32)> {
+        self.owner_of(p).filter(|(n, _)| *n != self.node)
+    }
+
+    /// The live brokers among `nodes`, with their address on listener `index`.
+    pub fn endpoints(
+        &self,
+        index: usize,
+        nodes: &std::collections::BTreeSet<i32>,
+    ) -> Vec<LiveBroker> {
+        if nodes.is_empty() {
+            return Vec::new();
+        }
+        let mut all = self.live_brokers(index);
+        all.retain(|b| nodes.contains(&b.node));
+        all
+    }
+
     /// The live owner of a partition and its epoch: this broker if it owns it, else what
     /// the cluster view says.
     pub fn owner_of(&self, p: &Partition) -> Option<(i32, i32)> {

@@ -5,11 +5,15 @@
 //! opens one, and an incremental fetch is answered as a full fetch of the session's
 //! partitions whose response keeps only what changed.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as Code;
 use tokio::time::Instant;
 use tracing::warn;
@@ -48,6 +52,8 @@ pub struct Handles<'a> {
     pub access: super::access::Access<'a>,
     /// Fetch sessions (KIP-227).
     pub sessions: &'a FetchSessions,
+    /// The listener the client connected to (the addresses of new leaders are on it).
+    pub listener: usize,
 }
 
 /// Handles Fetch.
@@ -100,6 +106,29 @@ fn fail(pd: &mut PartitionData, code: Code) {
     pd.log_start_offset = -1;
 }
 
+/// KIP-951: a NOT_LEADER_OR_FOLLOWER names the partition's owner (v12+), whose address
+/// the response then carries (v16+), so the consumer goes there without a Metadata round
+/// trip.
+fn name_leader(
+    h: &Handles<'_>,
+    p: &Partition,
+    pd: &mut PartitionData,
+    v: i16,
+    leaders: &mut BTreeSet<i32>,
+) {
+    if v < 12 || pd.error_code != Code::NotLeaderOrFollower.code() {
+        return;
+    }
+    if let Some((id, epoch)) = h.routing.new_leader(p) {
+        pd.current_leader = LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(id))
+            .with_leader_epoch(epoch);
+        if v >= 16 {
+            leaders.insert(id);
+        }
+    }
+}
+
 /// Whether this broker serves reads of partitions it does not own to this client's rack.
 fn serves_rack(h: &Handles<'_>, rack: &kafka_protocol::protocol::StrBytes) -> bool {
     !rack.is_empty() && h.rack == Some(rack.as_str())
@@ -116,6 +145,7 @@ async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchRespon
     let mut error = false;
     let mut resp = FetchResponse::default();
     let ownership_deadline = lookup::ownership_deadline();
+    let mut leaders = BTreeSet::new();
     for t in &req.topics {
         let topic = lookup::topic(h.registry, v >= 13, &t.topic_id, t.topic.0.as_str());
         let mut out = FetchableTopicResponse::default();
@@ -172,6 +202,7 @@ async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchRespon
                         }
                         _ => {
                             fail(&mut pd, Code::NotLeaderOrFollower);
+                            name_leader(h, p, &mut pd, v, &mut leaders);
                             error = true;
                             out.partitions.push(pd);
                             continue;
@@ -180,6 +211,7 @@ async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchRespon
                 }
                 Err(code) => {
                     fail(&mut pd, code);
+                    name_leader(h, p, &mut pd, v, &mut leaders);
                     error = true;
                     out.partitions.push(pd);
                     continue;
@@ -240,5 +272,17 @@ async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchRespon
         }
         resp.responses.push(out);
     }
+    resp.node_endpoints = h
+        .routing
+        .endpoints(h.listener, &leaders)
+        .into_iter()
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.node))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
     (resp, total, error)
 }

@@ -201,6 +201,7 @@ pub async fn dispatch(
                 principal: &session.principal,
                 host: session.peer.ip(),
             },
+            listener: session.listener,
         };
         let start = produce::start(handles, req, version);
         let start: Pin<Box<dyn Future<Output = KindFuture> + Send + '_>> = match &trace {
@@ -391,6 +392,7 @@ async fn route(
                 max_bytes: fetch_max_bytes(broker, &principal, client_id),
                 access,
                 sessions: &broker.fetch_sessions,
+                listener: session.listener,
             };
             ResponseKind::Fetch(fetch::handle(handles, r, v).await)
         }

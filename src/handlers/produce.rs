@@ -3,8 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as Code;
 
 use super::{lookup, KindFuture};
@@ -17,7 +20,8 @@ use stratus_log::batch;
 use stratus_log::clock::Clock;
 
 /// A partition's index, what happened to its batches, and its log start offset.
-type PartitionOutcome = (i32, Outcome, i64);
+/// (index, outcome, log start offset, the new leader and its epoch for a refused one).
+type PartitionOutcome = (i32, Outcome, i64, Option<(i32, i32)>);
 
 enum Outcome {
     Failed(Code),
@@ -39,6 +43,8 @@ pub struct Handles<'a> {
     pub metrics: &'a crate::telemetry::TopicMetrics,
     /// What the client may do (WRITE on each topic).
     pub access: super::access::Access<'a>,
+    /// The listener the client connected to (the addresses of new leaders are on it).
+    pub listener: usize,
 }
 
 /// Appends every partition's batches now and returns the future of the response (none
@@ -69,19 +75,30 @@ pub async fn start(h: Handles<'_>, req: ProduceRequest, v: i16) -> KindFuture {
                     pd.index,
                     Outcome::Failed(Code::TopicAuthorizationFailed),
                     -1,
+                    None,
                 ));
                 continue;
             }
             if !matches!(acks, -1..=1) {
-                parts.push((pd.index, Outcome::Failed(Code::InvalidRequiredAcks), -1));
+                parts.push((
+                    pd.index,
+                    Outcome::Failed(Code::InvalidRequiredAcks),
+                    -1,
+                    None,
+                ));
                 continue;
             }
             let Some(topic) = topic.as_ref() else {
-                parts.push((pd.index, Outcome::Failed(unknown), -1));
+                parts.push((pd.index, Outcome::Failed(unknown), -1, None));
                 continue;
             };
             let Some(partition) = lookup::partition(Some(topic), pd.index) else {
-                parts.push((pd.index, Outcome::Failed(Code::UnknownTopicOrPartition), -1));
+                parts.push((
+                    pd.index,
+                    Outcome::Failed(Code::UnknownTopicOrPartition),
+                    -1,
+                    None,
+                ));
                 continue;
             };
             let mut outcome = append(&h, topic, partition, pd.records.clone()).await;
@@ -91,19 +108,46 @@ pub async fn start(h: Handles<'_>, req: ProduceRequest, v: i16) -> KindFuture {
                 outcome = append(&h, topic, partition, pd.records).await;
             }
             let log_start = partition.state().log_start();
-            parts.push((pd.index, outcome, log_start));
+            // KIP-951: a client sent to the wrong broker learns the owner from the answer
+            // and retries there without a Metadata round trip.
+            let leader = matches!(outcome, Outcome::Failed(Code::NotLeaderOrFollower))
+                .then(|| h.routing.new_leader(partition))
+                .flatten()
+                .filter(|_| v >= 10);
+            parts.push((pd.index, outcome, log_start, leader));
         }
         results.push((head, parts));
     }
     if acks == 0 {
         return Box::pin(async { None });
     }
+    let leaders: std::collections::BTreeSet<i32> = results
+        .iter()
+        .flat_map(|(_, parts)| parts.iter().filter_map(|p| p.3.map(|l| l.0)))
+        .collect();
+    let node_endpoints: Vec<NodeEndpoint> = h
+        .routing
+        .endpoints(h.listener, &leaders)
+        .into_iter()
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.node))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     Box::pin(async move {
-        let mut resp = ProduceResponse::default();
+        let mut resp = ProduceResponse::default().with_node_endpoints(node_endpoints);
         for (mut head, parts) in results {
-            for (index, outcome, log_start) in parts {
+            for (index, outcome, log_start, leader) in parts {
                 let mut r = PartitionProduceResponse::default().with_index(index);
+                if let Some((id, epoch)) = leader {
+                    r.current_leader = LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(id))
+                        .with_leader_epoch(epoch);
+                }
                 match outcome {
                     Outcome::Failed(code) => {
                         r.error_code = code.code();
