@@ -83,7 +83,7 @@ impl Nodes {
     /// take the hot spot elsewhere). On a tie, the lighter.
     fn best_between(&self, from: i32, to: i32) -> Option<(u64, PartitionId)> {
         let l_from = *self.load.get(&from)?;
-        let gap = l_from - self.load.get(&to)?;
+        let gap = l_from.saturating_sub(*self.load.get(&to)?);
         let set = self.held.get(&from)?;
         let key = |w: u64| (w, PartitionId::new("", i32::MIN));
         let limit = gap.min(l_from / 2 + 1);
