@@ -254,7 +254,10 @@ def verify_settings(c):
     from confluent_kafka.admin import AdminClient, ConfigResource
     for b in c.brokers:
         res = ConfigResource(ConfigResource.Type.BROKER, str(b.node_id))
-        got = AdminClient({"bootstrap.servers": b.bootstrap}).describe_configs([res], request_timeout=30)[res].result(30)
+        # The client must outlive its futures: a temporary one is destroyed at once, and its
+        # pending requests then fail with _DESTROY.
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        got = admin.describe_configs([res], request_timeout=30)[res].result(30)
         for k, v in b.settings.items():
             if k not in got or (got[k].value or "") != v:
                 raise BenchError(f"broker {b.node_id} reports {k}={got[k].value if k in got else None!r}, was given {v!r}")

@@ -231,7 +231,7 @@ settings! {
         wal_flush_interval_ms: Option<u64> = ("wal.flush.interval.ms", "", Long(0, LONG)),
         #[doc = "Largest WAL object: a flush starts when this many bytes are buffered, whatever else."]
         wal_flush_bytes: usize = ("wal.flush.bytes", "8388608", Long(1, LONG)),
-        #[doc = "Buffered bytes written at once while fewer than wal.max.in.flight objects are being written; less waits for an idle WAL or wal.flush.interval.ms, or, from a quarter of it, for no append during wal.flush.interval.ms / 50. Default: 0 (file, memory: every write goes at once), 262144 (s3)."]
+        #[doc = "Buffered bytes written at once while fewer than wal.max.in.flight objects are being written; less waits for an idle WAL or wal.flush.interval.ms, or, while the WAL writes at least this much per wal.flush.interval.ms, from a quarter of it that arrived within the interval / 20, for no append during the interval / 50. Default: 0 (file, memory: every write goes at once), 262144 (s3)."]
         wal_flush_min_bytes: Option<usize> = ("wal.flush.min.bytes", "", Long(0, LONG)),
         #[doc = "WAL objects being written at once; their commits still apply in order."]
         wal_max_in_flight: usize = ("wal.max.in.flight", "4", Int(1, 1024)),

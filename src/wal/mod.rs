@@ -88,6 +88,8 @@ struct Buffer {
     in_flight: usize,
     /// When the last flush was taken.
     last_flush: Option<Instant>,
+    /// Bytes the flushes of the last intervals took.
+    recent: policy::Recent,
 }
 
 /// Progress of flushes: every sequence up to `done` is finished, and those in `failed`
@@ -398,12 +400,15 @@ impl Wal {
             return None;
         }
         let seq = buf.seq;
+        let now = Instant::now();
+        let taken = buf.bytes;
+        buf.recent.add(taken, now, self.policy.interval);
         buf.seq += 1;
         buf.bytes = 0;
         buf.first_at = None;
         buf.last_at = None;
         buf.in_flight += 1;
-        buf.last_flush = Some(Instant::now());
+        buf.last_flush = Some(now);
         Some((seq, std::mem::take(&mut buf.entries)))
     }
 
@@ -423,6 +428,7 @@ impl Wal {
                     last_at: b.last_at,
                     in_flight: b.in_flight,
                     last_flush: b.last_flush,
+                    recent_bytes: b.recent.bytes(Instant::now(), self.policy.interval),
                 }
             };
             if view.first_at.is_none() {
