@@ -275,6 +275,12 @@ def failover_and_move(infra):
         failover = wait_ack(c.bootstrap, "bench-fo", 0)
         log(f"failover: {failover:.2f} s (broker.session.timeout.ms={victim.settings['broker.session.timeout.ms']})")
         victim.start()
+        # The restarted broker gets its share back (the controller rebalances when a broker
+        # joins): wait for that before the planned move, or the rebalance may move the
+        # partition again after it.
+        deadline = time.time() + 60
+        while victim.node_id not in owners_of(c.bootstrap, "bench-fo") and time.time() < deadline:
+            time.sleep(0.5)
         time.sleep(3)
         owner = owner_of(c.bootstrap, "bench-fo", 1)
         target = next(b.node_id for b in c.brokers if b.node_id != owner)
@@ -307,6 +313,12 @@ def wait_ack(bootstrap, topic, partition, timeout=120):
         if done and done[-1]:
             return time.time() - t0
     raise BenchError(f"no acknowledgement from {topic}-{partition} within {timeout} s")
+
+
+def owners_of(bootstrap, topic):
+    from confluent_kafka.admin import AdminClient
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    return {p.leader for p in md.topics[topic].partitions.values()}
 
 
 def owner_of(bootstrap, topic, partition):

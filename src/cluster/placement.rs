@@ -33,8 +33,9 @@ pub struct Input {
     pub rebalance: bool,
     /// Explicit moves: partition → node.
     pub moves: Vec<(PartitionId, i32)>,
-    /// Measured bytes per second (in + out) per partition. When any is known, a rebalance
-    /// evens out these rather than partition counts ([`super::traffic`]).
+    /// Measured bytes per second (in + out) per partition. When they add up to more than
+    /// a trickle, a rebalance evens out these rather than partition counts
+    /// ([`super::traffic`]).
     pub traffic: BTreeMap<PartitionId, u64>,
 }
 
@@ -137,7 +138,10 @@ pub fn plan(input: &Input) -> BTreeMap<i32, Assignment> {
         placed.insert(u, (*to, input.epoch));
     }
     if input.rebalance {
-        let measured = input.traffic.values().any(|b| *b > 0);
+        // Below twice the tolerance in all, no spread of traffic can start a byte pass:
+        // counts (each topic spread) are the better balance then.
+        let total: u64 = input.traffic.values().sum();
+        let measured = total > 2 * super::traffic::MIN_TOLERANCE;
         if measured {
             super::traffic::rebalance(&mut placed, &eligible, &input.traffic, input.epoch);
         }
