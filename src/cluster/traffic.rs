@@ -30,6 +30,9 @@ use super::placement::Unit;
 /// Smallest gap between two brokers worth a move, in bytes per second.
 pub const MIN_TOLERANCE: u64 = 64 * 1024;
 
+/// Most rounds of the two passes.
+const ROUNDS: usize = 8;
+
 /// Per broker: its load, and its partitions by weight.
 struct Nodes {
     load: BTreeMap<i32, u64>,
@@ -132,47 +135,57 @@ pub(super) fn rebalance(
     let total: u64 = nodes.load.values().sum();
     let tolerance = (total / eligible.len() as u64 / 10).max(MIN_TOLERANCE);
     let bound = placed.len();
-    // 1. Bytes: the busiest pair first that has a partition that helps. It starts only
-    // once the spread is twice the tolerance, so that rates that drift around the
-    // tolerance do not move partitions back and forth.
-    let start = nodes.spread() > 2 * tolerance;
-    for _ in (0..bound).filter(|_| start) {
-        let mut by_load: Vec<i32> = nodes.load.keys().copied().collect();
-        by_load.sort_by_key(|n| (std::cmp::Reverse(nodes.load[n]), *n));
-        let found = by_load.iter().find_map(|from| {
-            by_load.iter().rev().find_map(|to| {
-                let gap = nodes.load[from].saturating_sub(nodes.load[to]);
-                if gap <= tolerance {
-                    return None;
-                }
-                nodes.best_between(*from, *to).map(|m| (*from, *to, m))
-            })
-        });
-        let Some((from, to, (w, p))) = found else {
-            break;
-        };
-        nodes.shift(from, to, w, p);
-    }
-    // 2. Counts, without giving back what pass 1 gained.
-    for _ in 0..bound {
-        let key = |n: &i32| (nodes.count(*n), nodes.load[n]);
-        let (Some(from), Some(to)) = (
-            nodes.load.keys().copied().max_by_key(|n| (key(n), -n)),
-            nodes.load.keys().copied().min_by_key(|n| (key(n), *n)),
-        ) else {
-            break;
-        };
-        if nodes.count(from) <= nodes.count(to) + 1 {
+    // The two passes repeat until neither moves anything, so that planning again from
+    // the result moves nothing (pass 2 may leave pass 1 something to do).
+    for _ in 0..ROUNDS {
+        let mut moved = 0;
+        // 1. Bytes: the busiest pair first that has a partition that helps. It starts only
+        // once the spread is twice the tolerance, so that rates that drift around the
+        // tolerance do not move partitions back and forth.
+        let start = nodes.spread() > 2 * tolerance;
+        for _ in (0..bound).filter(|_| start) {
+            let mut by_load: Vec<i32> = nodes.load.keys().copied().collect();
+            by_load.sort_by_key(|n| (std::cmp::Reverse(nodes.load[n]), *n));
+            let found = by_load.iter().find_map(|from| {
+                by_load.iter().rev().find_map(|to| {
+                    let gap = nodes.load[from].saturating_sub(nodes.load[to]);
+                    if gap <= tolerance {
+                        return None;
+                    }
+                    nodes.best_between(*from, *to).map(|m| (*from, *to, m))
+                })
+            });
+            let Some((from, to, (w, p))) = found else {
+                break;
+            };
+            nodes.shift(from, to, w, p);
+            moved += 1;
+        }
+        // 2. Counts, without giving back what pass 1 gained.
+        for _ in 0..bound {
+            let key = |n: &i32| (nodes.count(*n), nodes.load[n]);
+            let (Some(from), Some(to)) = (
+                nodes.load.keys().copied().max_by_key(|n| (key(n), -n)),
+                nodes.load.keys().copied().min_by_key(|n| (key(n), *n)),
+            ) else {
+                break;
+            };
+            if nodes.count(from) <= nodes.count(to) + 1 {
+                break;
+            }
+            let limit = tolerance.max(nodes.spread());
+            let lightest = nodes.held.get(&from).and_then(|set| {
+                set.iter()
+                    .find(|(w, _)| nodes.spread_after(from, to, *w) <= limit)
+                    .cloned()
+            });
+            let Some((w, p)) = lightest else { break };
+            nodes.shift(from, to, w, p);
+            moved += 1;
+        }
+        if moved == 0 {
             break;
         }
-        let limit = tolerance.max(nodes.spread());
-        let lightest = nodes.held.get(&from).and_then(|set| {
-            set.iter()
-                .find(|(w, _)| nodes.spread_after(from, to, *w) <= limit)
-                .cloned()
-        });
-        let Some((w, p)) = lightest else { break };
-        nodes.shift(from, to, w, p);
     }
     // A partition that ends where it was keeps its epoch.
     for (n, set) in nodes.held {

@@ -1,5 +1,5 @@
 //! Bytes a partition takes in (produce) and sends out (fetch) on this broker: totals since
-//! the broker started, sampled by the load report ([`crate::cluster::load`]) to give the
+//! the broker started, sampled by the load report (cluster `load`) to give the
 //! controller measured rates to balance.
 
 use std::sync::atomic::{AtomicU64, Ordering};

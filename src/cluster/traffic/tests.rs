@@ -70,6 +70,12 @@ fn loads(out: &BTreeMap<i32, Assignment>, input: &Input) -> BTreeMap<i32, (u64, 
         .collect()
 }
 
+/// Busiest minus idlest node, in bytes per second.
+fn spread_of(l: &BTreeMap<i32, (u64, usize)>) -> u64 {
+    let bytes = || l.values().map(|(b, _)| *b);
+    bytes().max().unwrap_or(0) - bytes().min().unwrap_or(0)
+}
+
 fn moved(before: &Input, out: &BTreeMap<i32, Assignment>) -> usize {
     out.values()
         .flat_map(|a| a.partitions.iter())
@@ -174,13 +180,8 @@ fn many_partitions_of_uneven_rates_end_within_the_tolerance_on_every_broker() {
     let l = loads(&out, &input);
     let total: u64 = l.values().map(|(b, _)| b).sum();
     let tolerance = (total / 4 / 10).max(MIN_TOLERANCE);
-    let max = l.values().map(|(b, _)| *b).max().unwrap();
-    let min = l.values().map(|(b, _)| *b).min().unwrap();
-    assert!(
-        max - min <= tolerance,
-        "spread {} > {tolerance}: {l:?}",
-        max - min
-    );
+    let spread = spread_of(&l);
+    assert!(spread <= tolerance, "spread {spread} > {tolerance}: {l:?}");
     let counts: Vec<usize> = l.values().map(|(_, c)| *c).collect();
     assert!(counts.iter().all(|c| *c >= 5), "{counts:?}");
     assert_eq!(
@@ -250,9 +251,7 @@ proptest::proptest! {
         let out = plan(&input);
         let before = loads(&input.current, &input);
         let after = loads(&out, &input);
-        let spread = |l: &BTreeMap<i32, (u64, usize)>| {
-            l.values().map(|(b, _)| *b).max().unwrap() - l.values().map(|(b, _)| *b).min().unwrap()
-        };
+        let spread = spread_of;
         let total: u64 = after.values().map(|(b, _)| b).sum();
         let tolerance = (total / nodes as u64 / 10).max(MIN_TOLERANCE);
         proptest::prop_assert!(spread(&after) <= spread(&before).max(tolerance), "{before:?} -> {after:?}");
