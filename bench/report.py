@@ -35,7 +35,7 @@ import statistics
 import sys
 
 
-from report_parse import (RECORD, GIB, MIB, CLK_TCK, PHASES, BUSY, BROKERS, LABEL, ANSI,
+from report_parse import (RECORD, GIB, MIB, CLK_TCK, PHASES, BUSY, BROKERS, LABEL, FSYNC_SETTINGS, ANSI,
     BenchError, read, tail, fmt, cell, ratio_cell, calibrate, produce_result,
     consume_result, consumer_perf_result, e2e_result, evict_result, offsets, check)
 
@@ -379,7 +379,7 @@ def table(raw, out_md):
     for b in brokers:
         if len(M[b]) != n_runs:
             raise BenchError(f"{raw}: {b} has {len(M[b])} runs of {n_runs}")
-    K, S = M.get("kafka", []), M.get("stratus", [])
+    K, S, F = M.get("kafka", []), M.get("stratus", []), M.get("kafka-fsync", [])
 
     flagged = []  # (broker, run, phase, cores)
     for b in brokers:
@@ -422,18 +422,26 @@ def table(raw, out_md):
             text += " ⚠"
         return text
 
-    def ratio(label):
+    def ratio(label, peer="kafka"):
         vals, whole_ms, _ = rows[label]
-        if "kafka" not in vals or "stratus" not in vals:
+        if peer not in vals or "stratus" not in vals:
             return "—"
-        return ratio_cell(vals["kafka"], vals["stratus"], whole_ms)
+        return ratio_cell(vals[peer], vals["stratus"], whole_ms)
+
+    # Kafka fsync (log.flush.interval.messages=1), when it ran: its column and Stratus ÷ it
+    def fsync_cols(label):
+        return f" {show('kafka-fsync', label)} | {ratio(label, 'kafka-fsync')} |" if F else ""
+    fsync_head = " Kafka fsync | Stratus ÷ Kafka fsync |" if F else ""
+    fsync_rule = "---:|---:|" if F else ""
 
     runs_word = f"{n_runs} run{'s' if n_runs != 1 else ''}"
     head_k = f"Kafka, median [min–max] of {runs_word}" if n_runs > 1 else "Kafka (1 run)"
     head_s = f"Stratus, median [min–max] of {runs_word}" if n_runs > 1 else "Stratus (1 run)"
-    full = [f"| metric | {head_k} | {head_s} | Stratus ÷ Kafka (medians) |", "|---|---:|---:|---:|"]
+    full = [f"| metric | {head_k} | {head_s} | Stratus ÷ Kafka (medians) |{fsync_head}",
+            "|---|---:|---:|---:|" + fsync_rule]
     for label, *_ in ROWS:
-        full.append(f"| {label} | {show('kafka', label)} | {show('stratus', label)} | {ratio(label)} |")
+        full.append(f"| {label} | {show('kafka', label)} | {show('stratus', label)} | {ratio(label)} |"
+                    + fsync_cols(label))
 
     # README-facing summary
     date = env.get("date", "?")[:10]
@@ -441,19 +449,20 @@ def table(raw, out_md):
     sets = dict(kv.split("=", 1) for kv in env.get("stratus_set", "").split() if "=" in kv)
     eff = stratus_effective(sets)
     store_short = ("local-directory object store" if eff["object store"].startswith("local") else eff["object store"])
-    summary = [f"| {runs_word + ', median [min–max]' if n_runs > 1 else runs_word} | Kafka | Stratus | Stratus ÷ Kafka |",
-               "|---|---:|---:|---:|"]
+    summary = [f"| {runs_word + ', median [min–max]' if n_runs > 1 else runs_word} | Kafka | Stratus | Stratus ÷ Kafka |"
+               + fsync_head, "|---|---:|---:|---:|" + fsync_rule]
     for short, label in SUMMARY:
-        summary.append(f"| {short} | {show('kafka', label)} | {show('stratus', label)} | {ratio(label)} |")
+        summary.append(f"| {short} | {show('kafka', label)} | {show('stratus', label)} | {ratio(label)} |"
+                       + fsync_cols(label))
     set_text = ", ".join(f"`{k}={v}`" for k, v in sets.items()) or "no `--set`"
     flush = eff["wal.flush.interval.ms"].split()[0] + ("" if "wal.flush.interval.ms" in sets else " (default)")
     others = ", ".join(f"`{k}={v}`" for k, v in sets.items() if k != "wal.flush.interval.ms")
     summary.append("")
     summary.append(f"`{env.get('command', 'bench/run.sh')}` on {date}, commit {commit}: {runs_word}"
                    + (" alternating which broker goes first" if n_runs > 1 else "")
-                   + f", {expect['records']:,} records of 1 KiB per throughput test on both; "
+                   + f", {expect['records']:,} records of 1 KiB per throughput test on every broker; "
                    f"{env.get('cpus', '?')} CPUs, {env.get('mem_gib', '?')} GiB, {env.get('kafka', '?')} (default configs, "
-                   f"no fsync); Stratus: {store_short}, wal.flush.interval.ms={flush}"
+                   f"no fsync){'; Kafka fsync: the same with log.flush.interval.messages=1' if F else ''}; Stratus: {store_short}, wal.flush.interval.ms={flush}"
                    + (f", {others}" if others else "") + ".")
     if n_runs < 3:
         summary.insert(0, f"**{runs_word} only: no trustworthy spread; use BENCH_REPEAT=3 or more for figures to quote.**\n")
@@ -492,6 +501,17 @@ def table(raw, out_md):
         settings.append("- Kafka: scripts/run-kafka.sh, single-node KRaft, JVM "
                         f"{env.get('kafka_heap_opts') or '-Xmx1g -Xms256m'} -XX:+UseG1GC -XX:MaxGCPauseMillis=20"
                         f"{' ' + env['kafka_opts'] if env.get('kafka_opts') else ''}; settings it reports as not default "
+                        "(DescribeConfigs, run 1): " + ", ".join(f"`{k}={v}`" for k, v in sorted(explicit.items())
+                                                               if not VOLATILE.search(k)) + ".")
+    for i, m in enumerate(F, 1):
+        for k, v in FSYNC_SETTINGS.items():
+            got = m["configs"].get(k)
+            if got is None or got[0] != v:
+                raise BenchError(f"Kafka fsync (run {i}) reports {k}={got[0] if got else 'nothing'}, not {v}")
+    if F:
+        explicit = {k: v for k, (v, src) in F[0]["configs"].items() if src != "DEFAULT_CONFIG"}
+        settings.append("- Kafka fsync: the same as Kafka with " + ", ".join(f"`{k}={v}`" for k, v in FSYNC_SETTINGS.items())
+                        + " (every message on disk before the ack, as Stratus does); settings it reports as not default "
                         "(DescribeConfigs, run 1): " + ", ".join(f"`{k}={v}`" for k, v in sorted(explicit.items())
                                                                if not VOLATILE.search(k)) + ".")
     for b in brokers:
@@ -613,97 +633,6 @@ def verify_sets(label, configs, sets):
             raise BenchError(f"{label} reports {k}={got} in DescribeConfigs, but the run set {k}={v}")
 
 
-GROUP_METRICS = (("stable_ms", "group stable after the first subscribe (ms)", True),
-                 ("rebalance_ms", "rebalance after one consumer leaves (ms)", True),
-                 ("commits_per_s", "synchronous offset commits per second, all consumers", False),
-                 ("commit_errors", "  commits that failed during the commit phase (count)", False))
-
-
-def group_result(path):
-    text = read(path)
-    res = {}
-    for line in text.splitlines():
-        f = line.split()
-        if len(f) == 2 and f[0] in dict((m[0], 1) for m in GROUP_METRICS):
-            res[f[0]] = float(f[1])
-    missing = [m for m, *_ in GROUP_METRICS if m not in res]
-    if missing:
-        raise BenchError(f"{path}: GroupBench printed no {', '.join(missing)}:\n{tail(text)}")
-    if res["stable_ms"] < 0 or res["rebalance_ms"] < 0 or res["commits_per_s"] <= 0:
-        raise BenchError(f"{path}: GroupBench did not measure: {res}")
-    return res
-
-
-def groups_table(raw, out_md):
-    env = read_env(raw)
-    runs = find_runs(raw)
-    protocols = env.get("protocols", "classic consumer").split()
-    R = {}  # (broker, protocol, metric) -> values in run order
-    configs = {}
-    brokers = [b for b in BROKERS if os.path.isdir(os.path.join(runs[0], b))]
-    if not brokers:
-        raise BenchError(f"{runs[0]}: no broker directory")
-    for run in runs:
-        for b in brokers:
-            d = os.path.join(run, b)
-            if not os.path.isdir(d):
-                raise BenchError(f"{d}: missing ({b} ran in run 1)")
-            configs.setdefault(b, broker_configs(d))
-            for proto in protocols:
-                res = group_result(os.path.join(d, proto + ".txt"))
-                for m, *_ in GROUP_METRICS:
-                    R.setdefault((b, proto, m), []).append(res[m])
-    n = len(runs)
-    runs_word = f"{n} run{'s' if n != 1 else ''}"
-    sets = dict(kv.split("=", 1) for kv in env.get("stratus_set", "").split() if "=" in kv)
-    if "stratus" in configs:
-        verify_sets("Stratus", configs["stratus"], sets)
-    lines = [f"| metric | protocol | Kafka, median [min–max] of {runs_word} | Stratus, median [min–max] of {runs_word} "
-             "| Stratus ÷ Kafka |", "|---|---|---:|---:|---:|"]
-    each = ["| metric | protocol | " + " | ".join(f"{LABEL[b]} runs 1–{n}" for b in brokers) + " |",
-            "|---|---|" + "---:|" * len(brokers)]
-    for proto in protocols:
-        for m, label, _ in GROUP_METRICS:
-            k, s_ = R.get(("kafka", proto, m)), R.get(("stratus", proto, m))
-            lines.append(f"| {label} | {proto} | {cell(k) if k else '—'} | {cell(s_) if s_ else '—'} | "
-                         f"{ratio_cell(k, s_) if k and s_ and m != 'commit_errors' else '—'} |")
-            each.append(f"| {label.strip()} | {proto} | "
-                        + " | ".join(" / ".join(fmt(x) for x in R[(b, proto, m)]) for b in brokers) + " |")
-    orders = "; ".join(f"run {i}: {env.get(f'order_run_{i}', '?').replace(' ', ' then ')}" for i in range(1, n + 1))
-    kafka_explicit = ", ".join(f"`{k}={v}`" for k, (v, src) in sorted(configs.get("kafka", {}).items())
-                               if src != "DEFAULT_CONFIG" and not VOLATILE.search(k))
-    warn = (f"**{runs_word} only: no trustworthy spread; use BENCH_REPEAT=3 or more for figures to quote.**\n\n"
-            if n < 3 else "")
-    md = f"""# Consumer groups: Stratus vs Apache Kafka
-
-{warn}{chr(10).join(lines)}
-
-Each figure: the median over the runs, and in brackets the lowest and highest run; the ratio is the Stratus
-median ÷ the Kafka median. Lower is better for the *ms* rows, higher for commits per second.
-
-`{env.get('command', 'bench/groups.sh')}` on {env.get('date', '?')}, commit {env.get('git', '?')}:
-{env.get('consumers', '?')} consumers in one JVM (bench/GroupBench.java; classic protocol with the
-cooperative-sticky assignor, session.timeout.ms=10000, heartbeat.interval.ms=500), {env.get('partitions', '?')}
-partitions, {env.get('commit_s', '?')} s of commits; {env.get('cpus', '?')} CPUs, {env.get('mem_gib', '?')} GiB;
-{env.get('kafka', '?')}, {env.get('java', '?')}.
-
-Settings: Stratus {env.get('stratus_version', '?')} (built {env.get('stratus_built', '?')}) with
-{", ".join(f"`{k}={v}`" for k, v in sets.items()) or "no --set"} (each confirmed by the broker's DescribeConfigs) and
-no STRATUS_* environment variables; Kafka from scripts/run-kafka.sh (single-node KRaft), not default:
-{kafka_explicit or "none"}. Each run of each broker starts with a fresh data dir.
-
-## Each run
-
-Order: {orders}.
-
-{chr(10).join(each)}
-"""
-    print(md)
-    with open(out_md, "w") as f:
-        f.write(md)
-    return md
-
-
 def objects_summary(objects_txt, marks_dir):
     """GETs (objwatch.py lines) by phase of marks.txt and by kind (WAL object or segment)."""
     spans = [(b["t"], e["t"], p) for p, ev in marks(marks_dir).items()
@@ -745,6 +674,7 @@ def main():
         elif cmd == "table":
             table(args[1], args[2])
         elif cmd == "groups-table":
+            from report_groups import groups_table
             groups_table(args[1], args[2])
         else:
             sys.exit(__doc__)

@@ -15,8 +15,12 @@ PHASES = ("idle", "warmup", "produce-p8", "consume-hot", "consumer-perf", "produ
           "consume-cold")
 MEASURED = ("warmup", "produce-p8", "consume-hot", "produce-p100", "produce-lat", "e2e", "consume-cold")
 BUSY = 0.3  # cores used by other processes above which a test is flagged
-BROKERS = ("kafka", "stratus")
-LABEL = {"kafka": "Kafka", "stratus": "Stratus"}
+BROKERS = ("kafka", "stratus", "kafka-fsync")
+LABEL = {"kafka": "Kafka", "stratus": "Stratus", "kafka-fsync": "Kafka fsync"}
+# What makes kafka-fsync: Kafka flushing every message to disk before the ack, the durability
+# Stratus gives (every acknowledged batch is in a fsynced WAL object). Its DescribeConfigs
+# must report it, or the run fails.
+FSYNC_SETTINGS = {"log.flush.interval.messages": "1"}
 
 WINDOW = re.compile(r"^(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, ([\d.]+) ms max latency\.$")
 FINAL = re.compile(r"^(\d+)( steady state)? records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, ([\d.]+) ms max latency, "

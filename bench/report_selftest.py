@@ -6,13 +6,16 @@ import os
 import shutil
 import tempfile
 
-from report_parse import (RECORD, MIB, BROKERS, BenchError, spread, cell, ratio_cell, calibrate,
+from report_parse import (RECORD, MIB, BenchError, spread, cell, ratio_cell, calibrate,
                           check)
-from report import groups_table, table
+from report import table
+from report_groups import groups_table
 
 
-def _fake_run(raw, runs, kafka_p8, stratus_p8, e2e_p50, short=None, busy=None):
-    """Writes outputs shaped like run.sh's into raw: runs x (kafka, stratus)."""
+def _fake_run(raw, runs, kafka_p8, stratus_p8, e2e_p50, short=None, busy=None, fsync_p8=None, fsync_configs=None):
+    """Writes outputs shaped like run.sh's into raw: runs x (kafka, stratus), and kafka-fsync
+    with fsync_p8 (its reported settings: fsync_configs(run), default the flush setting)."""
+    brokers = ("kafka", "stratus") + (("kafka-fsync",) if fsync_p8 else ())
     records, lat_records, lat_warm, e2e_n = 30000, 51200 * 5, 51200 * 2, 600
     os.makedirs(raw, exist_ok=True)
     with open(os.path.join(raw, "env.txt"), "w") as f:
@@ -41,10 +44,10 @@ def _fake_run(raw, runs, kafka_p8, stratus_p8, e2e_p50, short=None, busy=None):
         return "\n".join(out) + "\n"
 
     for i in range(1, runs + 1):
-        for b in BROKERS:
+        for b in brokers:
             d = os.path.join(raw, f"run-{i}", b)
             os.makedirs(d)
-            p8 = (kafka_p8 if b == "kafka" else stratus_p8)[i - 1]
+            p8 = {"kafka": kafka_p8, "stratus": stratus_p8, "kafka-fsync": fsync_p8}[b][i - 1]
             t0 = 1000.0 * i + (0 if b == "kafka" else 500)
             phases = ["idle", "warmup", "produce-p8", "consume-hot", "consumer-perf", "produce-p100", "produce-lat", "e2e"]
             if b == "stratus":
@@ -52,22 +55,24 @@ def _fake_run(raw, runs, kafka_p8, stratus_p8, e2e_p50, short=None, busy=None):
             phases.append("consume-cold")
             marks_lines, t, ticks, gets, wal = [], t0, 0, 0, 0
             for p in phases:
-                marks_lines.append(f"{t:.3f} {p} begin {ticks} {100000 if b == 'kafka' else 20000} {wal} 0 {gets} {wal}")
+                marks_lines.append(f"{t:.3f} {p} begin {ticks} {100000 if b != 'stratus' else 20000} {wal} 0 {gets} {wal}")
                 t += 10
                 ticks += 500
                 if b == "stratus":
                     gets += 100
                     wal += 50
-                marks_lines.append(f"{t:.3f} {p} end {ticks} {200000 if b == 'kafka' else 40000} {wal} 1 {gets} {wal}")
+                marks_lines.append(f"{t:.3f} {p} end {ticks} {200000 if b != 'stratus' else 40000} {wal} 1 {gets} {wal}")
                 t += 1
             files = {
                 "marks.txt": "\n".join(marks_lines) + "\n",
-                "samples.csv": "".join(f"{t0 + s:.3f},{150000 if b == 'kafka' else 30000},{s * 50},"
+                "samples.csv": "".join(f"{t0 + s:.3f},{150000 if b != 'stratus' else 30000},{s * 50},"
                                        f"{s * (150 if busy == (b, i) else 100)},{s * 200},{s * 100}\n"
                                        for s in range(0, int(t - t0) + 1)) + "12",
                 "configs.txt": ("listeners=PLAINTEXT://127.0.0.1:1 source=STATIC_BROKER_CONFIG\n"
                                 + ("wal.flush.interval.ms=5 source=STATIC_BROKER_CONFIG\n" if b == "stratus" else
                                    "group.initial.rebalance.delay.ms=0 source=STATIC_BROKER_CONFIG\n")
+                                + ("" if b != "kafka-fsync" else fsync_configs(i) if fsync_configs else
+                                   "log.flush.interval.messages=1 source=STATIC_BROKER_CONFIG\n")
                                 + "num.partitions=1 source=DEFAULT_CONFIG\n"),
                 "warmup.txt": prod(50, 90000, 0, 5, 9),
                 "produce-p8.txt": prod(p8, records, records // 3, 5, 20),
@@ -81,7 +86,7 @@ def _fake_run(raw, runs, kafka_p8, stratus_p8, e2e_p50, short=None, busy=None):
                                          "rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n"
                                          f"2030-01-01 00:00:00:000, 2030-01-01 00:00:01:000, 29.2969, 29.2, {records}, 30000.0, "
                                          "3000, 1000, 250.0000, 30000.0\n",
-                "e2e.txt": f"0\t1.5\nAvg latency: 1.2000 ms\nPercentiles: 50th = {(e2e_p50 if b == 'kafka' else [6, 5, 7])[i - 1]}, "
+                "e2e.txt": f"0\t1.5\nAvg latency: 1.2000 ms\nPercentiles: 50th = {(e2e_p50 if b != 'stratus' else [6, 5, 7])[i - 1]}, "
                            "99th = 6, 99.9th = 9\n",
                 "evict.txt": "EVICT files=10 bytes=1000000 allocated=1048576 resident_before=524288 resident_after=0 "
                              "drop_caches=skipped vanished=0\n",
@@ -156,13 +161,29 @@ def self_test():
         expect(line == "| produce throughput, 8 partitions (MiB/s, steady state) | 100 / 90.0 / 110 | 50.0 / 60.0 / 55.0 |",
                f"per-run row: {line!r}")
         expect("run 2: stratus then kafka" in md, "order of run 2")
-        expect("30,000 records of 1 KiB per throughput test on both" in md, "same counts in the summary")
+        expect("30,000 records of 1 KiB per throughput test on every broker" in md, "same counts in the summary")
         expect("Stratus: local-directory object store, wal.flush.interval.ms=5." in md, "Stratus settings in the summary")
         expect("`--set` values: `wal.flush.interval.ms=5`" in md and "withheld from the broker: STRATUS_BIN" in md,
                "Stratus settings recorded")
         expect("commit abc1234567" in md and "2 CPUs" in md and "23.5 GiB" in md and "kafka-4.3.1" in md, "machine/commit")
         expect(open(out).read() == md, "latest.md written")
         expect(not [l for l in md.splitlines() if l.startswith("|") and "⚠" in l], "no load flag without load")
+
+        # Kafka fsync: its own column and Stratus ÷ it; a run where it does not report the flush
+        # setting fails
+        raw5 = os.path.join(tmp, "fsync")
+        _fake_run(raw5, 3, [100.0] * 3, [50.0] * 3, [1, 1, 1], fsync_p8=[25.0, 20.0, 30.0])
+        with contextlib.redirect_stdout(io.StringIO()):
+            md = table(raw5, out)
+        line = next((l for l in md.splitlines() if l.startswith("| produce throughput, 8 partitions (MiB/s, steady")), "")
+        expect(line == "| produce throughput, 8 partitions (MiB/s, steady state) | 100 [100–100] | 50.0 [50.0–50.0] | 0.50× "
+                       "| 25.0 [20.0–30.0] | 2.00× |", f"fsync p8 row: {line}")
+        expect("| Stratus ÷ Kafka fsync |" in md.split("## All figures", 1)[0], "fsync summary column")
+        expect("- Kafka fsync: the same as Kafka with `log.flush.interval.messages=1`" in md, "fsync settings recorded")
+        raw6 = os.path.join(tmp, "fsync-unset")
+        _fake_run(raw6, 3, [100.0] * 3, [50.0] * 3, [1, 1, 1], fsync_p8=[25.0] * 3,
+                  fsync_configs=lambda i: "" if i == 2 else "log.flush.interval.messages=1 source=STATIC_BROKER_CONFIG\n")
+        raises(lambda: table(raw6, out), "fsync setting missing", "Kafka fsync (run 2) reports log.flush.interval.messages=nothing")
 
         # other processes' load during a run is flagged on the figures of that broker
         raw4 = os.path.join(tmp, "busy")
@@ -216,7 +237,7 @@ def self_test():
                 f.write("date=2030-01-02T03:04:05Z\nprotocols=classic consumer\nstratus_set=group.initial.rebalance.delay.ms=0\n"
                         "order_run_1=kafka stratus\norder_run_2=stratus kafka\norder_run_3=kafka stratus\n")
             for i, stable in enumerate((2000, 3000, 2500), 1):
-                for b in BROKERS:
+                for b in ("kafka", "stratus"):
                     d = os.path.join(graw, f"run-{i}", b)
                     os.makedirs(d)
                     with open(os.path.join(d, "configs.txt"), "w") as f:

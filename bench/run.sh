@@ -2,8 +2,9 @@
 # Stratus vs Apache Kafka on this machine, with Kafka's own perf tools, repeated and with
 # both brokers on the same record counts.
 #
-#   bench/run.sh                                  # full run: 3 repetitions, ~25-30 min on 2 cores
-#   BENCH_REPEAT=5 bench/run.sh                   # more repetitions (~8-10 min each)
+#   bench/run.sh                                  # full run: 3 repetitions, ~40-45 min on 2 cores
+#   BENCH_BROKERS="kafka stratus" bench/run.sh    # without Kafka fsync, ~25-30 min
+#   BENCH_REPEAT=5 bench/run.sh                   # more repetitions (~12-15 min each)
 #   BENCH_SCALE=0.2 BENCH_REPEAT=1 bench/run.sh   # smoke run, ~3 min (one run: no spread,
 #                                                 # the report says so; not for publication)
 #   bench/report.py table bench/results/last-run bench/results/latest.md   # re-render the report
@@ -70,7 +71,11 @@
 #   BENCH_LAT_S=15         measured seconds of the fixed-rate latency test (x scale)
 #   BENCH_LAT_WARMUP_S=10  its warm-up seconds (x scale, at least 3)
 #   BENCH_E2E_RECORDS=10000  EndToEndLatency messages (x scale)
-#   BENCH_BROKERS="kafka stratus"   which brokers, in run 1's order (the first calibrates)
+#   BENCH_BROKERS="kafka stratus kafka-fsync"   which brokers, in run 1's order (the first
+#                          calibrates); kafka-fsync is Kafka with log.flush.interval.messages=1,
+#                          every message on disk before the ack as Stratus does (the goals are
+#                          set against Kafka's defaults; the fsync column shows the same
+#                          durability)
 #   BENCH_STRATUS_SET="k=v ..."     Stratus settings (--set), recorded in the report. The
 #                          broker is started with no STRATUS_* environment variables (they
 #                          would change its settings unseen); the report lists the ones removed.
@@ -89,9 +94,9 @@
 #   STRATUS_BUILD_COMMIT=abc123   recorded in the report (the commit the binary was built from)
 #   KAFKA_HOME             default: the newest kafka-* under ~/.cache/stratus
 #
-# Duration: one run of both brokers takes ~8-10 min at BENCH_SCALE=1 (Kafka ~3 min, Stratus
-# ~5 min: on the same record counts its slower tests last longer), so the default 3 runs take
-# ~25-30 min and use both cores throughout.
+# Duration: one run of the three brokers takes ~12-15 min at BENCH_SCALE=1 (Kafka ~3 min,
+# Kafka fsync ~4 min, Stratus ~5 min: on the same record counts slower tests last longer), so
+# the default 3 runs take ~40-45 min and use both cores throughout.
 set -euo pipefail
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in bench/
 
@@ -115,7 +120,7 @@ E2E_RECORDS=$(scaled "${BENCH_E2E_RECORDS:-10000}" 500)
 LAT_RATE=51200          # records/s of 1 KiB = 50 MiB/s
 LAT_RECORDS=$((LAT_RATE * (LAT_WARMUP_S + LAT_S)))
 RECORD_SIZE=1024
-BROKERS="${BENCH_BROKERS:-kafka stratus}"
+BROKERS="${BENCH_BROKERS:-kafka stratus kafka-fsync}"
 REPEAT="${BENCH_REPEAT:-3}"
 RUST_LOG_BENCH="${BENCH_RUST_LOG:-info,stratus::wal=debug,stratus::upkeep=debug}"
 CONSUMER_PERF="${BENCH_CONSUMER_PERF:-1}"
@@ -123,7 +128,7 @@ CONSUMER_PERF="${BENCH_CONSUMER_PERF:-1}"
 die() { echo "bench: $*" >&2; exit 2; }
 [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPEAT must be a positive integer, not '$REPEAT'"
 [ -z "${BENCH_RECORDS:-}" ] || [[ "$BENCH_RECORDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RECORDS must be a positive integer"
-for b in $BROKERS; do case "$b" in kafka|stratus) ;; *) die "unknown broker '$b' in BENCH_BROKERS";; esac; done
+for b in $BROKERS; do case "$b" in kafka|kafka-fsync|stratus) ;; *) die "unknown broker '$b' in BENCH_BROKERS";; esac; done
 [ -n "${BROKERS// /}" ] || die "BENCH_BROKERS is empty"
 [ -d "$KAFKA_HOME/lib" ] || die "no Kafka jars under $CACHE (run scripts/install-test-deps.sh)"
 case " $BROKERS " in *" stratus "*)
@@ -259,12 +264,12 @@ stop_monitors() {
   if [ -n "$SAMPLER" ]; then stop_pid "$SAMPLER" 5; forget_pid "$SAMPLER"; SAMPLER=""; fi
 }
 
-start_kafka() {
+start_kafka() {  # start_kafka [--set k=v]...: run-kafka.sh's options
   local port cport
   port=$(free_port); cport=$(free_port)
   while [ "$cport" = "$port" ]; do cport=$(free_port); done
   BLOG="$DIR/data/kafka.log"
-  BPID=$("$RUN_KAFKA" --data-dir "$DIR/data" --port "$port" --controller-port "$cport" 3>&- 4>&-)
+  BPID=$("$RUN_KAFKA" --data-dir "$DIR/data" --port "$port" --controller-port "$cport" "$@" 3>&- 4>&-)
   PIDS+=("$BPID")
   BOOT="127.0.0.1:$port"
   wait_listening "$BPID" "$port"
@@ -296,7 +301,12 @@ start_stratus() {
 }
 
 start_broker() {
-  if [ "$NAME" = kafka ]; then start_kafka; else start_watcher; start_stratus; fi
+  case "$NAME" in
+    kafka) start_kafka ;;
+    # the durability Stratus gives: every message on disk before the ack
+    kafka-fsync) start_kafka --set log.flush.interval.messages=1 ;;
+    *) start_watcher; start_stratus ;;
+  esac
   start_monitors
 }
 stop_broker() {
@@ -471,7 +481,7 @@ run_broker() {  # run_broker NAME RUN
   if [ "${BENCH_KEEP:-0}" != 1 ]; then
     # A run writes several GiB per broker: free the disk (and the page cache it holds) before
     # the next broker starts. The broker log stays in $WORK until the end.
-    [ "$NAME" != kafka ] || mv "$BLOG" "$DIR/kafka.log"
+    [ "$NAME" = stratus ] || mv "$BLOG" "$DIR/kafka.log"
     rm -rf "$DIR/data"
   fi
   log "$NAME, run $RUN: done"

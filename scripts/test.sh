@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that installs the test dependencies and runs every check and test:
 #   install-test-deps, cargo build, cargo fmt --check, the module graph of docs/design.md,
-#   cargo clippy -D warnings, cargo test, the fuzz targets (briefly),
+#   cargo clippy -D warnings, cargo test, the fuzz targets (briefly), the benchmark reports'
+#   self-tests,
 #   then the real-client suite (pytest tests/clients) against the freshly built broker.
 # Every step runs (unless it depends on a failed build); exits non-zero if any step failed.
 #
@@ -67,6 +68,9 @@ for _ in range(100):
     fi
   fi
 fi
+
+# The benchmark reports' arithmetic and strictness (fake tool outputs, no broker; seconds).
+step bench-reports bash -c 'PYTHONDONTWRITEBYTECODE=1 python3 bench/report.py --self-test && PYTHONDONTWRITEBYTECODE=1 "$0" bench/cluster.py --self-test' "$CACHE/venv/bin/python"
 
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$REPO/$TARGET_DIR" ;; esac
