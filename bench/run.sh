@@ -468,8 +468,9 @@ run_broker() {  # run_broker NAME RUN
   log "$NAME: checking end offsets, stopping"
   tool offsets offsets.txt 120 "$KAFKA_CLI" get-offsets --bootstrap-server "$BOOT"
   check offsets "$OUTD/offsets.txt" "bench-p8=$RECORDS" "bench-p100=$RECORDS" "bench-lat=$LAT_RECORDS" "bench-e2e=$E2E_RECORDS"
-  du -sb "$DIR/data" > "$OUTD/du.txt"
   stop_broker
+  # after the broker stopped: a WAL compaction deletes objects while du walks the directory
+  du -sb "$DIR/data" > "$OUTD/du.txt"
   # Keep the broker log small: report.py summarises all of it (WARN/ERROR lines, and for
   # Stratus the per-PUT lines), and only its tail without the per-WAL-PUT lines is kept.
   python3 "$BENCH/report.py" broker-log "$BLOG" > "$OUTD/log-summary.txt"

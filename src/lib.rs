@@ -32,6 +32,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod topic_config;
 pub mod topics;
+pub mod txn;
 pub mod upkeep;
 pub mod wal;
 
