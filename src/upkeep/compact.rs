@@ -373,7 +373,14 @@ async fn write(
         let size = input.entry.data_end();
         for i in &input.live {
             let r = &input.entry.ranges[*i];
-            let data = up.cache.read(&object, size, r.pos..r.pos + r.len).await?;
+            // A copy: a read inside one cache block is a slice of the whole block, and the
+            // run holds its pieces until the new object is written. Slices of 100
+            // partitions' small ranges pinned a block each (1 MiB, fetched again for each
+            // once the cache had evicted it): 4.4 GB of RSS (0.64 GB copied) at
+            // cache.memory.bytes=0 after 100 partitions took 2.5 GB; with the default cache
+            // the pieces mostly share cached blocks (1.27 GB, 1.22 GB copied: noise).
+            let data =
+                Bytes::copy_from_slice(&up.cache.read(&object, size, r.pos..r.pos + r.len).await?);
             parts.entry(r.partition_id()).or_default().push((
                 r.clone(),
                 Piece {
