@@ -447,7 +447,11 @@ async fn write(
     let footer = repo::encode(&entry);
     wal_format::finish(&mut body, &footer);
     let body = body.freeze();
-    up.objects.put_new(&name, body.clone()).await?;
+    // Written in the background of the WAL's own writes (a slice at a time on a local
+    // directory): written whole and fsynced at the end, a run's 64 MiB made the WAL fsyncs
+    // issued meanwhile wait for all of it, and produce at 50 MiB/s after 100 partitions
+    // took 2.5 GB had a p99 of 86 ms (17 ms with compaction off).
+    up.objects.put_bulk(&name, body.clone(), false).await?;
     // No seal of these partitions may run between here and the relocation: a seal that
     // read the old chunks and ended inside a merged range would leave that range of the
     // index partly sealed. One that ended since the ranges were read makes the run stop.
