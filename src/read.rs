@@ -119,12 +119,45 @@ fn sources_from(p: &Partition, offset: i64) -> Result<(Vec<Source>, i64)> {
     Ok((out, hw))
 }
 
+/// Batches read, in order, as the slices of cached blocks they were found in: a response
+/// writes them one after another, so they are joined into one buffer only where a caller
+/// needs one ([`Records::join`]).
+#[derive(Debug, Default, Clone)]
+pub struct Records(Vec<Bytes>);
+
+impl Records {
+    /// Bytes in all.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether nothing was read.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Bytes::is_empty)
+    }
+
+    /// The pieces, in order.
+    pub fn into_pieces(self) -> Vec<Bytes> {
+        self.0
+    }
+
+    /// One buffer (a copy, unless there is one piece).
+    pub fn join(self) -> Bytes {
+        join(self.0)
+    }
+}
+
 /// Reads whole batches from `offset`, at most `max_bytes` unless the first batch alone is
 /// larger (then exactly that batch, as Kafka does), never beyond the high watermark.
-pub async fn read(reader: &Reader, p: &Partition, offset: i64, max_bytes: usize) -> Result<Bytes> {
+pub async fn read(
+    reader: &Reader,
+    p: &Partition,
+    offset: i64,
+    max_bytes: usize,
+) -> Result<Records> {
     let (sources, hw) = sources_from(p, offset)?;
     if offset >= hw {
-        return Ok(Bytes::new());
+        return Ok(Records::default());
     }
     let mut out: Vec<Bytes> = Vec::new();
     let mut taken = 0usize;
@@ -178,7 +211,7 @@ pub async fn read(reader: &Reader, p: &Partition, offset: i64, max_bytes: usize)
             break;
         }
     }
-    Ok(concat(out))
+    Ok(Records(out))
 }
 
 /// Adjacent batches of one window (a slice of a cached block) kept as one slice of it: a
@@ -217,7 +250,8 @@ impl Run {
     }
 }
 
-fn concat(parts: Vec<Bytes>) -> Bytes {
+/// `parts` as one buffer.
+pub fn join(parts: Vec<Bytes>) -> Bytes {
     match parts.len() {
         0 => Bytes::new(),
         1 => parts.into_iter().next().unwrap_or_default(),

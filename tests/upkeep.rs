@@ -310,7 +310,8 @@ async fn a_sequential_reader_of_a_sealed_segment_finds_its_next_blocks_in_memory
         let before = gets(&c.objects) - cache.read_ahead_total();
         let bytes = stratus::read::read(&c.broker.reader, &p, offset, 64 << 10)
             .await
-            .unwrap();
+            .unwrap()
+            .join();
         let batches: Vec<_> = stratus_log::batch::stored(&bytes).collect();
         assert!(!batches.is_empty());
         assert_eq!(batches[0].base_offset, offset);

@@ -20,6 +20,7 @@ use tracing::warn;
 
 use super::fetch_session::{Context, FetchSessions};
 use super::lookup;
+use super::splice::Rest;
 use crate::cluster::routing::Routing;
 use crate::error::Error;
 use crate::partition::Partition;
@@ -56,45 +57,51 @@ pub struct Handles<'a> {
     pub listener: usize,
 }
 
-/// Handles Fetch.
-pub async fn handle(h: Handles<'_>, req: FetchRequest, v: i16) -> FetchResponse {
+/// Handles Fetch: the response, and the pieces of its record data after each partition's
+/// first ([`Rest`]).
+pub async fn handle(h: Handles<'_>, req: FetchRequest, v: i16) -> (FetchResponse, Rest) {
     match h.sessions.context(&req, v) {
         Context::Sessionless => poll(&h, &req, v).await,
-        Context::Error(code) => FetchResponse::default().with_error_code(code.code()),
+        Context::Error(code) => (
+            FetchResponse::default().with_error_code(code.code()),
+            Rest::default(),
+        ),
         Context::Full => {
-            let mut resp = poll(&h, &req, v).await;
+            let (mut resp, rest) = poll(&h, &req, v).await;
             if resp.error_code == 0 {
                 resp.session_id = h.sessions.create(&req, &resp, v);
             }
-            resp
+            (resp, rest)
         }
         Context::Incremental(id, full) => {
-            let mut resp = poll(&h, &full, v).await;
+            let (mut resp, rest) = poll(&h, &full, v).await;
+            // Pieces of partitions it drops stay in `rest`, unused.
             h.sessions.filter(id, &mut resp, v);
             resp.session_id = id;
-            resp
+            (resp, rest)
         }
     }
 }
 
 /// Answers `req` once `min_bytes` are there, or at its `max_wait_ms` (capped).
-async fn poll(h: &Handles<'_>, req: &FetchRequest, v: i16) -> FetchResponse {
+async fn poll(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchResponse, Rest) {
     let cap = h.max_wait_cap_ms;
     let wait = Duration::from_millis((req.max_wait_ms.max(0) as u64).min(cap));
     let deadline = Instant::now() + wait;
     let mut committed = h.committed.subscribe();
     loop {
         committed.mark_unchanged();
-        let (resp, bytes, error) = fetch_once(h, req, v).await;
+        let (resp, rest, bytes, error) = fetch_once(h, req, v).await;
         if bytes >= req.min_bytes.max(0) as usize || error || Instant::now() >= deadline {
-            return resp;
+            return (resp, rest);
         }
         if tokio::time::timeout_at(deadline, committed.changed())
             .await
             .is_err()
         {
             // Timed out: answer with what is there now.
-            return fetch_once(h, req, v).await.0;
+            let (resp, rest, _, _) = fetch_once(h, req, v).await;
+            return (resp, rest);
         }
     }
 }
@@ -134,7 +141,11 @@ fn serves_rack(h: &Handles<'_>, rack: &kafka_protocol::protocol::StrBytes) -> bo
     !rack.is_empty() && h.rack == Some(rack.as_str())
 }
 
-async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchResponse, usize, bool) {
+async fn fetch_once(
+    h: &Handles<'_>,
+    req: &FetchRequest,
+    v: i16,
+) -> (FetchResponse, Rest, usize, bool) {
     let read_committed = req.isolation_level == 1;
     let mut budget = if v >= 3 && req.max_bytes > 0 {
         (req.max_bytes as usize).min(h.max_bytes)
@@ -144,6 +155,7 @@ async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchRespon
     let mut total = 0usize;
     let mut error = false;
     let mut resp = FetchResponse::default();
+    let mut rest = Rest::default();
     let ownership_deadline = lookup::ownership_deadline();
     let mut leaders = BTreeSet::new();
     for t in &req.topics {
@@ -247,7 +259,7 @@ async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchRespon
             let records = if (max == 0 && total > 0) || behind {
                 // A replica that has not seen the newest commit yet answers empty, not
                 // OFFSET_OUT_OF_RANGE (which would make the consumer reset).
-                Ok(Bytes::new())
+                Ok(read::Records::default())
             } else {
                 read::read(h.reader, p, fp.fetch_offset, max.max(1)).await
             };
@@ -255,7 +267,7 @@ async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchRespon
                 Ok(r) => {
                     total += r.len();
                     budget = budget.saturating_sub(r.len());
-                    pd.records = Some(r);
+                    rest.put(&out, &mut pd, r.into_pieces());
                 }
                 Err(e) => {
                     if matches!(e, Error::Object(_) | Error::Meta(_)) {
@@ -284,5 +296,5 @@ async fn fetch_once(h: &Handles<'_>, req: &FetchRequest, v: i16) -> (FetchRespon
                 .with_rack(b.rack.map(StrBytes::from_string))
         })
         .collect();
-    (resp, total, error)
+    (resp, rest, total, error)
 }

@@ -51,6 +51,27 @@ pub use crate::auth::Principal;
 /// (acks=0 produce).
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Option<splice::Frame>> + Send>>;
 
+/// A response before it is encoded: a fetch response's record data may be in pieces, the
+/// first in each partition's `records` and the others in `rest` (see [`splice`]).
+#[derive(Debug)]
+pub struct Reply {
+    /// The response.
+    pub kind: ResponseKind,
+    /// The record pieces of a fetch response after each partition's first.
+    pub rest: splice::Rest,
+}
+
+impl From<ResponseKind> for Reply {
+    fn from(kind: ResponseKind) -> Self {
+        Reply {
+            kind,
+            rest: splice::Rest::default(),
+        }
+    }
+}
+
+type ReplyFuture = Pin<Box<dyn Future<Output = Option<Reply>> + Send>>;
+
 /// The APIs and versions this broker serves: every one of them works at every version.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 13),
@@ -104,17 +125,20 @@ pub fn encode_frame(
     api: ApiKey,
     version: i16,
     correlation_id: i32,
-    resp: &ResponseKind,
+    reply: &Reply,
 ) -> Option<splice::Frame> {
-    if let ResponseKind::Fetch(f) = resp {
+    if let ResponseKind::Fetch(f) = &reply.kind {
         let header = ResponseHeader::default().with_correlation_id(correlation_id);
-        if let Some(frame) =
-            splice::fetch(&header, api.response_header_version(version), f, version)
-        {
+        let hv = api.response_header_version(version);
+        if let Some(frame) = splice::fetch(&header, hv, f, &reply.rest, version) {
             return Some(frame);
         }
+        if !reply.rest.is_empty() {
+            let whole = ResponseKind::Fetch(reply.rest.joined(f));
+            return encode(api, version, correlation_id, &whole).map(splice::Frame::from);
+        }
     }
-    encode(api, version, correlation_id, resp).map(splice::Frame::from)
+    encode(api, version, correlation_id, &reply.kind).map(splice::Frame::from)
 }
 
 /// Encodes a response with its header.
@@ -186,7 +210,7 @@ pub async fn dispatch(
     });
     let mut busy = Duration::ZERO;
     let mut throttled_until = None;
-    let work: KindFuture = if let RequestKind::Produce(req) = request {
+    let work: ReplyFuture = if let RequestKind::Produce(req) = request {
         if let Some(charge) = &charge {
             throttled_until = charge.produce(size);
         }
@@ -208,13 +232,14 @@ pub async fn dispatch(
             Some(cx) => Box::pin(start.with_context(cx.clone())),
             None => Box::pin(start),
         };
-        if charge.is_some() {
+        let work = if charge.is_some() {
             let (work, spent) = Timed::new(start, Duration::ZERO).await;
             busy = spent;
             work
         } else {
             start.await
-        }
+        };
+        Box::pin(async move { work.await.map(Reply::from) })
     } else {
         let broker = broker.clone();
         let work = async move { Some(handle(&broker, session, &header, request, version).await) };
@@ -231,22 +256,33 @@ pub async fn dispatch(
             encode_frame(api, version, correlation_id, &resp)
         }),
         Some(charge) => Box::pin(async move {
-            let (resp, busy) = Timed::new(work, busy).await;
-            let resp = charge
-                .settle(api, version, throttled_until, resp, busy)
+            let (reply, busy) = Timed::new(work, busy).await;
+            let (kind, rest) = match reply {
+                Some(r) => (Some(r.kind), r.rest),
+                None => (None, splice::Rest::default()),
+            };
+            let aside = match &kind {
+                Some(ResponseKind::Fetch(f)) => rest.len_in(f),
+                _ => 0,
+            };
+            let kind = charge
+                .settle(api, version, throttled_until, kind, aside, busy)
                 .await?;
-            observe(&seen, api, &resp);
-            encode_frame(api, version, correlation_id, &resp)
+            let reply = Reply { kind, rest };
+            observe(&seen, api, &reply);
+            encode_frame(api, version, correlation_id, &reply)
         }),
     })
 }
 
 /// Counts a response's error codes, and the bytes and records a Fetch sends per topic and
 /// per partition.
-fn observe(broker: &Broker, api: ApiKey, resp: &ResponseKind) {
+fn observe(broker: &Broker, api: ApiKey, reply: &Reply) {
     let t = &broker.telemetry;
-    t.requests.count_errors(api, resp);
-    let ResponseKind::Fetch(f) = resp else { return };
+    t.requests.count_errors(api, &reply.kind);
+    let ResponseKind::Fetch(f) = &reply.kind else {
+        return;
+    };
     for topic in &f.responses {
         let (mut bytes, mut records) = (0u64, 0u64);
         let known = if topic.topic.is_empty() {
@@ -256,9 +292,14 @@ fn observe(broker: &Broker, api: ApiKey, resp: &ResponseKind) {
         };
         for p in &topic.partitions {
             if let Some(r) = &p.records {
-                let n = r.len() as u64;
+                let rest = reply.rest.of(topic, p);
+                let n = (r.len() + rest.iter().map(Bytes::len).sum::<usize>()) as u64;
                 bytes += n;
-                records += crate::telemetry::records_in(r);
+                // Batches never straddle two pieces: each is a run of whole batches.
+                records += std::iter::once(r)
+                    .chain(rest)
+                    .map(|b| crate::telemetry::records_in(b))
+                    .sum::<u64>();
                 let part = known.as_ref().and_then(|k| {
                     usize::try_from(p.partition_index)
                         .ok()
@@ -318,14 +359,15 @@ async fn handle(
     header: &RequestHeader,
     req: RequestKind,
     v: i16,
-) -> ResponseKind {
+) -> Reply {
     let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
     if let Some(refused) = coordination::refuse(&broker.groups, &req, v) {
-        return refused;
+        return refused.into();
     }
-    let mut resp = route(broker, session, client_id, req, v).await;
-    coordination::mark(&broker.groups, &mut resp);
-    resp
+    let mut rest = splice::Rest::default();
+    let mut kind = route(broker, session, client_id, req, v, &mut rest).await;
+    coordination::mark(&broker.groups, &mut kind);
+    Reply { kind, rest }
 }
 
 async fn route(
@@ -334,6 +376,7 @@ async fn route(
     client_id: &str,
     req: RequestKind,
     v: i16,
+    rest: &mut splice::Rest,
 ) -> ResponseKind {
     let principal = session.principal.clone();
     let access = access::Access {
@@ -394,7 +437,9 @@ async fn route(
                 sessions: &broker.fetch_sessions,
                 listener: session.listener,
             };
-            ResponseKind::Fetch(fetch::handle(handles, r, v).await)
+            let (resp, pieces) = fetch::handle(handles, r, v).await;
+            *rest = pieces;
+            ResponseKind::Fetch(resp)
         }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(
             offsets::list_offsets(

@@ -46,13 +46,15 @@ impl Charge {
     /// Records the request (the size of its response, the time spent on it) and, if the
     /// client is over a quota (or was when its Produce arrived, until `throttled_until`), sets the response's throttle time, mutes the
     /// connection for that long, and for a client that does not throttle itself delays
-    /// the response by it.
+    /// the response by it. `aside`: bytes of a fetch response's record data kept out of it
+    /// until it is encoded (they count towards its size).
     pub async fn settle(
         &self,
         api: ApiKey,
         version: i16,
         throttled_until: Option<Instant>,
         mut resp: Option<ResponseKind>,
+        aside: usize,
         busy: Duration,
     ) -> Option<ResponseKind> {
         let (q, u, c) = (&self.quotas, self.user.as_str(), self.client_id.as_str());
@@ -65,7 +67,7 @@ impl Charge {
             throttle = throttle.max(q.record(QuotaType::Request, u, c, percent));
         }
         if let Some(ResponseKind::Fetch(f)) = &mut resp {
-            let size = f.compute_size(version).unwrap_or(0) as f64;
+            let size = (f.compute_size(version).unwrap_or(0) + aside) as f64;
             throttle = throttle.max(q.record(QuotaType::Fetch, u, c, size));
             if throttle > 0 {
                 // As Kafka: a throttled fetch carries nothing, and is not counted.
