@@ -348,3 +348,36 @@ async fn a_run_over_more_entries_than_one_transaction_holds_commits_them_all() {
     assert_eq!(index(st.meta.as_ref()).await.0, done.written);
     assert_all(&mut n, rounds).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_writes_at_most_its_byte_budget_and_the_next_runs_write_the_rest() {
+    let st = stores();
+    let mut n = node(&st, true).await;
+    let up = n.broker.upkeep.clone();
+    let rounds = 16;
+    for round in 0..rounds {
+        produce_round(&mut n, round).await;
+    }
+    let (before, _) = index(st.meta.as_ref()).await;
+    // Well below the live bytes of the 160 entries, above those of one.
+    let budget = 2048;
+    compact_wal(&up, budget).await.unwrap(); // notes the watermark
+    let mut runs = 0;
+    loop {
+        let done = compact_wal(&up, budget).await.unwrap();
+        // (A group alone may be larger than the budget; two never are.)
+        assert!(done.bytes <= budget || done.written == 1, "{done:?}");
+        delete_replaced(&up, &done.replaced).await;
+        if done.replaced_entries == 0 {
+            break;
+        }
+        runs += 1;
+        assert!(runs < 100, "compaction never settles");
+    }
+    assert!(
+        runs >= 2,
+        "{runs} runs: the budget should have cut the work"
+    );
+    assert!(index(st.meta.as_ref()).await.0 < before);
+    assert_all(&mut n, rounds).await;
+}

@@ -51,6 +51,8 @@ const TIER_FACTOR: u64 = 8;
 const COMMIT_ATTEMPTS: u32 = 5;
 /// Idempotent batches kept per producer in a merged range (what deduplication needs).
 const PRODUCER_BATCHES: usize = 5;
+/// Bytes a run copies between two yields to the runtime.
+const YIELD_EVERY: usize = 4 << 20;
 
 /// The compactor's memory between runs.
 #[derive(Default)]
@@ -162,7 +164,11 @@ pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
     let groups = plan(inputs, max_bytes);
     let mut done = Compacted::default();
     for group in groups {
-        if done.bytes >= max_bytes {
+        // At most `max_bytes` a run (a group alone may be larger): checked only after a
+        // group was written, runs wrote twice that (131 MB at 64 MiB), read it at once
+        // and stalled produce for longer.
+        let live: u64 = group.iter().map(|i| i.live_bytes).sum();
+        if done.written > 0 && done.bytes + live > max_bytes {
             break;
         }
         // One entry with nothing dead gains nothing from being written again.
@@ -409,6 +415,9 @@ async fn write(
     let mut moved: HashMap<PartitionId, crate::partition::Moved> = HashMap::new();
     // Partition → the end of its first range here (a seal reaching it ends the run).
     let mut first_end: BTreeMap<PartitionId, i64> = BTreeMap::new();
+    // The copying below is CPU work on a runtime thread: it gives way every few MiB, so
+    // that requests on the same thread do not wait for all of it.
+    let mut unyielded = 0usize;
     for (id, mut list) in parts {
         list.sort_by_key(|(r, _)| r.base_offset);
         if let Some((r, _)) = list.first() {
@@ -418,6 +427,11 @@ async fn write(
         for (r, piece) in list {
             let pos = body.len() as u64;
             body.extend_from_slice(&piece.data);
+            unyielded += piece.data.len();
+            if unyielded >= YIELD_EVERY {
+                unyielded = 0;
+                tokio::task::yield_now().await;
+            }
             moves
                 .entry(piece.object)
                 .or_default()

@@ -183,6 +183,8 @@ impl BlockCache {
                 )
                 .await;
             start = end;
+            // A copy per block of what may be many: let other tasks run between them.
+            tokio::task::yield_now().await;
         }
     }
 
