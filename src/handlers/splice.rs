@@ -60,16 +60,26 @@ impl From<Bytes> for Frame {
     }
 }
 
-/// A partition of a fetch response: its topic's id and name, and its index.
-type PartitionKey = (uuid::Uuid, String, i32);
+/// A partition of a fetch response: its topic's id and name, its index, and where its
+/// first piece is and how long (a request naming a partition twice gets two reads, each
+/// with its own pieces; two reads with the same first piece start at the same batch).
+type PartitionKey = (uuid::Uuid, String, i32, usize, usize);
+
+fn key_of(topic_id: uuid::Uuid, topic: &str, p: &PartitionData) -> PartitionKey {
+    let (at, len) = p
+        .records
+        .as_ref()
+        .map_or((0, 0), |r| (r.as_ptr() as usize, r.len()));
+    (topic_id, topic.to_string(), p.partition_index, at, len)
+}
 
 fn key(topic: &FetchableTopicResponse, p: &PartitionData) -> PartitionKey {
-    (topic.topic_id, topic.topic.0.to_string(), p.partition_index)
+    key_of(topic.topic_id, topic.topic.0.as_str(), p)
 }
 
 /// The record data of a fetch response's partitions after the first piece, which is the
 /// partition's `records`: a response is the pair, and whatever drops or reorders the
-/// response's partitions keeps them paired (they are found by topic and partition).
+/// response's partitions keeps them paired (they are found by topic, partition and first piece).
 #[derive(Debug, Default)]
 pub struct Rest(HashMap<PartitionKey, Vec<Bytes>>);
 
@@ -119,7 +129,7 @@ impl Rest {
         for topic in &mut out.responses {
             let (id, name) = (topic.topic_id, topic.topic.0.to_string());
             for p in &mut topic.partitions {
-                let Some(rest) = self.0.get(&(id, name.clone(), p.partition_index)) else {
+                let Some(rest) = self.0.get(&key_of(id, &name, p)) else {
                     continue;
                 };
                 let first = p.records.take().unwrap_or_default();
@@ -371,5 +381,21 @@ mod tests {
         let frame = fetch(&header, 1, &resp, &rest, 13).unwrap();
         assert_eq!(frame.joined(), plain(&header, 1, &expected, 13));
         assert_eq!(rest.len_in(&resp), 10000 - 5000 + 9000 - 4500);
+    }
+
+    #[test]
+    fn a_partition_named_twice_keeps_each_read_with_its_own_pieces() {
+        let header = ResponseHeader::default();
+        // The same partition twice, read at two offsets (two different byte runs).
+        let mut whole = response(&[8000, 12000]);
+        whole.responses[0].partitions[1].partition_index = 0;
+        let (resp, rest) = in_pieces(&whole, &[0.25, 0.5]);
+        let frame = fetch(&header, 1, &resp, &rest, 13).unwrap();
+        assert_eq!(frame.joined(), plain(&header, 1, &whole, 13));
+        let joined = rest.joined(&resp);
+        assert_eq!(
+            plain(&header, 1, &joined, 13),
+            plain(&header, 1, &whole, 13)
+        );
     }
 }
