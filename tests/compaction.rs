@@ -325,16 +325,22 @@ async fn soak_at_short_timers_the_index_and_the_bucket_stay_flat() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_over_more_entries_than_one_transaction_holds_commits_them_all() {
+/// A broker whose topics took `rounds` rounds, one WAL entry each; the index's entries.
+async fn with_rounds(rounds: usize) -> (Stores, Node, usize) {
     let st = stores();
     let mut n = node(&st, true).await;
-    let up = n.broker.upkeep.clone();
-    let rounds = 16;
     for round in 0..rounds {
         produce_round(&mut n, round).await;
     }
-    let (before, _) = index(st.meta.as_ref()).await;
+    let (entries, _) = index(st.meta.as_ref()).await;
+    (st, n, entries)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_more_entries_than_one_transaction_holds_commits_them_all() {
+    let rounds = 16;
+    let (st, mut n, before) = with_rounds(rounds).await;
+    let up = n.broker.upkeep.clone();
     assert!(before >= rounds * TOPICS, "{before} entries");
     compact_wal(&up, 64 << 20).await.unwrap(); // notes the watermark
     let done = compact_wal(&up, 64 << 20).await.unwrap();
@@ -351,14 +357,9 @@ async fn a_run_over_more_entries_than_one_transaction_holds_commits_them_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_writes_at_most_its_byte_budget_and_the_next_runs_write_the_rest() {
-    let st = stores();
-    let mut n = node(&st, true).await;
-    let up = n.broker.upkeep.clone();
     let rounds = 16;
-    for round in 0..rounds {
-        produce_round(&mut n, round).await;
-    }
-    let (before, _) = index(st.meta.as_ref()).await;
+    let (st, mut n, before) = with_rounds(rounds).await;
+    let up = n.broker.upkeep.clone();
     // Well below the live bytes of the 160 entries, above those of one.
     let budget = 2048;
     compact_wal(&up, budget).await.unwrap(); // notes the watermark
