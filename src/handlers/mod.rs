@@ -291,13 +291,12 @@ fn observe(broker: &Broker, api: ApiKey, reply: &Reply) {
             broker.registry.topic(topic.topic.as_str())
         };
         for p in &topic.partitions {
-            if let Some(r) = &p.records {
-                let rest = reply.rest.of(topic, p);
-                let n = (r.len() + rest.iter().map(Bytes::len).sum::<usize>()) as u64;
+            if p.records.is_some() {
+                let pieces = || reply.rest.pieces(topic, p);
+                let n = pieces().map(Bytes::len).sum::<usize>() as u64;
                 bytes += n;
                 // Batches never straddle two pieces: each is a run of whole batches.
-                records += std::iter::once(r)
-                    .chain(rest)
+                records += pieces()
                     .map(|b| crate::telemetry::records_in(b))
                     .sum::<u64>();
                 let part = known.as_ref().and_then(|k| {

@@ -46,11 +46,7 @@ impl Frame {
 
     /// The pieces joined (tests).
     pub fn joined(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(self.len());
-        for p in &self.0 {
-            b.extend_from_slice(p);
-        }
-        b.freeze()
+        crate::read::join(self.0.clone())
     }
 }
 
@@ -110,6 +106,15 @@ impl Rest {
         self.0.get(&key(topic, p)).map_or(&[], Vec::as_slice)
     }
 
+    /// All of `p`'s records, in order: its `records`, then the pieces after it.
+    pub fn pieces<'a>(
+        &'a self,
+        topic: &FetchableTopicResponse,
+        p: &'a PartitionData,
+    ) -> impl Iterator<Item = &'a Bytes> {
+        p.records.iter().chain(self.of(topic, p))
+    }
+
     /// Whether no partition has more than one piece.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -132,18 +137,11 @@ impl Rest {
                 let Some(rest) = self.0.get(&key_of(id, &name, p)) else {
                     continue;
                 };
-                let first = p.records.take().unwrap_or_default();
-                p.records = Some(crate::read::join(
-                    std::iter::once(first).chain(rest.iter().cloned()).collect(),
-                ));
+                let all = p.records.iter().chain(rest).cloned().collect();
+                p.records = Some(crate::read::join(all));
             }
         }
         out
-    }
-
-    /// Forgets everything (the response's partitions were dropped).
-    pub fn clear(&mut self) {
-        self.0.clear();
     }
 }
 
@@ -170,17 +168,13 @@ pub fn fetch(
     let mut spliced: Vec<([u8; MARKER], Vec<Bytes>)> = Vec::new();
     for (topic, original) in shell.responses.iter_mut().zip(&resp.responses) {
         for (p, o) in topic.partitions.iter_mut().zip(&original.partitions) {
-            let Some(records) = &p.records else { continue };
-            let more = rest.of(original, o);
-            if records.len() + more.iter().map(Bytes::len).sum::<usize>() < SPLICE_MIN {
+            if rest.pieces(original, o).map(Bytes::len).sum::<usize>() < SPLICE_MIN {
                 continue;
             }
+            let pieces = rest.pieces(original, o).cloned().collect();
             let mut marker = [0u8; MARKER];
             marker[..12].copy_from_slice(&prefix.as_bytes()[..12]);
             marker[12..].copy_from_slice(&(spliced.len() as u32).to_be_bytes());
-            let pieces = std::iter::once(records.clone())
-                .chain(more.iter().cloned())
-                .collect();
             spliced.push((marker, pieces));
             p.records = Some(Bytes::copy_from_slice(&marker));
         }
