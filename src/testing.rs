@@ -254,6 +254,29 @@ impl FaultyMetaStore {
     }
 }
 
+impl FaultyMetaStore {
+    async fn faulty_txn(
+        &self,
+        compares: Vec<Compare>,
+        ops: Vec<Op>,
+        relaxed: bool,
+    ) -> Result<bool, MetaError> {
+        let (fail, lose) = self.txns.begin().await;
+        if fail {
+            return Err(unavailable());
+        }
+        let r = if relaxed {
+            self.inner.txn_relaxed(compares, ops).await?
+        } else {
+            self.inner.txn(compares, ops).await?
+        };
+        if self.txns.should_lose() || lose {
+            return Err(unavailable());
+        }
+        Ok(r)
+    }
+}
+
 fn unavailable() -> MetaError {
     MetaError::Unavailable("injected fault".into())
 }
@@ -267,15 +290,13 @@ impl MetaStore for FaultyMetaStore {
         self.inner.range(prefix).await
     }
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
-        let (fail, lose) = self.txns.begin().await;
-        if fail {
-            return Err(unavailable());
-        }
-        let r = self.inner.txn(compares, ops).await?;
-        if self.txns.should_lose() || lose {
-            return Err(unavailable());
-        }
-        Ok(r)
+        self.faulty_txn(compares, ops, false).await
+    }
+    async fn txn_relaxed(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
+        self.faulty_txn(compares, ops, true).await
+    }
+    fn relaxed_may_be_lost(&self) -> bool {
+        self.inner.relaxed_may_be_lost()
     }
     fn watch(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<WatchEvent> {
         self.inner.watch(prefix)

@@ -108,14 +108,16 @@ impl Broker {
         let node = settings.server.node_id;
         let incarnation = rand_u64();
         let fence = Arc::new(Fence::new(node, incarnation));
+        crate::wal::recover(meta.as_ref(), &objects, node).await?;
         let next_seq = meta
             .range(&keys::wal_prefix(node))
             .await?
             .iter()
             .filter_map(|(k, _)| keys::wal_last_seq(k))
             .max()
-            .map(|s| s + 1)
-            .unwrap_or(1);
+            .unwrap_or(0)
+            .max(crate::wal::void_floor(meta.as_ref(), node).await?)
+            + 1;
         let wal = Arc::new(Wal::new(
             WalConfig {
                 node_id: node,

@@ -58,6 +58,33 @@ impl InstrumentedMeta {
     }
 }
 
+impl InstrumentedMeta {
+    async fn timed_txn(
+        &self,
+        compares: Vec<Compare>,
+        ops: Vec<Op>,
+        relaxed: bool,
+    ) -> Result<bool, MetaError> {
+        let span = SpanGuard::child("metadata.txn");
+        if span.is_recording() {
+            span.set("ops", ops.len() as i64);
+            span.set("relaxed", relaxed);
+        }
+        let t = Instant::now();
+        let r = if relaxed {
+            self.inner.txn_relaxed(compares, ops).await
+        } else {
+            self.inner.txn(compares, ops).await
+        };
+        let r = record(&self.txn, t, r);
+        match &r {
+            Ok(applied) => span.set("applied", *applied),
+            Err(e) => span.fail(e),
+        }
+        r
+    }
+}
+
 fn record<T>(m: &OpMetrics, started: Instant, r: Result<T, MetaError>) -> Result<T, MetaError> {
     m.requests.inc();
     m.time.observe_duration(started.elapsed());
@@ -82,17 +109,15 @@ impl MetaStore for InstrumentedMeta {
     }
 
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
-        let span = SpanGuard::child("metadata.txn");
-        if span.is_recording() {
-            span.set("ops", ops.len() as i64);
-        }
-        let t = Instant::now();
-        let r = record(&self.txn, t, self.inner.txn(compares, ops).await);
-        match &r {
-            Ok(applied) => span.set("applied", *applied),
-            Err(e) => span.fail(e),
-        }
-        r
+        self.timed_txn(compares, ops, false).await
+    }
+
+    async fn txn_relaxed(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
+        self.timed_txn(compares, ops, true).await
+    }
+
+    fn relaxed_may_be_lost(&self) -> bool {
+        self.inner.relaxed_may_be_lost()
     }
 
     fn watch(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<WatchEvent> {

@@ -116,6 +116,7 @@ impl Wal {
             self.wake.notify_one();
             if idle {
                 if let Some(parts) = failing.take() {
+                    self.void_failed().await;
                     self.abandon(parts);
                 }
             }
@@ -148,7 +149,7 @@ impl Wal {
                 .map(|(f, k)| Op::Put(k.clone(), f.index.clone(), None))
                 .collect();
             // Not applied, or not known to be: each flush then finds out on its own.
-            if let Ok(true) = self.meta.txn(compares, ops).await {
+            if let Ok(true) = self.meta.txn_relaxed(compares, ops).await {
                 for f in group {
                     self.publish(f, &(0..f.entry.ranges.len()).collect::<Vec<_>>())
                         .await;
@@ -251,7 +252,7 @@ impl Wal {
                 };
                 let res = self
                     .meta
-                    .txn(
+                    .txn_relaxed(
                         vec![
                             self.fence.compare(&owned),
                             Compare::Revision(key.clone(), None),
@@ -290,6 +291,30 @@ impl Wal {
             self.healthy.store(false, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Before the offsets of failed flushes are given out again: on a store whose WAL
+    /// commits may be lost in a crash, records durably that no flush up to the open one
+    /// will ever commit, so that the rebuild after a crash ([`super::recover`]) never
+    /// takes a failed flush's object (which may be whole) for a lost commit. Retries until
+    /// the store answers; the buffer stays poisoned (appends refused) meanwhile.
+    async fn void_failed(&self) {
+        if !self.meta.relaxed_may_be_lost() {
+            return;
+        }
+        let open = self.lock_buffer().seq;
+        let key = keys::wal_void_key(self.cfg.node_id);
+        let mut delay = Duration::from_millis(20);
+        loop {
+            match self.meta.put(&key, open.to_string().into()).await {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!(error = %e, "recording failed WAL flushes failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
         }
     }
 

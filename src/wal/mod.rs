@@ -1,6 +1,8 @@
 //! The write-ahead log: one buffer for every partition of the broker, flushed as ONE
 //! object per flush, then committed with ONE metadata transaction of constant size. Only
 //! after the commit do the partitions' high watermarks move and producers get their acks.
+//! The commit is relaxed ([`MetaStore::txn_relaxed`]): on the embedded store a crash may
+//! lose it, and [`recover`] commits it again from the object's footer at the next start.
 //!
 //! Object format ([`stratus_log::wal_format`]): each partition's batches, contiguous, then
 //! a footer (the same versioned [`WalEntry`] record the index holds), its length and the
@@ -34,6 +36,9 @@ mod commit;
 mod metrics;
 mod object;
 pub mod policy;
+mod recover;
+
+pub use recover::{recover, void_floor};
 
 use object::{build_object, put_with_retries};
 use policy::{BufferView, FlushPolicy, Next};

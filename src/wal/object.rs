@@ -62,10 +62,12 @@ pub(super) async fn put_with_retries(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match objects.put_new(&object, body.clone()).await {
+        // The name is unique to this process and sequence: a later attempt replaces
+        // what an earlier one may have left half-written on a local directory.
+        match objects.put_own(&object, body.clone(), attempt > 1).await {
             Ok(()) => return Ok(()),
-            // An earlier attempt wrote it and its answer was lost: the name is unique to
-            // this process and sequence, so the object is ours.
+            // An earlier attempt wrote it (atomically: not a local directory, where a
+            // later attempt replaces it) and its answer was lost: the object is ours.
             Err(ObjectError::Store(object_store::Error::AlreadyExists { .. })) if attempt > 1 => {
                 return Ok(())
             }

@@ -40,6 +40,14 @@ impl ObjectError {
             ObjectError::Store(object_store::Error::AlreadyExists { .. })
         )
     }
+
+    /// Whether the object does not exist.
+    pub fn not_found(&self) -> bool {
+        matches!(
+            self,
+            ObjectError::Store(object_store::Error::NotFound { .. })
+        )
+    }
 }
 
 /// An object-store operation, as the metrics name it.
@@ -347,39 +355,82 @@ impl Objects {
 
     pub(crate) async fn fsync_local(&self, file: PathBuf) -> Result<(), ObjectError> {
         let root = self.local_root.clone().unwrap_or_default();
-        let known: HashSet<PathBuf> = self
-            .synced_dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let known = self.known_dirs();
         let synced = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<PathBuf>> {
             std::fs::File::open(&file)?.sync_all()?;
-            // The file's directory always; its ancestors once, when first seen (a new
-            // directory is durable only once its parent is synced).
-            let mut newly = Vec::new();
-            let mut dir = file.parent().map(PathBuf::from);
-            let mut first = true;
-            while let Some(d) = dir {
-                if !first && known.contains(&d) {
-                    break;
-                }
-                std::fs::File::open(&d)?.sync_all()?;
-                newly.push(d.clone());
-                if d == root {
-                    break;
-                }
-                first = false;
-                dir = d.parent().map(PathBuf::from);
-            }
-            Ok(newly)
+            sync_dirs(&file, &root, &known)
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
+        self.add_known_dirs(synced);
+        Ok(())
+    }
+
+    fn known_dirs(&self) -> HashSet<PathBuf> {
         self.synced_dirs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .extend(synced);
-        Ok(())
+            .clone()
+    }
+
+    fn add_known_dirs(&self, dirs: Vec<PathBuf>) {
+        self.synced_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(dirs);
+    }
+
+    /// Writes, durably, an object whose name no other writer ever uses (a WAL object:
+    /// the name holds the process's incarnation). On a local directory it goes straight
+    /// to its name in one blocking call (create, write, fsync of the file and of its
+    /// directory), without `put_new`'s staging file and link. So a failure or a crash
+    /// mid-write can leave a torn object under the name: an attempt with `again` replaces
+    /// it, and a reader must tell a whole object from a torn one (a WAL object by its
+    /// footer) or read only objects whose write it saw succeed. Elsewhere as
+    /// [`Objects::put_new`].
+    pub async fn put_own(&self, key: &str, data: Bytes, again: bool) -> Result<(), ObjectError> {
+        let Some(root) = self.local_root.clone() else {
+            return self.put_new(key, data).await;
+        };
+        let len = data.len() as u64;
+        let started = Instant::now();
+        let file = root.join(key);
+        let known = self.known_dirs();
+        let r = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<PathBuf>> {
+            use std::io::Write;
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(again)
+                .create_new(!again)
+                .truncate(again)
+                .open(&file)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+            sync_dirs(&file, &root, &known)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()));
+        let r: Result<(), ObjectError> = match r {
+            Ok(Ok(synced)) => {
+                self.add_known_dirs(synced);
+                Ok(())
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(ObjectError::Store(object_store::Error::AlreadyExists {
+                    path: key.to_string(),
+                    source: Box::new(e),
+                }))
+            }
+            Ok(Err(e)) | Err(e) => Err(e.into()),
+        };
+        let failed = matches!(&r, Err(e) if !e.already_exists());
+        let counted: Result<(), ()> = if failed { Err(()) } else { Ok(()) };
+        self.metrics
+            .record(Op::Put, started, if r.is_ok() { len } else { 0 }, &counted);
+        r
     }
 
     /// Reads a byte range of an object.
@@ -397,6 +448,41 @@ impl Objects {
         if let Err(e) = &r {
             span.fail(e);
         }
+        let len = r.as_ref().map_or(0, |b| b.len() as u64);
+        self.metrics.record(Op::Get, started, len, &r);
+        Ok(r?)
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, key: &str) -> Result<Bytes, ObjectError> {
+        let started = Instant::now();
+        let r = match &self.local_root {
+            Some(root) => {
+                let file = root.join(key);
+                let path = key.to_string();
+                match tokio::task::spawn_blocking(move || std::fs::read(file)).await {
+                    Ok(Ok(v)) => Ok(Bytes::from(v)),
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Err(object_store::Error::NotFound {
+                            path,
+                            source: Box::new(e),
+                        })
+                    }
+                    Ok(Err(e)) => Err(object_store::Error::Generic {
+                        store: "local",
+                        source: Box::new(e),
+                    }),
+                    Err(e) => Err(object_store::Error::Generic {
+                        store: "local",
+                        source: Box::new(e),
+                    }),
+                }
+            }
+            None => match self.store.get(&Path::from(key)).await {
+                Ok(g) => g.bytes().await,
+                Err(e) => Err(e),
+            },
+        };
         let len = r.as_ref().map_or(0, |b| b.len() as u64);
         self.metrics.record(Op::Get, started, len, &r);
         Ok(r?)
@@ -427,6 +513,32 @@ impl Objects {
         self.metrics.record(Op::Delete, started, 0, &r);
         r
     }
+}
+
+/// Syncs the directory of `file` always, and its ancestors up to `root` the first time
+/// they are seen (a new directory is durable only once its parent is synced); returns the
+/// directories synced.
+fn sync_dirs(
+    file: &std::path::Path,
+    root: &std::path::Path,
+    known: &HashSet<PathBuf>,
+) -> std::io::Result<Vec<PathBuf>> {
+    let mut newly = Vec::new();
+    let mut dir = file.parent().map(PathBuf::from);
+    let mut first = true;
+    while let Some(d) = dir {
+        if !first && known.contains(&d) {
+            break;
+        }
+        std::fs::File::open(&d)?.sync_all()?;
+        newly.push(d.clone());
+        if d == root {
+            break;
+        }
+        first = false;
+        dir = d.parent().map(PathBuf::from);
+    }
+    Ok(newly)
 }
 
 /// A ranged read of a local object, into memory that is not zeroed first (object_store's

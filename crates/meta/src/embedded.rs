@@ -3,15 +3,22 @@
 //! Each stored value is prefixed with a 16-byte header: the mod revision and the lease id
 //! (0 for none). Leases live in memory: they cannot outlive this process, so keys written
 //! under a lease are deleted when the store is opened again.
+//!
+//! Relaxed writes ([`MetaStore::txn_relaxed`]) commit without an fsync (redb's
+//! `Durability::None`): the next durable write, or the sync every [`SYNC_INTERVAL`] while
+//! any is pending, makes them durable. A crash loses at most those of the last interval,
+//! which their writer must be able to rebuild (the WAL rebuilds its index entries from
+//! the objects' footers).
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::mpsc;
 
 use super::{Compare, LeaseId, MetaError, MetaStore, Op, Versioned, WatchEvent, MAX_TXN_OPS};
@@ -19,6 +26,8 @@ use super::{Compare, LeaseId, MetaError, MetaStore, Op, Versioned, WatchEvent, M
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const REV: TableDefinition<&str, u64> = TableDefinition::new("revision");
 const WATCH_QUEUE: usize = 4096;
+/// Longest time a relaxed write stays in memory only (while the process runs).
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The embedded store.
 pub struct EmbeddedStore {
@@ -30,6 +39,8 @@ struct Inner {
     watchers: Mutex<Vec<(String, mpsc::Sender<WatchEvent>)>>,
     leases: Mutex<HashMap<LeaseId, (Duration, Instant)>>,
     next_lease: Mutex<LeaseId>,
+    /// A relaxed write committed since the last durable one.
+    unsynced: AtomicBool,
 }
 
 fn err(e: impl std::fmt::Display) -> MetaError {
@@ -78,13 +89,19 @@ impl EmbeddedStore {
             watchers: Mutex::new(Vec::new()),
             leases: Mutex::new(HashMap::new()),
             next_lease: Mutex::new(1),
+            unsynced: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            let mut tick = tokio::time::interval(SYNC_INTERVAL);
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
+                if inner.unsynced.load(Ordering::Relaxed) {
+                    let inner = inner.clone();
+                    // A failure leaves the flag set: the next tick tries again.
+                    let _ = tokio::task::spawn_blocking(move || inner.sync()).await;
+                }
                 let expired: Vec<LeaseId> = {
                     let leases = inner.leases.lock().unwrap_or_else(|p| p.into_inner());
                     leases
@@ -104,20 +121,44 @@ impl EmbeddedStore {
 }
 
 impl Inner {
-    fn apply(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
-        self.write(compares, ops, None)
+    fn apply(
+        &self,
+        compares: Vec<Compare>,
+        ops: Vec<Op>,
+        durable: bool,
+    ) -> Result<bool, MetaError> {
+        self.write(compares, ops, None, durable)
+    }
+
+    /// Makes every relaxed write so far durable: an empty durable commit.
+    fn sync(&self) -> Result<(), MetaError> {
+        let unsynced = self.unsynced.swap(false, Ordering::AcqRel);
+        let r = self
+            .db
+            .begin_write()
+            .map_err(err)
+            .and_then(|w| w.commit().map_err(err));
+        if r.is_err() && unsynced {
+            self.unsynced.store(true, Ordering::Release);
+        }
+        r
     }
 
     /// One write transaction: the compares, then `ops`, then (for a revoke) the deletion of
     /// every key under `revoked` as of this transaction — found and deleted in it, so a
     /// key put again under another lease meanwhile is never deleted with the old one.
+    /// Not `durable`: committed without an fsync (see the module's documentation).
     fn write(
         &self,
         compares: Vec<Compare>,
         mut ops: Vec<Op>,
         revoked: Option<LeaseId>,
+        durable: bool,
     ) -> Result<bool, MetaError> {
-        let w = self.db.begin_write().map_err(err)?;
+        let mut w = self.db.begin_write().map_err(err)?;
+        if !durable {
+            w.set_durability(Durability::None).map_err(err)?;
+        }
         let mut events = Vec::new();
         {
             let mut kv = w.open_table(KV).map_err(err)?;
@@ -187,6 +228,10 @@ impl Inner {
                 }
             }
         }
+        // Set before the commit: a sync that starts after it then covers this write.
+        if !durable {
+            self.unsynced.store(true, Ordering::Release);
+        }
         w.commit().map_err(err)?;
         self.notify(events);
         Ok(true)
@@ -214,7 +259,16 @@ impl Inner {
         {
             return Err(MetaError::LeaseNotFound(id));
         }
-        self.write(vec![], vec![], Some(id)).map(|_| ())
+        self.write(vec![], vec![], Some(id), true).map(|_| ())
+    }
+}
+
+impl Drop for Inner {
+    /// A store closed cleanly keeps its relaxed writes.
+    fn drop(&mut self) {
+        if *self.unsynced.get_mut() {
+            let _ = self.sync();
+        }
     }
 }
 
@@ -279,7 +333,22 @@ impl MetaStore for EmbeddedStore {
             )));
         }
         let inner = self.inner.clone();
-        blocking(move || inner.apply(compares, ops)).await
+        blocking(move || inner.apply(compares, ops, true)).await
+    }
+
+    async fn txn_relaxed(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
+        if compares.len() + ops.len() > MAX_TXN_OPS {
+            return Err(MetaError::TooLarge(format!(
+                "{} operations in one transaction",
+                compares.len() + ops.len()
+            )));
+        }
+        let inner = self.inner.clone();
+        blocking(move || inner.apply(compares, ops, false)).await
+    }
+
+    fn relaxed_may_be_lost(&self) -> bool {
+        true
     }
 
     fn watch(&self, prefix: &str) -> mpsc::Receiver<WatchEvent> {
@@ -336,6 +405,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap();
         crate::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn relaxed_writes_are_read_at_once_checked_like_others_and_kept_by_a_clean_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let absent = || vec![Compare::Revision("a".into(), None)];
+        let put = |v: &'static [u8]| vec![Op::Put("a".into(), Bytes::from_static(v), None)];
+        {
+            let store = EmbeddedStore::open(&path).unwrap();
+            assert!(store.relaxed_may_be_lost());
+            assert!(store.txn_relaxed(absent(), put(b"1")).await.unwrap());
+            assert_eq!(store.get("a").await.unwrap().unwrap().value, &b"1"[..]);
+            assert!(!store.txn_relaxed(absent(), put(b"2")).await.unwrap());
+        }
+        let store = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(store.get("a").await.unwrap().unwrap().value, &b"1"[..]);
     }
 
     #[tokio::test]

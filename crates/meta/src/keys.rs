@@ -181,6 +181,15 @@ pub fn parse_partition_key(key: &str) -> Option<PartitionId> {
     Some(PartitionId::new(t, p.parse::<i32>().ok()?))
 }
 
+/// Key of a broker's void floor: every flush sequence of the node up to this value (a
+/// decimal) that no WAL index entry names was never committed and never will be. Written
+/// durably before a failed flush's offsets are given out again, so that rebuilding index
+/// entries from WAL objects after a crash (on a store whose WAL commits may be lost) never
+/// takes such an object for a lost commit. Not under [`WAL`].
+pub fn wal_void_key(node: i32) -> String {
+    format!("walvoid/{node}")
+}
+
 /// The node of a WAL index key.
 pub fn wal_node(key: &str) -> Option<i32> {
     key.strip_prefix(WAL)?.split('/').next()?.parse().ok()

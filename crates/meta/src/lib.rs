@@ -89,7 +89,8 @@ pub const MAX_TXN_OPS: usize = 128;
 
 /// A key-value metadata store.
 ///
-/// Guarantees every backend gives: a successful write is durable before the call returns;
+/// Guarantees every backend gives: a successful write is durable before the call returns
+/// (except a [`MetaStore::txn_relaxed`] one on a store that says it may lose those);
 /// `txn` is atomic (all compares hold and all ops apply, or nothing applies); revisions
 /// increase with every write; reads see every write that returned before they started.
 #[async_trait]
@@ -109,6 +110,21 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), MetaError>;
     /// Revokes a lease now, deleting its keys.
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), MetaError>;
+
+    /// Like [`MetaStore::txn`], except that on a store where
+    /// [`MetaStore::relaxed_may_be_lost`] is true the write may be lost in a crash (until
+    /// a later durable write, or the store's own periodic sync, makes it durable): for
+    /// writes the caller can rebuild after a crash from data it made durable elsewhere.
+    /// Writes stay in order: a durable write makes every earlier relaxed one durable.
+    async fn txn_relaxed(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
+        self.txn(compares, ops).await
+    }
+
+    /// Whether [`MetaStore::txn_relaxed`] writes can be lost in a crash (false: they are
+    /// as durable as `txn`).
+    fn relaxed_may_be_lost(&self) -> bool {
+        false
+    }
 
     /// Sets one key unconditionally.
     async fn put(&self, key: &str, value: Bytes) -> Result<(), MetaError> {

@@ -15,10 +15,13 @@ const NODE: i32 = 1;
 const INCARNATION: u64 = 7;
 
 mod model;
+mod recover;
 
 struct Rig {
     wal: Arc<Wal>,
     meta: Arc<dyn MetaStore>,
+    /// The embedded store under `meta`'s faults.
+    store: Arc<dyn MetaStore>,
     objects: Arc<Objects>,
     puts: Arc<Faults>,
     /// Faults of the metadata store's transactions (the WAL's commits among them).
@@ -55,9 +58,9 @@ async fn assign(meta: &dyn MetaStore, epochs: &[i32]) {
 /// A WAL owning `n` partitions of topic `t` at epoch 1 (not running yet).
 async fn rig(n: i32) -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let faulty = FaultyMetaStore::new(Arc::new(
-        EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap(),
-    ));
+    let embedded: Arc<dyn MetaStore> =
+        Arc::new(EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap());
+    let faulty = FaultyMetaStore::new(embedded.clone());
     let txns = faulty.txns.clone();
     let meta: Arc<dyn MetaStore> = Arc::new(faulty);
     let store = Arc::new(FaultyObjectStore::new(Arc::new(
@@ -107,6 +110,7 @@ async fn rig(n: i32) -> Rig {
     Rig {
         wal,
         meta,
+        store: embedded,
         objects,
         puts,
         txns,
@@ -196,6 +200,7 @@ async fn a_failed_flush_fails_its_writes_and_the_log_continues_at_the_high_water
     r.wal.wait(ok.seq).await.unwrap();
     r.puts.fail_next(u32::MAX);
     let lost = r.append(0, 2).await;
+    let lost_seq = lost.seq;
     assert!(
         matches!(lost.acked().await, Err(Error::NotDurable { .. })),
         "never acknowledged"
@@ -207,6 +212,19 @@ async fn a_failed_flush_fails_its_writes_and_the_log_continues_at_the_high_water
     })
     .await;
     assert_eq!(p.state().high_watermark(), 1);
+    // Before they are given again, the failed flushes are recorded void, durably: after
+    // a crash their objects are never taken for commits a crash lost.
+    let void = r
+        .store
+        .get(&keys::wal_void_key(NODE))
+        .await
+        .unwrap()
+        .unwrap();
+    let void: u64 = String::from_utf8_lossy(&void.value).parse().unwrap();
+    assert!(
+        void >= lost_seq,
+        "void floor {void} below the failed flush {lost_seq}"
+    );
     r.puts.heal();
     // The offsets the failed flush had taken are given again: nothing was acknowledged.
     let again = r.append(0, 1).await;
