@@ -167,6 +167,11 @@ impl Wal {
     /// partitions still owned at the epoch they were appended under.
     async fn commit(&self, f: &Flush) -> Result<()> {
         let committed = self.commit_index(f).await?;
+        if committed.len() < f.entry.ranges.len() {
+            // Ranges were fenced out: the object's footer names data that must never be
+            // taken for a commit a crash lost (its offsets are given out again).
+            self.void_up_to(f.seq).await;
+        }
         if committed.is_empty() {
             // Nothing in it is still ours: the object is garbage.
             if let Err(e) = self.objects.delete(&f.entry.object).await {
@@ -300,21 +305,24 @@ impl Wal {
     /// takes a failed flush's object (which may be whole) for a lost commit. Retries until
     /// the store answers; the buffer stays poisoned (appends refused) meanwhile.
     async fn void_failed(&self) {
+        let open = self.lock_buffer().seq;
+        self.void_up_to(open).await;
+    }
+
+    /// Raises the void floor to `seq` (durably), on a store whose WAL commits may be lost:
+    /// every flush up to `seq` is committed as it stands in the index, or never will be.
+    /// Retries until the store answers.
+    async fn void_up_to(&self, seq: u64) {
         if !self.meta.relaxed_may_be_lost() {
             return;
         }
-        let open = self.lock_buffer().seq;
-        let key = keys::wal_void_key(self.cfg.node_id);
         let mut delay = Duration::from_millis(20);
-        loop {
-            match self.meta.put(&key, open.to_string().into()).await {
-                Ok(()) => return,
-                Err(e) => {
-                    warn!(error = %e, "recording failed WAL flushes failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
-                }
-            }
+        while let Err(e) =
+            super::recover::raise_void(self.meta.as_ref(), self.cfg.node_id, seq).await
+        {
+            warn!(error = %e, "recording void WAL flushes failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
 

@@ -8,8 +8,9 @@
 //! the very entry that was committed. At start, before anything reads the index, every
 //! WAL object of this broker newer than the index (and than its void floor,
 //! [`keys::wal_void_key`]) is read in sequence order, and each range whose partition
-//! still exists and whose first offset is where the partition's log ends is committed
-//! again, durably. A range that does not continue its partition (the data of a flush
+//! still exists, is assigned to this broker, and whose first offset is where the
+//! partition's log ends is committed again, durably; then the void floor is raised to
+//! the highest object listed, so that no sequence left out is ever used again. A range that does not continue its partition (the data of a flush
 //! that failed before a crash, or that was left out because its topic went) is left out:
 //! offsets stay contiguous, and nothing acknowledged is lost, because an acknowledged
 //! range always continues the ranges committed before it.
@@ -18,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 
 use stratus_log::batch;
 use stratus_log::paths::{WalObject, WAL};
-use stratus_meta::repo::{PartitionRecord, TopicRecord};
+use stratus_meta::repo::{Assignment, PartitionRecord, TopicRecord};
 use stratus_meta::Versioned;
 
 use super::*;
@@ -52,8 +53,10 @@ pub async fn recover(meta: &dyn MetaStore, objects: &Objects, node: i32) -> Resu
     if candidates.is_empty() {
         return Ok(0);
     }
-    candidates.sort_by_key(|(w, _)| w.seq);
+    candidates.sort_by_key(|(w, _)| (w.seq, w.incarnation));
+    let highest = candidates.last().map_or(floor, |(w, _)| w.seq);
     let mut ends = log_ends(meta, &index).await?;
+    let owned = owned(meta, node).await?;
     let mut recovered = 0;
     for (w, name) in candidates {
         let body = match objects.get(&name).await {
@@ -73,7 +76,7 @@ pub async fn recover(meta: &dyn MetaStore, objects: &Objects, node: i32) -> Resu
             .into_iter()
             .filter(|r| {
                 let key = (r.topic_id.clone(), r.partition);
-                ends.get(&key) == Some(&r.base_offset) && whole(&body, r)
+                owned.contains(&key) && ends.get(&key) == Some(&r.base_offset) && whole(&body, r)
             })
             .collect();
         if ranges.is_empty() {
@@ -94,6 +97,10 @@ pub async fn recover(meta: &dyn MetaStore, objects: &Objects, node: i32) -> Resu
         }
         recovered += 1;
     }
+    // Every object up to the highest one listed is now committed or void: the sequences
+    // of those left out are never used again (a later flush of the same sequence could
+    // otherwise be ordered after them in the next rebuild).
+    raise_void(meta, node, highest).await?;
     if recovered > 0 {
         info!(
             objects = recovered,
@@ -103,6 +110,16 @@ pub async fn recover(meta: &dyn MetaStore, objects: &Objects, node: i32) -> Resu
     Ok(recovered)
 }
 
+/// Raises the node's void floor to `seq` durably; a lower `seq` leaves it as it is (one
+/// writer per node: this process).
+pub(super) async fn raise_void(meta: &dyn MetaStore, node: i32, seq: u64) -> Result<()> {
+    if void_floor(meta, node).await? < seq {
+        meta.put(&keys::wal_void_key(node), seq.to_string().into())
+            .await?;
+    }
+    Ok(())
+}
+
 /// The node's void floor ([`keys::wal_void_key`]); 0 if none was written. The next flush
 /// sequence must be above it (so must every sequence a new incarnation uses, even when
 /// the index is empty).
@@ -110,6 +127,20 @@ pub async fn void_floor(meta: &dyn MetaStore, node: i32) -> Result<u64> {
     Ok(match meta.get(&keys::wal_void_key(node)).await? {
         Some(v) => String::from_utf8_lossy(&v.value).parse().unwrap_or(0),
         None => 0,
+    })
+}
+
+/// The partitions the node's assignment gives it: nothing else was acknowledged by it
+/// (an append needs ownership, whose record is durable before any relaxed commit after it).
+async fn owned(meta: &dyn MetaStore, node: i32) -> Result<HashSet<Key>> {
+    let key = keys::assignment_key(node);
+    Ok(match meta.get(&key).await? {
+        Some(v) => repo::decode::<Assignment>(&key, &v)?
+            .partitions
+            .into_keys()
+            .map(|p| (p.topic_id.to_string(), p.index))
+            .collect(),
+        None => HashSet::new(),
     })
 }
 
