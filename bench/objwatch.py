@@ -7,7 +7,9 @@ Watches OBJECTS_DIR and every directory created under it, and appends one line p
     P <epoch> <path>   a new object (its final name appears; staging names "...#N" and
                        files under _staging/ are skipped)
 A read-only open within 1 s of the object's creation is not a GET but the broker fsyncing
-the object it has just written, and is skipped. Directory opens (fsyncs) are skipped too.
+the object it has just written, and is skipped; except for a flush's WAL object
+(<incarnation>-<seq>.wal), which the broker writes in place and fsyncs through the file it
+wrote, so that its first read is a GET however soon it comes. Directory opens (fsyncs) are skipped too.
 Start it before the broker and stop it (SIGTERM) while other tools read the files.
 Lost events are written as lines starting with "# LOST" (inotify queue overflow, a directory
 that could not be watched or scanned); bench/report.py shows no GET figure for a run that
@@ -15,6 +17,7 @@ has one.
 """
 import ctypes
 import os
+import re
 import select
 import signal
 import struct
@@ -28,6 +31,8 @@ IN_Q_OVERFLOW = 0x00004000
 IN_ISDIR = 0x40000000
 MASK = IN_CLOSE_NOWRITE | IN_MOVED_TO | IN_CREATE
 FSYNC_WINDOW = 1.0
+# A flush's WAL object: written in place and fsynced through its own file descriptor.
+WAL_FLUSH_OBJECT = re.compile(r"[0-9a-f]{16}-[0-9]{20}\.wal")
 
 
 def main():
@@ -101,7 +106,8 @@ def main():
                     continue
                 if mask & (IN_CREATE | IN_MOVED_TO):
                     if "#" not in name:
-                        created[path] = now
+                        if not WAL_FLUSH_OBJECT.fullmatch(name):
+                            created[path] = now
                         lines.append(f"P {now:.3f} {os.path.relpath(path, root)}\n")
                 elif mask & IN_CLOSE_NOWRITE:
                     t = created.pop(path, None)
