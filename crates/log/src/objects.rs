@@ -393,6 +393,11 @@ impl Objects {
             return self.put_new(key, data).await;
         };
         let len = data.len() as u64;
+        let span = SpanGuard::child("object_store.put");
+        if span.is_recording() {
+            span.set("object", key.to_string());
+            span.set("bytes", len as i64);
+        }
         let started = Instant::now();
         let file = root.join(key);
         let known = self.known_dirs();
@@ -426,6 +431,9 @@ impl Objects {
             }
             Ok(Err(e)) | Err(e) => Err(e.into()),
         };
+        if let Err(e) = &r {
+            span.fail(e);
+        }
         let failed = matches!(&r, Err(e) if !e.already_exists());
         let counted: Result<(), ()> = if failed { Err(()) } else { Ok(()) };
         self.metrics
