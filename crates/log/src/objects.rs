@@ -470,20 +470,8 @@ impl Objects {
                 let path = key.to_string();
                 match tokio::task::spawn_blocking(move || std::fs::read(file)).await {
                     Ok(Ok(v)) => Ok(Bytes::from(v)),
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                        Err(object_store::Error::NotFound {
-                            path,
-                            source: Box::new(e),
-                        })
-                    }
-                    Ok(Err(e)) => Err(object_store::Error::Generic {
-                        store: "local",
-                        source: Box::new(e),
-                    }),
-                    Err(e) => Err(object_store::Error::Generic {
-                        store: "local",
-                        source: Box::new(e),
-                    }),
+                    Ok(Err(e)) => Err(local_error(path, e)),
+                    Err(e) => Err(local_error(path, std::io::Error::other(e.to_string()))),
                 }
             }
             None => match self.store.get(&Path::from(key)).await {
@@ -575,20 +563,23 @@ async fn read_local(file: PathBuf, key: &str, range: Range<u64>) -> object_store
             )
             .into(),
         }),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(object_store::Error::NotFound {
-                path,
-                source: Box::new(e),
-            })
+        Ok(Err(e)) => Err(local_error(path, e)),
+        Err(e) => Err(local_error(path, std::io::Error::other(e.to_string()))),
+    }
+}
+
+/// A local read's I/O error as object_store reports it: NotFound for a missing file.
+fn local_error(path: String, e: std::io::Error) -> object_store::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        object_store::Error::NotFound {
+            path,
+            source: Box::new(e),
         }
-        Ok(Err(e)) => Err(object_store::Error::Generic {
+    } else {
+        object_store::Error::Generic {
             store: "LocalFileSystem",
             source: Box::new(e),
-        }),
-        Err(e) => Err(object_store::Error::Generic {
-            store: "LocalFileSystem",
-            source: Box::new(std::io::Error::other(e.to_string())),
-        }),
+        }
     }
 }
 

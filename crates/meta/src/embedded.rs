@@ -121,15 +121,6 @@ impl EmbeddedStore {
 }
 
 impl Inner {
-    fn apply(
-        &self,
-        compares: Vec<Compare>,
-        ops: Vec<Op>,
-        durable: bool,
-    ) -> Result<bool, MetaError> {
-        self.write(compares, ops, None, durable)
-    }
-
     /// Makes every relaxed write so far durable: an empty durable commit.
     fn sync(&self) -> Result<(), MetaError> {
         let unsynced = self.unsynced.swap(false, Ordering::AcqRel);
@@ -272,6 +263,25 @@ impl Drop for Inner {
     }
 }
 
+impl EmbeddedStore {
+    /// A transaction within the size limit, durable or relaxed.
+    async fn transact(
+        &self,
+        compares: Vec<Compare>,
+        ops: Vec<Op>,
+        durable: bool,
+    ) -> Result<bool, MetaError> {
+        if compares.len() + ops.len() > MAX_TXN_OPS {
+            return Err(MetaError::TooLarge(format!(
+                "{} operations in one transaction",
+                compares.len() + ops.len()
+            )));
+        }
+        let inner = self.inner.clone();
+        blocking(move || inner.write(compares, ops, None, durable)).await
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, MetaError> + Send + 'static,
 ) -> Result<T, MetaError> {
@@ -326,25 +336,11 @@ impl MetaStore for EmbeddedStore {
     }
 
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
-        if compares.len() + ops.len() > MAX_TXN_OPS {
-            return Err(MetaError::TooLarge(format!(
-                "{} operations in one transaction",
-                compares.len() + ops.len()
-            )));
-        }
-        let inner = self.inner.clone();
-        blocking(move || inner.apply(compares, ops, true)).await
+        self.transact(compares, ops, true).await
     }
 
     async fn txn_relaxed(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
-        if compares.len() + ops.len() > MAX_TXN_OPS {
-            return Err(MetaError::TooLarge(format!(
-                "{} operations in one transaction",
-                compares.len() + ops.len()
-            )));
-        }
-        let inner = self.inner.clone();
-        blocking(move || inner.apply(compares, ops, false)).await
+        self.transact(compares, ops, false).await
     }
 
     fn relaxed_may_be_lost(&self) -> bool {
