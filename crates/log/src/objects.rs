@@ -327,15 +327,7 @@ impl Objects {
         }
         let started = Instant::now();
         let r = self.put_durably(key, data, opts).await;
-        if let Err(e) = &r {
-            span.fail(e);
-        }
-        // An object that already exists is an answer, not a failure of the store.
-        let failed = matches!(&r, Err(e) if !e.already_exists());
-        let counted: Result<(), ()> = if failed { Err(()) } else { Ok(()) };
-        self.metrics
-            .record(Op::Put, started, if r.is_ok() { len } else { 0 }, &counted);
-        r
+        self.put_done(&span, started, len, r)
     }
 
     async fn put_durably(
@@ -364,6 +356,25 @@ impl Objects {
         .map_err(|e| std::io::Error::other(e.to_string()))??;
         self.add_known_dirs(synced);
         Ok(())
+    }
+
+    /// Ends a PUT: its span fails with its error, its metrics count it.
+    fn put_done(
+        &self,
+        span: &SpanGuard,
+        started: Instant,
+        len: u64,
+        r: Result<(), ObjectError>,
+    ) -> Result<(), ObjectError> {
+        if let Err(e) = &r {
+            span.fail(e);
+        }
+        // An object that already exists is an answer, not a failure of the store.
+        let failed = matches!(&r, Err(e) if !e.already_exists());
+        let counted: Result<(), ()> = if failed { Err(()) } else { Ok(()) };
+        self.metrics
+            .record(Op::Put, started, if r.is_ok() { len } else { 0 }, &counted);
+        r
     }
 
     fn known_dirs(&self) -> HashSet<PathBuf> {
@@ -431,14 +442,7 @@ impl Objects {
             }
             Ok(Err(e)) | Err(e) => Err(e.into()),
         };
-        if let Err(e) = &r {
-            span.fail(e);
-        }
-        let failed = matches!(&r, Err(e) if !e.already_exists());
-        let counted: Result<(), ()> = if failed { Err(()) } else { Ok(()) };
-        self.metrics
-            .record(Op::Put, started, if r.is_ok() { len } else { 0 }, &counted);
-        r
+        self.put_done(&span, started, len, r)
     }
 
     /// Reads a byte range of an object.
