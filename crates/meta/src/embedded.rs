@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -35,7 +35,10 @@ pub struct EmbeddedStore {
 }
 
 struct Inner {
-    db: Database,
+    /// `None` once the store is dropped: the file is closed then, even while a blocking
+    /// task (the sync tick, an abandoned call) still holds this `Inner`, so the same path
+    /// can be opened again at once.
+    db: RwLock<Option<Database>>,
     watchers: Mutex<Vec<(String, mpsc::Sender<WatchEvent>)>>,
     leases: Mutex<HashMap<LeaseId, (Duration, Instant)>>,
     next_lease: Mutex<LeaseId>,
@@ -85,7 +88,7 @@ impl EmbeddedStore {
         }
         w.commit().map_err(err)?;
         let inner = Arc::new(Inner {
-            db,
+            db: RwLock::new(Some(db)),
             watchers: Mutex::new(Vec::new()),
             leases: Mutex::new(HashMap::new()),
             next_lease: Mutex::new(1),
@@ -121,11 +124,28 @@ impl EmbeddedStore {
 }
 
 impl Inner {
+    /// Runs `f` on the open database; an error once the store is closed.
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, MetaError>,
+    ) -> Result<T, MetaError> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        match db.as_ref() {
+            Some(db) => f(db),
+            None => Err(MetaError::Unavailable(
+                "the embedded store is closed".into(),
+            )),
+        }
+    }
+
     /// Makes every relaxed write so far durable: an empty durable commit.
     fn sync(&self) -> Result<(), MetaError> {
+        self.with_db(|db| self.sync_in(db))
+    }
+
+    fn sync_in(&self, db: &Database) -> Result<(), MetaError> {
         let unsynced = self.unsynced.swap(false, Ordering::AcqRel);
-        let r = self
-            .db
+        let r = db
             .begin_write()
             .map_err(err)
             .and_then(|w| w.commit().map_err(err));
@@ -142,11 +162,22 @@ impl Inner {
     fn write(
         &self,
         compares: Vec<Compare>,
+        ops: Vec<Op>,
+        revoked: Option<LeaseId>,
+        durable: bool,
+    ) -> Result<bool, MetaError> {
+        self.with_db(|db| self.write_in(db, compares, ops, revoked, durable))
+    }
+
+    fn write_in(
+        &self,
+        db: &Database,
+        compares: Vec<Compare>,
         mut ops: Vec<Op>,
         revoked: Option<LeaseId>,
         durable: bool,
     ) -> Result<bool, MetaError> {
-        let mut w = self.db.begin_write().map_err(err)?;
+        let mut w = db.begin_write().map_err(err)?;
         if !durable {
             w.set_durability(Durability::None).map_err(err)?;
         }
@@ -254,11 +285,15 @@ impl Inner {
     }
 }
 
-impl Drop for Inner {
-    /// A store closed cleanly keeps its relaxed writes.
+impl Drop for EmbeddedStore {
+    /// Closes the file, keeping the relaxed writes: waits for calls still running on it
+    /// (a sync tick, a call whose future was dropped) — milliseconds — then syncs.
     fn drop(&mut self) {
-        if *self.unsynced.get_mut() {
-            let _ = self.sync();
+        let mut db = self.inner.db.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = db.take() {
+            if self.inner.unsynced.load(Ordering::Acquire) {
+                let _ = self.inner.sync_in(&open);
+            }
         }
     }
 }
@@ -294,16 +329,18 @@ impl MetaStore for EmbeddedStore {
         let inner = self.inner.clone();
         let key = key.to_string();
         blocking(move || {
-            let r = inner.db.begin_read().map_err(err)?;
-            let kv = r.open_table(KV).map_err(err)?;
-            Ok(kv
-                .get(key.as_str())
-                .map_err(err)?
-                .and_then(|v| decode(v.value()))
-                .map(|(rev, _, value)| Versioned {
-                    value,
-                    mod_revision: rev,
-                }))
+            inner.with_db(|db| {
+                let r = db.begin_read().map_err(err)?;
+                let kv = r.open_table(KV).map_err(err)?;
+                Ok(kv
+                    .get(key.as_str())
+                    .map_err(err)?
+                    .and_then(|v| decode(v.value()))
+                    .map(|(rev, _, value)| Versioned {
+                        value,
+                        mod_revision: rev,
+                    }))
+            })
         })
         .await
     }
@@ -312,25 +349,27 @@ impl MetaStore for EmbeddedStore {
         let inner = self.inner.clone();
         let prefix = prefix.to_string();
         blocking(move || {
-            let r = inner.db.begin_read().map_err(err)?;
-            let kv = r.open_table(KV).map_err(err)?;
-            let mut out = Vec::new();
-            for e in kv.range(prefix.as_str()..).map_err(err)? {
-                let (k, v) = e.map_err(err)?;
-                if !k.value().starts_with(prefix.as_str()) {
-                    break;
+            inner.with_db(|db| {
+                let r = db.begin_read().map_err(err)?;
+                let kv = r.open_table(KV).map_err(err)?;
+                let mut out = Vec::new();
+                for e in kv.range(prefix.as_str()..).map_err(err)? {
+                    let (k, v) = e.map_err(err)?;
+                    if !k.value().starts_with(prefix.as_str()) {
+                        break;
+                    }
+                    if let Some((rev, _, value)) = decode(v.value()) {
+                        out.push((
+                            k.value().to_string(),
+                            Versioned {
+                                value,
+                                mod_revision: rev,
+                            },
+                        ));
+                    }
                 }
-                if let Some((rev, _, value)) = decode(v.value()) {
-                    out.push((
-                        k.value().to_string(),
-                        Versioned {
-                            value,
-                            mod_revision: rev,
-                        },
-                    ));
-                }
-            }
-            Ok(out)
+                Ok(out)
+            })
         })
         .await
     }
