@@ -118,6 +118,18 @@ impl Storage {
         )
     }
 
+    /// `cache.memory.bytes`, or its default: 64 MiB for a local directory (the kernel's
+    /// page cache holds its files too, and a tail reader finds the newest objects in the
+    /// 64 MiB), 256 MiB otherwise.
+    pub fn memory_cache_bytes(&self) -> u64 {
+        self.cache_memory_bytes
+            .unwrap_or(if self.object_store_url().starts_with("file:") {
+                64 << 20
+            } else {
+                256 << 20
+            })
+    }
+
     /// `cache.disk.bytes`, or its default: none for a local directory (its objects are
     /// local already), 1 GiB otherwise.
     pub fn disk_cache_bytes(&self) -> u64 {
@@ -404,6 +416,22 @@ mod tests {
         assert_eq!(s.server.listeners[0].port, 9092);
         assert_eq!(s.storage.flush_interval_ms(), 2);
         assert!(s.storage.object_store_url().starts_with("file:///"));
+    }
+
+    #[test]
+    fn cache_sizes_default_by_store_and_yield_to_a_setting() {
+        let local = Settings::from_pairs(vec![]).unwrap();
+        assert_eq!(local.storage.memory_cache_bytes(), 64 << 20);
+        assert_eq!(local.storage.disk_cache_bytes(), 0);
+        let s3 = |extra: Vec<(String, String)>| {
+            let mut pairs = vec![("object.store.url".into(), "s3://bucket/prefix".into())];
+            pairs.extend(extra);
+            Settings::from_pairs(pairs).unwrap()
+        };
+        assert_eq!(s3(vec![]).storage.memory_cache_bytes(), 256 << 20);
+        assert_eq!(s3(vec![]).storage.disk_cache_bytes(), 1 << 30);
+        let set = s3(vec![("cache.memory.bytes".into(), "0".into())]);
+        assert_eq!(set.storage.memory_cache_bytes(), 0);
     }
 
     #[test]

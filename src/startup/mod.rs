@@ -86,7 +86,7 @@ impl Broker {
         let cache = Arc::new(BlockCache::new(
             objects.clone(),
             settings.storage.cache_block_bytes,
-            settings.storage.cache_memory_bytes,
+            settings.storage.memory_cache_bytes(),
             settings.storage.data_dir.join("cache"),
             settings.storage.disk_cache_bytes(),
         ));

@@ -26,6 +26,9 @@ use super::{Compare, LeaseId, MetaError, MetaStore, Op, Versioned, WatchEvent, M
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const REV: TableDefinition<&str, u64> = TableDefinition::new("revision");
 const WATCH_QUEUE: usize = 4096;
+/// redb's page cache (its default is 1 GiB): the working set of the metadata is small,
+/// and without a bound the cache grows with the file (tens of MiB an hour of WAL commits).
+const CACHE_BYTES: usize = 32 << 20;
 /// Longest time a relaxed write stays in memory only (while the process runs).
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -65,12 +68,15 @@ impl EmbeddedStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                MetaError::Locked(path.display().to_string())
-            }
-            e => err(e),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    MetaError::Locked(path.display().to_string())
+                }
+                e => err(e),
+            })?;
         let w = db.begin_write().map_err(err)?;
         {
             let mut kv = w.open_table(KV).map_err(err)?;
