@@ -48,10 +48,11 @@ impl Objects {
     pub async fn bulk_writer(&self, key: &str) -> Result<BulkWriter<'_>, ObjectError> {
         let to = match &self.local_root {
             Some(root) => {
-                let (root, k) = (root.clone(), key.to_string());
-                let staged = tokio::task::spawn_blocking(move || Staged::create(&root, &k))
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))??;
+                let (root, k, b) = (root.clone(), key.to_string(), self.budget.clone());
+                let staged =
+                    tokio::task::spawn_blocking(move || Staged::create(&root, &k, Some(b)))
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()))??;
                 To::Local(Some(staged))
             }
             None => {

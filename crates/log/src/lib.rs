@@ -7,6 +7,7 @@
 //!   footer naming each partition's range);
 //! - [`paths`]: every object name, built and parsed in one place;
 //! - [`objects`]: the object store (object_store backends by URL, local fsync, counters);
+//! - [`budget`]: the pace of background writes to a local directory, set by the foreground's;
 //! - [`bulk`]: large objects streamed to the store a part at a time (sealed segments);
 //! - [`cache`]: the read cache (memory, then local disk, then ranged GETs);
 //! - [`clock`]: wall-clock time, injectable so that time-driven jobs can be tested.
@@ -15,6 +16,7 @@
 //! protocol handlers.
 
 pub mod batch;
+pub mod budget;
 pub mod bulk;
 pub mod cache;
 pub mod clock;

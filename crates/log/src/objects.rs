@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::budget::IoBudget;
 use bytes::Bytes;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use stratus_metrics::trace::SpanGuard;
@@ -191,6 +192,8 @@ pub struct Objects {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) local_root: Option<PathBuf>,
     synced_dirs: Mutex<HashSet<PathBuf>>,
+    /// The pace of background writes to a local directory.
+    pub(crate) budget: Arc<IoBudget>,
     /// Request counters.
     pub metrics: ObjectMetrics,
 }
@@ -245,6 +248,7 @@ impl Objects {
             store,
             local_root,
             synced_dirs: Mutex::new(HashSet::new()),
+            budget: Arc::default(),
             metrics: ObjectMetrics::default(),
         })
     }
@@ -255,6 +259,7 @@ impl Objects {
             store,
             local_root: None,
             synced_dirs: Mutex::new(HashSet::new()),
+            budget: Arc::default(),
             metrics: ObjectMetrics::default(),
         }
     }
@@ -292,8 +297,9 @@ impl Objects {
         } else {
             crate::paced::Mode::Create
         };
+        let budget = Some(self.budget.clone());
         let r = match tokio::task::spawn_blocking(move || {
-            crate::paced::write(&root, &owned, &data, mode)
+            crate::paced::write(&root, &owned, &data, mode, budget)
         })
         .await
         {
@@ -432,6 +438,7 @@ impl Objects {
         let r: Result<(), ObjectError> = match r {
             Ok(Ok(synced)) => {
                 self.add_known_dirs(synced);
+                self.budget.foreground(len, Instant::now());
                 Ok(())
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {

@@ -22,6 +22,9 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::budget::IoBudget;
 
 /// The directory, under the store's root, of objects being written.
 pub const STAGING: &str = "_staging";
@@ -44,8 +47,14 @@ pub enum Mode {
 
 /// Writes `data` as `root/key`, a slice at a time; returns the object's path. Blocking:
 /// call it from a blocking thread.
-pub fn write(root: &Path, key: &str, data: &[u8], mode: Mode) -> io::Result<PathBuf> {
-    let mut staged = Staged::create(root, key)?;
+pub fn write(
+    root: &Path,
+    key: &str,
+    data: &[u8],
+    mode: Mode,
+    budget: Option<Arc<IoBudget>>,
+) -> io::Result<PathBuf> {
+    let mut staged = Staged::create(root, key, budget)?;
     staged.write(data)?;
     staged.commit(mode).map(|(path, _)| path)
 }
@@ -61,11 +70,13 @@ pub struct Staged {
     unsynced: usize,
     /// Bytes synced (and dropped from the page cache).
     written: u64,
+    /// Paces the slices (see [`crate::budget`]); `None`: written as fast as they go.
+    budget: Option<Arc<IoBudget>>,
 }
 
 impl Staged {
     /// A new staging file for `root/key`.
-    pub fn create(root: &Path, key: &str) -> io::Result<Self> {
+    pub fn create(root: &Path, key: &str, budget: Option<Arc<IoBudget>>) -> io::Result<Self> {
         let dest = root.join(key);
         if let Some(dir) = dest.parent() {
             std::fs::create_dir_all(dir)?;
@@ -84,6 +95,7 @@ impl Staged {
             dest,
             unsynced: 0,
             written: 0,
+            budget,
         })
     }
 
@@ -95,6 +107,9 @@ impl Staged {
             .ok_or_else(|| io::Error::other("staged object already committed"))?;
         while !data.is_empty() {
             let n = (SLICE - self.unsynced).min(data.len());
+            if let Some(b) = &self.budget {
+                b.wait_blocking(n as u64);
+            }
             f.write_all(&data[..n])?;
             data = &data[n..];
             self.unsynced += n;
@@ -174,12 +189,12 @@ mod tests {
     fn writes_whole_objects_and_never_overwrites_in_create_mode() {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..(SLICE * 2 + 17)).map(|i| i as u8).collect();
-        let p = write(dir.path(), "a/b/obj", &data, Mode::Create).unwrap();
+        let p = write(dir.path(), "a/b/obj", &data, Mode::Create, None).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), data);
-        let e = write(dir.path(), "a/b/obj", b"other", Mode::Create).unwrap_err();
+        let e = write(dir.path(), "a/b/obj", b"other", Mode::Create, None).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(&p).unwrap(), data, "untouched");
-        write(dir.path(), "a/b/obj", b"other", Mode::Replace).unwrap();
+        write(dir.path(), "a/b/obj", b"other", Mode::Replace, None).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"other");
         assert_eq!(
             std::fs::read_dir(dir.path().join(STAGING)).unwrap().count(),
@@ -195,7 +210,7 @@ mod tests {
     fn a_staged_object_written_in_pieces_appears_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..(SLICE * 2 + 17)).map(|i| (i % 251) as u8).collect();
-        let mut s = Staged::create(dir.path(), "seg/x").unwrap();
+        let mut s = Staged::create(dir.path(), "seg/x", None).unwrap();
         for piece in data.chunks(SLICE / 3 + 5) {
             s.write(piece).unwrap();
             assert!(!dir.path().join("seg/x").exists(), "never seen in part");
@@ -206,23 +221,23 @@ mod tests {
             (data.clone(), false)
         );
         // A second one of that name: refused in Create mode, replaces in Replace mode.
-        let mut again = Staged::create(dir.path(), "seg/x").unwrap();
+        let mut again = Staged::create(dir.path(), "seg/x", None).unwrap();
         again.write(b"new").unwrap();
         let e = again.commit(Mode::Create).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
-        let mut again = Staged::create(dir.path(), "seg/x").unwrap();
+        let mut again = Staged::create(dir.path(), "seg/x", None).unwrap();
         again.write(b"new").unwrap();
         assert!(again.commit(Mode::Replace).unwrap().1);
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        let mut any = Staged::create(dir.path(), "seg/x").unwrap();
+        let mut any = Staged::create(dir.path(), "seg/x", None).unwrap();
         any.write(b"newer").unwrap();
         assert!(any.commit(Mode::Any).unwrap().1);
         assert_eq!(std::fs::read(&path).unwrap(), b"newer");
-        let mut fresh = Staged::create(dir.path(), "seg/z").unwrap();
+        let mut fresh = Staged::create(dir.path(), "seg/z", None).unwrap();
         fresh.write(b"z").unwrap();
         assert!(!fresh.commit(Mode::Any).unwrap().1);
         // Abandoned: nothing appears, and no staging file is left.
-        let mut gone = Staged::create(dir.path(), "seg/y").unwrap();
+        let mut gone = Staged::create(dir.path(), "seg/y", None).unwrap();
         gone.write(&data).unwrap();
         drop(gone);
         assert!(!dir.path().join("seg/y").exists());
