@@ -1,7 +1,7 @@
 //! The write budget of background work on a local directory (seals, WAL compaction), so
 //! that it never stalls the foreground's fsyncs.
 //!
-//! A background writer syncs its object a slice at a time ([`crate::paced`]), but written
+//! A background writer syncs its object a slice at a time (`paced.rs`), but written
 //! as fast as the disk takes it, a 32 MiB segment still filled the device's queue for a
 //! few hundred milliseconds, and every WAL fsync issued meanwhile waited behind it: produce
 //! p99 at 50 MiB/s was 9–10 ms with seals running and 6 ms without. Here background
