@@ -16,15 +16,13 @@ pub(super) fn build_object(object: &str, entries: &[Entry]) -> Built {
             .or_default()
             .push(e);
     }
-    let total: usize = entries.iter().map(|e| e.bytes.len()).sum();
-    let mut body = BytesMut::with_capacity(total + 256 + 128 * groups.len());
+    // Where each range goes, then the footer, then the object in one buffer of its exact
+    // size (grown by doubling, the footer's append copied the whole object once more).
     let mut ranges = Vec::with_capacity(groups.len());
     let mut partitions = Vec::with_capacity(groups.len());
+    let mut pos = 0u64;
     for group in groups.values() {
-        let pos = body.len() as u64;
-        for e in group {
-            body.extend_from_slice(&e.bytes);
-        }
+        let len: u64 = group.iter().map(|e| e.bytes.len() as u64).sum();
         let p = &group[0].partition;
         partitions.push((p.clone(), group[0].epoch));
         let base = batch_base(&group[0].bytes);
@@ -34,19 +32,24 @@ pub(super) fn build_object(object: &str, entries: &[Entry]) -> Built {
             base_offset: base,
             end_offset: group.last().map(|e| e.end).unwrap_or(base),
             pos,
-            len: body.len() as u64 - pos,
+            len,
             max_timestamp: group.iter().map(|e| e.max_timestamp).max().unwrap_or(-1),
             producers: group
                 .iter()
                 .flat_map(|e| e.producers.iter().copied())
                 .collect(),
         });
+        pos += len;
     }
     let entry = WalEntry {
         object: object.to_string(),
         ranges,
     };
     let footer = repo::encode(&entry);
+    let mut body = BytesMut::with_capacity(pos as usize + footer.len() + wal_format::TRAILER_LEN);
+    for e in groups.values().flatten() {
+        body.extend_from_slice(&e.bytes);
+    }
     wal_format::finish(&mut body, &footer);
     (body.freeze(), entry, footer, partitions)
 }

@@ -10,6 +10,7 @@
 //! - [`budget`]: the pace of background writes to a local directory, set by the foreground's;
 //! - [`bulk`]: large objects streamed to the store a part at a time (sealed segments);
 //! - [`cache`]: the read cache (memory, then local disk, then ranged GETs);
+//! - [`pool`]: reused buffers for ranged reads of a local store;
 //! - [`clock`]: wall-clock time, injectable so that time-driven jobs can be tested.
 //!
 //! It owns no broker state and may not see the broker, the metadata store or the
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod objects;
 pub mod paced;
 pub mod paths;
+pub mod pool;
 pub mod segment;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

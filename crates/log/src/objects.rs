@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::budget::IoBudget;
+use crate::pool::BufferPool;
 use bytes::Bytes;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use stratus_metrics::trace::SpanGuard;
@@ -194,6 +195,8 @@ pub struct Objects {
     synced_dirs: Mutex<HashSet<PathBuf>>,
     /// The pace of background writes to a local directory.
     pub(crate) budget: Arc<IoBudget>,
+    /// Buffers of ranged reads of a local directory, reused.
+    buffers: Arc<BufferPool>,
     /// Request counters.
     pub metrics: ObjectMetrics,
 }
@@ -249,6 +252,7 @@ impl Objects {
             local_root,
             synced_dirs: Mutex::new(HashSet::new()),
             budget: Arc::default(),
+            buffers: Arc::default(),
             metrics: ObjectMetrics::default(),
         })
     }
@@ -260,6 +264,7 @@ impl Objects {
             local_root: None,
             synced_dirs: Mutex::new(HashSet::new()),
             budget: Arc::default(),
+            buffers: Arc::default(),
             metrics: ObjectMetrics::default(),
         }
     }
@@ -461,7 +466,7 @@ impl Objects {
         }
         let started = Instant::now();
         let r = match &self.local_root {
-            Some(root) => read_local(root.join(key), key, range).await,
+            Some(root) => read_local(&self.buffers, root.join(key), key, range).await,
             None => self.store.get_range(&Path::from(key), range).await,
         };
         if let Err(e) = &r {
@@ -550,20 +555,26 @@ fn sync_dirs(
 
 /// A ranged read of a local object, into memory that is not zeroed first (object_store's
 /// local backend zeroes every buffer it reads into: a tenth of a consumer's CPU).
-async fn read_local(file: PathBuf, key: &str, range: Range<u64>) -> object_store::Result<Bytes> {
+async fn read_local(
+    buffers: &Arc<BufferPool>,
+    file: PathBuf,
+    key: &str,
+    range: Range<u64>,
+) -> object_store::Result<Bytes> {
     use std::io::{Read, Seek, SeekFrom};
     let path = key.to_string();
     let wanted = range.end.saturating_sub(range.start);
+    let pool = buffers.clone();
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let mut f = std::fs::File::open(&file)?;
         f.seek(SeekFrom::Start(range.start))?;
-        let mut buf = Vec::with_capacity(wanted as usize);
+        let mut buf = pool.take(wanted as usize);
         f.take(wanted).read_to_end(&mut buf)?;
         Ok(buf)
     })
     .await;
     match read {
-        Ok(Ok(buf)) if buf.len() as u64 == wanted => Ok(Bytes::from(buf)),
+        Ok(Ok(buf)) if buf.len() as u64 == wanted => Ok(buffers.bytes(buf)),
         Ok(Ok(buf)) => Err(object_store::Error::Generic {
             store: "LocalFileSystem",
             source: format!(

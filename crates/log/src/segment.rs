@@ -78,6 +78,8 @@ pub struct Meta {
 #[derive(Default)]
 pub struct Writer {
     part: BytesMut,
+    /// The capacity a new part starts with.
+    part_capacity: usize,
     /// Bytes already taken in parts.
     taken: u64,
     index: Vec<IndexEntry>,
@@ -93,9 +95,12 @@ impl Writer {
         Self::with_capacity(0)
     }
 
-    fn with_capacity(n: usize) -> Self {
+    /// An empty segment whose parts are about `n` bytes: each part's buffer is allocated
+    /// once, at that size, rather than grown by doubling (a copy of everything at each).
+    pub fn with_capacity(n: usize) -> Self {
         Writer {
             part: BytesMut::with_capacity(n),
+            part_capacity: n,
             max_ts: -1,
             ..Default::default()
         }
@@ -131,7 +136,9 @@ impl Writer {
             return None;
         }
         self.taken += self.part.len() as u64;
-        Some(self.part.split().freeze())
+        let part = self.part.split().freeze();
+        self.part.reserve(self.part_capacity);
+        Some(part)
     }
 
     /// The last part (the rest of the batches, the index and the footer) and what the
