@@ -15,13 +15,15 @@ use stratus_log::paths::SegmentObject;
 use stratus_log::segment;
 use stratus_meta::repo::SegmentRef;
 
-/// Seals run at once. The partitions due together mostly hold ranges of the same WAL
-/// objects (one object per flush holds every partition written meanwhile), so side by side
-/// their seals read each block once ([`stratus_log::cache::BlockCache`] fetches a block
-/// once for all who wait on it); one after another, each re-read every object it touched
-/// once the unsealed data outgrew the memory cache. At 50 MB/s into 8 partitions, bytes
-/// read per byte sealed: 6.0 one after another, 2.0 four at once, 1.3 eight at once; but
-/// eight at once raised the broker's peak RSS from 0.8 to 1.5 GB, four kept it at 0.8.
+/// Seals run at once. On a local store each reads exactly its ranges, once
+/// ([`stratus_log::cache::BlockCache::read_once`]). On S3 they read by blocks, and the
+/// partitions due together mostly hold ranges of the same WAL objects (one object per
+/// flush holds every partition written meanwhile), so side by side their seals read each
+/// block once ([`stratus_log::cache::BlockCache`] fetches a block once for all who wait on
+/// it); one after another, each re-read every object it touched once the unsealed data
+/// outgrew the memory cache. At 50 MB/s into 8 partitions, bytes read per byte sealed: 6.0
+/// one after another, 2.0 four at once, 1.3 eight at once; but eight at once raised the
+/// broker's peak RSS from 0.8 to 1.5 GB, four kept it at 0.8.
 const SEALS_AT_ONCE: usize = 4;
 
 /// Seals what is due; returns how many partitions failed to seal and the first error.
@@ -156,7 +158,11 @@ async fn write_segment(
         else {
             continue;
         };
-        let data = match up.cache.read(object, *object_size, *pos..pos + len).await {
+        let data = match up
+            .cache
+            .read_once(object, *object_size, *pos..pos + len)
+            .await
+        {
             Ok(d) => d,
             Err(e) => {
                 failed = Some(Error::from(e));

@@ -221,22 +221,58 @@ impl BlockCache {
             (first..=last).map(|b| self.block_of(key.clone(), size, b)),
         )
         .await?;
-        let skip = (range.start - first * self.block) as usize;
-        let len = (end - range.start) as usize;
-        if blocks.len() == 1 {
-            let b = &blocks[0];
-            return Ok(b.slice(skip.min(b.len())..(skip + len).min(b.len())));
+        Ok(slice_of(
+            &blocks,
+            first * self.block,
+            self.block,
+            range.start..end,
+        ))
+    }
+
+    /// Reads `range` for a reader that reads it only once (a seal): from the memory tier if
+    /// every block of it is there; otherwise, on a local store, exactly the range, from the
+    /// store and not cached. A seal's range is one partition's part of WAL objects that
+    /// hold many: read by blocks, it brought in the other partitions' data too (two bytes
+    /// read per byte sealed with four seals at once), each block evicting one a consumer
+    /// was about to read. On a remote store it is read as [`BlockCache::read`] does: a GET
+    /// per range would multiply requests, and the seals of partitions due together share
+    /// the blocks they fetch.
+    pub async fn read_once(
+        &self,
+        key: &Arc<str>,
+        size: u64,
+        range: Range<u64>,
+    ) -> Result<Bytes, ObjectError> {
+        let end = range.end.min(size);
+        if range.start >= end {
+            return Ok(Bytes::new());
         }
-        // Spanning blocks: only the wanted bytes are copied.
-        let mut out = BytesMut::with_capacity(len);
-        let mut at = first * self.block;
-        for b in &blocks {
-            let from = range.start.saturating_sub(at).min(b.len() as u64) as usize;
-            let to = (end.saturating_sub(at)).min(b.len() as u64) as usize;
-            out.extend_from_slice(&b[from..to.max(from)]);
-            at += self.block;
+        if self.objects.local_root.is_none() {
+            return self.read(key, size, range).await;
         }
-        Ok(out.freeze())
+        let (first, last) = (range.start / self.block, (end - 1) / self.block);
+        let mut held = Vec::new();
+        for b in first..=last {
+            match self.memory.get(&(key.clone(), b)).await {
+                Some(block) => held.push(block),
+                None => break,
+            }
+        }
+        if held.len() as u64 == last - first + 1 {
+            let m = &self.metrics;
+            m.memory_hits.add(held.len() as u64);
+            m.memory_bytes
+                .add(held.iter().map(|b| b.len() as u64).sum());
+            return Ok(slice_of(
+                &held,
+                first * self.block,
+                self.block,
+                range.start..end,
+            ));
+        }
+        let b = self.objects.get_range(key, range.start..end).await?;
+        self.metrics.store_bytes.add(b.len() as u64);
+        Ok(b)
     }
 
     async fn block_of(&self, key: Arc<str>, size: u64, block: u64) -> Result<Bytes, ObjectError> {
@@ -309,6 +345,25 @@ impl BlockCache {
     pub fn clear_memory(&self) {
         self.memory.invalidate_all();
     }
+}
+
+/// `range` of an object from its consecutive `block`-byte blocks, the first at `at`: a slice
+/// of the one block it lies in, or a copy of the wanted bytes of several.
+fn slice_of(blocks: &[Bytes], at: u64, block: u64, range: Range<u64>) -> Bytes {
+    let skip = (range.start - at) as usize;
+    let len = (range.end - range.start) as usize;
+    if let [b] = blocks {
+        return b.slice(skip.min(b.len())..(skip + len).min(b.len()));
+    }
+    let mut out = BytesMut::with_capacity(len);
+    let mut at = at;
+    for b in blocks {
+        let from = range.start.saturating_sub(at).min(b.len() as u64) as usize;
+        let to = (range.end.saturating_sub(at)).min(b.len() as u64) as usize;
+        out.extend_from_slice(&b[from..to.max(from)]);
+        at += block;
+    }
+    out.freeze()
 }
 
 impl Collect for BlockCache {
@@ -443,5 +498,51 @@ mod tests {
             3,
             "16 readers of blocks 0..=2 at once: one GET per block"
         );
+    }
+
+    #[tokio::test]
+    async fn a_read_once_of_a_local_store_reads_just_its_range_and_caches_nothing() {
+        let (_dir, objects, cache, key, data) = fixture(true, 10_000, 1000, 1 << 20).await;
+        let got = cache.read_once(&key, 10_000, 1500..4200).await.unwrap();
+        assert_eq!(&got[..], &data[1500..4200]);
+        assert_eq!(objects.metrics.requests(Op::Get), 1, "one ranged read");
+        assert_eq!(
+            cache.metrics.store_bytes.get(),
+            2700,
+            "the range, not its blocks"
+        );
+        cache.memory.run_pending_tasks().await;
+        assert_eq!(cache.memory.entry_count(), 0, "nothing cached");
+        // Blocks in memory are used: blocks 1..=4 read (and cached) by an ordinary read.
+        cache.read(&key, 10_000, 1000..5000).await.unwrap();
+        let gets = objects.metrics.requests(Op::Get);
+        let again = cache.read_once(&key, 10_000, 1500..4200).await.unwrap();
+        assert_eq!(&again[..], &data[1500..4200]);
+        let within = cache.read_once(&key, 10_000, 2100..2900).await.unwrap();
+        assert_eq!(&within[..], &data[2100..2900]);
+        assert_eq!(
+            objects.metrics.requests(Op::Get),
+            gets,
+            "served from memory"
+        );
+        // Partly in memory: read from the store. Past the end: cut at the end.
+        let part = cache.read_once(&key, 10_000, 4500..12_000).await.unwrap();
+        assert_eq!(&part[..], &data[4500..]);
+        assert_eq!(objects.metrics.requests(Op::Get), gets + 1);
+        assert!(cache
+            .read_once(&key, 10_000, 10_000..10_100)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_read_once_of_a_remote_store_reads_and_caches_blocks() {
+        let (_dir, objects, cache, key, data) = fixture(false, 10_000, 1000, 0).await;
+        let got = cache.read_once(&key, 10_000, 1500..4200).await.unwrap();
+        assert_eq!(&got[..], &data[1500..4200]);
+        assert_eq!(objects.metrics.requests(Op::Get), 4, "whole blocks 1..=4");
+        cache.memory.run_pending_tasks().await;
+        assert_eq!(cache.memory.entry_count(), 4, "and cached");
     }
 }

@@ -1,0 +1,41 @@
+# Sourced by the probes: one fresh Stratus broker on 127.0.0.1 and Kafka's CLI tools.
+# STRATUS_BIN (default /tmp/bench-target/release/stratus, as bench/run.sh), PROBE_PORT
+# (19092) and PROBE_HTTP_PORT (19644) may be set; KEEP=1 keeps the broker's directory.
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=${STRATUS_BIN:-/tmp/bench-target/release/stratus}
+K="$REPO/scripts/kafka-cli"
+PORT=${PROBE_PORT:-19092}
+HP=${PROBE_HTTP_PORT:-19644}
+BOOT=127.0.0.1:$PORT
+
+# start_broker [--set k=v ...]: starts the broker (its PID in BP, its directory in D) and
+# stops it when the probe exits.
+start_broker() {
+  [ -x "$BIN" ] || { echo "$BIN missing: CARGO_TARGET_DIR=/tmp/bench-target cargo build --release" >&2; exit 1; }
+  D=$(mktemp -d /tmp/probe.XXXX)
+  NO_COLOR=1 RUST_LOG=warn "$BIN" --data-dir "$D/data" --listeners "PLAINTEXT://$BOOT" \
+    --set "http.listener=127.0.0.1:$HP" "$@" > "$D/log" 2>&1 &
+  BP=$!
+  trap stop_broker EXIT
+  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return; sleep 0.1; done
+  echo "the broker did not listen on $BOOT; its log:" >&2; tail -20 "$D/log" >&2; exit 1
+}
+
+stop_broker() {
+  kill "$BP" 2>/dev/null; wait "$BP" 2>/dev/null
+  if [ -n "${KEEP:-}" ]; then echo "kept $D"; else rm -rf "$D"; fi
+}
+
+topic() {  # topic NAME PARTITIONS
+  "$K" topics --bootstrap-server "$BOOT" --create --topic "$1" --partitions "$2" > /dev/null
+}
+
+produce() {  # produce TOPIC RECORDS THROUGHPUT [producer-perf options...]: 1 KiB, acks=all
+  local t=$1 n=$2 rate=$3; shift 3
+  "$K" producer-perf --topic "$t" --num-records "$n" --record-size 1024 --throughput "$rate" \
+    --command-property "bootstrap.servers=$BOOT" acks=all "$@"
+}
+
+status_mib() { awk -v k="$1:" '$1 == k {print int($2 / 1024)}' "/proc/$BP/status"; }  # VmHWM, VmRSS
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$BP/stat"; }
+faults() { awk '{print $10}' "/proc/$BP/stat"; }

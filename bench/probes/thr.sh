@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# thr.sh [LABEL] [--set k=v ...]: full-speed produce into 8 partitions on a fresh broker
+# (15 s of warm-up into another topic, then 1.5 M records of 1 KiB, the first 0.5 M as
+# warm-up records); prints ProducerPerformance's steady-state throughput.
+set -u
+LABEL=${1:-run}; shift || true
+. "$(dirname "$0")/common.sh"
+start_broker "$@"
+topic t8 8; topic warm 8
+timeout 15 "$K" producer-perf --topic warm --num-records 100000000 --record-size 1024 --throughput -1 \
+  --command-property "bootstrap.servers=$BOOT" acks=all > "$D/warm.txt" 2>&1
+produce t8 1500000 -1 --warmup-records 500000 > "$D/p.txt" 2>&1
+echo "== $LABEL $(tail -1 "$D/p.txt" | cut -d, -f2,3)"
