@@ -211,22 +211,26 @@ impl BlockCache {
         size: u64,
         range: Range<u64>,
     ) -> Result<Bytes, ObjectError> {
-        let end = range.end.min(size);
-        if range.start >= end {
+        let Some((range, first, last)) = self.blocks_of(size, range) else {
             return Ok(Bytes::new());
-        }
-        let first = range.start / self.block;
-        let last = (end - 1) / self.block;
+        };
         let blocks = futures::future::try_join_all(
             (first..=last).map(|b| self.block_of(key.clone(), size, b)),
         )
         .await?;
-        Ok(slice_of(
-            &blocks,
-            first * self.block,
-            self.block,
-            range.start..end,
-        ))
+        Ok(slice_of(&blocks, first * self.block, self.block, range))
+    }
+
+    /// `range` cut at the object's `size`, and its first and last blocks; `None` if empty.
+    fn blocks_of(&self, size: u64, range: Range<u64>) -> Option<(Range<u64>, u64, u64)> {
+        let end = range.end.min(size);
+        (range.start < end).then(|| {
+            (
+                range.start..end,
+                range.start / self.block,
+                (end - 1) / self.block,
+            )
+        })
     }
 
     /// Reads `range` for a reader that reads it only once (a seal): from the memory tier if
@@ -243,14 +247,12 @@ impl BlockCache {
         size: u64,
         range: Range<u64>,
     ) -> Result<Bytes, ObjectError> {
-        let end = range.end.min(size);
-        if range.start >= end {
-            return Ok(Bytes::new());
-        }
         if self.objects.local_root.is_none() {
             return self.read(key, size, range).await;
         }
-        let (first, last) = (range.start / self.block, (end - 1) / self.block);
+        let Some((range, first, last)) = self.blocks_of(size, range) else {
+            return Ok(Bytes::new());
+        };
         let mut held = Vec::new();
         for b in first..=last {
             match self.memory.get(&(key.clone(), b)).await {
@@ -263,14 +265,9 @@ impl BlockCache {
             m.memory_hits.add(held.len() as u64);
             m.memory_bytes
                 .add(held.iter().map(|b| b.len() as u64).sum());
-            return Ok(slice_of(
-                &held,
-                first * self.block,
-                self.block,
-                range.start..end,
-            ));
+            return Ok(slice_of(&held, first * self.block, self.block, range));
         }
-        let b = self.objects.get_range(key, range.start..end).await?;
+        let b = self.objects.get_range(key, range).await?;
         self.metrics.store_bytes.add(b.len() as u64);
         Ok(b)
     }
