@@ -84,7 +84,8 @@ impl TailChunk {
         }
     }
 
-    fn len(&self) -> u64 {
+    /// Bytes of the chunk.
+    pub fn size(&self) -> u64 {
         match &self.location {
             Location::Pending(b) => b.len() as u64,
             Location::Wal { len, .. } => *len,
@@ -619,7 +620,7 @@ impl PartitionState {
         let mut bytes = 0;
         let mut oldest = None::<i64>;
         for c in self.tail.iter().filter(|c| c.end <= self.high_watermark) {
-            bytes += c.len();
+            bytes += c.size();
             oldest = Some(oldest.map_or(c.created_ms, |o| o.min(c.created_ms)));
         }
         (bytes, oldest)

@@ -139,12 +139,7 @@ async fn write_segment(
         .name()
     };
     // A part is taken once it reaches PART: room for that and the chunk that crossed it.
-    let total: u64 = (chunks.iter())
-        .map(|c| match &c.location {
-            Location::Wal { len, .. } => *len,
-            Location::Pending(_) => 0,
-        })
-        .sum();
+    let total: u64 = chunks.iter().map(crate::partition::TailChunk::size).sum();
     let mut w = segment::Writer::with_capacity((total as usize).min(bulk::PART + (1 << 20)));
     let mut out: Option<(String, BulkWriter<'_>)> = None;
     let mut failed = None;

@@ -31,14 +31,9 @@ pub fn tune() {
     }
 }
 
-/// The current value of an allocator option.
-pub fn purge_delay_ms() -> i64 {
-    get(MI_OPTION_PURGE_DELAY)
-}
-
 // The need for unsafe: mimalloc's options can be given only through the environment
 // (read when the process loads, before `main`) or through its C API, which the Rust
-// binding exposes as raw `extern "C"` functions. Both calls take a plain integer option
+// binding exposes as raw `extern "C"` functions. The calls take a plain integer option
 // number within mimalloc's option table (checked by the tests) and touch nothing else.
 #[allow(unsafe_code)]
 fn set(option: libmimalloc_sys::mi_option_t, value: i64) {
@@ -47,15 +42,16 @@ fn set(option: libmimalloc_sys::mi_option_t, value: i64) {
     unsafe { libmimalloc_sys::mi_option_set(option, value as _) }
 }
 
-#[allow(unsafe_code)]
-fn get(option: libmimalloc_sys::mi_option_t) -> i64 {
-    // SAFETY: reading an option is thread safe for any option number.
-    unsafe { libmimalloc_sys::mi_option_get(option) as i64 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The allocator's purge delay now.
+    #[allow(unsafe_code)]
+    fn purge_delay_ms() -> i64 {
+        // SAFETY: reading an option is thread safe for any option number.
+        unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) as i64 }
+    }
 
     /// Option 15 is `purge_delay`: mimalloc 3's default is 1000 ms, and after `tune` it is
     /// ours. (Run without `MIMALLOC_PURGE_DELAY` in the environment.)

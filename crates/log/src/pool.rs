@@ -55,7 +55,8 @@ impl BufferPool {
     }
 
     /// Buffers kept now.
-    pub fn kept(&self) -> usize {
+    #[cfg(test)]
+    fn kept(&self) -> usize {
         self.free.lock().map_or(0, |f| f.len())
     }
 

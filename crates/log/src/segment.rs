@@ -108,6 +108,10 @@ impl Writer {
 
     /// Appends the batches of a chunk of stored batches.
     pub fn push(&mut self, chunk: &Bytes) {
+        // A new part's buffer, allocated when its first chunk comes (none after the last).
+        if self.part.is_empty() {
+            self.part.reserve(self.part_capacity);
+        }
         for b in batch::stored(chunk) {
             let pos = self.taken + self.part.len() as u64;
             if self.last_indexed.is_none_or(|l| pos - l >= INDEX_INTERVAL) {
@@ -136,9 +140,7 @@ impl Writer {
             return None;
         }
         self.taken += self.part.len() as u64;
-        let part = self.part.split().freeze();
-        self.part.reserve(self.part_capacity);
-        Some(part)
+        Some(self.part.split().freeze())
     }
 
     /// The last part (the rest of the batches, the index and the footer) and what the
