@@ -533,7 +533,7 @@ async fn write(
     }
     let new_object: Arc<str> = Arc::from(name.as_str());
     let size = body.len() as u64;
-    up.cache.insert_object(&new_object, &body).await;
+    up.cache.insert_rewritten(&new_object, &body).await;
     for (id, mut moves) in moved {
         for spans in moves.values_mut() {
             spans.sort_unstable();
