@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-// mimalloc, returning freed memory within 10 ms (see the crate's doc for why).
+// mimalloc, which returns freed memory to the kernel (see the crate's doc for why).
 #[global_allocator]
 static GLOBAL: stratus_alloc::Allocator = stratus_alloc::Allocator;
 use tokio_util::sync::CancellationToken;
@@ -62,8 +62,6 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 fn main() {
-    // Before any thread starts.
-    stratus_alloc::tune();
     let mut cli = Cli::parse();
     if let Some(Command::Admin { connect, command }) = cli.command.take() {
         std::process::exit(admin(&connect, command));
