@@ -2,9 +2,14 @@
 
 use clap::Parser;
 
-// mimalloc, which returns freed memory to the kernel (see the crate's doc for why).
+// glibc's malloc kept about a gigabyte of freed buffers (sealing, large fetches) resident
+// under load; mimalloc returns them, a second after they are freed (its `purge_delay`,
+// which `MIMALLOC_PURGE_DELAY` sets: shorter lowers the peak RSS but costs throughput, see
+// docs/design.md, "Memory"). Built without transparent huge pages ("no_thp"): with them the
+// kernel zeroed a whole 2 MiB page for each one mimalloc touched after returning part of
+// it, a third of the broker's CPU at full produce load.
 #[global_allocator]
-static GLOBAL: stratus_alloc::Allocator = stratus_alloc::Allocator;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tokio_util::sync::CancellationToken;
 
 use stratus::config::{self, Given, Origin, Settings};

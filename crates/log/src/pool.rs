@@ -1,7 +1,7 @@
 //! Reused buffers for ranged reads of a local store. A read of a cache block allocates a
 //! megabyte that lives until the memory cache evicts the block, which under a sequential
 //! consumer is one block freed for every block read. Once the allocator has returned freed
-//! memory to the kernel (`stratus_alloc`), a new buffer is faulted in and zeroed by the
+//! memory to the kernel (mimalloc, in `src/main.rs`), a new buffer is faulted in and zeroed by the
 //! kernel again: with a 10 ms purge delay that was 470 thousand page faults, a third more
 //! broker CPU, to read 2.4 GiB back from a local store. A buffer freed here goes back to a
 //! small pool instead and the next read fills it.
