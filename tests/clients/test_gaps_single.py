@@ -140,7 +140,10 @@ def test_log_append_time_timestamp_lookups_across_sealed_segments(make_broker, t
     create_topic(admin, topic, config={"message.timestamp.type": "LogAppendTime", "segment.ms": "300"})
     tid = topic_id(admin, topic)
     old = int(time.time() * 1000) - 3_600_000  # producer timestamps: an hour ago, 10 ms apart
-    p = producer(broker.bootstrap, **{"linger.ms": 20})
+    # One batch per produce call: a batch is sent only once it holds all five records (or at
+    # flush, after all five are queued). With a short linger librdkafka may send the first
+    # record alone (CI saw [t, t+4, t+4, t+4, t+4]): two batches, two append times, as in Kafka.
+    p = producer(broker.bootstrap, **{"linger.ms": 2000, "batch.num.messages": 5})
     batches = []  # first offset of each produce call (one batch each)
     n = 0
     for rnd in range(3):
@@ -215,7 +218,8 @@ def test_topic_max_message_bytes_below_broker_limit(broker, topic):
     admin = broker.admin()
     limit = 10_000
     create_topic(admin, topic, config={"max.message.bytes": str(limit)})
-    conf = {"message.max.bytes": 2_000_000, "message.send.max.retries": 0, "linger.ms": 50,
+    # a long linger: every batch is sent by deliver()'s flush, once all its records are queued
+    conf = {"message.max.bytes": 2_000_000, "message.send.max.retries": 0, "linger.ms": 2000,
             "compression.type": "none"}
     p = producer(broker.bootstrap, **conf)
 
