@@ -112,7 +112,9 @@ pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
     let topics = super::topic_ids(up).await?;
     let mut sealed: HashMap<PartitionId, (i64, bool)> = HashMap::new();
     let mut inputs = Vec::new();
+    let mut slice = super::Slice::start();
     for (key, v) in listed {
+        slice.check().await;
         let span = match (keys::wal_seq(&key), keys::compacted_span(&key)) {
             (Some(s), _) if s <= watermark => (s, s),
             // Too young: the next run takes it.

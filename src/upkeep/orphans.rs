@@ -27,7 +27,9 @@ pub async fn sweep_orphan_wal_objects(up: &Upkeep, min_age_ms: i64) -> Result<us
     }
     let listed = up.objects.list(paths::WAL).await?;
     let mut named = HashSet::new();
+    let mut slice = super::Slice::start();
     for (k, v) in up.meta.range(keys::WAL).await? {
+        slice.check().await;
         named.insert(repo::decode::<repo::WalEntry>(&k, &v)?.object);
     }
     let view = crate::cluster::read_view(up.meta.as_ref()).await?;

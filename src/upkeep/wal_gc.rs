@@ -48,7 +48,9 @@ pub async fn collect_wal_garbage(up: &Upkeep) -> Result<()> {
     let topics = super::topic_ids(up).await?;
     let mut sealed: HashMap<stratus_meta::keys::PartitionId, i64> = HashMap::new();
     let mut freed = Vec::new();
+    let mut slice = super::Slice::start();
     for (k, v) in entries {
+        slice.check().await;
         let entry: repo::WalEntry = repo::decode(&k, &v)?;
         let mut done = true;
         for r in &entry.ranges {

@@ -175,6 +175,13 @@ impl BlockCache {
     pub async fn insert_object(&self, key: &Arc<str>, data: &Bytes) {
         let mut start = 0u64;
         while start < data.len() as u64 {
+            if start > 0 {
+                // A copy per block of what may be many: let other tasks run between them.
+                // Not after the last: the WAL publishes each flush's object through here
+                // before its producers are answered (most are one block), and a yield
+                // there waited for whatever held the runtime thread next.
+                tokio::task::yield_now().await;
+            }
             let end = (start + self.block).min(data.len() as u64);
             self.memory
                 .insert(
@@ -183,8 +190,6 @@ impl BlockCache {
                 )
                 .await;
             start = end;
-            // A copy per block of what may be many: let other tasks run between them.
-            tokio::task::yield_now().await;
         }
     }
 
