@@ -14,6 +14,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
+use stratus_metrics::poll::{PollTimed, POLL_BUCKETS};
+use stratus_metrics::{Family, Histogram};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
@@ -33,11 +35,36 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Watches the critical tasks of one broker.
-#[derive(Debug, Default)]
+/// Watches the critical tasks of one broker, and times their polls
+/// (`stratus_task_poll_seconds`): how long each held its runtime thread at a stretch.
 pub struct Supervisor {
     failed: CancellationToken,
     first: Mutex<Option<Failure>>,
+    polls: Arc<Family<Histogram>>,
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        let bounds: Arc<[f64]> = POLL_BUCKETS.into();
+        Supervisor {
+            failed: CancellationToken::new(),
+            first: Mutex::new(None),
+            polls: Arc::new(Family::new(
+                "stratus_task_poll_seconds",
+                "How long each poll of a critical background task held its runtime thread.",
+                &["task"],
+                move || Histogram::new(bounds.clone()),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("first", &self.first)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Supervisor {
@@ -53,6 +80,7 @@ impl Supervisor {
         F: Future<Output = ()> + Send + 'static,
     {
         let supervisor = self.clone();
+        let task = PollTimed::new(task, self.polls.get(&[name]));
         tokio::spawn(async move {
             match AssertUnwindSafe(task).catch_unwind().await {
                 Ok(()) if until.is_cancelled() => {}
@@ -84,6 +112,11 @@ impl Supervisor {
             *first = Some(Failure { task, reason });
         }
         self.failed.cancel();
+    }
+
+    /// The poll times of the tasks, by task (for the metrics registry).
+    pub fn polls(&self) -> Arc<Family<Histogram>> {
+        self.polls.clone()
     }
 
     /// The first failure, if any task failed.

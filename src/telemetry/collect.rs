@@ -26,6 +26,7 @@ pub fn register(broker: &Arc<Broker>) {
     r.register(broker.objects.clone());
     r.register(broker.cache.clone());
     r.register(broker.wal.clone());
+    r.register(broker.supervisor.polls());
     r.register(broker.quotas.clone());
     r.register(broker.upkeep.metrics.clone());
 }

@@ -131,6 +131,11 @@ def test_counters_move_as_the_load_says(make_broker):
     assert m.value("process_cpu_seconds_total") > 0
     assert m.value("process_resident_memory_bytes") > 1e6
     assert m.value("stratus_metadata_store_up") == 1
+    # The critical tasks' polls are timed: the WAL flushed and the upkeep jobs ran.
+    for task in ("wal", "upkeep"):
+        polls = m.value("stratus_task_poll_seconds_count", task=task)
+        assert polls and polls >= 1, (task, polls)
+        assert m.value("stratus_task_poll_seconds_sum", task=task) > 0, task
     # Every series is Stratus's or the process's, and each family says what it is.
     for f in m.families:
         assert f.name.startswith(("stratus_", "process_")), f.name

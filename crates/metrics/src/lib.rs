@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 mod family;
 mod instruments;
+pub mod poll;
 pub mod text;
 pub mod trace;
 
