@@ -51,8 +51,6 @@ const TIER_FACTOR: u64 = 8;
 const COMMIT_ATTEMPTS: u32 = 5;
 /// Idempotent batches kept per producer in a merged range (what deduplication needs).
 const PRODUCER_BATCHES: usize = 5;
-/// Bytes a run copies between two yields to the runtime.
-const YIELD_EVERY: usize = 4 << 20;
 
 /// The compactor's memory between runs.
 #[derive(Default)]
@@ -417,9 +415,9 @@ async fn write(
     let mut moved: HashMap<PartitionId, crate::partition::Moved> = HashMap::new();
     // Partition → the end of its first range here (a seal reaching it ends the run).
     let mut first_end: BTreeMap<PartitionId, i64> = BTreeMap::new();
-    // The copying below is CPU work on a runtime thread: it gives way every few MiB, so
+    // The copying below is CPU work on a runtime thread: it gives way every 2 ms, so
     // that requests on the same thread do not wait for all of it.
-    let mut unyielded = 0usize;
+    let mut slice = super::Slice::start();
     for (id, mut list) in parts {
         list.sort_by_key(|(r, _)| r.base_offset);
         if let Some((r, _)) = list.first() {
@@ -429,11 +427,7 @@ async fn write(
         for (r, piece) in list {
             let pos = body.len() as u64;
             body.extend_from_slice(&piece.data);
-            unyielded += piece.data.len();
-            if unyielded >= YIELD_EVERY {
-                unyielded = 0;
-                tokio::task::yield_now().await;
-            }
+            slice.check().await;
             moves
                 .entry(piece.object)
                 .or_default()

@@ -10,7 +10,7 @@
 //! [`delete_records`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -84,18 +84,18 @@ const SLICE: Duration = Duration::from_millis(2);
 /// awaited anything pending held a thread for 350-600 ms, and a WAL commit that yielded
 /// meanwhile waited as long, with every producer behind it (produce p99 260 ms at 50 MiB/s
 /// right after 2.5 GB into 100 partitions).
-pub(crate) struct Slice(std::time::Instant);
+pub(crate) struct Slice(Instant);
 
 impl Slice {
     pub(crate) fn start() -> Self {
-        Slice(std::time::Instant::now())
+        Slice(Instant::now())
     }
 
     /// Yields if the slice is used up, and starts the next one.
     pub(crate) async fn check(&mut self) {
         if self.0.elapsed() >= SLICE {
             tokio::task::yield_now().await;
-            self.0 = std::time::Instant::now();
+            self.0 = Instant::now();
         }
     }
 }
@@ -196,7 +196,6 @@ pub async fn run(up: Arc<Upkeep>, cancel: CancellationToken) {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Instant;
 
     /// On one runtime thread, a task that is ready runs while a sliced loop is still busy:
     /// without the yield it would wait for the whole loop (here: forever).
