@@ -215,7 +215,7 @@ pub async fn delete_replaced(up: &Upkeep, replaced: &[(String, u64)]) {
         up.cache
             .forget_object(&Arc::from(object.as_str()), *size)
             .await;
-        if let Err(e) = up.objects.delete(object).await {
+        if let Err(e) = up.objects.delete_recycling(object).await {
             warn!(object, error = %e, "compacted wal object not deleted; the orphan sweep will");
         }
     }

@@ -86,7 +86,7 @@ pub async fn collect_wal_garbage(up: &Upkeep) -> Result<()> {
             up.cache
                 .forget_object(&Arc::from(object.as_str()), *size)
                 .await;
-            match up.objects.delete(object).await {
+            match up.objects.delete_recycling(object).await {
                 Ok(()) => up.metrics.wal_collected.inc(),
                 Err(e) => warn!(object, error = %e, "wal object not deleted"),
             }

@@ -21,11 +21,13 @@ pub mod budget;
 pub mod bulk;
 pub mod cache;
 pub mod clock;
+mod local;
 pub mod objects;
 pub mod paced;
 pub mod paths;
 pub mod pool;
 pub mod segment;
+pub mod spares;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod wal_format;

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::budget::IoBudget;
+use crate::local::{local_error, read_local, still_named, sync_dirs};
 use crate::pool::BufferPool;
+use crate::spares::Spares;
 use bytes::Bytes;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use stratus_metrics::trace::SpanGuard;
@@ -197,6 +199,8 @@ pub struct Objects {
     pub(crate) budget: Arc<IoBudget>,
     /// Buffers of ranged reads of a local directory, reused.
     buffers: Arc<BufferPool>,
+    /// Collected WAL objects of a local directory, kept to be written over.
+    spares: Arc<Spares>,
     /// Request counters.
     pub metrics: ObjectMetrics,
 }
@@ -253,6 +257,7 @@ impl Objects {
             synced_dirs: Mutex::new(HashSet::new()),
             budget: Arc::default(),
             buffers: Arc::default(),
+            spares: Arc::default(),
             metrics: ObjectMetrics::default(),
         })
     }
@@ -265,6 +270,7 @@ impl Objects {
             synced_dirs: Mutex::new(HashSet::new()),
             budget: Arc::default(),
             buffers: Arc::default(),
+            spares: Arc::default(),
             metrics: ObjectMetrics::default(),
         }
     }
@@ -423,19 +429,29 @@ impl Objects {
         let started = Instant::now();
         let file = root.join(key);
         let known = self.known_dirs();
+        let spares = self.spares.clone();
         let r = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<PathBuf>> {
             use std::io::Write;
             if let Some(dir) = file.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(again)
-                .create_new(!again)
-                .truncate(again)
-                .open(&file)?;
-            f.write_all(&data)?;
-            f.sync_all()?;
+            // A spare (a collected WAL object) if there is one: no new inode (see
+            // `crate::spares`); it is written over and cut to length.
+            if !again && spares.reuse(&file)? {
+                let mut f = std::fs::OpenOptions::new().write(true).open(&file)?;
+                f.write_all(&data)?;
+                f.set_len(data.len() as u64)?;
+                f.sync_data()?;
+            } else {
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(again)
+                    .create_new(!again)
+                    .truncate(again)
+                    .open(&file)?;
+                f.write_all(&data)?;
+                f.sync_all()?;
+            }
             sync_dirs(&file, &root, &known)
         })
         .await
@@ -484,7 +500,15 @@ impl Objects {
             Some(root) => {
                 let file = root.join(key);
                 let path = key.to_string();
-                match tokio::task::spawn_blocking(move || std::fs::read(file)).await {
+                let read = move || -> std::io::Result<Vec<u8>> {
+                    use std::io::Read;
+                    let mut f = std::fs::File::open(&file)?;
+                    let mut buf = Vec::new();
+                    f.read_to_end(&mut buf)?;
+                    still_named(&f, &file)?;
+                    Ok(buf)
+                };
+                match tokio::task::spawn_blocking(read).await {
                     Ok(Ok(v)) => Ok(Bytes::from(v)),
                     Ok(Err(e)) => Err(local_error(path, e)),
                     Err(e) => Err(local_error(path, std::io::Error::other(e.to_string()))),
@@ -515,6 +539,29 @@ impl Objects {
             .collect())
     }
 
+    /// Deletes a WAL object (one written by [`Objects::put_own`]); on a local directory
+    /// its file is kept, under another name, for a later [`Objects::put_own`] to write
+    /// over (see [`crate::spares`]). A missing object is not an error.
+    pub async fn delete_recycling(&self, key: &str) -> Result<(), ObjectError> {
+        let Some(root) = self.local_root.clone() else {
+            return self.delete(key).await;
+        };
+        let started = Instant::now();
+        let spares = self.spares.clone();
+        let file = root.join(key);
+        let r = tokio::task::spawn_blocking(move || spares.retire(&root, &file))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+            .map_err(ObjectError::from);
+        self.metrics.record(Op::Delete, started, 0, &r);
+        r
+    }
+
+    /// How many collected WAL objects are kept to be written over, and their bytes.
+    pub fn spares_held(&self) -> (usize, u64) {
+        self.spares.held()
+    }
+
     /// Deletes an object; a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
         let started = Instant::now();
@@ -524,84 +571,6 @@ impl Objects {
         };
         self.metrics.record(Op::Delete, started, 0, &r);
         r
-    }
-}
-
-/// Syncs the directory of `file` always, and its ancestors up to `root` the first time
-/// they are seen (a new directory is durable only once its parent is synced); returns the
-/// directories synced.
-fn sync_dirs(
-    file: &std::path::Path,
-    root: &std::path::Path,
-    known: &HashSet<PathBuf>,
-) -> std::io::Result<Vec<PathBuf>> {
-    let mut newly = Vec::new();
-    let mut dir = file.parent().map(PathBuf::from);
-    let mut first = true;
-    while let Some(d) = dir {
-        if !first && known.contains(&d) {
-            break;
-        }
-        std::fs::File::open(&d)?.sync_all()?;
-        newly.push(d.clone());
-        if d == root {
-            break;
-        }
-        first = false;
-        dir = d.parent().map(PathBuf::from);
-    }
-    Ok(newly)
-}
-
-/// A ranged read of a local object, into memory that is not zeroed first (object_store's
-/// local backend zeroes every buffer it reads into: a tenth of a consumer's CPU).
-async fn read_local(
-    buffers: &Arc<BufferPool>,
-    file: PathBuf,
-    key: &str,
-    range: Range<u64>,
-) -> object_store::Result<Bytes> {
-    use std::io::{Read, Seek, SeekFrom};
-    let path = key.to_string();
-    let wanted = range.end.saturating_sub(range.start);
-    let pool = buffers.clone();
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut f = std::fs::File::open(&file)?;
-        f.seek(SeekFrom::Start(range.start))?;
-        let mut buf = pool.take(wanted as usize);
-        f.take(wanted).read_to_end(&mut buf)?;
-        Ok(buf)
-    })
-    .await;
-    match read {
-        Ok(Ok(buf)) if buf.len() as u64 == wanted => Ok(buffers.bytes(buf)),
-        Ok(Ok(buf)) => Err(object_store::Error::Generic {
-            store: "LocalFileSystem",
-            source: format!(
-                "range {}..{} of {path}: only {} bytes there",
-                range.start,
-                range.end,
-                buf.len()
-            )
-            .into(),
-        }),
-        Ok(Err(e)) => Err(local_error(path, e)),
-        Err(e) => Err(local_error(path, std::io::Error::other(e.to_string()))),
-    }
-}
-
-/// A local read's I/O error as object_store reports it: NotFound for a missing file.
-fn local_error(path: String, e: std::io::Error) -> object_store::Error {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        object_store::Error::NotFound {
-            path,
-            source: Box::new(e),
-        }
-    } else {
-        object_store::Error::Generic {
-            store: "LocalFileSystem",
-            source: Box::new(e),
-        }
     }
 }
 
@@ -640,5 +609,42 @@ mod tests {
         o.delete("wal/1/a").await.unwrap();
         o.delete("wal/1/a").await.unwrap();
         assert_eq!(s3_prefix("s3://bucket/a/b/"), "a/b");
+    }
+
+    #[tokio::test]
+    async fn a_collected_wal_object_is_written_over_by_the_next_and_never_read_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Objects::from_url(&format!("file://{}", dir.path().display())).unwrap();
+        let big: Bytes = (0..10_000u32).map(|i| i as u8).collect();
+        o.put_own("wal/1/a", big.clone(), false).await.unwrap();
+        o.delete_recycling("wal/1/a").await.unwrap();
+        assert_eq!(o.spares_held(), (1, 10_000));
+        let e = o.get_range("wal/1/a", 0..10).await.unwrap_err();
+        assert!(e.not_found(), "{e}");
+        // The next WAL object takes the spare, shorter than it: exactly its own bytes.
+        o.put_own("wal/1/b", Bytes::from_static(b"short"), false)
+            .await
+            .unwrap();
+        assert_eq!(o.spares_held(), (0, 0));
+        assert_eq!(&o.get("wal/1/b").await.unwrap()[..], b"short");
+        assert_eq!(&o.get_range("wal/1/b", 1..4).await.unwrap()[..], b"hor");
+        // Longer than the spare: extended.
+        o.delete_recycling("wal/1/b").await.unwrap();
+        o.put_own("wal/1/c", big.clone(), false).await.unwrap();
+        assert_eq!(o.spares_held(), (0, 0));
+        assert_eq!(o.get("wal/1/c").await.unwrap(), big);
+        // A name that is taken is refused as before, and the spare kept for the next.
+        o.put_own("wal/1/d", Bytes::from_static(b"d"), false)
+            .await
+            .unwrap();
+        o.delete_recycling("wal/1/c").await.unwrap();
+        let e = o
+            .put_own("wal/1/d", Bytes::from_static(b"x"), false)
+            .await
+            .unwrap_err();
+        assert!(e.already_exists(), "{e}");
+        assert_eq!(&o.get("wal/1/d").await.unwrap()[..], b"d");
+        assert_eq!(o.spares_held(), (1, 10_000));
+        o.delete_recycling("wal/1/missing").await.unwrap();
     }
 }
