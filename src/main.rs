@@ -3,9 +3,9 @@
 use clap::Parser;
 
 // glibc's malloc kept about a gigabyte of freed buffers (sealing, large fetches) resident
-// under load; mimalloc returns them, a second after they are freed (its `purge_delay`,
-// which `MIMALLOC_PURGE_DELAY` sets: shorter lowers the peak RSS but costs throughput, see
-// docs/design.md, "Memory"). Built without transparent huge pages ("no_thp"): with them the
+// under load; mimalloc returns them, 100 ms after they are freed (its `purge_delay`, which
+// `MIMALLOC_PURGE_DELAY` sets: shorter lowers the peak RSS but costs throughput, see
+// docs/design.md, "Memory"; [`default_purge_delay`]). Built without transparent huge pages ("no_thp"): with them the
 // kernel zeroed a whole 2 MiB page for each one mimalloc touched after returning part of
 // it, a third of the broker's CPU at full produce load.
 #[global_allocator]
@@ -66,7 +66,36 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     Ok(Settings::load(given)?)
 }
 
+/// mimalloc's purge delay, in milliseconds, unless `MIMALLOC_PURGE_DELAY` is set.
+const PURGE_DELAY_MS: &str = "100";
+
+/// Runs the broker again in this process (`exec`) with `MIMALLOC_PURGE_DELAY` set to
+/// [`PURGE_DELAY_MS`] if the environment does not set it. mimalloc reads its options from
+/// the environment when the process starts, before `main`, and safe Rust cannot set them
+/// later; its own default (a second) held 10-25 % more memory at the same throughput
+/// (docs/design.md, "Memory"). Returns only if the variable is set or `exec` failed.
+fn default_purge_delay() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let mut again = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        again.arg0(arg0);
+    }
+    let e = again
+        .args(args)
+        .env("MIMALLOC_PURGE_DELAY", PURGE_DELAY_MS)
+        .exec();
+    eprintln!("stratus: running with mimalloc's default purge delay: re-exec failed: {e}");
+}
+
 fn main() {
+    default_purge_delay();
     let mut cli = Cli::parse();
     if let Some(Command::Admin { connect, command }) = cli.command.take() {
         std::process::exit(admin(&connect, command));

@@ -70,3 +70,23 @@ def test_message_max_bytes_setting_and_topic_override(custom_broker, topic):
     assert [m.offset() for m in consume(custom_broker.bootstrap, [tp(topic, 0, OFFSET_BEGINNING)], 1)] == [0]
     [after] = produce_sync(producer(custom_broker.bootstrap), topic, [{"value": b"x", "partition": 0}])
     assert after.offset() == 1
+
+
+@pytest.mark.stratus_only
+def test_the_allocator_purge_delay_defaults_to_100_ms_and_the_environment_wins(make_broker, topic):
+    """mimalloc reads MIMALLOC_PURGE_DELAY at start; the broker sets 100 ms unless it is given."""
+    def environ(b):
+        # The PID the test started is the broker's: the re-exec keeps it.
+        with open(f"/proc/{b.proc.pid}/environ", "rb") as f:
+            return {k: v for k, _, v in (e.partition(b"=") for e in f.read().split(b"\0") if e)}
+
+    b = make_broker()
+    given = os.environ.get("MIMALLOC_PURGE_DELAY")
+    assert environ(b).get(b"MIMALLOC_PURGE_DELAY") == (given or "100").encode()
+    with open(f"/proc/{b.proc.pid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[:-1] == [os.fsencode(a) for a in b.proc.args], "same command"
+    create_topic(b.admin(), topic, partitions=1)
+    reports = produce_sync(producer(b.bootstrap), topic, [{"value": b"after the re-exec"}])
+    assert reports[0].offset() == 0
+    mine = make_broker(env={"MIMALLOC_PURGE_DELAY": "7"})
+    assert environ(mine).get(b"MIMALLOC_PURGE_DELAY") == b"7"
