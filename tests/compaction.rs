@@ -382,3 +382,65 @@ async fn a_run_writes_at_most_its_byte_budget_and_the_next_runs_write_the_rest()
     assert!(index(st.meta.as_ref()).await.0 < before);
     assert_all(&mut n, rounds).await;
 }
+
+/// WAL collection keeps what it decoded of each entry between runs, and only the entries
+/// still listed: those a compaction replaced or a collection freed are forgotten, so its
+/// memory follows the index, and what it remembers judges as well as a fresh decode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_collection_remembers_exactly_the_entries_still_in_the_index() {
+    let st = stores();
+    // Upkeep by hand only (its first run finds nothing).
+    let mut n = open(
+        &st,
+        &[
+            ("wal.compaction.interval.ms", "0"),
+            ("seal.check.interval.ms", "600000"),
+        ],
+    )
+    .await;
+    for t in 0..TOPICS {
+        create_topic(&mut n.conn, &format!("s{t}"), 1).await;
+    }
+    let rounds = 4;
+    for round in 0..rounds {
+        produce_round(&mut n, round).await;
+    }
+    let up = n.broker.upkeep.clone();
+    let (before, _) = index(st.meta.as_ref()).await;
+    stratus::upkeep::collect_wal_garbage(&up).await.unwrap();
+    assert_eq!(
+        up.gc_memo.len(),
+        before,
+        "nothing is sealed: every entry kept"
+    );
+    compact_wal(&up, 64 << 20).await.unwrap(); // notes the watermark
+    let done = compact_wal(&up, 64 << 20).await.unwrap();
+    assert!(done.replaced_entries > 0, "{done:?}");
+    delete_replaced(&up, &done.replaced).await;
+    stratus::upkeep::collect_wal_garbage(&up).await.unwrap();
+    let (compacted, _) = index(st.meta.as_ref()).await;
+    assert!(compacted < before, "{compacted} of {before}");
+    assert_eq!(
+        up.gc_memo.len(),
+        compacted,
+        "the replaced entries are forgotten"
+    );
+    // Half the topics sealed: their entries stay while another topic's range is live.
+    for t in 0..TOPICS {
+        let p = n
+            .broker
+            .registry
+            .topic(&format!("s{t}"))
+            .unwrap()
+            .partitions[0]
+            .clone();
+        stratus::upkeep::seal(&up, &p, u64::MAX).await.unwrap();
+        assert_eq!(p.state().sealed_end(), rounds as i64);
+        stratus::upkeep::collect_wal_garbage(&up).await.unwrap();
+        let (left, _) = index(st.meta.as_ref()).await;
+        assert_eq!(up.gc_memo.len(), left, "after sealing s{t}");
+    }
+    assert_eq!(index(st.meta.as_ref()).await.0, 0, "all collected");
+    assert!(up.gc_memo.is_empty());
+    assert_all(&mut n, rounds).await;
+}

@@ -64,6 +64,8 @@ pub struct Upkeep {
     pub fence: Arc<crate::cluster::Fence>,
     /// WAL compaction's state between runs.
     pub compaction: compact::Compaction,
+    /// WAL collection's decoded index entries between runs.
+    pub gc_memo: wal_gc::Memo,
 }
 
 /// The ids of every topic that exists, as the store has them now.
