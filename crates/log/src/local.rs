@@ -1,6 +1,6 @@
-//! Local-directory details of [`crate::objects::Objects`]: durable directories, ranged
+//! Local-directory details of the object store (`Objects`): durable directories, ranged
 //! reads into pooled buffers, and the check that a read object was not collected (and its
-//! file reused, [`crate::spares`]) while it was read.
+//! file reused, see `spares.rs`) while it was read.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -76,7 +76,7 @@ pub(crate) async fn read_local(
 }
 
 /// Fails with `NotFound` unless `file` still names the inode `f` was read from: a
-/// collected WAL object's inode is reused for a later object ([`crate::spares`]), renamed
+/// collected WAL object's inode is reused for a later object (see `spares.rs`), renamed
 /// away from its name before it is written over, so bytes read before the name was
 /// checked are the old object's.
 pub(crate) fn still_named(f: &std::fs::File, file: &std::path::Path) -> std::io::Result<()> {

@@ -12,7 +12,7 @@
 //!
 //! A spare keeps its old bytes until it is written over, so a reader must never take a
 //! reused file's new bytes for the old object's: local reads check, after reading, that
-//! the name still denotes the inode they read ([`crate::objects`]), and the spare is
+//! the name still denotes the inode they read (`local.rs`), and the spare is
 //! renamed away from its old name before it is ever written. A crash can leave a reused
 //! file holding part of its new object and part of its old one: the WAL's recovery takes
 //! only objects whose footer names them and whose batches pass their CRCs.
