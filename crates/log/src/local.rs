@@ -49,12 +49,15 @@ pub(crate) async fn read_local(
     let path = key.to_string();
     let wanted = range.end.saturating_sub(range.start);
     let pool = buffers.clone();
+    let recycled = may_be_recycled(key);
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let mut f = std::fs::File::open(&file)?;
         f.seek(SeekFrom::Start(range.start))?;
         let mut buf = pool.take(wanted as usize);
         (&mut f).take(wanted).read_to_end(&mut buf)?;
-        still_named(&f, &file)?;
+        if recycled {
+            still_named(&f, &file)?;
+        }
         Ok(buf)
     })
     .await;
@@ -73,6 +76,13 @@ pub(crate) async fn read_local(
         Ok(Err(e)) => Err(local_error(path, e)),
         Err(e) => Err(local_error(path, std::io::Error::other(e.to_string()))),
     }
+}
+
+/// Whether the object's file may be reused for another object once it is collected: WAL
+/// objects only (see `spares.rs`). A segment replaced by a rename keeps its old bytes for
+/// a reader that opened it before, as it always did.
+pub(crate) fn may_be_recycled(key: &str) -> bool {
+    key.starts_with(crate::paths::WAL)
 }
 
 /// Fails with `NotFound` unless `file` still names the inode `f` was read from: a

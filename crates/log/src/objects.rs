@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::budget::IoBudget;
-use crate::local::{local_error, read_local, still_named, sync_dirs};
+use crate::local::{local_error, may_be_recycled, read_local, still_named, sync_dirs};
 use crate::pool::BufferPool;
 use crate::spares::Spares;
 use bytes::Bytes;
@@ -436,12 +436,13 @@ impl Objects {
                 std::fs::create_dir_all(dir)?;
             }
             // A spare (a collected WAL object) if there is one: no new inode (see
-            // `crate::spares`); it is written over and cut to length.
+            // `crate::spares`); it is written over and cut to length. `sync_all`: its
+            // inode (link count, size, times) is made durable with it.
             if !again && spares.reuse(&file)? {
                 let mut f = std::fs::OpenOptions::new().write(true).open(&file)?;
                 f.write_all(&data)?;
                 f.set_len(data.len() as u64)?;
-                f.sync_data()?;
+                f.sync_all()?;
             } else {
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
@@ -500,12 +501,15 @@ impl Objects {
             Some(root) => {
                 let file = root.join(key);
                 let path = key.to_string();
+                let recycled = may_be_recycled(key);
                 let read = move || -> std::io::Result<Vec<u8>> {
                     use std::io::Read;
                     let mut f = std::fs::File::open(&file)?;
                     let mut buf = Vec::new();
                     f.read_to_end(&mut buf)?;
-                    still_named(&f, &file)?;
+                    if recycled {
+                        still_named(&f, &file)?;
+                    }
                     Ok(buf)
                 };
                 match tokio::task::spawn_blocking(read).await {

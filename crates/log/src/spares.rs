@@ -13,9 +13,13 @@
 //! A spare keeps its old bytes until it is written over, so a reader must never take a
 //! reused file's new bytes for the old object's: local reads check, after reading, that
 //! the name still denotes the inode they read (`local.rs`), and the spare is
-//! renamed away from its old name before it is ever written. A crash can leave a reused
-//! file holding part of its new object and part of its old one: the WAL's recovery takes
-//! only objects whose footer names them and whose batches pass their CRCs.
+//! renamed away from its old name before it is ever written (only WAL objects are
+//! recycled, so only their reads check). A crash can leave a reused file holding part of
+//! its new object and part of its old one: the WAL's recovery takes only objects whose
+//! footer names them and whose batches pass their CRCs. Before a reused file's object is
+//! acknowledged, the spare's own name is removed durably (its directory synced) and the
+//! file's inode is synced whole, so that no start after a crash can remove a name that
+//! an acknowledged object still needs, whatever the file system's journal does.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -121,17 +125,31 @@ impl Spares {
             };
             match std::fs::hard_link(&spare, dest) {
                 Ok(()) => {
-                    // The spare's own name goes; the inode stays, under `dest`.
-                    let _ = std::fs::remove_file(&spare);
+                    // The spare's own name goes, durably before the object under `dest`
+                    // can be acknowledged: a second name left on disk by a crash would be
+                    // removed by the next start's `clear_staging`, and on a file system
+                    // without a journal the link count on disk may not count it.
+                    std::fs::remove_file(&spare)?;
+                    if let Some(dir) = spare.parent() {
+                        std::fs::File::open(dir)?.sync_all()?;
+                    }
                     return Ok(true);
                 }
-                // Cleared by a restart's `clear_staging` meanwhile: try the next.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
+                // The name is taken: the caller's error; the spare serves the next.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     let mut s = self.lock();
                     s.bytes += len;
                     s.files.push((spare, len));
                     return Err(e);
+                }
+                // Cleared by a restart's `clear_staging` meanwhile, or not linkable here
+                // (the spare is dropped: a new file is created instead).
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        tracing::debug!(error = %e, "spare file not reused");
+                        let _ = std::fs::remove_file(&spare);
+                    }
+                    continue;
                 }
             }
         }
@@ -199,6 +217,16 @@ mod tests {
             spares.retire(root, &f).unwrap();
         }
         assert_eq!(spares.held(), (3, 3));
+        // A spare that cannot be linked there (not a directory) is dropped, not kept.
+        let file = root.join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(!spares.reuse(&file.join("below")).unwrap());
+        assert_eq!(spares.held(), (0, 0), "all three tried and dropped");
+        for i in 0..3 {
+            let f = root.join(format!("g{i}"));
+            std::fs::write(&f, b"x").unwrap();
+            spares.retire(root, &f).unwrap();
+        }
         // A restart's clear_staging removed them: reuse finds none and says so.
         crate::paced::clear_staging(root).unwrap();
         assert!(!spares.reuse(&root.join("n")).unwrap());
