@@ -18,7 +18,7 @@ use stratus_meta::{keys, Op, MAX_TXN_OPS};
 /// (every 5 s) they cost 350-600 ms of a runtime thread after 2.5 GB into 100 partitions.
 #[derive(Default)]
 pub struct Memo {
-    entries: Mutex<HashMap<String, Arc<Summary>>>,
+    entries: Mutex<HashMap<String, Summary>>,
 }
 
 /// An index entry as collection reads it.
@@ -32,11 +32,11 @@ struct Summary {
 }
 
 impl Memo {
-    fn take(&self) -> HashMap<String, Arc<Summary>> {
+    fn take(&self) -> HashMap<String, Summary> {
         std::mem::take(&mut *self.entries.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn keep(&self, entries: HashMap<String, Arc<Summary>>) {
+    fn keep(&self, entries: HashMap<String, Summary>) {
         *self.entries.lock().unwrap_or_else(|p| p.into_inner()) = entries;
     }
 
@@ -59,24 +59,27 @@ impl Summary {
         ids: &mut HashMap<String, Arc<str>>,
     ) -> Result<Self> {
         let entry: repo::WalEntry = repo::decode(key, v)?;
-        let mut ranges = Vec::with_capacity(entry.ranges.len());
-        for r in entry.ranges {
-            let data_end = r.pos + r.len;
-            let id = ids
-                .entry(r.topic_id)
-                .or_insert_with_key(|k| Arc::from(k.as_str()))
-                .clone();
-            let name = PartitionId {
-                topic_id: id,
-                index: r.partition,
-            };
-            ranges.push(((name, r.end_offset), data_end));
-        }
+        let data_end = entry.data_end();
+        let ranges = entry
+            .ranges
+            .into_iter()
+            .map(|r| {
+                let topic_id = ids
+                    .entry(r.topic_id)
+                    .or_insert_with_key(|k| Arc::from(k.as_str()))
+                    .clone();
+                let name = PartitionId {
+                    topic_id,
+                    index: r.partition,
+                };
+                (name, r.end_offset)
+            })
+            .collect();
         Ok(Summary {
             revision: v.mod_revision,
-            data_end: ranges.iter().map(|(_, e)| *e).max().unwrap_or(0),
-            ranges: ranges.into_iter().map(|(r, _)| r).collect(),
             object: entry.object,
+            data_end,
+            ranges,
         })
     }
 }
@@ -119,7 +122,8 @@ pub async fn collect_wal_garbage(up: &Upkeep) -> Result<()> {
     let mut sealed: HashMap<PartitionId, i64> = HashMap::new();
     let mut freed = Vec::new();
     let mut slice = super::Slice::start();
-    // Only the entries listed now are remembered: the others are gone.
+    // Only the entries listed now are remembered: the others are gone. A run that fails
+    // forgets them all (the next decodes them again).
     let mut known = up.gc_memo.take();
     let mut listed = HashMap::with_capacity(entries.len());
     let mut ids = HashMap::new();
@@ -127,13 +131,7 @@ pub async fn collect_wal_garbage(up: &Upkeep) -> Result<()> {
         slice.check().await;
         let entry = match known.remove(&k) {
             Some(s) if s.revision == v.mod_revision => s,
-            _ => match Summary::decode(&k, &v, &mut ids) {
-                Ok(s) => Arc::new(s),
-                Err(e) => {
-                    up.gc_memo.keep(listed);
-                    return Err(e);
-                }
-            },
+            _ => Summary::decode(&k, &v, &mut ids)?,
         };
         let mut done = true;
         for (name, end_offset) in &entry.ranges {
@@ -142,16 +140,11 @@ pub async fn collect_wal_garbage(up: &Upkeep) -> Result<()> {
             }
             let end = match sealed.get(name) {
                 Some(e) => *e,
-                None => match sealed_end(up, &name.topic_id, name.index).await {
-                    Ok(e) => {
-                        sealed.insert(name.clone(), e);
-                        e
-                    }
-                    Err(e) => {
-                        up.gc_memo.keep(listed);
-                        return Err(e);
-                    }
-                },
+                None => {
+                    let e = sealed_end(up, &name.topic_id, name.index).await?;
+                    sealed.insert(name.clone(), e);
+                    e
+                }
             };
             if *end_offset > end {
                 done = false;
@@ -159,7 +152,7 @@ pub async fn collect_wal_garbage(up: &Upkeep) -> Result<()> {
             }
         }
         if done {
-            freed.push((k, entry.object.clone(), entry.data_end));
+            freed.push((k, entry.object, entry.data_end));
         } else {
             listed.insert(k, entry);
         }
