@@ -215,19 +215,35 @@ async fn round_with(
     }
 }
 
+/// How long a broker that joins (or comes back, or is undrained) is eligible before a
+/// rebalance gives it a share of the work. A broker whose lease lapsed (a long pause, a
+/// partition from the store) has just had its partitions moved away, and its clients
+/// learn of that move only when it answers them again, which is when it registers again.
+/// Moving partitions to it at once would show those clients two leader changes in the
+/// same instant, the second undoing the first; librdkafka (2.16, issue #4976) can then
+/// keep a partition on the broker it was moving to and never send it to the leader again.
+/// Apache Kafka gives a restarted broker its leadership back minutes later, by preferred
+/// leader election.
+pub const JOIN_SETTLE: Duration = Duration::from_secs(5);
+
 /// How long the controller sleeps when nothing changes: `period`, or less when an
 /// automatic rebalance falls due sooner (but at least a second: a round that failed is
-/// not retried in a tight loop).
+/// not retried in a tight loop), or when a joined broker's share falls due.
 fn next_wake(
     period: Duration,
     auto_rebalance: Option<Duration>,
     last: tokio::time::Instant,
+    share_due: Option<tokio::time::Instant>,
 ) -> Duration {
-    match auto_rebalance {
+    let wake = match auto_rebalance {
         Some(every) => period
             .min(every.saturating_sub(last.elapsed()))
             .max(Duration::from_secs(1)),
         None => period,
+    };
+    match share_due {
+        Some(due) => wake.min(due.saturating_duration_since(tokio::time::Instant::now())),
+        None => wake,
     }
 }
 
@@ -258,6 +274,8 @@ pub async fn run(
     let mut leading = false;
     let mut eligible_before: Option<BTreeSet<i32>> = None;
     let mut last_rebalance = tokio::time::Instant::now();
+    // When the brokers that joined get their share (a rebalance).
+    let mut share_due: Option<tokio::time::Instant> = None;
     loop {
         let mut brokers = meta.watch(keys::BROKERS);
         let mut topics = meta.watch(keys::TOPICS);
@@ -278,6 +296,7 @@ pub async fn run(
                     );
                     leading = true;
                     eligible_before = None;
+                    share_due = None;
                 }
             }
         }
@@ -289,17 +308,24 @@ pub async fn run(
                     .map(|(n, _)| *n)
                     .collect::<BTreeSet<i32>>()
             });
-            // A broker that joined gets a share of the work.
+            // A broker that joined gets a share of the work once it has settled.
             let joined = match (&eligible_before, &eligible) {
                 (Some(before), Some(now)) => now.iter().any(|n| !before.contains(n)),
                 _ => false,
             };
+            if joined && share_due.is_none() {
+                share_due = Some(tokio::time::Instant::now() + JOIN_SETTLE);
+            }
+            let share = share_due.is_some_and(|d| d <= tokio::time::Instant::now());
             // With auto.rebalance.enable, the controller also evens out the measured
             // traffic on its own (a plan within the tolerance moves nothing).
             let due = auto_rebalance.is_some_and(|every| last_rebalance.elapsed() >= every);
-            match round(meta.as_ref(), Some(&me), joined || due, Vec::new()).await {
+            match round(meta.as_ref(), Some(&me), share || due, Vec::new()).await {
                 Ok(Some(changed)) => {
                     eligible_before = eligible;
+                    if share {
+                        share_due = None;
+                    }
                     if due {
                         last_rebalance = tokio::time::Instant::now();
                         if changed.partitions > 0 {
@@ -325,7 +351,8 @@ pub async fn run(
         }
         let closed = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(next_wake(period, auto_rebalance.filter(|_| leading), last_rebalance)) => false,
+            _ = tokio::time::sleep(next_wake(period, auto_rebalance.filter(|_| leading), last_rebalance,
+                share_due.filter(|_| leading))) => false,
             e = brokers.recv() => e.is_none(),
             e = topics.recv() => e.is_none(),
             e = control.recv() => e.is_none(),
@@ -496,5 +523,62 @@ mod tests {
             .collect();
         assert_eq!(counts, vec![(1, 0, 2), (2, 4, 2)]);
         assert_eq!(owners(&meta).await, drained, "a proposal writes nothing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broker_that_joins_gets_its_share_once_it_has_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn MetaStore> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("m.redb")).unwrap());
+        register(meta.as_ref(), 1).await;
+        let topic = TopicRecord {
+            id: "t".into(),
+            name: "orders".into(),
+            partitions: 6,
+            replication_factor: 1,
+            configs: Default::default(),
+        };
+        meta.put(&keys::topic_key("orders"), repo::encode(&topic))
+            .await
+            .unwrap();
+        let lease = meta.grant_lease(Duration::from_secs(3600)).await.unwrap();
+        let me = ControllerRecord {
+            node: 1,
+            incarnation: 101,
+        };
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(
+            meta.clone(),
+            me,
+            move || Some(lease),
+            Duration::from_secs(5),
+            None,
+            cancel.clone(),
+        ));
+        let on = |n: i32, o: &[(PartitionId, (i32, i32))]| o.iter().filter(|x| x.1 .0 == n).count();
+        while read_view(meta.as_ref()).await.unwrap().shard_owners.len() < keys::SHARDS as usize
+            || on(1, &owners(meta.as_ref()).await) < 6
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        register(meta.as_ref(), 2).await;
+        let joined = tokio::time::Instant::now();
+        while on(2, &owners(meta.as_ref()).await) == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(
+                joined.elapsed() < JOIN_SETTLE * 2,
+                "broker 2 never got a share"
+            );
+        }
+        assert!(
+            joined.elapsed() >= JOIN_SETTLE,
+            "broker 2 got partitions {:?} after it registered, before it settled",
+            joined.elapsed()
+        );
+        let o = owners(meta.as_ref()).await;
+        assert_eq!((on(1, &o), on(2, &o)), (3, 3), "an even share: {o:?}");
+        cancel.cancel();
+        task.await.unwrap();
     }
 }
