@@ -215,9 +215,10 @@ async fn round_with(
     }
 }
 
-/// How long a broker that joins (or comes back, or is undrained) is eligible before a
-/// rebalance gives it a share of the work. A broker whose lease lapsed (a long pause, a
-/// partition from the store) has just had its partitions moved away, and its clients
+/// How long a broker that comes back (its lease lapsed, or it restarted, or it was
+/// undrained) is eligible before a rebalance gives it a share of the work; a broker new
+/// to the controller gets its share at once. A broker whose lease lapsed (a long pause,
+/// a partition from the store) has just had its partitions moved away, and its clients
 /// learn of that move only when it answers them again, which is when it registers again.
 /// Moving partitions to it at once would show those clients two leader changes in the
 /// same instant, the second undoing the first; librdkafka (2.16, issue #4976) can then
@@ -274,8 +275,10 @@ pub async fn run(
     let mut leading = false;
     let mut eligible_before: Option<BTreeSet<i32>> = None;
     let mut last_rebalance = tokio::time::Instant::now();
-    // When the brokers that joined get their share (a rebalance).
+    // When the brokers that came back get their share (a rebalance).
     let mut share_due: Option<tokio::time::Instant> = None;
+    // Brokers eligible at some point while this broker leads.
+    let mut seen: BTreeSet<i32> = BTreeSet::new();
     loop {
         let mut brokers = meta.watch(keys::BROKERS);
         let mut topics = meta.watch(keys::TOPICS);
@@ -297,6 +300,7 @@ pub async fn run(
                     leading = true;
                     eligible_before = None;
                     share_due = None;
+                    seen.clear();
                 }
             }
         }
@@ -308,22 +312,35 @@ pub async fn run(
                     .map(|(n, _)| *n)
                     .collect::<BTreeSet<i32>>()
             });
-            // A broker that joined gets a share of the work once it has settled.
-            let joined = match (&eligible_before, &eligible) {
-                (Some(before), Some(now)) => now.iter().any(|n| !before.contains(n)),
-                _ => false,
+            // A broker that joined gets a share of the work: at once if it is new here,
+            // once it has settled if it comes back (see JOIN_SETTLE).
+            let joined: Vec<i32> = match (&eligible_before, &eligible) {
+                (Some(before), Some(now)) => now
+                    .iter()
+                    .filter(|n| !before.contains(n))
+                    .copied()
+                    .collect(),
+                _ => Vec::new(),
             };
-            if joined && share_due.is_none() {
+            let returned = joined.iter().any(|n| seen.contains(n));
+            let first_seen = joined.iter().any(|n| !seen.contains(n));
+            if returned && share_due.is_none() {
                 share_due = Some(tokio::time::Instant::now() + JOIN_SETTLE);
             }
-            let share = share_due.is_some_and(|d| d <= tokio::time::Instant::now());
+            // A rebalance for a new broker would give a returning one its share too: while
+            // one is settling, a new one waits with it.
+            let share = match share_due {
+                Some(d) => d <= tokio::time::Instant::now(),
+                None => first_seen,
+            };
             // With auto.rebalance.enable, the controller also evens out the measured
             // traffic on its own (a plan within the tolerance moves nothing).
             let due = auto_rebalance.is_some_and(|every| last_rebalance.elapsed() >= every);
             match round(meta.as_ref(), Some(&me), share || due, Vec::new()).await {
                 Ok(Some(changed)) => {
+                    seen.extend(eligible.iter().flatten());
                     eligible_before = eligible;
-                    if share {
+                    if share_due.is_some_and(|d| d <= tokio::time::Instant::now()) {
                         share_due = None;
                     }
                     if due {
@@ -526,7 +543,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_broker_that_joins_gets_its_share_once_it_has_settled() {
+    async fn a_new_broker_gets_its_share_at_once_and_one_that_comes_back_once_it_has_settled() {
         let dir = tempfile::tempdir().unwrap();
         let meta: Arc<dyn MetaStore> =
             Arc::new(EmbeddedStore::open(&dir.path().join("m.redb")).unwrap());
@@ -556,25 +573,47 @@ mod tests {
             cancel.clone(),
         ));
         let on = |n: i32, o: &[(PartitionId, (i32, i32))]| o.iter().filter(|x| x.1 .0 == n).count();
-        while read_view(meta.as_ref()).await.unwrap().shard_owners.len() < keys::SHARDS as usize
-            || on(1, &owners(meta.as_ref()).await) < 6
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // Waits until broker `n` owns `count` partitions; returns how long that took.
+        let until = |n: i32, count: usize| {
+            let meta = meta.clone();
+            async move {
+                let from = tokio::time::Instant::now();
+                loop {
+                    let view = read_view(meta.as_ref()).await.unwrap();
+                    if view.shard_owners.len() == keys::SHARDS as usize
+                        && on(n, &owners(meta.as_ref()).await) == count
+                    {
+                        return from.elapsed();
+                    }
+                    assert!(
+                        from.elapsed() < JOIN_SETTLE * 3,
+                        "broker {n} never owned {count} partitions"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        until(1, 6).await;
 
+        // A broker new to the controller gets its share at once.
         register(meta.as_ref(), 2).await;
-        let joined = tokio::time::Instant::now();
-        while on(2, &owners(meta.as_ref()).await) == 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            assert!(
-                joined.elapsed() < JOIN_SETTLE * 2,
-                "broker 2 never got a share"
-            );
-        }
+        let took = until(2, 3).await;
         assert!(
-            joined.elapsed() >= JOIN_SETTLE,
-            "broker 2 got partitions {:?} after it registered, before it settled",
-            joined.elapsed()
+            took < Duration::from_secs(1),
+            "a new broker waited {took:?}"
+        );
+
+        // Its lease lapses: everything goes to broker 1. It registers again: its share
+        // comes once it has settled, not at once.
+        meta.txn(vec![], vec![Op::Delete(keys::registration_key(2))])
+            .await
+            .unwrap();
+        until(1, 6).await;
+        register(meta.as_ref(), 2).await;
+        let took = until(2, 3).await;
+        assert!(
+            took >= JOIN_SETTLE,
+            "broker 2 got partitions {took:?} after it came back, before it settled"
         );
         let o = owners(meta.as_ref()).await;
         assert_eq!((on(1, &o), on(2, &o)), (3, 3), "an even share: {o:?}");
