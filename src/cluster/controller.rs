@@ -329,10 +329,8 @@ pub async fn run(
             }
             // A rebalance for a new broker would give a returning one its share too: while
             // one is settling, a new one waits with it.
-            let share = match share_due {
-                Some(d) => d <= tokio::time::Instant::now(),
-                None => first_seen,
-            };
+            let settled = share_due.is_some_and(|d| d <= tokio::time::Instant::now());
+            let share = settled || (share_due.is_none() && first_seen);
             // With auto.rebalance.enable, the controller also evens out the measured
             // traffic on its own (a plan within the tolerance moves nothing).
             let due = auto_rebalance.is_some_and(|every| last_rebalance.elapsed() >= every);
@@ -340,7 +338,7 @@ pub async fn run(
                 Ok(Some(changed)) => {
                     seen.extend(eligible.iter().flatten());
                     eligible_before = eligible;
-                    if share_due.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    if settled {
                         share_due = None;
                     }
                     if due {
