@@ -6,8 +6,8 @@ use clap::Parser;
 // under load; mimalloc returns them 100 ms after they are freed (its `purge_delay`, which
 // `MIMALLOC_PURGE_DELAY` sets, [`default_purge_delay`]: shorter lowers the peak RSS but
 // costs throughput, see docs/design.md, "Memory"). Built without transparent huge pages
-// ("no_thp"): with them the kernel zeroed a whole 2 MiB page for each one mimalloc touched after returning part of
-// it, a third of the broker's CPU at full produce load.
+// ("no_thp"): with them the kernel zeroed a whole 2 MiB page for each one mimalloc
+// touched after returning part of it, a third of the broker's CPU at full produce load.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tokio_util::sync::CancellationToken;

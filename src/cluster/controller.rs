@@ -439,6 +439,20 @@ mod tests {
             .unwrap();
     }
 
+    /// Topic "orders" (id "t") with `partitions` partitions.
+    async fn put_orders(meta: &dyn MetaStore, partitions: i32) {
+        let topic = TopicRecord {
+            id: "t".into(),
+            name: "orders".into(),
+            partitions,
+            replication_factor: 1,
+            configs: Default::default(),
+        };
+        meta.put(&keys::topic_key("orders"), repo::encode(&topic))
+            .await
+            .unwrap();
+    }
+
     async fn owners(meta: &dyn MetaStore) -> Vec<(PartitionId, (i32, i32))> {
         let v = read_view(meta).await.unwrap();
         assert_eq!(
@@ -462,16 +476,7 @@ mod tests {
         meta.put(keys::CONTROLLER, repo::encode(&me)).await.unwrap();
         register(&meta, 1).await;
         register(&meta, 2).await;
-        let topic = TopicRecord {
-            id: "t".into(),
-            name: "orders".into(),
-            partitions: 4,
-            replication_factor: 1,
-            configs: Default::default(),
-        };
-        meta.put(&keys::topic_key("orders"), repo::encode(&topic))
-            .await
-            .unwrap();
+        put_orders(&meta, 4).await;
 
         let changed = round(&meta, Some(&me), false, vec![])
             .await
@@ -546,16 +551,7 @@ mod tests {
         let meta: Arc<dyn MetaStore> =
             Arc::new(EmbeddedStore::open(&dir.path().join("m.redb")).unwrap());
         register(meta.as_ref(), 1).await;
-        let topic = TopicRecord {
-            id: "t".into(),
-            name: "orders".into(),
-            partitions: 6,
-            replication_factor: 1,
-            configs: Default::default(),
-        };
-        meta.put(&keys::topic_key("orders"), repo::encode(&topic))
-            .await
-            .unwrap();
+        put_orders(meta.as_ref(), 6).await;
         let lease = meta.grant_lease(Duration::from_secs(3600)).await.unwrap();
         let me = ControllerRecord {
             node: 1,
