@@ -1,6 +1,7 @@
 //! The read path: from an offset, find the sealed segment or WAL range that holds it and
 //! hand out the stored batch bytes, through the block cache. Nothing is re-encoded.
 
+use std::fs::File;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -11,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::partition::{Location, Partition};
 use stratus_log::batch::{self, HEADER_LEN};
 use stratus_log::cache::BlockCache;
+use stratus_log::file_slice::{self, FileSlice, Want};
 use stratus_log::segment::{self, IndexEntry};
 use stratus_meta::repo::SegmentRef;
 
@@ -20,6 +22,13 @@ const MIN_WINDOW: u64 = 64 * 1024;
 /// starts there), so that a sequential consumer finds them in memory.
 const READ_AHEAD_BLOCKS: u64 = 2;
 const MAX_SOURCES: usize = 64;
+/// Segment files kept open for reads sent from them, and for how long unused (an unlinked
+/// segment's space is freed once its last descriptor closes).
+const OPEN_FILES: u64 = 256;
+const OPEN_FILE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Bytes of a segment file after a read's run brought into the page cache ahead of the
+/// reader's next fetch.
+const FILE_READ_AHEAD: u64 = 2 << 20;
 
 enum Source {
     Segment(SegmentRef),
@@ -50,10 +59,12 @@ pub struct Watermarks {
     pub high_watermark: i64,
 }
 
-/// What reads need beyond the partition: the block cache and parsed segment indexes.
+/// What reads need beyond the partition: the block cache, parsed segment indexes, and
+/// open segment files (on a local store).
 pub struct Reader {
     cache: Arc<BlockCache>,
     indexes: moka::future::Cache<Arc<str>, Arc<Vec<IndexEntry>>>,
+    files: moka::future::Cache<Arc<str>, Arc<File>>,
 }
 
 impl Reader {
@@ -62,6 +73,10 @@ impl Reader {
         Reader {
             cache,
             indexes: moka::future::Cache::builder().max_capacity(10_000).build(),
+            files: moka::future::Cache::builder()
+                .max_capacity(OPEN_FILES)
+                .time_to_idle(OPEN_FILE_IDLE)
+                .build(),
         }
     }
 
@@ -69,6 +84,23 @@ impl Reader {
     pub async fn forget_segment(&self, key: &Arc<str>, size: u64) {
         self.cache.forget_object(key, size).await;
         self.indexes.invalidate(key).await;
+        self.files.invalidate(key).await;
+    }
+
+    /// The open file of a segment on a local store; `None` on another store, or when it
+    /// cannot be opened (the read then goes through the cache, which reports why).
+    async fn file(&self, key: &Arc<str>) -> Option<Arc<File>> {
+        if let Some(f) = self.files.get(key).await {
+            return Some(f);
+        }
+        let path = self.cache.local_path(key)?;
+        let f = tokio::task::spawn_blocking(move || File::open(path))
+            .await
+            .ok()?
+            .ok()?;
+        let f = Arc::new(f);
+        self.files.insert(key.clone(), f.clone()).await;
+        Some(f)
     }
 }
 
@@ -119,31 +151,69 @@ fn sources_from(p: &Partition, offset: i64) -> Result<(Vec<Source>, i64)> {
     Ok((out, hw))
 }
 
-/// Batches read, in order, as the slices of cached blocks they were found in: a response
-/// writes them one after another, so they are joined into one buffer only where a caller
-/// needs one ([`Records::join`]).
+/// A run of whole batches: a slice of a cached block, or a range of a segment's file sent
+/// from it as it is (`sendfile`).
+#[derive(Debug, Clone)]
+pub enum Piece {
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// A range of a local segment file.
+    File(FileSlice),
+}
+
+impl Piece {
+    /// Its length.
+    pub fn len(&self) -> usize {
+        match self {
+            Piece::Bytes(b) => b.len(),
+            Piece::File(f) => usize::try_from(f.len).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its bytes in memory (a file's are read: a blocking read).
+    pub fn bytes(&self) -> std::io::Result<Bytes> {
+        match self {
+            Piece::Bytes(b) => Ok(b.clone()),
+            Piece::File(f) => f.read().map(Bytes::from),
+        }
+    }
+}
+
+/// Batches read, in order, as the slices of cached blocks (or ranges of segment files)
+/// they were found in: a response writes them one after another, so they are joined into
+/// one buffer only where a caller needs one ([`Records::join`]).
 #[derive(Debug, Default, Clone)]
-pub struct Records(Vec<Bytes>);
+pub struct Records(Vec<Piece>);
 
 impl Records {
     /// Bytes in all.
     pub fn len(&self) -> usize {
-        self.0.iter().map(Bytes::len).sum()
+        self.0.iter().map(Piece::len).sum()
     }
 
     /// Whether nothing was read.
     pub fn is_empty(&self) -> bool {
-        self.0.iter().all(Bytes::is_empty)
+        self.0.iter().all(Piece::is_empty)
     }
 
     /// The pieces, in order.
-    pub fn into_pieces(self) -> Vec<Bytes> {
+    pub fn into_pieces(self) -> Vec<Piece> {
         self.0
     }
 
-    /// One buffer (a copy, unless there is one piece).
-    pub fn join(self) -> Bytes {
-        join(self.0)
+    /// One buffer (a copy, unless there is one piece in memory); a file's range is read.
+    pub fn join(self) -> std::io::Result<Bytes> {
+        let pieces = self
+            .0
+            .iter()
+            .map(Piece::bytes)
+            .collect::<std::io::Result<_>>()?;
+        Ok(join(pieces))
     }
 }
 
@@ -155,14 +225,51 @@ pub async fn read(
     offset: i64,
     max_bytes: usize,
 ) -> Result<Records> {
+    read_for(reader, p, offset, max_bytes, false).await
+}
+
+/// [`read`], for a connection that can send a file's bytes itself (plaintext): where a
+/// segment's file is local, its batches are a range of it ([`Piece::File`]) rather than
+/// bytes read into memory.
+pub async fn read_for(
+    reader: &Reader,
+    p: &Partition,
+    offset: i64,
+    max_bytes: usize,
+    files: bool,
+) -> Result<Records> {
     let (sources, hw) = sources_from(p, offset)?;
     if offset >= hw {
         return Ok(Records::default());
     }
-    let mut out: Vec<Bytes> = Vec::new();
+    let mut out: Vec<Piece> = Vec::new();
     let mut taken = 0usize;
     let mut next = offset;
     for src in &sources {
+        if let (true, Source::Segment(g)) = (files, src) {
+            let want = Want {
+                from: next,
+                high_watermark: hw,
+                taken: taken as u64,
+                max_bytes: max_bytes as u64,
+            };
+            if let Some((file, walked)) = from_file(reader, g, want).await? {
+                if let Some((pos, len)) = walked.run {
+                    taken += len as usize;
+                    out.push(Piece::File(FileSlice {
+                        file,
+                        pos,
+                        len,
+                        records: walked.records,
+                    }));
+                }
+                next = walked.next;
+                if walked.stopped {
+                    break;
+                }
+                continue;
+            }
+        }
         let (key, size, start, end) = match src {
             Source::Segment(g) => {
                 let index = index_of(reader, g).await?;
@@ -214,6 +321,41 @@ pub async fn read(
     Ok(Records(out))
 }
 
+/// The run of `g`'s batches a read `want`s, from its local file: `None` where it has none
+/// (the read goes through the cache).
+async fn from_file(
+    reader: &Reader,
+    g: &SegmentRef,
+    want: Want,
+) -> Result<Option<(Arc<File>, file_slice::Walked)>> {
+    let key: Arc<str> = Arc::from(g.key.as_str());
+    let Some(file) = reader.file(&key).await else {
+        return Ok(None);
+    };
+    let index = index_of(reader, g).await?;
+    let (data_len, end_offset, f) = (g.data_len, g.end_offset, file.clone());
+    let walked = tokio::task::spawn_blocking(move || {
+        let seg = file_slice::Segment {
+            file: &f,
+            index: &index,
+            data_len,
+            end_offset,
+        };
+        let walked = file_slice::whole_batches(&seg, &want)?;
+        file_slice::prefetch(&seg, &walked, FILE_READ_AHEAD);
+        Ok::<_, std::io::Error>(walked)
+    })
+    .await;
+    match walked {
+        Ok(Ok(w)) => Ok(Some((file, w))),
+        Ok(Err(e)) => {
+            tracing::error!(object = g.key, error = %e, "segment file is corrupt");
+            Err(Error::Kafka(Code::KafkaStorageError))
+        }
+        Err(_) => Err(Error::Kafka(Code::KafkaStorageError)),
+    }
+}
+
 /// Adjacent batches of one window (a slice of a cached block) kept as one slice of it: a
 /// read copies record data only where it crosses a block.
 #[derive(Default)]
@@ -223,7 +365,7 @@ struct Run {
 }
 
 impl Run {
-    fn push(&mut self, out: &mut Vec<Bytes>, window: &Bytes, batch: &Bytes) {
+    fn push(&mut self, out: &mut Vec<Piece>, window: &Bytes, batch: &Bytes) {
         let at = (batch.as_ptr() as usize).wrapping_sub(window.as_ptr() as usize);
         let inside = at
             .checked_add(batch.len())
@@ -239,13 +381,13 @@ impl Run {
         if inside {
             self.open = Some((window.clone(), at, at + batch.len()));
         } else {
-            out.push(batch.clone());
+            out.push(Piece::Bytes(batch.clone()));
         }
     }
 
-    fn finish(&mut self, out: &mut Vec<Bytes>) {
+    fn finish(&mut self, out: &mut Vec<Piece>) {
         if let Some((w, start, end)) = self.open.take() {
-            out.push(w.slice(start..end));
+            out.push(Piece::Bytes(w.slice(start..end)));
         }
     }
 }

@@ -311,7 +311,8 @@ async fn a_sequential_reader_of_a_sealed_segment_finds_its_next_blocks_in_memory
         let bytes = stratus::read::read(&c.broker.reader, &p, offset, 64 << 10)
             .await
             .unwrap()
-            .join();
+            .join()
+            .unwrap();
         let batches: Vec<_> = stratus_log::batch::stored(&bytes).collect();
         assert!(!batches.is_empty());
         assert_eq!(batches[0].base_offset, offset);
@@ -335,4 +336,84 @@ async fn a_sequential_reader_of_a_sealed_segment_finds_its_next_blocks_in_memory
         cache.read_ahead_total()
     );
     assert!(fetches >= 15, "{fetches} fetches");
+}
+
+/// A fetch at `offset` of at most `max` bytes of partition 0 of `r` (v11): its records.
+async fn fetch_raw(conn: &mut TcpStream, offset: i64, max: i32) -> bytes::Bytes {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(max)
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("r")))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(max)])]);
+    let r: FetchResponse = call(conn, ApiKey::Fetch, 11, &req).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "fetch at {offset}");
+    p.records.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_from_sealed_segments_of_a_local_store_are_sent_from_their_files_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("objects").display());
+    let broker = stratus::Broker::open(settings(dir.path(), &[("object.store.url", &url)]))
+        .await
+        .unwrap();
+    let served = serve(broker.clone(), dir).await;
+    let mut conn = TcpStream::connect(served.addr).await.unwrap();
+    create_topic(&mut conn, "r", 1).await;
+    let p = partition(&broker);
+    // Batches of 1 to 8 records of 50 B to 2.5 KiB (the index has an entry every 4 KiB):
+    // two sealed segments, then a WAL tail.
+    let mut next = 0i64;
+    for round in 0..3 {
+        for i in 0..50usize {
+            let n = 1 + (i * 7 + round) % 8;
+            let value = "x".repeat(50 + (i * 997 + round * 13) % 2500);
+            let values: Vec<&str> = (0..n).map(|_| value.as_str()).collect();
+            assert_eq!(
+                produce_code(&mut conn, "r", batch(&values, 2)).await,
+                (0, next)
+            );
+            next += n as i64;
+        }
+        if round < 2 {
+            stratus::upkeep::seal(&broker.upkeep, &p, u64::MAX)
+                .await
+                .unwrap();
+            assert_eq!(p.state().sealed_end(), next);
+        }
+    }
+    assert_eq!(p.state().segments().len(), 2);
+    let sent = || broker.telemetry.connections.sendfile_bytes.get();
+    let before = sent();
+    // From offsets inside batches, at their starts, across the segments and the tail; with
+    // limits smaller than a batch, around an index interval, and larger than the log.
+    let mut fetched = 0u64;
+    for offset in (0..next).step_by(23).chain([0, 1, next - 1]) {
+        for max in [1, 3000, 10_000, 40_000, 1 << 20] {
+            let got = fetch_raw(&mut conn, offset, max).await;
+            let want = stratus::read::read(&broker.reader, &p, offset, max as usize)
+                .await
+                .unwrap()
+                .join()
+                .unwrap();
+            assert!(got == want, "fetch at {offset} of at most {max} bytes");
+            let batches: Vec<_> = stratus_log::batch::stored(&got).collect();
+            assert!(batches[0].base_offset <= offset && batches[0].last_offset() >= offset);
+            fetched += got.len() as u64;
+        }
+    }
+    // Most of what was fetched lay in the segments, and went from their files.
+    let by_file = sent() - before;
+    assert!(
+        by_file > fetched / 2,
+        "{by_file} of {fetched} bytes by sendfile"
+    );
 }

@@ -118,6 +118,8 @@ settings! {
         fetch_max_bytes: usize = ("fetch.max.bytes", "57671680", Int(1024, INT)),
         #[doc = "Fetch sessions (KIP-227) kept at once; when full, one idle for 2 minutes makes room or none is created (0: never)."]
         max_incremental_fetch_session_cache_slots: usize = ("max.incremental.fetch.session.cache.slots", "1000", Int(0, INT)),
+        #[doc = "On plaintext listeners (PLAINTEXT, SASL_PLAINTEXT) of a local store, send fetched record data from sealed segment files with sendfile(2), not through memory."]
+        fetch_sendfile_enable: bool = ("fetch.sendfile.enable", "true", Bool),
         #[doc = "Upper bound on a Fetch's max_wait_ms."]
         fetch_max_wait_cap_ms: u64 = ("fetch.max.wait.cap.ms", "30000", Long(0, LONG)),
         #[doc = "Samples a client-quota rate is measured over."]

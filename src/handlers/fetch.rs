@@ -55,6 +55,8 @@ pub struct Handles<'a> {
     pub sessions: &'a FetchSessions,
     /// The listener the client connected to (the addresses of new leaders are on it).
     pub listener: usize,
+    /// The connection sends ranges of segment files itself (see [`read::read_for`]).
+    pub sends_files: bool,
 }
 
 /// Handles Fetch: the response, and the pieces of its record data after each partition's
@@ -261,7 +263,7 @@ async fn fetch_once(
                 // OFFSET_OUT_OF_RANGE (which would make the consumer reset).
                 Ok(read::Records::default())
             } else {
-                read::read(h.reader, p, fp.fetch_offset, max.max(1)).await
+                read::read_for(h.reader, p, fp.fetch_offset, max.max(1), h.sends_files).await
             };
             match records {
                 Ok(r) => {

@@ -43,6 +43,8 @@ pub struct Session {
     pub peer: std::net::SocketAddr,
     /// Who the client is: what authorization will check.
     pub principal: Principal,
+    /// The connection sends ranges of files itself (`sendfile`, plaintext only).
+    pub sends_files: bool,
 }
 
 pub use crate::auth::Principal;
@@ -292,12 +294,16 @@ fn observe(broker: &Broker, api: ApiKey, reply: &Reply) {
         };
         for p in &topic.partitions {
             if p.records.is_some() {
-                let pieces = || reply.rest.pieces(topic, p);
-                let n = pieces().map(Bytes::len).sum::<usize>() as u64;
+                let pieces = reply.rest.pieces(topic, p);
+                let n = pieces.iter().map(crate::read::Piece::len).sum::<usize>() as u64;
                 bytes += n;
                 // Batches never straddle two pieces: each is a run of whole batches.
-                records += pieces()
-                    .map(|b| crate::telemetry::records_in(b))
+                records += pieces
+                    .iter()
+                    .map(|piece| match piece {
+                        crate::read::Piece::Bytes(b) => crate::telemetry::records_in(b),
+                        crate::read::Piece::File(f) => f.records,
+                    })
                     .sum::<u64>();
                 let part = known.as_ref().and_then(|k| {
                     usize::try_from(p.partition_index)
@@ -435,6 +441,7 @@ async fn route(
                 access,
                 sessions: &broker.fetch_sessions,
                 listener: session.listener,
+                sends_files: session.sends_files,
             };
             let (resp, pieces) = fetch::handle(handles, r, v).await;
             *rest = pieces;

@@ -12,6 +12,8 @@
 //! A partition's records are often several slices (of cached blocks, of WAL objects): its
 //! `records` field holds the first and [`Rest`] the others, and all are spliced in one
 //! after another, never joined (joining them cost a twelfth of a hot consumer's broker CPU).
+//! Where a piece is a range of a segment's file (sent with `sendfile`), `records` holds a
+//! one-byte token instead and [`Rest`] every piece; such a partition is always spliced.
 
 use std::collections::HashMap;
 
@@ -19,6 +21,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchResponse, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
+use kafka_protocol::ResponseError as Code;
+
+use crate::read::Piece;
 
 /// Records shorter than this are copied: a splice would cost more than it saves.
 const SPLICE_MIN: usize = 4096;
@@ -26,33 +31,34 @@ const MARKER: usize = 16;
 
 /// A response as the pieces written after its length prefix.
 #[derive(Debug, Default)]
-pub struct Frame(Vec<Bytes>);
+pub struct Frame(Vec<Piece>);
 
 impl Frame {
     /// The response's length.
     pub fn len(&self) -> usize {
-        self.0.iter().map(Bytes::len).sum()
+        self.0.iter().map(Piece::len).sum()
     }
 
     /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.iter().all(Bytes::is_empty)
+        self.0.iter().all(Piece::is_empty)
     }
 
     /// The pieces, in order.
-    pub fn parts(&self) -> &[Bytes] {
+    pub fn parts(&self) -> &[Piece] {
         &self.0
     }
 
-    /// The pieces joined (tests).
-    pub fn joined(&self) -> Bytes {
-        crate::read::join(self.0.clone())
+    /// The pieces joined, files read (tests).
+    pub fn joined(&self) -> std::io::Result<Bytes> {
+        let parts = self.0.iter().map(Piece::bytes);
+        Ok(crate::read::join(parts.collect::<std::io::Result<_>>()?))
     }
 }
 
 impl From<Bytes> for Frame {
     fn from(b: Bytes) -> Self {
-        Frame(vec![b])
+        Frame(vec![Piece::Bytes(b)])
     }
 }
 
@@ -73,21 +79,43 @@ fn key(topic: &FetchableTopicResponse, p: &PartitionData) -> PartitionKey {
     key_of(topic.topic_id, topic.topic.0.as_str(), p)
 }
 
+/// A partition's pieces beyond its `records`.
+#[derive(Debug)]
+enum Held {
+    /// The pieces after the first, which is `records`.
+    After(Vec<Piece>),
+    /// Every piece: `records` is a token (one byte, its own allocation, so its address
+    /// keys the partition), since a file's range cannot be a `Bytes`.
+    Whole(Vec<Piece>),
+}
+
 /// The record data of a fetch response's partitions after the first piece, which is the
 /// partition's `records`: a response is the pair, and whatever drops or reorders the
 /// response's partitions keeps them paired (they are found by topic, partition and first piece).
 #[derive(Debug, Default)]
-pub struct Rest(HashMap<PartitionKey, Vec<Bytes>>);
+pub struct Rest(HashMap<PartitionKey, Held>);
 
 impl Rest {
     /// Sets the records of `p`, a partition of `topic`, to `pieces` in order (joined if
-    /// small, where a splice would cost more than the copy).
+    /// small and in memory, where a splice would cost more than the copy).
     pub fn put(
         &mut self,
         topic: &FetchableTopicResponse,
         p: &mut PartitionData,
-        pieces: Vec<Bytes>,
+        pieces: Vec<Piece>,
     ) {
+        if pieces.iter().any(|piece| matches!(piece, Piece::File(_))) {
+            p.records = Some(Bytes::from(vec![0u8]));
+            self.0.insert(key(topic, p), Held::Whole(pieces));
+            return;
+        }
+        let pieces: Vec<Bytes> = pieces
+            .into_iter()
+            .filter_map(|piece| match piece {
+                Piece::Bytes(b) => Some(b),
+                Piece::File(_) => None,
+            })
+            .collect();
         let len: usize = pieces.iter().map(Bytes::len).sum();
         if pieces.len() <= 1 || len < SPLICE_MIN {
             p.records = Some(crate::read::join(pieces));
@@ -95,24 +123,27 @@ impl Rest {
         }
         let mut pieces = pieces.into_iter();
         p.records = pieces.next();
-        self.0.insert(key(topic, p), pieces.collect());
+        self.0.insert(
+            key(topic, p),
+            Held::After(pieces.map(Piece::Bytes).collect()),
+        );
     }
 
-    /// The pieces of `p`'s records after the first.
-    pub fn of(&self, topic: &FetchableTopicResponse, p: &PartitionData) -> &[Bytes] {
-        if self.0.is_empty() {
-            return &[];
+    /// All of `p`'s records, in order.
+    pub fn pieces(&self, topic: &FetchableTopicResponse, p: &PartitionData) -> Vec<Piece> {
+        let first = || p.records.iter().cloned().map(Piece::Bytes);
+        match self.held(topic, p) {
+            None => first().collect(),
+            Some(Held::After(rest)) => first().chain(rest.iter().cloned()).collect(),
+            Some(Held::Whole(all)) => all.clone(),
         }
-        self.0.get(&key(topic, p)).map_or(&[], Vec::as_slice)
     }
 
-    /// All of `p`'s records, in order: its `records`, then the pieces after it.
-    pub fn pieces<'a>(
-        &'a self,
-        topic: &FetchableTopicResponse,
-        p: &'a PartitionData,
-    ) -> impl Iterator<Item = &'a Bytes> {
-        p.records.iter().chain(self.of(topic, p))
+    fn held(&self, topic: &FetchableTopicResponse, p: &PartitionData) -> Option<&Held> {
+        if self.0.is_empty() {
+            return None;
+        }
+        self.0.get(&key(topic, p))
     }
 
     /// Whether no partition has more than one piece.
@@ -120,25 +151,37 @@ impl Rest {
         self.0.is_empty()
     }
 
-    /// Bytes of `resp`'s partitions held here.
+    /// Bytes of `resp`'s records held here beyond those its `records` fields count.
     pub fn len_in(&self, resp: &FetchResponse) -> usize {
+        let len = |v: &Vec<Piece>| v.iter().map(Piece::len).sum::<usize>();
         each_partition(resp)
-            .flat_map(|(t, p)| self.of(t, p))
-            .map(Bytes::len)
+            .map(|(t, p)| match self.held(t, p) {
+                None => 0,
+                Some(Held::After(rest)) => len(rest),
+                Some(Held::Whole(all)) => len(all).saturating_sub(1),
+            })
             .sum()
     }
 
-    /// `resp` with each partition's records whole (copied together).
+    /// `resp` with each partition's records whole (copied together, files read; a
+    /// partition whose file cannot be read gets KAFKA_STORAGE_ERROR).
     pub fn joined(&self, resp: &FetchResponse) -> FetchResponse {
         let mut out = resp.clone();
-        for topic in &mut out.responses {
-            let (id, name) = (topic.topic_id, topic.topic.0.to_string());
-            for p in &mut topic.partitions {
-                let Some(rest) = self.0.get(&key_of(id, &name, p)) else {
+        for (topic, original) in out.responses.iter_mut().zip(&resp.responses) {
+            for (p, o) in topic.partitions.iter_mut().zip(&original.partitions) {
+                if self.held(original, o).is_none() {
                     continue;
-                };
-                let all = p.records.iter().chain(rest).cloned().collect();
-                p.records = Some(crate::read::join(all));
+                }
+                let read: std::io::Result<Vec<Bytes>> =
+                    self.pieces(original, o).iter().map(Piece::bytes).collect();
+                match read {
+                    Ok(all) => p.records = Some(crate::read::join(all)),
+                    Err(e) => {
+                        tracing::error!(partition = p.partition_index, error = %e, "segment file could not be read");
+                        p.error_code = Code::KafkaStorageError.code();
+                        p.records = Some(Bytes::new());
+                    }
+                }
             }
         }
         out
@@ -165,13 +208,14 @@ pub fn fetch(
 ) -> Option<Frame> {
     let prefix = uuid::Uuid::new_v4();
     let mut shell = resp.clone();
-    let mut spliced: Vec<([u8; MARKER], Vec<Bytes>)> = Vec::new();
+    let mut spliced: Vec<([u8; MARKER], Vec<Piece>)> = Vec::new();
     for (topic, original) in shell.responses.iter_mut().zip(&resp.responses) {
         for (p, o) in topic.partitions.iter_mut().zip(&original.partitions) {
-            if rest.pieces(original, o).map(Bytes::len).sum::<usize>() < SPLICE_MIN {
+            let pieces = rest.pieces(original, o);
+            let whole = matches!(rest.held(original, o), Some(Held::Whole(_)));
+            if !whole && pieces.iter().map(Piece::len).sum::<usize>() < SPLICE_MIN {
                 continue;
             }
-            let pieces = rest.pieces(original, o).cloned().collect();
             let mut marker = [0u8; MARKER];
             marker[..12].copy_from_slice(&prefix.as_bytes()[..12]);
             marker[12..].copy_from_slice(&(spliced.len() as u32).to_be_bytes());
@@ -209,12 +253,12 @@ pub fn fetch(
         if find(&shell[found + MARKER..], &marker).is_some() {
             return None;
         }
-        parts.push(shell.slice(at..field));
-        parts.push(prefix_of(pieces.iter().map(Bytes::len).sum()));
+        parts.push(Piece::Bytes(shell.slice(at..field)));
+        parts.push(Piece::Bytes(prefix_of(pieces.iter().map(Piece::len).sum())));
         parts.extend(pieces);
         at = found + MARKER;
     }
-    parts.push(shell.slice(at..));
+    parts.push(Piece::Bytes(shell.slice(at..)));
     Some(Frame(parts))
 }
 
@@ -236,6 +280,14 @@ mod tests {
     use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
     use kafka_protocol::messages::{ApiKey, TopicName};
     use kafka_protocol::protocol::StrBytes;
+
+    /// Where a piece in memory starts (0 for a file's range).
+    pub(super) fn at(p: &Piece) -> usize {
+        match p {
+            Piece::Bytes(b) => b.as_ptr() as usize,
+            Piece::File(_) => 0,
+        }
+    }
 
     fn response(sizes: &[usize]) -> FetchResponse {
         let partitions = sizes
@@ -280,11 +332,15 @@ mod tests {
         for v in 4..=17i16 {
             let hv = ApiKey::Fetch.response_header_version(v);
             let frame = fetch(&header, hv, &resp, &Rest::default(), v).expect("spliced");
-            assert_eq!(frame.joined(), plain(&header, hv, &resp, v), "version {v}");
-            assert_eq!(frame.len(), frame.joined().len());
+            assert_eq!(
+                frame.joined().unwrap(),
+                plain(&header, hv, &resp, v),
+                "version {v}"
+            );
+            assert_eq!(frame.len(), frame.joined().unwrap().len());
             // The big records are the cached buffers themselves, not copies.
             let big = resp.responses[0].partitions[6].records.as_ref().unwrap();
-            assert!(frame.parts().iter().any(|p| p.as_ptr() == big.as_ptr()));
+            assert!(frame.parts().iter().any(|p| at(p) == big.as_ptr() as usize));
         }
     }
 
@@ -296,7 +352,7 @@ mod tests {
         // the marker is random per response.
         let resp = response(&[5000, 70000]);
         let frame = fetch(&header, 1, &resp, &Rest::default(), 13).unwrap();
-        assert_eq!(frame.joined(), plain(&header, 1, &resp, 13));
+        assert_eq!(frame.joined().unwrap(), plain(&header, 1, &resp, 13));
     }
 
     /// `resp` with each partition's records cut into pieces at `cuts` (fractions), put
@@ -315,8 +371,8 @@ mod tests {
                     .collect();
                 at.insert(0, 0);
                 at.push(whole.len());
-                let pieces = at.windows(2).map(|w| whole.slice(w[0]..w[1])).collect();
-                rest.put(&t, p, pieces);
+                let pieces: Vec<Bytes> = at.windows(2).map(|w| whole.slice(w[0]..w[1])).collect();
+                rest.put(&t, p, pieces.into_iter().map(Piece::Bytes).collect());
             }
         }
         (out, rest)
@@ -344,12 +400,16 @@ mod tests {
         for v in 4..=17i16 {
             let hv = ApiKey::Fetch.response_header_version(v);
             let frame = fetch(&header, hv, &resp, &rest, v).expect("spliced");
-            assert_eq!(frame.joined(), plain(&header, hv, &whole, v), "version {v}");
+            assert_eq!(
+                frame.joined().unwrap(),
+                plain(&header, hv, &whole, v),
+                "version {v}"
+            );
             // Every piece is the cached buffer itself.
             let big = whole.responses[0].partitions[6].records.as_ref().unwrap();
             let at = |n: usize| big.as_ptr() as usize + n;
             for cut in [0, 2_097_152 * 3 / 10, 2_097_152 * 9 / 10] {
-                assert!(frame.parts().iter().any(|p| p.as_ptr() as usize == at(cut)));
+                assert!(frame.parts().iter().any(|p| super::tests::at(p) == at(cut)));
             }
             // Encoded the usual way, the joined response is the same bytes.
             assert_eq!(
@@ -373,7 +433,7 @@ mod tests {
         es.remove(0);
         es.reverse();
         let frame = fetch(&header, 1, &resp, &rest, 13).unwrap();
-        assert_eq!(frame.joined(), plain(&header, 1, &expected, 13));
+        assert_eq!(frame.joined().unwrap(), plain(&header, 1, &expected, 13));
         assert_eq!(rest.len_in(&resp), 10000 - 5000 + 9000 - 4500);
     }
 
@@ -385,11 +445,73 @@ mod tests {
         whole.responses[0].partitions[1].partition_index = 0;
         let (resp, rest) = in_pieces(&whole, &[0.25, 0.5]);
         let frame = fetch(&header, 1, &resp, &rest, 13).unwrap();
-        assert_eq!(frame.joined(), plain(&header, 1, &whole, 13));
+        assert_eq!(frame.joined().unwrap(), plain(&header, 1, &whole, 13));
         let joined = rest.joined(&resp);
         assert_eq!(
             plain(&header, 1, &joined, 13),
             plain(&header, 1, &whole, 13)
         );
+    }
+
+    #[test]
+    fn ranges_of_files_are_spliced_as_they_are_and_read_only_where_a_response_is_joined() {
+        use std::io::Write;
+        let header = ResponseHeader::default().with_correlation_id(5);
+        // Two partitions whose records are (in part) ranges of a file: a big one between
+        // bytes in memory, and a small one alone (spliced too: its token must never go out).
+        let whole = response(&[30000, 100, 9000]);
+        let data = |i: usize| whole.responses[0].partitions[i].records.clone().unwrap();
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&[0xee; 7]).unwrap();
+        f.write_all(&data(0)[1000..29000]).unwrap();
+        f.write_all(&data(1)).unwrap();
+        let file = std::sync::Arc::new(f);
+        let slice = |pos: u64, len: u64| {
+            Piece::File(stratus_log::file_slice::FileSlice {
+                file: file.clone(),
+                pos,
+                len,
+                records: 1,
+            })
+        };
+        let mut resp = whole.clone();
+        let mut rest = Rest::default();
+        let t = FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_topic_id(uuid::Uuid::from_u128(7));
+        let ps = &mut resp.responses[0].partitions;
+        let d0 = data(0);
+        let pieces = vec![
+            Piece::Bytes(d0.slice(..1000)),
+            slice(7, 28000),
+            Piece::Bytes(d0.slice(29000..)),
+        ];
+        rest.put(&t, &mut ps[0], pieces);
+        rest.put(&t, &mut ps[1], vec![slice(28007, 100)]);
+        let d2 = data(2);
+        rest.put(
+            &t,
+            &mut ps[2],
+            vec![Piece::Bytes(d2.slice(..10)), Piece::Bytes(d2.slice(10..))],
+        );
+        // What a fetch response counts beyond its `records` (the tokens are one byte each).
+        assert_eq!(rest.len_in(&resp), (30000 - 1) + (100 - 1) + (9000 - 10));
+        for v in [4i16, 11, 12, 13, 17] {
+            let hv = ApiKey::Fetch.response_header_version(v);
+            let frame = fetch(&header, hv, &resp, &rest, v).expect("spliced");
+            assert_eq!(
+                frame.joined().unwrap(),
+                plain(&header, hv, &whole, v),
+                "version {v}"
+            );
+            assert_eq!(frame.len(), plain(&header, hv, &whole, v).len());
+            let files = frame.parts().iter().filter(|p| matches!(p, Piece::File(_)));
+            assert_eq!(files.count(), 2, "the file ranges are sent as they are");
+            // Encoded without splicing, the same bytes (the files read).
+            assert_eq!(
+                plain(&header, hv, &rest.joined(&resp), v),
+                plain(&header, hv, &whole, v)
+            );
+        }
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -31,15 +31,18 @@ use crate::config::Settings;
 use crate::handlers::splice::Frame;
 use crate::handlers::{self, Principal, ResponseFuture, Session};
 use crate::quotas::Throttle;
+use crate::read::Piece;
 use crate::supervisor::panic_message;
 use crate::telemetry::requests::{Measured, Timing};
 
 mod frames;
 mod gate;
 mod limits;
+mod sendfile;
 use frames::{FrameReader, Limit};
 use gate::{Gate, Verdict};
 pub use limits::ConnectionLimits;
+use sendfile::SendFile;
 
 /// Requests of one connection being processed or awaiting their turn to respond.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
@@ -214,8 +217,10 @@ async fn accept(
         listener: index,
         peer,
         principal: Principal::Anonymous,
+        sends_files: false,
     };
     let Some(tls) = &security.tls else {
+        session.sends_files = broker.settings.server.fetch_sendfile_enable;
         let (rd, wr) = socket.into_split();
         return connection(broker, security, session, rd, wr, cancel).await;
     };
@@ -267,7 +272,7 @@ async fn connection<R, W>(
     cancel: CancellationToken,
 ) where
     R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: SendFile + 'static,
 {
     let peer = session.peer;
     let mut gate = Gate::new(&security, &broker.security.scram);
@@ -297,9 +302,17 @@ async fn connection<R, W>(
                 let ok = tokio::time::timeout(idle, async {
                     wr.write_all(&(resp.len() as u32).to_be_bytes()).await?;
                     // Record data goes from the cache to the socket: a part larger than
-                    // the buffer is written directly, not copied into it.
+                    // the buffer is written directly, not copied into it; a range of a
+                    // segment file after what is buffered, from the file.
                     for part in resp.parts() {
-                        wr.write_all(part).await?;
+                        match part {
+                            Piece::Bytes(b) => wr.write_all(b).await?,
+                            Piece::File(f) => {
+                                wr.flush().await?;
+                                wr.get_mut().send_file(f).await?;
+                                measured.telemetry.connections.sendfile_bytes.add(f.len);
+                            }
+                        }
                     }
                     if rx.is_empty() {
                         wr.flush().await?;

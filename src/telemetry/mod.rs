@@ -226,6 +226,8 @@ pub struct ConnectionMetrics {
     pub failed_authentication: Arc<Family<Counter>>,
     /// Successful authentications (SASL), per listener.
     pub successful_authentication: Arc<Family<Counter>>,
+    /// Record bytes of fetch responses sent from segment files by `sendfile`.
+    pub sendfile_bytes: Arc<Counter>,
 }
 
 impl ConnectionMetrics {
@@ -251,6 +253,13 @@ impl ConnectionMetrics {
                 "SASL authentications that succeeded (Kafka's successful-authentication-total).",
                 &["listener"],
             ),
+            sendfile_bytes: r
+                .counters(
+                    "stratus_fetch_sendfile_bytes_total",
+                    "Record bytes of fetch responses sent from local segment files by sendfile, not through memory (plaintext listeners on a local store).",
+                    &[],
+                )
+                .get(&[]),
         }
     }
 }

@@ -35,6 +35,13 @@ def check_reads(bootstrap, topic, base, n):
         c.close()
 
 
+def sendfile_bytes(broker):
+    for line in (broker.metrics_text() or "").splitlines():
+        if line.startswith("stratus_fetch_sendfile_bytes_total "):
+            return float(line.split()[1])
+    return 0
+
+
 @pytest.mark.timeout(120)
 def test_reads_and_timestamp_lookup_across_sealed_segments_and_restart(make_broker, topic):
     broker = make_broker({"wal.flush.interval.ms": "20"})
@@ -67,6 +74,9 @@ def test_reads_and_timestamp_lookup_across_sealed_segments_and_restart(make_brok
 
     broker.restart()  # no warm cache: everything comes back from storage
     check_reads(broker.bootstrap, topic, base, n)
+    if broker.target == "stratus":
+        # A plaintext listener on a file:// store: the sealed segments went out by sendfile.
+        assert sendfile_bytes(broker) > 0
     [m] = produce_sync(producer(broker.bootstrap), topic, [{"value": b"next", "partition": 0}])
     assert m.offset() == n
 

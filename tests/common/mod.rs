@@ -153,10 +153,11 @@ pub async fn send_raw<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     s: &mut S,
     frame: &[u8],
 ) -> Option<Bytes> {
-    s.write_all(&(frame.len() as u32).to_be_bytes())
-        .await
-        .ok()?;
-    s.write_all(frame).await.ok()?;
+    // One write: a second small one would wait out the broker's delayed ACK (Nagle).
+    let mut out = Vec::with_capacity(4 + frame.len());
+    out.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+    out.extend_from_slice(frame);
+    s.write_all(&out).await.ok()?;
     read_frame(s).await
 }
 

@@ -93,6 +93,46 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(a)
 }
 
+/// Where a stored batch lies, from its header alone (the batch itself need not follow):
+/// what a reader needs to walk a file batch by batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Base offset.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// Length of the whole batch, header included.
+    pub len: u64,
+}
+
+/// The span of the batch whose header starts `h` (at least [`HEADER_LEN`] bytes), with the
+/// checks [`stored`] makes of a header.
+pub fn span(h: &[u8]) -> Result<Span, BatchError> {
+    if h.len() < HEADER_LEN {
+        return Err(BatchError::Corrupt("batch shorter than its header"));
+    }
+    let magic = h[MAGIC_OFFSET] as i8;
+    if magic != 2 {
+        return Err(BatchError::UnsupportedMagic(magic));
+    }
+    let len = i32_at(h, LENGTH_OFFSET);
+    if len < (HEADER_LEN - 12) as i32 {
+        return Err(BatchError::Corrupt("batch length smaller than a header"));
+    }
+    let (count, delta) = (i32_at(h, COUNT_OFFSET), i32_at(h, LAST_DELTA_OFFSET));
+    if count <= 0 || delta < 0 || delta < count - 1 {
+        return Err(BatchError::Corrupt(
+            "record count and last offset delta disagree",
+        ));
+    }
+    let base_offset = i64_at(h, 0);
+    Ok(Span {
+        base_offset,
+        last_offset: base_offset.saturating_add(i64::from(delta)),
+        len: 12 + len as u64,
+    })
+}
+
 /// Reads the header of the batch at the start of `bytes`, checking only that the whole
 /// batch is present. Returns the batch and its total length.
 fn header(bytes: &Bytes) -> Result<Batch, BatchError> {

@@ -215,6 +215,11 @@ impl BlockCache {
         }
     }
 
+    /// The file that holds the object `key` on a local store (`None` on any other).
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.objects.local_path(key)
+    }
+
     /// Size of a block: a read within one block returns a slice of it, not a copy.
     pub fn block_size(&self) -> u64 {
         self.block

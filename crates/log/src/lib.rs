@@ -10,6 +10,7 @@
 //! - [`budget`]: the pace of background writes to a local directory, set by the foreground's;
 //! - [`bulk`]: large objects streamed to the store a part at a time (sealed segments);
 //! - [`cache`]: the read cache (memory, then local disk, then ranged GETs);
+//! - [`file_slice`]: runs of whole batches of a local segment file, for `sendfile`;
 //! - [`pool`]: reused buffers for ranged reads of a local store;
 //! - [`clock`]: wall-clock time, injectable so that time-driven jobs can be tested.
 //!
@@ -21,6 +22,7 @@ pub mod budget;
 pub mod bulk;
 pub mod cache;
 pub mod clock;
+pub mod file_slice;
 mod local;
 pub mod objects;
 pub mod paced;

@@ -494,6 +494,11 @@ impl Objects {
         Ok(r?)
     }
 
+    /// The file that holds `key` on a local store (`None` on any other).
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.local_root.as_ref().map(|root| root.join(key))
+    }
+
     /// Reads a whole object.
     pub async fn get(&self, key: &str) -> Result<Bytes, ObjectError> {
         let started = Instant::now();
