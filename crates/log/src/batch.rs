@@ -136,36 +136,19 @@ pub fn span(h: &[u8]) -> Result<Span, BatchError> {
 /// Reads the header of the batch at the start of `bytes`, checking only that the whole
 /// batch is present. Returns the batch and its total length.
 fn header(bytes: &Bytes) -> Result<Batch, BatchError> {
-    if bytes.len() < HEADER_LEN {
-        return Err(BatchError::Corrupt("batch shorter than its header"));
-    }
-    let b = &bytes[..];
-    let magic = b[MAGIC_OFFSET] as i8;
-    if magic != 2 {
-        return Err(BatchError::UnsupportedMagic(magic));
-    }
-    let len = i32_at(b, LENGTH_OFFSET);
-    if len < (HEADER_LEN - 12) as i32 {
-        return Err(BatchError::Corrupt("batch length smaller than a header"));
-    }
-    let total = 12 + len as usize;
-    if total > b.len() {
+    let s = span(bytes)?;
+    let total = usize::try_from(s.len).unwrap_or(usize::MAX);
+    if total > bytes.len() {
         return Err(BatchError::Corrupt(
             "batch length beyond the end of the records",
         ));
     }
-    let record_count = i32_at(b, COUNT_OFFSET);
-    let last_offset_delta = i32_at(b, LAST_DELTA_OFFSET);
-    if record_count <= 0 || last_offset_delta < 0 || last_offset_delta < record_count - 1 {
-        return Err(BatchError::Corrupt(
-            "record count and last offset delta disagree",
-        ));
-    }
+    let b = &bytes[..];
     Ok(Batch {
         bytes: bytes.slice(..total),
-        base_offset: i64_at(b, 0),
-        record_count,
-        last_offset_delta,
+        base_offset: s.base_offset,
+        record_count: i32_at(b, COUNT_OFFSET),
+        last_offset_delta: i32_at(b, LAST_DELTA_OFFSET),
         base_timestamp: i64_at(b, BASE_TS_OFFSET),
         max_timestamp: i64_at(b, MAX_TS_OFFSET),
         producer_id: i64_at(b, PID_OFFSET),
