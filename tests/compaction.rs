@@ -444,3 +444,45 @@ async fn wal_collection_remembers_exactly_the_entries_still_in_the_index() {
     assert!(up.gc_memo.is_empty());
     assert_all(&mut n, rounds).await;
 }
+
+/// A compacted object of several slices (the run streams it to the store a slice at a
+/// time, caching each on a remote store) holds every record where its entry says: read
+/// back from the cache it filled, and from the store alone after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_object_of_many_slices_reads_back_whole() {
+    let st = stores();
+    let mut n = node(&st, true).await;
+    let up = n.broker.upkeep.clone();
+    let rounds = 4;
+    let value = |r: usize, t: usize| format!("r{r}-t{t}-{}", "x".repeat(90 << 10));
+    for r in 0..rounds {
+        for t in 0..TOPICS {
+            let got = produce_code(&mut n.conn, &format!("s{t}"), batch(&[&value(r, t)], 2)).await;
+            assert_eq!(got, (0, r as i64));
+        }
+    }
+    compact_wal(&up, 64 << 20).await.unwrap(); // notes the watermark
+    let done = compact_wal(&up, 64 << 20).await.unwrap();
+    assert_eq!(done.written, 1, "{done:?}");
+    assert!(
+        done.bytes > 3 * stratus_log::bulk::SLICE as u64,
+        "{} bytes: several slices",
+        done.bytes
+    );
+    delete_replaced(&up, &done.replaced).await;
+    let want = |t: usize| {
+        (0..rounds)
+            .map(|r| (r as i64, value(r, t)))
+            .collect::<Vec<_>>()
+    };
+    for t in 0..TOPICS {
+        assert_eq!(fetch_values(&mut n.conn, &format!("s{t}")).await, want(t));
+    }
+    drop(n);
+    drop(up);
+    let mut n = node(&st, false).await;
+    await_owned(&mut n).await;
+    for t in 0..TOPICS {
+        assert_eq!(fetch_values(&mut n.conn, &format!("s{t}")).await, want(t));
+    }
+}

@@ -116,9 +116,10 @@ pub async fn seal(up: &Upkeep, p: &Partition, max_bytes: u64) -> Result<()> {
 }
 
 /// Writes the segment of `chunks` and returns its name and what it holds (`None`: the
-/// chunks held no batch). Never holds the segment whole: chunks are read one at a time and
-/// the segment goes to the store in parts of [`bulk::PART`] once it outgrows one (a single
-/// PUT below that). The name carries the owner `epoch`, so only a seal of this ownership
+/// chunks held no batch). A segment of up to [`bulk::PART`] goes in one PUT. A larger one
+/// is never held whole: chunks are read one at a time and handed to a [`BulkWriter`] a
+/// [`bulk::SLICE`] at a time (8 MiB parts here held up to 70 MiB across four seals at
+/// once). The name carries the owner `epoch`, so only a seal of this ownership
 /// can meet an object under it: one left by an earlier seal of the same ownership that
 /// failed before its commit, which is replaced in place, never deleted first (a reader
 /// never finds it missing). A fenced-out ex-owner sealing late writes under its own epoch's
@@ -138,9 +139,14 @@ async fn write_segment(
         }
         .name()
     };
-    // A part is taken once it reaches PART: room for that and the chunk that crossed it.
+    // A slice is taken once it reaches SLICE: room for that and the chunk that crossed it.
     let total: u64 = chunks.iter().map(crate::partition::TailChunk::size).sum();
-    let mut w = segment::Writer::with_capacity((total as usize).min(bulk::PART + (1 << 20)));
+    let slice = if total > bulk::PART as u64 {
+        bulk::SLICE
+    } else {
+        usize::MAX
+    };
+    let mut w = segment::Writer::with_capacity((total as usize).min(bulk::SLICE + (1 << 20)));
     let mut out: Option<(String, BulkWriter<'_>)> = None;
     let mut failed = None;
     for c in chunks {
@@ -165,7 +171,7 @@ async fn write_segment(
             }
         };
         w.push(&data);
-        let Some(part) = w.take_part(bulk::PART) else {
+        let Some(part) = w.take_part(slice) else {
             continue;
         };
         if out.is_none() {

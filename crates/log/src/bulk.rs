@@ -21,6 +21,10 @@ use crate::paced::{Mode, Staged};
 pub const PART: usize = 8 << 20;
 /// Parts uploading at once.
 const IN_FLIGHT: usize = 2;
+/// What a streaming writer hands [`BulkWriter::write`] at a time: a multipart upload
+/// gathers it into parts of [`PART`], a local staging file takes it as it comes. Seals
+/// and WAL compactions that handed over whole parts held 8-64 MiB each while they ran.
+pub const SLICE: usize = 1 << 20;
 
 /// An object being written.
 pub struct BulkWriter<'a> {

@@ -23,19 +23,19 @@
 //! leaves an object no entry names, which the orphan sweep deletes; a crash after the
 //! commit leaves the replaced objects, which nothing names either.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::Upkeep;
 use crate::error::Result;
-use stratus_log::paths::CompactedObject;
-use stratus_log::wal_format;
 use stratus_meta::keys::PartitionId;
-use stratus_meta::repo::{self, ProducerBatch, WalEntry, WalRange};
-use stratus_meta::{keys, Compare, Op, MAX_TXN_OPS};
+use stratus_meta::repo::{self, WalEntry};
+use stratus_meta::{keys, MAX_TXN_OPS};
+
+mod write;
+use write::write;
 
 /// Compacted entries of one size tier that are merged together.
 pub const MERGE_AT: usize = 8;
@@ -356,220 +356,6 @@ async fn sealed_end(
     ))
 }
 
-/// One range of the new object, and where its pieces came from.
-struct Piece {
-    object: Arc<str>,
-    pos: u64,
-    data: Bytes,
-}
-
-/// Writes one compacted object for `group` and commits its entry in place of theirs.
-/// Returns the live bytes written and the replaced objects, or `None` if the transaction
-/// found the index or the assignment changed.
-async fn write(
-    up: &Upkeep,
-    owned: &crate::cluster::Owned,
-    group: &[Input],
-    n: u64,
-) -> Result<Option<(u64, Vec<(String, u64)>)>> {
-    // Each partition's live ranges, by base offset, with their data.
-    let mut parts: BTreeMap<PartitionId, Vec<(WalRange, Piece)>> = BTreeMap::new();
-    for input in group {
-        let object: Arc<str> = Arc::from(input.entry.object.as_str());
-        let size = input.entry.data_end();
-        for i in &input.live {
-            let r = &input.entry.ranges[*i];
-            // A copy: a read inside one cache block is a slice of the whole block, and the
-            // run holds its pieces until the new object is written. Slices of 100
-            // partitions' small ranges pinned a block each (1 MiB, fetched again for each
-            // once the cache had evicted it): 4.4 GB of RSS (0.64 GB copied) at
-            // cache.memory.bytes=0 after 100 partitions took 2.5 GB; with the default cache
-            // the pieces mostly share cached blocks (1.27 GB, 1.22 GB copied: noise).
-            let data =
-                Bytes::copy_from_slice(&up.cache.read(&object, size, r.pos..r.pos + r.len).await?);
-            parts.entry(r.partition_id()).or_default().push((
-                r.clone(),
-                Piece {
-                    object: object.clone(),
-                    pos: r.pos,
-                    data,
-                },
-            ));
-        }
-    }
-    let node = up.settings.server.node_id;
-    let incarnation = up.fence.incarnation();
-    let name = CompactedObject {
-        node,
-        incarnation,
-        n,
-    }
-    .name();
-    let total: usize = parts
-        .values()
-        .flat_map(|v| v.iter().map(|(_, p)| p.data.len()))
-        .sum();
-    let mut body = BytesMut::with_capacity(total + 256 * (parts.len() + 1));
-    let mut ranges: Vec<WalRange> = Vec::new();
-    // Partition → old object → its copied spans (old position, length, new position).
-    let mut moved: HashMap<PartitionId, crate::partition::Moved> = HashMap::new();
-    // Partition → the end of its first range here (a seal reaching it ends the run).
-    let mut first_end: BTreeMap<PartitionId, i64> = BTreeMap::new();
-    // The copying below is CPU work on a runtime thread: it gives way every 2 ms, so
-    // that requests on the same thread do not wait for all of it.
-    let mut slice = super::Slice::start();
-    for (id, mut list) in parts {
-        list.sort_by_key(|(r, _)| r.base_offset);
-        if let Some((r, _)) = list.first() {
-            first_end.insert(id.clone(), r.end_offset);
-        }
-        let moves = moved.entry(id).or_default();
-        for (r, piece) in list {
-            let pos = body.len() as u64;
-            body.extend_from_slice(&piece.data);
-            slice.check().await;
-            moves
-                .entry(piece.object)
-                .or_default()
-                .push((piece.pos, piece.data.len() as u64, pos));
-            match ranges.last_mut() {
-                // Contiguous with the previous range of the same partition: one range.
-                Some(last)
-                    if last.topic_id == r.topic_id
-                        && last.partition == r.partition
-                        && last.end_offset == r.base_offset
-                        && last.pos + last.len == pos =>
-                {
-                    last.end_offset = r.end_offset;
-                    last.len += r.len;
-                    last.max_timestamp = last.max_timestamp.max(r.max_timestamp);
-                    last.producers.extend(r.producers);
-                    last.producers = trim(std::mem::take(&mut last.producers));
-                }
-                _ => ranges.push(WalRange { pos, ..r }),
-            }
-        }
-    }
-    let entry = WalEntry {
-        object: name.clone(),
-        ranges,
-    };
-    let footer = repo::encode(&entry);
-    wal_format::finish(&mut body, &footer);
-    let body = body.freeze();
-    // Written in the background of the WAL's own writes (a slice at a time on a local
-    // directory): written whole and fsynced at the end, a run's 64 MiB made the WAL fsyncs
-    // issued meanwhile wait for all of it, and produce at 50 MiB/s after 100 partitions
-    // took 2.5 GB had a p99 of 86 ms (17 ms with compaction off).
-    up.objects.put_bulk(&name, body.clone(), false).await?;
-    // No seal of these partitions may run between here and the relocation: a seal that
-    // read the old chunks and ended inside a merged range would leave that range of the
-    // index partly sealed. One that ended since the ranges were read makes the run stop.
-    let partitions: Vec<(Arc<crate::partition::Partition>, i64)> = first_end
-        .iter()
-        .filter_map(|(id, end)| Some((super::local_partition(up, &id.topic_id, id.index)?, *end)))
-        .collect();
-    let mut guards = Vec::with_capacity(partitions.len());
-    for (p, _) in &partitions {
-        guards.push(p.record_lock.lock().await);
-    }
-    if partitions
-        .iter()
-        .any(|(p, end)| p.state().sealed_end() >= *end)
-    {
-        drop(guards);
-        discard(up, &name, "a seal ended meanwhile").await;
-        return Ok(None);
-    }
-    let first = group.iter().map(|i| i.span.0).min().unwrap_or(0);
-    let last = group.iter().map(|i| i.span.1).max().unwrap_or(0);
-    let key = keys::compacted_wal_key(node, first, last, incarnation, n);
-    let mut compares = vec![
-        up.fence.compare(owned),
-        Compare::Revision(key.clone(), None),
-    ];
-    let mut ops = vec![Op::Put(key.clone(), footer, None)];
-    for input in group {
-        compares.push(Compare::Revision(input.key.clone(), Some(input.revision)));
-        ops.push(Op::Delete(input.key.clone()));
-    }
-    // An error leaves the outcome unknown: the transaction is sent again, and once it
-    // answers, a refusal after an unknown attempt is checked against the new key (the
-    // first attempt may have been applied). Never guessed: deleting an object whose entry
-    // was committed would lose its data.
-    let mut unknown = false;
-    let mut attempt = 0;
-    let applied = loop {
-        attempt += 1;
-        match up.meta.txn(compares.clone(), ops.clone()).await {
-            Ok(true) => break true,
-            Ok(false) if !unknown => break false,
-            Ok(false) => break up.meta.get(&key).await?.is_some(),
-            // Refused before anything applied (a limit of the store): a bug, never a guess.
-            Err(e @ stratus_meta::MetaError::TooLarge(_)) if !unknown => {
-                drop(guards);
-                discard(up, &name, "the store refused the transaction as too large").await;
-                return Err(e.into());
-            }
-            Err(e) if attempt < COMMIT_ATTEMPTS => {
-                unknown = true;
-                debug!(object = name, error = %e, "wal compaction commit failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-            }
-            Err(e) => {
-                warn!(object = name, error = %e, "wal compaction commit unknown; its object stays until the orphan sweep");
-                return Err(e.into());
-            }
-        }
-    };
-    if !applied {
-        drop(guards);
-        discard(up, &name, "the index or the assignment changed meanwhile").await;
-        return Ok(None);
-    }
-    let new_object: Arc<str> = Arc::from(name.as_str());
-    let size = body.len() as u64;
-    up.cache.insert_rewritten(&new_object, &body).await;
-    for (id, mut moves) in moved {
-        for spans in moves.values_mut() {
-            spans.sort_unstable();
-        }
-        if let Some(p) = super::local_partition(up, &id.topic_id, id.index) {
-            p.state().relocate(&moves, &new_object, size);
-        }
-    }
-    drop(guards);
-    let replaced: HashSet<(String, u64)> = group
-        .iter()
-        .map(|i| (i.entry.object.clone(), i.entry.data_end()))
-        .collect();
-    Ok(Some((total as u64, replaced.into_iter().collect())))
-}
-
-/// Deletes a compacted object whose entry was not committed.
-async fn discard(up: &Upkeep, name: &str, why: &str) {
-    if let Err(e) = up.objects.delete(name).await {
-        debug!(object = name, error = %e, "unused compacted wal object not deleted");
-    }
-    info!(reason = why, "wal compaction skipped; the next run retries");
-}
-
-/// The last [`PRODUCER_BATCHES`] batches of each producer, in order.
-fn trim(batches: Vec<ProducerBatch>) -> Vec<ProducerBatch> {
-    let mut seen: HashMap<i64, usize> = HashMap::new();
-    let mut kept: Vec<ProducerBatch> = batches
-        .into_iter()
-        .rev()
-        .filter(|b| {
-            let n = seen.entry(b.pid).or_default();
-            *n += 1;
-            *n <= PRODUCER_BATCHES
-        })
-        .collect();
-    kept.reverse();
-    kept
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,34 +409,5 @@ mod tests {
         assert_eq!(tier(TIER_BASE * TIER_FACTOR - 1), 1);
         assert_eq!(tier(TIER_BASE * TIER_FACTOR), 2);
         assert_eq!(tier(u64::MAX), 16);
-    }
-
-    #[test]
-    fn a_merged_range_keeps_each_producers_last_five_batches() {
-        let b = |pid: i64, seq: i32| ProducerBatch {
-            pid,
-            epoch: 0,
-            first_seq: seq,
-            last_seq: seq,
-            base_offset: seq as i64,
-            last_offset: seq as i64,
-            appended_ms: 0,
-        };
-        let mut all = Vec::new();
-        for s in 0..8 {
-            all.push(b(1, s));
-            if s < 3 {
-                all.push(b(2, s));
-            }
-        }
-        let kept = trim(all);
-        let seqs = |pid| {
-            kept.iter()
-                .filter(|x| x.pid == pid)
-                .map(|x| x.first_seq)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(seqs(1), vec![3, 4, 5, 6, 7]);
-        assert_eq!(seqs(2), vec![0, 1, 2]);
     }
 }
