@@ -289,6 +289,12 @@ impl MetaStore for FaultyMetaStore {
     async fn range(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetaError> {
         self.inner.range(prefix).await
     }
+    async fn range_keys(&self, prefix: &str) -> Result<Vec<(String, u64)>, MetaError> {
+        self.inner.range_keys(prefix).await
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, MetaError> {
+        self.inner.get_many(keys).await
+    }
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
         self.faulty_txn(compares, ops, false).await
     }

@@ -383,9 +383,10 @@ async fn a_run_writes_at_most_its_byte_budget_and_the_next_runs_write_the_rest()
     assert_all(&mut n, rounds).await;
 }
 
-/// WAL collection keeps what it decoded of each entry between runs, and only the entries
-/// still listed: those a compaction replaced or a collection freed are forgotten, so its
-/// memory follows the index, and what it remembers judges as well as a fresh decode.
+/// WAL collection and compaction keep what they decoded of each entry between runs, and
+/// only the entries still listed: those a compaction replaced or a collection freed are
+/// forgotten, so their memory follows the index; each entry is fetched from the store once,
+/// and what they remember judges as well as a fresh decode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wal_collection_remembers_exactly_the_entries_still_in_the_index() {
     let st = stores();
@@ -407,13 +408,18 @@ async fn wal_collection_remembers_exactly_the_entries_still_in_the_index() {
     }
     let up = n.broker.upkeep.clone();
     let (before, _) = index(st.meta.as_ref()).await;
+    let remembered = || async { up.wal_index.lock().await.len() };
+    let fetched = || async { up.wal_index.lock().await.fetched() };
     stratus::upkeep::collect_wal_garbage(&up).await.unwrap();
     assert_eq!(
-        up.gc_memo.len(),
+        remembered().await,
         before,
         "nothing is sealed: every entry kept"
     );
+    assert_eq!(fetched().await, before as u64);
+    stratus::upkeep::collect_wal_garbage(&up).await.unwrap();
     compact_wal(&up, 64 << 20).await.unwrap(); // notes the watermark
+    assert_eq!(fetched().await, before as u64, "nothing fetched again");
     let done = compact_wal(&up, 64 << 20).await.unwrap();
     assert!(done.replaced_entries > 0, "{done:?}");
     delete_replaced(&up, &done.replaced).await;
@@ -421,9 +427,14 @@ async fn wal_collection_remembers_exactly_the_entries_still_in_the_index() {
     let (compacted, _) = index(st.meta.as_ref()).await;
     assert!(compacted < before, "{compacted} of {before}");
     assert_eq!(
-        up.gc_memo.len(),
+        remembered().await,
         compacted,
         "the replaced entries are forgotten"
+    );
+    assert_eq!(
+        fetched().await,
+        (before + done.written) as u64,
+        "only the compacted entries are new"
     );
     // Half the topics sealed: their entries stay while another topic's range is live.
     for t in 0..TOPICS {
@@ -438,10 +449,10 @@ async fn wal_collection_remembers_exactly_the_entries_still_in_the_index() {
         assert_eq!(p.state().sealed_end(), rounds as i64);
         stratus::upkeep::collect_wal_garbage(&up).await.unwrap();
         let (left, _) = index(st.meta.as_ref()).await;
-        assert_eq!(up.gc_memo.len(), left, "after sealing s{t}");
+        assert_eq!(remembered().await, left, "after sealing s{t}");
     }
     assert_eq!(index(st.meta.as_ref()).await.0, 0, "all collected");
-    assert!(up.gc_memo.is_empty());
+    assert!(up.wal_index.lock().await.is_empty());
     assert_all(&mut n, rounds).await;
 }
 

@@ -185,7 +185,7 @@ impl Broker {
             metrics: Arc::new(crate::upkeep::metrics::UpkeepMetrics::default()),
             fence: fence.clone(),
             compaction: Default::default(),
-            gc_memo: Default::default(),
+            wal_index: Default::default(),
         });
         let ownership = Arc::new(Ownership::new(
             node,

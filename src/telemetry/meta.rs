@@ -108,6 +108,18 @@ impl MetaStore for InstrumentedMeta {
         record(&self.range, t, self.inner.range(prefix).await)
     }
 
+    async fn range_keys(&self, prefix: &str) -> Result<Vec<(String, u64)>, MetaError> {
+        let _span = SpanGuard::child("metadata.range_keys");
+        let t = Instant::now();
+        record(&self.range, t, self.inner.range_keys(prefix).await)
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, MetaError> {
+        let _span = SpanGuard::child("metadata.get_many");
+        let t = Instant::now();
+        record(&self.get, t, self.inner.get_many(keys).await)
+    }
+
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
         self.timed_txn(compares, ops, false).await
     }

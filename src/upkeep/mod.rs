@@ -27,6 +27,7 @@ use stratus_log::objects::Objects;
 use stratus_meta::MetaStore;
 
 pub mod compact;
+pub mod index;
 pub mod metrics;
 pub mod orphans;
 pub mod retention;
@@ -64,8 +65,8 @@ pub struct Upkeep {
     pub fence: Arc<crate::cluster::Fence>,
     /// WAL compaction's state between runs.
     pub compaction: compact::Compaction,
-    /// WAL collection's decoded index entries between runs.
-    pub gc_memo: wal_gc::Memo,
+    /// The WAL index as collection and compaction last read it.
+    pub wal_index: tokio::sync::Mutex<index::WalIndex>,
 }
 
 /// The ids of every topic that exists, as the store has them now.

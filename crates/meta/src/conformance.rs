@@ -16,6 +16,7 @@ fn b(s: &str) -> Bytes {
 /// Runs every check against a store whose keys under `conf/` are free.
 pub async fn run_all(store: &dyn MetaStore) {
     get_put_range(store).await;
+    large_ranges_keys_and_many_gets(store).await;
     transactions(store).await;
     watches(store).await;
     leases(store).await;
@@ -39,6 +40,60 @@ async fn get_put_range(store: &dyn MetaStore) {
     store.put("conf/a/1", b("uno")).await.unwrap();
     let v1b = store.get("conf/a/1").await.unwrap().unwrap();
     assert!(v1b.mod_revision > v1.mod_revision, "revisions increase");
+}
+
+/// A range larger than one answer can carry (etcd's client takes 4 MiB per message), with
+/// more keys than one page, comes back whole and in order; a listing of keys gives the
+/// same keys with the revisions `get` gives; `get_many` answers in the order asked,
+/// across more keys than one transaction holds.
+async fn large_ranges_keys_and_many_gets(store: &dyn MetaStore) {
+    let big = Bytes::from(vec![b'x'; 512 << 10]);
+    for i in 0..12 {
+        store
+            .put(&format!("conf/big-v/{i:03}"), big.clone())
+            .await
+            .unwrap();
+    }
+    let all = store.range("conf/big-v/").await.unwrap();
+    assert_eq!(all.len(), 12, "a 6 MiB range comes back whole");
+    assert!(all.iter().all(|(_, v)| v.value == big));
+    let n = 3 * MAX_TXN_OPS + 7;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(MAX_TXN_OPS) {
+        let ops = chunk
+            .iter()
+            .map(|i| Op::Put(format!("conf/many/{i:05}"), b(&i.to_string()), None))
+            .collect();
+        store.txn(vec![], ops).await.unwrap();
+    }
+    let all = store.range("conf/many/").await.unwrap();
+    let expected: Vec<String> = (0..n).map(|i| format!("conf/many/{i:05}")).collect();
+    let got: Vec<String> = all.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(got, expected, "every key, in key order");
+    let listed = store.range_keys("conf/many/").await.unwrap();
+    let from_range: Vec<(String, u64)> = all
+        .iter()
+        .map(|(k, v)| (k.clone(), v.mod_revision))
+        .collect();
+    assert_eq!(listed, from_range, "keys and revisions as range has them");
+    assert!(store.range_keys("conf/none/").await.unwrap().is_empty());
+    let mut asked: Vec<String> = expected.iter().rev().cloned().collect();
+    asked.insert(5, "conf/many/absent".into());
+    let got = store.get_many(&asked).await.unwrap();
+    assert_eq!(got.len(), asked.len());
+    for (key, v) in asked.iter().zip(&got) {
+        match key
+            .strip_prefix("conf/many/")
+            .and_then(|i| i.parse::<usize>().ok())
+        {
+            Some(i) => {
+                let v = v.as_ref().unwrap();
+                assert_eq!(v.value, b(&i.to_string()), "{key}");
+                assert_eq!(Some(v), all.get(i).map(|(_, v)| v));
+            }
+            None => assert!(v.is_none(), "an absent key reads as None"),
+        }
+    }
+    assert!(store.get_many(&[]).await.unwrap().is_empty());
 }
 
 async fn transactions(store: &dyn MetaStore) {

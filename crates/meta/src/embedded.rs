@@ -62,6 +62,11 @@ fn decode(raw: &[u8]) -> Option<(u64, LeaseId, Bytes)> {
     Some((rev, lease, Bytes::copy_from_slice(&raw[16..])))
 }
 
+/// The revision of a stored value, without copying the value.
+fn revision_of(raw: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(raw.get(0..8)?.try_into().ok()?)).filter(|_| raw.len() >= 16)
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store file; deletes keys of leases from an earlier process.
     pub fn open(path: &Path) -> Result<Self, MetaError> {
@@ -375,6 +380,53 @@ impl MetaStore for EmbeddedStore {
                     }
                 }
                 Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn range_keys(&self, prefix: &str) -> Result<Vec<(String, u64)>, MetaError> {
+        let inner = self.inner.clone();
+        let prefix = prefix.to_string();
+        blocking(move || {
+            inner.with_db(|db| {
+                let r = db.begin_read().map_err(err)?;
+                let kv = r.open_table(KV).map_err(err)?;
+                let mut out = Vec::new();
+                for e in kv.range(prefix.as_str()..).map_err(err)? {
+                    let (k, v) = e.map_err(err)?;
+                    if !k.value().starts_with(prefix.as_str()) {
+                        break;
+                    }
+                    if let Some(rev) = revision_of(v.value()) {
+                        out.push((k.value().to_string(), rev));
+                    }
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, MetaError> {
+        let inner = self.inner.clone();
+        let keys = keys.to_vec();
+        blocking(move || {
+            inner.with_db(|db| {
+                let r = db.begin_read().map_err(err)?;
+                let kv = r.open_table(KV).map_err(err)?;
+                keys.iter()
+                    .map(|key| {
+                        Ok(kv
+                            .get(key.as_str())
+                            .map_err(err)?
+                            .and_then(|v| decode(v.value()))
+                            .map(|(rev, _, value)| Versioned {
+                                value,
+                                mod_revision: rev,
+                            }))
+                    })
+                    .collect()
             })
         })
         .await

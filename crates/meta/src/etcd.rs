@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions,
-    Txn, TxnOp, WatchOptions,
+    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue,
+    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -22,6 +22,15 @@ use tracing::{debug, warn};
 use super::{Compare, LeaseId, MetaError, MetaStore, Op, Versioned, WatchEvent, MAX_TXN_OPS};
 
 const WATCH_QUEUE: usize = 4096;
+/// Keys per answer of a listing with values. etcd's client refuses an answer over its
+/// message limit (4 MiB by default), and a range of the WAL index passed that at about a
+/// thousand entries of a hundred partitions: every listing failed from then on. A listing
+/// is read in pages at the revision of its first, so it is still one snapshot.
+const PAGE: i64 = 128;
+/// Keys per answer of a listing of keys alone.
+const KEYS_PAGE: i64 = 4096;
+/// Largest answer taken: a page of the largest values etcd stores (1.5 MiB by default).
+const MAX_ANSWER: usize = 256 << 20;
 
 /// The etcd store.
 pub struct EtcdStore {
@@ -138,6 +147,54 @@ impl EtcdStore {
         format!("{}{k}", self.namespace)
     }
 
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_ANSWER)
+    }
+
+    /// Every key under `prefix` (values too unless `keys_only`), in pages read at the
+    /// revision of the first.
+    async fn list<T>(
+        &self,
+        prefix: &str,
+        keys_only: bool,
+        mut each: impl FnMut(&str, &KeyValue) -> T,
+    ) -> Result<Vec<T>, MetaError> {
+        let mut from = self.key(prefix).into_bytes();
+        let end = prefix_end(&from);
+        let mut at = 0;
+        let mut out = Vec::new();
+        let mut kv = self.kv();
+        loop {
+            let mut opts = GetOptions::new().with_range(end.clone());
+            opts = match keys_only {
+                true => opts.with_keys_only().with_limit(KEYS_PAGE),
+                false => opts.with_limit(PAGE),
+            };
+            if at > 0 {
+                opts = opts.with_revision(at);
+            }
+            let resp = self.deadline(kv.get(from.clone(), Some(opts))).await?;
+            self.saw(resp.header());
+            if at == 0 {
+                at = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            for kv in resp.kvs() {
+                if let Some(k) = self.strip(kv.key()) {
+                    out.push(each(k, kv));
+                }
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
     fn strip<'a>(&self, k: &'a [u8]) -> Option<&'a str> {
         std::str::from_utf8(k)
             .ok()?
@@ -162,37 +219,76 @@ fn revision(r: i64) -> u64 {
     r.max(0) as u64
 }
 
+/// The first key after every key that starts with `prefix` (`\0`: no end).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn versioned(kv: &KeyValue) -> Versioned {
+    Versioned {
+        value: Bytes::copy_from_slice(kv.value()),
+        mod_revision: revision(kv.mod_revision()),
+    }
+}
+
 #[async_trait]
 impl MetaStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, MetaError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let resp = self.deadline(kv.get(self.key(key), None)).await?;
         self.saw(resp.header());
-        Ok(resp.kvs().first().map(|kv| Versioned {
-            value: Bytes::copy_from_slice(kv.value()),
-            mod_revision: revision(kv.mod_revision()),
-        }))
+        Ok(resp.kvs().first().map(versioned))
     }
 
     async fn range(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetaError> {
-        let mut kv = self.client.kv_client();
-        let resp = self
-            .deadline(kv.get(self.key(prefix), Some(GetOptions::new().with_prefix())))
-            .await?;
-        self.saw(resp.header());
-        Ok(resp
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                Some((
-                    self.strip(kv.key())?.to_string(),
-                    Versioned {
-                        value: Bytes::copy_from_slice(kv.value()),
-                        mod_revision: revision(kv.mod_revision()),
-                    },
-                ))
-            })
-            .collect())
+        self.list(prefix, false, |k, kv| (k.to_string(), versioned(kv)))
+            .await
+    }
+
+    async fn range_keys(&self, prefix: &str) -> Result<Vec<(String, u64)>, MetaError> {
+        self.list(prefix, true, |k, kv| {
+            (k.to_string(), revision(kv.mod_revision()))
+        })
+        .await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, MetaError> {
+        let mut out = Vec::with_capacity(keys.len());
+        let mut kv = self.kv();
+        for chunk in keys.chunks(MAX_TXN_OPS) {
+            let gets: Vec<TxnOp> = chunk
+                .iter()
+                .map(|k| TxnOp::get(self.key(k), None))
+                .collect();
+            let resp = self.deadline(kv.txn(Txn::new().and_then(gets))).await?;
+            self.saw(resp.header());
+            let answers = resp.op_responses();
+            if answers.len() != chunk.len() {
+                return Err(MetaError::Unavailable(format!(
+                    "etcd answered {} of {} reads",
+                    answers.len(),
+                    chunk.len()
+                )));
+            }
+            for a in answers {
+                match a {
+                    TxnOpResponse::Get(g) => out.push(g.kvs().first().map(versioned)),
+                    _ => {
+                        return Err(MetaError::Unavailable(
+                            "etcd answered a read with a write".into(),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError> {
@@ -227,7 +323,7 @@ impl MetaStore for EtcdStore {
                 Op::Delete(k) => TxnOp::delete(self.key(&k), None),
             })
             .collect();
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let resp = self
             .deadline(kv.txn(Txn::new().when(when).and_then(then)))
             .await?;
@@ -237,7 +333,10 @@ impl MetaStore for EtcdStore {
 
     fn watch(&self, prefix: &str) -> mpsc::Receiver<WatchEvent> {
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
-        let mut client = self.client.watch_client();
+        let mut client = self
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_ANSWER);
         let key = self.key(prefix);
         let ns = self.namespace.clone();
         let timeout = self.timeout;

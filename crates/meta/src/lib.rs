@@ -99,6 +99,13 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, MetaError>;
     /// Reads every key that starts with `prefix`, in key order.
     async fn range(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetaError>;
+    /// Lists every key that starts with `prefix`, in key order, with its revision but not
+    /// its value: for callers that keep decoded values and fetch only the keys that changed
+    /// ([`MetaStore::get_many`]).
+    async fn range_keys(&self, prefix: &str) -> Result<Vec<(String, u64)>, MetaError>;
+    /// Reads many keys, answering in the order asked (`None`: absent). Each key is read as
+    /// `get` would, not all at one revision.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, MetaError>;
     /// Applies `ops` atomically if every compare holds; returns whether it applied.
     /// At most [`MAX_TXN_OPS`] compares plus ops.
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, MetaError>;

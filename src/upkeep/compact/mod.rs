@@ -80,38 +80,59 @@ pub struct Compacted {
     pub replaced: Vec<(String, u64)>,
 }
 
-/// One index entry read for a run.
-struct Input {
+/// One index entry a run may compact, as planned from its summary.
+struct Candidate {
     key: String,
     /// A flush's entry (not a compacted one).
     young: bool,
     /// The flush sequences it covers.
     span: (u64, u64),
     revision: u64,
+    live_bytes: u64,
+    /// Nothing in it is dead: alone, it gains nothing from being written again.
+    all_live: bool,
+}
+
+/// One index entry read whole for a group being written.
+struct Input {
+    key: String,
+    /// The flush sequences it covers.
+    span: (u64, u64),
+    revision: u64,
     entry: WalEntry,
     /// Indexes of its live ranges.
     live: Vec<usize>,
-    live_bytes: u64,
 }
+
+/// Where each partition's sealed data ends, and whether this broker owns it.
+type Sealed = HashMap<PartitionId, (i64, bool)>;
 
 /// Compacts this broker's WAL index entries, writing at most about `max_bytes` again.
 pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
     let mut state = up.compaction.state.lock().await;
     let node = up.settings.server.node_id;
     let owned = up.fence.get();
-    let listed = up.meta.range(&keys::wal_prefix(node)).await?;
+    let mut slice = super::Slice::start();
+    let mut index = up.wal_index.lock().await;
+    let listed = index
+        .refresh(
+            up.meta.as_ref(),
+            &keys::wal_prefix(node),
+            |_| true,
+            &mut slice,
+        )
+        .await?;
     let watermark = state.watermark;
     state.watermark = listed
         .iter()
-        .filter_map(|(k, _)| keys::wal_seq(k))
+        .filter_map(|k| keys::wal_seq(k))
         .max()
         .unwrap_or(0)
         .max(watermark);
     let topics = super::topic_ids(up).await?;
-    let mut sealed: HashMap<PartitionId, (i64, bool)> = HashMap::new();
-    let mut inputs = Vec::new();
-    let mut slice = super::Slice::start();
-    for (key, v) in listed {
+    let mut sealed: Sealed = HashMap::new();
+    let mut candidates = Vec::new();
+    for key in listed {
         slice.check().await;
         let span = match (keys::wal_seq(&key), keys::compacted_span(&key)) {
             (Some(s), _) if s <= watermark => (s, s),
@@ -120,48 +141,60 @@ pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
             (None, span) if keys::is_compacted_wal_key(&key) => span.unwrap_or((0, 0)),
             (None, _) => continue,
         };
-        let entry: WalEntry = repo::decode(&key, &v)?;
-        let mut live = Vec::new();
+        let Some(entry) = index.get(&key) else {
+            continue;
+        };
+        let mut live = Vec::with_capacity(entry.ranges.len());
         let mut live_bytes = 0;
         let mut movable = true;
-        for (i, r) in entry.ranges.iter().enumerate() {
-            if !topics.contains(&r.topic_id) {
+        for r in &entry.ranges {
+            let id = index.partition(r);
+            if !topics.contains(id.topic_id.as_ref()) {
+                live.push(false);
                 continue;
             }
-            let id = r.partition_id();
-            let (end, ours) = match sealed.get(&id) {
+            let (end, ours) = match sealed.get(id) {
                 Some(s) => *s,
                 None => {
-                    let s = sealed_end(up, &owned, &r.topic_id, r.partition).await?;
-                    sealed.insert(id, s);
+                    let s = sealed_end(up, &owned, &id.topic_id, id.index).await?;
+                    sealed.insert(id.clone(), s);
                     s
                 }
             };
-            if r.end_offset <= end {
-                continue;
+            live.push(r.end_offset > end);
+            if r.end_offset > end {
+                if !ours {
+                    movable = false;
+                    break;
+                }
+                live_bytes += r.len;
             }
-            if !ours {
-                movable = false;
-                break;
-            }
-            live.push(i);
-            live_bytes += r.len;
         }
-        // Nothing live: WAL collection deletes it. Another owner's data: left alone.
-        if !movable || live.is_empty() {
+        // Another owner's data: left alone (and its ranges not all judged).
+        if !movable {
             continue;
         }
-        inputs.push(Input {
+        let count = live.iter().filter(|l| **l).count();
+        let candidate = Candidate {
             young: !keys::is_compacted_wal_key(&key),
-            key,
             span,
-            revision: v.mod_revision,
-            entry,
-            live,
+            revision: entry.revision,
             live_bytes,
-        });
+            all_live: count == entry.written,
+            key,
+        };
+        // Dead ranges stay dead: the summary forgets them.
+        if let Some(entry) = index.get_mut(&candidate.key) {
+            let mut l = live.iter();
+            entry.ranges.retain(|_| l.next().copied().unwrap_or(true));
+        }
+        // Nothing live: WAL collection deletes it.
+        if count > 0 {
+            candidates.push(candidate);
+        }
     }
-    let groups = plan(inputs, max_bytes);
+    drop(index);
+    let groups = plan(candidates, max_bytes);
     let mut done = Compacted::default();
     for group in groups {
         // At most `max_bytes` a run (a group alone may be larger): checked only after a
@@ -171,15 +204,18 @@ pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
         if done.written > 0 && done.bytes + live > max_bytes {
             break;
         }
-        // One entry with nothing dead gains nothing from being written again.
         if let [one] = &group[..] {
-            if one.live.len() == one.entry.ranges.len() {
+            if one.all_live {
                 continue;
             }
         }
+        // Read whole only now, a group at a time: the run never holds the index.
+        let Some(inputs) = read_group(up, &group, &topics, &sealed).await? else {
+            break;
+        };
         state.written += 1;
         let n = state.written;
-        match write(up, &owned, &group, n).await {
+        match write(up, &owned, &inputs, n).await {
             Ok(Some((bytes, replaced))) => {
                 done.replaced_entries += group.len();
                 done.written += 1;
@@ -209,6 +245,43 @@ pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
     Ok(done)
 }
 
+/// The entries of a group, read whole, with their live ranges as the run judged them
+/// (`None`: one was replaced or collected since it was listed; the next run sees it).
+async fn read_group(
+    up: &Upkeep,
+    group: &[Candidate],
+    topics: &std::collections::HashSet<String>,
+    sealed: &Sealed,
+) -> Result<Option<Vec<Input>>> {
+    let keys: Vec<String> = group.iter().map(|c| c.key.clone()).collect();
+    let values = up.meta.get_many(&keys).await?;
+    let mut inputs = Vec::with_capacity(group.len());
+    for (c, v) in group.iter().zip(values) {
+        let Some(v) = v.filter(|v| v.mod_revision == c.revision) else {
+            return Ok(None);
+        };
+        let entry: WalEntry = repo::decode(&c.key, &v)?;
+        // A partition the run did not look up had only ranges found dead before.
+        let live = (0..entry.ranges.len())
+            .filter(|i| {
+                let r = &entry.ranges[*i];
+                topics.contains(&r.topic_id)
+                    && sealed
+                        .get(&r.partition_id())
+                        .is_some_and(|(end, _)| r.end_offset > *end)
+            })
+            .collect();
+        inputs.push(Input {
+            key: c.key.clone(),
+            span: c.span,
+            revision: c.revision,
+            entry,
+            live,
+        });
+    }
+    Ok(Some(inputs))
+}
+
 /// Deletes objects a compaction replaced (after the grace period).
 pub async fn delete_replaced(up: &Upkeep, replaced: &[(String, u64)]) {
     for (object, size) in replaced {
@@ -236,7 +309,7 @@ fn tier(live: u64) -> u32 {
 /// in the entry a group becomes is one range): the runs of flush entries between compacted
 /// ones, then the compacted entries [`merge_runs`] picks, lowest tier first. An entry of
 /// half `max_bytes` or more is full: merged, it would be cut again at `max_bytes`.
-fn plan(mut inputs: Vec<Input>, max_bytes: u64) -> Vec<Vec<Input>> {
+fn plan(mut inputs: Vec<Candidate>, max_bytes: u64) -> Vec<Vec<Candidate>> {
     inputs.sort_by_key(|i| i.span);
     let young: Vec<bool> = inputs.iter().map(|i| i.young).collect();
     let compacted: Vec<usize> = (0..inputs.len()).filter(|i| !young[*i]).collect();
@@ -254,7 +327,7 @@ fn plan(mut inputs: Vec<Input>, max_bytes: u64) -> Vec<Vec<Input>> {
             .into_iter()
             .map(|r| compacted[r].to_vec()),
     );
-    let mut slots: Vec<Option<Input>> = inputs.into_iter().map(Some).collect();
+    let mut slots: Vec<Option<Candidate>> = inputs.into_iter().map(Some).collect();
     let mut groups = Vec::new();
     for indexes in picked {
         let run = indexes.iter().filter_map(|i| slots[*i].take()).collect();
@@ -315,8 +388,8 @@ fn merge_runs(tiers: &[Option<u32>]) -> Vec<std::ops::Range<usize>> {
 }
 
 /// Inputs in order, cut into groups of at most [`FAN_IN`] entries and about `max_bytes`.
-fn batches(inputs: Vec<Input>, max_bytes: u64) -> Vec<Vec<Input>> {
-    let mut out: Vec<Vec<Input>> = Vec::new();
+fn batches(inputs: Vec<Candidate>, max_bytes: u64) -> Vec<Vec<Candidate>> {
+    let mut out: Vec<Vec<Candidate>> = Vec::new();
     let mut bytes = 0;
     for i in inputs {
         let full = out
