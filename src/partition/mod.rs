@@ -414,6 +414,10 @@ impl PartitionState {
     pub fn apply_seal(&mut self, seg: SegmentRef) {
         self.sealed_end = seg.end_offset;
         self.tail.retain(|c| c.end > seg.end_offset);
+        // A burst's chunks (one per WAL flush) grew the tail; a seal leaves few.
+        if self.tail.capacity() > 64 && self.tail.len() * 4 < self.tail.capacity() {
+            self.tail.shrink_to(self.tail.len() * 2);
+        }
         self.segments.push(seg);
     }
 
