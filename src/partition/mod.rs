@@ -512,14 +512,14 @@ impl PartitionState {
         }
         let base_offset = self.next_offset;
         let mut next = base_offset;
-        let mut out = bytes::BytesMut::new();
+        let mut out = bytes::BytesMut::with_capacity(batches.iter().map(|b| b.bytes.len()).sum());
         let mut max_timestamp = i64::MIN;
         let mut producers = Vec::new();
         for b in batches {
             if b.producer_id != first.producer_id {
                 return Err(Code::InvalidRecord);
             }
-            out.extend_from_slice(&batch::stamp(b, next, self.leader_epoch, log_append_time));
+            batch::stamp_into(&mut out, b, next, self.leader_epoch, log_append_time);
             max_timestamp = max_timestamp.max(log_append_time.unwrap_or(b.max_timestamp));
             if b.producer_id >= 0 {
                 producers.push(ProducerBatch {

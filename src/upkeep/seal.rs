@@ -149,45 +149,49 @@ async fn write_segment(
     let mut w = segment::Writer::with_capacity((total as usize).min(bulk::SLICE + (1 << 20)));
     let mut out: Option<(String, BulkWriter<'_>)> = None;
     let mut failed = None;
-    for c in chunks {
-        let Location::Wal {
-            object,
-            object_size,
-            pos,
-            len,
-        } = &c.location
-        else {
-            continue;
-        };
-        let data = match up
-            .cache
-            .read_once(object, *object_size, *pos..pos + len)
-            .await
-        {
-            Ok(d) => d,
-            Err(e) => {
-                failed = Some(Error::from(e));
-                break;
-            }
-        };
-        w.push(&data);
-        let Some(part) = w.take_part(slice) else {
-            continue;
-        };
-        if out.is_none() {
-            let key = name(w.base_offset().unwrap_or_default());
-            match up.objects.bulk_writer(&key).await {
-                Ok(b) => out = Some((key, b)),
+    let wal: Vec<(Arc<str>, u64, std::ops::Range<u64>)> = chunks
+        .iter()
+        .filter_map(|c| match &c.location {
+            Location::Wal {
+                object,
+                object_size,
+                pos,
+                len,
+            } => Some((object.clone(), *object_size, *pos..pos + len)),
+            _ => None,
+        })
+        .collect();
+    let mut next = 0;
+    'reading: while next < wal.len() {
+        let batch = &wal[next..next + read_batch(&wal[next..])];
+        next += batch.len();
+        for data in up.cache.read_once_many(batch).await {
+            let data = match data {
+                Ok(d) => d,
                 Err(e) => {
-                    failed = Some(e.into());
-                    break;
+                    failed = Some(Error::from(e));
+                    break 'reading;
+                }
+            };
+            w.push(&data);
+            let Some(part) = w.take_part(slice) else {
+                continue;
+            };
+            if out.is_none() {
+                let key = name(w.base_offset().unwrap_or_default());
+                match up.objects.bulk_writer(&key).await {
+                    Ok(b) => out = Some((key, b)),
+                    Err(e) => {
+                        failed = Some(e.into());
+                        break 'reading;
+                    }
                 }
             }
-        }
-        if let Some((_, b)) = &mut out {
-            if let Err(e) = b.write(part).await {
-                failed = Some(e.into());
-                break;
+            if let Some((_, b)) = &mut out {
+                if let Err(e) = b.write(part).await {
+                    failed = Some(e.into());
+                    break 'reading;
+                }
             }
         }
     }
@@ -222,6 +226,29 @@ async fn write_segment(
     Ok(Some((key, meta)))
 }
 
+/// How many of `reads` (at least one) a seal reads at once: up to [`READ_AT_ONCE`] bytes,
+/// [`READS_AT_ONCE`] ranges. A seal reads a range of every WAL flush that held its
+/// partition, hundreds per segment; read one at a time, each went to a blocking thread and
+/// back on a local store (the broker's threads waking each other took more CPU than the
+/// reads at full-speed produce into 8 partitions).
+fn read_batch(reads: &[(Arc<str>, u64, std::ops::Range<u64>)]) -> usize {
+    let mut bytes = 0;
+    let n = reads
+        .iter()
+        .take(READS_AT_ONCE)
+        .take_while(|(_, _, r)| {
+            bytes += r.end - r.start;
+            bytes <= READ_AT_ONCE
+        })
+        .count();
+    n.max(1).min(reads.len())
+}
+
+/// Bytes a seal reads at once at most (a range larger than this is read alone).
+const READ_AT_ONCE: u64 = 1 << 20;
+/// Ranges a seal reads at once at most.
+const READS_AT_ONCE: usize = 64;
+
 /// One PUT of a small segment; whether it replaced one left under its name.
 async fn put_whole(up: &Upkeep, key: &str, body: bytes::Bytes) -> Result<bool> {
     match up.objects.put_bulk(key, body.clone(), false).await {
@@ -234,5 +261,23 @@ async fn put_whole(up: &Upkeep, key: &str, body: bytes::Bytes) -> Result<bool> {
         // names the segment. (Once, every other error was ignored here and the record
         // committed a segment that was never written; WAL collection then lost the data.)
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seal_reads_up_to_a_mib_or_64_ranges_at_once_and_always_one() {
+        let o: Arc<str> = Arc::from("o");
+        let of = |lens: &[u64]| -> Vec<(Arc<str>, u64, std::ops::Range<u64>)> {
+            lens.iter().map(|l| (o.clone(), 1 << 30, 0..*l)).collect()
+        };
+        assert_eq!(read_batch(&of(&[])), 0);
+        assert_eq!(read_batch(&of(&[4 << 20, 1])), 1, "a large range alone");
+        assert_eq!(read_batch(&of(&[512 << 10, 512 << 10, 1])), 2);
+        assert_eq!(read_batch(&of(&[1000; 100])), READS_AT_ONCE);
+        assert_eq!(read_batch(&of(&[1000; 3])), 3);
     }
 }

@@ -206,7 +206,22 @@ pub fn stamp(
     leader_epoch: i32,
     log_append_time: Option<i64>,
 ) -> Bytes {
-    let mut b = BytesMut::from(&batch.bytes[..]);
+    let mut b = BytesMut::with_capacity(batch.bytes.len());
+    stamp_into(&mut b, batch, base_offset, leader_epoch, log_append_time);
+    b.freeze()
+}
+
+/// [`stamp`], appending the stamped copy to `out` (one copy of the batch, not two).
+pub fn stamp_into(
+    out: &mut BytesMut,
+    batch: &Batch,
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time: Option<i64>,
+) {
+    let at = out.len();
+    out.extend_from_slice(&batch.bytes);
+    let b = &mut out[at..];
     b[0..8].copy_from_slice(&base_offset.to_be_bytes());
     b[EPOCH_OFFSET..EPOCH_OFFSET + 4].copy_from_slice(&leader_epoch.to_be_bytes());
     if let Some(ts) = log_append_time {
@@ -216,7 +231,6 @@ pub fn stamp(
         let crc = crc32c::crc32c(&b[ATTR_OFFSET..]);
         b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     }
-    b.freeze()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::pool::BufferPool;
+use crate::spares::Spares;
 
 /// Syncs the directory of `file` always, and its ancestors up to `root` the first time
 /// they are seen (a new directory is durable only once its parent is synced); returns the
@@ -37,45 +38,84 @@ pub(crate) fn sync_dirs(
     Ok(newly)
 }
 
-/// A ranged read of a local object, into memory that is not zeroed first (object_store's
-/// local backend zeroes every buffer it reads into: a tenth of a consumer's CPU).
+/// One ranged read of a local object: its file, its key and the range.
+pub(crate) type LocalRead = (PathBuf, String, Range<u64>);
+
+/// Ranged reads of local objects, into memory that is not zeroed first (object_store's
+/// local backend zeroes every buffer it reads into: a tenth of a consumer's CPU), all in
+/// one blocking call: a seal reads hundreds of small ranges of as many WAL objects, and
+/// handing each to a blocking thread and back cost more than reading it.
 pub(crate) async fn read_local(
     buffers: &Arc<BufferPool>,
-    file: PathBuf,
-    key: &str,
-    range: Range<u64>,
-) -> object_store::Result<Bytes> {
-    use std::io::{Read, Seek, SeekFrom};
-    let path = key.to_string();
-    let wanted = range.end.saturating_sub(range.start);
+    spares: &Arc<Spares>,
+    reads: Vec<LocalRead>,
+) -> Vec<object_store::Result<Bytes>> {
     let pool = buffers.clone();
-    let recycled = may_be_recycled(key);
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut f = std::fs::File::open(&file)?;
-        f.seek(SeekFrom::Start(range.start))?;
-        let mut buf = pool.take(wanted as usize);
-        (&mut f).take(wanted).read_to_end(&mut buf)?;
-        if recycled {
-            still_named(&f, &file)?;
-        }
-        Ok(buf)
+    let watch = spares.clone();
+    let asked: Vec<(String, Range<u64>)> = reads
+        .iter()
+        .map(|(_, k, r)| (k.clone(), r.clone()))
+        .collect();
+    let read = tokio::task::spawn_blocking(move || {
+        reads
+            .into_iter()
+            .map(|(file, key, range)| read_one(&pool, &watch, &file, &key, range))
+            .collect::<Vec<_>>()
     })
     .await;
-    match read {
-        Ok(Ok(buf)) if buf.len() as u64 == wanted => Ok(buffers.bytes(buf)),
-        Ok(Ok(buf)) => Err(object_store::Error::Generic {
-            store: "LocalFileSystem",
-            source: format!(
-                "range {}..{} of {path}: only {} bytes there",
-                range.start,
-                range.end,
-                buf.len()
-            )
-            .into(),
-        }),
-        Ok(Err(e)) => Err(local_error(path, e)),
-        Err(e) => Err(local_error(path, std::io::Error::other(e.to_string()))),
+    let read = match read {
+        Ok(r) => r,
+        Err(e) => {
+            let e = e.to_string();
+            return asked
+                .into_iter()
+                .map(|(k, _)| Err(local_error(k, std::io::Error::other(e.clone()))))
+                .collect();
+        }
+    };
+    read.into_iter()
+        .zip(asked)
+        .map(|(r, (path, range))| {
+            let wanted = range.end.saturating_sub(range.start);
+            match r {
+                Ok(buf) if buf.len() as u64 == wanted => Ok(buffers.bytes(buf)),
+                Ok(buf) => Err(object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: format!(
+                        "range {}..{} of {path}: only {} bytes there",
+                        range.start,
+                        range.end,
+                        buf.len()
+                    )
+                    .into(),
+                }),
+                Err(e) => Err(local_error(path, e)),
+            }
+        })
+        .collect()
+}
+
+/// One read of [`read_local`]. Blocking.
+fn read_one(
+    pool: &BufferPool,
+    spares: &Spares,
+    file: &std::path::Path,
+    key: &str,
+    range: Range<u64>,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let wanted = range.end.saturating_sub(range.start);
+    // Noted before the file is opened: if no object was collected by the end of the
+    // read, the name still denotes the file read (see `Spares::retired`).
+    let retired = spares.retired();
+    let mut f = std::fs::File::open(file)?;
+    f.seek(SeekFrom::Start(range.start))?;
+    let mut buf = pool.take(wanted as usize);
+    (&mut f).take(wanted).read_to_end(&mut buf)?;
+    if may_be_recycled(key) && spares.retired() != retired {
+        still_named(&f, file)?;
     }
+    Ok(buf)
 }
 
 /// Whether the object's file may be reused for another object once it is collected: WAL

@@ -45,12 +45,13 @@ impl ObjectError {
         )
     }
 
-    /// Whether the object does not exist.
+    /// Whether the object does not exist (also when several readers shared the read).
     pub fn not_found(&self) -> bool {
-        matches!(
-            self,
-            ObjectError::Store(object_store::Error::NotFound { .. })
-        )
+        match self {
+            ObjectError::Store(object_store::Error::NotFound { .. }) => true,
+            ObjectError::Shared(e) => e.not_found(),
+            _ => false,
+        }
     }
 }
 
@@ -483,7 +484,11 @@ impl Objects {
         }
         let started = Instant::now();
         let r = match &self.local_root {
-            Some(root) => read_local(&self.buffers, root.join(key), key, range).await,
+            Some(root) => {
+                let read = vec![(root.join(key), key.to_string(), range)];
+                let mut r = read_local(&self.buffers, &self.spares, read).await;
+                r.pop().unwrap_or_else(|| Ok(Bytes::new()))
+            }
             None => self.store.get_range(&Path::from(key), range).await,
         };
         if let Err(e) = &r {
@@ -492,6 +497,41 @@ impl Objects {
         let len = r.as_ref().map_or(0, |b| b.len() as u64);
         self.metrics.record(Op::Get, started, len, &r);
         Ok(r?)
+    }
+
+    /// Reads byte ranges of objects, answering in the order asked: on a local directory
+    /// all in one blocking call, elsewhere one request after another.
+    pub async fn get_ranges(
+        &self,
+        reads: &[(Arc<str>, Range<u64>)],
+    ) -> Vec<Result<Bytes, ObjectError>> {
+        let Some(root) = &self.local_root else {
+            let mut out = Vec::with_capacity(reads.len());
+            for (key, range) in reads {
+                out.push(self.get_range(key, range.clone()).await);
+            }
+            return out;
+        };
+        let span = SpanGuard::child("object_store.get");
+        if span.is_recording() {
+            span.set("objects", reads.len() as i64);
+        }
+        let started = Instant::now();
+        let asked = reads
+            .iter()
+            .map(|(k, r)| (root.join(k.as_ref()), k.to_string(), r.clone()))
+            .collect();
+        let got = read_local(&self.buffers, &self.spares, asked).await;
+        got.into_iter()
+            .map(|r| {
+                if let Err(e) = &r {
+                    span.fail(e);
+                }
+                let len = r.as_ref().map_or(0, |b| b.len() as u64);
+                self.metrics.record(Op::Get, started, len, &r);
+                Ok(r?)
+            })
+            .collect()
     }
 
     /// The file that holds `key` on a local store (`None` on any other).

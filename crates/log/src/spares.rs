@@ -41,6 +41,8 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Default)]
 pub struct Spares {
     inner: Mutex<Inner>,
+    /// Files taken away from their names so far ([`Spares::retired`]).
+    retired: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +54,14 @@ struct Inner {
 impl Spares {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many files were taken away from their names so far: counted after a file's name
+    /// is gone and before it can be written over. A read that sees the same count before
+    /// it opened a file and after it read it read a file no spare was made of meanwhile,
+    /// so it need not check that the name still denotes it (a path lookup per read).
+    pub fn retired(&self) -> u64 {
+        self.retired.load(Ordering::SeqCst)
     }
 
     /// How many spares are kept, and their bytes.
@@ -92,6 +102,7 @@ impl Spares {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         let moved = std::fs::create_dir_all(&dir).and_then(|()| std::fs::rename(file, &spare));
+        self.retired.fetch_add(1, Ordering::SeqCst);
         let mut s = self.lock();
         match moved {
             Ok(()) => {
