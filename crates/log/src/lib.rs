@@ -23,6 +23,7 @@ pub mod bulk;
 pub mod cache;
 pub mod clock;
 pub mod file_slice;
+mod handles;
 mod local;
 pub mod objects;
 pub mod paced;

@@ -105,14 +105,34 @@ fn read_one(
 ) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let wanted = range.end.saturating_sub(range.start);
+    if !may_be_recycled(key) {
+        let mut f = std::fs::File::open(file)?;
+        f.seek(SeekFrom::Start(range.start))?;
+        let mut buf = pool.take(wanted as usize);
+        (&mut f).take(wanted).read_to_end(&mut buf)?;
+        return Ok(buf);
+    }
     // Noted before the file is opened: if no object was collected by the end of the
     // read, the name still denotes the file read (see `Spares::retired`).
     let retired = spares.retired();
-    let mut f = std::fs::File::open(file)?;
-    f.seek(SeekFrom::Start(range.start))?;
+    let f = spares.open(file, retired)?;
     let mut buf = pool.take(wanted as usize);
-    (&mut f).take(wanted).read_to_end(&mut buf)?;
-    if may_be_recycled(key) && spares.retired() != retired {
+    // A kept file is shared: read at a position. Safe Rust reads at a position only into
+    // initialized memory, so the buffer is zeroed first (a seal's ranges are tens of KiB,
+    // and zeroing costs a fraction of copying them from the page cache).
+    buf.resize(wanted as usize, 0);
+    let mut got = 0;
+    while got < buf.len() {
+        use std::os::unix::fs::FileExt;
+        match f.read_at(&mut buf[got..], range.start + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    if spares.retired() != retired {
         still_named(&f, file)?;
     }
     Ok(buf)

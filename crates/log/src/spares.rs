@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::handles::Handles;
 use crate::paced::STAGING;
 
 /// Spares kept at most.
@@ -43,6 +44,8 @@ pub struct Spares {
     inner: Mutex<Inner>,
     /// Files taken away from their names so far ([`Spares::retired`]).
     retired: AtomicU64,
+    /// Open files of WAL objects, for reads (see `handles.rs`).
+    handles: Handles,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +65,21 @@ impl Spares {
     /// so it need not check that the name still denotes it (a path lookup per read).
     pub fn retired(&self) -> u64 {
         self.retired.load(Ordering::SeqCst)
+    }
+
+    /// The open file of a WAL object for a read that noted [`Spares::retired`] as
+    /// `retired` before: a kept one, or opened now. Blocking.
+    pub(crate) fn open(
+        &self,
+        file: &Path,
+        retired: u64,
+    ) -> io::Result<std::sync::Arc<std::fs::File>> {
+        self.handles.open(file, || self.retired() == retired)
+    }
+
+    /// Forgets the open file of an object deleted without being made a spare.
+    pub(crate) fn forget(&self, file: &Path) {
+        self.handles.forget(file);
     }
 
     /// How many spares are kept, and their bytes.
@@ -90,6 +108,7 @@ impl Spares {
             room
         };
         if !room {
+            self.handles.forget(file);
             return match std::fs::remove_file(file) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
@@ -103,6 +122,7 @@ impl Spares {
         ));
         let moved = std::fs::create_dir_all(&dir).and_then(|()| std::fs::rename(file, &spare));
         self.retired.fetch_add(1, Ordering::SeqCst);
+        self.handles.forget(file);
         let mut s = self.lock();
         match moved {
             Ok(()) => {
