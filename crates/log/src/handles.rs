@@ -5,7 +5,7 @@
 //! samples in `openat`, most of it walking the path).
 //!
 //! A kept file must never serve a read once its object is collected and the file made a
-//! spare (`spares.rs`), since a spare is written over. [`crate::spares::Spares::retire`]
+//! spare (`spares.rs`), since a spare is written over. `Spares::retire`
 //! counts the file (`Spares::retired`) and then forgets it here; a file opened before that
 //! count is kept only if the count did not move meanwhile, under this cache's lock. So a
 //! read either finds the file here before it is forgotten, and then sees the count move

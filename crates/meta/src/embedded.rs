@@ -328,6 +328,35 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// Every key under `prefix` in key order, as `each` makes of it and its stored bytes
+    /// (`None`: left out), in one read transaction.
+    async fn scan<T: Send + 'static>(
+        &self,
+        prefix: &str,
+        each: impl Fn(&str, &[u8]) -> Option<T> + Send + 'static,
+    ) -> Result<Vec<T>, MetaError> {
+        let inner = self.inner.clone();
+        let prefix = prefix.to_string();
+        blocking(move || {
+            inner.with_db(|db| {
+                let r = db.begin_read().map_err(err)?;
+                let kv = r.open_table(KV).map_err(err)?;
+                let mut out = Vec::new();
+                for e in kv.range(prefix.as_str()..).map_err(err)? {
+                    let (k, v) = e.map_err(err)?;
+                    if !k.value().starts_with(prefix.as_str()) {
+                        break;
+                    }
+                    out.extend(each(k.value(), v.value()));
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, MetaError> + Send + 'static,
 ) -> Result<T, MetaError> {
@@ -337,73 +366,25 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl MetaStore for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, MetaError> {
-        let inner = self.inner.clone();
-        let key = key.to_string();
-        blocking(move || {
-            inner.with_db(|db| {
-                let r = db.begin_read().map_err(err)?;
-                let kv = r.open_table(KV).map_err(err)?;
-                Ok(kv
-                    .get(key.as_str())
-                    .map_err(err)?
-                    .and_then(|v| decode(v.value()))
-                    .map(|(rev, _, value)| Versioned {
-                        value,
-                        mod_revision: rev,
-                    }))
-            })
-        })
-        .await
+        Ok(self.get_many(&[key.to_string()]).await?.pop().flatten())
     }
 
     async fn range(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetaError> {
-        let inner = self.inner.clone();
-        let prefix = prefix.to_string();
-        blocking(move || {
-            inner.with_db(|db| {
-                let r = db.begin_read().map_err(err)?;
-                let kv = r.open_table(KV).map_err(err)?;
-                let mut out = Vec::new();
-                for e in kv.range(prefix.as_str()..).map_err(err)? {
-                    let (k, v) = e.map_err(err)?;
-                    if !k.value().starts_with(prefix.as_str()) {
-                        break;
-                    }
-                    if let Some((rev, _, value)) = decode(v.value()) {
-                        out.push((
-                            k.value().to_string(),
-                            Versioned {
-                                value,
-                                mod_revision: rev,
-                            },
-                        ));
-                    }
-                }
-                Ok(out)
+        self.scan(prefix, |k, raw| {
+            decode(raw).map(|(rev, _, value)| {
+                let v = Versioned {
+                    value,
+                    mod_revision: rev,
+                };
+                (k.to_string(), v)
             })
         })
         .await
     }
 
     async fn range_keys(&self, prefix: &str) -> Result<Vec<(String, u64)>, MetaError> {
-        let inner = self.inner.clone();
-        let prefix = prefix.to_string();
-        blocking(move || {
-            inner.with_db(|db| {
-                let r = db.begin_read().map_err(err)?;
-                let kv = r.open_table(KV).map_err(err)?;
-                let mut out = Vec::new();
-                for e in kv.range(prefix.as_str()..).map_err(err)? {
-                    let (k, v) = e.map_err(err)?;
-                    if !k.value().starts_with(prefix.as_str()) {
-                        break;
-                    }
-                    if let Some(rev) = revision_of(v.value()) {
-                        out.push((k.value().to_string(), rev));
-                    }
-                }
-                Ok(out)
-            })
+        self.scan(prefix, |k, raw| {
+            revision_of(raw).map(|rev| (k.to_string(), rev))
         })
         .await
     }
