@@ -16,7 +16,7 @@ use stratus_log::segment;
 use stratus_meta::repo::SegmentRef;
 
 /// Seals run at once. On a local store each reads exactly its ranges, once
-/// ([`stratus_log::cache::BlockCache::read_once`]). On S3 they read by blocks, and the
+/// ([`stratus_log::cache::BlockCache::read_once_many`]). On S3 they read by blocks, and the
 /// partitions due together mostly hold ranges of the same WAL objects (one object per
 /// flush holds every partition written meanwhile), so side by side their seals read each
 /// block once ([`stratus_log::cache::BlockCache`] fetches a block once for all who wait on

@@ -323,18 +323,9 @@ impl BlockCache {
         size: u64,
         range: Range<u64>,
     ) -> Result<Bytes, ObjectError> {
-        if self.objects.local_root.is_none() {
-            return self.read(key, size, range).await;
-        }
-        let Some((range, first, last)) = self.blocks_of(size, range) else {
-            return Ok(Bytes::new());
-        };
-        if let Some(held) = self.held_in_memory(key, first, last).await {
-            return Ok(slice_of(&held, first * self.block, self.block, range));
-        }
-        let b = self.objects.get_range(key, range).await?;
-        self.metrics.store_bytes.add(b.len() as u64);
-        Ok(b)
+        let read = [(key.clone(), size, range)];
+        let mut got = self.read_once_many(&read).await;
+        got.pop().unwrap_or_else(|| Ok(Bytes::new()))
     }
 
     /// [`BlockCache::read_once`] of many ranges (object, its size, the range), answering
