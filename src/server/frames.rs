@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct FrameReader {
     size: [u8; 4],
     size_read: usize,
+    /// The body read so far, its length and its memory.
     body: Option<(BytesMut, usize, OwnedSemaphorePermit)>,
 }
 
@@ -38,7 +39,7 @@ impl FrameReader {
         memory_total: usize,
     ) -> std::io::Result<Option<(Bytes, OwnedSemaphorePermit)>> {
         loop {
-            let Some((buf, pos, _)) = &mut self.body else {
+            let Some((buf, len, _)) = &mut self.body else {
                 if self.size_read < 4 {
                     let n = rd.read(&mut self.size[self.size_read..]).await?;
                     if n == 0 {
@@ -67,21 +68,24 @@ impl FrameReader {
                     .acquire_many_owned(permits)
                     .await
                     .map_err(|_| std::io::Error::other("broker shutting down"))?;
-                self.body = Some((BytesMut::zeroed(len as usize), 0, permit));
+                // Not zeroed first: the reads fill it.
+                let len = len as usize;
+                self.body = Some((BytesMut::with_capacity(len), len, permit));
                 continue;
             };
-            if *pos == buf.len() {
+            if buf.len() == *len {
                 let Some((buf, _, permit)) = self.body.take() else {
                     continue;
                 };
                 self.size_read = 0;
                 return Ok(Some((buf.freeze(), permit)));
             }
-            let n = rd.read(&mut buf[*pos..]).await?;
+            // Never past the frame: the next frame's bytes stay in the stream.
+            let want = *len - buf.len();
+            let n = rd.read_buf(&mut (&mut *buf).limit(want)).await?;
             if n == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
-            *pos += n;
         }
     }
 }
@@ -129,6 +133,39 @@ mod tests {
             }
         }
         panic!("the frame never came out whole");
+    }
+
+    #[tokio::test]
+    async fn frames_sent_back_to_back_come_out_whole_and_apart() {
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let memory = Arc::new(Semaphore::new(1 << 20));
+        let bodies: Vec<Vec<u8>> = vec![vec![1; 3000], vec![], vec![2; 5], vec![3; 70_000]];
+        let mut wire = Vec::new();
+        for b in &bodies {
+            wire.extend((b.len() as u32).to_be_bytes());
+            wire.extend(b);
+        }
+        // All of it written at once: a read may find the next frame's bytes waiting.
+        let writer = tokio::spawn(async move {
+            client.write_all(&wire).await.unwrap();
+            client
+        });
+        let mut frames = FrameReader::default();
+        for b in &bodies {
+            let (frame, permit) = frames
+                .next(&mut server, LIMIT, &memory, 1 << 20)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&frame[..], &b[..]);
+            assert_eq!(permit.num_permits(), b.len().max(1));
+        }
+        drop(writer.await.unwrap());
+        assert!(frames
+            .next(&mut server, LIMIT, &memory, 1 << 20)
+            .await
+            .unwrap()
+            .is_none());
     }
 
     #[tokio::test]
