@@ -222,6 +222,7 @@ impl Objects {
                 let root = PathBuf::from(path);
                 std::fs::create_dir_all(&root).map_err(|e| bad(&e))?;
                 crate::paced::clear_staging(&root).map_err(|e| bad(&e))?;
+                crate::spares::clear(&root).map_err(|e| bad(&e))?;
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&root)
                     .map_err(|e| bad(&e))?;
                 (Arc::new(fs), Some(root))
@@ -598,7 +599,7 @@ impl Objects {
         let started = Instant::now();
         let spares = self.spares.clone();
         let file = root.join(key);
-        let r = tokio::task::spawn_blocking(move || spares.retire(&root, &file))
+        let r = tokio::task::spawn_blocking(move || spares.retire(&file))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
             .map_err(ObjectError::from);
