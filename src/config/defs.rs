@@ -239,7 +239,7 @@ settings! {
         wal_max_in_flight: usize = ("wal.max.in.flight", "4", Int(1, 1024)),
         #[doc = "Produce bytes buffered or in flight to the object store before producers wait (backpressure)."]
         wal_buffer_max_bytes: usize = ("wal.buffer.max.bytes", "67108864", Long(1, LONG)),
-        #[doc = "Size of the in-memory block cache for reads of WAL and segment objects. Default: 67108864 for file:// stores (the kernel's page cache holds their files as well), 268435456 otherwise."]
+        #[doc = "Size of the in-memory block cache for reads of WAL and segment objects. Default: 33554432 for file:// stores (the kernel's page cache holds their files as well), 268435456 otherwise."]
         cache_memory_bytes: Option<u64> = ("cache.memory.bytes", "", Long(0, LONG)),
         #[doc = "Size of the local-disk block cache under <data.dir>/cache (0 disables it). Default: 0 for file:// stores (their objects are local already), 1073741824 otherwise."]
         cache_disk_bytes: Option<u64> = ("cache.disk.bytes", "", Long(0, LONG)),

@@ -118,13 +118,14 @@ impl Storage {
         )
     }
 
-    /// `cache.memory.bytes`, or its default: 64 MiB for a local directory (the kernel's
+    /// `cache.memory.bytes`, or its default: 32 MiB for a local directory (the kernel's
     /// page cache holds its files too, and a tail reader finds the newest objects in the
-    /// 64 MiB), 256 MiB otherwise.
+    /// 32 MiB; 64 MiB held a fifth more memory at the peak and read no faster), 256 MiB
+    /// otherwise.
     pub fn memory_cache_bytes(&self) -> u64 {
         self.cache_memory_bytes
             .unwrap_or(if self.object_store_url().starts_with("file:") {
-                64 << 20
+                32 << 20
             } else {
                 256 << 20
             })
@@ -421,7 +422,7 @@ mod tests {
     #[test]
     fn cache_sizes_default_by_store_and_yield_to_a_setting() {
         let local = Settings::from_pairs(vec![]).unwrap();
-        assert_eq!(local.storage.memory_cache_bytes(), 64 << 20);
+        assert_eq!(local.storage.memory_cache_bytes(), 32 << 20);
         assert_eq!(local.storage.disk_cache_bytes(), 0);
         let s3 = |extra: Vec<(String, String)>| {
             let mut pairs = vec![("object.store.url".into(), "s3://bucket/prefix".into())];

@@ -154,7 +154,7 @@ impl BlockCache {
 
     /// Notes `bytes` put in memory, and has moka evict once an eighth of the capacity came
     /// in since it last did. moka evicts only when it gets to its pending work, every 64
-    /// writes: with blocks of 1 MiB the default 64 MiB held up to twice that. The eviction
+    /// writes: with blocks of 1 MiB a 64 MiB cache held up to twice that. The eviction
     /// runs in a task of its own (the WAL publishes through here before producers are
     /// answered); outside a runtime, here.
     async fn admitted(&self, bytes: u64) {
@@ -237,7 +237,7 @@ impl BlockCache {
     /// WAL compaction's output) that starts at `offset`, a multiple of the block size (the
     /// last part may end inside a block: the object ends there). Only where reading it back
     /// would cost a request: a local store reads it from its file, and the memory keeps the
-    /// recent data it holds. A run's 64 MiB inserted into the default 64 MiB of memory
+    /// recent data it holds. A run's 64 MiB inserted into a 64 MiB memory cache
     /// evicted all of that, and cost 50-60 ms of copying on the runtime threads produce was
     /// waiting for.
     pub async fn insert_rewritten(&self, key: &Arc<str>, offset: u64, data: &Bytes) {
