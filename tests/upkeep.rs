@@ -338,6 +338,84 @@ async fn a_sequential_reader_of_a_sealed_segment_finds_its_next_blocks_in_memory
     assert!(fetches >= 15, "{fetches} fetches");
 }
 
+/// Batches larger than what is left of their block (as producers that batch for object
+/// storage send: 1 MiB batches in 1 MiB blocks) are read as the slices of the blocks they
+/// span, not joined: every read, from the WAL and from a sealed segment, from memory and
+/// from the store, at every offset and with small and large byte limits, gives the
+/// produced records whole (CRC) and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_across_blocks_are_read_whole_as_slices_of_the_blocks() {
+    // Blocks of 64 KiB: a read takes at least 64 KiB (`MIN_WINDOW`), so smaller blocks
+    // would be joined by that read.
+    let c = clocked(1_000, &[("cache.block.bytes", "65536")]).await;
+    let mut conn = c.conn;
+    // From 3 KiB to 200 KiB: most batches cross one or more block boundaries.
+    let values: Vec<String> = (0..30)
+        .map(|i| format!("{i:04}").repeat(800 + (i * 3989) % 50_000))
+        .collect();
+    for (i, v) in values.iter().enumerate() {
+        assert_eq!(
+            produce_code(&mut conn, "r", batch(&[v.as_str()], 2)).await,
+            (0, i as i64)
+        );
+    }
+    let p = partition(&c.broker);
+    let split = reads_are_whole(&c.broker, &p, &values, "wal, memory").await;
+    assert!(split >= 10, "{split} batches read as slices of blocks");
+    c.broker.cache.clear_memory();
+    reads_are_whole(&c.broker, &p, &values, "wal, store").await;
+    stratus::upkeep::seal(&c.broker.upkeep, &p, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(p.state().sealed_end(), 30);
+    c.broker.cache.clear_memory();
+    let split = reads_are_whole(&c.broker, &p, &values, "segment, store").await;
+    assert!(split >= 10, "{split} batches read as slices of blocks");
+    reads_are_whole(&c.broker, &p, &values, "segment, memory").await;
+}
+
+/// Reads at every offset with several byte limits and checks the records; returns how
+/// many reads of one batch came as several pieces.
+async fn reads_are_whole(
+    broker: &stratus::Broker,
+    p: &Partition,
+    values: &[String],
+    label: &str,
+) -> usize {
+    let mut split = 0;
+    for offset in 0..values.len() as i64 {
+        for max in [1usize, 100_000, 300_000, 8 << 20] {
+            let r = stratus::read::read(&broker.reader, p, offset, max)
+                .await
+                .unwrap();
+            let pieces = r.clone().into_pieces().len();
+            let bytes = r.join().unwrap();
+            let batches = stratus_log::batch::validate(&bytes)
+                .unwrap_or_else(|e| panic!("{label}: at {offset}, max {max}: {e}"));
+            assert!(!batches.is_empty(), "{label}: at {offset}, max {max}");
+            if max == 1 {
+                assert_eq!(batches.len(), 1, "{label}: at {offset}");
+                split += usize::from(pieces > 1);
+            }
+            if max == 8 << 20 {
+                assert_eq!(batches.len(), values.len() - offset as usize, "{label}");
+            }
+            for (k, b) in batches.iter().enumerate() {
+                let at = offset as usize + k;
+                assert_eq!(b.base_offset, at as i64, "{label}: at {offset}, max {max}");
+                let mut body = b.bytes.clone();
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut body).unwrap();
+                assert_eq!(
+                    set.records[0].value.as_deref(),
+                    Some(values[at].as_bytes()),
+                    "{label}: record {at}"
+                );
+            }
+        }
+    }
+    split
+}
+
 /// A fetch at `offset` of at most `max` bytes of partition 0 of `r` (v11): its records.
 async fn fetch_raw(conn: &mut TcpStream, offset: i64, max: i32) -> bytes::Bytes {
     use kafka_protocol::messages::*;

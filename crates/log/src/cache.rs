@@ -1,5 +1,5 @@
 //! The read cache between fetches and the object store: blocks of objects in memory
-//! (moka, bounded by bytes), then in a bounded local directory, then ranged GETs of whole
+//! (moka, bounded by bytes), then in the slots of a local file ([`disk`]), then ranged GETs of whole
 //! blocks from the object store. A sequential reader's next blocks are fetched ahead of it
 //! ([`BlockCache::read_ahead`]), a bounded number at once.
 
@@ -15,6 +15,8 @@ use stratus_metrics::{Collect, Counter, Family, FamilySnapshot, Kind, Value};
 
 use crate::objects::{ObjectError, Objects};
 
+mod disk;
+
 type BlockKey = (Arc<str>, u64);
 
 /// Blocks being read ahead at once, for all readers together; more are not started.
@@ -25,7 +27,7 @@ pub struct BlockCache {
     objects: Arc<Objects>,
     block: u64,
     memory: Cache<BlockKey, Bytes>,
-    disk: Option<DiskCache>,
+    disk: Option<disk::DiskTier>,
     metrics: CacheMetrics,
     /// Permits for blocks being read ahead.
     reading_ahead: Arc<tokio::sync::Semaphore>,
@@ -97,15 +99,6 @@ impl CacheMetrics {
     }
 }
 
-struct DiskCache {
-    dir: PathBuf,
-    index: Cache<BlockKey, u32>,
-}
-
-fn file_name(key: &BlockKey) -> String {
-    format!("{}.{}", key.0.replace('/', "_"), key.1)
-}
-
 impl BlockCache {
     /// Creates the cache; `disk_dir` with `disk_bytes > 0` enables the disk tier.
     pub fn new(
@@ -122,23 +115,11 @@ impl BlockCache {
             .weigher(|_k: &BlockKey, v: &Bytes| v.len().min(u32::MAX as usize) as u32)
             .max_capacity(memory_bytes)
             .build();
-        let disk = (disk_bytes > 0).then(|| {
-            // Blocks left by an earlier process are not indexed: start empty.
-            let _ = std::fs::remove_dir_all(&disk_dir);
-            let _ = std::fs::create_dir_all(&disk_dir);
-            let dir = disk_dir.clone();
-            let index = Cache::builder()
-                .weigher(|_k: &BlockKey, v: &u32| *v)
-                .max_capacity(disk_bytes)
-                .eviction_listener(move |k: Arc<BlockKey>, _v, _cause| {
-                    let _ = std::fs::remove_file(dir.join(file_name(&k)));
-                })
-                .build();
-            DiskCache {
-                dir: disk_dir,
-                index,
-            }
-        });
+        let disk = if disk_bytes > 0 {
+            disk::DiskTier::new(&disk_dir, block, disk_bytes)
+        } else {
+            None
+        };
         BlockCache {
             objects,
             block,
@@ -265,7 +246,7 @@ impl BlockCache {
             let k = (key.clone(), b);
             self.memory.invalidate(&k).await;
             if let Some(d) = &self.disk {
-                d.index.invalidate(&k).await;
+                d.forget(&k).await;
             }
         }
     }
@@ -280,21 +261,33 @@ impl BlockCache {
         self.block
     }
 
-    /// Reads `range` of the object `key` whose total size is `size`.
+    /// Reads `range` of the object `key` whose total size is `size`: a slice of a cached
+    /// block when the range lies in one, else a copy (see [`BlockCache::read_pieces`]).
     pub async fn read(
         &self,
         key: &Arc<str>,
         size: u64,
         range: Range<u64>,
     ) -> Result<Bytes, ObjectError> {
+        Ok(joined(self.read_pieces(key, size, range).await?))
+    }
+
+    /// Reads `range` of the object `key` whose total size is `size` as slices of the
+    /// cached blocks it spans, in order, without copying.
+    pub async fn read_pieces(
+        &self,
+        key: &Arc<str>,
+        size: u64,
+        range: Range<u64>,
+    ) -> Result<Vec<Bytes>, ObjectError> {
         let Some((range, first, last)) = self.blocks_of(size, range) else {
-            return Ok(Bytes::new());
+            return Ok(Vec::new());
         };
         let blocks = futures::future::try_join_all(
             (first..=last).map(|b| self.block_of(key.clone(), size, b)),
         )
         .await?;
-        Ok(slice_of(&blocks, first * self.block, self.block, range))
+        Ok(pieces_of(&blocks, first * self.block, self.block, range))
     }
 
     /// `range` cut at the object's `size`, and its first and last blocks; `None` if empty.
@@ -347,12 +340,12 @@ impl BlockCache {
                 continue;
             };
             match self.held_in_memory(key, first, last).await {
-                Some(held) => out.push(Some(Ok(slice_of(
+                Some(held) => out.push(Some(Ok(joined(pieces_of(
                     &held,
                     first * self.block,
                     self.block,
                     range,
-                )))),
+                ))))),
                 None => {
                     out.push(None);
                     missed.push((i, (key.clone(), range)));
@@ -404,14 +397,11 @@ impl BlockCache {
         // The fetched block is inserted by `try_get_with` itself.
         let fetch = async {
             if let Some(d) = &self.disk {
-                if d.index.get(&k).await.is_some() {
-                    let path = d.dir.join(file_name(&k));
-                    if let Ok(data) = tokio::fs::read(&path).await {
-                        span.set("tier", "disk");
-                        m.disk_hits.inc();
-                        m.disk_bytes.add(data.len() as u64);
-                        return Ok(Bytes::from(data));
-                    }
+                if let Some(data) = d.get(&k).await {
+                    span.set("tier", "disk");
+                    m.disk_hits.inc();
+                    m.disk_bytes.add(data.len() as u64);
+                    return Ok(data);
                 }
                 m.disk_misses.inc();
             }
@@ -421,10 +411,7 @@ impl BlockCache {
             let b = span.run(self.objects.get_range(&k.0, start..end)).await?;
             m.store_bytes.add(b.len() as u64);
             if let Some(d) = &self.disk {
-                let path = d.dir.join(file_name(&k));
-                if tokio::fs::write(&path, &b).await.is_ok() {
-                    d.index.insert(k.clone(), b.len() as u32).await;
-                }
+                d.put(k.clone(), b.clone()).await;
             }
             Ok::<_, ObjectError>(b)
         };
@@ -459,7 +446,7 @@ impl BlockCache {
     pub fn held_bytes(&self) -> (u64, u64) {
         (
             self.memory.weighted_size(),
-            self.disk.as_ref().map_or(0, |d| d.index.weighted_size()),
+            self.disk.as_ref().map_or(0, |d| d.held_bytes()),
         )
     }
 
@@ -469,23 +456,32 @@ impl BlockCache {
     }
 }
 
-/// `range` of an object from its consecutive `block`-byte blocks, the first at `at`: a slice
-/// of the one block it lies in, or a copy of the wanted bytes of several.
-fn slice_of(blocks: &[Bytes], at: u64, block: u64, range: Range<u64>) -> Bytes {
-    let skip = (range.start - at) as usize;
-    let len = (range.end - range.start) as usize;
-    if let [b] = blocks {
-        return b.slice(skip.min(b.len())..(skip + len).min(b.len()));
+/// `pieces` as one buffer: the piece itself if there is one, else a copy.
+fn joined(mut pieces: Vec<Bytes>) -> Bytes {
+    if pieces.len() <= 1 {
+        return pieces.pop().unwrap_or_default();
     }
-    let mut out = BytesMut::with_capacity(len);
+    let mut out = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+    for p in pieces {
+        out.extend_from_slice(&p);
+    }
+    out.freeze()
+}
+
+/// `range` of an object from its consecutive `block`-byte blocks, the first at `at`: the
+/// slice of each block the range covers (none empty).
+fn pieces_of(blocks: &[Bytes], at: u64, block: u64, range: Range<u64>) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(blocks.len());
     let mut at = at;
     for b in blocks {
         let from = range.start.saturating_sub(at).min(b.len() as u64) as usize;
         let to = (range.end.saturating_sub(at)).min(b.len() as u64) as usize;
-        out.extend_from_slice(&b[from..to.max(from)]);
+        if to > from {
+            out.push(b.slice(from..to));
+        }
         at += block;
     }
-    out.freeze()
+    out
 }
 
 impl Collect for BlockCache {

@@ -490,7 +490,7 @@ impl Objects {
                 let mut r = read_local(&self.buffers, &self.spares, read).await;
                 r.pop().unwrap_or_else(|| Ok(Bytes::new()))
             }
-            None => self.store.get_range(&Path::from(key), range).await,
+            None => self.get_remote(key, range).await,
         };
         if let Err(e) = &r {
             span.fail(e);
@@ -498,6 +498,30 @@ impl Objects {
         let len = r.as_ref().map_or(0, |b| b.len() as u64);
         self.metrics.record(Op::Get, started, len, &r);
         Ok(r?)
+    }
+
+    /// A ranged GET of a remote store. A body that arrives in several chunks is gathered
+    /// into a buffer of the pool (which object_store's own `get_range` would allocate
+    /// afresh): a block is cached until evicted, a sequential reader frees one for every
+    /// one it reads, and a fresh megabyte is faulted in and zeroed by the kernel again
+    /// (page faults were a tenth of the broker's CPU samples in a cold read from MinIO).
+    async fn get_remote(&self, key: &str, range: Range<u64>) -> object_store::Result<Bytes> {
+        use futures::TryStreamExt;
+        let len = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
+        let options = object_store::GetOptions::new().with_range(Some(range));
+        let got = self.store.get_opts(&Path::from(key), options).await?;
+        let mut body = got.into_stream();
+        let first = body.try_next().await?.unwrap_or_default();
+        let Some(second) = body.try_next().await? else {
+            return Ok(first);
+        };
+        let mut buf = self.buffers.take(len.max(first.len() + second.len()));
+        buf.extend_from_slice(&first);
+        buf.extend_from_slice(&second);
+        while let Some(more) = body.try_next().await? {
+            buf.extend_from_slice(&more);
+        }
+        Ok(self.buffers.bytes(buf))
     }
 
     /// Reads byte ranges of objects, answering in the order asked: on a local directory
