@@ -9,6 +9,12 @@ Measured (Kafka's own tools, 1 KiB records, acks=all), the same record counts on
   big batches  the same with 1 MiB batches and linger.ms=50
   latency      ProducerPerformance at 5000 records/s (5 MiB/s): p50 / p99 ms
   e2e          EndToEndLatency: p50 / p99 ms
+  cold         the produce topic (warm-up, produce and big batches: about 490 MiB) read back
+               from the start by bench/AssignConsumerPerf.java after the broker's caches are
+               dropped: Kafka's data files evicted from the page cache (evict.py); Stratus's
+               brokers restarted (which empties their memory and disk caches) and MinIO's files
+               evicted, so every byte comes from the object store: MiB/s over the whole read
+               and over its last two thirds
   failover     3 brokers on MinIO: kill -9 the owner of a partition; seconds until a write
                to that partition is acknowledged again
   move         `stratus admin move` of a partition under no load; seconds until the move
@@ -34,6 +40,7 @@ Writes bench/results/cluster.md (and prints it), and the raw results to
 bench/results/cluster-last-run.json. BENCH_SCALE scales record counts (0.3 for a smoke run);
 BENCH_REPEAT the repetitions."""
 
+import gc
 import json
 import os
 import re
@@ -81,6 +88,7 @@ DEFAULT_PROPS = ("linger.ms=5",)
 # Producers for object-storage brokers batch more (WarpStream and AutoMQ advise the same).
 BIG_PROPS = ("linger.ms=50", "batch.size=1048576", "max.request.size=10485760", "buffer.memory=268435456")
 SEGMENT_BYTES = 8 << 20
+CLASSES = None  # java_tools(): where bench/*.java were compiled
 
 
 def log(msg):
@@ -144,8 +152,9 @@ def healthy(brokers):
         raise BenchError("\n".join(problems) + "\n" + brokers[0].log_tail(40))
 
 
-def suite(name, bootstrap, brokers=()):
-    """Throughput, latency at a fixed rate and end-to-end latency against one target."""
+def suite(name, bootstrap, brokers=(), drop_caches=None):
+    """Throughput, latency at a fixed rate, end-to-end latency and a cold read against one
+    target; drop_caches() empties its caches and returns its (new) bootstrap."""
     log(f"{name}: produce throughput")
     create(bootstrap, "bench-tp", PARTITIONS)
     producer_perf(bootstrap, "bench-tp", COUNTS["warmup"], -1)  # warm-up (JIT, connections)
@@ -160,9 +169,56 @@ def suite(name, bootstrap, brokers=()):
     # EndToEndLatency is sequential (one record at a time), so its count is kept small.
     e = e2e(bootstrap, "bench-e2e", COUNTS["e2e"])
     healthy(brokers)
-    log(f"{name}: e2e p50 {e[0]} p99 {e[1]}")
+    log(f"{name}: e2e p50 {e[0]} p99 {e[1]}; dropping caches for the cold read")
+    bootstrap = drop_caches()
+    wait_leaders(bootstrap, "bench-tp")
+    total = COUNTS["warmup"] + COUNTS["tp"] + COUNTS["big"]
+    cold = consume(bootstrap, "bench-tp", total)
+    healthy(brokers)
+    log(f"{name}: cold read {cold['mib_s']:.1f} MiB/s, last two thirds {cold['steady']:.1f} MiB/s")
     return {"tp": tp["mib_s"], "big": big["mib_s"], "lat_p50": lat["p50"], "lat_p99": lat["p99"],
-            "e2e_p50": e[0], "e2e_p99": e[1]}
+            "e2e_p50": e[0], "e2e_p99": e[1], "cold": cold["mib_s"], "cold_steady": cold["steady"]}
+
+
+def java_tools():
+    """bench/AssignConsumerPerf.java compiled against Kafka's jars (once per run)."""
+    global CLASSES
+    if CLASSES is None:
+        out = Path(tempfile.mkdtemp(prefix="bench-classes-"))
+        run(["javac", "-nowarn", "-cp", f"{kafka_home()}/lib/*", "-d", str(out), str(BENCH / "AssignConsumerPerf.java")])
+        CLASSES = out
+    return ["java", "-Xmx1g", f"-Dlog4j2.configurationFile={kafka_home()}/config/log4j2.properties",
+            "-cp", f"{CLASSES}:{kafka_home()}/lib/*"]
+
+
+def consume(bootstrap, topic, records):
+    """Every record of the topic, from the start, by one consumer assigned all partitions."""
+    out = run([*java_tools(), "AssignConsumerPerf", bootstrap, topic, str(records), "15000"])
+    m = re.search(r"^RESULT records=(\d+) bytes=(\d+) seconds=([\d.]+) MBps=([\d.]+) .*steady_MBps=([\d.]+)", out, re.M)
+    if not m or int(m.group(1)) != records:
+        raise BenchError(f"AssignConsumerPerf on {topic}: expected {records} records:\n{tail(out)}")
+    return {"mib_s": float(m.group(4)), "steady": float(m.group(5))}
+
+
+def evict(*dirs):
+    """Drops the page cache of every file under dirs (bench/evict.py); fails if pages stay."""
+    out = run([sys.executable, str(BENCH / "evict.py"), *map(str, dirs)], timeout=300)
+    m = re.search(r"resident_before=(\d+) resident_after=(\d+)", out)
+    if not m:
+        raise BenchError(f"evict.py printed no summary:\n{tail(out)}")
+    log(f"evicted: {int(m.group(1)) >> 20} MiB were resident, {int(m.group(2)) >> 20} MiB are")
+
+
+def wait_leaders(bootstrap, topic, timeout=60):
+    from confluent_kafka.admin import AdminClient
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        md = a.list_topics(topic, timeout=10).topics[topic]
+        if md.partitions and all(p.leader >= 0 for p in md.partitions.values()):
+            return
+        time.sleep(0.2)
+    raise BenchError(f"{topic}: partitions without leader {timeout} s after the restart")
 
 
 def count_puts(brokers):
@@ -246,6 +302,21 @@ def stratus_cluster(infra, n, name, local=False):
             b.settings["metadata.store.url"] = "embedded"
             b.settings["object.store.url"] = ""
     return c.start()
+
+
+def restart_cold(infra, c):
+    """Stops every broker (their memory and disk caches go with them: the disk tier is
+    emptied at start), evicts the files under them and MinIO's from the page cache, and
+    starts them again; returns the bootstrap."""
+    for b in c.brokers:
+        b.stop()
+    evict(infra.minio.data, *(b.data_dir for b in c.brokers))
+    for b in c.brokers:
+        b.start()
+    # Broker.start's readiness polls leave admin clients in reference cycles (through the
+    # exception they keep); collected now, not while the brokers stop (which they log).
+    gc.collect()
+    return c.bootstrap
 
 
 def verify_settings(c):
@@ -393,7 +464,10 @@ def main():
                 if name == "kafka":
                     k = Kafka().start()
                     try:
-                        results[name] = suite(name, k.bootstrap)
+                        def drop_kafka(k=k):
+                            evict(k.tmp / "data")
+                            return k.bootstrap
+                        results[name] = suite(name, k.bootstrap, drop_caches=drop_kafka)
                         k.check()
                     finally:
                         k.stop()
@@ -403,7 +477,7 @@ def main():
                 try:
                     raw["settings"][name] = verify_settings(c)
                     before = count_puts(c.brokers)
-                    results[name] = suite(name, c.bootstrap, c.brokers)
+                    results[name] = suite(name, c.bootstrap, c.brokers, drop_caches=lambda c=c: restart_cold(infra, c))
                     results[name]["puts"] = count_puts(c.brokers) - before
                 finally:
                     c.cleanup()
@@ -430,22 +504,31 @@ def report(raw, out):
     def pair(target, a, b):
         return f"{cell(vals(target, a), True)} / {cell(vals(target, b), True)}"
 
-    rows = []
-    for name in TARGETS:
+    targets = [t for t in TARGETS if t in runs[0]]
+    rows, cold_rows = [], []
+    for name in targets:
         ratio_tp = "1.00×" if name == "kafka" else ratio_cell(vals("kafka", "tp"), vals(name, "tp"))
         ratio_big = "1.00×" if name == "kafka" else ratio_cell(vals("kafka", "big"), vals(name, "big"))
         rows.append(f"| {name} | {cell(vals(name, 'tp'))} | {ratio_tp} | {cell(vals(name, 'big'))} | {ratio_big} | "
                     f"{pair(name, 'lat_p50', 'lat_p99')} | {pair(name, 'e2e_p50', 'e2e_p99')} |")
+        if all("cold" in r[name] for r in runs):
+            ratio_cold = "1.00×" if name == "kafka" else ratio_cell(vals("kafka", "cold"), vals(name, "cold"))
+            ratio_steady = ("1.00×" if name == "kafka"
+                            else ratio_cell(vals("kafka", "cold_steady"), vals(name, "cold_steady")))
+            cold_rows.append(f"| {name} | {cell(vals(name, 'cold'))} | {ratio_cold} | "
+                             f"{cell(vals(name, 'cold_steady'))} | {ratio_steady} |")
     ops = {k: [r["ops"][k] for r in runs] for k in ("failover", "moved", "writable")}
     lease = sorted({r["ops"]["lease_ms"] for r in runs})
     puts = {p: {k: [r["puts"][p][k] for r in runs] for k in ("per_s", "per_gb")} for p in ("100", "1000")}
     per_gb_100 = statistics.median(puts["100"]["per_gb"])
     read_gets_per_gb = 1e9 / BLOCK
-    each = ["| run | order | " + " | ".join(f"{t} produce / big MiB/s" for t in TARGETS) + " | failover s | move→writable s |",
-            "|---|---|" + "---:|" * (len(TARGETS) + 2)]
+    each = ["| run | order | " + " | ".join(f"{t} produce / big / cold MiB/s" for t in targets)
+            + " | failover s | move→writable s |",
+            "|---|---|" + "---:|" * (len(targets) + 2)]
     for i, r in enumerate(runs, 1):
         each.append(f"| {i} | {' → '.join(r['order'])} | "
-                    + " | ".join(f"{fmt(r[t]['tp'])} / {fmt(r[t]['big'])}" for t in TARGETS)
+                    + " | ".join(f"{fmt(r[t]['tp'])} / {fmt(r[t]['big'])} / {fmt(r[t]['cold']) if 'cold' in r[t] else '—'}"
+                                 for t in targets)
                     + f" | {r['ops']['failover']:.2f} | {r['ops']['writable']:.2f} |")
     settings = []
     for name, s in raw["settings"].items():
@@ -474,6 +557,15 @@ between runs); ÷ Kafka is the ratio of the medians.
 | target | produce MiB/s | ÷ Kafka | big batches MiB/s | ÷ Kafka | produce p50 / p99 ms | end-to-end p50 / p99 ms |
 |---|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
+
+Cold read: the produce topic ({c['warmup'] + c['tp'] + c['big']:,} records of 1 KiB) read from the start by
+`bench/AssignConsumerPerf.java` (one consumer assigned every partition, `max.partition.fetch.bytes` 1 MiB) after
+the caches were dropped: Kafka's data files evicted from the page cache; Stratus's brokers restarted (their memory
+and disk caches start empty) and their files and MinIO's evicted, so on MinIO every byte is a GET.
+
+| target | cold read MiB/s | ÷ Kafka | last two thirds MiB/s | ÷ Kafka |
+|---|---:|---:|---:|---:|
+{chr(10).join(cold_rows) if cold_rows else '| (not measured in these runs) | | | | |'}
 
 | cluster operation (3 brokers on MinIO) | seconds |
 |---|---:|
@@ -515,7 +607,8 @@ Stratus brokers (besides node.id and admin.listener; no STRATUS_* environment va
 def self_test():
     """The report's arithmetic on synthetic results."""
     def suite_vals(tp):
-        return {"tp": tp, "big": tp * 2, "lat_p50": 3, "lat_p99": 30, "e2e_p50": 2.0, "e2e_p99": 11.0, "puts": 10}
+        return {"tp": tp, "big": tp * 2, "lat_p50": 3, "lat_p99": 30, "e2e_p50": 2.0, "e2e_p99": 11.0, "puts": 10,
+                "cold": tp * 10, "cold_steady": tp * 12}
     runs = []
     for i, (k, s) in enumerate(((48.0, 8.0), (50.0, 7.0), (46.0, 7.5)), 1):
         runs.append({"order": list(TARGETS if i % 2 else reversed(TARGETS)), "kafka": suite_vals(k),
@@ -538,6 +631,9 @@ def self_test():
         want = "| stratus-minio-1 | 7.5 [7.0–8.0] | 0.16× | 15.0 [14.0–16.0] | 0.16× | 3 [3–3] / 30 [30–30] | 2 [2–2] / 11 [11–11] |"
         if line != want:
             failures.append(f"minio row: {line}")
+        cold = [l for l in md.splitlines() if l.startswith("| stratus-minio-1 |")][1:]
+        if cold != ["| stratus-minio-1 | 75.0 [70.0–80.0] | 0.16× | 90.0 [84.0–96.0] | 0.16× |"]:
+            failures.append(f"cold row: {cold}")
         if "| 2.70 [2.60–2.80] |" not in md:
             failures.append("failover spread")
         if "5002 PUTs" not in md:

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Probe: a cold read from MinIO. One Stratus broker on MinIO and etcd (the cluster
+benchmark's helpers), 12 partitions, RECORDS (default 500,000) records of 1 KiB produced
+with big batches; then the broker is restarted (its memory and disk caches start empty) and
+MinIO's files are evicted from the page cache, and bench/AssignConsumerPerf.java reads
+everything back. Prints the read's MiB/s (whole and last two thirds) and the CPU seconds the
+broker, MinIO and the consumer used during it, and the broker's object-store GETs.
+
+    python3 bench/probes/cold_minio.py [--set k=v ...]      (run with the test venv's python;
+                                                            STRATUS_BIN as the other probes)
+    python3 bench/probes/cold_minio.py --kafka              the same on Apache Kafka (its data
+                                                            files evicted, no restart)
+"""
+import os
+import re
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BENCH))
+import cluster as C  # noqa: E402
+
+RECORDS = int(os.environ.get("RECORDS", "500000"))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid):
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / TICK
+    except OSError:
+        return 0.0
+
+
+def tree_cpu(pid):
+    """CPU seconds of pid and its children (a wrapper script's exec'd server)."""
+    total = cpu_s(pid)
+    for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if Path(f"/proc/{pid}").exists() else []:
+        total += tree_cpu(int(c))
+    return total
+
+
+def metric(port, name, label=""):
+    """The sum of a metric's series whose labels contain `label`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(m.group(2)) for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? ([\d.e+]+)$", text, re.M)
+               if label in (m.group(1) or ""))
+
+
+def main():
+    sets = {}
+    args = sys.argv[1:]
+    kafka = False
+    while args:
+        if args[0] == "--kafka":
+            kafka, args = True, args[1:]
+        elif args[0] == "--set" and len(args) > 1:
+            k, v = args[1].split("=", 1)
+            sets[k] = v
+            args = args[2:]
+        else:
+            sys.exit(__doc__)
+    from cluster_infra import Infra
+    infra = Infra(C.CACHE)
+    infra.start()
+    c = k = None
+    try:
+        if kafka:
+            k = C.Kafka().start()
+            bootstrap = k.bootstrap
+        else:
+            c = C.stratus_cluster(infra, 1, "probe-cold")
+            b = c.brokers[0]
+            if sets:
+                b.stop()
+                b.settings.update(sets)
+                b.start()
+            bootstrap = c.bootstrap
+        C.create(bootstrap, "cold", C.PARTITIONS)
+        p = C.producer_perf(bootstrap, "cold", RECORDS, -1, C.BIG_PROPS)
+        print(f"produced {RECORDS} records at {p['mib_s']:.1f} MiB/s", flush=True)
+        time.sleep(5)
+        if kafka:
+            C.evict(k.tmp / "data")
+            pids = {"broker": k.proc.pid, "minio": infra.minio.proc.pid}
+            gets0 = 0
+        else:
+            C.restart_cold(infra, c)
+            C.wait_leaders(bootstrap, "cold")
+            gets0 = metric(b.http_port, "stratus_object_store_requests_total", 'operation="get"')
+            pids = {"broker": b.proc.pid, "minio": infra.minio.proc.pid}
+        tools = C.java_tools()
+        before = {k: tree_cpu(v) for k, v in pids.items()}
+        import subprocess
+        perf = None
+        if os.environ.get("PERF"):  # PERF=FILE: perf record of the broker during the read
+            # PERF_ARGS="--call-graph dwarf,16384 -F 199" for call graphs through Rust code
+            perf = subprocess.Popen(["perf", "record", *os.environ.get("PERF_ARGS", "-F 499 -g").split(), "-o", os.environ["PERF"],
+                                     "-p", str(pids["broker"])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t0 = time.time()
+        proc = subprocess.Popen([*tools, "AssignConsumerPerf", bootstrap, "cold", str(RECORDS), "15000"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        consumer = [0.0]
+
+        def watch():
+            while proc.poll() is None:
+                consumer[0] = max(consumer[0], tree_cpu(proc.pid))
+                time.sleep(0.2)
+        w = threading.Thread(target=watch)
+        w.start()
+        out = proc.communicate()[0]
+        w.join()
+        secs = time.time() - t0
+        if perf:
+            perf.send_signal(2)
+            perf.wait()
+        m = re.search(r"^RESULT .*MBps=([\d.]+) .*steady_MBps=([\d.]+)", out, re.M)
+        if proc.returncode != 0 or not m:
+            sys.exit(f"consumer failed:\n{C.tail(out)}")
+        used = {k: tree_cpu(v) - before[k] for k, v in pids.items()}
+        gets = 0 if kafka else metric(b.http_port, "stratus_object_store_requests_total", 'operation="get"') - gets0
+        print(f"cold read: {float(m.group(1)):.1f} MiB/s, last two thirds {float(m.group(2)):.1f} MiB/s; "
+              f"CPU s: broker {used['broker']:.1f}, minio {used['minio']:.1f}, consumer {consumer[0]:.1f} "
+              f"(over {secs:.1f} s incl. JVM start); object-store GETs {gets:.0f}")
+    finally:
+        if c:
+            c.cleanup()
+        if k:
+            k.stop()
+        infra.stop()
+
+
+if __name__ == "__main__":
+    main()
