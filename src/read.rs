@@ -225,20 +225,23 @@ pub async fn read(
     offset: i64,
     max_bytes: usize,
 ) -> Result<Records> {
-    read_for(reader, p, offset, max_bytes, false).await
+    read_for(reader, p, offset, max_bytes, false, i64::MAX).await
 }
 
 /// [`read`], for a connection that can send a file's bytes itself (plaintext): where a
 /// segment's file is local, its batches are a range of it ([`Piece::File`]) rather than
-/// bytes read into memory.
+/// bytes read into memory. Never at or past `until` either: the high watermark a fetch
+/// response reports, looked up before its reads (which a commit since may have moved).
 pub async fn read_for(
     reader: &Reader,
     p: &Partition,
     offset: i64,
     max_bytes: usize,
     files: bool,
+    until: i64,
 ) -> Result<Records> {
     let (sources, hw) = sources_from(p, offset)?;
+    let hw = hw.min(until);
     if offset >= hw {
         return Ok(Records::default());
     }

@@ -505,3 +505,47 @@ async fn fetch_sessions_send_only_what_changed_and_check_their_epochs() {
     let gone: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &session_fetch(id, 3, &[], 10)).await;
     assert_eq!(gone.error_code, 70);
 }
+
+/// A fetch's partitions are read at once, yet the response keeps Kafka's order of limits:
+/// partitions are filled one after another within the request's `max_bytes` (whole
+/// batches, at least one for a partition that gets any budget), and those after the budget
+/// is spent get no records, whatever their own reads found first.
+#[tokio::test]
+async fn a_fetch_of_many_partitions_fills_them_in_order_within_its_max_bytes() {
+    let b = start(&[]).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let value = "v".repeat(10_000);
+    let topics: Vec<String> = (0..6).map(|i| format!("many{i}")).collect();
+    for t in &topics {
+        create_topic(&mut s, t, 1).await;
+        for i in 0..3 {
+            assert_eq!(produce_code(&mut s, t, batch(&[&value], 2)).await, (0, i));
+        }
+    }
+    let fetch = |max_bytes: i32| {
+        let parts: Vec<(&str, i64)> = topics.iter().map(|t| (t.as_str(), 0)).collect();
+        // Epoch -1: no session.
+        session_fetch(0, -1, &parts, 0).with_max_bytes(max_bytes)
+    };
+    let all: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &fetch(1 << 20)).await;
+    let sizes: Vec<usize> = carried(&all).iter().map(|c| c.2).collect();
+    assert_eq!(sizes.len(), 6);
+    assert!(
+        sizes.iter().all(|n| *n == sizes[0] && n % 3 == 0),
+        "{sizes:?}"
+    );
+    let one = sizes[0] / 3;
+    // 2.5 batches: two for the first partition, then one (at least one batch) for the
+    // second with the half left, then nothing.
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &fetch((one * 5 / 2) as i32)).await;
+    let got: Vec<(String, i64, usize)> = carried(&r);
+    let sizes: Vec<usize> = got.iter().map(|c| c.2).collect();
+    assert_eq!(sizes, vec![2 * one, one, 0, 0, 0, 0], "{got:?}");
+    assert!(
+        got.iter().all(|c| c.1 == 3),
+        "every high watermark: {got:?}"
+    );
+    for p in r.responses.iter().flat_map(|t| &t.partitions) {
+        assert_eq!(p.error_code, 0);
+    }
+}

@@ -118,12 +118,13 @@ def main():
         if perf:
             perf.send_signal(2)
             perf.wait()
-        m = re.search(r"^RESULT .*MBps=([\d.]+) .*steady_MBps=([\d.]+)", out, re.M)
+        m = re.search(r"^RESULT .*MBps=([\d.]+) .*first_record_ms=([\d.-]+) steady_MBps=([\d.]+)", out, re.M)
         if proc.returncode != 0 or not m:
             sys.exit(f"consumer failed:\n{C.tail(out)}")
         used = {k: tree_cpu(v) - before[k] for k, v in pids.items()}
         gets = 0 if kafka else metric(b.http_port, "stratus_object_store_requests_total", 'operation="get"') - gets0
-        print(f"cold read: {float(m.group(1)):.1f} MiB/s, last two thirds {float(m.group(2)):.1f} MiB/s; "
+        print(f"cold read: {float(m.group(1)):.1f} MiB/s, last two thirds {float(m.group(3)):.1f} MiB/s, "
+              f"first record after {float(m.group(2)):.0f} ms; "
               f"CPU s: broker {used['broker']:.1f}, minio {used['minio']:.1f}, consumer {consumer[0]:.1f} "
               f"(over {secs:.1f} s incl. JVM start); object-store GETs {gets:.0f}")
     finally:

@@ -149,12 +149,12 @@ async fn fetch_once(
     v: i16,
 ) -> (FetchResponse, Rest, usize, bool) {
     let read_committed = req.isolation_level == 1;
-    let mut budget = if v >= 3 && req.max_bytes > 0 {
+    let budget = if v >= 3 && req.max_bytes > 0 {
         (req.max_bytes as usize).min(h.max_bytes)
     } else {
         h.max_bytes
     };
-    let mut total = 0usize;
+    let mut reads = Vec::new();
     let mut error = false;
     let mut resp = FetchResponse::default();
     let mut rest = Rest::default();
@@ -205,15 +205,11 @@ async fn fetch_once(
                 owned = owned_epoch();
             }
             // Owned here, or a read-only copy for a consumer of this broker's rack.
-            let replica: Partition;
-            let (p, epoch, owner) = match owned {
-                Ok(e) => (p.as_ref(), e, true),
+            let (target, epoch) = match owned {
+                Ok(e) => (Target::Owned(p.clone()), e),
                 Err(Code::NotLeaderOrFollower) if v >= 11 && serves_rack(h, &req.rack_id) => {
                     match (h.replicas.partition(p), h.routing.owner_of(p)) {
-                        (Some(copy), Some((_, e))) => {
-                            replica = copy;
-                            (&replica, e, false)
-                        }
+                        (Some(copy), Some((_, e))) => (Target::Copy(Box::new(copy)), e),
                         _ => {
                             fail(&mut pd, Code::NotLeaderOrFollower);
                             name_leader(h, p, &mut pd, v, &mut leaders);
@@ -231,6 +227,8 @@ async fn fetch_once(
                     continue;
                 }
             };
+            let owner = matches!(target, Target::Owned(_));
+            let p = target.get();
             let w = read::watermarks(p);
             pd.high_watermark = w.high_watermark;
             if v >= 4 {
@@ -255,37 +253,23 @@ async fn fetch_once(
                     continue;
                 }
             }
-            let max = (fp.partition_max_bytes.max(0) as usize).min(budget);
             let behind =
                 !owner && fp.fetch_offset > w.high_watermark && fp.fetch_offset >= w.log_start;
-            let records = if (max == 0 && total > 0) || behind {
-                // A replica that has not seen the newest commit yet answers empty, not
-                // OFFSET_OUT_OF_RANGE (which would make the consumer reset).
-                Ok(read::Records::default())
-            } else {
-                read::read_for(h.reader, p, fp.fetch_offset, max.max(1), h.sends_files).await
-            };
-            match records {
-                Ok(r) => {
-                    total += r.len();
-                    budget = budget.saturating_sub(r.len());
-                    rest.put(&out, &mut pd, r.into_pieces());
-                }
-                Err(e) => {
-                    if matches!(e, Error::Object(_) | Error::Meta(_)) {
-                        // Committed data that cannot be read is an event for operators.
-                        warn!(topic = %p.topic, partition = p.index, offset = fp.fetch_offset,
-                            error = %e, "fetch failed: committed data could not be read");
-                    }
-                    pd.error_code = e.code();
-                    pd.records = Some(Bytes::new());
-                    error = true;
-                }
-            }
+            reads.push(ToRead {
+                topic: resp.responses.len(),
+                slot: out.partitions.len(),
+                offset: fp.fetch_offset,
+                limit: fp.partition_max_bytes.max(0) as usize,
+                until: w.high_watermark,
+                behind,
+                target,
+            });
             out.partitions.push(pd);
         }
         resp.responses.push(out);
     }
+    let (total, read_error) = read_all(h, &reads, budget, &mut resp, &mut rest).await;
+    error |= read_error;
     resp.node_endpoints = h
         .routing
         .endpoints(h.listener, &leaders)
@@ -299,4 +283,137 @@ async fn fetch_once(
         })
         .collect();
     (resp, rest, total, error)
+}
+
+/// Partitions fetched at once: the reads of a fetch overlap, so that one waiting for a GET
+/// (a cold read from an object store, a segment's index) does not hold up the others.
+const READS_AT_ONCE: usize = 16;
+
+/// The partition a read is of: owned here, or a read-only copy (a rack-aware read).
+enum Target {
+    Owned(std::sync::Arc<Partition>),
+    Copy(Box<Partition>),
+}
+
+impl Target {
+    fn get(&self) -> &Partition {
+        match self {
+            Target::Owned(p) => p,
+            Target::Copy(p) => p,
+        }
+    }
+}
+
+/// A partition of the response whose records are read once every partition has been
+/// looked at: `resp.responses[topic].partitions[slot]`.
+struct ToRead {
+    topic: usize,
+    slot: usize,
+    target: Target,
+    offset: i64,
+    /// `partition_max_bytes`.
+    limit: usize,
+    /// The high watermark the response reports: nothing at or past it is handed out.
+    until: i64,
+    /// A rack replica behind the owner's high watermark: answered empty.
+    behind: bool,
+}
+
+/// Reads the records of `reads` into the response, in order, within `budget` bytes in all
+/// (at least one batch), as Kafka does one partition after another; up to
+/// [`READS_AT_ONCE`] reads run at once, each with the budget left when it starts. A read
+/// that got more than the budget left when its turn comes (the ones before it took more)
+/// is read again with that (from the cache, which the first read filled). Returns the
+/// bytes handed out and whether a partition failed.
+async fn read_all(
+    h: &Handles<'_>,
+    reads: &[ToRead],
+    budget: usize,
+    resp: &mut FetchResponse,
+    rest: &mut Rest,
+) -> (usize, bool) {
+    use futures::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    // Atomics only to make the future `Send`: one task uses them.
+    let budget = AtomicUsize::new(budget);
+    let total = AtomicUsize::new(0);
+    let mut error = false;
+    // The limit of a read now, or `None` if it is answered empty.
+    let limit = |r: &ToRead| {
+        let max = r.limit.min(budget.load(Relaxed));
+        ((max > 0 || total.load(Relaxed) == 0) && !r.behind).then_some(max.max(1))
+    };
+    let mut started = futures::stream::FuturesOrdered::new();
+    let mut next = reads.iter();
+    for r in reads {
+        while started.len() < READS_AT_ONCE {
+            let Some(q) = next.next() else { break };
+            started.push_back(start_read(h, q, limit(q)));
+        }
+        let got = started.next().await.flatten();
+        let records = match (limit(r), got) {
+            (None, _) => Ok(read::Records::default()),
+            (Some(max), Some(Ok(got))) if got.len() <= max => Ok(got),
+            (Some(_), Some(Err(e))) => Err(e),
+            (Some(max), _) => {
+                read::read_for(
+                    h.reader,
+                    r.target.get(),
+                    r.offset,
+                    max,
+                    h.sends_files,
+                    r.until,
+                )
+                .await
+            }
+        };
+        let Some(topic) = resp.responses.get_mut(r.topic) else {
+            continue;
+        };
+        let Some(mut pd) = topic.partitions.get_mut(r.slot).map(std::mem::take) else {
+            continue;
+        };
+        match records {
+            Ok(got) => {
+                total.fetch_add(got.len(), Relaxed);
+                budget.store(budget.load(Relaxed).saturating_sub(got.len()), Relaxed);
+                rest.put(topic, &mut pd, got.into_pieces());
+            }
+            Err(e) => {
+                let p = r.target.get();
+                if matches!(e, Error::Object(_) | Error::Meta(_)) {
+                    // Committed data that cannot be read is an event for operators.
+                    warn!(topic = %p.topic, partition = p.index, offset = r.offset,
+                        error = %e, "fetch failed: committed data could not be read");
+                }
+                pd.error_code = e.code();
+                pd.records = Some(Bytes::new());
+                error = true;
+            }
+        }
+        if let Some(slot) = topic.partitions.get_mut(r.slot) {
+            *slot = pd;
+        }
+    }
+    (total.load(Relaxed), error)
+}
+
+/// The read of `r` with `max` bytes, or `None` (answered empty).
+async fn start_read(
+    h: &Handles<'_>,
+    r: &ToRead,
+    max: Option<usize>,
+) -> Option<crate::error::Result<read::Records>> {
+    let max = max?;
+    Some(
+        read::read_for(
+            h.reader,
+            r.target.get(),
+            r.offset,
+            max,
+            h.sends_files,
+            r.until,
+        )
+        .await,
+    )
 }
