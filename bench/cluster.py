@@ -113,13 +113,7 @@ def create(bootstrap, topic, partitions):
     a = AdminClient({"bootstrap.servers": bootstrap})
     for f in a.create_topics([NewTopic(topic, partitions, 1)]).values():
         f.result(30)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        md = a.list_topics(topic, timeout=10).topics[topic]
-        if md.partitions and all(p.leader >= 0 for p in md.partitions.values()):
-            return
-        time.sleep(0.2)
-    raise BenchError(f"{topic}: partitions without leader after 30 s")
+    wait_leaders(bootstrap, topic, 30)
 
 
 def producer_perf(bootstrap, topic, records, throughput, props=DEFAULT_PROPS):
@@ -218,7 +212,7 @@ def wait_leaders(bootstrap, topic, timeout=60):
         if md.partitions and all(p.leader >= 0 for p in md.partitions.values()):
             return
         time.sleep(0.2)
-    raise BenchError(f"{topic}: partitions without leader {timeout} s after the restart")
+    raise BenchError(f"{topic}: partitions without leader after {timeout} s")
 
 
 def count_puts(brokers):

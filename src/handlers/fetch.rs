@@ -355,17 +355,7 @@ async fn read_all(
             (None, _) => Ok(read::Records::default()),
             (Some(max), Some(Ok(got))) if got.len() <= max => Ok(got),
             (Some(_), Some(Err(e))) => Err(e),
-            (Some(max), _) => {
-                read::read_for(
-                    h.reader,
-                    r.target.get(),
-                    r.offset,
-                    max,
-                    h.sends_files,
-                    r.until,
-                )
-                .await
-            }
+            (Some(max), _) => read_one(h, r, max).await,
         };
         let Some(topic) = resp.responses.get_mut(r.topic) else {
             continue;
@@ -404,16 +394,18 @@ async fn start_read(
     r: &ToRead,
     max: Option<usize>,
 ) -> Option<crate::error::Result<read::Records>> {
-    let max = max?;
-    Some(
-        read::read_for(
-            h.reader,
-            r.target.get(),
-            r.offset,
-            max,
-            h.sends_files,
-            r.until,
-        )
-        .await,
+    Some(read_one(h, r, max?).await)
+}
+
+/// The read of `r` with `max` bytes.
+async fn read_one(h: &Handles<'_>, r: &ToRead, max: usize) -> crate::error::Result<read::Records> {
+    read::read_for(
+        h.reader,
+        r.target.get(),
+        r.offset,
+        max,
+        h.sends_files,
+        r.until,
     )
+    .await
 }
