@@ -4,14 +4,14 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError as Code;
 
 use crate::error::{Error, Result};
 use crate::partition::{Location, Partition};
 use stratus_log::batch;
-use stratus_log::cache::BlockCache;
+use stratus_log::cache::{join, BlockCache};
 use stratus_log::file_slice::{self, FileSlice, Want};
 use stratus_log::segment::{self, IndexEntry};
 use stratus_meta::repo::SegmentRef;
@@ -399,21 +399,6 @@ impl Run {
     fn finish(&mut self, out: &mut Vec<Piece>) {
         if let Some((w, start, end)) = self.open.take() {
             out.push(Piece::Bytes(w.slice(start..end)));
-        }
-    }
-}
-
-/// `parts` as one buffer.
-pub fn join(parts: Vec<Bytes>) -> Bytes {
-    match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.into_iter().next().unwrap_or_default(),
-        _ => {
-            let mut b = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-            for p in parts {
-                b.extend_from_slice(&p);
-            }
-            b.freeze()
         }
     }
 }

@@ -319,6 +319,15 @@ struct ToRead {
     behind: bool,
 }
 
+impl ToRead {
+    /// The byte limit of its read with `budget` left of the response after `total` bytes,
+    /// or `None` if it is answered empty (the budget is spent, or a replica is behind).
+    fn limit(&self, budget: usize, total: usize) -> Option<usize> {
+        let max = self.limit.min(budget);
+        ((max > 0 || total == 0) && !self.behind).then_some(max.max(1))
+    }
+}
+
 /// Reads the records of `reads` into the response, in order, within `budget` bytes in all
 /// (at least one batch), as Kafka does one partition after another; up to
 /// [`READS_AT_ONCE`] reads run at once, each with the budget left when it starts. A read
@@ -333,25 +342,17 @@ async fn read_all(
     rest: &mut Rest,
 ) -> (usize, bool) {
     use futures::StreamExt;
-    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-    // Atomics only to make the future `Send`: one task uses them.
-    let budget = AtomicUsize::new(budget);
-    let total = AtomicUsize::new(0);
+    let (mut budget, mut total) = (budget, 0usize);
     let mut error = false;
-    // The limit of a read now, or `None` if it is answered empty.
-    let limit = |r: &ToRead| {
-        let max = r.limit.min(budget.load(Relaxed));
-        ((max > 0 || total.load(Relaxed) == 0) && !r.behind).then_some(max.max(1))
-    };
     let mut started = futures::stream::FuturesOrdered::new();
     let mut next = reads.iter();
     for r in reads {
         while started.len() < READS_AT_ONCE {
             let Some(q) = next.next() else { break };
-            started.push_back(start_read(h, q, limit(q)));
+            started.push_back(start_read(h, q, q.limit(budget, total)));
         }
         let got = started.next().await.flatten();
-        let records = match (limit(r), got) {
+        let records = match (r.limit(budget, total), got) {
             (None, _) => Ok(read::Records::default()),
             (Some(max), Some(Ok(got))) if got.len() <= max => Ok(got),
             (Some(_), Some(Err(e))) => Err(e),
@@ -365,8 +366,8 @@ async fn read_all(
         };
         match records {
             Ok(got) => {
-                total.fetch_add(got.len(), Relaxed);
-                budget.store(budget.load(Relaxed).saturating_sub(got.len()), Relaxed);
+                total += got.len();
+                budget = budget.saturating_sub(got.len());
                 rest.put(topic, &mut pd, got.into_pieces());
             }
             Err(e) => {
@@ -385,7 +386,7 @@ async fn read_all(
             *slot = pd;
         }
     }
-    (total.load(Relaxed), error)
+    (total, error)
 }
 
 /// The read of `r` with `max` bytes, or `None` (answered empty).

@@ -52,7 +52,9 @@ impl Frame {
     /// The pieces joined, files read (tests).
     pub fn joined(&self) -> std::io::Result<Bytes> {
         let parts = self.0.iter().map(Piece::bytes);
-        Ok(crate::read::join(parts.collect::<std::io::Result<_>>()?))
+        Ok(stratus_log::cache::join(
+            parts.collect::<std::io::Result<_>>()?,
+        ))
     }
 }
 
@@ -118,7 +120,7 @@ impl Rest {
             .collect();
         let len: usize = pieces.iter().map(Bytes::len).sum();
         if pieces.len() <= 1 || len < SPLICE_MIN {
-            p.records = Some(crate::read::join(pieces));
+            p.records = Some(stratus_log::cache::join(pieces));
             return;
         }
         let mut pieces = pieces.into_iter();
@@ -175,7 +177,7 @@ impl Rest {
                 let read: std::io::Result<Vec<Bytes>> =
                     self.pieces(original, o).iter().map(Piece::bytes).collect();
                 match read {
-                    Ok(all) => p.records = Some(crate::read::join(all)),
+                    Ok(all) => p.records = Some(stratus_log::cache::join(all)),
                     Err(e) => {
                         tracing::error!(partition = p.partition_index, error = %e, "segment file could not be read");
                         p.error_code = Code::KafkaStorageError.code();

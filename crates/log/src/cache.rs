@@ -269,7 +269,7 @@ impl BlockCache {
         size: u64,
         range: Range<u64>,
     ) -> Result<Bytes, ObjectError> {
-        Ok(joined(self.read_pieces(key, size, range).await?))
+        Ok(join(self.read_pieces(key, size, range).await?))
     }
 
     /// Reads `range` of the object `key` whose total size is `size` as slices of the
@@ -340,7 +340,7 @@ impl BlockCache {
                 continue;
             };
             match self.held_in_memory(key, first, last).await {
-                Some(held) => out.push(Some(Ok(joined(pieces_of(
+                Some(held) => out.push(Some(Ok(join(pieces_of(
                     &held,
                     first * self.block,
                     self.block,
@@ -457,7 +457,7 @@ impl BlockCache {
 }
 
 /// `pieces` as one buffer: the piece itself if there is one, else a copy.
-fn joined(mut pieces: Vec<Bytes>) -> Bytes {
+pub fn join(mut pieces: Vec<Bytes>) -> Bytes {
     if pieces.len() <= 1 {
         return pieces.pop().unwrap_or_default();
     }
