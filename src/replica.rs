@@ -38,7 +38,7 @@ impl Index {
         let Some(name) = keys::parse_partition_key(key) else {
             return;
         };
-        match repo::decode_bytes::<PartitionRecord>(key, v) {
+        match repo::decode_struct::<PartitionRecord>(key, v) {
             Ok(r) => {
                 self.records.insert(name, r);
             }
@@ -47,7 +47,7 @@ impl Index {
     }
 
     fn put_wal(&mut self, key: &str, v: &[u8]) {
-        let e = match repo::decode_bytes::<WalEntry>(key, v) {
+        let e = match repo::decode_struct::<WalEntry>(key, v) {
             Ok(e) => e,
             Err(e) => {
                 warn!(error = %e, "replica index skips a WAL index entry");

@@ -159,7 +159,7 @@ impl TopicAdmin {
             .await?;
         let mut segments = Vec::new();
         for (k, v) in &records {
-            if let Ok(r) = repo::decode::<PartitionRecord>(k, v) {
+            if let Ok(r) = repo::decode_struct::<PartitionRecord>(k, &v.value) {
                 segments.extend(r.segments);
             }
         }

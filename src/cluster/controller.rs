@@ -253,7 +253,7 @@ fn next_wake(
 async fn highest_recorded_epoch(meta: &dyn MetaStore) -> Result<i32, MetaError> {
     let mut max = 0;
     for (k, v) in meta.range(keys::PARTITIONS).await? {
-        if let Ok(r) = repo::decode::<PartitionRecord>(&k, &v) {
+        if let Ok(r) = repo::decode_struct::<PartitionRecord>(&k, &v.value) {
             if let Some(e) = r.epochs.last() {
                 max = max.max(e.0);
             }

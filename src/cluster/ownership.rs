@@ -150,7 +150,7 @@ impl Ownership {
         let mut ranges: HashMap<PartitionId, Vec<(WalRange, Arc<str>, u64)>> =
             gain.iter().map(|(p, _)| (p.id(), Vec::new())).collect();
         for (k, v) in self.meta.range(keys::WAL).await? {
-            let entry: WalEntry = repo::decode(&k, &v)?;
+            let entry: WalEntry = repo::decode_struct(&k, &v.value)?;
             let object: Arc<str> = Arc::from(entry.object.as_str());
             let size = entry.data_end();
             for r in entry.ranges {

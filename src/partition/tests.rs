@@ -347,7 +347,9 @@ fn relocated_chunks_point_into_the_compacted_object_and_merge_where_it_merged_th
         (Arc::from("b"), vec![(40, 7, 115)]),
     ]);
     let to: Arc<str> = Arc::from("n");
-    assert_eq!(s.relocate(&moved, &to, 500), 3);
+    // Offsets where no copied range lies: nothing is looked at, nothing moves.
+    assert_eq!(s.relocate(&moved, 5..9, &to, 500), 0);
+    assert_eq!(s.relocate(&moved, 0..4, &to, 500), 3);
     let tail: Vec<_> = s
         .tail()
         .iter()
@@ -372,5 +374,5 @@ fn relocated_chunks_point_into_the_compacted_object_and_merge_where_it_merged_th
     assert_eq!(s.tail()[0].created_ms, 0);
     // A span that does not hold the whole chunk leaves it where it is.
     let partial = HashMap::from([(Arc::from("c"), vec![(0, 2, 7)])]);
-    assert_eq!(s.relocate(&partial, &to, 500), 0);
+    assert_eq!(s.relocate(&partial, 4..5, &to, 500), 0);
 }

@@ -92,7 +92,7 @@ impl WalIndex {
                 slice.check().await;
                 // Collected since it was listed: the caller skips it.
                 let Some(v) = v else { continue };
-                let entry: WalEntry = repo::decode(key, &v)?;
+                let entry: WalEntry = repo::decode_struct(key, &v.value)?;
                 let summary = self.summarize(entry, v.mod_revision, key.len() + v.value.len());
                 self.entries.insert(key.clone(), summary);
                 self.fetched += 1;

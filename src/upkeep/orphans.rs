@@ -30,7 +30,7 @@ pub async fn sweep_orphan_wal_objects(up: &Upkeep, min_age_ms: i64) -> Result<us
     let mut slice = super::Slice::start();
     for (k, v) in up.meta.range(keys::WAL).await? {
         slice.check().await;
-        named.insert(repo::decode::<repo::WalEntry>(&k, &v)?.object);
+        named.insert(repo::decode_struct::<repo::WalEntry>(&k, &v.value)?.object);
     }
     let view = crate::cluster::read_view(up.meta.as_ref()).await?;
     let now = up.clock.now_ms();

@@ -271,7 +271,7 @@ impl Wal {
                         // Applied by an earlier attempt whose answer was lost (the key is
                         // unique to this process): what it holds is what was committed.
                         Ok(Some(v)) => {
-                            let done: WalEntry = repo::decode(&key, &v)?;
+                            let done: WalEntry = repo::decode_struct(&key, &v.value)?;
                             return Ok((0..f.entry.ranges.len())
                                 .filter(|i| done.ranges.contains(&f.entry.ranges[*i]))
                                 .collect());

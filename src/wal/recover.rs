@@ -163,13 +163,13 @@ async fn log_ends(
         let Some(id) = keys::parse_partition_key(&k) else {
             continue;
         };
-        let rec: PartitionRecord = repo::decode(&k, &v)?;
+        let rec: PartitionRecord = repo::decode_struct(&k, &v.value)?;
         if let Some(end) = ends.get_mut(&(id.topic_id.to_string(), id.index)) {
             *end = (*end).max(rec.sealed_end);
         }
     }
     for (k, v) in index {
-        let entry: WalEntry = repo::decode(k, v)?;
+        let entry: WalEntry = repo::decode_struct(k, &v.value)?;
         for r in entry.ranges {
             if let Some(end) = ends.get_mut(&(r.topic_id.clone(), r.partition)) {
                 *end = (*end).max(r.end_offset);
@@ -182,7 +182,7 @@ async fn log_ends(
 /// The entry in a WAL object's footer, if the object is whole and names itself.
 fn footer_entry(name: &str, body: &Bytes) -> Option<WalEntry> {
     let footer = wal_format::footer(body).ok()?;
-    let entry: WalEntry = repo::decode_bytes(name, &footer).ok()?;
+    let entry: WalEntry = repo::decode_struct(name, &footer).ok()?;
     (entry.object == name).then_some(entry)
 }
 

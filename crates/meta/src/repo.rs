@@ -263,20 +263,50 @@ pub fn decode_bytes<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, M
     let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     if let Some(map) = value.as_object_mut() {
-        let version = match map.remove(VERSION_FIELD) {
-            None => 1,
-            Some(v) => v
-                .as_u64()
-                .ok_or_else(|| corrupt(format!("version {v} is not a number")))?,
-        };
-        if version > RECORD_VERSION {
-            return Err(corrupt(format!(
-                "record version {version} was written by a newer Stratus (this one reads up \
-                 to {RECORD_VERSION}); upgrade this broker"
-            )));
-        }
+        check_version(map.remove(VERSION_FIELD).as_ref(), &corrupt)?;
     }
     serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+}
+
+/// [`decode_bytes`] of a record that is a struct (a WAL index entry, a partition record),
+/// read straight into `T` after a pass that reads only its version: going through a
+/// `serde_json::Value` (a map and a string per field) made decoding WAL index entries
+/// 7.5 % of a broker's CPU with 1,000 slow partitions. Not for a record that is a map or an
+/// enum: its version field would be read as one of its keys.
+pub fn decode_struct<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, MetaError> {
+    let corrupt = |reason: String| MetaError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    /// A record's version; every other field is skipped unread.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        #[serde(rename = "v")]
+        version: Option<serde_json::Value>,
+    }
+    let Version { version } = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    check_version(version.as_ref(), &corrupt)?;
+    serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Refuses a version this build cannot read (`None`: written before versions, 1).
+fn check_version(
+    version: Option<&serde_json::Value>,
+    corrupt: &dyn Fn(String) -> MetaError,
+) -> Result<(), MetaError> {
+    let version = match version {
+        None => 1,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| corrupt(format!("version {v} is not a number")))?,
+    };
+    if version > RECORD_VERSION {
+        return Err(corrupt(format!(
+            "record version {version} was written by a newer Stratus (this one reads up to \
+             {RECORD_VERSION}); upgrade this broker"
+        )));
+    }
+    Ok(())
 }
 
 /// Reads and decodes one record.

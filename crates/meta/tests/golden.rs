@@ -38,6 +38,10 @@ fn check<T: Serialize + DeserializeOwned + PartialEq + Debug>(name: &str, record
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let decoded: T = decode_bytes(name, &bytes).unwrap();
         assert_eq!(decoded, record, "{}", path.display());
+        if STRUCTS.contains(&name) {
+            let direct: T = decode_struct(name, &bytes).unwrap();
+            assert_eq!(direct, record, "{} read by decode_struct", path.display());
+        }
     }
     assert_eq!(
         String::from_utf8_lossy(&encoded),
@@ -46,6 +50,9 @@ fn check<T: Serialize + DeserializeOwned + PartialEq + Debug>(name: &str, record
         current.display()
     );
 }
+
+/// The records read with [`decode_struct`] too (structs, not maps or enums).
+const STRUCTS: &[&str] = &["topic", "partition", "wal-entry", "controller"];
 
 fn producer() -> ProducerBatch {
     ProducerBatch {
@@ -171,23 +178,36 @@ fn controller() {
 #[test]
 fn a_record_from_a_newer_version_is_refused_as_corrupt_not_misread() {
     let newer = format!(r#"{{"node":1,"incarnation":2,"v":{}}}"#, RECORD_VERSION + 1);
-    let err = decode_bytes::<ControllerRecord>("cluster/controller", newer.as_bytes()).unwrap_err();
-    assert!(
-        matches!(err, stratus_meta::MetaError::Corrupt { .. }),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string().contains("written by a newer Stratus"),
-        "{err}"
-    );
-    let garbage =
-        decode_bytes::<ControllerRecord>("cluster/controller", b"{\"node\":").unwrap_err();
-    assert!(
-        garbage
-            .to_string()
-            .starts_with("corrupt record at cluster/controller"),
-        "{garbage}"
-    );
+    for decode in [
+        decode_bytes::<ControllerRecord>,
+        decode_struct::<ControllerRecord>,
+    ] {
+        let err = decode("cluster/controller", newer.as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, stratus_meta::MetaError::Corrupt { .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("written by a newer Stratus"),
+            "{err}"
+        );
+        let garbage = decode("cluster/controller", b"{\"node\":").unwrap_err();
+        assert!(
+            garbage
+                .to_string()
+                .starts_with("corrupt record at cluster/controller"),
+            "{garbage}"
+        );
+        let not_a_number = decode(
+            "cluster/controller",
+            br#"{"node":1,"incarnation":2,"v":"1"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            not_a_number.to_string().contains("is not a number"),
+            "{not_a_number}"
+        );
+    }
 }
 
 #[test]

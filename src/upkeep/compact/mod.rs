@@ -260,7 +260,7 @@ async fn read_group(
         let Some(v) = v.filter(|v| v.mod_revision == c.revision) else {
             return Ok(None);
         };
-        let entry: WalEntry = repo::decode(&c.key, &v)?;
+        let entry: WalEntry = repo::decode_struct(&c.key, &v.value)?;
         // A partition the run did not look up had only ranges found dead before.
         let live = (0..entry.ranges.len())
             .filter(|i| {

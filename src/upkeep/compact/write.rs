@@ -7,6 +7,7 @@
 //! 64 MiB, the largest share of the broker's peak RSS after a burst into many partitions.)
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -27,8 +28,9 @@ type Source = (WalRange, Arc<str>, u64);
 
 /// What the object holds, learnt while streaming it.
 struct Streamed {
-    /// Partition → old object → its copied spans (old position, length, new position).
-    moved: HashMap<PartitionId, crate::partition::Moved>,
+    /// Partition → old object → its copied spans (old position, length, new position),
+    /// and the offsets they hold.
+    moved: HashMap<PartitionId, (crate::partition::Moved, Range<i64>)>,
     /// Partition → the end of its first range here (a seal reaching it ends the run).
     first_end: BTreeMap<PartitionId, i64>,
     /// The new entry, encoded (the object's footer).
@@ -173,12 +175,12 @@ pub(super) async fn write(
         .await;
         return Ok(None);
     }
-    for (id, mut moves) in moved {
+    for (id, (mut moves, offsets)) in moved {
         for spans in moves.values_mut() {
             spans.sort_unstable();
         }
         if let Some(p) = crate::upkeep::local_partition(up, &id.topic_id, id.index) {
-            p.state().relocate(&moves, &new_object, size);
+            p.state().relocate(&moves, offsets, &new_object, size);
         }
     }
     drop(guards);
@@ -204,7 +206,7 @@ async fn stream(
     // Bytes handed to `out` so far.
     let mut sent = 0u64;
     let mut ranges: Vec<WalRange> = Vec::new();
-    let mut moved: HashMap<PartitionId, crate::partition::Moved> = HashMap::new();
+    let mut moved: HashMap<PartitionId, (crate::partition::Moved, Range<i64>)> = HashMap::new();
     let mut first_end: BTreeMap<PartitionId, i64> = BTreeMap::new();
     // The copying is CPU work on a runtime thread: it gives way every 2 ms, so that
     // requests on the same thread do not wait for all of it.
@@ -213,9 +215,19 @@ async fn stream(
         if let Some((r, _, _)) = list.first() {
             first_end.insert(id.clone(), r.end_offset);
         }
-        let moves = moved.entry(id).or_default();
+        // The offsets the copied ranges hold: only the tail chunks there can move.
+        let offsets = list
+            .iter()
+            .map(|(r, _, _)| r.base_offset)
+            .min()
+            .unwrap_or(0)
+            ..list.iter().map(|(r, _, _)| r.end_offset).max().unwrap_or(0);
+        let (moves, _) = moved.entry(id).or_insert((HashMap::new(), offsets));
         for (r, object, size) in list {
             // Copied out of the block at once: a slice of a cached block would pin it.
+            // Read through the blocks, not range by range: a small WAL object is one
+            // block, read once for the dozen partitions it holds (read range by range, in
+            // batches, the same run made 13 reads of each object, and cost more CPU).
             let data = up.cache.read(&object, size, r.pos..r.pos + r.len).await?;
             let pos = sent + buf.len() as u64;
             buf.extend_from_slice(&data);
