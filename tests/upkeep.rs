@@ -93,6 +93,59 @@ async fn segment_ms_seals_when_the_clock_says_and_not_before() {
 }
 
 #[tokio::test]
+async fn data_older_than_wal_unsealed_max_ms_is_sealed_whatever_segment_ms_says() {
+    // segment.ms of a week, as a user may set it: without the cap, slow partitions kept a
+    // week of WAL index entries in the metadata store.
+    let mut c = clocked(
+        1_000_000,
+        &[
+            ("log.roll.ms", "604800000"),
+            ("log.segment.bytes", "1073741824"),
+            ("wal.unsealed.max.ms", "30000"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        produce_code(&mut c.conn, "r", batch(&["a", "b"], 2)).await,
+        (0, 0)
+    );
+    let p = partition(&c.broker);
+    c.clock.advance(29_999);
+    stratus::upkeep::seal::seal_due(&c.broker.upkeep).await;
+    assert_eq!(
+        p.state().sealed_end(),
+        0,
+        "younger than wal.unsealed.max.ms"
+    );
+    c.clock.advance(1);
+    let (failed, _) = stratus::upkeep::seal::seal_due(&c.broker.upkeep).await;
+    assert_eq!(failed, 0);
+    assert_eq!(p.state().sealed_end(), 2, "sealed at wal.unsealed.max.ms");
+    assert_eq!(
+        fetch_values(&mut c.conn, "r").await,
+        vec![(0, "a".to_string()), (1, "b".to_string())]
+    );
+
+    // 0 turns the cap off: segment.ms alone decides.
+    let mut off = clocked(
+        1_000_000,
+        &[
+            ("log.roll.ms", "604800000"),
+            ("log.segment.bytes", "1073741824"),
+            ("wal.unsealed.max.ms", "0"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        produce_code(&mut off.conn, "r", batch(&["a"], 2)).await,
+        (0, 0)
+    );
+    off.clock.advance(3_600_000 * 24);
+    stratus::upkeep::seal::seal_due(&off.broker.upkeep).await;
+    assert_eq!(partition(&off.broker).state().sealed_end(), 0);
+}
+
+#[tokio::test]
 async fn retention_ms_deletes_a_segment_once_its_newest_record_is_old_enough() {
     // Records are stamped 1000 and 1001 by the producer (CreateTime).
     let mut c = clocked(2_000, &[("log.retention.ms", "5000"), ("log.roll.ms", "1")]).await;

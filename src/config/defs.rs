@@ -251,6 +251,8 @@ settings! {
         wal_compaction_interval_ms: u64 = ("wal.compaction.interval.ms", "10000", Long(0, LONG)),
         #[doc = "Most bytes one WAL compaction run writes (and holds in memory)."]
         wal_compaction_max_bytes: u64 = ("wal.compaction.max.bytes", "67108864", Long(1048576, LONG)),
+        #[doc = "Longest a partition's data stays in the WAL before it is sealed into a segment, whatever the topic's segment.ms: the WAL index (the metadata store's footprint) holds about this long of the broker's data, so it stays bounded with many slow partitions and a long segment.ms (0: segment.ms alone)."]
+        wal_unsealed_max_ms: i64 = ("wal.unsealed.max.ms", "3600000", Long(0, LONG)),
         #[doc = "How often retention runs."]
         retention_check_interval_ms: u64 = ("log.retention.check.interval.ms", "300000", Long(1, LONG)),
     }

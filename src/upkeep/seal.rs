@@ -30,10 +30,19 @@ const SEALS_AT_ONCE: usize = 4;
 pub async fn seal_due(up: &Upkeep) -> (usize, Option<crate::error::Error>) {
     use futures::StreamExt as _;
     let now = up.clock.now_ms();
+    // Data older than wal.unsealed.max.ms is sealed whatever segment.ms says: until then it
+    // stays in WAL objects that the index names, and with many slow partitions the index
+    // grows with every compacted object that fills (one per 32 MiB, a range for every
+    // partition in it: about 0.76 MB per 32 MiB at 1,000 partitions), for as long as the
+    // data stays unsealed (bench/results/footprint-hour.md).
+    let cap = match up.settings.storage.wal_unsealed_max_ms {
+        0 => i64::MAX,
+        ms => ms,
+    };
     let mut due = Vec::new();
     for topic in up.registry.topics() {
         let seg_bytes = up.registry.config_i64(&topic, "segment.bytes").max(1) as u64;
-        let seg_ms = up.registry.config_i64(&topic, "segment.ms").max(1);
+        let seg_ms = up.registry.config_i64(&topic, "segment.ms").clamp(1, cap);
         for p in &topic.partitions {
             let (bytes, oldest) = {
                 let s = p.state();
