@@ -184,7 +184,7 @@ def write_report(samples, short=()):
         f"- Kafka: bytes {ratio(last['kafka'], third['kafka'])}",
         "",
     ]
-    lines += [f"**Not every record was acknowledged:** {s}." for s in short]
+    lines += [f"**Not every record was acknowledged:** {s}." for s in short] + ([""] if short else [])
     (RESULTS / "footprint.md").write_text("\n".join(lines))
     log(f"wrote {RESULTS / 'footprint.md'}")
 
