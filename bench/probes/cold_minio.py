@@ -51,10 +51,9 @@ def metric(port, name, label=""):
                if label in (m.group(1) or ""))
 
 
-def main():
-    sets = {}
-    args = sys.argv[1:]
-    kafka = False
+def options(usage):
+    """The probe's command line: `--set k=v` broker settings, and `--kafka`."""
+    sets, args, kafka = {}, sys.argv[1:], False
     while args:
         if args[0] == "--kafka":
             kafka, args = True, args[1:]
@@ -63,7 +62,12 @@ def main():
             sets[k] = v
             args = args[2:]
         else:
-            sys.exit(__doc__)
+            sys.exit(usage)
+    return sets, kafka
+
+
+def main():
+    sets, kafka = options(__doc__)
     from cluster_infra import Infra
     infra = Infra(C.CACHE)
     infra.start()

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cold_minio import metric, tree_cpu  # noqa: E402
+from cold_minio import metric, options, tree_cpu  # noqa: E402
 import cluster as C  # noqa: E402  (cold_minio put bench/ on the path)
 
 RECORDS = int(os.environ.get("RECORDS", "300000"))
@@ -41,16 +41,7 @@ def wal(port):
 
 
 def main():
-    sets, args, kafka = {}, sys.argv[1:], False
-    while args:
-        if args[0] == "--kafka":
-            kafka, args = True, args[1:]
-        elif args[0] == "--set" and len(args) > 1:
-            k, v = args[1].split("=", 1)
-            sets[k] = v
-            args = args[2:]
-        else:
-            sys.exit(__doc__)
+    sets, kafka = options(__doc__)
     from cluster_infra import Infra
     infra = Infra(C.CACHE)
     infra.start()
