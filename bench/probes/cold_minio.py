@@ -66,37 +66,61 @@ def options(usage):
     return sets, kafka
 
 
+class Target:
+    """MinIO and etcd, and on them one Stratus broker with `sets` (or Apache Kafka on its
+    local disk); `with` stops them all."""
+
+    def __init__(self, name, sets, kafka):
+        from cluster_infra import Infra
+        self.infra = Infra(C.CACHE)
+        self.infra.start()
+        self.cluster = self.kafka = self.broker = None
+        try:
+            if kafka:
+                self.kafka = C.Kafka().start()
+                self.bootstrap = self.kafka.bootstrap
+                self.pids = {"broker": self.kafka.proc.pid, "minio": self.infra.minio.proc.pid}
+            else:
+                self.cluster = C.stratus_cluster(self.infra, 1, name)
+                self.broker = b = self.cluster.brokers[0]
+                if sets:
+                    b.stop()
+                    b.settings.update(sets)
+                    b.start()
+                self.bootstrap = self.cluster.bootstrap
+                self.pids = {"broker": b.proc.pid, "minio": self.infra.minio.proc.pid}
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        if self.cluster:
+            self.cluster.cleanup()
+        if self.kafka:
+            self.kafka.stop()
+        self.infra.stop()
+
+
 def main():
     sets, kafka = options(__doc__)
-    from cluster_infra import Infra
-    infra = Infra(C.CACHE)
-    infra.start()
-    c = k = None
-    try:
-        if kafka:
-            k = C.Kafka().start()
-            bootstrap = k.bootstrap
-        else:
-            c = C.stratus_cluster(infra, 1, "probe-cold")
-            b = c.brokers[0]
-            if sets:
-                b.stop()
-                b.settings.update(sets)
-                b.start()
-            bootstrap = c.bootstrap
+    with Target("probe-cold", sets, kafka) as t:
+        bootstrap, b, c, k, infra = t.bootstrap, t.broker, t.cluster, t.kafka, t.infra
         C.create(bootstrap, "cold", C.PARTITIONS)
         p = C.producer_perf(bootstrap, "cold", RECORDS, -1, C.BIG_PROPS)
         print(f"produced {RECORDS} records at {p['mib_s']:.1f} MiB/s", flush=True)
         time.sleep(5)
         if kafka:
             C.evict(k.tmp / "data")
-            pids = {"broker": k.proc.pid, "minio": infra.minio.proc.pid}
             gets0 = 0
         else:
             C.restart_cold(infra, c)
             C.wait_leaders(bootstrap, "cold")
             gets0 = metric(b.http_port, "stratus_object_store_requests_total", 'operation="get"')
-            pids = {"broker": b.proc.pid, "minio": infra.minio.proc.pid}
+        # After the restart: the broker's process is new.
+        pids = {"broker": k.proc.pid if kafka else b.proc.pid, "minio": infra.minio.proc.pid}
         tools = C.java_tools()
         before = {k: tree_cpu(v) for k, v in pids.items()}
         import subprocess
@@ -131,12 +155,6 @@ def main():
               f"first record after {float(m.group(2)):.0f} ms; "
               f"CPU s: broker {used['broker']:.1f}, minio {used['minio']:.1f}, consumer {consumer[0]:.1f} "
               f"(over {secs:.1f} s incl. JVM start); object-store GETs {gets:.0f}")
-    finally:
-        if c:
-            c.cleanup()
-        if k:
-            k.stop()
-        infra.stop()
 
 
 if __name__ == "__main__":

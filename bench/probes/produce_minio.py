@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cold_minio import metric, options, tree_cpu  # noqa: E402
+from cold_minio import Target, metric, options, tree_cpu  # noqa: E402
 import cluster as C  # noqa: E402  (cold_minio put bench/ on the path)
 
 RECORDS = int(os.environ.get("RECORDS", "300000"))
@@ -42,23 +42,8 @@ def wal(port):
 
 def main():
     sets, kafka = options(__doc__)
-    from cluster_infra import Infra
-    infra = Infra(C.CACHE)
-    infra.start()
-    c = k = None
-    try:
-        if kafka:
-            k = C.Kafka().start()
-            bootstrap, pids = k.bootstrap, {"broker": k.proc.pid}
-        else:
-            c = C.stratus_cluster(infra, 1, "probe-produce")
-            b = c.brokers[0]
-            if sets:
-                b.stop()
-                b.settings.update(sets)
-                b.start()
-            bootstrap = c.bootstrap
-            pids = {"broker": b.proc.pid, "minio": infra.minio.proc.pid}
+    with Target("probe-produce", sets, kafka) as t:
+        bootstrap, b, pids = t.bootstrap, t.broker, t.pids
         C.create(bootstrap, "p", C.PARTITIONS)
         C.producer_perf(bootstrap, "p", 30000, -1)
         before = {n: tree_cpu(p) for n, p in pids.items()}
@@ -90,12 +75,6 @@ def main():
             print(f"WAL: {d['total_count']:.0f} flushes of {d['stratus_wal_flush_size_bytes_sum'] / max(d['stratus_wal_flush_size_bytes_count'], 1) / 1024:.0f} KiB; "
                   f"mean put {d['put_sum'] / max(d['put_count'], 1) * 1000:.1f} ms, commit {d['commit_sum'] / max(d['commit_count'], 1) * 1000:.1f} ms, "
                   f"total {d['total_sum'] / n * 1000:.1f} ms; object PUTs {d['puts']:.0f}")
-    finally:
-        if c:
-            c.cleanup()
-        if k:
-            k.stop()
-        infra.stop()
 
 
 if __name__ == "__main__":
