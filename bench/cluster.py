@@ -285,9 +285,9 @@ def target_settings(local):
     return s
 
 
-def stratus_cluster(infra, n, name, local=False):
+def stratus_cluster(infra, n, name, local=False, settings=None):
     from cluster_infra import Cluster
-    c = Cluster(infra, n, target_settings(local), name=name, admin=True)
+    c = Cluster(infra, n, {**target_settings(local), **(settings or {})}, name=name, admin=True)
     for b in c.brokers:
         if b.target != "stratus":
             raise BenchError(f"the cluster helpers would start {b.target}, not Stratus")

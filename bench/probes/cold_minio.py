@@ -52,41 +52,85 @@ def metric(port, name, label=""):
 
 
 def options(usage):
-    """The probe's command line: `--set k=v` broker settings, and `--kafka`."""
-    sets, args, kafka = {}, sys.argv[1:], False
+    """The probe's command line: `--set k=v` broker settings, `--kafka`, and `--https`
+    (MinIO serves https, with a CA of the probe's own that the broker trusts)."""
+    sets, args, kafka, https = {}, sys.argv[1:], False, False
     while args:
         if args[0] == "--kafka":
             kafka, args = True, args[1:]
+        elif args[0] == "--https":
+            https, args = True, args[1:]
         elif args[0] == "--set" and len(args) > 1:
             k, v = args[1].split("=", 1)
             sets[k] = v
             args = args[2:]
         else:
             sys.exit(usage)
-    return sets, kafka
+    return sets, kafka, https
+
+
+def https_infra():
+    """MinIO over https with a certificate of a new CA (`.ca.pem`), etcd as in `Infra`."""
+    import shutil
+    import subprocess
+    from certs import CA, server_dn
+    from cluster_infra import ACCESS_KEY, BUCKET, SECRET_KEY, Infra
+
+    class HttpsInfra(Infra):
+        def __init__(self, cache):
+            super().__init__(cache)
+            self.ca = CA(self.tmp / "ca")
+            server = self.ca.issue("server", server_dn(), server=True)
+            certs = self.tmp / "minio-certs"
+            certs.mkdir()
+            shutil.copy(server.crt, certs / "public.crt")
+            shutil.copy(server.key, certs / "private.key")
+            self.minio.args = [*self.minio.args, "--certs-dir", str(certs)]
+
+        @property
+        def s3_endpoint(self):
+            return f"https://127.0.0.1:{self.minio.port}"
+
+        def start(self):
+            self.etcd.start()
+            self.minio.start()
+            curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(self.ca.pem)]
+            for _ in range(300):
+                r = subprocess.run([*curl, f"{self.s3_endpoint}/minio/health/live"], capture_output=True, text=True)
+                if r.stdout.strip() == "200":
+                    break
+                time.sleep(0.2)
+            for _ in range(100):  # MinIO may answer 503 for a moment after it is live
+                r = subprocess.run([*curl, "-X", "PUT", "--aws-sigv4", "aws:amz:us-east-1:s3",
+                                    "--user", f"{ACCESS_KEY}:{SECRET_KEY}", f"{self.s3_endpoint}/{BUCKET}"],
+                                   capture_output=True, text=True)
+                if r.stdout.strip() in ("200", "409"):
+                    return
+                time.sleep(0.2)
+            raise RuntimeError(f"bucket not created: HTTP {r.stdout} {r.stderr}")
+
+    return HttpsInfra(C.CACHE)
 
 
 class Target:
     """MinIO and etcd, and on them one Stratus broker with `sets` (or Apache Kafka on its
     local disk); `with` stops them all."""
 
-    def __init__(self, name, sets, kafka):
+    def __init__(self, name, sets, kafka, https=False):
         from cluster_infra import Infra
-        self.infra = Infra(C.CACHE)
-        self.infra.start()
+        self.infra = https_infra() if https else Infra(C.CACHE)
+        if https:
+            sets = {"object.store.ssl.truststore.location": str(self.infra.ca.pem), **sets}
         self.cluster = self.kafka = self.broker = None
         try:
+            self.infra.start()
             if kafka:
                 self.kafka = C.Kafka().start()
                 self.bootstrap = self.kafka.bootstrap
                 self.pids = {"broker": self.kafka.proc.pid, "minio": self.infra.minio.proc.pid}
             else:
-                self.cluster = C.stratus_cluster(self.infra, 1, name)
+                self.cluster = C.stratus_cluster(self.infra, 1, name, settings=sets)
                 self.broker = b = self.cluster.brokers[0]
-                if sets:
-                    b.stop()
-                    b.settings.update(sets)
-                    b.start()
                 self.bootstrap = self.cluster.bootstrap
                 self.pids = {"broker": b.proc.pid, "minio": self.infra.minio.proc.pid}
         except BaseException:
@@ -105,8 +149,8 @@ class Target:
 
 
 def main():
-    sets, kafka = options(__doc__)
-    with Target("probe-cold", sets, kafka) as t:
+    sets, kafka, https = options(__doc__)
+    with Target("probe-cold", sets, kafka, https) as t:
         bootstrap, b, c, k, infra = t.bootstrap, t.broker, t.cluster, t.kafka, t.infra
         C.create(bootstrap, "cold", C.PARTITIONS)
         p = C.producer_perf(bootstrap, "cold", RECORDS, -1, C.BIG_PROPS)

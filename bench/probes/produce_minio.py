@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Probe: Kafka's default producer (16 KiB batches, linger.ms=5, 5 requests in flight,
-acks=all) at full speed into one Stratus broker on MinIO and etcd (the cluster benchmark's
-helpers, 12 partitions), RECORDS (default 300,000) records of 1 KiB after a warm-up of
-30,000. Prints the producer's MiB/s and latencies, the CPU seconds of the broker, MinIO and
+acks=all) at full speed (or RATE records/s) into one Stratus broker on MinIO and etcd (the
+cluster benchmark's helpers, 12 partitions), RECORDS (default 300,000) records of 1 KiB after
+a warm-up of 30,000. Prints the producer's MiB/s and latencies, the CPU seconds of the broker, MinIO and
 the producer over the measured run, and the broker's WAL flushes: how many, their mean
 size, the mean time of their PUT and commit stages, and the objects in flight when each
 began.
@@ -11,6 +11,7 @@ began.
                                                            STRATUS_BIN as the other probes)
     python3 bench/probes/produce_minio.py --kafka           Apache Kafka on its local disk,
                                                            the figure issue 14 compares with
+    python3 bench/probes/produce_minio.py --https           MinIO over https (a CA of its own)
 """
 import os
 import re
@@ -25,6 +26,9 @@ from cold_minio import Target, metric, options, tree_cpu  # noqa: E402
 import cluster as C  # noqa: E402  (cold_minio put bench/ on the path)
 
 RECORDS = int(os.environ.get("RECORDS", "300000"))
+# RATE (records/s; default -1, full speed): a fixed rate compares CPU per byte without the
+# contention of a saturated machine.
+RATE = int(os.environ.get("RATE", "-1"))
 
 
 def wal(port):
@@ -41,8 +45,8 @@ def wal(port):
 
 
 def main():
-    sets, kafka = options(__doc__)
-    with Target("probe-produce", sets, kafka) as t:
+    sets, kafka, https = options(__doc__)
+    with Target("probe-produce", sets, kafka, https) as t:
         bootstrap, b, pids = t.bootstrap, t.broker, t.pids
         C.create(bootstrap, "p", C.PARTITIONS)
         C.producer_perf(bootstrap, "p", 30000, -1)
@@ -61,7 +65,7 @@ def main():
         t = threading.Thread(target=watch)
         t.start()
         try:
-            p = C.producer_perf(bootstrap, "p", RECORDS, -1)
+            p = C.producer_perf(bootstrap, "p", RECORDS, RATE)
         finally:
             done.set()
             t.join()

@@ -12,6 +12,7 @@
 //! - [`cache`]: the read cache (memory, then local disk, then ranged GETs);
 //! - [`file_slice`]: runs of whole batches of a local segment file, for `sendfile`;
 //! - [`pool`]: reused buffers for ranged reads of a local store;
+//! - `s3`: an S3 store from its URL and the `AWS_*` variables (payload unsigned over https);
 //! - [`clock`]: wall-clock time, injectable so that time-driven jobs can be tested.
 //!
 //! It owns no broker state and may not see the broker, the metadata store or the
@@ -29,6 +30,7 @@ pub mod objects;
 pub mod paced;
 pub mod paths;
 pub mod pool;
+mod s3;
 pub mod segment;
 pub mod spares;
 #[cfg(any(test, feature = "test-util"))]

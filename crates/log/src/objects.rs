@@ -229,27 +229,7 @@ impl Objects {
             } else if url.starts_with("memory:") {
                 (Arc::new(object_store::memory::InMemory::new()), None)
             } else if url.starts_with("s3://") || url.starts_with("s3a://") {
-                let mut options = object_store::ClientOptions::new();
-                if let Some(pem) = ca_pem {
-                    for cert in object_store::Certificate::from_pem_bundle(pem)
-                        .map_err(|e| bad(&format!("the CA certificates: {e}")))?
-                    {
-                        options = options.with_root_certificate(cert);
-                    }
-                }
-                // As AmazonS3Builder::from_env, over these client options.
-                let mut builder =
-                    object_store::aws::AmazonS3Builder::new().with_client_options(options);
-                for (key, value) in std::env::vars() {
-                    if key.starts_with("AWS_") {
-                        if let Ok(k) = key.to_ascii_lowercase().parse() {
-                            builder = builder.with_config(k, value);
-                        }
-                    }
-                }
-                let s3 = builder.with_url(url).build().map_err(|e| bad(&e))?;
-                let prefixed = object_store::prefix::PrefixStore::new(s3, s3_prefix(url));
-                (Arc::new(prefixed), None)
+                (crate::s3::store(url, ca_pem).map_err(|e| bad(&e))?, None)
             } else {
                 return Err(bad(&"expected file://, memory:// or s3://"));
             };
@@ -657,13 +637,6 @@ impl Collect for Objects {
     }
 }
 
-fn s3_prefix(url: &str) -> String {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or("");
-    rest.split_once('/')
-        .map(|(_, p)| p.trim_matches('/').to_string())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,7 +658,6 @@ mod tests {
         );
         o.delete("wal/1/a").await.unwrap();
         o.delete("wal/1/a").await.unwrap();
-        assert_eq!(s3_prefix("s3://bucket/a/b/"), "a/b");
     }
 
     #[tokio::test]
