@@ -1,6 +1,8 @@
 # Sourced by the probes: one fresh Stratus broker on 127.0.0.1 and Kafka's CLI tools.
 # STRATUS_BIN (default /tmp/bench-target/release/stratus, as bench/run.sh), PROBE_PORT
 # (19092) and PROBE_HTTP_PORT (19644) may be set; KEEP=1 keeps the broker's directory.
+# PROBE_KAFKA=1 runs Apache Kafka instead (scripts/run-kafka.sh, single-node KRaft, its
+# defaults; `--set k=v` are its settings), the peer to compare a probe's figures with.
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=${STRATUS_BIN:-/tmp/bench-target/release/stratus}
 K="$REPO/scripts/kafka-cli"
@@ -11,18 +13,30 @@ BOOT=127.0.0.1:$PORT
 # start_broker [--set k=v ...]: starts the broker (its PID in BP, its directory in D) and
 # stops it when the probe exits.
 start_broker() {
+  if [ -n "${PROBE_KAFKA:-}" ]; then
+    D=$(mktemp -d /tmp/probe.XXXX)
+    BP=$("$REPO/scripts/run-kafka.sh" --data-dir "$D/data" --port "$PORT" --controller-port "$((PORT + 1))" "$@" --wait)
+    trap stop_broker EXIT
+    return
+  fi
   [ -x "$BIN" ] || { echo "$BIN missing: CARGO_TARGET_DIR=/tmp/bench-target cargo build --release" >&2; exit 1; }
   D=$(mktemp -d /tmp/probe.XXXX)
   NO_COLOR=1 RUST_LOG=warn "$BIN" --data-dir "$D/data" --listeners "PLAINTEXT://$BOOT" \
     --set "http.listener=127.0.0.1:$HP" "$@" > "$D/log" 2>&1 &
   BP=$!
   trap stop_broker EXIT
-  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return; sleep 0.1; done
+  for _ in $(seq 100); do
+    kill -0 "$BP" 2>/dev/null || break
+    (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return
+    sleep 0.1
+  done
   echo "the broker did not listen on $BOOT; its log:" >&2; tail -20 "$D/log" >&2; exit 1
 }
 
 stop_broker() {
   kill "$BP" 2>/dev/null; wait "$BP" 2>/dev/null
+  # Kafka is not this shell's child: wait for it to exit (and free its ports).
+  for _ in $(seq 300); do kill -0 "$BP" 2>/dev/null || break; sleep 0.1; done
   if [ -n "${KEEP:-}" ]; then echo "kept $D"; else rm -rf "$D"; fi
 }
 
