@@ -369,8 +369,15 @@ def failover_and_move(infra):
                    "move", "bench-fo", "1", str(target)], timeout=120)
         moved = time.time() - t0
         writable = wait_ack(c.bootstrap, "bench-fo", 1) + moved
-        if owner_of(c.bootstrap, "bench-fo", 1) != target:
-            raise BenchError(f"after the move, partition 1 is not owned by broker {target}")
+        # Each broker learns the new owner from its watch of the store, so the one that
+        # answers this metadata request may lag the move by a moment (as a Kafka broker's
+        # metadata lags the controller's): a few seconds' grace, no more. Once, the check
+        # without it failed right after the write was acknowledged.
+        deadline = time.time() + 5
+        while (seen := owner_of(c.bootstrap, "bench-fo", 1)) != target and time.time() < deadline:
+            time.sleep(0.2)
+        if seen != target:
+            raise BenchError(f"after the move, partition 1 is owned by broker {seen}, not {target}")
         healthy(c.brokers)
         log(f"move: {out.strip()} in {moved:.2f} s, writable after {writable:.2f} s")
         return {"failover": failover, "moved": moved, "writable": writable,
