@@ -115,16 +115,26 @@ impl Routing {
         all
     }
 
-    /// The live owner of a partition and its epoch: this broker if it owns it, else what
-    /// the cluster view says.
+    /// The owner of a partition and its epoch, as clients should be told: the newest of
+    /// this broker's own claim and the cluster view's. This broker claims a partition it
+    /// owns, and one its fence assigns it while it still takes it over (a request sent
+    /// here meanwhile waits in [`Routing::await_ownership`]). A partition this broker gave
+    /// up while its view still names it is still named here, as Kafka's old leader names
+    /// itself until it learns of the new one: a client sent here waits for the view to
+    /// move on and is then told the new leader. Only a partition with no live owner at
+    /// all has none (LEADER_NOT_AVAILABLE), which librdkafka's offset queries take as
+    /// final rather than retry.
     pub fn owner_of(&self, p: &Partition) -> Option<(i32, i32)> {
-        let local = p.state().owner_epoch().map(|e| (self.node, e));
+        let mine = p
+            .state()
+            .owner_epoch()
+            .or_else(|| self.fence.get().epoch(&p.topic_id, p.index))
+            .map(|e| (self.node, e));
         let seen = self.view.borrow().owner(&p.topic_id, p.index);
-        match (local, seen) {
-            (Some(l), Some(s)) if s.1 > l.1 => Some(s),
-            (Some(l), _) => Some(l),
-            (None, Some(s)) if s.0 != self.node => Some(s),
-            _ => None,
+        match (mine, seen) {
+            (Some(m), Some(s)) if s.1 > m.1 => Some(s),
+            (Some(m), _) => Some(m),
+            (None, s) => s,
         }
     }
 
@@ -204,6 +214,55 @@ mod tests {
     use super::*;
     use stratus_meta::keys::PartitionId;
     use stratus_meta::repo::PartitionRecord;
+
+    #[test]
+    fn a_partition_being_taken_over_or_just_given_up_names_a_leader() {
+        let settings = Settings::from_pairs(vec![("node.id".into(), "1".into())]).unwrap();
+        let fence = Arc::new(Fence::new(1, 7));
+        let p = Partition::new("t".into(), "topic".into(), 0, &PartitionRecord::default());
+        let view = |owner: Option<(i32, i32)>| {
+            Arc::new(View {
+                owners: owner
+                    .map(|o| (PartitionId::new("t", 0), o))
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            })
+        };
+        let (tx, rx) = watch::channel(view(Some((2, 3))));
+        let routing = Routing::new(&settings, fence.clone(), rx);
+        assert_eq!(routing.owner_of(&p), Some((2, 3)), "another broker owns it");
+
+        // Assigned here at epoch 4, not yet taken over: this broker, whatever the view says.
+        let assigned = stratus_meta::repo::Assignment {
+            incarnation: 7,
+            partitions: [(PartitionId::new("t", 0), 4)].into_iter().collect(),
+            shards: Default::default(),
+        };
+        fence.update(10, assigned);
+        assert_eq!(
+            routing.owner_of(&p),
+            Some((1, 4)),
+            "view still names the old owner"
+        );
+        tx.send_replace(view(Some((1, 4))));
+        assert_eq!(routing.owner_of(&p), Some((1, 4)), "view names this broker");
+        // A newer epoch in the view wins over this broker's claim.
+        tx.send_replace(view(Some((3, 5))));
+        assert_eq!(routing.owner_of(&p), Some((3, 5)));
+
+        // Given up (the fence no longer assigns it) while the view still names this broker.
+        fence.update(11, Default::default());
+        tx.send_replace(view(Some((1, 4))));
+        assert_eq!(
+            routing.owner_of(&p),
+            Some((1, 4)),
+            "named until the view moves on"
+        );
+        // No live owner anywhere: none.
+        tx.send_replace(view(None));
+        assert_eq!(routing.owner_of(&p), None);
+    }
 
     #[tokio::test]
     async fn an_old_owner_whose_view_lagged_answers_as_soon_as_the_view_moves_on() {

@@ -3,7 +3,10 @@
 //! Every live broker is listed; each partition's leader is its owner and its leader epoch
 //! the owner's epoch. Durability comes from the object store, not from replicas, so the
 //! owner is the only replica and in-sync replica, whatever replication factor the topic
-//! was created with. A partition without a live owner (a move in progress) answers
+//! was created with. During a move the leader named is never -1: the broker taking the
+//! partition over names itself (requests sent there wait for the take-over), and the one
+//! that gave it up names itself until its view of the cluster moves on. Only a partition
+//! with no live owner at all (its owner died and it is not yet reassigned) answers
 //! LEADER_NOT_AVAILABLE, which clients retry.
 
 use std::collections::BTreeMap;
