@@ -497,3 +497,93 @@ async fn a_compacted_object_of_many_slices_reads_back_whole() {
         assert_eq!(fetch_values(&mut n.conn, &format!("s{t}")).await, want(t));
     }
 }
+
+/// Batch `seq` of idempotent producer `pid` (epoch 0): one record, `value`.
+fn idempotent(pid: i64, seq: i32, value: &str) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: pid,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: seq,
+        timestamp: 1000,
+        key: None,
+        value: Some(bytes::Bytes::copy_from_slice(value.as_bytes())),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+    buf.freeze()
+}
+
+/// A compacted range whose producer batches later committed ones supersede is written
+/// without them (they were most of a full entry's bytes), and a restart that rebuilds the
+/// producer's state from the index still knows its last batches: a retry of the last is
+/// acknowledged at its offset, not written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_range_drops_superseded_producer_batches_and_a_restart_still_dedups() {
+    let st = stores();
+    let mut n = node(&st, true).await;
+    let up = n.broker.upkeep.clone();
+    let pid = 7;
+    for seq in 0..6 {
+        let got = produce_code(&mut n.conn, "s0", idempotent(pid, seq, &format!("v{seq}"))).await;
+        assert_eq!(got, (0, i64::from(seq)));
+    }
+    compact_wal(&up, 64 << 20).await.unwrap(); // notes the watermark: after offset 5
+    for seq in 6..12 {
+        let got = produce_code(&mut n.conn, "s0", idempotent(pid, seq, &format!("v{seq}"))).await;
+        assert_eq!(got, (0, i64::from(seq)));
+    }
+    // Compacts offsets 0..6 into one range; the producer's last five committed batches
+    // (offsets 7..12) all come after it.
+    let done = compact_wal(&up, 64 << 20).await.unwrap();
+    delete_replaced(&up, &done.replaced).await;
+    let id = n.broker.registry.topic("s0").unwrap().id.to_string();
+    let mut compacted = None;
+    let mut batches_in_index = 0;
+    for (k, v) in st.meta.range("wal/").await.unwrap() {
+        let e: stratus_meta::repo::WalEntry = stratus_meta::repo::decode(&k, &v).unwrap();
+        for r in e.ranges.iter().filter(|r| r.topic_id == id) {
+            batches_in_index += r.producers.len();
+            if (r.base_offset, r.end_offset) == (0, 6) {
+                compacted = Some(r.producers.len());
+            }
+        }
+    }
+    assert_eq!(
+        compacted,
+        Some(0),
+        "the compacted range 0..6 of s0, with its producer batches"
+    );
+    assert_eq!(
+        batches_in_index, 6,
+        "the flush entries of offsets 6..12 keep theirs"
+    );
+
+    drop(n);
+    let mut n = node(&st, false).await;
+    await_owned(&mut n).await;
+    // The retry of the last batch is a duplicate; the next batch goes on.
+    let retry = produce_code(&mut n.conn, "s0", idempotent(pid, 11, "v11")).await;
+    assert_eq!(
+        retry,
+        (0, 11),
+        "a retry of the last batch after the restart"
+    );
+    let next = produce_code(&mut n.conn, "s0", idempotent(pid, 12, "v12")).await;
+    assert_eq!(next, (0, 12));
+    let want: Vec<(i64, String)> = (0..13).map(|o| (o, format!("v{o}"))).collect();
+    assert_eq!(fetch_values(&mut n.conn, "s0").await, want);
+}

@@ -612,6 +612,16 @@ impl PartitionState {
         self.producers.drop_from(hw);
     }
 
+    /// Producers whose idempotent batches in a committed range ending at `end` a rebuild
+    /// of this state no longer needs ([`Producers::superseded_before`]); none while the
+    /// partition is not owned here (its state here is not the whole story).
+    pub fn superseded_producers(&self, end: i64) -> std::collections::HashSet<i64> {
+        if self.owner_epoch.is_none() {
+            return Default::default();
+        }
+        self.producers.superseded_before(end, self.high_watermark)
+    }
+
     /// Forgets producers whose last append is older than `max_age_ms` (Kafka's
     /// `producer.id.expiration.ms`), so that state does not grow with every producer ever
     /// seen. Returns how many were forgotten.

@@ -11,7 +11,7 @@
 //!   error, not OUT_OF_ORDER_SEQUENCE_NUMBER, on which librdkafka would bump its epoch and
 //!   renumber batches whose acks it is missing, duplicating any that were in fact written.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use kafka_protocol::ResponseError as Code;
 
@@ -94,6 +94,27 @@ impl Producers {
             .flatten()
             .filter(|b| b.last_offset < end)
             .copied()
+            .collect()
+    }
+
+    /// The producers whose batches before offset `end` no rebuild of this state needs:
+    /// the committed batches remembered of each (committed: ending below
+    /// `high_watermark`) are a full [`PRODUCER_BATCHES`], all from `end` on. State is
+    /// rebuilt from the index oldest first, keeping each producer's last
+    /// [`PRODUCER_BATCHES`] (and dropping older epochs), so those newer batches push out
+    /// any earlier ones. They stay in the index for as long as an earlier range does:
+    /// ranges are sealed oldest first, and a compaction keeps each producer's last
+    /// batches of what it merges.
+    pub fn superseded_before(&self, end: i64, high_watermark: i64) -> HashSet<i64> {
+        self.batches
+            .iter()
+            .filter(|(_, q)| {
+                q.iter()
+                    .filter(|b| b.base_offset >= end && b.last_offset < high_watermark)
+                    .count()
+                    >= PRODUCER_BATCHES
+            })
+            .map(|(pid, _)| *pid)
             .collect()
     }
 
@@ -217,5 +238,86 @@ mod tests {
         assert!(ahead(1, i32::MAX));
         assert!(!ahead(i32::MAX, 1));
         assert_eq!(next_seq(i32::MAX), 0);
+    }
+
+    fn batch(pid: i64, epoch: i16, offset: i64) -> ProducerBatch {
+        ProducerBatch {
+            pid,
+            epoch,
+            first_seq: offset as i32,
+            last_seq: offset as i32,
+            base_offset: offset,
+            last_offset: offset,
+            appended_ms: 0,
+        }
+    }
+
+    fn sorted(mut v: Vec<ProducerBatch>) -> Vec<ProducerBatch> {
+        v.sort_by_key(|b| (b.pid, b.base_offset));
+        v
+    }
+
+    #[test]
+    fn batches_are_superseded_by_a_full_set_of_later_committed_ones() {
+        let mut p = Producers::default();
+        let all: Vec<_> = (0..10).map(|o| batch(1, 0, o)).collect();
+        p.add_committed(&all);
+        p.appended(&[batch(2, 0, 10)], 11);
+        // Producer 1's committed batches are 5..10: those before 5 are superseded.
+        assert_eq!(p.superseded_before(5, 11), HashSet::from([1]));
+        assert!(p.superseded_before(6, 11).is_empty(), "only 4 from 6 on");
+        // Batches not yet committed (at or above the high watermark) do not count.
+        assert!(p.superseded_before(5, 9).is_empty());
+    }
+
+    /// A rebuild from ranges whose superseded batches were stripped (as a WAL compaction
+    /// strips them) gives the state a rebuild from every batch gives.
+    #[test]
+    fn stripping_superseded_batches_changes_no_rebuilt_state() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            // Ranges of consecutive offsets, each with batches of up to 3 producers,
+            // whose epochs sometimes go up.
+            let mut ranges: Vec<(i64, Vec<ProducerBatch>)> = Vec::new();
+            let mut epochs = [0i16; 3];
+            let mut offset = 0;
+            for _ in 0..1 + next(12) {
+                let mut batches = Vec::new();
+                for _ in 0..next(6) {
+                    let pid = next(3) as usize;
+                    if next(10) == 0 {
+                        epochs[pid] += 1;
+                    }
+                    batches.push(batch(pid as i64, epochs[pid], offset));
+                    offset += 1;
+                }
+                ranges.push((offset, batches));
+            }
+            let mut full = Producers::default();
+            for (_, b) in &ranges {
+                full.add_committed(b);
+            }
+            let mut stripped = Producers::default();
+            for (end, b) in &ranges {
+                let gone = full.superseded_before(*end, i64::MAX);
+                let kept: Vec<_> = b
+                    .iter()
+                    .filter(|x| !gone.contains(&x.pid))
+                    .copied()
+                    .collect();
+                stripped.add_committed(&kept);
+            }
+            assert_eq!(
+                sorted(stripped.below(i64::MAX)),
+                sorted(full.below(i64::MAX)),
+                "{ranges:?}"
+            );
+        }
     }
 }
