@@ -127,6 +127,7 @@ impl Broker {
                 flush_bytes: settings.storage.wal_flush_bytes,
                 max_buffer_bytes: settings.storage.wal_buffer_max_bytes,
                 max_in_flight: settings.storage.wal_max_in_flight,
+                max_index_bytes: stratus_meta::repo::WAL_ENTRY_BUDGET,
             },
             meta.clone(),
             objects.clone(),

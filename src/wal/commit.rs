@@ -54,14 +54,21 @@ impl Wal {
                     while let Ok(x) = rx.try_recv() {
                         queue.push_back(x);
                     }
+                    // One transaction: its entries together within what the store takes.
+                    let mut bytes = group[0].index.len();
                     while group.len() < MAX_GROUP
-                        && queue.front().is_some_and(|(_, put)| put.is_finished())
+                        && queue.front().is_some_and(|(f, put)| {
+                            put.is_finished() && bytes + f.index.len() <= self.cfg.max_index_bytes
+                        })
                     {
                         let Some((f, put)) = queue.pop_front() else {
                             break;
                         };
                         match written(put.await) {
-                            Ok(()) => group.push(f),
+                            Ok(()) => {
+                                bytes += f.index.len();
+                                group.push(f);
+                            }
                             Err(e) => {
                                 held = Some((f, Err(e)));
                                 break;
@@ -286,6 +293,12 @@ impl Wal {
                         },
                         Err(e) => e,
                     },
+                    // Refused for its size, so not applied: trying again cannot help. (Flushes
+                    // are kept within the limit; a store with a lower one fails them.)
+                    Err(e @ stratus_meta::MetaError::TooLarge(_)) => {
+                        warn!(seq = f.seq, error = %e, "wal commit refused by the metadata store");
+                        return Err(e.into());
+                    }
                     Err(e) => e,
                 }
             };
@@ -338,9 +351,13 @@ impl Wal {
             buf.entries.clear();
             buf.bytes = 0;
             buf.first_at = None;
+            buf.ranges.clear();
+            buf.producer_batches = 0;
+            buf.full = false;
             buf.seq += 1;
             open
         };
+        self.taken.notify_waiters();
         let mut seen = HashSet::new();
         for p in affected {
             if seen.insert(Arc::as_ptr(&p)) {

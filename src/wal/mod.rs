@@ -95,6 +95,31 @@ struct Buffer {
     last_flush: Option<Instant>,
     /// Bytes the flushes of the last intervals took.
     recent: policy::Recent,
+    /// The ranges the buffered entries make (partition and epoch), and an upper bound of
+    /// the size of their index entry ([`repo::wal_entry_bound`]).
+    ranges: HashSet<(usize, i32)>,
+    producer_batches: usize,
+    /// An append waits for the buffer to be taken: one more range or batch would make
+    /// its index entry larger than the metadata store takes.
+    full: bool,
+}
+
+impl Buffer {
+    /// Whether entries of `batches` for range `range` fit in the buffer's index entry (an
+    /// empty buffer takes anything: alone, it is the smallest entry the data can make).
+    fn fits(&self, range: (usize, i32), batches: &[Batch], max_index_bytes: usize) -> bool {
+        if self.entries.is_empty() {
+            return true;
+        }
+        let ranges = self.ranges.len() + usize::from(!self.ranges.contains(&range));
+        let producers = self.producer_batches + idempotent(batches);
+        repo::wal_entry_bound(ranges, producers) <= max_index_bytes
+    }
+}
+
+/// The batches that carry a producer id (each is a producer batch in the index).
+fn idempotent(batches: &[Batch]) -> usize {
+    batches.iter().filter(|b| b.producer_id >= 0).count()
 }
 
 /// Progress of flushes: every sequence up to `done` is finished, and those in `failed`
@@ -124,6 +149,9 @@ pub struct WalConfig {
     pub max_buffer_bytes: usize,
     /// WAL objects being written at once.
     pub max_in_flight: usize,
+    /// The largest index entry a flush makes ([`repo::WAL_ENTRY_BUDGET`]; tests lower it):
+    /// with more partitions or producer batches buffered, appends wait for the next flush.
+    pub max_index_bytes: usize,
 }
 
 /// The WAL.
@@ -135,6 +163,8 @@ pub struct Wal {
     cache: Arc<BlockCache>,
     buffer: Mutex<Buffer>,
     wake: Notify,
+    /// Notified when the buffer is taken or emptied (appends waiting for room wait on it).
+    taken: Notify,
     memory: Arc<Semaphore>,
     status: watch::Sender<FlushStatus>,
     /// Bumped after every commit: long-polling fetches wait on it.
@@ -222,6 +252,7 @@ impl Wal {
                 ..Default::default()
             }),
             wake: Notify::new(),
+            taken: Notify::new(),
             status: watch::Sender::new(FlushStatus {
                 done: next_seq.saturating_sub(1),
                 failed: VecDeque::new(),
@@ -238,7 +269,8 @@ impl Wal {
     }
 
     /// Validated batches → offsets under the partition lock → the WAL buffer. Waits for
-    /// buffer space first (backpressure).
+    /// buffer space first (backpressure), and for the next flush when the buffer's index
+    /// entry has no room for another range or producer batch.
     pub async fn append(
         &self,
         partition: &Arc<Partition>,
@@ -249,20 +281,50 @@ impl Wal {
         let size: usize = batches.iter().map(|b| b.bytes.len()).sum();
         let permits = size.clamp(1, self.cfg.max_buffer_bytes.max(1 << 20)) as u32;
         let span = SpanGuard::child("wal.append");
-        let permit = self
-            .memory
-            .clone()
-            .acquire_many_owned(permits)
-            .await
-            .map_err(|_| Error::not_durable("the broker is shutting down"))?;
-        drop(span);
+        let mut permit = Some(
+            self.memory
+                .clone()
+                .acquire_many_owned(permits)
+                .await
+                .map_err(|_| Error::not_durable("the broker is shutting down"))?,
+        );
+        loop {
+            let taken = self.taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            if let Some(pending) =
+                self.try_append(partition, batches, log_append_time, now_ms, &mut permit)?
+            {
+                drop(span);
+                return Ok(pending);
+            }
+            self.wake.notify_one();
+            taken.await;
+        }
+    }
+
+    /// [`Self::append`] once the memory is held: `None` (nothing done) if the buffer's
+    /// index entry is full.
+    fn try_append(
+        &self,
+        partition: &Arc<Partition>,
+        batches: &[Batch],
+        log_append_time: Option<i64>,
+        now_ms: i64,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<Option<Pending>> {
         let mut state = partition.state();
         let mut buf = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
         if buf.poisoned {
             return Err(Error::not_durable("a WAL flush failed"));
         }
-        let mut seq = buf.seq;
         let epoch = state.leader_epoch();
+        let range = (Arc::as_ptr(partition) as usize, epoch);
+        if !buf.fits(range, batches, self.cfg.max_index_bytes) {
+            buf.full = true;
+            return Ok(None);
+        }
+        let mut seq = buf.seq;
         let end;
         let base_offset = match state.append(batches, log_append_time, now_ms)? {
             // A retry: wait for the flush that holds the original, never for an open
@@ -285,10 +347,15 @@ impl Wal {
                 max_timestamp,
                 producers,
             } => {
+                let Some(permit) = permit.take() else {
+                    return Err(Error::not_durable("the WAL lost an append's memory"));
+                };
                 buf.bytes += bytes.len();
                 let now = Instant::now();
                 buf.first_at.get_or_insert(now);
                 buf.last_at = Some(now);
+                buf.ranges.insert(range);
+                buf.producer_batches += producers.len();
                 end = end_offset;
                 buf.entries.push(Entry {
                     partition: partition.clone(),
@@ -306,14 +373,14 @@ impl Wal {
         drop(buf);
         drop(state);
         self.wake.notify_one();
-        Ok(Pending {
+        Ok(Some(Pending {
             base_offset,
             end_offset: end,
             epoch,
             seq,
             partition: partition.clone(),
             status: self.status.subscribe(),
-        })
+        }))
     }
 
     /// Waits until flush `seq` is finished; an error if it failed.
@@ -414,7 +481,13 @@ impl Wal {
         buf.last_at = None;
         buf.in_flight += 1;
         buf.last_flush = Some(now);
-        Some((seq, std::mem::take(&mut buf.entries)))
+        buf.ranges.clear();
+        buf.producer_batches = 0;
+        buf.full = false;
+        let entries = std::mem::take(&mut buf.entries);
+        drop(buf);
+        self.taken.notify_waiters();
+        Some((seq, entries))
     }
 
     fn lock_buffer(&self) -> std::sync::MutexGuard<'_, Buffer> {
@@ -434,6 +507,7 @@ impl Wal {
                     in_flight: b.in_flight,
                     last_flush: b.last_flush,
                     recent_bytes: b.recent.bytes(Instant::now(), self.policy.interval),
+                    full: b.full,
                 }
             };
             if view.first_at.is_none() {

@@ -24,6 +24,9 @@
 //!   quarter bounds objects from below (at most 4× the requests per byte of full
 //!   objects).
 //!
+//! - **full**: an append waits because the buffer's index entry has no room for its
+//!   range or producer batches (`repo::WAL_ENTRY_BUDGET`: etcd refuses larger requests).
+//!
 //! While the pipeline is full the buffer keeps growing: the next object takes all of it
 //! (group commit), which is what bounds requests per byte under load.
 
@@ -56,6 +59,8 @@ pub struct BufferView {
     pub last_flush: Option<Instant>,
     /// Bytes the flushes of the last one to two intervals took ([`Recent`]).
     pub recent_bytes: usize,
+    /// An append waits for this buffer to be taken (its index entry is full).
+    pub full: bool,
 }
 
 /// Bytes taken by flushes, in tumbling windows of one interval: what went in the current
@@ -131,7 +136,7 @@ impl FlushPolicy {
         if b.in_flight >= self.max_in_flight.max(1) {
             return Next::Wait;
         }
-        if b.bytes >= self.min_bytes.max(1) {
+        if b.full || b.bytes >= self.min_bytes.max(1) {
             return Next::Flush;
         }
         let lingered = first + self.interval;
@@ -187,7 +192,21 @@ mod tests {
             in_flight,
             last_flush: last.map(|l| now - Duration::from_millis(l)),
             recent_bytes: 1 << 20,
+            full: false,
         }
+    }
+
+    #[test]
+    fn a_buffer_whose_index_entry_is_full_goes_once_the_pipeline_has_room() {
+        let now = Instant::now() + Duration::from_secs(10);
+        // Small, young, and a flush started 1 ms ago: it would wait for the interval...
+        let mut v = view(100, 0, 1, Some(1), now);
+        assert!(matches!(s3().next(v, now), Next::WaitUntil(_)));
+        // ...but an append waits for it to be taken.
+        v.full = true;
+        assert_eq!(s3().next(v, now), Next::Flush);
+        v.in_flight = s3().max_in_flight;
+        assert_eq!(s3().next(v, now), Next::Wait);
     }
 
     #[test]
@@ -316,6 +335,7 @@ mod tests {
             in_flight: 0,
             last_flush: None,
             recent_bytes: 0,
+            full: false,
         };
         assert_eq!(local.next(empty, now), Next::Wait);
     }

@@ -5,7 +5,9 @@
 - DeleteRecords survives a hand-off, and the high watermark never moves backwards while
   partitions move and a broker is killed;
 - a slow (not failing) object store and a slow etcd: everything acked is read back once,
-  in order, with only retriable errors.
+  in order, with only retriable errors;
+- a burst into thousands of partitions, whose WAL flush would hold an index entry over
+  etcd's request limit, is acked and read back.
 """
 
 import json
@@ -251,3 +253,42 @@ def test_slow_object_store_and_slow_etcd(cluster, infra, topic, tmp_path):
         assert one >= 4 * delay, f"an acked produce took only {one:.3f}s through the slow stores"
         assert s3.chunks > 0 and etcd.chunks > 0
         assert not problems, "\n".join(problems)
+
+
+@pytest.mark.timeout(300)
+def test_a_burst_into_thousands_of_partitions_stays_within_etcds_request_limit(cluster, infra, topic):
+    """etcd refuses a request over 1.5 MiB (its default `--max-request-bytes`, which the
+    test's etcd keeps). A range of 6,000 partitions in one WAL flush, each with a producer
+    batch, is an index entry of about 1.7 MB: its commit was refused and retried forever,
+    and no producer got an ack. The WAL now cuts its flushes within the limit."""
+    n = 6000
+    # A long interval: after the first flush, the burst lingers into one buffer.
+    c = cluster(1, {"wal.flush.interval.ms": "8000", "wal.flush.min.bytes": str(256 << 20)})
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    create_topic(admin, topic, partitions=n, timeout=120)
+    # kafka-python puts every partition's batch in one request once the first batch has
+    # lingered (librdkafka sends a request per partition); its idempotent batches add to
+    # each range's index bytes.
+    from kafka import KafkaProducer
+    p = KafkaProducer(bootstrap_servers=c.bootstrap, acks="all", enable_idempotence=True,
+                      linger_ms=5000, max_request_size=8 << 20, request_timeout_ms=60000)
+    try:
+        sent = [p.send(topic, value=f"v{i}".encode(), partition=i) for i in range(n)]
+        p.flush(120)
+    finally:
+        p.close(10)
+    failed = [f.exception for f in sent if not f.succeeded()]
+    assert not failed, f"{len(failed)} of {n} not acked: {failed[:3]}"
+    assert sorted(f.value.partition for f in sent) == list(range(n))
+    # Acked at the first try: no flush was refused and retried (the producer's retries
+    # would hide it, behind one refused flush per interval).
+    metrics = c.brokers[0].metrics_text()
+    failures = [l for l in metrics.splitlines() if l.startswith("stratus_wal_flush_failures_total")]
+    assert failures and all(l.split()[-1] == "0" for l in failures), failures
+    parts = [TopicPartition(topic, i) for i in range(n)]
+    ends = admin.list_offsets({t: OffsetSpec.latest() for t in parts}, request_timeout=60)
+    assert sorted({f.result(60).offset for f in ends.values()}) == [1]
+    sample = [0, 1, n // 2, n - 1]
+    got = consume(c.bootstrap, [TopicPartition(topic, i, 0) for i in sample], len(sample))
+    assert sorted(m.value() for m in got) == sorted(f"v{i}".encode() for i in sample)
+    c.assert_healthy()

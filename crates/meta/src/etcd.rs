@@ -47,6 +47,27 @@ fn unavailable(e: impl std::fmt::Display) -> MetaError {
     MetaError::Unavailable(e.to_string())
 }
 
+/// An error of the etcd client: a request etcd refused for its size (`--max-request-bytes`,
+/// 1.5 MiB by default, or gRPC's own message limit) is [`MetaError::TooLarge`], a definite
+/// refusal (nothing applied) that sending it again cannot mend; anything else may or may
+/// not have applied and is [`MetaError::Unavailable`].
+fn store_error(e: etcd_client::Error) -> MetaError {
+    if let etcd_client::Error::GRpcStatus(s) = &e {
+        let too_large = match s.code() {
+            tonic::Code::InvalidArgument => s.message().contains("too large"),
+            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => {
+                s.message().contains("message length too large")
+                    || s.message().contains("larger than max")
+            }
+            _ => false,
+        };
+        if too_large {
+            return MetaError::TooLarge(format!("etcd refused the request: {}", s.message()));
+        }
+    }
+    unavailable(e)
+}
+
 /// TLS to etcd: the CA certificates that sign its server certificate (PEM; none: the
 /// system's), and the client's certificate chain and key (PEM) when etcd asks for one
 /// (`--client-cert-auth`).
@@ -201,12 +222,12 @@ impl EtcdStore {
             .strip_prefix(self.namespace.as_str())
     }
 
-    async fn deadline<T, E: std::fmt::Display>(
+    async fn deadline<T>(
         &self,
-        f: impl std::future::Future<Output = Result<T, E>>,
+        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, MetaError> {
         match tokio::time::timeout(self.timeout, f).await {
-            Ok(r) => r.map_err(unavailable),
+            Ok(r) => r.map_err(store_error),
             Err(_) => Err(MetaError::Unavailable(format!(
                 "etcd did not answer within {:?}",
                 self.timeout
@@ -490,5 +511,45 @@ mod tests {
         .await
         .unwrap();
         crate::conformance::run_all(&store).await;
+    }
+
+    /// A transaction over etcd's request limit (1.5 MiB by default, the one scripts/test.sh
+    /// starts etcd with) is a definite refusal, TooLarge, not an outage to retry; and
+    /// nothing of it applied.
+    #[tokio::test]
+    async fn a_transaction_over_etcds_request_limit_is_too_large_and_applies_nothing() {
+        let Ok(endpoint) = std::env::var("STRATUS_TEST_ETCD") else {
+            eprintln!("STRATUS_TEST_ETCD not set: skipping");
+            return;
+        };
+        let ns = uuid::Uuid::new_v4();
+        let store = EtcdStore::connect(
+            &format!("etcd://{endpoint}/limit-{ns}"),
+            Duration::from_secs(5),
+            None,
+        )
+        .await
+        .unwrap();
+        // Over etcd's limit; and over gRPC's limit on what it receives (the limit plus
+        // 512 KiB), which etcd answers with another code.
+        for size in [1700 << 10, 3 << 20] {
+            let value = Bytes::from(vec![b'x'; size]);
+            let res = store
+                .txn(
+                    vec![Compare::Revision("k".into(), None)],
+                    vec![Op::Put("k".into(), value, None)],
+                )
+                .await;
+            assert!(
+                matches!(res, Err(MetaError::TooLarge(_))),
+                "{size} B: {res:?}"
+            );
+            assert!(store.get("k").await.unwrap().is_none());
+        }
+        let small = Bytes::from(vec![b'x'; 1 << 20]);
+        assert!(store
+            .txn(vec![], vec![Op::Put("k".into(), small, None)])
+            .await
+            .unwrap());
     }
 }

@@ -227,6 +227,29 @@ impl WalEntry {
     }
 }
 
+/// The most one [`WalRange`] without producer batches adds to an encoded [`WalEntry`]
+/// (any numbers, a topic id of up to 36 characters: a UUID).
+pub const WAL_RANGE_MAX_BYTES: usize = 256;
+/// The most each [`ProducerBatch`] of a range adds to it.
+pub const PRODUCER_BATCH_MAX_BYTES: usize = 200;
+/// The most an encoded [`WalEntry`] takes besides its ranges (an object name of up to 200
+/// characters).
+const WAL_ENTRY_BASE_BYTES: usize = 256;
+/// The largest WAL index entry a writer builds (a WAL flush, a compaction, or a group of
+/// flushes committed together): 1 MiB, well inside etcd's default request limit
+/// (`--max-request-bytes`, 1.5 MiB) with room for the key, the compares and gRPC's framing.
+/// An entry over the limit is refused whole, and a producer whose flush it holds could
+/// only retry into the same refusal.
+pub const WAL_ENTRY_BUDGET: usize = 1 << 20;
+
+/// An upper bound of the encoded size of a [`WalEntry`] of `ranges` ranges holding
+/// `producer_batches` producer batches in all.
+pub fn wal_entry_bound(ranges: usize, producer_batches: usize) -> usize {
+    WAL_ENTRY_BASE_BYTES
+        + ranges * WAL_RANGE_MAX_BYTES
+        + producer_batches * PRODUCER_BATCH_MAX_BYTES
+}
+
 /// The version of the record encoding this build writes. Every record is a JSON object
 /// with a `"v"` field; records written before versioning have none and are version 1.
 /// A build reads every version up to its own and refuses newer ones (written by a newer
@@ -317,5 +340,53 @@ pub async fn load<T: DeserializeOwned>(
     match store.get(key).await? {
         Some(v) => Ok(Some((decode(key, &v)?, v.mod_revision))),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound writers keep entries under holds for the longest numbers and names.
+    #[test]
+    fn the_entry_bound_holds_for_the_widest_ranges_and_producer_batches() {
+        let batch = ProducerBatch {
+            pid: i64::MIN,
+            epoch: i16::MIN,
+            first_seq: i32::MIN,
+            last_seq: i32::MIN,
+            base_offset: i64::MIN,
+            last_offset: i64::MIN,
+            appended_ms: i64::MIN,
+        };
+        let range = |producers: usize| WalRange {
+            topic_id: "f".repeat(36),
+            partition: i32::MIN,
+            base_offset: i64::MIN,
+            end_offset: i64::MIN,
+            pos: u64::MAX,
+            len: u64::MAX,
+            max_timestamp: i64::MIN,
+            producers: vec![batch; producers],
+        };
+        for (ranges, producers) in [(0, 0), (1, 0), (1, 1), (3, 5), (100, 7)] {
+            let entry = WalEntry {
+                object: "o".repeat(200),
+                ranges: (0..ranges).map(|_| range(producers)).collect(),
+            };
+            let encoded = encode(&entry).len();
+            let bound = wal_entry_bound(ranges, ranges * producers);
+            assert!(
+                encoded <= bound,
+                "{ranges} ranges of {producers}: {encoded} > {bound}"
+            );
+            // Tight enough to be useful: within a fifth of the widest encoding.
+            if ranges > 0 {
+                assert!(
+                    bound - encoded <= bound / 5,
+                    "{ranges} ranges of {producers}: {encoded} ≪ {bound}"
+                );
+            }
+        }
     }
 }

@@ -89,6 +89,11 @@ struct Candidate {
     span: (u64, u64),
     revision: u64,
     live_bytes: u64,
+    /// Its key and value bytes in the store: the entries of a group together take at most
+    /// [`repo::WAL_ENTRY_BUDGET`], and so does the entry they become (one range per
+    /// partition, a producer's last few batches), which etcd would refuse whole over its
+    /// request limit.
+    stored: usize,
     /// Nothing in it is dead: alone, it gains nothing from being written again.
     all_live: bool,
 }
@@ -180,6 +185,7 @@ pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
             span,
             revision: entry.revision,
             live_bytes,
+            stored: entry.stored,
             all_live: count == entry.written,
             key,
         };
@@ -194,7 +200,7 @@ pub async fn compact_wal(up: &Upkeep, max_bytes: u64) -> Result<Compacted> {
         }
     }
     drop(index);
-    let groups = plan(candidates, max_bytes);
+    let groups = plan(candidates, max_bytes, repo::WAL_ENTRY_BUDGET);
     let mut done = Compacted::default();
     for group in groups {
         // At most `max_bytes` a run (a group alone may be larger): checked only after a
@@ -308,15 +314,18 @@ fn tier(live: u64) -> u32 {
 /// The groups of a run, each of entries adjacent in time (so that every partition's data
 /// in the entry a group becomes is one range): the runs of flush entries between compacted
 /// ones, then the compacted entries [`merge_runs`] picks, lowest tier first. An entry of
-/// half `max_bytes` or more is full: merged, it would be cut again at `max_bytes`.
-fn plan(mut inputs: Vec<Candidate>, max_bytes: u64) -> Vec<Vec<Candidate>> {
+/// half `max_bytes` or more is full: merged, it would be cut again at `max_bytes`; so is
+/// one of half `max_index` or more, the most index bytes a group takes.
+fn plan(mut inputs: Vec<Candidate>, max_bytes: u64, max_index: usize) -> Vec<Vec<Candidate>> {
     inputs.sort_by_key(|i| i.span);
     let young: Vec<bool> = inputs.iter().map(|i| i.young).collect();
     let compacted: Vec<usize> = (0..inputs.len()).filter(|i| !young[*i]).collect();
     let tiers: Vec<Option<u32>> = compacted
         .iter()
-        .map(|i| inputs[*i].live_bytes)
-        .map(|live| (live < max_bytes / 2).then(|| tier(live)))
+        .map(|i| &inputs[*i])
+        .map(|c| {
+            (c.live_bytes < max_bytes / 2 && c.stored < max_index / 2).then(|| tier(c.live_bytes))
+        })
         .collect();
     let mut picked: Vec<Vec<usize>> = young_runs(&young)
         .into_iter()
@@ -331,7 +340,7 @@ fn plan(mut inputs: Vec<Candidate>, max_bytes: u64) -> Vec<Vec<Candidate>> {
     let mut groups = Vec::new();
     for indexes in picked {
         let run = indexes.iter().filter_map(|i| slots[*i].take()).collect();
-        groups.extend(batches(run, max_bytes));
+        groups.extend(batches(run, max_bytes, max_index));
     }
     groups
 }
@@ -387,19 +396,23 @@ fn merge_runs(tiers: &[Option<u32>]) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-/// Inputs in order, cut into groups of at most [`FAN_IN`] entries and about `max_bytes`.
-fn batches(inputs: Vec<Candidate>, max_bytes: u64) -> Vec<Vec<Candidate>> {
+/// Inputs in order, cut into groups of at most [`FAN_IN`] entries, about `max_bytes`
+/// of data and at most `max_index` bytes of index entries (an entry alone is a group).
+fn batches(inputs: Vec<Candidate>, max_bytes: u64, max_index: usize) -> Vec<Vec<Candidate>> {
     let mut out: Vec<Vec<Candidate>> = Vec::new();
     let mut bytes = 0;
+    let mut index = 0;
     for i in inputs {
-        let full = out
-            .last()
-            .is_none_or(|g| g.len() >= FAN_IN || bytes + i.live_bytes > max_bytes);
+        let full = out.last().is_none_or(|g| {
+            g.len() >= FAN_IN || bytes + i.live_bytes > max_bytes || index + i.stored > max_index
+        });
         if full {
             out.push(Vec::new());
             bytes = 0;
+            index = 0;
         }
         bytes += i.live_bytes;
+        index += i.stored;
         if let Some(g) = out.last_mut() {
             g.push(i);
         }
@@ -472,6 +485,47 @@ mod tests {
         );
         // Full entries never merge, however many.
         assert_eq!(merge_runs(&[None; 3 * MERGE_AT]), NONE);
+    }
+
+    fn candidate(seq: u64, young: bool, stored: usize) -> Candidate {
+        Candidate {
+            key: format!("k{seq}"),
+            young,
+            span: (seq, seq),
+            revision: 1,
+            live_bytes: 10,
+            stored,
+            all_live: false,
+        }
+    }
+
+    fn sizes(groups: &[Vec<Candidate>]) -> Vec<usize> {
+        groups.iter().map(Vec::len).collect()
+    }
+
+    /// etcd refuses a request over its limit whole: a group's entries, and so the entry
+    /// they become, stay within the index budget, and an entry of half of it or more is
+    /// never merged again (merging it would only rewrite it).
+    #[test]
+    fn groups_keep_within_the_index_budget() {
+        let young = (0..10).map(|s| candidate(s, true, 300)).collect();
+        assert_eq!(sizes(&plan(young, 1 << 30, 1000)), vec![3, 3, 3, 1]);
+        let compacted = (0..MERGE_AT as u64)
+            .map(|s| candidate(s, false, 400))
+            .collect();
+        assert_eq!(
+            sizes(&plan(compacted, 1 << 30, 1000)),
+            vec![2; MERGE_AT / 2]
+        );
+        let full = (0..MERGE_AT as u64)
+            .map(|s| candidate(s, false, 500))
+            .collect();
+        assert!(plan(full, 1 << 30, 1000).is_empty());
+        // Under the budget, one group as before.
+        let small = (0..MERGE_AT as u64)
+            .map(|s| candidate(s, false, 100))
+            .collect();
+        assert_eq!(sizes(&plan(small, 1 << 30, 1000)), vec![MERGE_AT]);
     }
 
     #[test]

@@ -57,6 +57,11 @@ async fn assign(meta: &dyn MetaStore, epochs: &[i32]) {
 
 /// A WAL owning `n` partitions of topic `t` at epoch 1 (not running yet).
 async fn rig(n: i32) -> Rig {
+    rig_with(n, repo::WAL_ENTRY_BUDGET).await
+}
+
+/// [`rig`], with flushes whose index entries take at most `max_index_bytes`.
+async fn rig_with(n: i32, max_index_bytes: usize) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let embedded: Arc<dyn MetaStore> =
         Arc::new(EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap());
@@ -98,6 +103,7 @@ async fn rig(n: i32) -> Rig {
         flush_bytes: 1 << 20,
         max_buffer_bytes: 1 << 24,
         max_in_flight: 4,
+        max_index_bytes,
     };
     let wal = Arc::new(Wal::new(
         cfg,
@@ -316,4 +322,94 @@ async fn a_retry_of_a_batch_in_flight_is_acked_with_its_original_and_never_befor
     let again = r.wal.append(&p, &batch(2, 3), None, 1).await.unwrap();
     assert_eq!(again.acked().await.unwrap(), 3);
     assert_eq!(p.state().high_watermark(), 5);
+}
+
+/// A flush's index entry stays within what the metadata store takes (etcd refuses a
+/// request over 1.5 MiB by default): appends that would make it larger wait for the next
+/// flush, and every one of them is acknowledged.
+#[tokio::test]
+async fn flushes_are_cut_where_their_index_entry_would_outgrow_the_store_limit() {
+    const PARTITIONS: usize = 12;
+    let limit = repo::wal_entry_bound(4, 0);
+    let r = Arc::new(rig_with(PARTITIONS as i32, limit).await);
+    // Buffered while the WAL is not running yet: the buffer takes four ranges...
+    let appends: Vec<_> = (0..PARTITIONS)
+        .map(|i| {
+            let r = r.clone();
+            tokio::spawn(async move { r.append(i, 2).await })
+        })
+        .collect();
+    eventually("four appends are buffered", || {
+        r.wal.lock_buffer().ranges.len() == 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(r.wal.lock_buffer().entries.len(), 4, "the others wait");
+    assert!(r.wal.lock_buffer().full);
+    // ...and the rest go in the next flushes.
+    r.start();
+    let mut seqs = HashSet::new();
+    for a in appends {
+        let pending = a.await.unwrap();
+        seqs.insert(pending.seq);
+        assert_eq!(pending.acked().await.unwrap(), 0);
+    }
+    assert!(
+        seqs.len() >= 3,
+        "{PARTITIONS} partitions in flushes {seqs:?}"
+    );
+    let mut ranges = 0;
+    for seq in seqs {
+        let v = r
+            .meta
+            .get(&keys::wal_key(NODE, seq, INCARNATION))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(v.value.len() <= limit);
+        let entry: WalEntry = repo::decode_struct("k", &v.value).unwrap();
+        assert!(entry.ranges.len() <= 4, "{} ranges", entry.ranges.len());
+        ranges += entry.ranges.len();
+    }
+    assert_eq!(ranges, PARTITIONS);
+    for p in &r.parts {
+        assert_eq!(p.state().high_watermark(), 2);
+    }
+}
+
+/// Producer batches count too: one partition's idempotent batches past the limit go in
+/// the next flush, and deduplication still holds across the cut.
+#[tokio::test]
+async fn idempotent_batches_past_the_index_limit_wait_for_the_next_flush() {
+    let r = Arc::new(rig_with(1, repo::wal_entry_bound(1, 2)).await);
+    let batch = |seq: i32| stratus_log::batch::validate(&make_batch(1, 9, seq, 1)).unwrap();
+    let mut waiting = Vec::new();
+    for seq in 0..3 {
+        let (rc, b) = (r.clone(), batch(seq));
+        waiting.push(tokio::spawn(async move {
+            rc.wal.append(&rc.parts[0], &b, None, 1).await.unwrap()
+        }));
+        // In order: a producer's sequences must arrive in order.
+        eventually("the append is buffered or waits", || {
+            let b = r.wal.lock_buffer();
+            b.entries.len() as i32 > seq || b.full
+        })
+        .await;
+    }
+    assert_eq!(r.wal.lock_buffer().producer_batches, 2);
+    r.start();
+    let mut seqs = Vec::new();
+    for (i, w) in waiting.into_iter().enumerate() {
+        let pending = w.await.unwrap();
+        seqs.push(pending.seq);
+        assert_eq!(pending.acked().await.unwrap(), i as i64);
+    }
+    assert!(
+        seqs[2] > seqs[1],
+        "the third batch went in a later flush: {seqs:?}"
+    );
+    // A retry of the third batch is its original.
+    let again = r.wal.append(&r.parts[0], &batch(2), None, 1).await.unwrap();
+    assert_eq!(again.acked().await.unwrap(), 2);
+    assert_eq!(r.parts[0].state().high_watermark(), 3);
 }
