@@ -288,13 +288,19 @@ impl Wal {
                 .await
                 .map_err(|_| Error::not_durable("the broker is shutting down"))?,
         );
+        let mut append =
+            || self.try_append(partition, batches, log_append_time, now_ms, &mut permit);
         loop {
+            if let Some(pending) = append()? {
+                drop(span);
+                return Ok(pending);
+            }
+            // Full: wait for the buffer to be taken, registered before looking again so
+            // that a take in between is not missed (and only here, off the common path).
             let taken = self.taken.notified();
             tokio::pin!(taken);
             taken.as_mut().enable();
-            if let Some(pending) =
-                self.try_append(partition, batches, log_append_time, now_ms, &mut permit)?
-            {
+            if let Some(pending) = append()? {
                 drop(span);
                 return Ok(pending);
             }

@@ -490,26 +490,35 @@ mod tests {
         assert!(parse_url("http://a:1").is_err());
     }
 
-    /// The conformance suite against a real etcd, when `STRATUS_TEST_ETCD` names one
-    /// (scripts/test.sh starts one).
-    #[tokio::test]
-    async fn etcd_passes_conformance() {
+    /// A store in a namespace of its own on the etcd `STRATUS_TEST_ETCD` names
+    /// (scripts/test.sh starts one); `None` (the test skips) when it names none, unless
+    /// `STRATUS_REQUIRE_ETCD` is set.
+    async fn test_store(what: &str) -> Option<EtcdStore> {
         let Ok(endpoint) = std::env::var("STRATUS_TEST_ETCD") else {
             assert!(
                 std::env::var("STRATUS_REQUIRE_ETCD").is_err(),
                 "STRATUS_REQUIRE_ETCD is set but STRATUS_TEST_ETCD names no etcd"
             );
-            eprintln!("STRATUS_TEST_ETCD not set: skipping the etcd conformance run");
-            return;
+            eprintln!("STRATUS_TEST_ETCD not set: skipping the etcd {what} test");
+            return None;
         };
         let ns = uuid::Uuid::new_v4();
         let store = EtcdStore::connect(
-            &format!("etcd://{endpoint}/conformance-{ns}"),
+            &format!("etcd://{endpoint}/{what}-{ns}"),
             Duration::from_secs(5),
             None,
         )
         .await
         .unwrap();
+        Some(store)
+    }
+
+    /// The conformance suite against a real etcd.
+    #[tokio::test]
+    async fn etcd_passes_conformance() {
+        let Some(store) = test_store("conformance").await else {
+            return;
+        };
         crate::conformance::run_all(&store).await;
     }
 
@@ -518,18 +527,9 @@ mod tests {
     /// nothing of it applied.
     #[tokio::test]
     async fn a_transaction_over_etcds_request_limit_is_too_large_and_applies_nothing() {
-        let Ok(endpoint) = std::env::var("STRATUS_TEST_ETCD") else {
-            eprintln!("STRATUS_TEST_ETCD not set: skipping");
+        let Some(store) = test_store("limit").await else {
             return;
         };
-        let ns = uuid::Uuid::new_v4();
-        let store = EtcdStore::connect(
-            &format!("etcd://{endpoint}/limit-{ns}"),
-            Duration::from_secs(5),
-            None,
-        )
-        .await
-        .unwrap();
         // Over etcd's limit; and over gRPC's limit on what it receives (the limit plus
         // 512 KiB), which etcd answers with another code.
         for size in [1700 << 10, 3 << 20] {
