@@ -13,10 +13,13 @@ use super::Wal;
 pub(super) struct WalMetrics {
     flushes: Family<Counter>,
     failures: Family<Counter>,
+    cut: Family<Counter>,
     size: Family<Histogram>,
     time: Family<Histogram>,
     pub(super) flushed: Arc<Counter>,
     pub(super) failed: Arc<Counter>,
+    /// Flushes taken early because their index entry was full.
+    pub(super) index_full: Arc<Counter>,
     pub(super) bytes: Arc<Histogram>,
     put: Arc<Histogram>,
     commit: Arc<Histogram>,
@@ -47,6 +50,12 @@ impl WalMetrics {
             &[],
             Counter::default,
         );
+        let cut = Family::new(
+            "stratus_wal_flushes_index_full_total",
+            "WAL flushes taken early because one more partition or idempotent batch could have made their index entry larger than the metadata store takes (1 MiB, inside etcd's request limit); the appends waited for the next flush.",
+            &[],
+            Counter::default,
+        );
         let size = histograms(
             "stratus_wal_flush_size_bytes",
             "Size of each WAL object.",
@@ -62,12 +71,14 @@ impl WalMetrics {
         WalMetrics {
             flushed: flushes.get(&[]),
             failed: failures.get(&[]),
+            index_full: cut.get(&[]),
             bytes: size.get(&[]),
             put: time.get(&["put"]),
             commit: time.get(&["commit"]),
             total: time.get(&["total"]),
             flushes,
             failures,
+            cut,
             size,
             time,
         }
@@ -85,6 +96,7 @@ impl Collect for Wal {
         let m = &self.metrics;
         m.flushes.collect(out);
         m.failures.collect(out);
+        m.cut.collect(out);
         m.size.collect(out);
         m.time.collect(out);
         let held = self.max_memory - self.memory.available_permits();

@@ -327,7 +327,10 @@ impl Wal {
         let epoch = state.leader_epoch();
         let range = (Arc::as_ptr(partition) as usize, epoch);
         if !buf.fits(range, batches, self.cfg.max_index_bytes) {
-            buf.full = true;
+            if !buf.full {
+                buf.full = true;
+                self.metrics.index_full.inc();
+            }
             return Ok(None);
         }
         let mut seq = buf.seq;

@@ -282,9 +282,12 @@ def test_a_burst_into_thousands_of_partitions_stays_within_etcds_request_limit(c
     assert sorted(f.value.partition for f in sent) == list(range(n))
     # Acked at the first try: no flush was refused and retried (the producer's retries
     # would hide it, behind one refused flush per interval).
-    metrics = c.brokers[0].metrics_text()
-    failures = [l for l in metrics.splitlines() if l.startswith("stratus_wal_flush_failures_total")]
+    metrics = c.brokers[0].metrics_text().splitlines()
+    failures = [l for l in metrics if l.startswith("stratus_wal_flush_failures_total")]
     assert failures and all(l.split()[-1] == "0" for l in failures), failures
+    # The burst was cut: one buffer would have held it, past the limit.
+    cut = [l for l in metrics if l.startswith("stratus_wal_flushes_index_full_total")]
+    assert cut and float(cut[0].split()[-1]) >= 1, cut
     parts = [TopicPartition(topic, i) for i in range(n)]
     ends = admin.list_offsets({t: OffsetSpec.latest() for t in parts}, request_timeout=60)
     assert sorted({f.result(60).offset for f in ends.values()}) == [1]

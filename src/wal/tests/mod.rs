@@ -346,6 +346,7 @@ async fn flushes_are_cut_where_their_index_entry_would_outgrow_the_store_limit()
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(r.wal.lock_buffer().entries.len(), 4, "the others wait");
     assert!(r.wal.lock_buffer().full);
+    assert_eq!(r.wal.metrics.index_full.get(), 1, "counted once per buffer");
     // ...and the rest go in the next flushes.
     r.start();
     let mut seqs = HashSet::new();
