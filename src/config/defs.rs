@@ -212,6 +212,8 @@ settings! {
         metadata_ssl_keystore_location: String = ("metadata.store.ssl.keystore.location", "", Text),
         #[doc = "Deadline of one metadata-store request; a store that does not answer gives retriable errors."]
         metadata_timeout_ms: u64 = ("metadata.request.timeout.ms", "5000", Long(1, LONG)),
+        #[doc = "How often the brokers compact etcd's history (one of them a round), keeping at least that much of it: etcd keeps every revision until compacted, and counts them against its quota (about 1.4 MB a second at 50 MB/s of produce). 0: never (an etcd run with --auto-compaction-retention)."]
+        metadata_compaction_interval_ms: u64 = ("metadata.store.compaction.interval.ms", "60000", Long(0, LONG)),
         #[doc = "Lease of a broker's registration: a broker silent this long loses its partitions to the others."]
         broker_session_timeout_ms: u64 = ("broker.session.timeout.ms", "6000", Long(1, LONG)),
         #[doc = "How often a broker reports the bytes per second each of its partitions takes in and sends out (one key per broker in the metadata store); a rebalance evens out these rates across brokers."]

@@ -7,7 +7,8 @@
 - a slow (not failing) object store and a slow etcd: everything acked is read back once,
   in order, with only retriable errors;
 - a burst into thousands of partitions, whose WAL flush would hold an index entry over
-  etcd's request limit, is acked and read back.
+  etcd's request limit, is acked and read back;
+- the brokers compact etcd's history (etcd keeps every revision until told otherwise).
 """
 
 import json
@@ -294,4 +295,31 @@ def test_a_burst_into_thousands_of_partitions_stays_within_etcds_request_limit(c
     sample = [0, 1, n // 2, n - 1]
     got = consume(c.bootstrap, [TopicPartition(topic, i, 0) for i in sample], len(sample))
     assert sorted(m.value() for m in got) == sorted(f"v{i}".encode() for i in sample)
+    c.assert_healthy()
+
+
+@pytest.mark.timeout(120)
+def test_the_brokers_compact_etcds_history(cluster, infra, topic):
+    """etcd keeps every revision of every key until it is compacted, and refuses writes
+    once they fill its quota: at 50 MB/s of produce that was about 25 minutes. The brokers
+    compact it every metadata.store.compaction.interval.ms."""
+    c = cluster(1, {"metadata.store.compaction.interval.ms": "1000"})
+    etcdctl = [str(infra.cache / "bin" / "etcdctl"), "--endpoints", infra.etcd_endpoint]
+    key = f"/{c.namespace}/cluster/id"
+
+    def get(*extra):
+        return subprocess.run(etcdctl + ["get", key, "-w", "json", *extra],
+                              capture_output=True, timeout=30, text=True)
+
+    start = json.loads(get().stdout)["header"]["revision"]
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    create_topic(admin, topic, partitions=4)
+    p = producer(c.bootstrap, acks="all")
+    produce_sync(p, topic, [{"value": f"v{i}".encode(), "partition": i % 4} for i in range(2000)])
+    # The history before the produce is compacted away; the current values stay.
+    wait_for(lambda: "compacted" in get(f"--rev={start}").stderr, 30,
+             what=f"etcd's revision {start} compacted")
+    assert json.loads(get().stdout)["kvs"], "the cluster id is still there"
+    got = consume(c.bootstrap, [TopicPartition(topic, i, 0) for i in range(4)], 2000)
+    assert len(got) == 2000
     c.assert_healthy()

@@ -21,6 +21,9 @@ use tracing::{debug, warn};
 
 use super::{Compare, LeaseId, MetaError, MetaStore, Op, Versioned, WatchEvent, MAX_TXN_OPS};
 
+mod compact;
+pub use compact::Compactor;
+
 const WATCH_QUEUE: usize = 4096;
 /// Keys per answer of a listing with values. etcd's client refuses an answer over its
 /// message limit (4 MiB by default), and a range of the WAL index passed that at about a
@@ -155,6 +158,11 @@ impl EtcdStore {
             timeout,
             seen: Arc::new(AtomicI64::new(0)),
         })
+    }
+
+    /// This broker's part in compacting etcd's history ([`Compactor::run`]).
+    pub fn compactor(&self) -> Compactor {
+        Compactor::new(self.client.clone(), &self.namespace)
     }
 
     /// Notes the revision an answer was given at.
@@ -520,6 +528,43 @@ mod tests {
             return;
         };
         crate::conformance::run_all(&store).await;
+    }
+
+    /// One broker a round compacts the history, up to the revision it saw at its
+    /// previous round: older revisions are gone, the current values stay.
+    #[tokio::test]
+    async fn one_broker_a_round_compacts_etcds_history_keeping_an_interval() {
+        let Some(store) = test_store("compaction").await else {
+            return;
+        };
+        let (mut a, mut b) = (store.compactor(), store.compactor());
+        store.put("k", Bytes::from_static(b"1")).await.unwrap();
+        let first = store.get("k").await.unwrap().unwrap().mod_revision as i64;
+        // The first round: a claims it (nothing to compact yet), b loses.
+        assert_eq!(a.round().await.unwrap(), None);
+        assert_eq!(b.round().await.unwrap(), None);
+        store.put("k", Bytes::from_static(b"2")).await.unwrap();
+        let mut kv = store.client.kv_client();
+        let old = |rev| GetOptions::new().with_revision(rev);
+        assert!(kv.get(store.key("k"), Some(old(first))).await.is_ok());
+        // The next round: one of them compacts, to a revision after the first write.
+        let (x, y) = (a.round().await.unwrap(), b.round().await.unwrap());
+        let to = match (x, y) {
+            (Some(r), None) | (None, Some(r)) => r,
+            other => panic!("one compaction a round, not {other:?}"),
+        };
+        assert!(to > first);
+        let gone = kv.get(store.key("k"), Some(old(first))).await;
+        assert!(
+            gone.as_ref()
+                .is_err_and(|e| e.to_string().contains("compacted")),
+            "{gone:?}"
+        );
+        assert_eq!(store.get("k").await.unwrap().unwrap().value, "2");
+        // And the round after that, again one.
+        store.put("k", Bytes::from_static(b"3")).await.unwrap();
+        let (x, y) = (a.round().await.unwrap(), b.round().await.unwrap());
+        assert!(x.is_some() != y.is_some(), "{x:?} {y:?}");
     }
 
     /// A transaction over etcd's request limit (1.5 MiB by default, the one scripts/test.sh

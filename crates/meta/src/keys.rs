@@ -107,6 +107,10 @@ pub const CONTROLLER: &str = "cluster/controller";
 /// only grow, so every partition's epochs grow with each move).
 pub const EPOCH: &str = "cluster/epoch";
 
+/// Its version counts the rounds of etcd history compaction (`etcd::Compactor`); not under
+/// `cluster/`, whose changes every broker re-reads its view for.
+pub const COMPACTION: &str = "compaction";
+
 /// A partition: its topic's id and its index. Assignments and the cluster view name it
 /// `<topic-id>:<index>` (its `Display`, and its serde form).
 #[derive(
