@@ -3,7 +3,8 @@
 # (scripts/run-etcd.sh, port PROBE_ETCD_PORT or 23795) and one broker on it (local object
 # store), 60 s of produce at 50 MiB/s into 8 partitions; prints etcd's data in use and its
 # file size before, after, and 15 s later. `--set metadata.store.compaction.interval.ms=0`
-# shows the growth without compaction of etcd's history.
+# shows the growth without compaction of etcd's history; the default interval (60 s) first
+# compacts at its second round, after the probe, so pass a shorter one (10000) to see it.
 set -u
 LABEL=${1:-run}; shift || true
 . "$(dirname "$0")/common.sh"
