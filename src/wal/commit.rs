@@ -295,10 +295,8 @@ impl Wal {
                     },
                     // Refused for its size, so not applied: trying again cannot help. (Flushes
                     // are kept within the limit; a store with a lower one fails them.)
-                    Err(e @ stratus_meta::MetaError::TooLarge(_)) => {
-                        warn!(seq = f.seq, error = %e, "wal commit refused by the metadata store");
-                        return Err(e.into());
-                    }
+                    // The flush's failure is logged once, with this error, by the committer.
+                    Err(e @ stratus_meta::MetaError::TooLarge(_)) => return Err(e.into()),
                     Err(e) => e,
                 }
             };
