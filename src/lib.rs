@@ -153,6 +153,12 @@ async fn serve_on(
         cancel.clone(),
         upkeep::run(broker.upkeep.clone(), cancel.clone()),
     );
+    // Merges write up to a GiB each: in the upkeep loop they would hold back its seals.
+    let merges = tasks.spawn(
+        "segment merge",
+        cancel.clone(),
+        upkeep::merge::run(broker.upkeep.clone(), cancel.clone()),
+    );
     let coordinator = tasks.spawn(
         "group coordinator",
         cancel.clone(),
@@ -224,6 +230,7 @@ async fn serve_on(
         );
     }
     let _ = upkeep.await;
+    let _ = merges.await;
     let _ = coordinator.await;
     broker.cluster_cancel.cancel();
     if let Some(a) = admin {

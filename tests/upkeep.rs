@@ -6,48 +6,12 @@ mod common;
 
 use std::sync::Arc;
 
+use common::clocked::clocked;
 use common::*;
 use stratus::partition::Partition;
-use stratus_log::clock::ManualClock;
 use stratus_log::objects::Objects;
 use stratus_meta::embedded::EmbeddedStore;
 use tokio::net::TcpStream;
-
-struct Clocked {
-    broker: Arc<stratus::Broker>,
-    clock: Arc<ManualClock>,
-    objects: Arc<Objects>,
-    conn: TcpStream,
-    _served: TestBroker,
-}
-
-/// A broker reading time from a manual clock at `start_ms`, with topic `r` (1 partition).
-async fn clocked(start_ms: i64, extra: &[(&str, &str)]) -> Clocked {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = Arc::new(EmbeddedStore::open(&dir.path().join("meta.redb")).unwrap());
-    let objects = Arc::new(Objects::from_store(Arc::new(
-        object_store::memory::InMemory::new(),
-    )));
-    let clock = ManualClock::at(start_ms);
-    let broker = stratus::Broker::open_with_clock(
-        settings(dir.path(), extra),
-        meta,
-        objects.clone(),
-        clock.clone(),
-    )
-    .await
-    .unwrap();
-    let served = serve(broker.clone(), dir).await;
-    let mut conn = TcpStream::connect(served.addr).await.unwrap();
-    create_topic(&mut conn, "r", 1).await;
-    Clocked {
-        broker,
-        clock,
-        objects,
-        conn,
-        _served: served,
-    }
-}
 
 fn partition(broker: &stratus::Broker) -> Arc<Partition> {
     broker.registry.topic("r").unwrap().partitions[0].clone()
@@ -195,6 +159,7 @@ async fn the_sweep_deletes_segments_no_record_names_and_keeps_a_seal_in_progress
             partition: 0,
             base_offset,
             epoch: Some(0),
+            merges: 0,
         }
         .name()
     };

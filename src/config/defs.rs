@@ -255,6 +255,14 @@ settings! {
         wal_compaction_max_bytes: u64 = ("wal.compaction.max.bytes", "67108864", Long(1048576, LONG)),
         #[doc = "Longest a partition's data stays in the WAL before it is sealed into a segment, whatever the topic's segment.ms: the WAL index (the metadata store's footprint) holds about this long of the broker's data, so it stays bounded with many slow partitions and a long segment.ms (0: segment.ms alone)."]
         wal_unsealed_max_ms: i64 = ("wal.unsealed.max.ms", "3600000", Long(0, LONG)),
+        #[doc = "How often a broker merges old segments of the partitions it owns that retain more than segment.merge.min.segments, so that each partition's record in the metadata store stays small (0 disables it)."]
+        segment_merge_interval_ms: u64 = ("segment.merge.interval.ms", "60000", Long(0, LONG)),
+        #[doc = "Segments a partition retains before its old ones are merged (in size tiers of 8, each byte written again about once per tier)."]
+        segment_merge_min_segments: usize = ("segment.merge.min.segments", "1000", Long(0, LONG)),
+        #[doc = "Largest merged segment (bytes of batches), and most bytes one merge run writes. A merge also spans at most an eighth of its topic's retention.bytes and retention.ms."]
+        segment_merge_max_bytes: u64 = ("segment.merge.max.bytes", "1073741824", Long(1048576, LONG)),
+        #[doc = "Segments whose newest record is younger than this are not merged."]
+        segment_merge_min_age_ms: i64 = ("segment.merge.min.age.ms", "600000", Long(0, LONG)),
         #[doc = "How often retention runs."]
         retention_check_interval_ms: u64 = ("log.retention.check.interval.ms", "300000", Long(1, LONG)),
     }

@@ -421,6 +421,35 @@ impl PartitionState {
         self.segments.push(seg);
     }
 
+    /// Where the segments named by `keys` lie in [`PartitionState::segments`], if they
+    /// are still there, side by side and in that order (a merge planned from an older
+    /// view checks this before it commits).
+    pub fn segments_at(&self, keys: &[&str]) -> Option<usize> {
+        let first = keys.first()?;
+        let at = self.segments.iter().position(|g| g.key == *first)?;
+        let run = self.segments.get(at..at + keys.len())?;
+        run.iter().zip(keys).all(|(g, k)| g.key == *k).then_some(at)
+    }
+
+    /// The record with the `count` segments from `at` replaced by `merged`, which holds
+    /// what they held (to write before [`PartitionState::apply_merge`]).
+    pub fn record_after_merge(
+        &self,
+        at: usize,
+        count: usize,
+        merged: &SegmentRef,
+    ) -> PartitionRecord {
+        let mut rec = self.record();
+        rec.segments.splice(at..at + count, [merged.clone()]);
+        rec
+    }
+
+    /// A merge whose record is written: returns the segments it replaced (their objects
+    /// are deleted after a grace period).
+    pub fn apply_merge(&mut self, at: usize, count: usize, merged: SegmentRef) -> Vec<SegmentRef> {
+        self.segments.splice(at..at + count, [merged]).collect()
+    }
+
     /// How many of the oldest segments retention deletes (past `retention_ms` at `now`,
     /// past `retention_bytes`, or wholly below the log start), and the log start after
     /// them; `None` if none.

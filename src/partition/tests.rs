@@ -376,3 +376,31 @@ fn relocated_chunks_point_into_the_compacted_object_and_merge_where_it_merged_th
     let partial = HashMap::from([(Arc::from("c"), vec![(0, 2, 7)])]);
     assert_eq!(s.relocate(&partial, 4..5, &to, 500), 0);
 }
+
+#[test]
+fn a_merge_replaces_its_inputs_only_while_they_are_still_there_side_by_side() {
+    let p = committed(8);
+    let mut s = p.state();
+    for b in [0, 2, 4, 6] {
+        s.apply_seal(segment(b, b + 2, 1000 * b));
+    }
+    let keys: Vec<String> = s.segments().iter().map(|g| g.key.clone()).collect();
+    let k: Vec<&str> = keys.iter().map(String::as_str).collect();
+    assert_eq!(s.segments_at(&k[1..3]), Some(1));
+    assert_eq!(s.segments_at(&[k[1], k[3]]), None, "not side by side");
+    assert_eq!(s.segments_at(&[k[2], k[1]]), None, "not in order");
+    assert_eq!(s.segments_at(&[]), None);
+    let merged = SegmentRef {
+        key: "merged".into(),
+        ..segment(2, 6, 4000)
+    };
+    let rec = s.record_after_merge(1, 2, &merged);
+    let replaced = s.apply_merge(1, 2, merged.clone());
+    assert_eq!(replaced, vec![segment(2, 4, 2000), segment(4, 6, 4000)]);
+    assert_eq!(s.record(), rec);
+    let now: Vec<i64> = s.segments().iter().map(|g| g.base_offset).collect();
+    assert_eq!(now, vec![0, 2, 6]);
+    // Retention dropped the first input meanwhile: a merge planned before finds it gone.
+    s.drop_segments(1, 2);
+    assert_eq!(s.segments_at(&k[0..2]), None);
+}

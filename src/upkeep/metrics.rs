@@ -30,6 +30,14 @@ pub struct UpkeepMetrics {
     pub wal_compactions: Arc<Counter>,
     /// Live bytes WAL compaction wrote again.
     pub wal_compacted_bytes: Arc<Counter>,
+    /// Merged segments written.
+    pub segment_merges: Arc<Counter>,
+    /// Bytes of batches merges wrote again.
+    pub segment_merged_bytes: Arc<Counter>,
+    /// Merges that failed (retried at the next run).
+    pub segment_merge_failures: Arc<Counter>,
+    /// Most segments a partition of this broker retains (at the last merge run).
+    pub segments_most: Arc<Gauge>,
     /// This broker's entries in the metadata store's WAL index (at the last collection).
     pub wal_index_entries: Arc<Gauge>,
     /// Their bytes, keys included.
@@ -69,6 +77,18 @@ impl Default for UpkeepMetrics {
                 "stratus_wal_compacted_bytes_total",
                 "Live bytes WAL compaction wrote again.",
             ),
+            counter(
+                "stratus_segment_merges_total",
+                "Merged segments written (each replaces several adjacent segments of a partition).",
+            ),
+            counter(
+                "stratus_segment_merged_bytes_total",
+                "Bytes of batches segment merges wrote again.",
+            ),
+            counter(
+                "stratus_segment_merge_failures_total",
+                "Segment merges that failed (retried at the next run).",
+            ),
         ];
         let gauge = |name, help| Family::new(name, help, &[], Gauge::default);
         let gauges = vec![
@@ -79,6 +99,10 @@ impl Default for UpkeepMetrics {
             gauge(
                 "stratus_wal_index_bytes",
                 "Bytes of this broker's WAL index entries, keys included.",
+            ),
+            gauge(
+                "stratus_partition_segments_max",
+                "Most segments a partition of this broker retains (at the last segment merge run).",
             ),
         ];
         let bounds: Arc<[f64]> = Arc::from(LATENCY_SECONDS);
@@ -97,6 +121,10 @@ impl Default for UpkeepMetrics {
             wal_collected: families[5].get(&[]),
             wal_compactions: families[6].get(&[]),
             wal_compacted_bytes: families[7].get(&[]),
+            segment_merges: families[8].get(&[]),
+            segment_merged_bytes: families[9].get(&[]),
+            segment_merge_failures: families[10].get(&[]),
+            segments_most: gauges[2].get(&[]),
             wal_index_entries: gauges[0].get(&[]),
             wal_index_bytes: gauges[1].get(&[]),
             seal_seconds: seal_time.get(&[]),

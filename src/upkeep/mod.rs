@@ -1,6 +1,7 @@
 //! Background upkeep of the log, one job per file: [`seal`] (WAL ranges into segment
 //! objects), [`wal_gc`] (WAL objects once every range in them is sealed), [`compact`]
-//! (small WAL objects into one, bounding the index), [`orphans`]
+//! (small WAL objects into one, bounding the index), [`merge`] (old segments of a
+//! partition into fewer, bounding its record), [`orphans`]
 //! (WAL objects that no commit names), [`retention`] (segments past retention, and
 //! DeleteRecords). Jobs read time from an injected clock, so tests move it by hand.
 //!
@@ -28,10 +29,12 @@ use stratus_meta::MetaStore;
 
 pub mod compact;
 pub mod index;
+pub mod merge;
 pub mod metrics;
 pub mod orphans;
 pub mod retention;
 pub mod seal;
+mod tiers;
 pub mod wal_gc;
 
 pub use orphans::{sweep_orphan_records, sweep_orphan_segments, sweep_orphan_wal_objects};
@@ -120,7 +123,8 @@ fn is_controller(up: &Upkeep) -> bool {
     up.view.borrow().controller == Some(up.settings.server.node_id)
 }
 
-/// Runs sealing and retention until cancelled.
+/// Runs sealing, retention, WAL collection and compaction, and the sweeps until cancelled
+/// (segment merges run beside it: [`merge::run`]).
 pub async fn run(up: Arc<Upkeep>, cancel: CancellationToken) {
     let mut seal_tick = tokio::time::interval(Duration::from_millis(
         up.settings.storage.seal_check_interval_ms,

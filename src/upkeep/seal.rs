@@ -145,6 +145,7 @@ async fn write_segment(
             partition: p.index,
             base_offset,
             epoch: Some(epoch),
+            merges: 0,
         }
         .name()
     };

@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 #![allow(dead_code)]
 
+pub mod clocked;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -109,12 +109,24 @@ pub struct SegmentObject<'a> {
     /// The epoch at which the sealing broker owned the partition (`None`: a name written
     /// before the epoch was part of it).
     pub epoch: Option<i32>,
+    /// How many merges made it (0: sealed from the WAL): a merge of segments starting at
+    /// the same offset under the same epoch is the first one's successor, never its name.
+    /// Written only with an epoch.
+    pub merges: u32,
 }
 
 impl<'a> SegmentObject<'a> {
     /// The object name.
     pub fn name(&self) -> String {
         match self.epoch {
+            Some(epoch) if self.merges > 0 => format!(
+                "{TOPICS}{}/{}/{:020}-{:010}-m{}.seg",
+                self.topic_id,
+                self.partition,
+                self.base_offset,
+                epoch.max(0),
+                self.merges
+            ),
             Some(epoch) => format!(
                 "{TOPICS}{}/{}/{:020}-{:010}.seg",
                 self.topic_id,
@@ -135,6 +147,10 @@ impl<'a> SegmentObject<'a> {
         let (topic_id, rest) = rest.split_once('/')?;
         let (partition, file) = rest.split_once('/')?;
         let stem = file.strip_suffix(".seg")?;
+        let (stem, merges) = match stem.rsplit_once("-m") {
+            Some((stem, m)) => (stem, Some(m)),
+            None => (stem, None),
+        };
         let (base, epoch) = match stem.split_once('-') {
             Some((base, epoch)) => (base, Some(epoch)),
             None => (stem, None),
@@ -148,11 +164,17 @@ impl<'a> SegmentObject<'a> {
             Some(_) => return None,
             None => None,
         };
+        let merges = match merges {
+            Some(m) if epoch.is_some() => parse_decimal(m).filter(|m| *m > 0)?,
+            Some(_) => return None,
+            None => 0,
+        };
         Some(Self {
             topic_id,
             partition: parse_decimal(partition)?,
             base_offset: base.parse().ok()?,
             epoch,
+            merges,
         })
     }
 }
@@ -188,6 +210,7 @@ mod tests {
             partition: 7,
             base_offset: 100,
             epoch: None,
+            merges: 0,
         };
         assert_eq!(s.name(), "topics/9f1c/7/00000000000000000100.seg");
         let s = SegmentObject {
@@ -197,6 +220,11 @@ mod tests {
         assert_eq!(
             s.name(),
             "topics/9f1c/7/00000000000000000100-0000000012.seg"
+        );
+        let s = SegmentObject { merges: 3, ..s };
+        assert_eq!(
+            s.name(),
+            "topics/9f1c/7/00000000000000000100-0000000012-m3.seg"
         );
         assert_eq!(topic_segments("9f1c"), "topics/9f1c/");
     }
@@ -223,6 +251,11 @@ mod tests {
             "topics/t/0/00000000000000000100-00000000012.seg",
             "topics/t/0/0000000000000000010a-0000000012.seg",
             "topics/t/0/00000000000000000100-000000001x.seg",
+            "topics/t/0/00000000000000000100-m1.seg",
+            "topics/t/0/00000000000000000100-0000000012-m0.seg",
+            "topics/t/0/00000000000000000100-0000000012-m01.seg",
+            "topics/t/0/00000000000000000100-0000000012-m.seg",
+            "topics/t/0/00000000000000000100-0000000012-mx.seg",
             "wal/1/x.seg",
         ] {
             assert_eq!(SegmentObject::parse(bad), None, "{bad}");
@@ -243,8 +276,9 @@ mod tests {
         }
 
         #[test]
-        fn segment_names_round_trip(topic_id in "[0-9a-f-]{1,36}", partition in 0i32.., base_offset in 0i64.., epoch in proptest::option::of(0i32..)) {
-            let s = SegmentObject { topic_id: &topic_id, partition, base_offset, epoch };
+        fn segment_names_round_trip(topic_id in "[0-9a-f-]{1,36}", partition in 0i32.., base_offset in 0i64.., epoch in proptest::option::of(0i32..), merges: u32) {
+            let merges = if epoch.is_some() { merges } else { 0 };
+            let s = SegmentObject { topic_id: &topic_id, partition, base_offset, epoch, merges };
             let name = s.name();
             prop_assert_eq!(SegmentObject::parse(&name), Some(s));
         }

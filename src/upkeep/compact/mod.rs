@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 
+use super::tiers::{merge_runs, tier};
 use super::Upkeep;
 use crate::error::Result;
 use stratus_meta::keys::PartitionId;
@@ -300,17 +301,6 @@ pub async fn delete_replaced(up: &Upkeep, replaced: &[(String, u64)]) {
     }
 }
 
-/// The size tier of `live` bytes.
-fn tier(live: u64) -> u32 {
-    let mut t = 0;
-    let mut bound = TIER_BASE;
-    while live >= bound && t < 16 {
-        bound = bound.saturating_mul(TIER_FACTOR);
-        t += 1;
-    }
-    t
-}
-
 /// The groups of a run, each of entries adjacent in time (so that every partition's data
 /// in the entry a group becomes is one range): the runs of flush entries between compacted
 /// ones, then the compacted entries [`merge_runs`] picks, lowest tier first. An entry of
@@ -324,7 +314,8 @@ fn plan(mut inputs: Vec<Candidate>, max_bytes: u64, max_index: usize) -> Vec<Vec
         .iter()
         .map(|i| &inputs[*i])
         .map(|c| {
-            (c.live_bytes < max_bytes / 2 && c.stored < max_index / 2).then(|| tier(c.live_bytes))
+            (c.live_bytes < max_bytes / 2 && c.stored < max_index / 2)
+                .then(|| tier(c.live_bytes, TIER_BASE, TIER_FACTOR))
         })
         .collect();
     let mut picked: Vec<Vec<usize>> = young_runs(&young)
@@ -332,7 +323,7 @@ fn plan(mut inputs: Vec<Candidate>, max_bytes: u64, max_index: usize) -> Vec<Vec
         .map(|r| r.collect())
         .collect();
     picked.extend(
-        merge_runs(&tiers)
+        merge_runs(&tiers, MERGE_AT)
             .into_iter()
             .map(|r| compacted[r].to_vec()),
     );
@@ -357,40 +348,6 @@ fn young_runs(young: &[bool]) -> Vec<std::ops::Range<usize>> {
                 start = None;
             }
             _ => {}
-        }
-    }
-    out
-}
-
-/// The compacted entries to merge, given their tiers in time order (`None`: full, never
-/// merged): for each tier `t` from the lowest, every maximal run of adjacent entries of
-/// tier at most `t`, not taken by a lower tier, holding [`MERGE_AT`] of tier `t` (so a
-/// large entry is never written again for a few small neighbours, and each byte is
-/// written again about once per tier). Every tier that has enough merges in the same run:
-/// with one merge per run, the lowest tier (new every run) took it each time and the
-/// entries above it were never merged, so they piled up with time.
-fn merge_runs(tiers: &[Option<u32>]) -> Vec<std::ops::Range<usize>> {
-    let mut levels: Vec<u32> = tiers.iter().flatten().copied().collect();
-    levels.sort_unstable();
-    levels.dedup();
-    let mut taken = vec![false; tiers.len()];
-    let mut out = Vec::new();
-    for t in levels {
-        let fits = |i: usize, taken: &[bool]| !taken[i] && tiers[i].is_some_and(|x| x <= t);
-        let mut start = 0;
-        while start < tiers.len() {
-            if !fits(start, &taken) {
-                start += 1;
-                continue;
-            }
-            let end = (start..tiers.len())
-                .find(|i| !fits(*i, &taken))
-                .unwrap_or(tiers.len());
-            if tiers[start..end].iter().filter(|x| **x == Some(t)).count() >= MERGE_AT {
-                taken[start..end].fill(true);
-                out.push(start..end);
-            }
-            start = end;
         }
     }
     out
@@ -447,44 +404,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merges_take_entries_adjacent_in_time_of_the_lowest_tier_that_has_enough() {
+    fn flush_entries_are_merged_in_their_runs_between_compacted_ones() {
         assert_eq!(young_runs(&[]), Vec::<std::ops::Range<usize>>::new());
         assert_eq!(
             young_runs(&[true, true, false, true, false, false, true]),
             vec![0..2, 3..4, 6..7]
         );
-        const NONE: Vec<std::ops::Range<usize>> = Vec::new();
-        let t = |v: &[u32]| v.iter().map(|x| Some(*x)).collect::<Vec<_>>();
-        let eight = t(&[0; MERGE_AT]);
-        assert_eq!(merge_runs(&eight), vec![0..MERGE_AT]);
-        assert_eq!(merge_runs(&eight[1..]), NONE);
-        // Eight small entries, but not adjacent: a larger one (or a full one) lies between.
-        for between in [Some(1), None] {
-            let mut split = eight.clone();
-            split.insert(3, between);
-            assert_eq!(merge_runs(&split), NONE);
-        }
-        // A large entry is not written again with a few small neighbours...
-        let mut one_big = vec![Some(2)];
-        one_big.extend(&eight[1..]);
-        assert_eq!(merge_runs(&one_big), NONE);
-        // ...but eight of a tier take the smaller ones between and around them.
-        let mut mixed = t(&[3, 0]);
-        for _ in 0..MERGE_AT {
-            mixed.extend(t(&[1, 0]));
-        }
-        mixed.push(Some(2));
-        assert_eq!(merge_runs(&mixed), vec![1..2 + 2 * MERGE_AT]);
-        // Every tier that has enough, the lowest first; an entry merges once per run.
-        let mut both = t(&[1; MERGE_AT]);
-        both.push(Some(2));
-        both.extend(t(&[0; MERGE_AT]));
-        assert_eq!(
-            merge_runs(&both),
-            vec![MERGE_AT + 1..2 * MERGE_AT + 1, 0..MERGE_AT]
-        );
-        // Full entries never merge, however many.
-        assert_eq!(merge_runs(&[None; 3 * MERGE_AT]), NONE);
     }
 
     fn candidate(seq: u64, young: bool, stored: usize) -> Candidate {
@@ -526,15 +451,5 @@ mod tests {
             .map(|s| candidate(s, false, 100))
             .collect();
         assert_eq!(sizes(&plan(small, 1 << 30, 1000)), vec![MERGE_AT]);
-    }
-
-    #[test]
-    fn tiers_grow_by_the_factor() {
-        assert_eq!(tier(0), 0);
-        assert_eq!(tier(TIER_BASE - 1), 0);
-        assert_eq!(tier(TIER_BASE), 1);
-        assert_eq!(tier(TIER_BASE * TIER_FACTOR - 1), 1);
-        assert_eq!(tier(TIER_BASE * TIER_FACTOR), 2);
-        assert_eq!(tier(u64::MAX), 16);
     }
 }
