@@ -153,6 +153,20 @@ async fn serve_on(
         cancel.clone(),
         upkeep::run(broker.upkeep.clone(), cancel.clone()),
     );
+    // The metadata store's own upkeep (etcd: compaction of its history).
+    let every = broker.settings.cluster.metadata_compaction_interval_ms;
+    let store_upkeep = (every > 0)
+        .then(|| broker.meta.upkeep(std::time::Duration::from_millis(every)))
+        .flatten()
+        .map(|task| {
+            let stop = cancel.clone();
+            tasks.spawn("metadata store upkeep", cancel.clone(), async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = task => {}
+                }
+            })
+        });
     // Merges write up to a GiB each: in the upkeep loop they would hold back its seals.
     let merges = tasks.spawn(
         "segment merge",
@@ -231,6 +245,9 @@ async fn serve_on(
     }
     let _ = upkeep.await;
     let _ = merges.await;
+    if let Some(t) = store_upkeep {
+        let _ = t.await;
+    }
     let _ = coordinator.await;
     broker.cluster_cancel.cancel();
     if let Some(a) = admin {

@@ -304,6 +304,9 @@ impl MetaStore for FaultyMetaStore {
     fn relaxed_may_be_lost(&self) -> bool {
         self.inner.relaxed_may_be_lost()
     }
+    fn upkeep(&self, every: std::time::Duration) -> Option<stratus_meta::Upkeep> {
+        self.inner.upkeep(every)
+    }
     fn watch(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<WatchEvent> {
         self.inner.watch(prefix)
     }

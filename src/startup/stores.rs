@@ -108,10 +108,6 @@ pub async fn metadata(settings: &Settings) -> Result<Arc<dyn MetaStore>, StoreEr
                 .map_err(failed)?;
             // One read: etcd answers, the credentials are accepted, the namespace is readable.
             store.get(keys::CLUSTER_ID).await.map_err(failed)?;
-            let every = settings.cluster.metadata_compaction_interval_ms;
-            if every > 0 {
-                tokio::spawn(store.compactor().run(Duration::from_millis(every)));
-            }
             Ok(Arc::new(store))
         }
     }

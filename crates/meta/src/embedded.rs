@@ -365,6 +365,11 @@ async fn blocking<T: Send + 'static>(
 
 #[async_trait]
 impl MetaStore for EmbeddedStore {
+    /// Nothing: redb keeps no history to compact.
+    fn upkeep(&self, _every: Duration) -> Option<crate::Upkeep> {
+        None
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Versioned>, MetaError> {
         Ok(self.get_many(&[key.to_string()]).await?.pop().flatten())
     }

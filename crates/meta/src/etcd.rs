@@ -269,6 +269,10 @@ fn versioned(kv: &KeyValue) -> Versioned {
 
 #[async_trait]
 impl MetaStore for EtcdStore {
+    fn upkeep(&self, every: std::time::Duration) -> Option<crate::Upkeep> {
+        Some(Box::pin(self.compactor().run(every)))
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Versioned>, MetaError> {
         let mut kv = self.kv();
         let resp = self.deadline(kv.get(self.key(key), None)).await?;

@@ -8,6 +8,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+/// A store's own upkeep task ([`MetaStore::upkeep`]): it runs until dropped.
+pub type Upkeep = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
 use bytes::Bytes;
 
 #[cfg(any(test, feature = "test-util"))]
@@ -132,6 +135,11 @@ pub trait MetaStore: Send + Sync + 'static {
     fn relaxed_may_be_lost(&self) -> bool {
         false
     }
+
+    /// The store's own upkeep, every `every`, for the broker to run under its supervision
+    /// until it stops (etcd: compaction of its history); `None` if it needs none. No
+    /// default: a wrapper that forgot to forward it would drop the upkeep silently.
+    fn upkeep(&self, every: Duration) -> Option<Upkeep>;
 
     /// Sets one key unconditionally.
     async fn put(&self, key: &str, value: Bytes) -> Result<(), MetaError> {
