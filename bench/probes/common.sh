@@ -40,6 +40,19 @@ stop_broker() {
   if [ -n "${KEEP:-}" ]; then echo "kept $D"; else rm -rf "$D"; fi
 }
 
+# start_etcd: a fresh etcd (scripts/run-etcd.sh) on port EPORT (PROBE_ETCD_PORT, default
+# 23795), stopped with the broker (call it before start_broker).
+start_etcd() {
+  EPORT=${PROBE_ETCD_PORT:-23795}
+  E=$(mktemp -d /tmp/probe-etcd.XXXX)
+  ETCD_LOG_LEVEL=warn "$REPO/scripts/run-etcd.sh" "$E/data" "$EPORT" > "$E/log" 2>&1 &
+  EP=$!
+  eval "broker_$(declare -f stop_broker)"
+  stop_broker() { broker_stop_broker; kill "$EP" 2>/dev/null; wait "$EP" 2>/dev/null; rm -rf "$E"; }
+  trap 'kill "$EP" 2>/dev/null; rm -rf "$E"' EXIT
+  for _ in $(seq 100); do curl -sf "127.0.0.1:$EPORT/health" > /dev/null && break; sleep 0.1; done
+}
+
 topic() {  # topic NAME PARTITIONS
   "$K" topics --bootstrap-server "$BOOT" --create --topic "$1" --partitions "$2" > /dev/null
 }

@@ -8,15 +8,7 @@
 set -u
 LABEL=${1:-run}; shift || true
 . "$(dirname "$0")/common.sh"
-EPORT=${PROBE_ETCD_PORT:-23795}
-E=$(mktemp -d /tmp/probe-etcd.XXXX)
-ETCD_LOG_LEVEL=warn "$REPO/scripts/run-etcd.sh" "$E/data" "$EPORT" > "$E/log" 2>&1 &
-EP=$!
-# Stopping the broker (the probe's exit, or a broker that never listened) stops etcd too.
-eval "broker_$(declare -f stop_broker)"
-stop_broker() { broker_stop_broker; kill "$EP" 2>/dev/null; wait "$EP" 2>/dev/null; rm -rf "$E"; }
-trap 'kill "$EP" 2>/dev/null; rm -rf "$E"' EXIT
-for _ in $(seq 100); do curl -sf "127.0.0.1:$EPORT/health" > /dev/null && break; sleep 0.1; done
+start_etcd
 start_broker --set "metadata.store.url=etcd://127.0.0.1:$EPORT/probe" "$@"
 size() {
   curl -s "127.0.0.1:$EPORT/metrics" | awk '

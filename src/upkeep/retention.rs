@@ -15,18 +15,7 @@ use crate::partition::Partition;
 pub async fn run_once(up: &Upkeep) {
     let now = up.clock.now_ms();
     for topic in up.registry.topics() {
-        let deletes = crate::topic_config::resolve("cleanup.policy", &topic.configs, &up.settings)
-            .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "delete"));
-        // A compact-only topic keeps everything (compaction itself is not done yet);
-        // DeleteRecords still applies.
-        let (ms, bytes) = if deletes {
-            (
-                up.registry.config_i64(&topic, "retention.ms"),
-                up.registry.config_i64(&topic, "retention.bytes"),
-            )
-        } else {
-            (-1, -1)
-        };
+        let (ms, bytes) = limits(up, &topic);
         for p in &topic.partitions {
             if p.state().owner_epoch().is_none() {
                 continue;
@@ -37,6 +26,21 @@ pub async fn run_once(up: &Upkeep) {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed; will retry");
             }
         }
+    }
+}
+
+/// A topic's `retention.ms` and `retention.bytes` (-1: none). A compact-only topic keeps
+/// everything (compaction itself is not done yet); DeleteRecords still applies.
+pub(super) fn limits(up: &Upkeep, topic: &crate::registry::Topic) -> (i64, i64) {
+    let deletes = crate::topic_config::resolve("cleanup.policy", &topic.configs, &up.settings)
+        .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "delete"));
+    if deletes {
+        (
+            up.registry.config_i64(topic, "retention.ms"),
+            up.registry.config_i64(topic, "retention.bytes"),
+        )
+    } else {
+        (-1, -1)
     }
 }
 

@@ -106,22 +106,33 @@ pub async fn seal(up: &Upkeep, p: &Partition, max_bytes: u64) -> Result<()> {
     // acknowledged data in the chaos test (kill -9 of etcd during a seal). The next seal
     // settles the state with the store first (PartitionRecords::settle); a segment no record
     // ever names is left behind.
-    let written = up.records.write(p, &rec, vec![]).await;
-    if p.state().is_deleted() {
-        // The topic was deleted while this seal ran: its deletion removed the segments the
-        // records named, which may not include this one. Nothing will read it.
-        if let Err(e) = up.objects.delete(&key).await {
-            warn!(object = key, error = %e, "segment of a deleted topic not deleted");
-        }
-        return Err(Error::Kafka(Code::UnknownTopicOrPartition));
-    }
-    written?;
+    write_naming(up, p, &rec, &key).await?;
     p.state().apply_seal(seg);
     up.metrics.sealed.inc();
     up.metrics.sealed_bytes.add(size);
     up.metrics.seal_seconds.observe_duration(started.elapsed());
     debug!(topic = %p.topic, partition = p.index, base = built.base_offset, end = built.end_offset, bytes = size, "sealed segment");
     Ok(())
+}
+
+/// Writes `rec`, which names the new segment object `key`, as the partition's record. If
+/// the topic was deleted meanwhile, its deletion removed the segments the records named,
+/// which may not include this one: nothing will read it, so it is deleted. On another
+/// error the object stays (the write may have been applied all the same).
+pub(super) async fn write_naming(
+    up: &Upkeep,
+    p: &Partition,
+    rec: &stratus_meta::repo::PartitionRecord,
+    key: &str,
+) -> Result<()> {
+    let written = up.records.write(p, rec, vec![]).await;
+    if p.state().is_deleted() {
+        if let Err(e) = up.objects.delete(key).await {
+            warn!(object = key, error = %e, "segment of a deleted topic not deleted");
+        }
+        return Err(Error::Kafka(Code::UnknownTopicOrPartition));
+    }
+    written
 }
 
 /// Writes the segment of `chunks` and returns its name and what it holds (`None`: the

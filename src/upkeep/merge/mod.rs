@@ -22,12 +22,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::ResponseError as Code;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::Upkeep;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::partition::Partition;
 use stratus_log::paths::SegmentObject;
 use stratus_meta::repo::SegmentRef;
@@ -92,17 +91,9 @@ pub async fn merge_due(up: &Upkeep) -> Result<Merged> {
     let now = up.clock.now_ms();
     let mut done = Merged::default();
     let mut first_error = None;
+    let mut slice = super::Slice::start();
     for topic in up.registry.topics() {
-        let deletes = crate::topic_config::resolve("cleanup.policy", &topic.configs, &up.settings)
-            .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "delete"));
-        let (retention_ms, retention_bytes) = if deletes {
-            (
-                up.registry.config_i64(&topic, "retention.ms"),
-                up.registry.config_i64(&topic, "retention.bytes"),
-            )
-        } else {
-            (-1, -1)
-        };
+        let (retention_ms, retention_bytes) = super::retention::limits(up, &topic);
         let limits = Limits {
             min_segments: s.segment_merge_min_segments,
             min_age_ms: s.segment_merge_min_age_ms,
@@ -111,6 +102,7 @@ pub async fn merge_due(up: &Upkeep) -> Result<Merged> {
             retention_bytes,
         };
         for p in &topic.partitions {
+            slice.check().await;
             let (groups, epoch) = {
                 let st = p.state();
                 let Some(epoch) = st.owner_epoch() else {
@@ -213,14 +205,7 @@ async fn merge(
     let rec = p.state().record_after_merge(at, inputs.len(), &merged);
     // On an error the merged object stays: the write may have been applied all the same,
     // and then the record names it (the next write settles the state first).
-    let written = up.records.write(p, &rec, vec![]).await;
-    if p.state().is_deleted() {
-        if let Err(e) = up.objects.delete(&key).await {
-            warn!(object = key, error = %e, "segment of a deleted topic not deleted");
-        }
-        return Err(Error::Kafka(Code::UnknownTopicOrPartition));
-    }
-    written?;
+    super::seal::write_naming(up, p, &rec, &key).await?;
     let replaced = p.state().apply_merge(at, inputs.len(), merged);
     debug!(topic = %p.topic, partition = p.index, segments = inputs.len(), base = meta.base_offset, end = meta.end_offset, bytes = meta.size, "merged segments");
     Ok(Some(replaced))
