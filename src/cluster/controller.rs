@@ -144,6 +144,7 @@ async fn round_with(
         ),
     ];
     let mut ops = Vec::new();
+    let mut written = Vec::new();
     for (node, a) in &planned {
         let current = view.assignments.get(node);
         if current.is_some_and(|(c, _)| c == a) {
@@ -163,8 +164,9 @@ async fn round_with(
             keys::assignment_key(*node),
             current.map(|(_, r)| *r),
         ));
-        ops.push(Op::Put(keys::assignment_key(*node), repo::encode(a), None));
+        written.push((*node, a));
     }
+    ops.extend(encode_assignments(&written));
     if let Some(load) = dry_run {
         let mut nodes: BTreeSet<i32> = planned.keys().copied().collect();
         nodes.extend(view.assignments.keys());
@@ -213,6 +215,28 @@ async fn round_with(
         debug!("placement raced another write; next round");
         Ok(None)
     }
+}
+
+/// Most bytes of assignments a placement round writes in their first encoding: past it,
+/// they are written compact. etcd refuses a request over 1.5 MiB (`--max-request-bytes`);
+/// the first encoding takes about 46 bytes a partition, so a round over about 30,000
+/// partitions was refused whole and nothing was placed. Below it the first encoding
+/// stays, which every earlier build reads (a cluster that large never ran on one).
+const ASSIGNMENTS_BUDGET: usize = 1 << 20;
+
+/// The writes of `assignments`: all in the first encoding if they fit in
+/// [`ASSIGNMENTS_BUDGET`] together, else all compact.
+fn encode_assignments(assignments: &[(i32, &repo::Assignment)]) -> Vec<Op> {
+    let plain: Vec<bytes::Bytes> = assignments.iter().map(|(_, a)| repo::encode(a)).collect();
+    let compact = plain.iter().map(bytes::Bytes::len).sum::<usize>() > ASSIGNMENTS_BUDGET;
+    assignments
+        .iter()
+        .zip(plain)
+        .map(|((node, a), plain)| {
+            let value = if compact { a.encode_compact() } else { plain };
+            Op::Put(keys::assignment_key(*node), value, None)
+        })
+        .collect()
 }
 
 /// How long a broker that comes back (its lease lapsed, or it restarted, or it was
@@ -613,5 +637,40 @@ mod tests {
         assert_eq!((on(1, &o), on(2, &o)), (3, 3), "an even share: {o:?}");
         cancel.cancel();
         task.await.unwrap();
+    }
+
+    /// A round's assignments stay in the first encoding (which every earlier build reads)
+    /// while they fit in the budget together, and are all written compact past it: 60,000
+    /// partitions on two brokers, about 2.8 MB the first way, which etcd would refuse.
+    #[test]
+    fn assignments_too_large_for_one_request_are_written_compact() {
+        let topic = "6f1d2c3b-0a4e-4b5f-9c8d-7e6f5a4b3c2d";
+        let assignment = |node: i32, n: i32| repo::Assignment {
+            incarnation: node as u64,
+            partitions: (0..n)
+                .filter(|i| i % 2 == node - 1)
+                .map(|i| (PartitionId::new(topic, i), 5 + i % 3))
+                .collect(),
+            shards: Default::default(),
+        };
+        let value = |op: &Op| match op {
+            Op::Put(_, v, _) => v.clone(),
+            other => panic!("{other:?}"),
+        };
+        for (n, compact) in [(1_000, false), (60_000, true)] {
+            let (a1, a2) = (assignment(1, n), assignment(2, n));
+            let ops = encode_assignments(&[(1, &a1), (2, &a2)]);
+            let total: usize = ops.iter().map(|o| value(o).len()).sum();
+            for (op, a) in ops.iter().zip([&a1, &a2]) {
+                let v = value(op);
+                let text = String::from_utf8_lossy(&v);
+                assert_eq!(text.ends_with(r#""v":2}"#), compact, "{n} partitions");
+                let back: repo::Assignment = repo::decode_bytes("a", &v).unwrap();
+                assert_eq!(&back, a, "{n} partitions read back");
+            }
+            if compact {
+                assert!(total < 400_000, "{total} bytes for {n} partitions");
+            }
+        }
     }
 }

@@ -39,8 +39,12 @@ pub struct LoadReport {
     pub partitions: BTreeMap<keys::PartitionId, (u64, u64)>,
 }
 
-/// What a broker owns, written by the controller.
+/// What a broker owns, written by the controller. Encoded as any record (version 1:
+/// `"<topic-id>:<index>": epoch`, about 46 bytes a partition), or, where that would not
+/// fit in etcd's request limit, compact ([`Assignment::encode_compact`], version 2:
+/// partitions by topic and epoch, a few bytes each), which builds before it refuse.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(from = "AssignmentWire")]
 pub struct Assignment {
     /// The broker incarnation this was computed for; another incarnation owns nothing.
     pub incarnation: u64,
@@ -49,6 +53,75 @@ pub struct Assignment {
     /// Owned group-coordinator shards and their epochs.
     #[serde(default)]
     pub shards: BTreeMap<u32, i32>,
+}
+
+/// Either encoding of an [`Assignment`].
+#[derive(Deserialize)]
+struct AssignmentWire {
+    incarnation: u64,
+    #[serde(default)]
+    partitions: BTreeMap<keys::PartitionId, i32>,
+    /// Topic id → leader epoch → partition indexes (the compact encoding).
+    #[serde(default)]
+    topics: BTreeMap<String, BTreeMap<i32, Vec<i32>>>,
+    #[serde(default)]
+    shards: BTreeMap<u32, i32>,
+}
+
+impl From<AssignmentWire> for Assignment {
+    fn from(w: AssignmentWire) -> Self {
+        let mut partitions = w.partitions;
+        for (topic, epochs) in w.topics {
+            let topic: std::sync::Arc<str> = std::sync::Arc::from(topic);
+            for (epoch, indexes) in epochs {
+                for index in indexes {
+                    let id = keys::PartitionId {
+                        topic_id: topic.clone(),
+                        index,
+                    };
+                    partitions.insert(id, epoch);
+                }
+            }
+        }
+        Assignment {
+            incarnation: w.incarnation,
+            partitions,
+            shards: w.shards,
+        }
+    }
+}
+
+/// The version of [`Assignment::encode_compact`].
+pub const COMPACT_ASSIGNMENT_VERSION: u64 = 2;
+
+impl Assignment {
+    /// The compact encoding: partitions by topic, then by leader epoch (a placement round
+    /// gives most of a broker's partitions one epoch), so 2-6 bytes a partition, not 46.
+    /// Version 2: a build before it refuses it as written by a newer Stratus, rather than
+    /// read it as owning nothing.
+    pub fn encode_compact(&self) -> Bytes {
+        #[derive(Serialize)]
+        struct Compact<'a> {
+            incarnation: u64,
+            topics: BTreeMap<&'a str, BTreeMap<i32, Vec<i32>>>,
+            shards: &'a BTreeMap<u32, i32>,
+        }
+        let mut topics: BTreeMap<&str, BTreeMap<i32, Vec<i32>>> = BTreeMap::new();
+        for (p, epoch) in &self.partitions {
+            topics
+                .entry(&p.topic_id)
+                .or_default()
+                .entry(*epoch)
+                .or_default()
+                .push(p.index);
+        }
+        let compact = Compact {
+            incarnation: self.incarnation,
+            topics,
+            shards: &self.shards,
+        };
+        encode_at(&compact, COMPACT_ASSIGNMENT_VERSION)
+    }
 }
 
 /// The elected controller.
@@ -257,20 +330,30 @@ pub fn wal_entry_bound(ranges: usize, producer_batches: usize) -> usize {
 /// builds would misread bumps this; golden files under `tests/golden/` keep every older
 /// encoding readable.
 pub const RECORD_VERSION: u64 = 1;
+/// The newest version this build reads: [`RECORD_VERSION`] for every record, and the
+/// compact [`Assignment`] ([`COMPACT_ASSIGNMENT_VERSION`]), which it writes only where
+/// version 1 would not fit in etcd's request limit. (A later change to any other record
+/// takes version 3, so that this build refuses it.)
+pub const READ_VERSION: u64 = 2;
 /// The field that holds the version.
 const VERSION_FIELD: &str = "v";
 
 /// Serializes a record, with its version.
 pub fn encode<T: Serialize>(v: &T) -> Bytes {
+    encode_at(v, RECORD_VERSION)
+}
+
+/// Serializes a record as `version`.
+fn encode_at<T: Serialize>(v: &T, version: u64) -> Bytes {
     // Serializing these plain structs cannot fail.
     let mut value = serde_json::to_value(v).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
-        map.insert(VERSION_FIELD.into(), RECORD_VERSION.into());
+        map.insert(VERSION_FIELD.into(), version.into());
     }
     Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
 }
 
-/// Deserializes a record of any version up to [`RECORD_VERSION`], naming the key in the
+/// Deserializes a record of any version up to [`READ_VERSION`], naming the key in the
 /// error. A record that does not decode is corrupt, not a store outage: retrying cannot
 /// help.
 pub fn decode<T: DeserializeOwned>(key: &str, v: &Versioned) -> Result<T, MetaError> {
@@ -323,10 +406,10 @@ fn check_version(
             .as_u64()
             .ok_or_else(|| corrupt(format!("version {v} is not a number")))?,
     };
-    if version > RECORD_VERSION {
+    if version > READ_VERSION {
         return Err(corrupt(format!(
             "record version {version} was written by a newer Stratus (this one reads up to \
-             {RECORD_VERSION}); upgrade this broker"
+             {READ_VERSION}); upgrade this broker"
         )));
     }
     Ok(())
