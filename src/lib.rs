@@ -243,12 +243,22 @@ async fn serve_on(
             "the last WAL flush did not commit in time; its producers were not acknowledged"
         );
     }
-    let _ = upkeep.await;
-    let _ = merges.await;
-    if let Some(t) = store_upkeep {
-        let _ = t.await;
+    // The background tasks stop at their next await, but one may be in a call to a store
+    // that is gone: the process does not wait for them past the grace period.
+    let background = async {
+        let _ = upkeep.await;
+        let _ = merges.await;
+        if let Some(t) = store_upkeep {
+            let _ = t.await;
+        }
+        let _ = coordinator.await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, background)
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks still running after the shutdown grace period");
     }
-    let _ = coordinator.await;
     broker.cluster_cancel.cancel();
     if let Some(a) = admin {
         let _ = a.await;
