@@ -114,19 +114,9 @@ impl Authorizer {
             if let Err(e) = self.refresh().await {
                 warn!(error = %e, "ACLs not read; retrying");
             }
-            let closed = tokio::select! {
+            tokio::select! {
                 _ = cancel.cancelled() => return,
-                e = events.recv() => e.is_none(),
-                _ = tokio::time::sleep(Duration::from_secs(5)) => false,
-            };
-            // A store that refuses connections ends the watch at once: without a pause this
-            // loop spun (tens of thousands of warnings a second, and the CPU a shutdown
-            // needed).
-            if closed {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
+                _ = stratus_meta::next_event(&mut events, Duration::from_secs(5)) => {}
             }
         }
     }

@@ -174,19 +174,9 @@ impl Quotas {
                 warn!(error = %e, "client quotas not read; retrying");
             }
             self.forget_idle();
-            let closed = tokio::select! {
+            tokio::select! {
                 _ = cancel.cancelled() => return,
-                e = events.recv() => e.is_none(),
-                _ = tokio::time::sleep(Duration::from_secs(5)) => false,
-            };
-            // A store that refuses connections ends the watch at once: without a pause this
-            // loop spun (tens of thousands of warnings a second, and the CPU a shutdown
-            // needed).
-            if closed {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
+                _ = stratus_meta::next_event(&mut events, Duration::from_secs(5)) => {}
             }
         }
     }

@@ -61,6 +61,22 @@ pub struct WatchEvent {
     pub revision: u64,
 }
 
+/// Waits for the next event of `events`, or `every` at most. A watch that has ended (a
+/// store that refuses connections ends it at once) is waited out for half a second
+/// instead: a caller that reads and watches again in a loop would otherwise spin (the ACL
+/// and quota watchers logged tens of thousands of warnings a second, and starved a
+/// shutdown of the CPU it needed).
+pub async fn next_event(events: &mut tokio::sync::mpsc::Receiver<WatchEvent>, every: Duration) {
+    tokio::select! {
+        e = events.recv() => {
+            if e.is_none() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        _ = tokio::time::sleep(every) => {}
+    }
+}
+
 /// Errors of a metadata store. All are retriable unless said otherwise.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -146,5 +162,35 @@ pub trait MetaStore: Send + Sync + 'static {
         self.txn(vec![], vec![Op::Put(key.to_string(), value, None)])
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    /// An event ends the wait at once; an ended watch holds it half a second, so that a
+    /// loop that watches again does not spin; a quiet one holds it `every`.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_on_an_ended_watch_pauses_and_an_event_ends_it_at_once() {
+        let every = Duration::from_secs(5);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let event = WatchEvent {
+            key: "k".into(),
+            value: None,
+            revision: 1,
+        };
+        tx.send(event).await.unwrap_or_default();
+        let t = Instant::now();
+        next_event(&mut rx, every).await;
+        assert_eq!(t.elapsed(), Duration::ZERO, "an event");
+        let t = Instant::now();
+        next_event(&mut rx, every).await;
+        assert_eq!(t.elapsed(), every, "nothing happened");
+        drop(tx);
+        let t = Instant::now();
+        next_event(&mut rx, every).await;
+        assert_eq!(t.elapsed(), Duration::from_millis(500), "the watch ended");
     }
 }
